@@ -1,0 +1,122 @@
+"""The Python API for producers and operators: enqueue, inspect, cancel, retry, wait.
+
+    async with notifyq.open_client("postgresql://...") as client:
+        task_id = await client.enqueue("reverse", "hello")
+        task = await client.wait(task_id, timeout_s=10)
+
+Everything here is also plain SQL (see the README); this is a convenience over it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import trio
+
+from notifyq import db, errors, sql
+
+ENDED = ("done", "error", "cancelled")
+
+
+class Client:
+    def __init__(self, database: db.Database) -> None:
+        self.db = database
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay_s: float = 0.0,
+        run_at: datetime | None = None,
+        max_attempts: int = 3,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Add a task and return its id. ``payload`` must be JSON-serialisable."""
+        if not math.isfinite(delay_s) or delay_s < 0:
+            raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s}")
+        if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        json.dumps(payload, allow_nan=False)  # fail here, with the caller's stack
+        row = await self.db.fetchrow(
+            sql.queries["enqueue"],
+            queue,
+            kind,
+            {} if payload is None else payload,
+            priority,
+            run_at,
+            delay_s,
+            max_attempts,
+            timeout_s,
+        )
+        assert row is not None
+        return int(row["id"])
+
+    async def get(self, task_id: int) -> dict[str, Any]:
+        row = await self.db.fetchrow(sql.queries["get_task"], task_id)
+        if row is None:
+            raise errors.TaskNotFound(task_id)
+        return dict(row)
+
+    async def history(self, task_id: int) -> list[dict[str, Any]]:
+        await self.get(task_id)
+        return [dict(r) for r in await self.db.fetch(sql.queries["task_history"], task_id)]
+
+    async def cancel(self, task_id: int) -> str:
+        """Cancel; returns 'cancelled' (was pending) or 'cancelling' (was running)."""
+        status = await self.db.fetchval(sql.queries["cancel"], task_id)
+        if status is None:
+            raise errors.TaskNotFound(task_id)
+        if status in ("done", "error"):
+            raise errors.InvalidTransition(task_id, status, "cancel")
+        return str(status)
+
+    async def retry(self, task_id: int) -> str:
+        """Put an 'error' or 'cancelled' task back to pending."""
+        status = await self.db.fetchval(sql.queries["retry"], task_id)
+        if status is None:
+            raise errors.TaskNotFound(task_id)
+        if status != "pending":
+            raise errors.InvalidTransition(task_id, status, "retry")
+        # The function returns 'pending' for a pending task too; only an ended one moved.
+        return str(status)
+
+    async def wait(self, task_id: int, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """Wait until the task ends (LISTEN notifyq_done), then return its row.
+
+        Raises trio.TooSlowError after ``timeout_s``.
+        """
+        with trio.fail_after(timeout_s if timeout_s is not None else math.inf):
+            while True:
+                try:
+                    return await self._wait_once(task_id)
+                except db.ListenerLost:
+                    await trio.sleep(0.2)  # reconnect, and look at the row again
+
+    async def _wait_once(self, task_id: int) -> dict[str, Any]:
+        async with self.db.open_listener(["notifyq_done"]) as listener:
+            # Subscribed first, then look: an end between the two is not missed.
+            task = await self.get(task_id)
+            if task["status"] in ENDED:
+                return task
+            async for note in listener:
+                try:
+                    ended = json.loads(note.payload)["id"] == task_id
+                except (ValueError, KeyError, TypeError):
+                    continue  # a bad payload never kills a waiter
+                if ended:
+                    return await self.get(task_id)
+        raise db.ListenerLost("the listener closed")
+
+
+@asynccontextmanager
+async def open_client(dsn: str, *, pool_size: int = 5) -> AsyncIterator[Client]:
+    async with db.open_database(dsn, min_size=1, max_size=pool_size) as database:
+        yield Client(database)

@@ -1,0 +1,293 @@
+"""A thin trio-native wrapper over asyncpg, driven through trio-asyncio.
+
+asyncpg is an asyncio library. notifyq runs on trio, so one trio-asyncio loop is opened
+at the top of the process and every asyncpg call crosses it here, and only here: the rest
+of notifyq sees trio-native async methods and never touches asyncio.
+
+Each crossing costs ~100-200 µs, so hot paths use :meth:`Database.run`, which runs an
+asyncio coroutine (several statements) in a single hop.
+
+Cancellation: cancelling the trio scope around a call cancels the asyncio task, which makes
+asyncpg cancel the query on the server; the connection goes back to the pool usable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+import trio
+import trio_asyncio
+
+from notifyq import errors
+
+T = TypeVar("T")
+
+Record = asyncpg.Record
+Connection = asyncpg.Connection
+
+# Errors that mean "the connection is gone", as opposed to "the statement was wrong".
+# A statement that fails with one of these never reached a commit, so a caller may retry
+# it when the statement is safe to repeat.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    ConnectionError,
+    OSError,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, CONNECTION_ERRORS)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # json/jsonb columns come back as Python values and go in as Python values.
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Database:
+    """A pool of connections with trio-native methods."""
+
+    def __init__(self, pool: asyncpg.Pool, loop: trio_asyncio.TrioEventLoop, dsn: str) -> None:
+        self._pool = pool
+        self.loop = loop
+        self.dsn = dsn
+
+    async def _hop(self, coro: Awaitable[T]) -> T:
+        try:
+            return await self.loop.run_aio_coroutine(coro)  # type: ignore[no-any-return]
+        except CONNECTION_ERRORS as exc:
+            raise errors.DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+        except asyncpg.PostgresError as exc:
+            raise errors.QueryError(str(exc), sqlstate=exc.sqlstate) from exc
+
+    async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``fn(connection)`` — an asyncio coroutine function — in one hop."""
+
+        async def call() -> T:
+            async with self._pool.acquire() as conn:
+                return await fn(conn)
+
+        return await self._hop(call())
+
+    async def run_in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Like :meth:`run`, inside one transaction (rolled back if ``fn`` raises)."""
+
+        async def call() -> T:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await fn(conn)
+
+        return await self._hop(call())
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._hop(self._pool.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._hop(self._pool.fetchrow(query, *args))
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._hop(self._pool.fetchval(query, *args))
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await self._hop(self._pool.execute(query, *args))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[TransactionConnection]:
+        """A connection inside a transaction, one hop per statement.
+
+        Commits when the block ends normally, rolls back when it raises or is cancelled.
+        Prefer :meth:`run_in_transaction` on hot paths.
+        """
+        conn = await self._hop(self._pool.acquire())
+        try:
+            tx = conn.transaction()
+            await self._hop(tx.start())
+            try:
+                yield TransactionConnection(self, conn)
+            except BaseException:
+                # Roll back even when cancelled: the connection must go back clean.
+                with trio.CancelScope(shield=True):
+                    await self._hop(tx.rollback())
+                raise
+            else:
+                await self._hop(tx.commit())
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._hop(self._pool.release(conn))
+
+    @asynccontextmanager
+    async def open_listener(
+        self, channels: Sequence[str], *, buffer: int = 10_000
+    ) -> AsyncIterator[Listener]:
+        """A dedicated (non-pooled) connection LISTENing on ``channels``."""
+        async with open_listener(self.loop, self.dsn, channels, buffer=buffer) as listener:
+            yield listener
+
+
+class TransactionConnection:
+    """One connection inside a transaction; every method is one trio->asyncio hop."""
+
+    def __init__(self, db: Database, conn: asyncpg.Connection) -> None:
+        self._db = db
+        self._conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._db._hop(self._conn.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._db._hop(self._conn.fetchrow(query, *args))
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._db._hop(self._conn.fetchval(query, *args))
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await self._db._hop(self._conn.execute(query, *args))
+
+
+@asynccontextmanager
+async def open_database(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    statement_cache_size: int = 100,
+) -> AsyncIterator[Database]:
+    """Open a trio-asyncio loop and an asyncpg pool on it."""
+    async with trio_asyncio.open_loop() as loop:
+        try:
+            pool = await loop.run_aio_coroutine(
+                asyncpg.create_pool(
+                    dsn,
+                    min_size=min_size,
+                    max_size=max_size,
+                    init=_init_connection,
+                    statement_cache_size=statement_cache_size,
+                )
+            )
+        except CONNECTION_ERRORS as exc:
+            raise errors.DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+        try:
+            yield Database(pool, loop, dsn)
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(5) as cleanup:
+                    await loop.run_aio_coroutine(pool.close())
+                if cleanup.cancelled_caught:
+                    pool.terminate()
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    channel: str
+    payload: str
+
+
+class ListenerLost(errors.DatabaseUnavailable):
+    """The LISTEN connection died; notifications sent meanwhile are lost."""
+
+
+_LOST = Notification("", "")
+
+
+class Listener:
+    """Notifications of one dedicated connection, received on a trio channel.
+
+    Iterate it to receive :class:`Notification`; iteration raises :class:`ListenerLost`
+    as soon as the connection dies (the driver's termination callback fires within a few
+    milliseconds of the backend going away).
+    """
+
+    def __init__(
+        self,
+        loop: trio_asyncio.TrioEventLoop,
+        conn: asyncpg.Connection,
+        receive: trio.MemoryReceiveChannel[Notification],
+    ) -> None:
+        self._loop = loop
+        self._conn = conn
+        self._receive = receive
+        self.overflowed = False
+
+    def __aiter__(self) -> Listener:
+        return self
+
+    async def __anext__(self) -> Notification:
+        try:
+            note = await self._receive.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+        if note is _LOST:
+            raise ListenerLost("the LISTEN connection was lost")
+        return note
+
+    async def execute(self, query: str, *args: Any) -> str:
+        """Run a statement on the listening connection itself (used by the probe)."""
+        try:
+            return await self._loop.run_aio_coroutine(self._conn.execute(query, *args))  # type: ignore[no-any-return]
+        except CONNECTION_ERRORS as exc:
+            raise ListenerLost(str(exc) or type(exc).__name__) from exc
+
+
+@asynccontextmanager
+async def open_listener(
+    loop: trio_asyncio.TrioEventLoop, dsn: str, channels: Sequence[str], *, buffer: int = 10_000
+) -> AsyncIterator[Listener]:
+    send, receive = trio.open_memory_channel[Notification](math.inf if buffer <= 0 else buffer)
+    closing = False
+    listener: Listener | None = None
+
+    def on_notification(_conn: object, _pid: int, channel: str, payload: str) -> None:
+        # Runs on the loop, which is this trio thread: send_nowait is safe here.
+        try:
+            send.send_nowait(Notification(channel, payload))
+        except trio.WouldBlock:
+            # The consumer is far behind. Dropping is safe as long as someone sweeps;
+            # the flag tells the consumer to do so.
+            if listener is not None:
+                listener.overflowed = True
+        except trio.ClosedResourceError:
+            pass
+
+    def on_termination(_conn: object) -> None:
+        if closing:
+            return  # asyncpg calls this on our own close too
+        try:
+            send.send_nowait(_LOST)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            if listener is not None:
+                listener.overflowed = True
+
+    try:
+        conn = await loop.run_aio_coroutine(asyncpg.connect(dsn, statement_cache_size=0))
+    except CONNECTION_ERRORS as exc:
+        raise ListenerLost(str(exc) or type(exc).__name__) from exc
+    try:
+        conn.add_termination_listener(on_termination)
+        for channel in channels:
+            await loop.run_aio_coroutine(conn.add_listener(channel, on_notification))
+        listener = Listener(loop, conn, receive)
+        yield listener
+    except CONNECTION_ERRORS as exc:
+        raise ListenerLost(str(exc) or type(exc).__name__) from exc
+    finally:
+        closing = True
+        send.close()
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(2) as cleanup:
+                with contextlib.suppress(*CONNECTION_ERRORS):  # already gone: nothing to release
+                    await loop.run_aio_coroutine(conn.close())
+            if cleanup.cancelled_caught:
+                conn.terminate()

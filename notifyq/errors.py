@@ -1,0 +1,72 @@
+"""Every error notifyq raises derives from :class:`NotifyqError`.
+
+Handlers raise :class:`Retry`, :class:`Fail` or :class:`PayloadError` to steer what happens
+to the task; any other exception counts as a failed attempt.
+"""
+
+from __future__ import annotations
+
+
+class NotifyqError(Exception):
+    """Base of all notifyq errors."""
+
+
+class ConfigError(NotifyqError):
+    """A setting has a bad value; the message names the setting."""
+
+
+class DatabaseUnavailable(NotifyqError):
+    """The database could not be reached, or the connection died mid-statement."""
+
+
+class QueryError(NotifyqError):
+    """PostgreSQL refused a statement (a constraint, bad data); ``sqlstate`` says why."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class SchemaError(NotifyqError):
+    """The database schema is missing or older than this notifyq needs."""
+
+
+class TaskNotFound(NotifyqError):
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"task {task_id} does not exist")
+        self.task_id = task_id
+
+
+class InvalidTransition(NotifyqError):
+    """The task is not in a state that allows the requested change."""
+
+    def __init__(self, task_id: int, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} task {task_id}: it is {status}")
+        self.task_id = task_id
+        self.status = status
+        self.action = action
+
+
+# --- raised by handlers ------------------------------------------------------------
+
+
+class HandlerSignal(NotifyqError):
+    """Base of the exceptions a handler raises on purpose."""
+
+
+class Retry(HandlerSignal):
+    """Fail this attempt and retry after ``delay_s`` seconds (if attempts remain)."""
+
+    def __init__(self, message: str = "retry requested", *, delay_s: float) -> None:
+        if delay_s < 0:
+            raise ValueError(f"delay_s must be >= 0, got {delay_s}")
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+class Fail(HandlerSignal):
+    """Fail the task at once, without retrying."""
+
+
+class PayloadError(Fail):
+    """The payload is not what the handler expects; retrying would not help."""

@@ -1,0 +1,198 @@
+"""Handlers: async functions that do a task's work, registered by ``kind``.
+
+    import notifyq
+
+    app = notifyq.App()
+
+    @app.handler("resize", timeout_s=60)
+    async def resize(task: notifyq.Task) -> dict:
+        ...
+
+Load it with ``notifyq serve --app mymodule:app`` (or ``NOTIFYQ_APP``). The built-in kinds
+(reverse, demo, sleep, noop, fetch_url) are always there; an app may replace them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import trio
+
+from notifyq.errors import ConfigError, PayloadError
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """What a handler receives: one claimed attempt of a task."""
+
+    id: int
+    queue: str
+    kind: str
+    payload: Any
+    attempt: int
+    max_attempts: int
+    priority: int = 0
+
+
+HandlerFn = Callable[[Task], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    kind: str
+    fn: HandlerFn
+    timeout_s: float | None = None
+
+
+@dataclass
+class App:
+    """A registry of handlers by kind."""
+
+    handlers: dict[str, Handler] = field(default_factory=dict)
+
+    def handler(
+        self, kind: str, *, timeout_s: float | None = None
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        """Register ``fn`` for ``kind``; ``timeout_s`` is the kind's default time limit."""
+        if not kind or len(kind) > 128:
+            raise ValueError(f"kind must be 1-128 characters, got {kind!r}")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+
+        def register(fn: HandlerFn) -> HandlerFn:
+            self.handlers[kind] = Handler(kind, fn, timeout_s)
+            return fn
+
+        return register
+
+    def get(self, kind: str) -> Handler | None:
+        return self.handlers.get(kind)
+
+    def merged(self, other: App) -> App:
+        """This app's handlers, replaced by ``other``'s where both name a kind."""
+        return App({**self.handlers, **other.handlers})
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` and check that it is an :class:`App`."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"invalid NOTIFYQ_APP={spec!r}: cannot import {module_name}: {exc}"
+        ) from exc
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise ConfigError(
+            f"invalid NOTIFYQ_APP={spec!r}: {attr} is {type(app).__name__}, expected a notifyq.App"
+        )
+    return app
+
+
+# --- built-in kinds ------------------------------------------------------------------
+
+
+def _text_of(payload: Any) -> str:
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, dict) and isinstance(text := payload.get("text"), str):
+        return text
+    raise PayloadError(f'expected a JSON string or {{"text": string}}, got {_describe(payload)}')
+
+
+def _describe(payload: Any) -> str:
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
+    if isinstance(payload, dict):
+        keys = ", ".join(sorted(payload)[:5])
+        return f"an object with keys [{keys}]" if keys else "an empty object"
+    return names.get(type(payload), type(payload).__name__)
+
+
+async def reverse(task: Task) -> str:
+    return _text_of(task.payload)[::-1]
+
+
+async def noop(task: Task) -> None:
+    return None
+
+
+async def sleep(task: Task) -> float:
+    seconds = task.payload
+    if isinstance(seconds, dict):
+        seconds = seconds.get("seconds")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds <= 86400
+    ):
+        raise PayloadError(
+            f'expected seconds from 0 to 86400 (a number or {{"seconds": n}}), '
+            f"got {_describe(task.payload)}"
+        )
+    await trio.sleep(seconds)
+    return float(seconds)
+
+
+async def fetch_url(task: Task) -> dict[str, Any]:
+    url = task.payload
+    if isinstance(url, dict):
+        url = url.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise PayloadError(
+            f'expected an http(s) URL (a string or {{"url": string}}), got {_describe(task.payload)}'
+        )
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=5.0, follow_redirects=True) as client:
+        response = await client.get(url)
+    return {
+        "status": response.status_code,
+        "bytes": len(response.content),
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+
+
+class DemoFailure(Exception):
+    """The demo kind's simulated failure."""
+
+
+def demo_handler(min_delay_s: float, max_delay_s: float, failure_rate: float) -> HandlerFn:
+    """The seed processor's job: sleep a while, reverse the text, sometimes fail."""
+
+    async def demo(task: Task) -> str:
+        text = _text_of(task.payload)
+        await trio.sleep(random.uniform(min_delay_s, max_delay_s))
+        if random.random() < failure_rate:
+            raise DemoFailure(f"simulated failure (rate {failure_rate:g})")
+        return text[::-1]
+
+    return demo
+
+
+def builtin_app(
+    *,
+    demo_min_delay_s: float = 1.0,
+    demo_max_delay_s: float = 4.0,
+    demo_failure_rate: float = 0.1,
+) -> App:
+    app = App()
+    app.handler("reverse")(reverse)
+    app.handler("noop")(noop)
+    app.handler("sleep")(sleep)
+    app.handler("fetch_url", timeout_s=10)(fetch_url)
+    app.handler("demo")(demo_handler(demo_min_delay_s, demo_max_delay_s, demo_failure_rate))
+    return app

@@ -1,0 +1,214 @@
+-- Every SQL statement notifyq runs, each under a `-- name:` header. Code looks them up by
+-- name (`sql.queries["claim"]`); values always travel as bind parameters.
+
+-- name: claim
+-- Claim up to $2 due pending rows of the queues $1 for owner $3, with a lease of $4 s.
+-- One statement over tasks_claim_idx; SKIP LOCKED lets many processes claim at once.
+WITH picked AS (
+    SELECT id
+      FROM notifyq.tasks
+     WHERE status = 'pending' AND run_at <= now() AND queue = ANY($1::text[])
+     ORDER BY priority DESC, run_at, id
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE notifyq.tasks t
+       SET status = 'in_progress', attempts = t.attempts + 1,
+           locked_by = $3, locked_until = now() + make_interval(secs => $4::float8),
+           started_at = now(), updated_at = now()
+      FROM picked
+     WHERE t.id = picked.id
+    RETURNING t.id, t.queue, t.kind, t.payload, t.priority, t.attempts, t.max_attempts,
+              extract(epoch FROM t.timeout)::float8 AS timeout_s,
+              extract(epoch FROM now() - t.run_at)::float8 AS lag_s,
+              t.run_at
+), started AS (
+    INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
+    SELECT id, 'started', attempts, $3 FROM claimed
+)
+SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
+
+-- name: next_due
+-- Seconds until the earliest pending row of the queues $1 is due (negative: overdue;
+-- NULL: none pending). One index probe per queue on tasks_due_idx.
+SELECT extract(epoch FROM min(first.run_at) - clock_timestamp())::float8
+  FROM unnest($1::text[]) AS q(name),
+       LATERAL (SELECT run_at FROM notifyq.tasks
+                 WHERE status = 'pending' AND queue = q.name
+                 ORDER BY run_at LIMIT 1) AS first;
+
+-- name: finish
+-- Record the outcomes of attempts owned by $1, in one statement. Fenced: a row is
+-- written only while it is still in_progress, owned by $1, at the same attempt, so a
+-- process that lost its lease can never overwrite a newer attempt's outcome.
+-- Outcomes: done, error, cancelled, retry (pending again after delay_s), release (pending
+-- again, the attempt not counted: shutdown). A retry or release of a task whose cancel
+-- was requested ends it cancelled instead.
+WITH outcome AS (
+    SELECT *
+      FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[])
+           AS o(id, attempt, outcome, result, error, delay_s)
+), written AS (
+    UPDATE notifyq.tasks t
+       SET status = CASE
+                WHEN o.outcome IN ('retry', 'release') AND t.cancel_requested_at IS NOT NULL
+                    THEN 'cancelled'
+                WHEN o.outcome IN ('retry', 'release') THEN 'pending'
+                ELSE o.outcome END,
+           attempts = CASE WHEN o.outcome = 'release' THEN t.attempts - 1 ELSE t.attempts END,
+           result = o.result::jsonb,
+           error = CASE WHEN o.outcome IN ('done', 'release') THEN t.error ELSE o.error END,
+           run_at = CASE WHEN o.outcome = 'retry'
+                         THEN now() + make_interval(secs => o.delay_s) ELSE t.run_at END,
+           locked_by = NULL, locked_until = NULL,
+           finished_at = CASE
+                WHEN o.outcome IN ('retry', 'release') AND t.cancel_requested_at IS NULL
+                    THEN NULL
+                ELSE now() END,
+           updated_at = now()
+      FROM outcome o
+     WHERE t.id = o.id AND t.status = 'in_progress' AND t.locked_by = $1
+       AND t.attempts = o.attempt
+    RETURNING t.id, t.status, o.attempt, o.outcome, o.error
+), events AS (
+    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error)
+    SELECT id,
+           CASE WHEN status = 'cancelled' THEN 'cancelled'
+                WHEN outcome = 'done' THEN 'done'
+                WHEN outcome = 'error' THEN 'failed'
+                WHEN outcome = 'retry' THEN 'retried'
+                ELSE 'released' END,
+           attempt, $1, error
+      FROM written
+)
+SELECT id, status FROM written;
+
+-- name: extend_leases
+-- The batched heartbeat: extend the leases of all of $1's running tasks $3 by $2 s.
+-- Returns the ids still owned; a missing id has lost its lease.
+UPDATE notifyq.tasks
+   SET locked_until = now() + make_interval(secs => $2::float8)
+ WHERE id = ANY($3::bigint[]) AND status = 'in_progress' AND locked_by = $1
+RETURNING id;
+
+-- name: register_worker
+-- Insert or refresh this process in the worker registry.
+INSERT INTO notifyq.workers AS w (id, host, pid, queues, concurrency, in_flight, version)
+VALUES ($1, $2, $3, $4::text[], $5, $6, $7)
+ON CONFLICT (id) DO UPDATE SET in_flight = excluded.in_flight, last_seen = now();
+
+-- name: unregister_worker
+-- Remove this process from the registry at clean shutdown.
+DELETE FROM notifyq.workers WHERE id = $1;
+
+-- name: take_maintenance_turn
+-- At most one process in the fleet gets the turn for job $1 every $2 seconds.
+UPDATE notifyq.maintenance
+   SET last_run = now()
+ WHERE name = $1 AND last_run < now() - make_interval(secs => $2::float8)
+RETURNING name;
+
+-- name: recover_expired
+-- The reaper: rows whose lease expired go back to pending (event 'recovered'), or end
+-- 'error' when their attempts are used up (so a task that kills its worker every time
+-- cannot loop forever), or 'cancelled' when a cancel was requested. At most $1 rows.
+WITH expired AS (
+    SELECT id, locked_by
+      FROM notifyq.tasks
+     WHERE status = 'in_progress' AND locked_until < now()
+     ORDER BY locked_until
+     LIMIT $1
+       FOR UPDATE SKIP LOCKED
+), recovered AS (
+    UPDATE notifyq.tasks t
+       SET status = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                         WHEN t.attempts >= t.max_attempts THEN 'error'
+                         ELSE 'pending' END,
+           error = CASE WHEN t.cancel_requested_at IS NOT NULL THEN t.error
+                        WHEN t.attempts >= t.max_attempts
+                            THEN format('worker lost; %s attempts', t.attempts)
+                        ELSE format('worker lost (lease of %s expired)', e.locked_by) END,
+           finished_at = CASE WHEN t.cancel_requested_at IS NOT NULL
+                                OR t.attempts >= t.max_attempts THEN now() END,
+           locked_by = NULL, locked_until = NULL, updated_at = now()
+      FROM expired e
+     WHERE t.id = e.id
+    RETURNING t.id, t.status, t.attempts, t.error, e.locked_by AS lost_worker
+), events AS (
+    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error)
+    SELECT id,
+           CASE status WHEN 'pending' THEN 'recovered' WHEN 'error' THEN 'failed'
+                       ELSE 'cancelled' END,
+           attempts, lost_worker, error
+      FROM recovered
+)
+SELECT id, status, lost_worker FROM recovered;
+
+-- name: forget_stale_workers
+-- Drop registry rows of processes that stopped heart-beating $1 seconds ago.
+DELETE FROM notifyq.workers
+ WHERE last_seen < now() - make_interval(secs => $1::float8)
+RETURNING id;
+
+-- name: enqueue
+-- Add one task. run_at is $5 (NULL: now) plus $6 seconds.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout)
+VALUES ($1, $2, $3::jsonb, $4,
+        coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
+        $7, make_interval(secs => $8::float8))
+RETURNING *;
+
+-- name: seed
+-- Add $1 demo tasks in one statement (one notification).
+INSERT INTO notifyq.tasks (kind, payload)
+SELECT 'demo', to_jsonb(format('demo task %s', g))
+  FROM generate_series(1, $1::int) AS g
+RETURNING id;
+
+-- name: get_task
+-- One task by id.
+SELECT * FROM notifyq.tasks WHERE id = $1;
+
+-- name: task_history
+-- A task's events, oldest first.
+SELECT * FROM notifyq.task_events WHERE task_id = $1 ORDER BY id;
+
+-- name: cancel
+-- Cancel a task through the SQL function (see the migration).
+SELECT notifyq.cancel($1);
+
+-- name: retry
+-- Put an ended task back to pending through the SQL function.
+SELECT notifyq.retry($1);
+
+-- name: counts
+-- Row counts by queue and status.
+SELECT queue, status, count(*) AS n
+  FROM notifyq.tasks
+ GROUP BY queue, status
+ ORDER BY queue, status;
+
+-- name: workers
+-- The worker registry.
+SELECT * FROM notifyq.workers ORDER BY started_at;
+
+-- name: prune
+-- Delete up to $2 tasks that ended more than $1 seconds ago, and their events.
+WITH doomed AS (
+    SELECT id
+      FROM notifyq.tasks
+     WHERE finished_at < now() - make_interval(secs => $1::float8)
+       AND status IN ('done', 'error', 'cancelled')
+     ORDER BY finished_at
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+), events AS (
+    DELETE FROM notifyq.task_events e USING doomed d WHERE e.task_id = d.id
+)
+DELETE FROM notifyq.tasks t USING doomed d WHERE t.id = d.id
+RETURNING t.id;
+
+-- name: probe
+-- The listener's round-trip probe: a notification on channel $1, which only this
+-- process listens to, sent on the listening connection itself.
+SELECT pg_notify($1, 'probe');

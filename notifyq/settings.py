@@ -1,0 +1,257 @@
+"""Settings: one frozen object, built once at start-up and passed down.
+
+Sources, strongest first: command-line flags, environment variables, a ``.env`` file in the
+working directory, defaults. A bad value raises :class:`~notifyq.errors.ConfigError` whose
+one-line message names the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from notifyq.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+DURATION_HELP = "a duration: seconds, or a number with ms, s, m, h or d (e.g. 30, 2.5s, 7d)"
+
+
+def parse_duration(value: object) -> float:
+    """``30`` / ``"30"`` / ``"2.5s"`` / ``"5m"`` / ``"7d"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(DURATION_HELP)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(DURATION_HELP)
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
+        raise ValueError(DURATION_HELP)
+    return seconds
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+# Each field's description says what it accepts; it becomes the error message.
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    database_url: str | None = Field(
+        None,
+        validation_alias=_env("DATABASE_URL"),
+        description="a postgresql:// URL (unset: the embedded PostgreSQL)",
+    )
+    listen_database_url: str | None = Field(
+        None,
+        validation_alias=_env("LISTEN_DATABASE_URL"),
+        description="a postgresql:// URL for the LISTEN connection (unset: DATABASE_URL)",
+    )
+    data_dir: Path = Field(
+        Path(".notifyq"),
+        validation_alias=_env("NOTIFYQ_DATA_DIR"),
+        description="a directory for the embedded PostgreSQL's data",
+    )
+    app: str | None = Field(
+        None,
+        validation_alias=_env("NOTIFYQ_APP"),
+        description="module:attribute naming a notifyq.App",
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+    )
+    worker_count: int = Field(
+        5,
+        ge=1,
+        le=10_000,
+        validation_alias=_env("WORKER_COUNT"),
+        description="an integer from 1 to 10000",
+    )
+    fetch_limit: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        validation_alias=_env("FETCH_LIMIT"),
+        description="an integer from 1 to 10000",
+    )
+    fetch_interval_s: float = Field(
+        5.0,
+        gt=0,
+        validation_alias=_env("FETCH_INTERVAL"),
+        description=f"{DURATION_HELP}, above 0",
+    )
+    queues: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("default",),
+        validation_alias=_env("QUEUES"),
+        description="a comma-separated list of queue names",
+    )
+    shutdown_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        validation_alias=_env("SHUTDOWN_TIMEOUT"),
+        description=DURATION_HELP,
+    )
+    task_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        validation_alias=_env("TASK_TIMEOUT"),
+        description=f"{DURATION_HELP}, above 0 (unset: no limit)",
+    )
+    lease_s: float = Field(
+        30.0,
+        ge=1,
+        validation_alias=_env("LEASE"),
+        description=f"{DURATION_HELP}, at least 1s",
+    )
+    retry_base_s: float = Field(
+        1.0,
+        ge=0,
+        validation_alias=_env("RETRY_BASE"),
+        description=DURATION_HELP,
+    )
+    retry_max_s: float = Field(
+        3600.0,
+        ge=0,
+        validation_alias=_env("RETRY_MAX"),
+        description=DURATION_HELP,
+    )
+    retention_s: float | None = Field(
+        None,
+        gt=0,
+        validation_alias=_env("RETENTION"),
+        description=f"{DURATION_HELP}, above 0 (unset: keep ended tasks)",
+    )
+    pool_size: int = Field(
+        10,
+        ge=2,
+        le=1000,
+        validation_alias=_env("POOL_SIZE"),
+        description="an integer from 2 to 1000",
+    )
+    demo_min_delay_s: float = Field(
+        1.0,
+        ge=0,
+        validation_alias=_env("DEMO_MIN_DELAY"),
+        description=DURATION_HELP,
+    )
+    demo_max_delay_s: float = Field(
+        4.0,
+        ge=0,
+        validation_alias=_env("DEMO_MAX_DELAY"),
+        description=DURATION_HELP,
+    )
+    demo_failure_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        validation_alias=_env("DEMO_FAILURE_RATE"),
+        description="a number from 0 to 1",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info",
+        validation_alias=_env("LOG_LEVEL"),
+        description="one of debug, info, warning, error",
+    )
+    log_format: Literal["console", "json"] = Field(
+        "console",
+        validation_alias=_env("LOG_FORMAT"),
+        description="console or json",
+    )
+
+    @field_validator(
+        "fetch_interval_s",
+        "shutdown_timeout_s",
+        "task_timeout_s",
+        "lease_s",
+        "retry_base_s",
+        "retry_max_s",
+        "retention_s",
+        "demo_min_delay_s",
+        "demo_max_delay_s",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        return parse_duration(value)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url", "listen_database_url", "app", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("database_url", "listen_database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^postgres(ql)?://", value):
+            raise ValueError("not a postgresql:// URL")
+        return value
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            names = tuple(str(v).strip() for v in value)
+            if not names or any(not n or len(n) > 128 for n in names):
+                raise ValueError("empty queue name")
+            return tuple(dict.fromkeys(names))  # drop duplicates, keep order
+        return value
+
+    @property
+    def listen_url(self) -> str | None:
+        return self.listen_database_url or self.database_url
+
+
+def _env_name(field: str) -> str:
+    alias = Settings.model_fields[field].validation_alias
+    assert isinstance(alias, AliasChoices)
+    return str(alias.choices[0])
+
+
+# Environment name -> field name, to explain errors whichever way the value came in.
+_FIELD_BY_ENV = {_env_name(name): name for name in Settings.model_fields}
+
+
+def load(**overrides: Any) -> Settings:
+    """Build the settings; ``overrides`` (from CLI flags) win. ``None`` means "not given"."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = str(err["loc"][0]) if err["loc"] else ""
+        field = _FIELD_BY_ENV.get(where.upper(), where)
+        if field not in Settings.model_fields:
+            raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
+        name = _env_name(field)
+        # Never echo a URL: it may hold a password.
+        shown = "" if name.endswith("URL") else f"={err.get('input')!r}"
+        accepts = Settings.model_fields[field].description
+        raise ConfigError(f"invalid {name}{shown}: expected {accepts}") from None
+    if settings.demo_min_delay_s > settings.demo_max_delay_s:
+        raise ConfigError(
+            f"invalid DEMO_MIN_DELAY={settings.demo_min_delay_s}: "
+            f"expected at most DEMO_MAX_DELAY ({settings.demo_max_delay_s})"
+        )
+    return settings
