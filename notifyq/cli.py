@@ -49,13 +49,20 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
     """trio.run with notifyq's errors turned into one line and an exit code."""
     try:
         return trio.run(fn)
-    except errors.ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except (errors.NotifyqError, trio.TooSlowError) as exc:
-        message = str(exc) or type(exc).__name__
-        fail(message if not isinstance(exc, trio.TooSlowError) else "timed out", EXIT_FAILED)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+    except BaseException as raised:
+        exc = raised
+        # A nursery wraps errors in groups; one error is still one error to the user.
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        if isinstance(exc, errors.ConfigError):
+            fail(str(exc), EXIT_USAGE)
+        if isinstance(exc, errors.NotifyqError):
+            fail(str(exc) or type(exc).__name__, EXIT_FAILED)
+        if isinstance(exc, trio.TooSlowError):
+            fail("timed out", EXIT_TIMEOUT)
+        if isinstance(exc, KeyboardInterrupt):
+            fail("interrupted", 130)
+        raise
 
 
 async def resolve_dsn(settings: Settings) -> str:
@@ -366,13 +373,11 @@ def wait(ctx: click.Context, task_id: int, timeout: float | None) -> None:
     """Wait for a task to end; print it as JSON. Exit 0 if done, 1 if error or cancelled."""
     settings = settings_from(ctx)
     try:
-        task = trio.run(
-            lambda: _with_client(settings, lambda c: c.wait(task_id, timeout_s=timeout))
-        )
-    except trio.TooSlowError:
-        fail(f"task {task_id} did not end within {timeout:g} s", EXIT_TIMEOUT)
-    except errors.NotifyqError as exc:
-        fail(str(exc))
+        task = run(lambda: _with_client(settings, lambda c: c.wait(task_id, timeout_s=timeout)))
+    except SystemExit as exc:
+        if exc.code == EXIT_TIMEOUT:
+            fail(f"task {task_id} did not end within {timeout:g} s", EXIT_TIMEOUT)
+        raise
     click.echo(json.dumps(task, default=str))
     if task["status"] != "done":
         sys.exit(EXIT_FAILED)
@@ -401,3 +406,12 @@ def prune(ctx: click.Context, older_than: float) -> None:
 async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]]) -> T:
     async with open_db(settings, pool_size=2) as database:
         return await fn(Client(database))
+
+
+def _register_bench() -> None:
+    from notifyq.bench import bench
+
+    main.add_command(bench)
+
+
+_register_bench()

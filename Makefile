@@ -1,0 +1,26 @@
+# The two commands a new machine needs:
+#   make run    set up and start notifyq on the embedded PostgreSQL, with 20 demo tasks
+#   make test   set up and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: run test lint setup
+
+$(BIN)/notifyq: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+setup: $(BIN)/notifyq
+
+run: setup
+	$(BIN)/notifyq serve --seed 20
+
+lint: setup
+	$(BIN)/ruff check notifyq tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest

@@ -1,0 +1,75 @@
+"""Shared test helpers: an in-process service, waiting with a deadline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from notifyq import db
+from notifyq.handlers import App, builtin_app
+from notifyq.service import Service
+from notifyq.settings import load
+
+
+@asynccontextmanager
+async def running_service(
+    database: db.Database, app: App | None = None, **settings: Any
+) -> AsyncIterator[Service]:
+    """A Service in this trio run; stopped gracefully (SIGINT-like) when the block ends."""
+    s = load(database_url=database.dsn, log_level="warning", **settings)
+    handlers = builtin_app(demo_min_delay_s=0.05, demo_max_delay_s=0.1, demo_failure_rate=0)
+    if app is not None:
+        handlers = handlers.merged(app)
+    service = Service(database, s, handlers)
+    stop, force = trio.Event(), trio.Event()
+    service.stop_event = stop  # type: ignore[attr-defined]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.serve, stop, force)
+        try:
+            yield service
+        finally:
+            stop.set()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10,  # noqa: ASYNC109
+                     interval: float = 0.02) -> Any:
+    """Await ``check()`` until it returns something truthy; fail after ``timeout``."""
+    with trio.fail_after(timeout):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await trio.sleep(interval)
+
+
+async def task_row(database: db.Database, task_id: int) -> dict[str, Any]:
+    row = await database.fetchrow("SELECT * FROM notifyq.tasks WHERE id = $1", task_id)
+    assert row is not None
+    return dict(row)
+
+
+async def wait_ended(
+    database: db.Database, *ids: int, timeout: float = 15  # noqa: ASYNC109
+) -> list[dict[str, Any]]:
+    async def ended() -> list[dict[str, Any]] | None:
+        rows = await database.fetch(
+            "SELECT * FROM notifyq.tasks WHERE id = ANY($1::bigint[]) ORDER BY id", list(ids))
+        if all(r["status"] in ("done", "error", "cancelled") for r in rows):
+            return [dict(r) for r in rows]
+        return None
+
+    result: list[dict[str, Any]] = await eventually(ended, timeout=timeout)
+    return result
+
+
+async def insert(database: db.Database, kind: str, payload: Any = None, **cols: Any) -> int:
+    names = ["kind", "payload", *cols]
+    values = [kind, {} if payload is None else payload, *cols.values()]
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(values)))
+    task_id = await database.fetchval(
+        f"INSERT INTO notifyq.tasks ({', '.join(names)}) VALUES ({placeholders}) RETURNING id",
+        *values)
+    return int(task_id)

@@ -1,0 +1,154 @@
+"""Migrations, triggers and the claim plan against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import trio
+
+from notifyq import db, migrations, sql
+from tests import pg
+
+
+def run_migrate(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "notifyq", "migrate"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json"}, check=False)
+
+
+def test_migrate_from_empty_then_again(empty_database_url: str) -> None:
+    first = run_migrate(empty_database_url)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "applied 1 migration(s)"
+    again = run_migrate(empty_database_url)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "schema is up to date"
+    assert pg.psql(empty_database_url, "SELECT version, name FROM notifyq.schema_migrations") == "1|init"
+
+
+def test_migrate_from_two_processes_at_once(empty_database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_database_url, "LOG_LEVEL": "warning"}
+    procs = [subprocess.Popen([sys.executable, "-m", "notifyq", "migrate"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sorted(out.strip() for out, _ in outputs) == ["applied 1 migration(s)", "schema is up to date"]
+    assert pg.psql(empty_database_url, "SELECT count(*) FROM notifyq.schema_migrations") == "1"
+
+
+def test_serve_refuses_an_unmigrated_external_database(empty_database_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "notifyq", "serve"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DATABASE_URL": empty_database_url, "LOG_LEVEL": "warning"}, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "notifyq: the database schema is at version 0, this notifyq needs 1: run `notifyq migrate`")
+
+
+@pytest.mark.skipif(pg.pg15_bindir() is None, reason="no PostgreSQL 15 server binaries here")
+def test_migration_applies_on_postgresql_15() -> None:
+    bindir = pg.pg15_bindir()
+    assert bindir is not None
+    # Not pytest's tmp_path: its parents are private to root, and the server runs as
+    # another user when the tests run as root.
+    tmp_path = Path(tempfile.mkdtemp(prefix="notifyq-pg15-"))
+    data, sock = tmp_path / "data", tmp_path / "sock"
+    sock.mkdir()
+    user = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        user = ["runuser", "-u", "embedded_postgres", "--"]
+        subprocess.run(["chown", "-R", "embedded_postgres", str(tmp_path)], check=True)
+        tmp_path.chmod(0o777)
+    subprocess.run([*user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                    "--auth=trust"], check=True, capture_output=True, timeout=60)
+    subprocess.run([*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-o",
+                    f"-h '' -k {sock} -c fsync=off", "-l", str(tmp_path / "log"), "start"],
+                   check=True, capture_output=True, timeout=60)
+    try:
+        url = f"postgresql://postgres@/postgres?host={sock}"
+        result = run_migrate(url)
+        assert result.returncode == 0, result.stderr
+        assert pg.psql(url, "SHOW server_version_num").startswith("15")
+        assert pg.psql(url, "INSERT INTO notifyq.tasks (payload) VALUES ('\"x\"') RETURNING status") == "pending"
+    finally:
+        subprocess.run([*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate",
+                        "stop"], capture_output=True, timeout=60, check=False)
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+async def test_bulk_insert_sends_one_notification_per_queue(database: db.Database) -> None:
+    async with database.open_listener(["notifyq"]) as listener:
+        await database.execute(
+            "INSERT INTO notifyq.tasks (queue, kind) "
+            "SELECT CASE WHEN g % 2 = 0 THEN 'even' ELSE 'odd' END, 'noop' "
+            "FROM generate_series(1, 10000) g")
+        received = []
+        with trio.move_on_after(1.0):
+            async for note in listener:
+                received.append(note.payload)
+    assert sorted(received) == ["even", "odd"]
+    queued = await database.fetchval(
+        "SELECT count(*) FROM notifyq.task_events WHERE event = 'queued'")
+    assert queued == 10000
+
+
+async def test_task_end_notifies_notifyq_done(database: db.Database) -> None:
+    task_id = await database.fetchval("INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
+    await database.fetch(sql.queries["claim"], ["default"], 1, "me", 30.0)
+    async with database.open_listener(["notifyq_done"]) as listener:
+        await database.fetch(sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"],
+                             [None], [0.0])
+        with trio.fail_after(2):
+            note = await listener.__anext__()
+    assert json.loads(note.payload) == {"id": task_id, "status": "done", "queue": "default",
+                                        "kind": "noop"}
+
+
+async def test_bad_rows_are_refused_with_named_constraints(database: db.Database) -> None:
+    from notifyq import errors
+
+    cases = {
+        "INSERT INTO notifyq.tasks (status) VALUES ('weird')": "tasks_status_valid",
+        "INSERT INTO notifyq.tasks (queue) VALUES ('')": "tasks_queue_valid",
+        "INSERT INTO notifyq.tasks (max_attempts) VALUES (0)": "tasks_max_attempts_valid",
+        "INSERT INTO notifyq.tasks (timeout) VALUES ('-1 s')": "tasks_timeout_positive",
+        "INSERT INTO notifyq.tasks (status) VALUES ('in_progress')": "tasks_lease_matches_status",
+    }
+    for statement, constraint in cases.items():
+        with pytest.raises(errors.QueryError, match=constraint):
+            await database.execute(statement)
+
+
+async def test_claim_uses_the_partial_index_with_many_finished_rows(database: db.Database) -> None:
+    await database.execute(
+        "INSERT INTO notifyq.tasks (kind, status, finished_at) "
+        "SELECT 'noop', 'done', now() FROM generate_series(1, 20000)")
+    await database.execute(
+        "INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, 50)")
+    await database.execute("ANALYZE notifyq.tasks")
+
+    async def explain(conn: db.Connection) -> str:
+        async with conn.transaction():
+            rows = await conn.fetch("EXPLAIN (FORMAT JSON) " + sql.queries["claim"],
+                                    ["default"], 10, "w", 30.0)
+            raise_rollback = rows[0][0]
+            await conn.execute("SELECT 1")
+        return str(raise_rollback)
+
+    plan = await database.run(explain)
+    assert "tasks_claim_idx" in plan
+    assert "Seq Scan" not in plan
+
+
+def test_migration_files_are_shipped_in_order() -> None:
+    found = migrations.available()
+    assert [m.version for m in found] == sorted(m.version for m in found)
+    assert found[0].name == "init"
