@@ -156,7 +156,7 @@ END;
 $$;
 
 -- Put an ended task ('error' or 'cancelled') back to pending with a fresh attempt budget.
--- Returns the status after the call, NULL if no such task.
+-- Returns 'requeued' when it did, else the task's unchanged status; NULL if no such task.
 CREATE FUNCTION notifyq.retry(task_id bigint) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -173,7 +173,7 @@ BEGIN
          WHERE id = t.id;
         INSERT INTO notifyq.task_events (task_id, event, attempt)
             VALUES (t.id, 'requeued', 0);
-        RETURN 'pending';
+        RETURN 'requeued';
     END IF;
     RETURN t.status;
 END;

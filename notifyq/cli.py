@@ -199,6 +199,7 @@ async def serve_until_signalled(settings: Settings, app: App, *, seed: int = 0) 
             nursery.start_soon(watch)
             async with open_db(settings) as database:
                 svc = service.Service(database, settings, app)
+                svc.exit_on_abandoned = True
                 if seed:
                     await database.fetch(sql.queries["seed"], seed)
                     log.info("seed", tasks=seed)

@@ -83,10 +83,9 @@ class Client:
         status = await self.db.fetchval(sql.queries["retry"], task_id)
         if status is None:
             raise errors.TaskNotFound(task_id)
-        if status != "pending":
+        if status != "requeued":
             raise errors.InvalidTransition(task_id, status, "retry")
-        # The function returns 'pending' for a pending task too; only an ended one moved.
-        return str(status)
+        return "pending"
 
     async def wait(self, task_id: int, *, timeout_s: float | None = None) -> dict[str, Any]:
         """Wait until the task ends (LISTEN notifyq_done), then return its row.

@@ -57,6 +57,9 @@ class Service:
         self.health = Health()
         self._probe_channel = f"notifyq_probe_{os.getpid()}_{secrets.token_hex(4)}"
         self._probe_back = trio.Event()
+        # A process may end while handlers that ignore cancellation still run (the CLI
+        # sets this); otherwise the service waits for them.
+        self.exit_on_abandoned = False
 
     async def serve(
         self,
@@ -172,38 +175,41 @@ class Service:
     async def _serve_listener(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        channels = ["notifyq", "notifyq_cancel", self._probe_channel]
-        url = self.settings.listen_url or self.db.dsn
+        """Keep one LISTEN connection up; reconnect with backoff and jitter when it dies."""
         failures = 0
-        started = False
         while True:
             try:
-                async with db.open_listener(self.db.loop, url, channels) as listener:
-                    self.health.listener_connected = True
-                    if failures or started:
-                        self.health.reconnects += 1
-                        log.info("listener.reconnected", after_failures=failures)
-                    else:
-                        log.info("listener.connected", channels=channels[:2])
-                    failures = 0
-                    # Notifications sent while we were away are lost: sweep.
-                    self.pool.wake()
-                    if not started:
-                        started = True
-                        task_status.started()
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._serve_probe, listener)
-                        async for note in listener:
-                            self._on_notification(note)
-                            if listener.overflowed:
-                                listener.overflowed = False
-                                self.pool.wake()
-            except errors.DatabaseUnavailable as exc:
+                await self._listen(failures, task_status)
+            except* errors.DatabaseUnavailable as group:
+                lost = group.exceptions[0]
                 self.health.listener_connected = False
                 failures += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
-                log.warning("listener.lost", error=str(exc), retry_in_s=round(delay, 3))
+                delay = min(5.0, 0.05 * 2 ** min(failures, 7)) * random.uniform(0.5, 1.0)
+                log.warning("listener.lost", error=str(lost), retry_in_s=round(delay, 3))
                 await trio.sleep(delay)
+            task_status = trio.TASK_STATUS_IGNORED  # started() is called once only
+
+    async def _listen(self, failures: int, task_status: trio.TaskStatus[None]) -> None:
+        channels = ["notifyq", "notifyq_cancel", self._probe_channel]
+        url = self.settings.listen_url or self.db.dsn
+        async with db.open_listener(self.db.loop, url, channels) as listener:
+            self.health.listener_connected = True
+            if task_status is trio.TASK_STATUS_IGNORED:
+                self.health.reconnects += 1
+                log.info("listener.reconnected", after_failures=failures)
+            else:
+                log.info("listener.connected", channels=channels[:2])
+            # Notifications sent while nobody listened are lost: claim once now.
+            self.pool.wake()
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._serve_probe, listener)
+                async for note in listener:
+                    self._on_notification(note)
+                    if listener.overflowed:
+                        listener.overflowed = False
+                        self.pool.wake()
+            raise db.ListenerLost("the LISTEN connection closed")
 
     def _on_notification(self, note: db.Notification) -> None:
         if note.channel == "notifyq":

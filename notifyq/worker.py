@@ -75,6 +75,7 @@ class WorkerPool:
         self._due_at = math.inf
         self._next_sweep = math.inf
         self._claim_failures = 0
+        self._wakes = 0  # counts "rows may have appeared" events
         self._kick = trio.Event()
         self._jobs_send, self._jobs_receive = trio.open_memory_channel[Running](
             settings.worker_count
@@ -98,6 +99,7 @@ class WorkerPool:
         """Something changed: a queue got rows (``dirty``) or a worker became free."""
         if dirty:
             self.dirty = True
+            self._wakes += 1
         self._kick.set()
 
     def on_queue_notification(self, queue: str) -> None:
@@ -130,6 +132,7 @@ class WorkerPool:
                     await self._sleep_until_woken()
 
     async def _claim_once(self, want: int) -> None:
+        wakes_before = self._wakes
         try:
             rows, due_in = await self._claim(want)
         except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
@@ -149,7 +152,9 @@ class WorkerPool:
                 self._jobs_send.send_nowait(entry)
         if len(rows) == want:
             return  # a full claim: more rows may be waiting, claim again at once
-        self.dirty = False
+        # Only a wake-up that came before the claim is answered by it: one that arrived
+        # while the claim ran may be for a row the claim could not see yet.
+        self.dirty = self._wakes != wakes_before
         if due_in is None:
             self._due_at = math.inf
         else:

@@ -73,3 +73,13 @@ async def insert(database: db.Database, kind: str, payload: Any = None, **cols: 
         f"INSERT INTO notifyq.tasks ({', '.join(names)}) VALUES ({placeholders}) RETURNING id",
         *values)
     return int(task_id)
+
+
+async def until_running(service: Service, task_id: int, timeout: float = 10) -> None:  # noqa: ASYNC109
+    """Wait until ``service`` has started the handler of ``task_id``."""
+
+    async def started() -> bool:
+        entry = service.pool.running.get(task_id)
+        return entry is not None and entry.started > 0
+
+    await eventually(started, timeout=timeout)

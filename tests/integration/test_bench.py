@@ -1,0 +1,105 @@
+"""`notifyq bench` end to end: the real CLI against the session's server, on a scratch database."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifyq.bench import percentile
+from tests import pg
+
+# Settings the benchmark must not inherit from the environment of the test run.
+_OURS = ("DATABASE_URL", "LISTEN_DATABASE_URL", "LOG_LEVEL", "WORKER_COUNT", "FETCH_LIMIT")
+
+
+def run_bench(server_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in _OURS}
+    return subprocess.run(
+        [sys.executable, "-m", "notifyq", "bench", *args],
+        env={**env, "DATABASE_URL": server_url},
+        cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def bench_json(server_url: str, cwd: Path, *args: str) -> dict[str, Any]:
+    result = run_bench(server_url, cwd, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def scratch_databases(server_url: str) -> list[str]:
+    return pg.psql(
+        server_url, "SELECT datname FROM pg_database WHERE datname LIKE 'notifyq_bench_%'"
+    ).split()
+
+
+def has_schema(server_url: str) -> str:
+    return pg.psql(server_url, "SELECT to_regclass('notifyq.tasks') IS NOT NULL")
+
+
+def test_latency_json(server_url: str, tmp_path: Path) -> None:
+    schema_before = has_schema(server_url)
+    data = bench_json(server_url, tmp_path, "latency", "--count", "20", "--spacing", "0.005")
+    assert data["benchmark"] == "latency"
+    assert data["count"] == 20
+    stats = ["p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms", "min_ms", "return_p50_ms"]
+    assert all(is_number(data[k]) for k in stats), data
+    assert data["min_ms"] <= data["p50_ms"] <= data["p95_ms"] <= data["p99_ms"] <= data["max_ms"]
+    assert data["min_ms"] <= data["mean_ms"] <= data["max_ms"]
+    # Woken by NOTIFY: the FETCH_INTERVAL sweep (5 s) would put the median in seconds.
+    assert data["p50_ms"] < 1000
+    assert isinstance(data["server_version"], str) and data["server_version"]
+    assert data["settings"]["worker_count"] == 5
+    assert data["settings"]["log_level"] == "warning"
+    # The scratch database is gone, and the database named by DATABASE_URL was not migrated.
+    assert scratch_databases(server_url) == []
+    assert has_schema(server_url) == schema_before
+
+
+def test_drain_json_with_flags(server_url: str, tmp_path: Path) -> None:
+    data = bench_json(
+        server_url, tmp_path, "drain", "--tasks", "500", "--workers", "3", "--fetch-limit", "7"
+    )
+    assert data["benchmark"] == "drain"
+    assert data["tasks"] == 500
+    assert data["done"] == 500  # counted in the database before it was dropped
+    assert is_number(data["seconds"]) and data["seconds"] > 0
+    assert is_number(data["tasks_per_s"]) and data["tasks_per_s"] > 0
+    assert data["settings"]["worker_count"] == 3
+    assert data["settings"]["fetch_limit"] == 7
+    assert scratch_databases(server_url) == []
+
+
+def test_drain_table(server_url: str, tmp_path: Path) -> None:
+    result = run_bench(server_url, tmp_path, "drain", "--tasks", "50")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("notifyq bench drain: PostgreSQL ")
+    assert lines[-2].split() == ["tasks", "seconds", "tasks/s"]
+    assert lines[-1].split()[0] == "50"
+    assert "drain: 50 noop tasks enqueued" in result.stderr  # progress goes to stderr
+
+
+def test_bad_setting_exits_2_without_touching_the_server(tmp_path: Path) -> None:
+    result = run_bench("postgresql://nobody@127.0.0.1:1/none", tmp_path, "drain", "-w", "0")
+    assert result.returncode == 2
+    assert "WORKER_COUNT" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("p", "expected"), [(50, 5.0), (95, 10.0), (99, 10.0), (100, 10.0), (0, 1.0), (10, 1.0)]
+)
+def test_percentile_is_nearest_rank(p: float, expected: float) -> None:
+    assert percentile([float(x) for x in range(1, 11)], p) == expected

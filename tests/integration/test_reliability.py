@@ -1,0 +1,232 @@
+"""Retries, scheduling, leases, cancellation and fencing, in-process on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import timedelta
+
+import pytest
+import trio
+
+from notifyq import db, errors, sql
+from notifyq.client import Client
+from notifyq.handlers import App, Task
+from tests.helpers import (
+    eventually,
+    insert,
+    running_service,
+    task_row,
+    until_running,
+    wait_ended,
+)
+
+
+async def events_of(database: db.Database, task_id: int) -> list[dict[str, object]]:
+    rows = await database.fetch(sql.queries["task_history"], task_id)
+    return [dict(r) for r in rows]
+
+
+async def test_failures_retry_with_exponential_backoff_then_error(database: db.Database) -> None:
+    app = App()
+
+    @app.handler("always_fails")
+    async def always_fails(task: Task) -> None:
+        raise RuntimeError(f"attempt {task.attempt} failed")
+
+    async with running_service(database, app=app, retry_base_s=0.3, retry_max_s=10):
+        task_id = await insert(database, "always_fails", max_attempts=3)
+        [row] = await wait_ended(database, task_id, timeout=10)
+    assert row["status"] == "error"
+    assert row["attempts"] == 3
+    assert row["error"] == "RuntimeError: attempt 3 failed"
+    history = await events_of(database, task_id)
+    assert [e["event"] for e in history] == [
+        "queued", "started", "retried", "started", "retried", "started", "failed"]
+    starts = [e["at"] for e in history if e["event"] == "started"]
+    retries = [e["at"] for e in history if e["event"] == "retried"]
+    first_gap = (starts[1] - retries[0]).total_seconds()
+    second_gap = (starts[2] - retries[1]).total_seconds()
+    # base 0.3 s, doubled, ±25 % jitter; never early, and not much later.
+    assert 0.3 * 0.75 - 0.01 <= first_gap <= 0.3 * 1.25 + 0.5
+    assert 0.6 * 0.75 - 0.01 <= second_gap <= 0.6 * 1.25 + 0.5
+
+
+async def test_handler_can_ask_for_a_delay_or_fail_at_once(database: db.Database) -> None:
+    app = App()
+
+    @app.handler("later")
+    async def later(task: Task) -> str:
+        if task.attempt == 1:
+            raise errors.Retry("not yet", delay_s=0.5)
+        return "now"
+
+    @app.handler("never")
+    async def never(task: Task) -> None:
+        raise errors.Fail("this cannot work")
+
+    async with running_service(database, app=app):
+        later_id = await insert(database, "later")
+        never_id = await insert(database, "never", max_attempts=5)
+        rows = await wait_ended(database, later_id, never_id, timeout=10)
+    assert (rows[0]["status"], rows[0]["result"], rows[0]["attempts"]) == ("done", "now", 2)
+    assert rows[0]["error"] == "Retry: not yet"  # the last error stays on the row
+    history = await events_of(database, later_id)
+    gap = (history[3]["at"] - history[2]["at"]).total_seconds()  # retried -> started
+    assert gap >= 0.49
+    assert (rows[1]["status"], rows[1]["attempts"]) == ("error", 1)
+    assert rows[1]["error"] == "Fail: this cannot work"
+
+
+async def test_scheduled_task_is_not_started_early(database: db.Database) -> None:
+    async with running_service(database, fetch_interval_s=60) as service:
+        client = Client(database)
+        task_id = await client.enqueue("reverse", "later", delay_s=1.5)
+        now_id = await client.enqueue("reverse", "now")
+        rows = await wait_ended(database, task_id, now_id, timeout=10)
+        assert service.pool.stats["done"] == 2
+    late = (rows[0]["started_at"] - rows[0]["created_at"]).total_seconds()
+    assert 1.5 <= late < 2.5, late
+    assert rows[1]["started_at"] < rows[0]["started_at"]
+
+
+async def test_cancel_pending_task(database: db.Database) -> None:
+    client = Client(database)
+    task_id = await client.enqueue("noop", delay_s=60)
+    assert await client.cancel(task_id) == "cancelled"
+    row = await task_row(database, task_id)
+    assert row["status"] == "cancelled" and row["finished_at"] is not None
+    assert [e["event"] for e in await events_of(database, task_id)] == ["queued", "cancelled"]
+    with pytest.raises(errors.TaskNotFound, match="task 999999 does not exist"):
+        await client.cancel(999999)
+
+
+async def test_cancel_running_task_cancels_its_handler(database: db.Database) -> None:
+    client = Client(database)
+    async with running_service(database) as service:
+        task_id = await client.enqueue("sleep", 30)
+        await until_running(service, task_id)
+        assert await client.cancel(task_id) == "cancelling"
+        with trio.fail_after(5):
+            row = await client.wait(task_id)
+    assert row["status"] == "cancelled"
+    assert row["locked_by"] is None
+    assert [e["event"] for e in await events_of(database, task_id)][-1] == "cancelled"
+    with pytest.raises(errors.InvalidTransition, match="cannot retry task"):
+        await client.retry(await client.enqueue("noop", delay_s=60))
+    assert await client.retry(task_id) == "pending"
+    assert (await task_row(database, task_id))["attempts"] == 0
+
+
+async def test_cancel_of_a_finished_task_is_refused(database: db.Database) -> None:
+    client = Client(database)
+    async with running_service(database):
+        task_id = await client.enqueue("noop")
+        with trio.fail_after(5):
+            await client.wait(task_id)
+    with pytest.raises(errors.InvalidTransition, match=f"cannot cancel task {task_id}: it is done"):
+        await client.cancel(task_id)
+
+
+async def test_late_outcome_of_a_lost_lease_is_not_written(database: db.Database) -> None:
+    release = trio.Event()
+    app = App()
+
+    @app.handler("slow")
+    async def slow(task: Task) -> str:
+        await release.wait()
+        return "stale"
+
+    async def expire_and_steal(conn: db.Connection) -> list[db.Record]:
+        # As if this process had stalled past its lease: the reaper recovers the task and
+        # another process claims it, in one transaction so that ours cannot claim it first.
+        await conn.execute(
+            "UPDATE notifyq.tasks SET locked_until = now() - interval '1 s' WHERE id = $1",
+            task_id)
+        await conn.fetch(sql.queries["recover_expired"], 100)
+        return list(await conn.fetch(sql.queries["claim"], ["default"], 1, "thief", 30.0))
+
+    async with running_service(database, app=app, lease_s=30) as service:
+        task_id = await insert(database, "slow")
+        await until_running(service, task_id)
+        [taken] = await database.run_in_transaction(expire_and_steal)
+        assert (taken["id"], taken["attempts"]) == (task_id, 2)
+        release.set()
+
+        async def refused() -> bool:
+            return service.pool.stats["fenced"] == 1
+
+        await eventually(refused)
+    row = await task_row(database, task_id)
+    assert (row["status"], row["locked_by"], row["result"]) == ("in_progress", "thief", None)
+
+
+async def test_reaper_recovers_then_errors_at_the_attempt_limit(database: db.Database) -> None:
+    task_id = await insert(database, "noop", max_attempts=2)
+    for attempt in (1, 2):
+        [row] = await database.fetch(sql.queries["claim"], ["default"], 1, "doomed", 0.01)
+        assert row["attempts"] == attempt
+        await trio.sleep(0.05)
+        [reaped] = await database.fetch(sql.queries["recover_expired"], 100)
+        assert reaped["status"] == ("pending" if attempt == 1 else "error")
+    row = await task_row(database, task_id)
+    assert row["error"] == "worker lost; 2 attempts"
+    events = [e["event"] for e in await events_of(database, task_id)]
+    assert events == ["queued", "started", "recovered", "started", "failed"]
+
+
+async def test_heartbeat_extends_leases_and_registers_the_process(database: db.Database) -> None:
+    async with running_service(database, lease_s=1.5) as service:
+        task_id = await insert(database, "sleep", 2.5)
+        await until_running(service, task_id)
+        first = (await task_row(database, task_id))["locked_until"]
+        await eventually(lambda: database.fetchval(
+            "SELECT locked_until > $2 FROM notifyq.tasks WHERE id = $1", task_id, first), timeout=3)
+        worker = await database.fetchrow("SELECT * FROM notifyq.workers WHERE id = $1",
+                                         service.worker_id)
+        assert worker is not None and worker["concurrency"] == 5
+        [row] = await wait_ended(database, task_id, timeout=10)
+    assert row["status"] == "done" and row["attempts"] == 1  # never lost to the reaper
+    assert await database.fetchval("SELECT count(*) FROM notifyq.workers") == 0
+
+
+async def test_handler_that_swallows_its_timeout_still_times_out(database: db.Database) -> None:
+    app = App()
+
+    @app.handler("swallow")
+    async def swallow(task: Task) -> str:
+        with contextlib.suppress(trio.Cancelled):  # wrong, but it happens
+            await trio.sleep(30)
+        return "too late"
+
+    async with running_service(database, app=app, worker_count=1):
+        task_id = await insert(database, "swallow", max_attempts=1, timeout=timedelta(seconds=0.2))
+        after = await insert(database, "reverse", "ok")
+        rows = await wait_ended(database, task_id, after, timeout=10)
+    assert (rows[0]["status"], rows[0]["error"]) == ("error", "timed out after 0.2 s")
+    assert rows[1]["status"] == "done"
+
+
+async def test_prune_deletes_old_ended_tasks_and_their_events(database: db.Database) -> None:
+    from notifyq.service import prune
+
+    old = await insert(database, "noop")
+    await database.execute(
+        "UPDATE notifyq.tasks SET status = 'done', finished_at = now() - interval '8 days' "
+        "WHERE id = $1", old)
+    pending = await insert(database, "noop")
+    assert await prune(database, 7 * 86400, batch=1) == 1
+    assert await database.fetchval("SELECT count(*) FROM notifyq.tasks WHERE id = $1", old) == 0
+    assert await database.fetchval(
+        "SELECT count(*) FROM notifyq.task_events WHERE task_id = $1", old) == 0
+    assert await database.fetchval("SELECT count(*) FROM notifyq.tasks WHERE id = $1", pending) == 1
+
+
+async def test_bad_cancel_notification_is_dropped(database: db.Database) -> None:
+    async with running_service(database) as service:
+        await database.execute("SELECT pg_notify('notifyq_cancel', 'not-a-number')")
+        await database.execute("SELECT pg_notify('notifyq', 'some-other-queue')")
+        task_id = await insert(database, "reverse", json.dumps("still works"))
+        [row] = await wait_ended(database, task_id)
+        assert service.health.listener_connected
+    assert row["status"] == "done"
