@@ -7,6 +7,7 @@ exits with status 2 and one line naming the setting.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -59,7 +60,7 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         if isinstance(exc, errors.NotifyqError):
             fail(str(exc) or type(exc).__name__, EXIT_FAILED)
         if isinstance(exc, trio.TooSlowError):
-            fail("timed out", EXIT_TIMEOUT)
+            fail(str(exc) or "timed out", EXIT_TIMEOUT)
         if isinstance(exc, KeyboardInterrupt):
             fail("interrupted", 130)
         raise
@@ -241,6 +242,13 @@ def _duration(_ctx: Any, _param: Any, value: str | None) -> float | None:
         raise click.BadParameter(f"expected {DURATION_HELP}") from None
 
 
+def _positive_duration(ctx: Any, param: Any, value: str | None) -> float | None:
+    seconds = _duration(ctx, param, value)
+    if seconds == 0:
+        raise click.BadParameter(f"expected {DURATION_HELP}, above 0")
+    return seconds
+
+
 @main.command()
 @click.argument("kind")
 @click.argument("payload", required=False)
@@ -254,7 +262,7 @@ def _duration(_ctx: Any, _param: Any, value: str | None) -> float | None:
     help="Run no sooner than this time (ISO 8601; no zone: local time).",
 )
 @click.option("--max-attempts", type=click.IntRange(1, 1000), default=3, show_default=True)
-@click.option("--timeout", callback=_duration, help="Time limit of one attempt.")
+@click.option("--timeout", callback=_positive_duration, help="Time limit of one attempt.")
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -373,12 +381,17 @@ def history(ctx: click.Context, task_id: int) -> None:
 def wait(ctx: click.Context, task_id: int, timeout: float | None) -> None:
     """Wait for a task to end; print it as JSON. Exit 0 if done, 1 if error or cancelled."""
     settings = settings_from(ctx)
-    try:
-        task = run(lambda: _with_client(settings, lambda c: c.wait(task_id, timeout_s=timeout)))
-    except SystemExit as exc:
-        if exc.code == EXIT_TIMEOUT:
-            fail(f"task {task_id} did not end within {timeout:g} s", EXIT_TIMEOUT)
-        raise
+
+    async def go() -> dict[str, Any]:
+        try:
+            # The deadline sits outside the client so that it is not wrapped in the
+            # trio-asyncio loop's exception group.
+            with trio.fail_after(timeout if timeout is not None else math.inf):
+                return await _with_client(settings, lambda c: c.wait(task_id))
+        except trio.TooSlowError:
+            raise trio.TooSlowError(f"task {task_id} did not end within {timeout:g} s") from None
+
+    task = run(go)
     click.echo(json.dumps(task, default=str))
     if task["status"] != "done":
         sys.exit(EXIT_FAILED)

@@ -25,7 +25,7 @@ import asyncpg
 import trio
 import trio_asyncio
 
-from notifyq import errors
+from notifyq import errors, logs
 
 T = TypeVar("T")
 
@@ -38,6 +38,9 @@ Connection = asyncpg.Connection
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InterfaceError,
+    # asyncpg can report a connection killed mid-statement as a protocol state error
+    # (MagicStack/asyncpg#1069); the connection is unusable either way.
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
@@ -165,28 +168,43 @@ async def open_database(
     max_size: int = 10,
     statement_cache_size: int = 100,
 ) -> AsyncIterator[Database]:
-    """Open a trio-asyncio loop and an asyncpg pool on it."""
-    async with trio_asyncio.open_loop() as loop:
-        try:
-            pool = await loop.run_aio_coroutine(
-                asyncpg.create_pool(
-                    dsn,
-                    min_size=min_size,
-                    max_size=max_size,
-                    init=_init_connection,
-                    statement_cache_size=statement_cache_size,
+    """Open a trio-asyncio loop and an asyncpg pool on it.
+
+    The loop is a nursery, which would wrap any error of the caller's block in an
+    exception group; a single error comes out as itself, so ``except TaskNotFound``
+    around this block works as a reader expects.
+    """
+    try:
+        async with trio_asyncio.open_loop() as loop:
+            try:
+                pool = await loop.run_aio_coroutine(
+                    asyncpg.create_pool(
+                        dsn,
+                        min_size=min_size,
+                        max_size=max_size,
+                        init=_init_connection,
+                        statement_cache_size=statement_cache_size,
+                    )
                 )
-            )
-        except CONNECTION_ERRORS as exc:
-            raise errors.DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
-        try:
-            yield Database(pool, loop, dsn)
-        finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(5) as cleanup:
-                    await loop.run_aio_coroutine(pool.close())
-                if cleanup.cancelled_caught:
-                    pool.terminate()
+            except CONNECTION_ERRORS as exc:
+                raise errors.DatabaseUnavailable(
+                    f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
+                ) from exc
+            try:
+                yield Database(pool, loop, dsn)
+            finally:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(5) as cleanup:
+                        await loop.run_aio_coroutine(pool.close())
+                    if cleanup.cancelled_caught:
+                        pool.terminate()
+    except BaseExceptionGroup as group:
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group:
+            raise
+        raise inner from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ Load it with ``notifyq serve --app mymodule:app`` (or ``NOTIFYQ_APP``). The buil
 from __future__ import annotations
 
 import importlib
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -62,7 +63,7 @@ class App:
         """Register ``fn`` for ``kind``; ``timeout_s`` is the kind's default time limit."""
         if not kind or len(kind) > 128:
             raise ValueError(f"kind must be 1-128 characters, got {kind!r}")
-        if timeout_s is not None and timeout_s <= 0:
+        if timeout_s is not None and not (0 < timeout_s < math.inf):
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
 
         def register(fn: HandlerFn) -> HandlerFn:

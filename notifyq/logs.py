@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 
@@ -45,15 +45,21 @@ def get(name: str) -> Any:
 
 
 def redact(url: str | None) -> str | None:
-    """A database URL with its password replaced by ``***``, safe to print."""
+    """A database URL with its password (``user:pw@`` or ``?password=``) hidden."""
     if not url:
         return url
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
-    if parts.password is None:
+    if parts.password is None and "password=" not in parts.query.lower():
         return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    if "password=" in parts.query.lower():
+        query = [(k, "***" if k.lower() == "password" else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query=urlencode(query, safe="/*"))
+    return urlunsplit(parts)

@@ -36,16 +36,26 @@ def encode_result(value: Any) -> str:
         encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"result is not JSON-serialisable: {exc}") from None
-    if "\x00" in encoded or "\\u0000" in encoded:
+    if _has_nul(value):
         raise ValueError("result contains a NUL character, which jsonb cannot store")
     return encoded
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def backoff_s(attempt: int, base_s: float, max_s: float, jitter: float = 0.25) -> float:
     """Exponential backoff after failed attempt number ``attempt`` (1-based), with ±jitter."""
     exponent = min(max(attempt - 1, 0), 60)  # 2**60 s is beyond any cap
-    delay = min(max_s, base_s * (2**exponent))
-    return float(delay * random.uniform(1 - jitter, 1 + jitter))
+    delay = base_s * (2**exponent) * random.uniform(1 - jitter, 1 + jitter)
+    return float(min(max_s, delay))  # the cap holds after jitter too
 
 
 def as_columns(outcomes: list[Outcome]) -> tuple[list[Any], ...]:

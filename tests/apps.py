@@ -19,11 +19,7 @@ async def crash(task: notifyq.Task) -> None:
 
 @app.handler("stubborn")
 async def stubborn(task: notifyq.Task) -> str:
-    """Ignores cancellation: swallows every Cancelled and keeps sleeping."""
-    end = trio.current_time() + float(task.payload)
-    while trio.current_time() < end:
-        try:
-            await trio.sleep(end - trio.current_time())
-        except trio.Cancelled:
-            await trio.to_thread.run_sync(lambda: None, abandon_on_cancel=False)
+    """Ignores cancellation: shields itself and sleeps on regardless."""
+    with trio.CancelScope(shield=True):
+        await trio.sleep(float(task.payload))
     return "finished anyway"

@@ -19,4 +19,8 @@ def notifyq() -> Iterator[Callable[..., Notifyq]]:
 
     yield start
     for proc in started:
+        proc.kill()
+        # Shown by pytest only when the test failed.
+        tail = "\n".join(proc.stderr().splitlines()[-60:])
+        print(f"--- {' '.join(proc.proc.args[3:])} exited {proc.proc.returncode}:\n{tail}")
         proc.close()
