@@ -59,7 +59,9 @@ def redact(url: str | None) -> str | None:
         host = parts.netloc.rsplit("@", 1)[1]
         parts = parts._replace(netloc=f"{user}:***@{host}")
     if "password=" in parts.query.lower():
-        query = [(k, "***" if k.lower() == "password" else v)
-                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        query = [
+            (k, "***" if k.lower() == "password" else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
         parts = parts._replace(query=urlencode(query, safe="/*"))
     return urlunsplit(parts)

@@ -82,7 +82,7 @@ class Service:
                 # Handlers run here; one that ignores cancellation is abandoned by its worker
                 # and keeps only this nursery open.
                 await self._serve(stop, force, handlers, task_status)
-                if self.pool.abandoned:
+                if self.pool.abandoned and self.exit_on_abandoned:
                     log.error(
                         "service.abandoned_handlers",
                         count=self.pool.abandoned,
@@ -175,11 +175,15 @@ class Service:
     async def _serve_listener(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Keep one LISTEN connection up; reconnect with backoff and jitter when it dies."""
+        """Keep one LISTEN connection up; reconnect with backoff and jitter when it dies.
+
+        ``task_status.started()`` is called once, when the first connection is up.
+        """
         failures = 0
+        connected_once = trio.Event()
         while True:
             try:
-                await self._listen(failures, task_status)
+                await self._listen(failures, connected_once, task_status)
             except* errors.DatabaseUnavailable as group:
                 lost = group.exceptions[0]
                 self.health.listener_connected = False
@@ -187,21 +191,23 @@ class Service:
                 delay = min(5.0, 0.05 * 2 ** min(failures, 7)) * random.uniform(0.5, 1.0)
                 log.warning("listener.lost", error=str(lost), retry_in_s=round(delay, 3))
                 await trio.sleep(delay)
-            task_status = trio.TASK_STATUS_IGNORED  # started() is called once only
 
-    async def _listen(self, failures: int, task_status: trio.TaskStatus[None]) -> None:
+    async def _listen(
+        self, failures: int, connected_once: trio.Event, task_status: trio.TaskStatus[None]
+    ) -> None:
         channels = ["notifyq", "notifyq_cancel", self._probe_channel]
         url = self.settings.listen_url or self.db.dsn
         async with db.open_listener(self.db.loop, url, channels) as listener:
             self.health.listener_connected = True
-            if task_status is trio.TASK_STATUS_IGNORED:
+            if connected_once.is_set():
                 self.health.reconnects += 1
                 log.info("listener.reconnected", after_failures=failures)
             else:
-                log.info("listener.connected", channels=channels[:2])
+                log.info("listener.connected", channels=channels[:2], after_failures=failures)
+                connected_once.set()
+                task_status.started()
             # Notifications sent while nobody listened are lost: claim once now.
             self.pool.wake()
-            task_status.started()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._serve_probe, listener)
                 async for note in listener:

@@ -134,7 +134,7 @@ class WorkerPool:
     async def _claim_once(self, want: int) -> None:
         wakes_before = self._wakes
         try:
-            rows, due_in = await self._claim(want)
+            rows = await self._claim(want)
         except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
             self._claim_failures += 1
             delay = min(MAX_RETRY_SLEEP_S, 0.05 * 2**self._claim_failures)
@@ -155,6 +155,11 @@ class WorkerPool:
         # Only a wake-up that came before the claim is answered by it: one that arrived
         # while the claim ran may be for a row the claim could not see yet.
         self.dirty = self._wakes != wakes_before
+        # Asked after the rows went to the workers, so that handlers do not wait for it.
+        try:
+            due_in = await self.db.fetchval(sql.queries["next_due"], self.queues)
+        except errors.DatabaseUnavailable:
+            due_in = MAX_RETRY_SLEEP_S  # look again soon; the sweep is there as well
         if due_in is None:
             self._due_at = math.inf
         else:
@@ -173,23 +178,17 @@ class WorkerPool:
             self.dirty = True
             self._due_at = math.inf
 
-    async def _claim(self, want: int) -> tuple[list[db.Record], float | None]:
-        queues, worker_id, lease_s = self.queues, self.worker_id, self.settings.lease_s
-
-        async def claim(conn: db.Connection) -> tuple[list[db.Record], float | None]:
-            rows = await conn.fetch(sql.queries["claim"], queues, want, worker_id, lease_s)
-            due_in = None
-            if len(rows) < want:
-                due_in = await conn.fetchval(sql.queries["next_due"], queues)
-            return rows, due_in
-
+    async def _claim(self, want: int) -> list[db.Record]:
+        lease_s = self.settings.lease_s
         started = time.perf_counter()
         sent_at = trio.current_time()
         # Shielded: cancelling a claim after the server committed it would leave rows
         # in_progress that nobody runs until their lease expires. The time limit still
         # bounds it (the server then cancels the statement and nothing was claimed).
-        with trio.CancelScope(shield=True), trio.fail_after(self.settings.lease_s / 2):
-            rows, due_in = await self.db.run(claim)
+        with trio.CancelScope(shield=True), trio.fail_after(lease_s / 2):
+            rows = await self.db.fetch(
+                sql.queries["claim"], self.queues, want, self.worker_id, lease_s
+            )
         for row in rows:
             self.running[row["id"]] = Running(
                 Task(
@@ -209,7 +208,7 @@ class WorkerPool:
         self.stats["claimed"] += len(rows)
         if rows:
             log.debug("claim", rows=len(rows), ms=round((time.perf_counter() - started) * 1000, 2))
-        return rows, due_in
+        return rows
 
     # --- workers ---------------------------------------------------------------------
 
