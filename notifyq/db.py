@@ -61,6 +61,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query (UNLISTEN, RESET ALL, ...) on every release.
+
+    It costs a round trip per pooled call, and notifyq's pooled connections never
+    LISTEN, SET or hold session locks past a call (the migration lock is released in a
+    finally). An open transaction is still rolled back by asyncpg itself.
+    """
+
+
 class Database:
     """A pool of connections with trio-native methods."""
 
@@ -183,6 +192,7 @@ async def open_database(
                         min_size=min_size,
                         max_size=max_size,
                         init=_init_connection,
+                        reset=_no_reset,
                         statement_cache_size=statement_cache_size,
                     )
                 )
