@@ -82,7 +82,9 @@ class Database:
         try:
             return await self.loop.run_aio_coroutine(coro)  # type: ignore[no-any-return]
         except CONNECTION_ERRORS as exc:
-            raise errors.DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+            raise errors.DatabaseUnavailable(
+                f"database unavailable: {exc or type(exc).__name__}"
+            ) from exc
         except asyncpg.PostgresError as exc:
             raise errors.QueryError(str(exc), sqlstate=exc.sqlstate) from exc
 
