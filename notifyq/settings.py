@@ -231,6 +231,7 @@ def _env_name(field: str) -> str:
 
 # Environment name -> field name, to explain errors whichever way the value came in.
 _FIELD_BY_ENV = {_env_name(name): name for name in Settings.model_fields}
+ENV_NAMES = frozenset(_FIELD_BY_ENV)  # every environment variable notifyq reads
 
 
 def load(**overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from notifyq import db
+from notifyq import db, settings
 from tests import pg
 
 TEMPLATE = "notifyq_template"
@@ -37,8 +37,10 @@ def template_url(server_url: str) -> str:
     pg.psql(server_url, f"DROP DATABASE IF EXISTS {TEMPLATE}")
     pg.psql(server_url, f"CREATE DATABASE {TEMPLATE}")
     url = pg.with_database(server_url, TEMPLATE)
+    # The developer's own notifyq settings must not reach the migration.
+    env = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
     subprocess.run([sys.executable, "-m", "notifyq", "migrate"], check=True, timeout=60,
-                   env={**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
+                   env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
                    capture_output=True)
     return url
 

@@ -14,25 +14,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from pydantic import AliasChoices
 
+from notifyq import settings
 from notifyq.cli import main
-from notifyq.settings import Settings
 from tests.acceptance.proc import scalar
 
 NOWHERE = "postgresql://nobody@127.0.0.1:1/nothing"  # for commands that must not connect
 
 
-def _settings_env_names() -> set[str]:
-    names = set()
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        assert isinstance(alias, AliasChoices)
-        names.update(str(choice).upper() for choice in alias.choices)
-    return names
-
-
-_SETTINGS_ENV = _settings_env_names()
+_SETTINGS_ENV = settings.ENV_NAMES
 
 
 @dataclass(repr=False)

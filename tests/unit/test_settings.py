@@ -6,24 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import AliasChoices
 
+from notifyq import settings
 from notifyq.errors import ConfigError
-from notifyq.settings import Settings, load, parse_duration
+from notifyq.settings import load, parse_duration
 
 DURATION = "a duration: seconds, or a number with ms, s, m, h or d (e.g. 30, 2.5s, 7d)"
 
 
-def _env_names() -> set[str]:
-    names = set()
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        assert isinstance(alias, AliasChoices)
-        names.update(str(choice).upper() for choice in alias.choices)
-    return names
-
-
-ENV_NAMES = _env_names()
+ENV_NAMES = settings.ENV_NAMES
 
 
 @pytest.fixture(autouse=True)
