@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from notifyq import db, errors, logs
+from notifyq import db, errors, logs, sql
 
 log = logs.get("notifyq.migrations")
 
@@ -24,15 +24,6 @@ LOCK_KEY = 0x6E6F7469  # "noti"
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
-_BOOTSTRAP = """
-CREATE SCHEMA IF NOT EXISTS notifyq;
-CREATE TABLE IF NOT EXISTS notifyq.schema_migrations (
-    version    integer PRIMARY KEY,
-    name       text        NOT NULL,
-    checksum   text        NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +61,10 @@ def available() -> list[Migration]:
 
 
 async def _applied(conn: asyncpg.Connection) -> dict[int, str]:
-    exists = await conn.fetchval("SELECT to_regclass('notifyq.schema_migrations') IS NOT NULL")
+    exists = await conn.fetchval(sql.queries["migrations_ledger_exists"])
     if not exists:
         return {}
-    rows = await conn.fetch("SELECT version, checksum FROM notifyq.schema_migrations")
+    rows = await conn.fetch(sql.queries["migrations_applied"])
     return {r["version"]: r["checksum"] for r in rows}
 
 
@@ -84,9 +75,9 @@ async def migrate(database: db.Database) -> list[Migration]:
     async def apply(conn: asyncpg.Connection) -> list[Migration]:
         # A session-level lock on one connection: concurrent `migrate` runs queue here and
         # find the work already done when they get the lock.
-        await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+        await conn.execute(sql.queries["migrate_lock"], LOCK_KEY)
         try:
-            await conn.execute(_BOOTSTRAP)
+            await conn.execute(sql.queries["migrate_bootstrap"])
             done = await _applied(conn)
             for m in wanted:
                 if m.version in done and done[m.version] != m.checksum:
@@ -102,17 +93,11 @@ async def migrate(database: db.Database) -> list[Migration]:
                     continue
                 async with conn.transaction():
                     await conn.execute(m.sql)
-                    await conn.execute(
-                        "INSERT INTO notifyq.schema_migrations (version, name, checksum)"
-                        " VALUES ($1, $2, $3)",
-                        m.version,
-                        m.name,
-                        m.checksum,
-                    )
+                    await conn.execute(sql.queries["migration_record"], m.version, m.name, m.checksum)
                 applied.append(m)
             return applied
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+            await conn.execute(sql.queries["migrate_unlock"], LOCK_KEY)
 
     applied = await database.run(apply)
     for m in applied:

@@ -212,3 +212,33 @@ RETURNING t.id;
 -- The listener's round-trip probe: a notification on channel $1, which only this
 -- process listens to, sent on the listening connection itself.
 SELECT pg_notify($1, 'probe');
+
+-- name: migrate_lock
+-- Serialise `notifyq migrate` runs: a session-level advisory lock on key $1.
+SELECT pg_advisory_lock($1);
+
+-- name: migrate_unlock
+-- Release the lock taken by migrate_lock.
+SELECT pg_advisory_unlock($1);
+
+-- name: migrate_bootstrap
+-- The schema and the migrations ledger, before any numbered migration runs.
+CREATE SCHEMA IF NOT EXISTS notifyq;
+CREATE TABLE IF NOT EXISTS notifyq.schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migrations_ledger_exists
+-- Whether the migrations ledger exists yet.
+SELECT to_regclass('notifyq.schema_migrations') IS NOT NULL;
+
+-- name: migrations_applied
+-- Applied migrations with their checksums.
+SELECT version, checksum FROM notifyq.schema_migrations;
+
+-- name: migration_record
+-- Record migration $1 ($2) with checksum $3 as applied.
+INSERT INTO notifyq.schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
