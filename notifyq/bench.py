@@ -25,17 +25,12 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import trio
 
-from notifyq import db, errors, logs, migrations, service
+from notifyq import db, errors, logs, migrations, service, sql
 from notifyq.handlers import App, Task, builtin_app
 from notifyq.settings import Settings
 
 PROBE_TIMEOUT_S = 10.0  # a probe not started by then fails the run
 STALL_TIMEOUT_S = 30.0  # a drain that finishes nothing for this long fails the run
-INSERT_PROBE = "INSERT INTO notifyq.tasks (kind, payload) VALUES ('bench_probe', $1) RETURNING id"
-ENQUEUE_NOOPS = "INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1)"
-COUNT_DONE = "SELECT count(*) FROM notifyq.tasks WHERE status = 'done'"
-SERVER_FACTS = """SELECT current_setting('server_version') AS server_version,
-    current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit"""
 REPORTED_SETTINGS = ("worker_count", "fetch_limit", "fetch_interval_s", "pool_size", "log_level")
 
 
@@ -67,6 +62,7 @@ async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
     name = f"notifyq_bench_{secrets.token_hex(4)}"
     async with db.open_database(dsn, min_size=1, max_size=1) as admin:
         try:
+            # A database name cannot be a bind parameter; this one is generated above.
             await admin.execute(f"CREATE DATABASE {name}")
         except errors.QueryError as exc:
             raise errors.NotifyqError(f"cannot create a scratch database: {exc}") from exc
@@ -83,7 +79,7 @@ async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
                         "queues": ("default",),
                     }
                 )
-                server = await database.fetchrow(SERVER_FACTS)
+                server = await database.fetchrow(sql.queries["server_facts"])
                 used = {k: getattr(ours, k) for k in REPORTED_SETTINGS}
                 header = {"server": logs.redact(dsn), **dict(server or {}), "settings": used}
                 yield Scratch(database, ours, header)
@@ -139,7 +135,7 @@ class Probes:
 
 def _insert_probe(seq: int) -> Callable[[db.Connection], Awaitable[tuple[int, float]]]:
     async def insert(conn: db.Connection) -> tuple[int, float]:
-        task_id = await conn.fetchval(INSERT_PROBE, {"seq": seq})
+        task_id = await conn.fetchval(sql.queries["bench_probe"], {"seq": seq})
         # Autocommit: the statement's result is the commit's acknowledgement. Read the
         # clock here, on the asyncio side, before the pool's reset query and the hop back
         # to trio (both would make t_commit late and the latency look smaller).
@@ -219,14 +215,14 @@ async def measure_drain(settings: Settings, tasks: int) -> dict[str, Any]:
     5 ms, no load on the database), then verified with a count in the database.
     """
     async with scratch(settings) as s:
-        await s.database.execute(ENQUEUE_NOOPS, tasks)
-        await s.database.execute("ANALYZE notifyq.tasks")
+        await s.database.execute(sql.queries["bench_enqueue_noops"], tasks)
+        await s.database.execute(sql.queries["bench_analyze"])
         _progress(f"drain: {tasks} noop tasks enqueued; starting the service")
         started = time.monotonic()
         async with running(s.database, s.settings, builtin_app()) as svc:
             await _wait_drained(svc, tasks, started)
             finished = time.monotonic()
-            done = int(await s.database.fetchval(COUNT_DONE))
+            done = int(await s.database.fetchval(sql.queries["count_done"]))
         header = s.header
     if done != tasks:
         raise errors.NotifyqError(f"the service reported {tasks} done; the database has {done}")

@@ -242,3 +242,25 @@ SELECT version, checksum FROM notifyq.schema_migrations;
 -- name: migration_record
 -- Record migration $1 ($2) with checksum $3 as applied.
 INSERT INTO notifyq.schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
+
+-- name: bench_probe
+-- `bench latency`: one probe task, payload $1.
+INSERT INTO notifyq.tasks (kind, payload) VALUES ('bench_probe', $1) RETURNING id;
+
+-- name: bench_enqueue_noops
+-- `bench drain`: $1 noop tasks in one statement.
+INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int);
+
+-- name: bench_analyze
+-- `bench drain`: fresh planner statistics after the bulk insert.
+ANALYZE notifyq.tasks;
+
+-- name: count_done
+-- How many tasks are done.
+SELECT count(*) FROM notifyq.tasks WHERE status = 'done';
+
+-- name: server_facts
+-- What a benchmark report names about the server.
+SELECT current_setting('server_version') AS server_version,
+       current_setting('fsync') AS fsync,
+       current_setting('synchronous_commit') AS synchronous_commit;
