@@ -106,7 +106,15 @@ class Service:
     ) -> None:
         pool = self.pool
         async with trio.open_nursery() as housekeeping:
-            await housekeeping.start(self._serve_listener)
+            # The first LISTEN connection may take a while (database down at start-up);
+            # a stop signal meanwhile must still stop the process.
+            with trio.CancelScope() as startup:
+                housekeeping.start_soon(_cancel_when, stop, startup)
+                await housekeeping.start(self._serve_listener)
+            if startup.cancelled_caught:
+                log.info("shutdown.before_start")
+                housekeeping.cancel_scope.cancel()
+                return
             housekeeping.start_soon(self._serve_heartbeat)
             housekeeping.start_soon(self._serve_reaper)
             if self.settings.retention_s:
@@ -334,6 +342,12 @@ class Service:
                     await prune(self.db, self.settings.retention_s)
             except errors.DatabaseUnavailable as exc:
                 log.warning("prune.failed", error=str(exc))
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` once ``event`` is set (a no-op if the scope has already exited)."""
+    await event.wait()
+    scope.cancel()
 
 
 async def prune(database: db.Database, older_than_s: float, batch: int = PRUNE_BATCH) -> int:

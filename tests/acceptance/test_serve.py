@@ -90,3 +90,14 @@ def test_two_processes_complete_each_task_exactly_once(database_url: str, notify
     workers = scalar(database_url,
                      "SELECT count(DISTINCT worker) FROM notifyq.task_events WHERE event = 'done'")
     assert workers == "2", "both processes should have taken a share"
+
+
+def test_signal_while_the_database_cannot_be_listened_to(database_url: str, notifyq: Start) -> None:
+    # The pool connects, but the LISTEN connection points nowhere: start-up waits for it.
+    serve = notifyq(database_url, "serve", env={
+        "LISTEN_DATABASE_URL": "postgresql://nobody@/nothing?host=/nonexistent"})
+    serve.wait_for("listener.lost")
+    serve.signal(signal.SIGTERM)
+    assert serve.wait(timeout=15) == 0
+    assert "shutdown.before_start" in serve.names()
+    assert scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "0"
