@@ -16,14 +16,14 @@ import random
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
 from notifyq import __version__, db, errors, logs, sql
 from notifyq.handlers import App
 from notifyq.settings import Settings
-from notifyq.worker import CANCEL_GRACE_S, WorkerPool
+from notifyq.worker import WorkerPool
 
 log = logs.get("notifyq.service")
 
@@ -45,7 +45,6 @@ class Health:
     listener_connected: bool = False
     last_probe_ok: float = -1.0  # trio clock
     reconnects: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class Service:
@@ -362,6 +361,3 @@ async def prune(database: db.Database, older_than_s: float, batch: int = PRUNE_B
     if total:
         log.info("prune", deleted=total, older_than_s=older_than_s)
     return total
-
-
-__all__ = ["CANCEL_GRACE_S", "Service", "prune"]
