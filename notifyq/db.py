@@ -51,10 +51,6 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    return isinstance(exc, CONNECTION_ERRORS)
-
-
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # json/jsonb columns come back as Python values and go in as Python values.
     for typ in ("json", "jsonb"):
