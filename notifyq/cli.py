@@ -22,6 +22,9 @@ from notifyq import db, embedded, errors, logs, migrations, service, sql
 from notifyq.client import ENDED, Client
 from notifyq.handlers import App, builtin_app, load_app
 from notifyq.settings import DURATION_HELP, Settings, load, parse_duration
+from notifyq.web import Context as WebContext
+from notifyq.web import check_bind, serve_http
+from notifyq.web.live import LiveFeed
 
 T = TypeVar("T")
 log = logs.get("notifyq.cli")
@@ -131,6 +134,24 @@ def migrate(ctx: click.Context) -> None:
     run(go)
 
 
+def http_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags of the HTTP side, shared by serve and web."""
+    for option in reversed(
+        [
+            click.option("--http-host", help="Address to serve HTTP on [HTTP_HOST=127.0.0.1]"),
+            click.option("--http-port", type=int, help="HTTP port, 0 for any [HTTP_PORT=8080]"),
+            click.option(
+                "--insecure-http",
+                is_flag=True,
+                default=None,
+                help="Allow a non-loopback HTTP_HOST without API_TOKEN [INSECURE_HTTP]",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
 @main.command()
 @click.option(
     "-w", "--workers", "worker_count", type=int, help="Concurrent handlers [WORKER_COUNT=5]"
@@ -153,12 +174,34 @@ def migrate(ctx: click.Context) -> None:
     default=0,
     help="Enqueue this many demo tasks once started.",
 )
+@click.option("--no-http", is_flag=True, help="Run the workers only, without the HTTP side.")
+@http_options
 @click.pass_context
-def serve(ctx: click.Context, /, seed: int, **flags: Any) -> None:
-    """Run the workers until SIGINT or SIGTERM (a second signal skips the grace period)."""
+def serve(ctx: click.Context, /, seed: int, no_http: bool, **flags: Any) -> None:
+    """Run the workers and the HTTP side until SIGINT or SIGTERM (a second signal skips
+    the grace period)."""
     settings = settings_from(ctx, **flags)
     app = handlers_for(settings)
-    run(lambda: serve_until_signalled(settings, app, seed=seed))
+    if not no_http:
+        _check_bind(settings)
+    run(lambda: serve_until_signalled(settings, app, seed=seed, http=not no_http))
+
+
+@main.command()
+@http_options
+@click.pass_context
+def web(ctx: click.Context, /, **flags: Any) -> None:
+    """Run only the HTTP side (API, status page, /events), to scale it apart from workers."""
+    settings = settings_from(ctx, **flags)
+    _check_bind(settings)
+    run(lambda: serve_until_signalled(settings, App(), http=True, workers=False))
+
+
+def _check_bind(settings: Settings) -> None:
+    try:
+        check_bind(settings)
+    except errors.ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def handlers_for(settings: Settings) -> App:
@@ -175,7 +218,9 @@ def handlers_for(settings: Settings) -> App:
     return app
 
 
-async def serve_until_signalled(settings: Settings, app: App, *, seed: int = 0) -> None:
+async def serve_until_signalled(
+    settings: Settings, app: App, *, seed: int = 0, http: bool = True, workers: bool = True
+) -> None:
     stop, force = trio.Event(), trio.Event()
     # Opened first, so that a signal during start-up is a request to stop, not a crash.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -199,13 +244,46 @@ async def serve_until_signalled(settings: Settings, app: App, *, seed: int = 0) 
 
             nursery.start_soon(watch)
             async with open_db(settings) as database:
-                svc = service.Service(database, settings, app)
-                svc.exit_on_abandoned = True
-                if seed:
-                    await database.fetch(sql.queries["seed"], seed)
-                    log.info("seed", tasks=seed)
-                await svc.serve(stop, force)
+                await run_roles(database, settings, app, stop, force, seed=seed, http=http, workers=workers)
             nursery.cancel_scope.cancel()
+
+
+async def run_roles(
+    database: db.Database,
+    settings: Settings,
+    app: App,
+    stop: trio.Event,
+    force: trio.Event,
+    *,
+    seed: int = 0,
+    http: bool = True,
+    workers: bool = True,
+) -> None:
+    """Workers and/or the HTTP side as siblings: if one crashes, the other stops too."""
+    feed = LiveFeed() if http else None
+    svc = service.Service(database, settings, app, sink=feed, workers=workers)
+    svc.exit_on_abandoned = True
+    if seed:
+        await database.fetch(sql.queries["seed"], seed)
+        log.info("seed", tasks=seed)
+    async with trio.open_nursery() as roles:
+        if feed is not None:
+            context = WebContext(
+                database,
+                settings,
+                role="serve" if workers else "web",
+                health=svc.health,
+                live=feed,
+            )
+            if workers:
+                context.worker_stats = lambda: {**svc.pool.stats, "recovered": svc.recovered}
+                context.in_flight = lambda: svc.pool.in_flight
+                metrics = context.metrics
+                svc.pool.on_end = lambda task, outcome, lag_s, run_s: metrics.observe_end(
+                    task.queue, task.kind, outcome, lag_s, run_s
+                )
+            await roles.start(serve_http, context, stop)
+        await svc.serve(stop, force)
 
 
 @main.command()

@@ -264,3 +264,49 @@ SELECT count(*) FROM notifyq.tasks WHERE status = 'done';
 SELECT current_setting('server_version') AS server_version,
        current_setting('fsync') AS fsync,
        current_setting('synchronous_commit') AS synchronous_commit;
+
+-- name: list_tasks
+-- Tasks newest first, filtered by status $1, queue $2, kind $3 (NULL: any), with ids below
+-- $4 (NULL: from the newest); at most $5. Keyset pagination over the primary key.
+SELECT *
+  FROM notifyq.tasks
+ WHERE ($1::text IS NULL OR status = $1)
+   AND ($2::text IS NULL OR queue = $2)
+   AND ($3::text IS NULL OR kind = $3)
+   AND ($4::bigint IS NULL OR id < $4)
+ ORDER BY id DESC
+ LIMIT $5;
+
+-- name: running_tasks
+-- The oldest $1 running tasks (the status page's "running" table).
+SELECT id, queue, kind, attempts, max_attempts, locked_by, started_at,
+       extract(epoch FROM now() - started_at)::float8 AS age_s
+  FROM notifyq.tasks
+ WHERE status = 'in_progress'
+ ORDER BY started_at
+ LIMIT $1;
+
+-- name: recent_failures
+-- The $1 tasks that most recently ended in 'error', newest first (over tasks_finished_idx).
+SELECT id, queue, kind, attempts, error, finished_at
+  FROM notifyq.tasks
+ WHERE status = 'error' AND finished_at IS NOT NULL
+ ORDER BY finished_at DESC
+ LIMIT $1;
+
+-- name: pickup_sample
+-- Pickup latency (claim time minus run_at) in ms over at most $2 tasks that ended in the
+-- last $1 seconds: a bounded sample read over tasks_finished_idx.
+SELECT count(*)::int AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY lag_ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY lag_ms) AS p95_ms
+  FROM (SELECT extract(epoch FROM started_at - run_at)::float8 * 1000 AS lag_ms
+          FROM notifyq.tasks
+         WHERE finished_at > now() - make_interval(secs => $1::float8)
+           AND started_at IS NOT NULL
+         ORDER BY finished_at DESC
+         LIMIT $2) AS recent;
+
+-- name: ping
+-- The database answers.
+SELECT 1;

@@ -17,6 +17,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -45,15 +46,40 @@ class Health:
     listener_connected: bool = False
     last_probe_ok: float = -1.0  # trio clock
     reconnects: int = 0
+    listening: bool = True  # False when the process runs without a LISTEN connection
+
+
+class NotificationSink(Protocol):
+    """Something else in the process that wants the listener's notifications (the web)."""
+
+    channels: tuple[str, ...]
+
+    def on_notification(self, channel: str, payload: str) -> None: ...
 
 
 class Service:
-    def __init__(self, database: db.Database, settings: Settings, app: App) -> None:
+    """Listener, claimer, workers and housekeeping of one process.
+
+    With ``workers=False`` (``notifyq web``) it keeps only the listener, for the sink.
+    """
+
+    def __init__(
+        self,
+        database: db.Database,
+        settings: Settings,
+        app: App,
+        *,
+        sink: NotificationSink | None = None,
+        workers: bool = True,
+    ) -> None:
         self.db = database
         self.settings = settings
         self.worker_id = new_worker_id()
         self.pool = WorkerPool(database, settings, app, self.worker_id)
         self.health = Health()
+        self.sink = sink
+        self.workers = workers
+        self.recovered = 0  # tasks this process's reaper gave back to pending or error
         self._probe_channel = f"notifyq_probe_{os.getpid()}_{secrets.token_hex(4)}"
         self._probe_back = trio.Event()
         # A process may end while handlers that ignore cancellation still run (the CLI
@@ -68,6 +94,9 @@ class Service:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         s = self.settings
+        if not self.workers:
+            await self._serve_listener_only(stop, task_status)
+            return
         await self._register()
         log.info(
             "service.start",
@@ -137,6 +166,18 @@ class Service:
             housekeeping.cancel_scope.cancel()
         log.info("shutdown.done")
 
+    async def _serve_listener_only(
+        self, stop: trio.Event, task_status: trio.TaskStatus[None]
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as startup:
+                nursery.start_soon(_cancel_when, stop, startup)
+                await nursery.start(self._serve_listener)
+            if not startup.cancelled_caught:
+                task_status.started()
+                await stop.wait()
+            nursery.cancel_scope.cancel()
+
     async def _enforce_grace(self, grace: trio.CancelScope, force: trio.Event) -> None:
         """Give running handlers SHUTDOWN_TIMEOUT (or until a second signal), then cancel."""
         with grace:
@@ -203,6 +244,8 @@ class Service:
         self, failures: int, connected_once: trio.Event, task_status: trio.TaskStatus[None]
     ) -> None:
         channels = ["notifyq", "notifyq_cancel", self._probe_channel]
+        if self.sink is not None:
+            channels += self.sink.channels
         url = self.settings.listen_url or self.db.dsn
         async with db.open_listener(self.db.loop, url, channels) as listener:
             self.health.listener_connected = True
@@ -232,6 +275,9 @@ class Service:
             self.pool.on_cancel_notification(note.payload)
         elif note.channel == self._probe_channel:
             self._probe_back.set()
+            return
+        if self.sink is not None:
+            self.sink.on_notification(note.channel, note.payload)
 
     async def _serve_probe(self, listener: db.Listener) -> None:
         """A NOTIFY round trip on the listening connection itself, every second.
@@ -321,6 +367,7 @@ class Service:
             except errors.DatabaseUnavailable as exc:
                 log.warning("reaper.failed", error=str(exc))
                 continue
+            self.recovered += len(rows)
             for row in rows:
                 log.warning(
                     "task.recovered",

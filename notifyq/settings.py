@@ -160,6 +160,41 @@ class Settings(BaseSettings):
         validation_alias=_env("DEMO_FAILURE_RATE"),
         description="a number from 0 to 1",
     )
+    http_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9.:\[\]_-]+$",
+        validation_alias=_env("HTTP_HOST"),
+        description="an IP address or host name to serve HTTP on",
+    )
+    http_port: int = Field(
+        8080,
+        ge=0,
+        le=65535,
+        validation_alias=_env("HTTP_PORT"),
+        description="a TCP port from 0 to 65535 (0: any free port)",
+    )
+    api_token: str | None = Field(
+        None,
+        min_length=16,
+        max_length=1024,
+        pattern=r"^[\x21-\x7e]+$",
+        validation_alias=_env("API_TOKEN"),
+        description="at least 16 printable ASCII characters without spaces",
+    )
+    http_body_limit: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        validation_alias=_env("HTTP_BODY_LIMIT"),
+        description="a size in bytes from 1024 to 1073741824",
+    )
+    insecure_http: bool = Field(
+        False,
+        validation_alias=_env("INSECURE_HTTP"),
+        description="true or false",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info",
         validation_alias=_env("LOG_LEVEL"),
@@ -194,7 +229,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("database_url", "listen_database_url", "app", mode="before")
+    @field_validator("database_url", "listen_database_url", "app", "api_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -246,8 +281,8 @@ def load(**overrides: Any) -> Settings:
         if field not in Settings.model_fields:
             raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
         name = _env_name(field)
-        # Never echo a URL: it may hold a password.
-        shown = "" if name.endswith("URL") else f"={err.get('input')!r}"
+        # Never echo a URL or a token: they hold secrets.
+        shown = "" if name.endswith(("URL", "TOKEN")) else f"={err.get('input')!r}"
         accepts = Settings.model_fields[field].description
         raise ConfigError(f"invalid {name}{shown}: expected {accepts}") from None
     if settings.demo_min_delay_s > settings.demo_max_delay_s:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,6 +93,8 @@ class WorkerPool:
             "released": 0,
             "fenced": 0,
         }
+        # Called once an attempt's outcome is recorded: (task, outcome, lag_s, run_s).
+        self.on_end: Callable[[Task, str, float, float], None] | None = None
 
     # --- waking the claimer ----------------------------------------------------------
 
@@ -426,6 +429,9 @@ class WorkerPool:
         if status == "cancelled":
             key = "cancelled"
         self.stats[key] += 1
+        if self.on_end is not None:
+            run_s = trio.current_time() - entry.started if entry.started else 0.0
+            self.on_end(task, key, entry.lag_s, run_s)
         log.info(
             "task.end",
             task_id=task.id,

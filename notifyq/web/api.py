@@ -1,0 +1,304 @@
+"""The JSON API: tasks, stats, workers, health, metrics and the /events stream."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import trio
+from pydantic import BaseModel, ValidationError
+from quart import Blueprint, Response, current_app, request
+from quart_schema import document_querystring, document_request, document_response, security_scheme
+
+from notifyq import errors, sql
+from notifyq.client import Client
+from notifyq.web import models
+from notifyq.web.context import PROBE_STALE_S, Context
+from notifyq.web.live import Event
+from notifyq.web.metrics import CONTENT_TYPE
+from notifyq.web.replies import ApiError, json_response
+
+blueprint = Blueprint("api", __name__)
+M = TypeVar("M", bound=BaseModel)
+
+HEALTH_DB_TIMEOUT_S = 2.0
+SSE_PING_S = 15.0
+
+
+def ctx() -> Context:
+    context: Context = current_app.extensions["notifyq"]
+    return context
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def _body(model: type[M]) -> M:
+    if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    raw = await request.get_data(as_text=False)  # over MAX_CONTENT_LENGTH: 413
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    return _validate(model, data)
+
+
+def _validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
+        raise ApiError(422, "validation_failed", summary, details=details) from None
+
+
+def _task_id(task_id: int) -> int:
+    if task_id > models.BIGINT_MAX:
+        raise errors.TaskNotFound(task_id)
+    return task_id
+
+
+# --- tasks ---------------------------------------------------------------------------
+
+
+@blueprint.post("/tasks")
+@document_request(models.NewTask)
+@document_response(models.TaskOut, 201)
+@document_response(models.ErrorOut, 400)
+@document_response(models.ErrorOut, 401)
+@document_response(models.ErrorOut, 413)
+@document_response(models.ErrorOut, 415)
+@document_response(models.ErrorOut, 422)
+@security_scheme([{"bearer": []}])
+async def create_task() -> Response:
+    """Add a task. 201 with the task and its Location."""
+    new = await _body(models.NewTask)
+    try:
+        row = await ctx().database.fetchrow(
+            sql.queries["enqueue"],
+            new.queue,
+            new.kind,
+            {} if new.payload is None else new.payload,
+            new.priority,
+            new.run_at,
+            new.delay or 0.0,
+            new.max_attempts,
+            new.timeout,
+        )
+    except errors.QueryError as exc:
+        # Data PostgreSQL refuses (a NUL in JSON text, a number out of range).
+        if exc.sqlstate and exc.sqlstate[:2] in ("22", "23"):
+            raise ApiError(422, "validation_failed", f"the database refused the task: {exc}") from None
+        raise
+    task = models.TaskOut.from_row(row)
+    return json_response(task, 201, {"Location": f"/tasks/{task.id}"})
+
+
+@blueprint.get("/tasks")
+@document_querystring(models.TaskFilter)
+@document_response(models.TaskPage)
+@document_response(models.ErrorOut, 422)
+async def list_tasks() -> Response:
+    """Tasks newest first; filter by status, queue, kind; follow `next` for older ones."""
+    query = _validate(models.TaskFilter, request.args.to_dict(flat=True))
+    rows = await ctx().database.fetch(
+        sql.queries["list_tasks"], query.status, query.queue, query.kind, query.before, query.limit
+    )
+    tasks = [models.TaskOut.from_row(r) for r in rows]
+    next_url = None
+    if len(tasks) == query.limit:
+        args = query.model_dump(exclude_none=True) | {"before": tasks[-1].id}
+        next_url = f"/tasks?{urlencode(args)}"
+    return json_response(models.TaskPage(tasks=tasks, next=next_url))
+
+
+@blueprint.get("/tasks/<int:task_id>")
+@document_response(models.TaskOut)
+@document_response(models.ErrorOut, 404)
+async def get_task(task_id: int) -> Response:
+    """One task."""
+    task = await Client(ctx().database).get(_task_id(task_id))
+    return json_response(models.TaskOut.from_row(task))
+
+
+@blueprint.get("/tasks/<int:task_id>/history")
+@document_response(models.History)
+@document_response(models.ErrorOut, 404)
+async def task_history(task_id: int) -> Response:
+    """A task's events, oldest first."""
+    events = await Client(ctx().database).history(_task_id(task_id))
+    return json_response(
+        models.History(task_id=task_id, events=[models.EventOut.model_validate(e) for e in events])
+    )
+
+
+@blueprint.post("/tasks/<int:task_id>/cancel")
+@document_response(models.ActionResult)
+@document_response(models.ErrorOut, 401)
+@document_response(models.ErrorOut, 404)
+@document_response(models.ErrorOut, 409)
+@security_scheme([{"bearer": []}])
+async def cancel_task(task_id: int) -> Response:
+    """Cancel: a pending task ends at once (`cancelled`); a running one is stopped by its
+    process (`cancelling`). 409 if it already ended done or error."""
+    status = await Client(ctx().database).cancel(_task_id(task_id))
+    return json_response(models.ActionResult(id=task_id, status=status))
+
+
+@blueprint.post("/tasks/<int:task_id>/retry")
+@document_response(models.ActionResult)
+@document_response(models.ErrorOut, 401)
+@document_response(models.ErrorOut, 404)
+@document_response(models.ErrorOut, 409)
+@security_scheme([{"bearer": []}])
+async def retry_task(task_id: int) -> Response:
+    """Put an `error` or `cancelled` task back to pending with a fresh attempt budget."""
+    status = await Client(ctx().database).retry(_task_id(task_id))
+    return json_response(models.ActionResult(id=task_id, status=status))
+
+
+# --- the fleet -----------------------------------------------------------------------
+
+
+@blueprint.get("/stats")
+@document_response(models.Stats)
+async def stats() -> Response:
+    """Counts, this process's work since start, throughput and pickup latency."""
+    return json_response(await build_stats(ctx()))
+
+
+async def build_stats(c: Context) -> models.Stats:
+    counts = await c.counts()
+    latency = await c.pickup_latency()
+    by_status: dict[str, int] = dict.fromkeys(("pending", "in_progress", "done", "error", "cancelled"), 0)
+    by_queue: dict[str, dict[str, int]] = {}
+    for queue, status, n in counts:
+        by_status[status] = by_status.get(status, 0) + n
+        by_queue.setdefault(queue, {})[status] = n
+    points = [
+        models.MinutePoint(
+            minute=p["minute"],
+            ended=p["ended"],
+            errors=p["errors"],
+            pickup_p50_ms=c.latency_by_minute.get(p["minute"] // 60),
+        )
+        for p in c.live.ends.per_minute()
+    ]
+    return models.Stats(
+        role=c.role,
+        now=datetime.now(UTC),
+        uptime_s=round(time.monotonic() - c.started, 3),
+        counts_by_status=by_status,
+        counts_by_queue=by_queue,
+        since_start=c.worker_stats(),
+        ended_since_start=dict(c.live.ends.since_start),
+        throughput_per_s=round(c.live.ends.last_minute() / 60, 3),
+        pickup_latency=models.Latency(**latency),
+        last_hour=points,
+    )
+
+
+@blueprint.get("/workers")
+@document_response(models.Workers)
+async def workers() -> Response:
+    """The live worker processes (the registry their heartbeats keep)."""
+    rows = await ctx().database.fetch(sql.queries["workers"])
+    return json_response(models.Workers(workers=[models.WorkerOut.model_validate(dict(r)) for r in rows]))
+
+
+@blueprint.get("/health")
+@document_response(models.HealthOut)
+@document_response(models.HealthOut, 503)
+async def health() -> Response:
+    """200 when the database answers and the listener got its own probe back; else 503."""
+    c = ctx()
+    checks: dict[str, models.Check] = {}
+    started = time.perf_counter()
+    try:
+        with trio.fail_after(HEALTH_DB_TIMEOUT_S):
+            await c.database.fetchval(sql.queries["ping"])
+        ms = (time.perf_counter() - started) * 1000
+        checks["database"] = models.Check(ok=True, detail=f"answered in {ms:.1f} ms")
+    except trio.TooSlowError:
+        checks["database"] = models.Check(
+            ok=False, detail=f"no answer within {HEALTH_DB_TIMEOUT_S:g} s"
+        )
+    except errors.DatabaseUnavailable as exc:
+        checks["database"] = models.Check(ok=False, detail=str(exc))
+    checks["listener"] = _listener_check(c)
+    if c.stopping.is_set():
+        checks["process"] = models.Check(ok=False, detail="shutting down")
+    ok = all(check.ok for check in checks.values())
+    body = models.HealthOut(status="ok" if ok else "unavailable", checks=checks)
+    return json_response(body, 200 if ok else 503)
+
+
+def _listener_check(c: Context) -> models.Check:
+    h = c.health
+    if not h.listening:
+        return models.Check(ok=True, detail="not listening (--no-listen): sweeps only")
+    age = c.probe_age_s()
+    if not h.listener_connected:
+        return models.Check(ok=False, detail="LISTEN connection down; reconnecting")
+    if age is None:
+        return models.Check(ok=False, detail="no probe notification received yet")
+    if age > PROBE_STALE_S:
+        return models.Check(ok=False, detail=f"last probe notification {age:.1f} s ago")
+    return models.Check(ok=True, detail=f"probe notification {age:.1f} s ago")
+
+
+@blueprint.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text format."""
+    c = ctx()
+    # The depth gauges keep their last value while the database is away; the counters
+    # are still worth scraping.
+    with contextlib.suppress(errors.DatabaseUnavailable):
+        await c.counts()
+    return Response(c.metrics.render(), content_type=CONTENT_TYPE)
+
+
+# --- live events ---------------------------------------------------------------------
+
+
+@blueprint.get("/events")
+async def events() -> Response:
+    """Server-sent events, fed by this process's LISTEN connection:
+    `task` ({id, status, queue, kind}) when a task ends, `queued` ({queue}) when a queue got
+    claimable rows, `cancel_requested` ({id}); a `: ping` comment every 15 s."""
+    c = ctx()
+    response = Response(
+        _stream(c),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.timeout = None  # Quart would cut the stream after 60 s
+    return response
+
+
+async def _stream(c: Context) -> AsyncIterator[bytes]:
+    with c.live.subscribe() as receive:
+        yield b"retry: 2000\n: connected\n\n"
+        while not c.stopping.is_set():
+            event: Event | None = None
+            ended = False
+            with trio.move_on_after(SSE_PING_S):
+                try:
+                    event = await receive.receive()
+                except trio.EndOfChannel:
+                    ended = True
+            if ended:
+                if not c.stopping.is_set():
+                    yield b"event: resync\ndata: {}\n\n"  # fell behind: start afresh
+                return
+            yield event.encode() if event is not None else b": ping\n\n"

@@ -1,0 +1,110 @@
+"""The Quart-Trio application: routes, JSON errors, the token rule, the body limit.
+
+Every error leaves as ``{"error": {"code", "message"}}`` with its HTTP status; nothing a
+client sends can produce an HTML page or a 500 (a 500 means a bug, and is logged).
+"""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+
+from quart import Response, request
+from quart_schema import HttpSecurityScheme, Info, QuartSchema
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from notifyq import __version__, errors, logs
+from notifyq.web import api, page
+from notifyq.web.context import Context
+from notifyq.web.replies import ApiError, error_response
+
+log = logs.get("notifyq.web")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _snake(name: str) -> str:
+    return "_".join(name.lower().replace("-", " ").replace("'", "").split())
+
+
+def create_app(ctx: Context) -> QuartTrio:
+    package = resources.files("notifyq.web")
+    app = QuartTrio(
+        "notifyq.web",
+        static_folder=str(package / "static"),
+        static_url_path="/static",
+        template_folder=str(package / "templates"),
+    )
+    app.config["MAX_CONTENT_LENGTH"] = ctx.settings.http_body_limit
+    app.config["JSONIFY_MIMETYPE"] = "application/json"
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["notifyq"] = ctx
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        swagger_ui_path=None,
+        info=Info(
+            title="notifyq",
+            version=__version__,
+            description="A PostgreSQL task queue woken by NOTIFY. Mutating requests need "
+            "`Authorization: Bearer <API_TOKEN>` when the server has a token.",
+        ),
+        security_schemes={"bearer": HttpSecurityScheme(scheme="bearer")},
+    )
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(page.blueprint)
+
+    token = ctx.settings.api_token.encode() if ctx.settings.api_token else None
+
+    @app.before_request
+    async def require_token() -> Response | None:
+        if token is None or request.method in SAFE_METHODS:
+            return None
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        # Constant time, so the comparison does not reveal how much of a guess matched.
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token):
+            return None
+        return error_response(
+            401,
+            "unauthorized",
+            "this server needs Authorization: Bearer <API_TOKEN> for changes",
+            headers={"WWW-Authenticate": 'Bearer realm="notifyq"'},
+        )
+
+    @app.errorhandler(ApiError)
+    async def api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(errors.TaskNotFound)
+    async def not_found(exc: errors.TaskNotFound) -> Response:
+        return error_response(404, "task_not_found", str(exc))
+
+    @app.errorhandler(errors.InvalidTransition)
+    async def conflict(exc: errors.InvalidTransition) -> Response:
+        return error_response(409, "invalid_transition", str(exc))
+
+    @app.errorhandler(errors.DatabaseUnavailable)
+    async def unavailable(exc: errors.DatabaseUnavailable) -> Response:
+        return error_response(503, "database_unavailable", str(exc), headers={"Retry-After": "1"})
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        message = {
+            404: "no such endpoint",
+            405: f"{request.method} is not allowed here",
+            413: f"request body over the limit of {ctx.settings.http_body_limit} bytes",
+        }.get(status, exc.description or exc.name)
+        return error_response(status, _snake(exc.name), message, headers=headers)
+
+    @app.errorhandler(Exception)
+    async def crash(exc: Exception) -> Response:
+        log.error("http.error", path=request.path, method=request.method, exc_info=exc)
+        return error_response(500, "internal_error", "internal error; see the server log")
+
+    return app

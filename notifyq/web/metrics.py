@@ -1,0 +1,104 @@
+"""Prometheus metrics of one notifyq process (``GET /metrics``).
+
+Counters and histograms are this process's own, so that Prometheus can sum them across
+processes. Queue depth is the whole database's (every process reports the same value;
+aggregate it with ``max``). Each app gets its own registry, so that several apps in one
+test process do not collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# The *_created series double every counter's output and nothing here reads them.
+disable_created_metrics()
+
+# Pickup latency is milliseconds when a worker is free, seconds to minutes in a backlog.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+)
+RUN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class _Snapshot(Collector):
+    """Gauges read at scrape time from values the /metrics handler fetched just before."""
+
+    def __init__(self) -> None:
+        self.depth: Mapping[tuple[str, str], int] = {}
+        self.in_flight: Callable[[], int] = lambda: 0
+        self.listener_connected: Callable[[], bool] = lambda: False
+        self.subscribers: Callable[[], int] = lambda: 0
+        self.reconnects: Callable[[], int] = lambda: 0
+
+    def collect(self) -> Iterable[Metric]:
+        depth = GaugeMetricFamily(
+            "notifyq_queue_depth", "Tasks in the database by queue and status", labels=["queue", "status"]
+        )
+        for (queue, status), n in sorted(self.depth.items()):
+            depth.add_metric([queue, status], n)
+        yield depth
+        yield GaugeMetricFamily(
+            "notifyq_tasks_in_flight", "Tasks this process has claimed and not yet recorded",
+            value=self.in_flight(),
+        )
+        yield GaugeMetricFamily(
+            "notifyq_listener_connected", "1 while the LISTEN connection is up",
+            value=1 if self.listener_connected() else 0,
+        )
+        yield GaugeMetricFamily(
+            "notifyq_events_subscribers", "Open /events streams", value=self.subscribers()
+        )
+        yield CounterMetricFamily(
+            "notifyq_listener_reconnects",
+            "Times the LISTEN connection was re-established since start",
+            value=self.reconnects(),
+        )
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.tasks = Counter(
+            "notifyq_tasks",
+            "Attempts this process ended, by outcome",
+            ["queue", "kind", "outcome"],
+            registry=self.registry,
+        )
+        self.pickup = Histogram(
+            "notifyq_pickup_latency_seconds",
+            "From run_at (insert time for new tasks) to claim, per attempt",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.run_time = Histogram(
+            "notifyq_task_run_seconds",
+            "Handler run time, per attempt",
+            ["queue", "kind"],
+            buckets=RUN_BUCKETS,
+            registry=self.registry,
+        )
+        self.snapshot = _Snapshot()
+        self.registry.register(self.snapshot)
+
+    def observe_end(self, queue: str, kind: str, outcome: str, lag_s: float, run_s: float) -> None:
+        """Called by the worker pool once an attempt's outcome is recorded."""
+        self.tasks.labels(queue, kind, outcome).inc()
+        if outcome != "released":
+            self.pickup.labels(queue).observe(max(0.0, lag_s))
+            self.run_time.labels(queue, kind).observe(max(0.0, run_s))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

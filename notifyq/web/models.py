@@ -1,0 +1,200 @@
+"""The JSON shapes of the HTTP API: validated on the way in, documented in /openapi.json."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
+INT32_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+# Far enough for any schedule, near enough that PostgreSQL's interval arithmetic holds.
+MAX_DELAY_S = 10 * 365 * 86400.0
+MAX_TIMEOUT_S = 365 * 86400.0
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$"),
+    AfterValidator(_no_nul),
+]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+class NewTask(BaseModel):
+    """A task to add. ``run_at`` and ``delay`` are exclusive; neither means now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Name = Field(description="Which handler runs it")
+    payload: Any = Field(None, description="Any JSON value; null means {}")
+    queue: Name = "default"
+    priority: int = Field(0, ge=-INT32_MAX, le=INT32_MAX, description="Higher runs first")
+    run_at: datetime | None = Field(
+        None, description="Run no sooner than this (ISO 8601 with a time zone)"
+    )
+    delay: Annotated[float, AfterValidator(_finite)] | None = Field(
+        None, ge=0, le=MAX_DELAY_S, description="Seconds from now to run no sooner than"
+    )
+    max_attempts: int = Field(3, ge=1, le=1000)
+    timeout: Annotated[float, AfterValidator(_finite)] | None = Field(
+        None, gt=0, le=MAX_TIMEOUT_S, description="Time limit of one attempt, in seconds"
+    )
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> NewTask:
+        if self.run_at is not None and self.delay is not None:
+            raise ValueError("give run_at or delay, not both")
+        if self.run_at is not None:
+            if self.run_at.tzinfo is None or self.run_at.utcoffset() is None:
+                raise ValueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
+            if not 1970 <= self.run_at.year <= 9999:
+                raise ValueError("run_at must be between the years 1970 and 9999")
+        return self
+
+
+class TaskFilter(BaseModel):
+    """Query string of ``GET /tasks``: newest first, ``before`` continues a page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = None
+    queue: Name | None = None
+    kind: Name | None = None
+    before: int | None = Field(None, ge=1, le=BIGINT_MAX, description="Only ids below this")
+    limit: int = Field(50, ge=1, le=500)
+
+
+class TaskOut(BaseModel):
+    id: int
+    queue: str
+    kind: str
+    payload: Any
+    priority: int
+    status: Status
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    timeout: float | None = Field(description="Seconds, or null for no limit of its own")
+    locked_by: str | None
+    locked_until: datetime | None
+    cancel_requested_at: datetime | None
+    result: Any
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> TaskOut:
+        data = dict(row)
+        timeout = data.get("timeout")
+        data["timeout"] = timeout.total_seconds() if isinstance(timeout, timedelta) else None
+        return cls.model_validate(data)
+
+
+class TaskPage(BaseModel):
+    tasks: list[TaskOut]
+    next: str | None = Field(description="URL of the next (older) page, or null at the end")
+
+
+class EventOut(BaseModel):
+    id: int
+    task_id: int
+    event: str
+    attempt: int
+    worker: str | None
+    error: str | None
+    at: datetime
+
+
+class History(BaseModel):
+    task_id: int
+    events: list[EventOut]
+
+
+class ActionResult(BaseModel):
+    id: int
+    status: str = Field(description="cancelled, cancelling (still running) or pending")
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    in_flight: int
+    version: str
+    started_at: datetime
+    last_seen: datetime
+
+
+class Workers(BaseModel):
+    workers: list[WorkerOut]
+
+
+class Latency(BaseModel):
+    p50_ms: float | None
+    p95_ms: float | None
+    samples: int
+
+
+class MinutePoint(BaseModel):
+    minute: int = Field(description="Unix time of the minute's start")
+    ended: int
+    errors: int
+    pickup_p50_ms: float | None
+
+
+class Stats(BaseModel):
+    role: str = Field(description="serve (workers and HTTP) or web (HTTP only)")
+    now: datetime = Field(description="The server's clock, for ages computed by clients")
+    uptime_s: float
+    counts_by_status: dict[str, int]
+    counts_by_queue: dict[str, dict[str, int]]
+    since_start: dict[str, int] = Field(
+        description="This process's workers: done, failed, retried, cancelled, released, "
+        "recovered (by its reaper)"
+    )
+    ended_since_start: dict[str, int] = Field(
+        description="Tasks every process ended while this one watched (from LISTEN)"
+    )
+    throughput_per_s: float = Field(description="Tasks ended per second over the last minute")
+    pickup_latency: Latency
+    last_hour: list[MinutePoint]
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, Check]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,123 @@
+"""The pages for people: the status page ``/``, a task's page, and the API docs ``/docs``.
+
+Rendered on the server for the first paint; ``static/page.js`` then keeps them live through
+``/events`` (no reloads, no external CDN: the scripts and styles are served from here).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import Blueprint, Response, current_app, redirect, render_template, request
+from quart_schema import hide
+from werkzeug.wrappers.response import Response as WerkzeugResponse
+
+from notifyq import __version__, errors, sql
+from notifyq.client import Client
+from notifyq.web import models
+from notifyq.web.api import build_stats
+from notifyq.web.context import Context
+
+blueprint = Blueprint("page", __name__)
+
+RUNNING_SHOWN = 20
+FAILURES_SHOWN = 10
+
+
+def ctx() -> Context:
+    context: Context = current_app.extensions["notifyq"]
+    return context
+
+
+@blueprint.get("/")
+@hide
+async def status_page() -> Response:
+    c = ctx()
+    stats = await build_stats(c)
+    running = [
+        models.TaskOut.from_row(r)
+        for r in await c.database.fetch(
+            sql.queries["list_tasks"], "in_progress", None, None, None, RUNNING_SHOWN
+        )
+    ]
+    failures = [
+        models.TaskOut.from_row(r)
+        for r in await c.database.fetch(
+            sql.queries["list_tasks"], "error", None, None, None, FAILURES_SHOWN
+        )
+    ]
+    workers = [
+        models.WorkerOut.model_validate(dict(r))
+        for r in await c.database.fetch(sql.queries["workers"])
+    ]
+    initial = {
+        "stats": stats.model_dump(mode="json"),
+        "running": [t.model_dump(mode="json") for t in running],
+        "failures": [t.model_dump(mode="json") for t in failures],
+        "workers": [w.model_dump(mode="json") for w in workers],
+    }
+    html = await render_template(
+        "status.html",
+        stats=stats,
+        running=running,
+        failures=failures,
+        workers=workers,
+        now=stats.now,
+        initial=_script_json(initial),
+        version=__version__,
+        limits={"running": RUNNING_SHOWN, "failures": FAILURES_SHOWN},
+    )
+    return Response(html, content_type="text/html; charset=utf-8")
+
+
+@blueprint.get("/ui/tasks/<int:task_id>")
+@hide
+async def task_page(task_id: int) -> Response:
+    client = Client(ctx().database)
+    try:
+        if task_id > models.BIGINT_MAX:
+            raise errors.TaskNotFound(task_id)
+        task = models.TaskOut.from_row(await client.get(task_id))
+        events = [models.EventOut.model_validate(e) for e in await client.history(task_id)]
+    except errors.TaskNotFound as exc:
+        html = await render_template("task.html", task=None, task_id=task_id, message=str(exc),
+                                     version=__version__, initial="null")
+        return Response(html, status=404, content_type="text/html; charset=utf-8")
+    html = await render_template(
+        "task.html",
+        task=task,
+        task_id=task_id,
+        events=events,
+        payload=json.dumps(task.payload, indent=2, ensure_ascii=False),
+        result=json.dumps(task.result, indent=2, ensure_ascii=False),
+        initial=_script_json({"id": task_id}),
+        version=__version__,
+        message=None,
+    )
+    return Response(html, content_type="text/html; charset=utf-8")
+
+
+@blueprint.get("/ui/task")
+@hide
+async def goto_task() -> WerkzeugResponse:
+    """The status page's "task id" form without JavaScript."""
+    raw = request.args.get("id", "").strip()
+    return redirect(f"/ui/tasks/{int(raw)}" if raw.isdigit() and len(raw) < 20 else "/")
+
+
+@blueprint.get("/docs")
+@hide
+async def docs() -> Response:
+    html = await render_template("docs.html", version=__version__)
+    return Response(html, content_type="text/html; charset=utf-8")
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside <script type="application/json">: no "</script>" can close it."""
+    return (
+        json.dumps(value, default=str)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )

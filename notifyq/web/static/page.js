@@ -1,0 +1,270 @@
+// notifyq status and task pages: kept live through /events (server-sent events).
+// Data goes into the page with textContent only, never as HTML.
+"use strict";
+
+const initial = JSON.parse(document.getElementById("initial").textContent);
+const live = document.getElementById("live");
+const STATUSES = ["pending", "in_progress", "done", "error", "cancelled"];
+let serverSkewMs = 0; // server clock minus ours, from /stats "now"
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+
+function link(id) {
+  const a = el("a", id);
+  a.href = "/ui/tasks/" + encodeURIComponent(id);
+  return a;
+}
+
+function row(cells) {
+  const tr = el("tr");
+  for (const cell of cells) {
+    const td = el("td");
+    if (cell instanceof Node) td.appendChild(cell);
+    else td.textContent = cell === null || cell === undefined ? "" : String(cell);
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function fillTable(id, rows, emptyText, width) {
+  const body = document.querySelector("#" + id + " tbody");
+  if (!body) return;
+  body.replaceChildren();
+  if (rows.length === 0) {
+    const tr = el("tr", null, "empty");
+    const td = el("td", emptyText);
+    td.colSpan = width;
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+  for (const r of rows) body.appendChild(r);
+}
+
+function ageSeconds(iso) {
+  return (Date.now() + serverSkewMs - Date.parse(iso)) / 1000;
+}
+
+function ms(value) {
+  return value === null || value === undefined ? "–" : value.toFixed(1) + " ms";
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(url + ": HTTP " + response.status);
+  return response.json();
+}
+
+// --- the status page -------------------------------------------------------------
+
+function renderStats(stats) {
+  serverSkewMs = Date.parse(stats.now) - Date.now();
+  for (const status of STATUSES) {
+    const node = document.querySelector('[data-count="' + status + '"]');
+    if (node) node.textContent = String(stats.counts_by_status[status] || 0);
+  }
+  document.getElementById("throughput").textContent = stats.throughput_per_s.toFixed(2);
+  document.getElementById("p50").textContent = ms(stats.pickup_latency.p50_ms);
+  document.getElementById("p95").textContent = ms(stats.pickup_latency.p95_ms);
+  const queues = Object.entries(stats.counts_by_queue).map(([queue, by]) =>
+    row([queue, by.pending || 0, by.in_progress || 0, by.done || 0, by.error || 0, by.cancelled || 0])
+  );
+  fillTable("queues", queues, "no tasks yet", 6);
+  drawChart(stats.last_hour);
+}
+
+function drawChart(points) {
+  const svg = document.getElementById("chart");
+  if (!svg) return;
+  const ns = "http://www.w3.org/2000/svg";
+  svg.replaceChildren();
+  const width = 600, height = 120, slot = width / Math.max(points.length, 1);
+  const maxEnded = Math.max(1, ...points.map((p) => p.ended));
+  const latencies = points.map((p) => p.pickup_p50_ms).filter((v) => v !== null);
+  const maxLatency = Math.max(1, ...latencies);
+  points.forEach((p, i) => {
+    const h = (p.ended / maxEnded) * (height - 10);
+    const bar = document.createElementNS(ns, "rect");
+    bar.setAttribute("x", String(i * slot + 1));
+    bar.setAttribute("y", String(height - h));
+    bar.setAttribute("width", String(Math.max(1, slot - 2)));
+    bar.setAttribute("height", String(h));
+    bar.setAttribute("class", p.errors ? "bar has-errors" : "bar");
+    const title = document.createElementNS(ns, "title");
+    const when = new Date(p.minute * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    title.textContent = when + ": " + p.ended + " ended, " + p.errors + " errors, p50 " + ms(p.pickup_p50_ms);
+    bar.appendChild(title);
+    svg.appendChild(bar);
+  });
+  const path = [];
+  points.forEach((p, i) => {
+    if (p.pickup_p50_ms === null) return;
+    const x = i * slot + slot / 2;
+    const y = height - (p.pickup_p50_ms / maxLatency) * (height - 10);
+    path.push((path.length ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1));
+  });
+  if (path.length) {
+    const line = document.createElementNS(ns, "path");
+    line.setAttribute("d", path.join(" "));
+    line.setAttribute("class", "latency");
+    svg.appendChild(line);
+  }
+}
+
+function renderRunning(tasks) {
+  fillTable(
+    "running",
+    tasks.map((t) => row([link(t.id), t.queue, t.kind, t.attempts + "/" + t.max_attempts,
+      t.started_at ? ageSeconds(t.started_at).toFixed(1) + " s" : "", t.locked_by])),
+    "nothing running", 6
+  );
+}
+
+function renderWorkers(workers) {
+  fillTable(
+    "workers",
+    workers.map((w) => row([w.id, w.queues.join(", "), w.in_flight + "/" + w.concurrency,
+      Math.round(ageSeconds(w.last_seen)) + " s ago"])),
+    "no worker processes", 4
+  );
+}
+
+function renderFailures(tasks) {
+  fillTable(
+    "failures",
+    tasks.map((t) => {
+      const r = row([link(t.id), t.kind, t.error]);
+      r.lastChild.className = "error";
+      return r;
+    }),
+    "no failures", 3
+  );
+}
+
+async function refreshStatus() {
+  const [stats, running, failures, workers] = await Promise.all([
+    getJSON("/stats"),
+    getJSON("/tasks?status=in_progress&limit=20"),
+    getJSON("/tasks?status=error&limit=10"),
+    getJSON("/workers"),
+  ]);
+  renderStats(stats);
+  // /tasks is newest first; the page shows the oldest running first.
+  renderRunning(running.tasks.slice().reverse());
+  renderFailures(failures.tasks);
+  renderWorkers(workers.workers);
+}
+
+function logEvent(name, data) {
+  const list = document.getElementById("events");
+  if (!list) return;
+  if (list.firstElementChild && list.firstElementChild.classList.contains("muted")) list.replaceChildren();
+  const item = el("li");
+  item.appendChild(el("time", new Date().toLocaleTimeString()));
+  if (name === "task") {
+    item.appendChild(document.createTextNode(" task "));
+    item.appendChild(link(data.id));
+    item.appendChild(document.createTextNode(" " + data.kind + " on " + data.queue + " → "));
+    item.appendChild(el("span", data.status, "badge s-" + data.status));
+  } else if (name === "queued") {
+    item.appendChild(document.createTextNode(" new tasks on queue " + data.queue));
+  } else {
+    item.appendChild(document.createTextNode(" cancel requested for task " + data.id));
+  }
+  list.prepend(item);
+  while (list.children.length > 30) list.lastElementChild.remove();
+}
+
+// --- the task page ---------------------------------------------------------------
+
+async function refreshTask(id) {
+  const [task, history] = await Promise.all([
+    getJSON("/tasks/" + id),
+    getJSON("/tasks/" + id + "/history"),
+  ]);
+  const status = document.getElementById("task-status");
+  status.textContent = task.status.replace("_", " ");
+  status.className = "badge s-" + task.status;
+  document.getElementById("task-attempts").textContent = task.attempts + "/" + task.max_attempts;
+  document.getElementById("task-started").textContent = task.started_at || "–";
+  document.getElementById("task-finished").textContent = task.finished_at || "–";
+  document.getElementById("task-worker").textContent = task.locked_by || "–";
+  document.getElementById("task-error").textContent = task.error || "–";
+  document.getElementById("task-result").textContent = JSON.stringify(task.result, null, 2);
+  fillTable(
+    "history",
+    history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker, e.error])),
+    "no events", 5
+  );
+}
+
+// --- wiring ----------------------------------------------------------------------
+
+const taskId = document.getElementById("task") ? initial.id : null;
+const onStatusPage = !!document.getElementById("chart");
+let timer = null;
+let lastRefresh = 0;
+
+// Many events in a burst cause one refresh, at most one a second.
+function scheduleRefresh() {
+  if (timer !== null) return;
+  const wait = Math.max(0, 1000 - (Date.now() - lastRefresh));
+  timer = setTimeout(async () => {
+    timer = null;
+    lastRefresh = Date.now();
+    try {
+      if (onStatusPage) await refreshStatus();
+      else if (taskId !== null) await refreshTask(taskId);
+    } catch (err) {
+      live.textContent = "update failed";
+      live.className = "live off";
+    }
+  }, wait);
+}
+
+function connect() {
+  const source = new EventSource("/events");
+  source.onopen = () => {
+    live.textContent = "live";
+    live.className = "live on";
+    scheduleRefresh(); // catch up on anything missed while disconnected
+  };
+  source.onerror = () => {
+    live.textContent = "reconnecting…";
+    live.className = "live off";
+  };
+  for (const name of ["task", "queued", "cancel_requested"]) {
+    source.addEventListener(name, (message) => {
+      const data = JSON.parse(message.data);
+      if (onStatusPage) {
+        logEvent(name, data);
+        scheduleRefresh();
+      } else if (taskId !== null && String(data.id) === String(taskId)) {
+        scheduleRefresh();
+      }
+    });
+  }
+  source.addEventListener("resync", () => scheduleRefresh());
+}
+
+if (onStatusPage) {
+  renderStats(initial.stats);
+  renderRunning(initial.running.slice().reverse());
+  renderWorkers(initial.workers);
+  // Running ages and worker heartbeats move without events: redraw those every few seconds.
+  setInterval(scheduleRefresh, 5000);
+  const form = document.getElementById("goto");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = form.elements.id.value.trim();
+    if (/^[0-9]+$/.test(id)) window.location.href = "/ui/tasks/" + id;
+  });
+} else if (taskId !== null) {
+  // A running task changes without an event (heartbeats, attempts): look again now and then.
+  setInterval(scheduleRefresh, 5000);
+}
+connect();
