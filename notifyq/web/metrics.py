@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # The *_created series double every counter's output and nothing here reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Pickup latency is milliseconds when a worker is free, seconds to minutes in a backlog.
 LATENCY_BUCKETS = (
