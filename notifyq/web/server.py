@@ -74,9 +74,16 @@ async def serve_http(
         helpers.start_soon(stopping)
         helpers.start_soon(_serve_sampler, ctx)
         async with trio.open_nursery() as server:
-            urls = await server.start(
-                partial(serve, app, hypercorn_config(ctx.settings), shutdown_trigger=stop.wait)
-            )
+            try:
+                urls = await server.start(
+                    partial(serve, app, hypercorn_config(ctx.settings), shutdown_trigger=stop.wait)
+                )
+            except OSError as exc:
+                s = ctx.settings
+                raise errors.ConfigError(
+                    f"cannot serve HTTP on {s.http_host}:{s.http_port}: "
+                    f"{exc.strerror or exc}; choose another HTTP_PORT or HTTP_HOST"
+                ) from None
             log.info("http.listening", urls=urls, role=ctx.role)
             task_status.started(urls)
         # Hypercorn has finished its graceful shutdown; the helpers go with it.

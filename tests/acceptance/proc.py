@@ -23,8 +23,9 @@ class Notifyq:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "notifyq", *args],
             stdout=subprocess.PIPE, stderr=self.log_file, text=True,
+            # HTTP_PORT=0: many processes in parallel, each on a free port (see http_url()).
             env={**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json", "LOG_LEVEL": "info",
-                 **(env or {})},
+                 "HTTP_PORT": "0", **(env or {})},
         )
 
     def stderr(self) -> str:
@@ -54,6 +55,11 @@ class Notifyq:
                 raise AssertionError(f"exited {self.proc.returncode} before {event!r}: {self.names()}")
             time.sleep(0.02)
         raise AssertionError(f"no {event!r} within {timeout}s: {self.names()}")
+
+    def http_url(self, timeout: float = 20) -> str:
+        """The base URL the process serves HTTP on (from its http.listening line)."""
+        urls = self.wait_for("http.listening", timeout)["urls"]
+        return str(urls[0])
 
     def signal(self, signum: int = signal.SIGINT) -> None:
         self.proc.send_signal(signum)

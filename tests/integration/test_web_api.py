@@ -1,0 +1,433 @@
+"""The JSON API through Quart's test client, against a real database and a running service."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import trio
+
+from notifyq import db
+from notifyq.service import Health
+from notifyq.settings import load
+from notifyq.web import Context as WebContext
+from notifyq.web.app import create_app
+from tests.helpers import Web, eventually, running_web, task_row
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def post(client: Any, path: str, body: Any = None, **kwargs: Any) -> Any:
+    if body is not None:
+        kwargs["data"] = body if isinstance(body, str | bytes) else json.dumps(body)
+        kwargs["headers"] = {**JSON, **kwargs.get("headers", {})}
+    return await client.post(path, **kwargs)
+
+
+async def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, await response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = await response.get_json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+@pytest.fixture
+async def web(database: db.Database) -> Any:
+    async with running_web(database) as web:
+        yield web
+
+
+@pytest.fixture
+async def idle_web(database: db.Database) -> Any:
+    """HTTP only (no workers), so that tasks stay where the test put them."""
+    async with running_web(database, workers=False) as web:
+        yield web
+
+
+# --- POST /tasks ---------------------------------------------------------------------
+
+
+async def test_create_returns_the_task_and_its_location(web: Web, database: db.Database) -> None:
+    client = web.test_client()
+    response = await post(
+        client, "/tasks",
+        {"kind": "reverse", "payload": "hello", "queue": "default", "priority": 5,
+         "max_attempts": 2, "timeout": 9.5},
+    )
+    assert response.status_code == 201
+    task = await response.get_json()
+    assert response.headers["Location"] == f"/tasks/{task['id']}"
+    row = await task_row(database, task["id"])
+    assert (row["kind"], row["payload"], row["priority"], row["max_attempts"]) == (
+        "reverse", "hello", 5, 2)
+    assert row["timeout"] == timedelta(seconds=9.5)
+    assert task["timeout"] == 9.5 and task["status"] == "pending"
+
+    async def done() -> bool:
+        return (await task_row(database, task["id"]))["status"] == "done"
+
+    await eventually(done)
+    assert (await task_row(database, task["id"]))["result"] == "olleh"
+
+
+async def test_create_schedules_with_delay_or_run_at(idle_web: Web) -> None:
+    client = idle_web.test_client()
+    before = datetime.now(UTC)
+    delayed = await (await post(client, "/tasks", {"kind": "noop", "delay": 3600})).get_json()
+    run_at = datetime.fromisoformat(delayed["run_at"])
+    assert timedelta(minutes=59) < run_at - before < timedelta(minutes=61)
+
+    at = "2031-05-06T07:08:09+02:00"
+    timed = await (await post(client, "/tasks", {"kind": "noop", "run_at": at})).get_json()
+    assert datetime.fromisoformat(timed["run_at"]) == datetime.fromisoformat(at)
+    # null payload is stored as {}
+    empty = await (await post(client, "/tasks", {"kind": "noop", "payload": None})).get_json()
+    assert empty["payload"] == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "kind"),
+        ({"kind": ""}, "kind"),
+        ({"kind": "x" * 129}, "kind"),
+        ({"kind": "a\u0000b"}, "kind"),
+        ({"kind": "noop", "queue": ""}, "queue"),
+        ({"kind": "noop", "priority": 2**31}, "priority"),
+        ({"kind": "noop", "priority": "high"}, "priority"),
+        ({"kind": "noop", "max_attempts": 0}, "max_attempts"),
+        ({"kind": "noop", "max_attempts": 1001}, "max_attempts"),
+        ({"kind": "noop", "timeout": 0}, "timeout"),
+        ({"kind": "noop", "delay": -1}, "delay"),
+        ({"kind": "noop", "delay": 1e300}, "delay"),
+        ({"kind": "noop", "run_at": "2030-01-01T00:00:00"}, "(body)"),
+        ({"kind": "noop", "run_at": "yesterday"}, "run_at"),
+        ({"kind": "noop", "run_at": "2030-01-01T00:00:00Z", "delay": 5}, "(body)"),
+        ({"kind": "noop", "colour": "blue"}, "colour"),
+        ([1, 2], "(body)"),
+        ("\"just a string\"", "(body)"),
+    ],
+)
+async def test_create_refuses_invalid_tasks_with_422(
+    idle_web: Web, database: db.Database, body: Any, field: str
+) -> None:
+    response = await post(idle_web.test_client(), "/tasks", body)
+    error = await error_of(response, 422, "validation_failed")
+    assert field in [d["field"] for d in error["details"]], error
+    assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
+
+
+async def test_create_maps_data_postgres_refuses_to_422(idle_web: Web, database: db.Database) -> None:
+    # Valid JSON that jsonb cannot store: a NUL character inside a string.
+    response = await post(idle_web.test_client(), "/tasks", '{"kind": "noop", "payload": "a\\u0000b"}')
+    error = await error_of(response, 422, "validation_failed")
+    assert "database refused" in error["message"]
+    assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        ('{"kind": ', JSON, 400, "malformed_json"),
+        ('{"kind": "noop", "payload": NaN}', JSON, 400, "malformed_json"),
+        (b"\xff\xfe\x00", JSON, 400, "malformed_json"),
+        ("[" * 100_000 + "]" * 100_000, JSON, 400, "malformed_json"),
+        ('{"kind": "noop"}', {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+        ('{"kind": "noop"}', {}, 415, "unsupported_media_type"),
+    ],
+)
+async def test_create_refuses_bad_bodies(
+    idle_web: Web, body: Any, headers: dict[str, str], status: int, code: str
+) -> None:
+    client = idle_web.test_client()
+    response = await client.post("/tasks", data=body, headers=headers)
+    await error_of(response, status, code)
+
+
+async def test_body_over_the_limit_is_413(database: db.Database) -> None:
+    async with running_web(database, workers=False, http_body_limit=2048) as web:
+        big = json.dumps({"kind": "noop", "payload": "x" * 4000})
+        response = await post(web.test_client(), "/tasks", big)
+        error = await error_of(response, 413, "request_entity_too_large")
+        assert "2048 bytes" in error["message"]
+        assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
+
+
+# --- reading tasks -------------------------------------------------------------------
+
+
+async def test_list_filters_and_pages_with_keyset(idle_web: Web, database: db.Database) -> None:
+    await database.execute(
+        "INSERT INTO notifyq.tasks (queue, kind) SELECT q, k FROM "
+        "(VALUES ('a', 'noop'), ('b', 'noop'), ('a', 'reverse'), ('a', 'noop'), ('b', 'sleep')) AS v(q, k)"
+    )
+    await database.execute("UPDATE notifyq.tasks SET status = 'cancelled', finished_at = now() WHERE id = 2")
+    client = idle_web.test_client()
+
+    async def ids(url: str) -> tuple[list[int], str | None]:
+        response = await client.get(url)
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        page = await response.get_json()
+        return [t["id"] for t in page["tasks"]], page["next"]
+
+    assert await ids("/tasks") == ([5, 4, 3, 2, 1], None)
+    assert (await ids("/tasks?queue=a"))[0] == [4, 3, 1]
+    assert (await ids("/tasks?queue=a&kind=noop"))[0] == [4, 1]
+    assert (await ids("/tasks?status=cancelled"))[0] == [2]
+    assert (await ids("/tasks?status=done"))[0] == []
+    # Keyset pagination: follow next until it is null, every task once, newest first.
+    seen, url = [], "/tasks?limit=2"
+    pages = 0
+    while url:
+        page_ids, next_url = await ids(url)
+        seen += page_ids
+        url = next_url or ""
+        pages += 1
+    assert seen == [5, 4, 3, 2, 1] and pages == 3
+    # Filters survive into the next link.
+    first, next_url = await ids("/tasks?queue=a&limit=1")
+    assert first == [4] and next_url is not None and "queue=a" in next_url
+    assert (await ids(next_url))[0] == [3]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=501", "limit=x", "status=finished", "before=0", "before=-5",
+     "before=99999999999999999999", "sort=id", "queue="],
+)
+async def test_list_refuses_bad_filters(idle_web: Web, query: str) -> None:
+    await error_of(await idle_web.test_client().get(f"/tasks?{query}"), 422, "validation_failed")
+
+
+async def test_filters_are_bound_parameters_not_sql(idle_web: Web, database: db.Database) -> None:
+    await database.execute("INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
+    client = idle_web.test_client()
+    response = await client.get("/tasks", query_string={"queue": "x' OR '1'='1"})
+    assert response.status_code == 200
+    assert (await response.get_json())["tasks"] == []
+    assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 1
+
+
+async def test_get_task_history_and_404s(web: Web, database: db.Database) -> None:
+    client = web.test_client()
+    task = await (await post(client, "/tasks", {"kind": "reverse", "payload": "ab"})).get_json()
+
+    async def done() -> bool:
+        body = await (await client.get(f"/tasks/{task['id']}")).get_json()
+        return bool(body["status"] == "done")
+
+    await eventually(done)
+    history = await (await client.get(f"/tasks/{task['id']}/history")).get_json()
+    assert history["task_id"] == task["id"]
+    assert [e["event"] for e in history["events"]][-2:] == ["started", "done"]
+    for path in ["/tasks/424242", "/tasks/424242/history", "/tasks/99999999999999999999"]:
+        await error_of(await client.get(path), 404, "task_not_found")
+    await error_of(await client.get("/tasks/abc"), 404, "not_found")
+    await error_of(await client.get("/nowhere"), 404, "not_found")
+
+
+async def test_cancel_and_retry_follow_the_state_rules(idle_web: Web, database: db.Database) -> None:
+    client = idle_web.test_client()
+    pending = await (await post(client, "/tasks", {"kind": "noop"})).get_json()
+    response = await client.post(f"/tasks/{pending['id']}/cancel")
+    assert response.status_code == 200
+    assert await response.get_json() == {"id": pending["id"], "status": "cancelled"}
+    assert (await task_row(database, pending["id"]))["status"] == "cancelled"
+    # Cancelling twice is harmless; retry brings it back.
+    assert (await (await client.post(f"/tasks/{pending['id']}/cancel")).get_json())["status"] == "cancelled"
+    retried = await client.post(f"/tasks/{pending['id']}/retry")
+    assert await retried.get_json() == {"id": pending["id"], "status": "pending"}
+    # A pending task cannot be retried; a done one cannot be cancelled.
+    error = await error_of(await client.post(f"/tasks/{pending['id']}/retry"), 409, "invalid_transition")
+    assert "pending" in error["message"]
+    await database.execute("UPDATE notifyq.tasks SET status = 'done', finished_at = now() WHERE id = $1",
+                           pending["id"])
+    await error_of(await client.post(f"/tasks/{pending['id']}/cancel"), 409, "invalid_transition")
+    await error_of(await client.post("/tasks/777777/cancel"), 404, "task_not_found")
+    await error_of(await client.post("/tasks/777777/retry"), 404, "task_not_found")
+
+
+async def test_cancel_of_a_running_task_stops_it(web: Web, database: db.Database) -> None:
+    client = web.test_client()
+    task = await (await post(client, "/tasks", {"kind": "sleep", "payload": 30})).get_json()
+
+    async def running() -> bool:
+        return (await task_row(database, task["id"]))["status"] == "in_progress"
+
+    await eventually(running)
+    response = await client.post(f"/tasks/{task['id']}/cancel")
+    assert (await response.get_json())["status"] == "cancelling"
+
+    async def cancelled() -> bool:
+        return (await task_row(database, task["id"]))["status"] == "cancelled"
+
+    await eventually(cancelled)
+
+
+async def test_wrong_method_is_405_json_with_allow(idle_web: Web) -> None:
+    client = idle_web.test_client()
+    response = await client.delete("/tasks")
+    await error_of(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+    await error_of(await client.put("/tasks/1/cancel"), 405, "method_not_allowed")
+
+
+# --- token ---------------------------------------------------------------------------
+
+
+async def test_token_guards_every_change_but_not_reads(database: db.Database) -> None:
+    token = "s3cret-token-0123456789"
+    async with running_web(database, workers=False, api_token=token) as web:
+        client = web.test_client()
+        response = await post(client, "/tasks", {"kind": "noop"})
+        await error_of(response, 401, "unauthorized")
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        for header in [f"Bearer {token}x", f"Basic {token}", token, "Bearer "]:
+            denied = await post(client, "/tasks", {"kind": "noop"}, headers={"Authorization": header})
+            await error_of(denied, 401, "unauthorized")
+        await error_of(await client.post("/tasks/1/cancel"), 401, "unauthorized")
+        await error_of(await client.post("/tasks/1/retry"), 401, "unauthorized")
+        assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
+        ok = await post(client, "/tasks", {"kind": "noop"}, headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 201
+        assert (await client.get("/tasks")).status_code == 200
+        assert (await client.get("/stats")).status_code == 200
+
+
+# --- stats, workers, health, metrics -------------------------------------------------
+
+
+async def test_stats_count_by_status_and_queue_and_since_start(web: Web, database: db.Database) -> None:
+    client = web.test_client()
+    await database.execute(
+        "INSERT INTO notifyq.tasks (queue, kind) SELECT 'default', 'noop' FROM generate_series(1, 4)")
+    await database.execute(
+        "INSERT INTO notifyq.tasks (queue, kind, run_at) VALUES ('later', 'noop', now() + interval '1 day')")
+
+    async def all_done() -> dict[str, Any] | None:
+        web.ctx._counts.at = -1e9  # skip the one-second cache
+        stats = await (await client.get("/stats")).get_json()
+        return stats if stats["counts_by_status"]["done"] == 4 and stats["since_start"]["done"] == 4 else None
+
+    stats = await eventually(all_done)
+    assert stats["role"] == "serve"
+    assert stats["counts_by_status"] == {"pending": 1, "in_progress": 0, "done": 4, "error": 0, "cancelled": 0}
+    assert stats["counts_by_queue"] == {"default": {"done": 4}, "later": {"pending": 1}}
+    assert stats["ended_since_start"]["done"] == 4
+    assert stats["throughput_per_s"] >= 0
+    assert len(stats["last_hour"]) == 60
+    assert sum(p["ended"] for p in stats["last_hour"]) == 4
+    web.ctx._latency.at = -1e9
+    stats = await (await client.get("/stats")).get_json()
+    latency = stats["pickup_latency"]
+    assert latency["samples"] == 4 and 0 <= latency["p50_ms"] <= latency["p95_ms"]
+
+
+async def test_workers_lists_the_live_process(web: Web) -> None:
+    body = await (await web.test_client().get("/workers")).get_json()
+    assert [w["id"] for w in body["workers"]] == [web.service.worker_id]
+    assert body["workers"][0]["concurrency"] == web.service.settings.worker_count
+
+
+async def test_health_is_200_once_the_probe_came_back(web: Web) -> None:
+    client = web.test_client()
+
+    async def healthy() -> Any:
+        response = await client.get("/health")
+        return response if response.status_code == 200 else None
+
+    body = await (await eventually(healthy)).get_json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] and body["checks"]["listener"]["ok"]
+
+
+def standalone_client(database: db.Database, health: Health) -> Any:
+    """An app whose listener state the test sets (no service changes it meanwhile)."""
+    settings = load(database_url=database.dsn, log_level="warning")
+    return create_app(WebContext(database, settings, role="web", health=health)).test_client()
+
+
+@pytest.mark.parametrize(
+    ("health", "detail"),
+    [
+        (Health(listener_connected=False), "LISTEN connection down; reconnecting"),
+        (Health(listener_connected=True), "no probe notification received yet"),
+        (Health(listener_connected=True, last_probe_ok=-100.0), "no probe notification received yet"),
+    ],
+)
+async def test_health_is_503_with_why_when_the_listener_is_not_proven(
+    database: db.Database, health: Health, detail: str
+) -> None:
+    response = await standalone_client(database, health).get("/health")
+    assert response.status_code == 503
+    body = await response.get_json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["listener"] == {"ok": False, "detail": detail}
+    assert body["checks"]["database"]["ok"]
+
+
+async def test_health_is_503_when_the_probe_is_stale(database: db.Database) -> None:
+    health = Health(listener_connected=True, last_probe_ok=trio.current_time() - 10)
+    response = await standalone_client(database, health).get("/health")
+    assert response.status_code == 503
+    detail = (await response.get_json())["checks"]["listener"]["detail"]
+    assert detail.startswith("last probe notification 1") and detail.endswith(" s ago")
+
+
+async def test_health_without_listen_needs_only_the_database(database: db.Database) -> None:
+    response = await standalone_client(database, Health(listening=False)).get("/health")
+    assert response.status_code == 200
+    assert (await response.get_json())["checks"]["listener"]["ok"]
+
+
+async def test_health_is_503_while_stopping(web: Web) -> None:
+    web.ctx.stopping.set()
+    response = await web.test_client().get("/health")
+    assert response.status_code == 503
+    assert (await response.get_json())["checks"]["process"]["detail"] == "shutting down"
+
+
+async def test_metrics_count_outcomes_by_queue_and_kind(web: Web, database: db.Database) -> None:
+    await database.execute(
+        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('noop', '{}'), ('noop', '{}'), ('reverse', '\"x\"')")
+    await database.execute(
+        "INSERT INTO notifyq.tasks (kind, run_at) VALUES ('noop', now() + interval '1 hour')")
+    client = web.test_client()
+
+    async def scraped() -> str | None:
+        text = await (await client.get("/metrics")).get_data(as_text=True)
+        return text if 'notifyq_tasks_total{kind="noop",outcome="done",queue="default"} 2.0' in text else None
+
+    text = await eventually(scraped)
+    assert 'notifyq_tasks_total{kind="reverse",outcome="done",queue="default"} 1.0' in text
+    assert 'notifyq_pickup_latency_seconds_count{queue="default"} 3.0' in text
+    assert 'notifyq_task_run_seconds_count{kind="reverse",queue="default"} 1.0' in text
+    web.ctx._counts.at = -1e9
+    text = await (await client.get("/metrics")).get_data(as_text=True)
+    assert 'notifyq_queue_depth{queue="default",status="pending"} 1.0' in text
+    assert "notifyq_tasks_in_flight 0.0" in text
+    assert "notifyq_listener_reconnects_total 0.0" in text
+    assert "notifyq_listener_connected 1.0" in text
+
+
+async def test_openapi_documents_every_endpoint(idle_web: Web) -> None:
+    spec = await (await idle_web.test_client().get("/openapi.json")).get_json()
+    assert spec["openapi"].startswith("3.")
+    operations = {(m.upper(), p) for p, ms in spec["paths"].items() for m in ms}
+    assert operations == {
+        ("POST", "/tasks"), ("GET", "/tasks"), ("GET", "/tasks/{task_id}"),
+        ("GET", "/tasks/{task_id}/history"), ("POST", "/tasks/{task_id}/cancel"),
+        ("POST", "/tasks/{task_id}/retry"), ("GET", "/stats"), ("GET", "/workers"),
+        ("GET", "/health"), ("GET", "/metrics"), ("GET", "/events"),
+    }
+    create = spec["paths"]["/tasks"]["post"]
+    assert create["security"] == [{"bearer": []}]
+    assert {"201", "400", "401", "413", "415", "422"} <= set(create["responses"])
+    docs = await idle_web.test_client().get("/docs")
+    assert docs.status_code == 200 and "/static/docs.js" in await docs.get_data(as_text=True)

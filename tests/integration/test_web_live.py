@@ -1,0 +1,165 @@
+"""The real HTTP server (Hypercorn on a free port) through httpx: SSE, body limit, pages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from notifyq import db
+from notifyq.web.live import EndCounter, LiveFeed
+from tests.helpers import eventually, running_web
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
+    """(event name, parsed data) from a text/event-stream response."""
+    name, data = "message", []
+    async with aclosing(response.aiter_lines()) as lines:
+        async for line in lines:
+            if line == "":
+                if data:
+                    yield name, json.loads("\n".join(data))
+                name, data = "message", []
+            elif line.startswith("event:"):
+                name = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                data.append(line.removeprefix("data:").strip())
+
+
+async def test_events_stream_says_when_a_task_ends(database: db.Database) -> None:
+    async with (
+        running_web(database) as web,
+        httpx.AsyncClient(base_url=web.url, timeout=10) as http,
+        http.stream("GET", "/events") as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        await eventually(lambda: _true(web.ctx.live.subscribers == 1))
+        # Inserted by plain SQL: the event comes from the service's own LISTEN.
+        task_id = await database.fetchval(
+            "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"abc\"') RETURNING id")
+        seen = []
+        # Read the stream to its end (the server stops once the event came), so that
+        # no half-read response is left to the garbage collector.
+        with trio.fail_after(10):
+            async for name, data in sse_events(response):
+                seen.append((name, data))
+                if name == "task" and data["id"] == task_id:
+                    web.stop.set()
+        assert ("queued", {"queue": "default"}) in seen
+        assert seen[-1] == ("task", {"id": task_id, "status": "done", "queue": "default",
+                                     "kind": "reverse"})
+
+
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_events_streams_end_when_the_server_stops(database: db.Database) -> None:
+    async with running_web(database, workers=False) as web, httpx.AsyncClient(
+        base_url=web.url, timeout=10
+    ) as http, http.stream("GET", "/events") as response:
+        await eventually(lambda: _true(web.ctx.live.subscribers == 1))
+        web.stop.set()
+        with trio.fail_after(5):  # well before Hypercorn's graceful timeout
+            body = [line async for line in response.aiter_lines()]
+        assert body[:2] == ["retry: 2000", ": connected"]
+    assert web.ctx.live.subscribers == 0
+
+
+async def test_chunked_body_over_the_limit_is_413(database: db.Database) -> None:
+    # A chunked body has no Content-Length to refuse up front: the limit applies as it arrives.
+    async with running_web(database, workers=False, http_body_limit=4096) as web:
+        host, port = web.url.removeprefix("http://").rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            await stream.send_all(
+                b"POST /tasks HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            )
+            body = b'{"kind": "noop", "payload": "' + b"x" * 10_000 + b'"}'
+            for i in range(0, len(body), 1000):
+                chunk = body[i : i + 1000]
+                await stream.send_all(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await stream.send_all(b"0\r\n\r\n")
+            reply = b""
+            with trio.fail_after(10):
+                while b"}" not in reply.partition(b"\r\n\r\n")[2]:
+                    reply += await stream.receive_some()
+        head, _, payload = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413")
+        assert json.loads(payload)["error"]["code"] == "request_entity_too_large"
+        async with httpx.AsyncClient(base_url=web.url, timeout=10) as http:
+            assert (await http.post("/tasks", json={"kind": "noop"})).status_code == 201
+    assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 1
+
+
+async def test_status_page_and_task_page_render_on_the_server(database: db.Database) -> None:
+    async with running_web(database) as web, httpx.AsyncClient(base_url=web.url, timeout=10) as http:
+        task = (await http.post("/tasks", json={"kind": "fail", "payload": "<script>x</script>"})).json()
+
+        async def ended() -> bool:
+            return bool((await http.get(f"/tasks/{task['id']}")).json()["status"] == "error")
+
+        await eventually(ended)
+        page = await http.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        html = page.text
+        assert 'data-count="error">1<' in html
+        assert f'href="/ui/tasks/{task["id"]}"' in html  # in recent failures
+        assert "no handler for kind" in html
+        assert "https://" not in html  # no CDN: everything is served from here
+        for asset in ["/static/page.js", "/static/page.css"]:
+            assert asset in html
+            assert (await http.get(asset)).status_code == 200
+        detail = await http.get(f"/ui/tasks/{task['id']}")
+        assert detail.status_code == 200
+        assert "&lt;script&gt;x&lt;/script&gt;" in detail.text and "<script>x</script>" not in detail.text
+        assert "failed" in detail.text  # the history table
+        missing = await http.get("/ui/tasks/987654")
+        assert missing.status_code == 404 and "task 987654 does not exist" in missing.text
+        goto = await http.get("/ui/task", params={"id": task["id"]})
+        assert goto.status_code == 302 and goto.headers["location"] == f"/ui/tasks/{task['id']}"
+
+
+def test_end_counter_keeps_a_minute_and_an_hour() -> None:
+    now = [1_000_000.0]
+    counter = EndCounter(clock=lambda: now[0])
+    for status in ["done", "done", "error"]:
+        counter.record(status)
+    now[0] += 30
+    counter.record("cancelled")
+    now[0] += 1
+    assert counter.last_minute() == 4
+    now[0] += 45  # the first three are now over a minute old
+    assert counter.last_minute() == 1
+    minutes = counter.per_minute()
+    assert len(minutes) == 60 and sum(m["ended"] for m in minutes) == 4
+    assert sum(m["errors"] for m in minutes) == 1
+    now[0] += 3600
+    assert sum(m["ended"] for m in counter.per_minute()) == 0
+    assert counter.since_start == {"done": 2, "error": 1, "cancelled": 1}
+
+
+def test_a_bad_notification_is_dropped_and_a_slow_subscriber_is_cut_off() -> None:
+    feed = LiveFeed()
+    with feed.subscribe(buffer=2) as receive:
+        feed.on_notification("notifyq_done", "not json")
+        feed.on_notification("notifyq_done", '{"id": 1}')
+        assert feed.bad_payloads == 2
+        for i in range(3):
+            feed.on_notification("notifyq_done", json.dumps(
+                {"id": i, "status": "done", "queue": "q", "kind": "k"}))
+        assert feed.subscribers == 0  # fell behind: its stream ends, the browser reconnects
+        got = [receive.receive_nowait().data["id"] for _ in range(2)]
+        assert got == [0, 1]
+        with pytest.raises(trio.EndOfChannel):
+            receive.receive_nowait()
+    assert feed.ends.since_start["done"] == 3
