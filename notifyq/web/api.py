@@ -98,7 +98,10 @@ async def create_task() -> Response:
     except errors.QueryError as exc:
         # Data PostgreSQL refuses (a NUL in JSON text, a number out of range).
         if exc.sqlstate and exc.sqlstate[:2] in ("22", "23"):
-            raise ApiError(422, "validation_failed", f"the database refused the task: {exc}") from None
+            first_line = str(exc).splitlines()[0]
+            raise ApiError(
+                422, "validation_failed", f"the database refused the task: {first_line}"
+            ) from None
         raise
     task = models.TaskOut.from_row(row)
     return json_response(task, 201, {"Location": f"/tasks/{task.id}"})

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hmac
 from importlib import resources
+from typing import Any
 
 from quart import Response, request
-from quart_schema import HttpSecurityScheme, Info, QuartSchema
+from quart_schema import HttpSecurityScheme, Info, OpenAPIProvider, QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -26,6 +27,31 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def _snake(name: str) -> str:
     return "_".join(name.lower().replace("-", " ").replace("'", "").split())
+
+
+# Responses that are not JSON models, added to the generated document.
+TEXT_RESPONSES = {
+    "/metrics": ("text/plain", "Prometheus text exposition format"),
+    "/events": ("text/event-stream", "Server-sent events; the stream stays open"),
+}
+
+
+class Document(OpenAPIProvider):
+    def schema(self) -> dict[str, Any]:
+        spec = super().schema()
+        for methods in spec["paths"].values():
+            for operation in methods.values():
+                if "requestBody" in operation:
+                    operation["requestBody"]["required"] = True
+        for path, (media_type, description) in TEXT_RESPONSES.items():
+            operation = spec["paths"][path]["get"]
+            operation["responses"] = {
+                "200": {
+                    "description": description,
+                    "content": {media_type: {"schema": {"type": "string"}}},
+                }
+            }
+        return spec
 
 
 def create_app(ctx: Context) -> QuartTrio:
@@ -53,6 +79,7 @@ def create_app(ctx: Context) -> QuartTrio:
             "`Authorization: Bearer <API_TOKEN>` when the server has a token.",
         ),
         security_schemes={"bearer": HttpSecurityScheme(scheme="bearer")},
+        openapi_provider_class=Document,
     )
     app.register_blueprint(api.blueprint)
     app.register_blueprint(page.blueprint)

@@ -16,16 +16,26 @@ MAX_DELAY_S = 10 * 365 * 86400.0
 MAX_TIMEOUT_S = 365 * 86400.0
 
 
-def _no_nul(value: str) -> str:
+def _storable_text(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
     return value
 
 
+# PostgreSQL text holds neither NUL nor lone UTF-16 surrogates; the pattern says so too.
 Name = Annotated[
     str,
-    Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$"),
-    AfterValidator(_no_nul),
+    Field(
+        min_length=1,
+        max_length=128,
+        # Checked by _storable_text; pydantic's regex engine cannot name surrogates.
+        json_schema_extra={"pattern": r"^[^\x00\ud800-\udfff]+$"},
+    ),
+    AfterValidator(_storable_text),
 ]
 
 
@@ -43,27 +53,24 @@ class NewTask(BaseModel):
     kind: Name = Field(description="Which handler runs it")
     payload: Any = Field(None, description="Any JSON value; null means {}")
     queue: Name = "default"
-    priority: int = Field(0, ge=-INT32_MAX, le=INT32_MAX, description="Higher runs first")
+    priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX, description="Higher runs first")
     run_at: datetime | None = Field(
         None, description="Run no sooner than this (ISO 8601 with a time zone)"
     )
-    delay: Annotated[float, AfterValidator(_finite)] | None = Field(
-        None, ge=0, le=MAX_DELAY_S, description="Seconds from now to run no sooner than"
+    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_S), AfterValidator(_finite)] | None = Field(
+        None, description="Seconds from now to run no sooner than"
     )
     max_attempts: int = Field(3, ge=1, le=1000)
-    timeout: Annotated[float, AfterValidator(_finite)] | None = Field(
-        None, gt=0, le=MAX_TIMEOUT_S, description="Time limit of one attempt, in seconds"
+    timeout: Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S), AfterValidator(_finite)] | None = (
+        Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
     )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> NewTask:
         if self.run_at is not None and self.delay is not None:
             raise ValueError("give run_at or delay, not both")
-        if self.run_at is not None:
-            if self.run_at.tzinfo is None or self.run_at.utcoffset() is None:
-                raise ValueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
-            if not 1970 <= self.run_at.year <= 9999:
-                raise ValueError("run_at must be between the years 1970 and 9999")
+        if self.run_at is not None and self.run_at.utcoffset() is None:
+            raise ValueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
         return self
 
 
@@ -75,7 +82,9 @@ class TaskFilter(BaseModel):
     status: Status | None = None
     queue: Name | None = None
     kind: Name | None = None
-    before: int | None = Field(None, ge=1, le=BIGINT_MAX, description="Only ids below this")
+    before: Annotated[int, Field(ge=1, le=BIGINT_MAX)] | None = Field(
+        None, description="Only ids below this (from the previous page's next link)"
+    )
     limit: int = Field(50, ge=1, le=500)
 
 

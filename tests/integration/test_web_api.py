@@ -104,6 +104,11 @@ async def test_create_schedules_with_delay_or_run_at(idle_web: Web) -> None:
         ({"kind": "noop", "max_attempts": 0}, "max_attempts"),
         ({"kind": "noop", "max_attempts": 1001}, "max_attempts"),
         ({"kind": "noop", "timeout": 0}, "timeout"),
+        # PostgreSQL would round this interval to 0 (found by fuzzing).
+        ({"kind": "noop", "timeout": 6.5e-267}, "timeout"),
+        # A lone surrogate cannot be encoded for PostgreSQL (found by fuzzing).
+        ({"kind": "\ud800"}, "kind"),
+        ({"kind": "noop", "queue": "a\udfffb"}, "queue"),
         ({"kind": "noop", "delay": -1}, "delay"),
         ({"kind": "noop", "delay": 1e300}, "delay"),
         ({"kind": "noop", "run_at": "2030-01-01T00:00:00"}, "(body)"),
@@ -123,11 +128,15 @@ async def test_create_refuses_invalid_tasks_with_422(
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
 
 
-async def test_create_maps_data_postgres_refuses_to_422(idle_web: Web, database: db.Database) -> None:
-    # Valid JSON that jsonb cannot store: a NUL character inside a string.
-    response = await post(idle_web.test_client(), "/tasks", '{"kind": "noop", "payload": "a\\u0000b"}')
+@pytest.mark.parametrize("payload", ['"a\\u0000b"', '{"\\ud800": 1}', '["x\\udc00"]'])
+async def test_create_maps_data_postgres_refuses_to_422(
+    idle_web: Web, database: db.Database, payload: str
+) -> None:
+    # Valid JSON that jsonb cannot store: a NUL character or a lone surrogate.
+    response = await post(idle_web.test_client(), "/tasks", f'{{"kind": "noop", "payload": {payload}}}')
     error = await error_of(response, 422, "validation_failed")
-    assert "database refused" in error["message"]
+    assert error["message"].startswith("the database refused the task: ")
+    assert "\n" not in error["message"]
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
 
 
