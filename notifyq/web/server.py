@@ -78,16 +78,24 @@ async def serve_http(
                 urls = await server.start(
                     partial(serve, app, hypercorn_config(ctx.settings), shutdown_trigger=stop.wait)
                 )
-            except OSError as exc:
+            except* OSError as group:  # Hypercorn's own nursery wraps it
+                exc = _first_leaf(group)
                 s = ctx.settings
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 raise errors.ConfigError(
                     f"cannot serve HTTP on {s.http_host}:{s.http_port}: "
-                    f"{exc.strerror or exc}; choose another HTTP_PORT or HTTP_HOST"
+                    f"{reason}; choose another HTTP_PORT or HTTP_HOST"
                 ) from None
             log.info("http.listening", urls=urls, role=ctx.role)
             task_status.started(urls)
         # Hypercorn has finished its graceful shutdown; the helpers go with it.
         helpers.cancel_scope.cancel()
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _serve_sampler(ctx: Context) -> None:
