@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from notifyq.web.live import LiveFeed
 from notifyq.web.metrics import Metrics
 
 COUNTS_MAX_AGE_S = 1.0
+COUNTS_MIN_AGE_S = 0.1  # however many notifications arrive
 LATENCY_MAX_AGE_S = 5.0
 LATENCY_WINDOW_S = 60.0
 LATENCY_SAMPLE = 2000  # rows at most: the cost stays flat however busy the queue is
@@ -25,8 +27,11 @@ PROBE_STALE_S = 3.5  # the listener's probe runs every second with a 2 s timeout
 @dataclass
 class _Cached:
     value: Any = None
-    at: float = -1e9
+    expires: float = -math.inf  # time.monotonic()
     lock: trio.Lock = field(default_factory=trio.Lock)
+
+    def expire_soon(self, within_s: float) -> None:
+        self.expires = min(self.expires, time.monotonic() + within_s)
 
 
 @dataclass
@@ -52,6 +57,9 @@ class Context:
         snap.listener_connected = lambda: self.health.listener_connected
         snap.subscribers = lambda: self.live.subscribers
         snap.reconnects = lambda: self.health.reconnects
+        # A notification means the counts changed: the next reader (the page refreshing
+        # because of that very event) must not get the older numbers.
+        self.live.on_change = lambda: self._counts.expire_soon(COUNTS_MIN_AGE_S)
 
     async def counts(self) -> list[tuple[str, str, int]]:
         """(queue, status, n), at most a second old: one query however many viewers."""
@@ -91,7 +99,8 @@ class Context:
 
 async def _cached(slot: _Cached, max_age_s: float, load: Callable[[], Any]) -> Any:
     async with slot.lock:  # concurrent callers share one query
-        if time.monotonic() - slot.at > max_age_s:
+        if time.monotonic() >= slot.expires:
+            started = time.monotonic()
             slot.value = await load()
-            slot.at = time.monotonic()
+            slot.expires = started + max_age_s
         return slot.value

@@ -12,9 +12,8 @@ when nobody is subscribed.
 from __future__ import annotations
 
 import json
-import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +96,7 @@ class LiveFeed:
         self.ends = EndCounter()
         self._subscribers: set[trio.MemorySendChannel[Event]] = set()
         self.bad_payloads = 0
+        self.on_change: Callable[[], None] = lambda: None
 
     @property
     def subscribers(self) -> int:
@@ -126,6 +126,7 @@ class LiveFeed:
             self.publish(Event("cancel_requested", {"id": payload}))
 
     def publish(self, event: Event) -> None:
+        self.on_change()
         for send in list(self._subscribers):
             try:
                 send.send_nowait(event)
@@ -154,11 +155,3 @@ class LiveFeed:
             send.close()
             receive.close()
 
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` from 0 to 1); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[rank - 1]

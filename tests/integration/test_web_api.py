@@ -320,7 +320,7 @@ async def test_stats_count_by_status_and_queue_and_since_start(web: Web, databas
         "INSERT INTO notifyq.tasks (queue, kind, run_at) VALUES ('later', 'noop', now() + interval '1 day')")
 
     async def all_done() -> dict[str, Any] | None:
-        web.ctx._counts.at = -1e9  # skip the one-second cache
+        web.ctx._counts.expires = 0  # skip the one-second cache
         stats = await (await client.get("/stats")).get_json()
         return stats if stats["counts_by_status"]["done"] == 4 and stats["since_start"]["done"] == 4 else None
 
@@ -332,7 +332,7 @@ async def test_stats_count_by_status_and_queue_and_since_start(web: Web, databas
     assert stats["throughput_per_s"] >= 0
     assert len(stats["last_hour"]) == 60
     assert sum(p["ended"] for p in stats["last_hour"]) == 4
-    web.ctx._latency.at = -1e9
+    web.ctx._latency.expires = 0
     stats = await (await client.get("/stats")).get_json()
     latency = stats["pickup_latency"]
     assert latency["samples"] == 4 and 0 <= latency["p50_ms"] <= latency["p95_ms"]
@@ -417,7 +417,7 @@ async def test_metrics_count_outcomes_by_queue_and_kind(web: Web, database: db.D
     assert 'notifyq_tasks_total{kind="reverse",outcome="done",queue="default"} 1.0' in text
     assert 'notifyq_pickup_latency_seconds_count{queue="default"} 3.0' in text
     assert 'notifyq_task_run_seconds_count{kind="reverse",queue="default"} 1.0' in text
-    web.ctx._counts.at = -1e9
+    web.ctx._counts.expires = 0
     text = await (await client.get("/metrics")).get_data(as_text=True)
     assert 'notifyq_queue_depth{queue="default",status="pending"} 1.0' in text
     assert "notifyq_tasks_in_flight 0.0" in text

@@ -1,0 +1,129 @@
+"""The status page in a real headless Chromium: it updates live, without a reload.
+
+Needs Debian's `chromium` and `chromium-driver` (installed by `make test` through
+`.ci/system-deps`). Screenshots go to `artifacts/`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.acceptance.proc import Notifyq, scalar
+
+Start = Callable[..., Notifyq]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+
+def _binary(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise AssertionError(f"none of {names} on PATH: run .ci/system-deps (make test does)")
+
+
+def open_browser(*, mobile: bool = False) -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = _binary("chromium", "chromium-browser")
+    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,1100"]:
+        options.add_argument(flag)
+    if mobile:
+        options.add_experimental_option(
+            "mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}})
+    driver = webdriver.Chrome(options=options, service=Service(_binary("chromedriver")))
+    driver.set_page_load_timeout(20)
+    return driver
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    driver = open_browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_until(driver: webdriver.Chrome, check: Callable[[Any], Any], timeout: float = 30) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(check)
+
+
+def text_of(driver: webdriver.Chrome, css: str) -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+
+
+def test_status_page_updates_live_in_chromium(
+    database_url: str, notifyq: Start, browser: webdriver.Chrome
+) -> None:
+    demo = {"DEMO_MIN_DELAY": "0.2", "DEMO_MAX_DELAY": "3", "DEMO_FAILURE_RATE": "0.3",
+            "WORKER_COUNT": "4"}
+    serve = notifyq(database_url, "serve", "--seed", "12", "--shutdown-timeout", "0.5", env=demo)
+    base = serve.http_url()
+    browser.get(base + "/")
+    wait_until(browser, lambda d: text_of(d, "#live") == "live")
+    # A marker that a reload would wipe out.
+    browser.execute_script("window.notReloaded = true")
+    done_before = int(text_of(browser, '[data-count="done"]'))
+
+    task_id = int(scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"from SQL\"') RETURNING id",
+    ))
+    # The event list names the task when it ends, and the counts follow.
+    wait_until(browser, lambda d: any(
+        a.text == str(task_id) for a in d.find_elements(By.CSS_SELECTOR, "#events a")))
+    wait_until(browser, lambda d: int(text_of(d, '[data-count="done"]')) > done_before)
+    assert browser.execute_script("return window.notReloaded") is True
+
+    # Let the demo tasks finish so the picture has failures and throughput in it.
+    wait_until(browser, lambda d: text_of(d, '[data-count="pending"]') == "0"
+               and text_of(d, '[data-count="in_progress"]') == "0", timeout=60)
+    wait_until(browser, lambda d: text_of(d, "#throughput") != "0.00")
+    # Two long tasks to show as running, two of a kind nobody handles to show as failures.
+    scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '60'), "
+                         "('sleep', '60'), ('resize_image', '{}'), ('send_invoice', '{}')")
+    wait_until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#running tbody a")) == 2
+               and len(d.find_elements(By.CSS_SELECTOR, "#failures tbody a")) == 2)
+    assert "no handler for kind 'send_invoice'" in text_of(browser, "#failures")
+    assert browser.execute_script("return window.notReloaded") is True
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "status-page.png"))
+
+    # The task's own page, reached by its link, shows its history.
+    browser.find_element(By.LINK_TEXT, str(task_id)).click()
+    wait_until(browser, lambda d: d.current_url.endswith(f"/ui/tasks/{task_id}"))
+    assert text_of(browser, "#task-status") == "done"
+    assert "olleh" in text_of(browser, "#task-result") or "LQS morf" in text_of(browser, "#task-result")
+    events = [row.text.split()[2] for row in browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
+    assert events[-2:] == ["started", "done"]
+    assert browser.save_screenshot(str(ARTIFACTS / "task-page.png"))
+
+    # No console errors (no blocked CDN, no script error).
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+
+    # Readable on a phone: a 390 px wide screen, nothing wider than it.
+    phone = open_browser(mobile=True)
+    try:
+        phone.get(base + "/")
+        wait_until(phone, lambda d: text_of(d, "#live") == "live")
+        overflow = phone.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert phone.execute_script("return document.documentElement.clientWidth") == 390
+        assert overflow <= 0
+        assert phone.save_screenshot(str(ARTIFACTS / "status-page-phone.png"))
+    finally:
+        phone.quit()
+    serve.signal(signal.SIGINT)
+    assert serve.wait(timeout=20) == 0
