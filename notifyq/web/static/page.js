@@ -106,6 +106,12 @@ function drawChart(points) {
     const x = i * slot + slot / 2;
     const y = height - (p.pickup_p50_ms / maxLatency) * (height - 10);
     path.push((path.length ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1));
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", x.toFixed(1));
+    dot.setAttribute("cy", y.toFixed(1));
+    dot.setAttribute("r", "2.5");
+    dot.setAttribute("class", "latency-point");
+    svg.appendChild(dot);
   });
   if (path.length) {
     const line = document.createElementNS(ns, "path");
