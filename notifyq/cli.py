@@ -81,7 +81,12 @@ async def open_db(
     dsn = await resolve_dsn(settings)
     log.debug("db.connect", url=logs.redact(dsn))
     size = pool_size or settings.pool_size
-    async with db.open_database(dsn, min_size=min(2, size), max_size=size) as database:
+    async with db.open_database(
+        dsn,
+        min_size=min(2, size),
+        max_size=size,
+        statement_cache_size=settings.statement_cache_size,
+    ) as database:
         log.info("db.connected", url=logs.redact(dsn))
         if settings.database_url is None:
             await migrations.migrate(database)
@@ -148,6 +153,9 @@ def migrate(ctx: click.Context) -> None:
 @click.option("--retention", "retention_s", help="Prune ended tasks older than this [RETENTION]")
 @click.option("--app", help="module:attribute of your notifyq.App [NOTIFYQ_APP]")
 @click.option(
+    "--no-listen", is_flag=True, default=None, help="No LISTEN connection; sweeps only [NO_LISTEN]"
+)
+@click.option(
     "--seed",
     type=click.IntRange(0, 1_000_000),
     default=0,
@@ -156,6 +164,17 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 def serve(ctx: click.Context, /, seed: int, **flags: Any) -> None:
     """Run the workers until SIGINT or SIGTERM (a second signal skips the grace period)."""
+    settings = settings_from(ctx, **flags)
+    app = handlers_for(settings)
+    run(lambda: serve_until_signalled(settings, app, seed=seed))
+
+
+# Roles: `serve` runs workers and the HTTP server, `worker` the workers only, `web` the HTTP
+# server only; all three take the same settings. `worker` takes serve's flags.
+@main.command("worker", params=list(serve.params))
+@click.pass_context
+def worker(ctx: click.Context, /, seed: int, **flags: Any) -> None:
+    """Run the workers only (no HTTP server) until SIGINT or SIGTERM."""
     settings = settings_from(ctx, **flags)
     app = handlers_for(settings)
     run(lambda: serve_until_signalled(settings, app, seed=seed))

@@ -85,11 +85,12 @@ SELECT id, status FROM written;
 
 -- name: extend_leases
 -- The batched heartbeat: extend the leases of all of $1's running tasks $3 by $2 s.
--- Returns the ids still owned; a missing id has lost its lease.
+-- Returns the ids still owned (a missing id has lost its lease) and whether a cancel was
+-- requested, for a process that missed the notifyq_cancel notification (NO_LISTEN).
 UPDATE notifyq.tasks
    SET locked_until = now() + make_interval(secs => $2::float8)
  WHERE id = ANY($3::bigint[]) AND status = 'in_progress' AND locked_by = $1
-RETURNING id;
+RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested;
 
 -- name: register_worker
 -- Insert or refresh this process in the worker registry.
