@@ -443,8 +443,11 @@ async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]])
 
 def _register_bench() -> None:
     from notifyq.bench import bench
+    from notifyq.bench_scale import scale
 
+    bench.add_command(scale)
     main.add_command(bench)
 
 
 _register_bench()
+

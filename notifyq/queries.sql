@@ -265,3 +265,33 @@ SELECT count(*) FROM notifyq.tasks WHERE status = 'done';
 SELECT current_setting('server_version') AS server_version,
        current_setting('fsync') AS fsync,
        current_setting('synchronous_commit') AS synchronous_commit;
+
+-- name: scale_workers
+-- `bench scale`: how many processes have registered.
+SELECT count(*) FROM notifyq.workers;
+
+-- name: scale_enqueue_noops
+-- `bench scale`: $1 noop tasks in one statement.
+INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int);
+
+-- name: scale_count_done
+-- `bench scale`: how many tasks are done.
+SELECT count(*) FROM notifyq.tasks WHERE status = 'done';
+
+-- name: scale_exactly_once
+-- `bench scale`: tasks, tasks without a 'done' event, tasks with more than one.
+SELECT count(*) AS tasks,
+       count(*) FILTER (WHERE n = 0) AS missing,
+       count(*) FILTER (WHERE n > 1) AS twice
+  FROM (SELECT t.id, count(e.id) AS n
+          FROM notifyq.tasks t
+          LEFT JOIN notifyq.task_events e ON e.task_id = t.id AND e.event = 'done'
+         GROUP BY t.id) AS per_task;
+
+-- name: scale_shares
+-- `bench scale`: 'done' events by worker process, largest first.
+SELECT worker, count(*) AS done
+  FROM notifyq.task_events
+ WHERE event = 'done'
+ GROUP BY worker
+ ORDER BY done DESC;
