@@ -451,3 +451,11 @@ def _register_bench() -> None:
 
 _register_bench()
 
+
+def _register_ops() -> None:
+    from notifyq import ops  # `health` and `roles`
+
+    ops.register(main)
+
+
+_register_ops()

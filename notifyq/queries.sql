@@ -266,6 +266,21 @@ SELECT current_setting('server_version') AS server_version,
        current_setting('fsync') AS fsync,
        current_setting('synchronous_commit') AS synchronous_commit;
 
+-- name: host_alive
+-- `notifyq health`: processes on host $1 that heart-beat within the last $2 seconds.
+SELECT count(*) FROM notifyq.workers
+ WHERE host = $1 AND last_seen > now() - make_interval(secs => $2::float8);
+
+-- name: grant_producer
+-- `notifyq roles`: grant role $1 the producer's privileges (run them when $2); returns
+-- the statements.
+SELECT notifyq.grant_producer($1::text::regrole, $2) AS statement;
+
+-- name: grant_worker
+-- `notifyq roles`: grant role $1 the worker's privileges (run them when $2); returns the
+-- statements.
+SELECT notifyq.grant_worker($1::text::regrole, $2) AS statement;
+
 -- name: scale_workers
 -- `bench scale`: how many processes have registered.
 SELECT count(*) FROM notifyq.workers;
