@@ -3,9 +3,10 @@
 Scale-out is many processes on one PostgreSQL. For each process count N this command
 creates a scratch database ``notifyq_scale_<random>`` on the configured server (as `bench`
 does), migrates it, starts N real `notifyq worker` subprocesses there, waits until all N
-have registered, enqueues the same number of ``noop`` tasks in one statement and times
-until every task is ``done``; then it checks that each task was completed exactly once,
-stops the processes with SIGTERM and drops the database.
+have registered, enqueues the same workload in one statement (``noop`` tasks, or with
+``--sleep`` tasks whose handler waits, like I/O-bound work) and times until every task is
+``done``; then it checks that each task was completed exactly once, stops the processes
+with SIGTERM and drops the database.
 
 The processes, the server and this command share the machine's cores: on a small machine
 the figure says as much about the cores as about notifyq.
@@ -122,8 +123,11 @@ async def _wait_drained(database: db.Database, total: int, started: float) -> No
         await trio.sleep(POLL_S)
 
 
-async def measure_one(dsn: str, processes: int, tasks: int, env: dict[str, str]) -> dict[str, Any]:
-    """Drain ``tasks`` noop tasks with ``processes`` worker processes; figures as a dict."""
+async def measure_one(
+    dsn: str, processes: int, tasks: int, sleep_s: float, env: dict[str, str]
+) -> dict[str, Any]:
+    """Drain ``tasks`` tasks (``noop``, or ``sleep`` for ``sleep_s`` when above 0) with
+    ``processes`` worker processes; the figures as a dict."""
     async with (
         scratch_database(dsn) as url,
         db.open_database(url, min_size=1, max_size=2) as database,
@@ -131,7 +135,10 @@ async def measure_one(dsn: str, processes: int, tasks: int, env: dict[str, str])
     ):
         await _wait_registered(database, procs)
         started = time.monotonic()
-        await database.execute(sql.queries["scale_enqueue_noops"], tasks)
+        if sleep_s:
+            await database.execute(sql.queries["scale_enqueue_sleeps"], tasks, sleep_s)
+        else:
+            await database.execute(sql.queries["scale_enqueue_noops"], tasks)
         await _wait_drained(database, tasks, started)
         seconds = time.monotonic() - started
         check = await database.fetchrow(sql.queries["scale_exactly_once"])
@@ -148,15 +155,15 @@ async def measure_one(dsn: str, processes: int, tasks: int, env: dict[str, str])
 
 
 async def measure_scale(
-    settings_: Settings, counts: list[int], tasks: int, env: dict[str, str]
+    settings_: Settings, counts: list[int], tasks: int, sleep_s: float, env: dict[str, str]
 ) -> dict[str, Any]:
     from notifyq import cli  # notifyq.cli imports this module to register the command
 
     dsn = await cli.resolve_dsn(settings_)
     runs = []
     for n in counts:
-        click.echo(f"scale: {n} process(es), {tasks} noop tasks", err=True)
-        runs.append(await measure_one(dsn, n, tasks, env))
+        click.echo(f"scale: {n} process(es), {tasks} {_what(sleep_s)}", err=True)
+        runs.append(await measure_one(dsn, n, tasks, sleep_s, env))
     base = runs[0]["tasks_per_s"] / runs[0]["processes"]
     for r in runs:
         r["speedup_per_process"] = round(r["tasks_per_s"] / (base * r["processes"]), 2)
@@ -168,9 +175,15 @@ async def measure_scale(
         **dict(server or {}),
         "cpu_count": os.cpu_count(),
         "tasks": tasks,
+        "kind": "sleep" if sleep_s else "noop",
+        "sleep_s": sleep_s,
         "worker_env": env,
         "runs": runs,
     }
+
+
+def _what(sleep_s: float) -> str:
+    return f"sleep tasks of {sleep_s:g} s" if sleep_s else "noop tasks"
 
 
 def _counts(_ctx: Any, _param: Any, value: str) -> list[int]:
@@ -192,6 +205,13 @@ def _counts(_ctx: Any, _param: Any, value: str) -> list[int]:
     help="Comma-separated numbers of worker processes to measure.",
 )
 @click.option("--tasks", type=click.IntRange(1), default=5000, show_default=True)
+@click.option(
+    "--sleep",
+    "sleep_s",
+    type=click.FloatRange(0, 60),
+    default=0.0,
+    help="Enqueue `sleep` tasks of this many seconds (handlers that wait) instead of `noop`.",
+)
 @click.option("-w", "--workers", "worker_count", type=click.IntRange(1), help="[WORKER_COUNT=5]")
 @click.option("--fetch-limit", type=click.IntRange(1), help="[FETCH_LIMIT=10]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -200,11 +220,12 @@ def scale(
     ctx: click.Context,
     processes: list[int],
     tasks: int,
+    sleep_s: float,
     worker_count: int | None,
     fetch_limit: int | None,
     as_json: bool,
 ) -> None:
-    """Scale-out: drain TASKS noop tasks with 1, 2, 4... `notifyq worker` processes."""
+    """Scale-out: drain TASKS tasks with 1, 2, 4... `notifyq worker` processes."""
     from notifyq import cli
 
     level = (ctx.obj or {}).get("log_level") or os.environ.get("LOG_LEVEL") or "warning"
@@ -214,12 +235,12 @@ def scale(
         env["WORKER_COUNT"] = str(worker_count)
     if fetch_limit:
         env["FETCH_LIMIT"] = str(fetch_limit)
-    r = cli.run(lambda: measure_scale(settings_, processes, tasks, env))
+    r = cli.run(lambda: measure_scale(settings_, processes, tasks, sleep_s, env))
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
     click.echo(
-        f"notifyq bench scale: {tasks} noop tasks, PostgreSQL {r['server_version']} "
+        f"notifyq bench scale: {tasks} {_what(sleep_s)}, PostgreSQL {r['server_version']} "
         f"({r['server']}), {r['cpu_count']} cores shared by the server and the processes"
     )
     click.echo(f"  server: fsync={r['fsync']} synchronous_commit={r['synchronous_commit']}")

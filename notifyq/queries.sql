@@ -310,3 +310,8 @@ SELECT worker, count(*) AS done
  WHERE event = 'done'
  GROUP BY worker
  ORDER BY done DESC;
+
+-- name: scale_enqueue_sleeps
+-- `bench scale --sleep`: $1 sleep tasks of $2 seconds each, in one statement.
+INSERT INTO notifyq.tasks (kind, payload)
+SELECT 'sleep', to_jsonb($2::float8) FROM generate_series(1, $1::int);
