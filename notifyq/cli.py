@@ -438,7 +438,7 @@ def prune(ctx: click.Context, older_than: float) -> None:
 
 async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]]) -> T:
     async with open_db(settings, pool_size=2) as database:
-        return await fn(Client(database))
+        return await fn(Client(database, listen_dsn=settings.listen_database_url))
 
 
 def _register_bench() -> None:

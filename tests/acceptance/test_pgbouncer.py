@@ -203,3 +203,23 @@ def test_no_listen_behind_pgbouncer_only(
     assert worker.wait(timeout=20) == 0
     assert "listener.connected" not in worker.names()
 
+
+
+def test_enqueue_and_wait_through_pgbouncer(
+    database_url: str, bouncer: PgBouncer, notifyq: Start
+) -> None:
+    through = bouncer.url(db_name(database_url))
+    env = {"LISTEN_DATABASE_URL": database_url, "DATABASE_STATEMENT_CACHE": "0",
+           "LOG_LEVEL": "warning"}
+    worker = notifyq(through, "worker", env=env)
+    enqueue = notifyq(through, "enqueue", "sleep", "0.3", env=env)
+    assert enqueue.wait(timeout=30) == 0, enqueue.stderr()
+    assert enqueue.proc.stdout is not None
+    task_id = enqueue.proc.stdout.read().strip()
+    # `wait` LISTENs for notifyq_done on the direct URL; its queries go through PgBouncer.
+    waiter = notifyq(through, "wait", task_id, "--timeout", "20", env=env)
+    assert waiter.wait(timeout=30) == 0, waiter.stderr()
+    assert waiter.proc.stdout is not None
+    assert '"status": "done"' in waiter.proc.stdout.read()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0

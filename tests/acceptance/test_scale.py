@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from notifyq import settings
 from tests.acceptance.proc import Notifyq, scalar, until
 
 Start = Callable[..., Notifyq]
@@ -87,3 +93,34 @@ def test_processes_serving_different_queue_lists(database_url: str, notifyq: Sta
         served.setdefault(worker, set()).add(queue)
     for worker, queues in served.items():
         assert queues <= queues_of[worker], (worker, queues, queues_of[worker])
+
+
+def test_bench_scale_reports_each_process_count(server_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
+    result = subprocess.run(
+        [sys.executable, "-m", "notifyq", "bench", "scale", "--processes", "1,2", "--tasks",
+         "300", "-w", "3", "--json"],
+        env={**env, "DATABASE_URL": server_url}, cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["benchmark"] == "scale"
+    assert report["worker_env"] == {"WORKER_COUNT": "3"}
+    runs = report["runs"]
+    assert [r["processes"] for r in runs] == [1, 2]
+    for r in runs:
+        assert sum(r["per_process_done"]) == 300
+        assert len(r["per_process_done"]) == r["processes"]
+        assert r["tasks_per_s"] > 0
+    assert runs[0]["speedup_per_process"] == 1.0
+    # The scratch databases are gone.
+    assert scalar(server_url, "SELECT count(*) FROM pg_database "
+                              "WHERE datname LIKE 'notifyq_scale_%'") == "0"
+
+
+def test_bench_scale_rejects_bad_process_counts(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "notifyq", "bench", "scale", "--processes", "1,0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "expected comma-separated process counts from 1 to 64" in result.stderr
