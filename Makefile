@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint setup
+.PHONY: run test lint setup system-deps
 
 $(BIN)/notifyq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,5 +22,10 @@ lint: setup
 	$(BIN)/ruff check notifyq tests
 	$(BIN)/mypy
 
-test: lint
+# System packages the tests need (pgbouncer, chromium, chromedriver); installs only what
+# is missing.
+system-deps:
+	.ci/system-deps
+
+test: lint system-deps
 	$(BIN)/python -m pytest

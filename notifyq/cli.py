@@ -84,7 +84,12 @@ async def open_db(
     dsn = await resolve_dsn(settings)
     log.debug("db.connect", url=logs.redact(dsn))
     size = pool_size or settings.pool_size
-    async with db.open_database(dsn, min_size=min(2, size), max_size=size) as database:
+    async with db.open_database(
+        dsn,
+        min_size=min(2, size),
+        max_size=size,
+        statement_cache_size=settings.statement_cache_size,
+    ) as database:
         log.info("db.connected", url=logs.redact(dsn))
         if settings.database_url is None:
             await migrations.migrate(database)
@@ -169,6 +174,9 @@ def http_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--retention", "retention_s", help="Prune ended tasks older than this [RETENTION]")
 @click.option("--app", help="module:attribute of your notifyq.App [NOTIFYQ_APP]")
 @click.option(
+    "--no-listen", is_flag=True, default=None, help="No LISTEN connection; sweeps only [NO_LISTEN]"
+)
+@click.option(
     "--seed",
     type=click.IntRange(0, 1_000_000),
     default=0,
@@ -202,6 +210,20 @@ def _check_bind(settings: Settings) -> None:
         check_bind(settings)
     except errors.ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
+
+
+# Roles: `serve` runs workers and the HTTP server, `worker` the workers only, `web` the HTTP
+# server only; all three take the same settings. `worker` takes serve's flags but the HTTP ones.
+_HTTP_PARAMS = {"no_http", "http_host", "http_port", "insecure_http"}
+
+
+@main.command("worker", params=[p for p in serve.params if p.name not in _HTTP_PARAMS])
+@click.pass_context
+def worker(ctx: click.Context, /, seed: int, **flags: Any) -> None:
+    """Run the workers only (no HTTP server) until SIGINT or SIGTERM."""
+    settings = settings_from(ctx, **flags)
+    app = handlers_for(settings)
+    run(lambda: serve_until_signalled(settings, app, seed=seed, http=False))
 
 
 def handlers_for(settings: Settings) -> App:
@@ -497,13 +519,24 @@ def prune(ctx: click.Context, older_than: float) -> None:
 
 async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]]) -> T:
     async with open_db(settings, pool_size=2) as database:
-        return await fn(Client(database))
+        return await fn(Client(database, listen_dsn=settings.listen_database_url))
 
 
 def _register_bench() -> None:
     from notifyq.bench import bench
+    from notifyq.bench_scale import scale
 
+    bench.add_command(scale)
     main.add_command(bench)
 
 
 _register_bench()
+
+
+def _register_ops() -> None:
+    from notifyq import ops  # `health` and `roles`
+
+    ops.register(main)
+
+
+_register_ops()

@@ -24,8 +24,11 @@ ENDED = ("done", "error", "cancelled")
 
 
 class Client:
-    def __init__(self, database: db.Database) -> None:
+    def __init__(self, database: db.Database, *, listen_dsn: str | None = None) -> None:
         self.db = database
+        # wait() LISTENs: it needs a session, so behind a transaction-pooling PgBouncer
+        # this is a direct URL (LISTEN_DATABASE_URL).
+        self.listen_dsn = listen_dsn or database.dsn
 
     async def enqueue(
         self,
@@ -100,7 +103,7 @@ class Client:
                     await trio.sleep(0.2)  # reconnect, and look at the row again
 
     async def _wait_once(self, task_id: int) -> dict[str, Any]:
-        async with self.db.open_listener(["notifyq_done"]) as listener:
+        async with db.open_listener(self.db.loop, self.listen_dsn, ["notifyq_done"]) as listener:
             # Subscribed first, then look: an end between the two is not missed.
             task = await self.get(task_id)
             if task["status"] in ENDED:
@@ -116,6 +119,16 @@ class Client:
 
 
 @asynccontextmanager
-async def open_client(dsn: str, *, pool_size: int = 5) -> AsyncIterator[Client]:
-    async with db.open_database(dsn, min_size=1, max_size=pool_size) as database:
-        yield Client(database)
+async def open_client(
+    dsn: str,
+    *,
+    pool_size: int = 5,
+    listen_dsn: str | None = None,
+    statement_cache_size: int = 100,
+) -> AsyncIterator[Client]:
+    """A client on ``dsn``. Behind a transaction-pooling PgBouncer pass
+    ``statement_cache_size=0`` and a direct ``listen_dsn`` for :meth:`Client.wait`."""
+    async with db.open_database(
+        dsn, min_size=1, max_size=pool_size, statement_cache_size=statement_cache_size
+    ) as database:
+        yield Client(database, listen_dsn=listen_dsn)

@@ -85,11 +85,12 @@ SELECT id, status FROM written;
 
 -- name: extend_leases
 -- The batched heartbeat: extend the leases of all of $1's running tasks $3 by $2 s.
--- Returns the ids still owned; a missing id has lost its lease.
+-- Returns the ids still owned (a missing id has lost its lease) and whether a cancel was
+-- requested, for a process that missed the notifyq_cancel notification (NO_LISTEN).
 UPDATE notifyq.tasks
    SET locked_until = now() + make_interval(secs => $2::float8)
  WHERE id = ANY($3::bigint[]) AND status = 'in_progress' AND locked_by = $1
-RETURNING id;
+RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested;
 
 -- name: register_worker
 -- Insert or refresh this process in the worker registry.
@@ -310,3 +311,53 @@ SELECT count(*)::int AS n,
 -- name: ping
 -- The database answers.
 SELECT 1;
+
+-- name: host_alive
+-- `notifyq health`: processes on host $1 that heart-beat within the last $2 seconds.
+SELECT count(*) FROM notifyq.workers
+ WHERE host = $1 AND last_seen > now() - make_interval(secs => $2::float8);
+
+-- name: grant_producer
+-- `notifyq roles`: grant role $1 the producer's privileges (run them when $2); returns
+-- the statements.
+SELECT notifyq.grant_producer($1::text::regrole, $2) AS statement;
+
+-- name: grant_worker
+-- `notifyq roles`: grant role $1 the worker's privileges (run them when $2); returns the
+-- statements.
+SELECT notifyq.grant_worker($1::text::regrole, $2) AS statement;
+
+-- name: scale_workers
+-- `bench scale`: how many processes have registered.
+SELECT count(*) FROM notifyq.workers;
+
+-- name: scale_enqueue_noops
+-- `bench scale`: $1 noop tasks in one statement.
+INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int);
+
+-- name: scale_count_done
+-- `bench scale`: how many tasks are done.
+SELECT count(*) FROM notifyq.tasks WHERE status = 'done';
+
+-- name: scale_exactly_once
+-- `bench scale`: tasks, tasks without a 'done' event, tasks with more than one.
+SELECT count(*) AS tasks,
+       count(*) FILTER (WHERE n = 0) AS missing,
+       count(*) FILTER (WHERE n > 1) AS twice
+  FROM (SELECT t.id, count(e.id) AS n
+          FROM notifyq.tasks t
+          LEFT JOIN notifyq.task_events e ON e.task_id = t.id AND e.event = 'done'
+         GROUP BY t.id) AS per_task;
+
+-- name: scale_shares
+-- `bench scale`: 'done' events by worker process, largest first.
+SELECT worker, count(*) AS done
+  FROM notifyq.task_events
+ WHERE event = 'done'
+ GROUP BY worker
+ ORDER BY done DESC;
+
+-- name: scale_enqueue_sleeps
+-- `bench scale --sleep`: $1 sleep tasks of $2 seconds each, in one statement.
+INSERT INTO notifyq.tasks (kind, payload)
+SELECT 'sleep', to_jsonb($2::float8) FROM generate_series(1, $1::int);

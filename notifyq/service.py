@@ -44,9 +44,9 @@ class Health:
     """What /health and the logs report about this process's connections."""
 
     listener_connected: bool = False
+    listen_enabled: bool = True  # False under NO_LISTEN: no LISTEN connection, no probe
     last_probe_ok: float = -1.0  # trio clock
     reconnects: int = 0
-    listening: bool = True  # False when the process runs without a LISTEN connection
 
 
 class NotificationSink(Protocol):
@@ -225,8 +225,20 @@ class Service:
     ) -> None:
         """Keep one LISTEN connection up; reconnect with backoff and jitter when it dies.
 
-        ``task_status.started()`` is called once, when the first connection is up.
+        ``task_status.started()`` is called once, when the first connection is up, or at
+        once under NO_LISTEN, which opens no LISTEN connection at all.
         """
+        if self.settings.no_listen:
+            self.health.listen_enabled = False
+            log.warning(
+                "listener.disabled",
+                why="NO_LISTEN is set: no LISTEN connection",
+                effect=f"new tasks are found by the FETCH_INTERVAL sweep (every "
+                f"{self.settings.fetch_interval_s:g} s) and when a worker frees up; a cancel "
+                "reaches a running task at its next heartbeat (LEASE/3)",
+            )
+            task_status.started()
+            return
         failures = 0
         connected_once = trio.Event()
         while True:
@@ -316,20 +328,23 @@ class Service:
                     continue
                 if task_id in kept:
                     entry.lease_until = sent + s.lease_s
+                    if kept[task_id]:
+                        # A cancel whose notification never came (NO_LISTEN, lost LISTEN).
+                        entry.request_stop("cancel")
                 else:
                     log.warning("task.lease_lost", task_id=task_id)
                     entry.request_stop("lease_lost")
 
     def _heartbeat_statements(
         self, ids: list[int]
-    ) -> Callable[[db.Connection], Awaitable[set[int]]]:
+    ) -> Callable[[db.Connection], Awaitable[dict[int, bool]]]:
         s, worker_id, pool = self.settings, self.worker_id, self.pool
 
-        async def beat(conn: db.Connection) -> set[int]:
-            kept: set[int] = set()
+        async def beat(conn: db.Connection) -> dict[int, bool]:
+            kept: dict[int, bool] = {}  # task id -> cancel requested
             if ids:
                 rows = await conn.fetch(sql.queries["extend_leases"], worker_id, s.lease_s, ids)
-                kept = {r["id"] for r in rows}
+                kept = {r["id"]: r["cancel_requested"] for r in rows}
             await conn.execute(
                 sql.queries["register_worker"],
                 worker_id,

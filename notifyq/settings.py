@@ -62,6 +62,18 @@ class Settings(BaseSettings):
         validation_alias=_env("LISTEN_DATABASE_URL"),
         description="a postgresql:// URL for the LISTEN connection (unset: DATABASE_URL)",
     )
+    no_listen: bool = Field(
+        False,
+        validation_alias=_env("NO_LISTEN"),
+        description="true or false (true: no LISTEN connection; FETCH_INTERVAL sweeps only)",
+    )
+    statement_cache_size: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        validation_alias=_env("DATABASE_STATEMENT_CACHE"),
+        description="an integer from 0 to 10000 (0 behind a transaction-pooling PgBouncer)",
+    )
     data_dir: Path = Field(
         Path(".notifyq"),
         validation_alias=_env("NOTIFYQ_DATA_DIR"),

@@ -248,8 +248,8 @@ async def health() -> Response:
 
 def _listener_check(c: Context) -> models.Check:
     h = c.health
-    if not h.listening:
-        return models.Check(ok=True, detail="not listening (--no-listen): sweeps only")
+    if not h.listen_enabled:
+        return models.Check(ok=True, detail="NO_LISTEN: no LISTEN connection to check")
     age = c.probe_age_s()
     if not h.listener_connected:
         return models.Check(ok=False, detail="LISTEN connection down; reconnecting")

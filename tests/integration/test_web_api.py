@@ -390,7 +390,7 @@ async def test_health_is_503_when_the_probe_is_stale(database: db.Database) -> N
 
 
 async def test_health_without_listen_needs_only_the_database(database: db.Database) -> None:
-    response = await standalone_client(database, Health(listening=False)).get("/health")
+    response = await standalone_client(database, Health(listen_enabled=False)).get("/health")
     assert response.status_code == 200
     assert (await response.get_json())["checks"]["listener"]["ok"]
 
