@@ -2,6 +2,7 @@
 # The notifyq image: `docker build -t notifyq .` (or `docker compose build`).
 #   docker run --rm -e DATABASE_URL=postgresql://... notifyq migrate
 #   docker run -e DATABASE_URL=postgresql://... notifyq worker      # or serve, web
+# The HTTP roles listen on 0.0.0.0 here, so they need API_TOKEN (or INSECURE_HTTP=true).
 # See docs/operations.md.
 
 # --- build: wheels of notifyq and its runtime dependencies (no dev extras) -------------

@@ -23,8 +23,6 @@ from notifyq.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-# Settings of the HTTP server, which arrives with the `web` role.
-HTTP_SETTINGS = {"HTTP_HOST", "HTTP_PORT"}
 
 
 def tool(name: str) -> str:
@@ -89,8 +87,10 @@ def test_workers_and_web_wait_for_the_migration(compose: dict[str, Any]) -> None
     assert worker["deploy"]["replicas"] >= 2
     assert worker["healthcheck"]["test"] == ["CMD", "notifyq", "health"]
     assert web["command"] == ["web"]
-    assert web["ports"] == ["${NOTIFYQ_HTTP_PORT:-8080}:8080"]
+    assert web["ports"] == ["127.0.0.1:${NOTIFYQ_HTTP_PORT:-8080}:8080"]
     assert web["environment"]["HTTP_HOST"] == "0.0.0.0"
+    # Off loopback notifyq refuses to serve without a token; compose refuses to start without.
+    assert web["environment"]["API_TOKEN"].startswith("${API_TOKEN:?")
     assert "healthcheck" not in web  # the image's: GET /health
 
 
@@ -99,11 +99,11 @@ def test_notifyq_services_use_known_commands_and_settings(compose: dict[str, Any
     assert set(notifyq) == {"migrate", "worker", "web"}
     for name, svc in notifyq.items():
         command = svc["command"][0]
-        assert command in main.commands or command == "web", (name, command)
+        assert command in main.commands, (name, command)
         env = svc["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://notifyq:")
         assert "@postgres:5432/notifyq" in env["DATABASE_URL"]
-        unknown = set(env) - settings.ENV_NAMES - HTTP_SETTINGS
+        unknown = set(env) - settings.ENV_NAMES
         assert not unknown, (name, unknown)
 
 
