@@ -18,13 +18,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 import trio
 
-from notifyq import db, embedded, errors, logs, migrations, service, sql
+from notifyq import db, embedded, errors, logs, migrations, roles, service, sql
 from notifyq.client import ENDED, Client
 from notifyq.handlers import App, builtin_app, load_app
 from notifyq.settings import DURATION_HELP, Settings, load, parse_duration
-from notifyq.web import Context as WebContext
-from notifyq.web import check_bind, serve_http
-from notifyq.web.live import LiveFeed
+from notifyq.web import check_bind
 
 T = TypeVar("T")
 log = logs.get("notifyq.cli")
@@ -266,46 +264,18 @@ async def serve_until_signalled(
 
             nursery.start_soon(watch)
             async with open_db(settings) as database:
-                await run_roles(database, settings, app, stop, force, seed=seed, http=http, workers=workers)
-            nursery.cancel_scope.cancel()
-
-
-async def run_roles(
-    database: db.Database,
-    settings: Settings,
-    app: App,
-    stop: trio.Event,
-    force: trio.Event,
-    *,
-    seed: int = 0,
-    http: bool = True,
-    workers: bool = True,
-) -> None:
-    """Workers and/or the HTTP side as siblings: if one crashes, the other stops too."""
-    feed = LiveFeed() if http else None
-    svc = service.Service(database, settings, app, sink=feed, workers=workers)
-    svc.exit_on_abandoned = True
-    if seed:
-        await database.fetch(sql.queries["seed"], seed)
-        log.info("seed", tasks=seed)
-    async with trio.open_nursery() as roles:
-        if feed is not None:
-            context = WebContext(
-                database,
-                settings,
-                role="serve" if workers else "web",
-                health=svc.health,
-                live=feed,
-            )
-            if workers:
-                context.worker_stats = lambda: {**svc.pool.stats, "recovered": svc.recovered}
-                context.in_flight = lambda: svc.pool.in_flight
-                metrics = context.metrics
-                svc.pool.on_end = lambda task, outcome, lag_s, run_s: metrics.observe_end(
-                    task.queue, task.kind, outcome, lag_s, run_s
+                await roles.serve_roles(
+                    database,
+                    settings,
+                    app,
+                    stop,
+                    force,
+                    seed=seed,
+                    http=http,
+                    workers=workers,
+                    exit_on_abandoned=True,
                 )
-            await roles.start(serve_http, context, stop)
-        await svc.serve(stop, force)
+            nursery.cancel_scope.cancel()
 
 
 @main.command()

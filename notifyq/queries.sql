@@ -279,9 +279,8 @@ SELECT *
  LIMIT $5;
 
 -- name: running_tasks
--- The oldest $1 running tasks (the status page's "running" table).
-SELECT id, queue, kind, attempts, max_attempts, locked_by, started_at,
-       extract(epoch FROM now() - started_at)::float8 AS age_s
+-- The $1 longest-running tasks (the status page's "running" table), over tasks_lease_idx.
+SELECT *
   FROM notifyq.tasks
  WHERE status = 'in_progress'
  ORDER BY started_at
@@ -289,7 +288,7 @@ SELECT id, queue, kind, attempts, max_attempts, locked_by, started_at,
 
 -- name: recent_failures
 -- The $1 tasks that most recently ended in 'error', newest first (over tasks_finished_idx).
-SELECT id, queue, kind, attempts, error, finished_at
+SELECT *
   FROM notifyq.tasks
  WHERE status = 'error' AND finished_at IS NOT NULL
  ORDER BY finished_at DESC

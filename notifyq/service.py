@@ -80,6 +80,7 @@ class Service:
         self.sink = sink
         self.workers = workers
         self.recovered = 0  # tasks this process's reaper gave back to pending or error
+        self.stopped = trio.Event()  # set once serve() has returned (or failed)
         self._probe_channel = f"notifyq_probe_{os.getpid()}_{secrets.token_hex(4)}"
         self._probe_back = trio.Event()
         # A process may end while handlers that ignore cancellation still run (the CLI
@@ -92,6 +93,14 @@ class Service:
         force: trio.Event,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            await self._serve_role(stop, force, task_status)
+        finally:
+            self.stopped.set()
+
+    async def _serve_role(
+        self, stop: trio.Event, force: trio.Event, task_status: trio.TaskStatus[None]
     ) -> None:
         s = self.settings
         if not self.workers:
@@ -142,6 +151,7 @@ class Service:
             if startup.cancelled_caught:
                 log.info("shutdown.before_start")
                 housekeeping.cancel_scope.cancel()
+                task_status.started()  # started, and already over
                 return
             housekeeping.start_soon(self._serve_heartbeat)
             housekeeping.start_soon(self._serve_reaper)
@@ -173,9 +183,8 @@ class Service:
             with trio.CancelScope() as startup:
                 nursery.start_soon(_cancel_when, stop, startup)
                 await nursery.start(self._serve_listener)
-            if not startup.cancelled_caught:
-                task_status.started()
-                await stop.wait()
+            task_status.started()
+            await stop.wait()
             nursery.cancel_scope.cancel()
 
     async def _enforce_grace(self, grace: trio.CancelScope, force: trio.Event) -> None:

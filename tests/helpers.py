@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
 
-from notifyq import db
+from notifyq import db, roles
 from notifyq.handlers import App, builtin_app
 from notifyq.service import Service
 from notifyq.settings import load
 from notifyq.web import Context as WebContext
-from notifyq.web import serve_http
 from notifyq.web.app import create_app
-from notifyq.web.live import LiveFeed
 
 
 @asynccontextmanager
@@ -108,25 +107,18 @@ class Web:
 async def running_web(
     database: db.Database, *, workers: bool = True, app: App | None = None, **settings: Any
 ) -> AsyncIterator[Web]:
-    """What `notifyq serve` (or `web` with workers=False) runs, HTTP on a free port."""
+    """The wiring `notifyq serve` runs (or `web` with workers=False), HTTP on a free port."""
     s = load(database_url=database.dsn, log_level="warning", http_port=0, **settings)
     handlers = builtin_app(demo_min_delay_s=0.05, demo_max_delay_s=0.1, demo_failure_rate=0)
     if app is not None:
         handlers = handlers.merged(app)
-    feed = LiveFeed()
-    service = Service(database, s, handlers, sink=feed, workers=workers)
-    ctx = WebContext(database, s, role="serve" if workers else "web", health=service.health,
-                     live=feed)
-    if workers:
-        ctx.worker_stats = lambda: {**service.pool.stats, "recovered": service.recovered}
-        ctx.in_flight = lambda: service.pool.in_flight
-        service.pool.on_end = lambda t, outcome, lag, run: ctx.metrics.observe_end(
-            t.queue, t.kind, outcome, lag, run)
     stop, force = trio.Event(), trio.Event()
     async with trio.open_nursery() as nursery:
-        urls = await nursery.start(serve_http, ctx, stop)
-        await nursery.start(service.serve, stop, force)
+        running = await nursery.start(
+            partial(roles.serve_roles, database, s, handlers, stop, force, workers=workers)
+        )
+        assert running.web is not None
         try:
-            yield Web(ctx, urls[0], service, stop)
+            yield Web(running.web, running.urls[0], running.service, stop)
         finally:
             stop.set()

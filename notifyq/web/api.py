@@ -12,13 +12,13 @@ from urllib.parse import urlencode
 
 import trio
 from pydantic import BaseModel, ValidationError
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
 from notifyq import errors, sql
 from notifyq.client import Client
 from notifyq.web import models
-from notifyq.web.context import PROBE_STALE_S, Context
+from notifyq.web.context import PROBE_STALE_S, Context, current
 from notifyq.web.live import Event
 from notifyq.web.metrics import CONTENT_TYPE
 from notifyq.web.replies import ApiError, json_response
@@ -28,11 +28,6 @@ M = TypeVar("M", bound=BaseModel)
 
 HEALTH_DB_TIMEOUT_S = 2.0
 SSE_PING_S = 15.0
-
-
-def ctx() -> Context:
-    context: Context = current_app.extensions["notifyq"]
-    return context
 
 
 def _reject_constant(name: str) -> Any:
@@ -84,7 +79,7 @@ async def create_task() -> Response:
     """Add a task. 201 with the task and its Location."""
     new = await _body(models.NewTask)
     try:
-        row = await ctx().database.fetchrow(
+        row = await current().database.fetchrow(
             sql.queries["enqueue"],
             new.queue,
             new.kind,
@@ -113,8 +108,11 @@ async def create_task() -> Response:
 @document_response(models.ErrorOut, 422)
 async def list_tasks() -> Response:
     """Tasks newest first; filter by status, queue, kind; follow `next` for older ones."""
+    repeated = sorted(k for k, values in request.args.lists() if len(values) > 1)
+    if repeated:
+        raise ApiError(422, "validation_failed", f"give each filter once: {', '.join(repeated)}")
     query = _validate(models.TaskFilter, request.args.to_dict(flat=True))
-    rows = await ctx().database.fetch(
+    rows = await current().database.fetch(
         sql.queries["list_tasks"], query.status, query.queue, query.kind, query.before, query.limit
     )
     tasks = [models.TaskOut.from_row(r) for r in rows]
@@ -130,7 +128,7 @@ async def list_tasks() -> Response:
 @document_response(models.ErrorOut, 404)
 async def get_task(task_id: int) -> Response:
     """One task."""
-    task = await Client(ctx().database).get(_task_id(task_id))
+    task = await Client(current().database).get(_task_id(task_id))
     return json_response(models.TaskOut.from_row(task))
 
 
@@ -139,7 +137,7 @@ async def get_task(task_id: int) -> Response:
 @document_response(models.ErrorOut, 404)
 async def task_history(task_id: int) -> Response:
     """A task's events, oldest first."""
-    events = await Client(ctx().database).history(_task_id(task_id))
+    events = await Client(current().database).history(_task_id(task_id))
     return json_response(
         models.History(task_id=task_id, events=[models.EventOut.model_validate(e) for e in events])
     )
@@ -154,7 +152,7 @@ async def task_history(task_id: int) -> Response:
 async def cancel_task(task_id: int) -> Response:
     """Cancel: a pending task ends at once (`cancelled`); a running one is stopped by its
     process (`cancelling`). 409 if it already ended done or error."""
-    status = await Client(ctx().database).cancel(_task_id(task_id))
+    status = await Client(current().database).cancel(_task_id(task_id))
     return json_response(models.ActionResult(id=task_id, status=status))
 
 
@@ -166,7 +164,7 @@ async def cancel_task(task_id: int) -> Response:
 @security_scheme([{"bearer": []}])
 async def retry_task(task_id: int) -> Response:
     """Put an `error` or `cancelled` task back to pending with a fresh attempt budget."""
-    status = await Client(ctx().database).retry(_task_id(task_id))
+    status = await Client(current().database).retry(_task_id(task_id))
     return json_response(models.ActionResult(id=task_id, status=status))
 
 
@@ -177,7 +175,7 @@ async def retry_task(task_id: int) -> Response:
 @document_response(models.Stats)
 async def stats() -> Response:
     """Counts, this process's work since start, throughput and pickup latency."""
-    return json_response(await build_stats(ctx()))
+    return json_response(await build_stats(current()))
 
 
 async def build_stats(c: Context) -> models.Stats:
@@ -215,7 +213,7 @@ async def build_stats(c: Context) -> models.Stats:
 @document_response(models.Workers)
 async def workers() -> Response:
     """The live worker processes (the registry their heartbeats keep)."""
-    rows = await ctx().database.fetch(sql.queries["workers"])
+    rows = await current().database.fetch(sql.queries["workers"])
     return json_response(models.Workers(workers=[models.WorkerOut.model_validate(dict(r)) for r in rows]))
 
 
@@ -224,7 +222,7 @@ async def workers() -> Response:
 @document_response(models.HealthOut, 503)
 async def health() -> Response:
     """200 when the database answers and the listener got its own probe back; else 503."""
-    c = ctx()
+    c = current()
     checks: dict[str, models.Check] = {}
     started = time.perf_counter()
     try:
@@ -263,7 +261,7 @@ def _listener_check(c: Context) -> models.Check:
 @blueprint.get("/metrics")
 async def metrics() -> Response:
     """Prometheus text format."""
-    c = ctx()
+    c = current()
     # The depth gauges keep their last value while the database is away; the counters
     # are still worth scraping.
     with contextlib.suppress(errors.DatabaseUnavailable):
@@ -279,7 +277,7 @@ async def events() -> Response:
     """Server-sent events, fed by this process's LISTEN connection:
     `task` ({id, status, queue, kind}) when a task ends, `queued` ({queue}) when a queue got
     claimable rows, `cancel_requested` ({id}); a `: ping` comment every 15 s."""
-    c = ctx()
+    c = current()
     response = Response(
         _stream(c),
         content_type="text/event-stream",
@@ -292,7 +290,9 @@ async def events() -> Response:
 async def _stream(c: Context) -> AsyncIterator[bytes]:
     with c.live.subscribe() as receive:
         yield b"retry: 2000\n: connected\n\n"
-        while not c.stopping.is_set():
+        # Open until the HTTP side closes (after the workers have stopped): close_all()
+        # then ends every stream at once.
+        while True:
             event: Event | None = None
             ended = False
             with trio.move_on_after(SSE_PING_S):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from quart import Response, request
 from quart_schema import HttpSecurityScheme, Info, OpenAPIProvider, QuartSchema
@@ -17,12 +18,20 @@ from werkzeug.exceptions import HTTPException
 
 from notifyq import __version__, errors, logs
 from notifyq.web import api, page
+from notifyq.web.bind import is_loopback
 from notifyq.web.context import Context
 from notifyq.web.replies import ApiError, error_response
 
 log = logs.get("notifyq.web")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _hostname(host: str) -> str:
+    """The host of a Host header value, without the port: "[::1]:80" -> "::1"."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _snake(name: str) -> str:
@@ -63,7 +72,6 @@ def create_app(ctx: Context) -> QuartTrio:
         template_folder=str(package / "templates"),
     )
     app.config["MAX_CONTENT_LENGTH"] = ctx.settings.http_body_limit
-    app.config["JSONIFY_MIMETYPE"] = "application/json"
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["notifyq"] = ctx
     QuartSchema(
@@ -85,6 +93,25 @@ def create_app(ctx: Context) -> QuartTrio:
     app.register_blueprint(page.blueprint)
 
     token = ctx.settings.api_token.encode() if ctx.settings.api_token else None
+    # Without a token, a loopback server trusts whoever can reach loopback. Two ways a web
+    # page in the user's browser could reach it anyway are refused: a cross-site POST
+    # (its Origin names another site) and DNS rebinding (a Host that is not loopback).
+    guard_loopback = token is None and is_loopback(ctx.settings.http_host)
+
+    @app.before_request
+    async def refuse_foreign_requests() -> Response | None:
+        if guard_loopback and not is_loopback(_hostname(request.host)):
+            return error_response(
+                403, "forbidden_host", "this server answers only to a loopback Host header"
+            )
+        origin = request.headers.get("Origin")
+        if (
+            request.method not in SAFE_METHODS
+            and origin is not None
+            and urlsplit(origin).netloc.lower() != request.host.lower()
+        ):
+            return error_response(403, "cross_origin", "cross-origin requests may not change tasks")
+        return None
 
     @app.before_request
     async def require_token() -> Response | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+from quart import current_app
 
 from notifyq import db, sql
 from notifyq.service import Health
@@ -26,12 +27,18 @@ PROBE_STALE_S = 3.5  # the listener's probe runs every second with a 2 s timeout
 
 @dataclass
 class _Cached:
+    """A value shared by concurrent readers, reloaded when old or when told it changed."""
+
     value: Any = None
     expires: float = -math.inf  # time.monotonic()
+    loaded_at: float = -math.inf  # when the load that produced value began
+    changes: int = 0
     lock: trio.Lock = field(default_factory=trio.Lock)
 
-    def expire_soon(self, within_s: float) -> None:
-        self.expires = min(self.expires, time.monotonic() + within_s)
+    def changed(self, min_age_s: float) -> None:
+        """The data changed: reload as soon as the value is ``min_age_s`` old."""
+        self.changes += 1
+        self.expires = min(self.expires, max(time.monotonic(), self.loaded_at + min_age_s))
 
 
 @dataclass
@@ -59,7 +66,7 @@ class Context:
         snap.reconnects = lambda: self.health.reconnects
         # A notification means the counts changed: the next reader (the page refreshing
         # because of that very event) must not get the older numbers.
-        self.live.on_change = lambda: self._counts.expire_soon(COUNTS_MIN_AGE_S)
+        self.live.on_change = lambda: self._counts.changed(COUNTS_MIN_AGE_S)
 
     async def counts(self) -> list[tuple[str, str, int]]:
         """(queue, status, n), at most a second old: one query however many viewers."""
@@ -97,10 +104,19 @@ class Context:
         return trio.current_time() - self.health.last_probe_ok
 
 
+def current() -> Context:
+    """The context of the app handling the current request."""
+    context: Context = current_app.extensions["notifyq"]
+    return context
+
+
 async def _cached(slot: _Cached, max_age_s: float, load: Callable[[], Any]) -> Any:
     async with slot.lock:  # concurrent callers share one query
         if time.monotonic() >= slot.expires:
-            started = time.monotonic()
+            started, changes = time.monotonic(), slot.changes
             slot.value = await load()
-            slot.expires = started + max_age_s
+            slot.loaded_at = started
+            # A change noted during the load may have missed it: reload soon, not late.
+            age_s = max_age_s if slot.changes == changes else COUNTS_MIN_AGE_S
+            slot.expires = started + age_s
         return slot.value

@@ -122,8 +122,8 @@ class LiveFeed:
             self.publish(Event("task", task))
         elif channel == "notifyq":
             self.publish(Event("queued", {"queue": payload}))
-        elif channel == "notifyq_cancel":
-            self.publish(Event("cancel_requested", {"id": payload}))
+        elif channel == "notifyq_cancel" and payload.isdigit():
+            self.publish(Event("cancel_requested", {"id": int(payload)}))
 
     def publish(self, event: Event) -> None:
         self.on_change()

@@ -39,6 +39,22 @@ Name = Annotated[
 ]
 
 
+MAX_PAYLOAD_DEPTH = 64
+
+
+def _shallow(value: Any) -> Any:
+    """Refuse JSON nested deeper than MAX_PAYLOAD_DEPTH (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_PAYLOAD_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return value
+
+
 def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
@@ -51,7 +67,9 @@ class NewTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Name = Field(description="Which handler runs it")
-    payload: Any = Field(None, description="Any JSON value; null means {}")
+    payload: Annotated[Any, AfterValidator(_shallow)] = Field(
+        None, description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}"
+    )
     queue: Name = "default"
     priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX, description="Higher runs first")
     run_at: datetime | None = Field(

@@ -7,17 +7,18 @@ Rendered on the server for the first paint; ``static/page.js`` then keeps them l
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from quart import Blueprint, Response, current_app, redirect, render_template, request
+from quart import Blueprint, Response, redirect, render_template, request
 from quart_schema import hide
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from notifyq import __version__, errors, sql
 from notifyq.client import Client
-from notifyq.web import models
+from notifyq.web import models, replies
 from notifyq.web.api import build_stats
-from notifyq.web.context import Context
+from notifyq.web.context import Context, current
 
 blueprint = Blueprint("page", __name__)
 
@@ -25,56 +26,46 @@ RUNNING_SHOWN = 20
 FAILURES_SHOWN = 10
 
 
-def ctx() -> Context:
-    context: Context = current_app.extensions["notifyq"]
-    return context
+async def summary(c: Context) -> dict[str, Any]:
+    """Everything the status page shows, from bounded queries over partial indexes."""
+    stats = await build_stats(c)
+    running = await c.database.fetch(sql.queries["running_tasks"], RUNNING_SHOWN)
+    failures = await c.database.fetch(sql.queries["recent_failures"], FAILURES_SHOWN)
+    workers = await c.database.fetch(sql.queries["workers"])
+    return {
+        "stats": stats,
+        "running": [models.TaskOut.from_row(r) for r in running],
+        "failures": [models.TaskOut.from_row(r) for r in failures],
+        "workers": [models.WorkerOut.model_validate(dict(r)) for r in workers],
+    }
 
 
 @blueprint.get("/")
 @hide
 async def status_page() -> Response:
-    c = ctx()
-    stats = await build_stats(c)
-    running = [
-        models.TaskOut.from_row(r)
-        for r in await c.database.fetch(
-            sql.queries["list_tasks"], "in_progress", None, None, None, RUNNING_SHOWN
-        )
-    ]
-    failures = [
-        models.TaskOut.from_row(r)
-        for r in await c.database.fetch(
-            sql.queries["list_tasks"], "error", None, None, None, FAILURES_SHOWN
-        )
-    ]
-    workers = [
-        models.WorkerOut.model_validate(dict(r))
-        for r in await c.database.fetch(sql.queries["workers"])
-    ]
-    initial = {
-        "stats": stats.model_dump(mode="json"),
-        "running": [t.model_dump(mode="json") for t in running],
-        "failures": [t.model_dump(mode="json") for t in failures],
-        "workers": [w.model_dump(mode="json") for w in workers],
-    }
+    data = await summary(current())
     html = await render_template(
         "status.html",
-        stats=stats,
-        running=running,
-        failures=failures,
-        workers=workers,
-        now=stats.now,
-        initial=_script_json(initial),
+        **data,
+        now=data["stats"].now,
+        initial=_script_json(data),
         version=__version__,
         limits={"running": RUNNING_SHOWN, "failures": FAILURES_SHOWN},
     )
     return Response(html, content_type="text/html; charset=utf-8")
 
 
+@blueprint.get("/ui/summary")
+@hide
+async def summary_json() -> Response:
+    """The status page's data in one request (the page's own; the API has the same parts)."""
+    return Response(_script_json(await summary(current())), content_type="application/json")
+
+
 @blueprint.get("/ui/tasks/<int:task_id>")
 @hide
 async def task_page(task_id: int) -> Response:
-    client = Client(ctx().database)
+    client = Client(current().database)
     try:
         if task_id > models.BIGINT_MAX:
             raise errors.TaskNotFound(task_id)
@@ -103,7 +94,7 @@ async def task_page(task_id: int) -> Response:
 async def goto_task() -> WerkzeugResponse:
     """The status page's "task id" form without JavaScript."""
     raw = request.args.get("id", "").strip()
-    return redirect(f"/ui/tasks/{int(raw)}" if raw.isdigit() and len(raw) < 20 else "/")
+    return redirect(f"/ui/tasks/{int(raw)}" if re.fullmatch(r"[0-9]{1,19}", raw) else "/")
 
 
 @blueprint.get("/docs")
@@ -116,7 +107,7 @@ async def docs() -> Response:
 def _script_json(value: Any) -> str:
     """JSON safe inside <script type="application/json">: no "</script>" can close it."""
     return (
-        json.dumps(value, default=str)
+        json.dumps(value, default=replies.plain)
         .replace("<", "\\u003c")
         .replace(">", "\\u003e")
         .replace("&", "\\u0026")

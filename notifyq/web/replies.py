@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,10 +23,38 @@ class ApiError(Exception):
         self.details = details
 
 
+def plain(value: Any) -> Any:
+    """json.dumps' fallback for what a response model holds."""
+    if isinstance(value, BaseModel):
+        return {name: getattr(value, name) for name in type(value).model_fields}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode(model: BaseModel) -> str:
+    """The model as JSON. Not pydantic's serializer: a payload or result written by SQL may
+    be nested deeper than pydantic walks (about 255 levels); json.dumps goes to Python's
+    recursion limit, and past that the value is replaced by a note, never a 500."""
+    try:
+        return json.dumps(model, default=plain)
+    except RecursionError:
+        return json.dumps(model, default=_shallow_plain)
+
+
+def _shallow_plain(value: Any) -> Any:
+    fields = plain(value)
+    if isinstance(fields, dict):
+        for key in ("payload", "result"):
+            if key in fields:
+                fields[key] = {"notifyq": "nested too deeply to show; read it with SQL"}
+    return fields
+
+
 def json_response(
     model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    response = Response(model.model_dump_json(), status=status, content_type="application/json")
+    response = Response(encode(model), status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

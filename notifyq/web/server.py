@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from functools import partial
 
@@ -13,6 +12,7 @@ from hypercorn.trio import serve
 from notifyq import errors, logs
 from notifyq.settings import Settings
 from notifyq.web.app import create_app
+from notifyq.web.bind import check_bind
 from notifyq.web.context import Context
 
 log = logs.get("notifyq.web")
@@ -21,38 +21,31 @@ SAMPLE_INTERVAL_S = 30.0
 GRACEFUL_TIMEOUT_S = 5.0
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
-def check_bind(settings: Settings) -> None:
-    """Refuse to serve a non-loopback address without a token, unless told to."""
-    host = settings.http_host
-    if is_loopback(host) or settings.api_token or settings.insecure_http:
-        return
-    raise errors.ConfigError(
-        f"refusing to serve HTTP on {host} without API_TOKEN: anyone who reaches it could "
-        "add and cancel tasks; set API_TOKEN, or pass --insecure-http to accept that"
-    )
-
-
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     host = settings.http_host
     config.bind = [f"[{host}]:{settings.http_port}" if ":" in host else f"{host}:{settings.http_port}"]
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
     config.accesslog = None
-    # Hypercorn's own lines go through logging; notifyq logs its start line itself.
-    quiet = logging.getLogger("notifyq.hypercorn")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    config.errorlog = quiet
+    # Hypercorn's "Running on" line is replaced by notifyq's http.listening; its warnings
+    # and errors (a failing stream, a bad client) go to notifyq's log.
+    config.errorlog = _hypercorn_log()
     return config
+
+
+class _ToStructlog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        method = log.error if record.levelno >= logging.ERROR else log.warning
+        method("http.server", message=record.getMessage(), exc_info=record.exc_info)
+
+
+def _hypercorn_log() -> logging.Logger:
+    logger = logging.getLogger("notifyq.hypercorn")
+    if not logger.handlers:
+        logger.addHandler(_ToStructlog())
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+    return logger
 
 
 async def serve_http(
@@ -103,6 +96,8 @@ async def _serve_sampler(ctx: Context) -> None:
     while True:
         try:
             await ctx.pickup_latency()
-        except errors.DatabaseUnavailable as exc:
-            log.debug("http.sample_failed", error=str(exc))
+        except errors.NotifyqError as exc:
+            # A chart point is not worth stopping the process for (the workers would go
+            # with it): say so and try again next time.
+            log.warning("http.sample_failed", error=str(exc))
         await trio.sleep(SAMPLE_INTERVAL_S)

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -55,10 +56,31 @@ def test_sigint_with_an_open_event_stream_exits_promptly(database_url: str, noti
     reader = threading.Thread(target=read_stream, daemon=True)
     reader.start()
     until(lambda: lines[:1] == ["retry: 2000"], timeout=10)
+    signalled = time.monotonic()
     serve.signal(signal.SIGINT)
-    assert serve.wait(timeout=10) == 0  # not held up by the open stream
+    assert serve.wait(timeout=10) == 0
+    # Not held up by the open stream (Hypercorn's graceful timeout would be 5 s).
+    assert time.monotonic() - signalled < 3
     reader.join(timeout=10)
     assert not reader.is_alive()
+
+
+def test_http_stays_up_while_workers_drain_and_health_says_stopping(
+    database_url: str, notifyq: Start
+) -> None:
+    serve = notifyq(database_url, "serve", "--shutdown-timeout", "20")
+    base = serve.http_url()
+    with httpx.Client(base_url=base, timeout=10) as http:
+        until(lambda: http.get("/health").status_code == 200, timeout=10)
+        task_id = http.post("/tasks", json={"kind": "sleep", "payload": 2}).json()["id"]
+        until(lambda: http.get(f"/tasks/{task_id}").json()["status"] == "in_progress")
+        serve.signal(signal.SIGTERM)
+        health = until(lambda: (r := http.get("/health")).status_code == 503 and r, timeout=5)
+        assert health.json()["checks"]["process"] == {"ok": False, "detail": "shutting down"}
+        # The page and API still answer while the running task finishes.
+        assert http.get("/").status_code == 200
+        until(lambda: http.get(f"/tasks/{task_id}").json()["status"] == "done", timeout=10)
+    assert serve.wait(timeout=20) == 0
 
 
 def test_web_serves_http_without_workers(database_url: str, notifyq: Start) -> None:

@@ -81,7 +81,7 @@ async def test_chunked_body_over_the_limit_is_413(database: db.Database) -> None
         stream = await trio.open_tcp_stream(host, int(port))
         async with stream:
             await stream.send_all(
-                b"POST /tasks HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             )
             body = b'{"kind": "noop", "payload": "' + b"x" * 10_000 + b'"}'
@@ -127,6 +127,12 @@ async def test_status_page_and_task_page_render_on_the_server(database: db.Datab
         assert missing.status_code == 404 and "task 987654 does not exist" in missing.text
         goto = await http.get("/ui/task", params={"id": task["id"]})
         assert goto.status_code == 302 and goto.headers["location"] == f"/ui/tasks/{task['id']}"
+        for bad in ["\u00b2", "12x", "9" * 25, ""]:  # "²".isdigit() is true, int("²") fails
+            odd = await http.get("/ui/task", params={"id": bad})
+            assert odd.status_code == 302 and odd.headers["location"] == "/", bad
+        summary = (await http.get("/ui/summary")).json()
+        assert [t["id"] for t in summary["failures"]] == [task["id"]]
+        assert summary["running"] == [] and summary["stats"]["counts_by_status"]["error"] == 1
 
 
 def test_end_counter_keeps_a_minute_and_an_hour() -> None:
@@ -154,6 +160,8 @@ def test_a_bad_notification_is_dropped_and_a_slow_subscriber_is_cut_off() -> Non
         feed.on_notification("notifyq_done", "not json")
         feed.on_notification("notifyq_done", '{"id": 1}')
         assert feed.bad_payloads == 2
+        feed.on_notification("notifyq_cancel", "42")
+        assert receive.receive_nowait().data == {"id": 42}
         for i in range(3):
             feed.on_notification("notifyq_done", json.dumps(
                 {"id": i, "status": "done", "queue": "q", "kind": "k"}))

@@ -8,8 +8,9 @@ import pytest
 
 from notifyq import errors
 from notifyq.settings import load
+from notifyq.web.bind import check_bind, is_loopback
 from notifyq.web.live import Event
-from notifyq.web.server import check_bind, hypercorn_config, is_loopback
+from notifyq.web.server import hypercorn_config
 
 
 @pytest.mark.parametrize(

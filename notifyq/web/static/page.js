@@ -152,17 +152,11 @@ function renderFailures(tasks) {
 }
 
 async function refreshStatus() {
-  const [stats, running, failures, workers] = await Promise.all([
-    getJSON("/stats"),
-    getJSON("/tasks?status=in_progress&limit=20"),
-    getJSON("/tasks?status=error&limit=10"),
-    getJSON("/workers"),
-  ]);
-  renderStats(stats);
-  // /tasks is newest first; the page shows the oldest running first.
-  renderRunning(running.tasks.slice().reverse());
-  renderFailures(failures.tasks);
-  renderWorkers(workers.workers);
+  const data = await getJSON("/ui/summary");
+  renderStats(data.stats);
+  renderRunning(data.running);
+  renderFailures(data.failures);
+  renderWorkers(data.workers);
 }
 
 function logEvent(name, data) {
@@ -215,10 +209,11 @@ const onStatusPage = !!document.getElementById("chart");
 let timer = null;
 let lastRefresh = 0;
 
-// Many events in a burst cause one refresh, at most one a second.
+// Many events in a burst cause one refresh, at most one a second, and never sooner than
+// 250 ms after the event (the server's counts may be a tenth of a second old).
 function scheduleRefresh() {
   if (timer !== null) return;
-  const wait = Math.max(0, 1000 - (Date.now() - lastRefresh));
+  const wait = Math.max(250, 1000 - (Date.now() - lastRefresh));
   timer = setTimeout(async () => {
     timer = null;
     lastRefresh = Date.now();
@@ -259,7 +254,7 @@ function connect() {
 
 if (onStatusPage) {
   renderStats(initial.stats);
-  renderRunning(initial.running.slice().reverse());
+  renderRunning(initial.running);
   renderWorkers(initial.workers);
   // Running ages and worker heartbeats move without events: redraw those every few seconds.
   setInterval(scheduleRefresh, 5000);
