@@ -4,13 +4,18 @@
 -- name: claim
 -- Claim up to $2 due pending rows of the queues $1 for owner $3, with a lease of $4 s.
 -- One statement over tasks_claim_idx; SKIP LOCKED lets many processes claim at once.
-WITH picked AS (
+-- Its commit does not wait for the WAL flush (`quick`): a claim lost in a server crash
+-- only leaves its rows pending, to be claimed again, which at-least-once allows; outcome
+-- writes stay durable. This takes the flush (~1-3 ms) out of every task's pickup.
+WITH quick AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', 'off', true)
+), picked AS (
     SELECT id
-      FROM notifyq.tasks
+      FROM notifyq.tasks, quick
      WHERE status = 'pending' AND run_at <= now() AND queue = ANY($1::text[])
      ORDER BY priority DESC, run_at, id
      LIMIT $2
-       FOR UPDATE SKIP LOCKED
+       FOR UPDATE OF tasks SKIP LOCKED
 ), claimed AS (
     UPDATE notifyq.tasks t
        SET status = 'in_progress', attempts = t.attempts + 1,
@@ -98,8 +103,16 @@ VALUES ($1, $2, $3, $4::text[], $5, $6, $7)
 ON CONFLICT (id) DO UPDATE SET in_flight = excluded.in_flight, last_seen = now();
 
 -- name: unregister_worker
--- Remove this process from the registry at clean shutdown.
+-- Remove this process from the registry (and from the waiters) at clean shutdown.
+WITH waiter AS (
+    DELETE FROM notifyq.waiters WHERE worker_id = $1
+)
 DELETE FROM notifyq.workers WHERE id = $1;
+
+-- name: go_idle
+-- Record process $1 as waiting for rows of the queues $2 (see migration 0002). True when
+-- no producer was between its trigger and its commit; claim once more either way.
+SELECT notifyq.go_idle($1, $2::text[]);
 
 -- name: take_maintenance_turn
 -- At most one process in the fleet gets the turn for job $1 every $2 seconds.
@@ -170,8 +183,17 @@ RETURNING id;
 SELECT * FROM notifyq.tasks WHERE id = $1;
 
 -- name: task_history
--- A task's events, oldest first.
-SELECT * FROM notifyq.task_events WHERE task_id = $1 ORDER BY id;
+-- A task's events, oldest first. 'queued' is not stored (it would cost every producer an
+-- extra row): it is the task's created_at, listed first with id 0.
+SELECT 0::bigint AS id, t.id AS task_id, t.created_at AS at, 'queued' AS event,
+       0 AS attempt, NULL::text AS worker, NULL::text AS error
+  FROM notifyq.tasks t
+ WHERE t.id = $1
+UNION ALL
+SELECT id, task_id, at, event, attempt, worker, error
+  FROM notifyq.task_events
+ WHERE task_id = $1
+ORDER BY id;
 
 -- name: cancel
 -- Cancel a task through the SQL function (see the migration).

@@ -3,8 +3,12 @@
     listener ──wake──▶ claimer ──jobs channel──▶ WORKER_COUNT workers ──outcomes──▶ writer
 
 The claimer sleeps until something can have changed (a notification, a freed worker, the
-earliest known ``run_at``, the FETCH_INTERVAL safety-net sweep) and then claims at most as
-many rows as it has free workers, in one statement. Workers run handlers in their own
+earliest known ``run_at``, the FETCH_INTERVAL safety-net sweep) and then claims up to
+FETCH_LIMIT rows in one statement. A process holds at most max(WORKER_COUNT, FETCH_LIMIT)
+claimed tasks: those beyond the free workers wait in the jobs channel, their leases kept by
+the heartbeat, so that a worker that finishes finds its next task without a round trip.
+When a claim comes back short the process records itself as waiting (``go_idle``, see
+migration 0002): only then do producers' inserts notify. Workers run handlers in their own
 cancel scopes (cancellation, time limits, shutdown). The writer records outcomes in batches
 with one fenced statement, shielded from cancellation and retried while the database is
 away, so that an outcome is never dropped while this process still owns the task.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +38,8 @@ CANCEL_GRACE_S = 2.0
 MIN_CLAIM_GAP_S = 0.005
 # Longest single wait while retrying a statement against a database that is away.
 MAX_RETRY_SLEEP_S = 2.0
+# First and longest pause before go_idle is tried again after a producer held its lock.
+IDLE_RETRY_S = (0.002, 0.25)
 
 StopReason = Literal["cancel", "shutdown", "lease_lost", "timeout"]
 
@@ -69,6 +76,11 @@ class WorkerPool:
         self.queues = list(settings.queues)
         self.running: dict[int, Running] = {}
         self.busy = 0  # claimed and not yet handed to the writer
+        # Claimed tasks a process holds at most: claiming ahead of the free workers saves
+        # a round trip per task when tasks are short.
+        self.capacity = max(settings.worker_count, settings.fetch_limit)
+        self.waiting = False  # our notifyq.waiters row is in place (go_idle got the lock)
+        self._idle_failures = 0
         self.stopping = False
         self.abandoned = 0
         self.dirty = True  # "a claim may find rows"; the first claim runs at start
@@ -77,9 +89,7 @@ class WorkerPool:
         self._claim_failures = 0
         self._wakes = 0  # counts "rows may have appeared" events
         self._kick = trio.Event()
-        self._jobs_send, self._jobs_receive = trio.open_memory_channel[Running](
-            settings.worker_count
-        )
+        self._jobs_send, self._jobs_receive = trio.open_memory_channel[Running](self.capacity)
         self._outcomes_send, self._outcomes_receive = trio.open_memory_channel[
             tuple[Outcome, Running]
         ](math.inf)
@@ -100,6 +110,9 @@ class WorkerPool:
         if dirty:
             self.dirty = True
             self._wakes += 1
+            # A notification means a producer removed our waiters row (or we may have
+            # missed that): record ourselves again after the next short claim.
+            self.waiting = False
         self._kick.set()
 
     def on_queue_notification(self, queue: str) -> None:
@@ -125,9 +138,12 @@ class WorkerPool:
         async with self._jobs_send:
             self._next_sweep = trio.current_time() + self.settings.fetch_interval_s
             while not self.stopping:
-                free = self.settings.worker_count - self.busy
-                if self.dirty and free > 0:
-                    await self._claim_once(min(free, self.settings.fetch_limit))
+                room = self.capacity - self.busy
+                # Claim when a worker is free, or when the buffer ahead of the workers has
+                # room for half a batch (fewer, bigger claims while tasks are short).
+                worth_it = self.busy < self.settings.worker_count or 2 * room >= self.capacity
+                if self.dirty and room > 0 and worth_it:
+                    await self._claim_once(min(room, self.settings.fetch_limit))
                 else:
                     await self._sleep_until_woken()
 
@@ -156,14 +172,45 @@ class WorkerPool:
         # while the claim ran may be for a row the claim could not see yet.
         self.dirty = self._wakes != wakes_before
         # Asked after the rows went to the workers, so that handlers do not wait for it.
+        register = not self.waiting and not self.dirty
+        wakes_before = self._wakes
         try:
-            due_in = await self.db.fetchval(sql.queries["next_due"], self.queues)
+            locked, due_in = await self.db.run(self._idle_statements(register))
         except errors.DatabaseUnavailable:
-            due_in = MAX_RETRY_SLEEP_S  # look again soon; the sweep is there as well
+            locked, due_in = False, MAX_RETRY_SLEEP_S  # look again soon; the sweep too
+        if register:
+            if locked and self._wakes == wakes_before:
+                # Every producer that did not see our row has committed: one more claim
+                # sees its rows; every later producer notifies.
+                self.waiting = True
+                self._idle_failures = 0
+            elif not locked:
+                # A producer was between its trigger and its commit: its rows may need
+                # no notification. Claim again after a short pause, then try again.
+                self._idle_failures += 1
+                first, longest = IDLE_RETRY_S
+                pause = min(first * 2 ** min(self._idle_failures, 10), longest)
+                due_in = pause if due_in is None else min(due_in, pause)
+            self.dirty = self.dirty or locked
         if due_in is None:
             self._due_at = math.inf
         else:
             self._due_at = trio.current_time() + max(due_in, MIN_CLAIM_GAP_S)
+
+    def _idle_statements(
+        self, register: bool
+    ) -> Callable[[db.Connection], Awaitable[tuple[bool, float | None]]]:
+        """go_idle (when ``register``) and next_due, in one hop."""
+        worker_id, queues = self.worker_id, self.queues
+
+        async def statements(conn: db.Connection) -> tuple[bool, float | None]:
+            locked = False
+            if register:
+                locked = bool(await conn.fetchval(sql.queries["go_idle"], worker_id, queues))
+            due_in = await conn.fetchval(sql.queries["next_due"], queues)
+            return locked, due_in
+
+        return statements
 
     async def _sleep_until_woken(self) -> None:
         """Until a notification, a freed worker, the next due row or the sweep."""
@@ -173,6 +220,7 @@ class WorkerPool:
         now = trio.current_time()
         if now >= self._next_sweep:
             self.dirty = True  # the safety net for notifications lost on the way
+            self.waiting = False
             self._next_sweep = now + self.settings.fetch_interval_s
         if now >= self._due_at:
             self.dirty = True

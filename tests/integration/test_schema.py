@@ -16,6 +16,9 @@ import trio
 from notifyq import db, migrations, sql
 from tests import pg
 
+# The newest migration shipped: a fresh database ends at this version.
+LATEST = migrations.available()[-1].version
+
 
 def run_migrate(url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -26,11 +29,14 @@ def run_migrate(url: str) -> subprocess.CompletedProcess[str]:
 def test_migrate_from_empty_then_again(empty_database_url: str) -> None:
     first = run_migrate(empty_database_url)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "applied 1 migration(s)"
+    assert first.stdout.strip() == f"applied {LATEST} migration(s)"
     again = run_migrate(empty_database_url)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "schema is up to date"
-    assert pg.psql(empty_database_url, "SELECT version, name FROM notifyq.schema_migrations") == "1|init"
+    assert pg.psql(empty_database_url, "SELECT version, name FROM notifyq.schema_migrations "
+                   "ORDER BY version LIMIT 1") == "1|init"
+    assert pg.psql(empty_database_url, "SELECT max(version) FROM notifyq.schema_migrations") == (
+        str(LATEST))
 
 
 def test_migrate_from_two_processes_at_once(empty_database_url: str) -> None:
@@ -40,8 +46,8 @@ def test_migrate_from_two_processes_at_once(empty_database_url: str) -> None:
              for _ in range(2)]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    assert sorted(out.strip() for out, _ in outputs) == ["applied 1 migration(s)", "schema is up to date"]
-    assert pg.psql(empty_database_url, "SELECT count(*) FROM notifyq.schema_migrations") == "1"
+    assert sorted(out.strip() for out, _ in outputs) == [f"applied {LATEST} migration(s)", "schema is up to date"]
+    assert pg.psql(empty_database_url, "SELECT count(*) FROM notifyq.schema_migrations") == str(LATEST)
 
 
 def test_serve_refuses_an_unmigrated_external_database(empty_database_url: str) -> None:
@@ -50,7 +56,8 @@ def test_serve_refuses_an_unmigrated_external_database(empty_database_url: str) 
         env={**os.environ, "DATABASE_URL": empty_database_url, "LOG_LEVEL": "warning"}, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "notifyq: the database schema is at version 0, this notifyq needs 1: run `notifyq migrate`")
+        "notifyq: the database schema is at version 0, this notifyq needs "
+        f"{LATEST}: run `notifyq migrate`")
 
 
 @pytest.mark.skipif(pg.pg15_bindir() is None, reason="no PostgreSQL 15 server binaries here")
@@ -85,6 +92,7 @@ def test_migration_applies_on_postgresql_15() -> None:
 
 
 async def test_bulk_insert_sends_one_notification_per_queue(database: db.Database) -> None:
+    assert await database.fetchval(sql.queries["go_idle"], "w", ["even", "odd"]) is True
     async with database.open_listener(["notifyq"]) as listener:
         await database.execute(
             "INSERT INTO notifyq.tasks (queue, kind) "
@@ -95,9 +103,42 @@ async def test_bulk_insert_sends_one_notification_per_queue(database: db.Databas
             async for note in listener:
                 received.append(note.payload)
     assert sorted(received) == ["even", "odd"]
-    queued = await database.fetchval(
-        "SELECT count(*) FROM notifyq.task_events WHERE event = 'queued'")
-    assert queued == 10000
+    # 'queued' is derived from created_at, not stored once per row.
+    [queued, *_] = await database.fetch(sql.queries["task_history"], 1)
+    assert (queued["event"], queued["attempt"]) == ("queued", 0)
+    assert await database.fetchval("SELECT count(*) FROM notifyq.task_events") == 0
+
+
+async def test_insert_notifies_only_while_a_process_waits(database: db.Database) -> None:
+    async def notes_after(statement: str) -> list[str]:
+        async with database.open_listener(["notifyq"]) as listener:
+            await database.execute(statement)
+            received = []
+            with trio.move_on_after(0.3):
+                async for note in listener:
+                    received.append(note.payload)
+            return received
+
+    insert = "INSERT INTO notifyq.tasks (kind) VALUES ('noop')"
+    assert await notes_after(insert) == []  # nobody waits: no NOTIFY, no commit lock
+    await database.fetchval(sql.queries["go_idle"], "w1", ["default"])
+    await database.fetchval(sql.queries["go_idle"], "w2", ["other"])
+    assert await notes_after(insert) == ["default"]  # w1 waited for 'default'
+    # w1 was woken once and forgotten; w2 waits for another queue.
+    assert await database.fetchval("SELECT array_agg(worker_id) FROM notifyq.waiters") == ["w2"]
+    assert await notes_after(insert) == []
+    # A producer in REPEATABLE READ reads an older snapshot: it always notifies.
+    assert await notes_after(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; " + insert + "; COMMIT") == ["default"]
+
+
+async def test_go_idle_fails_while_a_producer_has_not_committed(database: db.Database) -> None:
+    async with database.transaction() as producer:
+        await producer.execute("INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
+        # The producer read "nobody waits" and has not committed: the waiting process
+        # must not trust a claim made now.
+        assert await database.fetchval(sql.queries["go_idle"], "w", ["default"]) is False
+    assert await database.fetchval(sql.queries["go_idle"], "w", ["default"]) is True
 
 
 async def test_task_end_notifies_notifyq_done(database: db.Database) -> None:
