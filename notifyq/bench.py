@@ -103,7 +103,7 @@ async def running(
             stop.set()
 
 
-def _progress(text: str) -> None:
+def progress(text: str) -> None:
     click.echo(text, err=True)
 
 
@@ -167,7 +167,7 @@ async def measure_latency(
     samples: list[float] = []
     returns: list[float] = []
     async with scratch(settings) as s:
-        _progress(f"latency: {count} probes after {warmup} warm-up, {spacing_s * 1000:g} ms apart")
+        progress(f"latency: {count} probes after {warmup} warm-up, {spacing_s * 1000:g} ms apart")
         async with (
             running(s.database, s.settings, app),
             db.open_database(s.settings.database_url or "", min_size=1, max_size=1) as inserter,
@@ -186,7 +186,7 @@ async def measure_latency(
                     samples.append(started - acked)
                     returns.append(returned - acked)
                     if len(samples) * 10 // count > (len(samples) - 1) * 10 // count:
-                        _progress(f"  {len(samples)}/{count} probes")
+                        progress(f"  {len(samples)}/{count} probes")
                 await trio.sleep(spacing_s)
         header = s.header
     ordered = sorted(x * 1000 for x in samples)
@@ -217,7 +217,7 @@ async def measure_drain(settings: Settings, tasks: int) -> dict[str, Any]:
     async with scratch(settings) as s:
         await s.database.execute(sql.queries["bench_enqueue_noops"], tasks)
         await s.database.execute(sql.queries["bench_analyze"])
-        _progress(f"drain: {tasks} noop tasks enqueued; starting the service")
+        progress(f"drain: {tasks} noop tasks enqueued; starting the service")
         started = time.monotonic()
         async with running(s.database, s.settings, builtin_app()) as svc:
             await _wait_drained(svc, tasks, started)
@@ -249,7 +249,7 @@ async def _wait_drained(svc: service.Service, total: int, started: float) -> Non
             )
         if done * 10 // total > reported:
             reported = done * 10 // total
-            _progress(f"  {done}/{total} done after {now - started:.2f} s")
+            progress(f"  {done}/{total} done after {now - started:.2f} s")
         await trio.sleep(0.005)
 
 
@@ -321,3 +321,63 @@ def drain(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None)
     r = _run(lambda: measure_drain(settings, tasks))
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
     _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
+
+
+@bench.command()
+@click.option("--clients", type=click.IntRange(1, 200), default=16, show_default=True)
+@click.option("--seconds", type=click.FloatRange(0.1, 600), default=5.0, show_default=True)
+@click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def insert(
+    ctx: click.Context, /, clients: int, seconds: float, as_json: bool, **flags: int | None
+) -> None:
+    """Producers' cost: CLIENTS single-row insert transactions at once into notifyq.tasks,
+    against the same table without triggers, with a serve process idle and then busy."""
+    from notifyq import bench_load
+
+    settings = _settings(ctx, **flags)
+    r = _run(lambda: bench_load.measure_insert(settings, clients, seconds))
+    rows = [(f"{k} /s", f"{r[k + '_per_s']:.0f}") for k in ("plain", "idle", "busy")]
+    rows += [("idle", f"{r['idle_ratio']:.1%}"), ("busy", f"{r['busy_ratio']:.1%}")]
+    _report(r, as_json, rows, "(ratios: inserts/s into notifyq.tasks / plain table)")
+
+
+@bench.command()
+@click.option("--finished", type=click.IntRange(0), default=1_000_000, show_default=True)
+@click.option("--pending", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--fetch-limit", type=int, help="rows per claim [FETCH_LIMIT=10]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def backlog(
+    ctx: click.Context, /, finished: int, pending: int, rounds: int, as_json: bool,
+    **flags: int | None,
+) -> None:
+    """Claim latency on an empty table, then with FINISHED done and PENDING pending rows."""
+    from notifyq import bench_load
+
+    settings = _settings(ctx, **flags)
+    r = _run(lambda: bench_load.measure_backlog(settings, finished, pending, rounds))
+    rows = [
+        ("empty p50", f"{r['empty']['p50_ms']:.3f}"),
+        ("loaded p50", f"{r['loaded']['p50_ms']:.3f}"),
+        ("ratio", f"{r['ratio_p50']:.2f}"),
+    ]
+    _report(r, as_json, rows, "(ms per claim statement)")
+
+
+@bench.command()
+@click.option("--tasks", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
+@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def rss(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -> None:
+    """Resident memory of a `notifyq serve` process: idle, and after draining TASKS."""
+    from notifyq import bench_load
+
+    settings = _settings(ctx, **flags)
+    r = _run(lambda: bench_load.measure_rss(settings, tasks))
+    rows = [(k.replace("_mb", " MiB"), f"{r[k]:.1f}") for k in ("idle_mb", "peak_mb", "after_mb")]
+    _report(r, as_json, [*rows, ("growth", f"{r['growth_pct']:+.1f}%")])

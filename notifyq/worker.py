@@ -76,6 +76,7 @@ class WorkerPool:
         self.queues = list(settings.queues)
         self.running: dict[int, Running] = {}
         self.busy = 0  # claimed and not yet handed to the writer
+        self.unwritten = 0  # claimed and outcome not yet written (at most `capacity`)
         # Claimed tasks a process holds at most: claiming ahead of the free workers saves
         # a round trip per task when tasks are short.
         self.capacity = max(settings.worker_count, settings.fetch_limit)
@@ -138,7 +139,9 @@ class WorkerPool:
         async with self._jobs_send:
             self._next_sweep = trio.current_time() + self.settings.fetch_interval_s
             while not self.stopping:
-                room = self.capacity - self.busy
+                # Bounded by written outcomes, not by finished handlers: a writer that
+                # falls behind holds the claimer back instead of piling up leases.
+                room = self.capacity - self.unwritten
                 # Claim when a worker is free, or when the buffer ahead of the workers has
                 # room for half a batch (fewer, bigger claims while tasks are short).
                 worth_it = self.busy < self.settings.worker_count or 2 * room >= self.capacity
@@ -253,6 +256,7 @@ class WorkerPool:
                 timeout_s=row["timeout_s"],
             )
         self.busy += len(rows)
+        self.unwritten += len(rows)
         self.stats["claimed"] += len(rows)
         if rows:
             log.debug("claim", rows=len(rows), ms=round((time.perf_counter() - started) * 1000, 2))
@@ -384,6 +388,8 @@ class WorkerPool:
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
             await self._write(batch, force)
+            self.unwritten -= len(batch)
+            self.wake(dirty=False)
 
     async def _write(self, batch: list[tuple[Outcome, Running]], force: trio.Event) -> None:
         failures = 0
