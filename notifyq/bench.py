@@ -36,7 +36,7 @@ REPORTED_SETTINGS = ("worker_count", "fetch_limit", "fetch_interval_s", "pool_si
 
 @click.group()
 def bench() -> None:
-    """Benchmarks: pickup latency and drain throughput on a real PostgreSQL."""
+    """Benchmarks on a real PostgreSQL: latency, drain, insert, backlog, rss, peers, all."""
 
 
 # --- shared: scratch database, settings, service --------------------------------------
@@ -54,8 +54,11 @@ class Scratch:
 
 
 @asynccontextmanager
-async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
-    """A fresh, migrated database on the configured server; dropped at the end."""
+async def empty_database(settings: Settings) -> AsyncIterator[tuple[str, str, str]]:
+    """A new, empty database on the configured server, dropped at the end.
+
+    Yields (server URL, database URL, name).
+    """
     from notifyq import cli  # notifyq.cli imports this module to register `bench`
 
     dsn = await cli.resolve_dsn(settings)
@@ -67,25 +70,31 @@ async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
         except errors.QueryError as exc:
             raise errors.NotifyqError(f"cannot create a scratch database: {exc}") from exc
         try:
-            url = _with_database(dsn, name)
-            size = settings.pool_size
-            async with db.open_database(url, min_size=min(2, size), max_size=size) as database:
-                await migrations.migrate(database)
-                listen = settings.listen_database_url
-                ours = settings.model_copy(
-                    update={
-                        "database_url": url,
-                        "listen_database_url": listen and _with_database(listen, name),
-                        "queues": ("default",),
-                    }
-                )
-                server = await database.fetchrow(sql.queries["server_facts"])
-                used = {k: getattr(ours, k) for k in REPORTED_SETTINGS}
-                header = {"server": logs.redact(dsn), **dict(server or {}), "settings": used}
-                yield Scratch(database, ours, header)
+            yield dsn, _with_database(dsn, name), name
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(30):
                 await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@asynccontextmanager
+async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
+    """A fresh, migrated database on the configured server; dropped at the end."""
+    async with empty_database(settings) as (dsn, url, name):
+        size = settings.pool_size
+        async with db.open_database(url, min_size=min(2, size), max_size=size) as database:
+            await migrations.migrate(database)
+            listen = settings.listen_database_url
+            ours = settings.model_copy(
+                update={
+                    "database_url": url,
+                    "listen_database_url": listen and _with_database(listen, name),
+                    "queues": ("default",),
+                }
+            )
+            server = await database.fetchrow(sql.queries["server_facts"])
+            used = {k: getattr(ours, k) for k in REPORTED_SETTINGS}
+            header = {"server": logs.redact(dsn), **dict(server or {}), "settings": used}
+            yield Scratch(database, ours, header)
 
 
 @asynccontextmanager
@@ -323,61 +332,6 @@ def drain(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None)
     _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
 
 
-@bench.command()
-@click.option("--clients", type=click.IntRange(1, 200), default=16, show_default=True)
-@click.option("--seconds", type=click.FloatRange(0.1, 600), default=5.0, show_default=True)
-@click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def insert(
-    ctx: click.Context, /, clients: int, seconds: float, as_json: bool, **flags: int | None
-) -> None:
-    """Producers' cost: CLIENTS single-row insert transactions at once into notifyq.tasks,
-    against the same table without triggers, with a serve process idle and then busy."""
-    from notifyq import bench_load
 
-    settings = _settings(ctx, **flags)
-    r = _run(lambda: bench_load.measure_insert(settings, clients, seconds))
-    rows = [(f"{k} /s", f"{r[k + '_per_s']:.0f}") for k in ("plain", "idle", "busy")]
-    rows += [("idle", f"{r['idle_ratio']:.1%}"), ("busy", f"{r['busy_ratio']:.1%}")]
-    _report(r, as_json, rows, "(ratios: inserts/s into notifyq.tasks / plain table)")
-
-
-@bench.command()
-@click.option("--finished", type=click.IntRange(0), default=1_000_000, show_default=True)
-@click.option("--pending", type=click.IntRange(1), default=100_000, show_default=True)
-@click.option("--rounds", type=click.IntRange(1), default=300, show_default=True)
-@click.option("--fetch-limit", type=int, help="rows per claim [FETCH_LIMIT=10]")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def backlog(
-    ctx: click.Context, /, finished: int, pending: int, rounds: int, as_json: bool,
-    **flags: int | None,
-) -> None:
-    """Claim latency on an empty table, then with FINISHED done and PENDING pending rows."""
-    from notifyq import bench_load
-
-    settings = _settings(ctx, **flags)
-    r = _run(lambda: bench_load.measure_backlog(settings, finished, pending, rounds))
-    rows = [
-        ("empty p50", f"{r['empty']['p50_ms']:.3f}"),
-        ("loaded p50", f"{r['loaded']['p50_ms']:.3f}"),
-        ("ratio", f"{r['ratio_p50']:.2f}"),
-    ]
-    _report(r, as_json, rows, "(ms per claim statement)")
-
-
-@bench.command()
-@click.option("--tasks", type=click.IntRange(1), default=100_000, show_default=True)
-@click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
-@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def rss(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -> None:
-    """Resident memory of a `notifyq serve` process: idle, and after draining TASKS."""
-    from notifyq import bench_load
-
-    settings = _settings(ctx, **flags)
-    r = _run(lambda: bench_load.measure_rss(settings, tasks))
-    rows = [(k.replace("_mb", " MiB"), f"{r[k]:.1f}") for k in ("idle_mb", "peak_mb", "after_mb")]
-    _report(r, as_json, [*rows, ("growth", f"{r['growth_pct']:+.1f}%")])
+# The other subcommands (insert, backlog, rss, peers, all) register themselves on `bench`.
+from notifyq import bench_commands  # noqa: E402, F401
