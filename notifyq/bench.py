@@ -322,12 +322,21 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
 @click.option("--tasks", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
 @click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
+@click.option("-p", "--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Above 1: that many `notifyq serve` subprocesses, woken by the INSERT.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def drain(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -> None:
+def drain(
+    ctx: click.Context, /, tasks: int, processes: int, as_json: bool, **flags: int | None
+) -> None:
     """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
+    from notifyq import bench_load
+
     settings = _settings(ctx, **flags)
-    r = _run(lambda: measure_drain(settings, tasks))
+    if processes > 1:
+        r = _run(lambda: bench_load.measure_drain_processes(settings, tasks, processes))
+    else:
+        r = _run(lambda: measure_drain(settings, tasks))
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
     _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
 

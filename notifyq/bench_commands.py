@@ -101,11 +101,14 @@ def peers(ctx: click.Context, tasks: int, count: int, spacing: float) -> None:
 @click.option("--finished", type=click.IntRange(0), default=1_000_000, show_default=True)
 @click.option("--pending", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("--rss-tasks", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--processes", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="An extra drain with this many serve processes (1: skip it).")
 @click.option("--no-peers", is_flag=True, help="Skip PgQueuer and procrastinate.")
 @click.pass_context
 def all_(
     ctx: click.Context, out: Path, tasks: int, drain_fetch_limit: int, count: int,
-    insert_seconds: float, finished: int, pending: int, rss_tasks: int, no_peers: bool,
+    insert_seconds: float, finished: int, pending: int, rss_tasks: int, processes: int,
+    no_peers: bool,
 ) -> None:
     """Every benchmark and the peers in one run: a table, bench.json and a chart."""
     from notifyq import bench_report
@@ -114,7 +117,7 @@ def all_(
     plan = bench_report.Plan(
         drain_tasks=tasks, drain_fetch_limit=drain_fetch_limit, probes=count,
         insert_seconds=insert_seconds, finished=finished, pending=pending,
-        rss_tasks=rss_tasks, peers=not no_peers,
+        rss_tasks=rss_tasks, processes=processes, peers=not no_peers,
     )
     r = _run(lambda: bench_report.measure_all(settings, plan))
     written = bench_report.write(r, out)

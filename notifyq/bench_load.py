@@ -9,6 +9,7 @@ in a scratch database (see :mod:`notifyq.bench`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
@@ -25,7 +26,7 @@ import asyncpg
 import trio
 
 from notifyq import db, errors, sql
-from notifyq.bench import percentile, progress, scratch
+from notifyq.bench import STALL_TIMEOUT_S, percentile, progress, scratch
 from notifyq.settings import Settings
 
 READY_TIMEOUT_S = 30.0
@@ -225,6 +226,43 @@ async def measure_backlog(
         "empty": empty,
         "loaded": loaded,
         "ratio_p50": round(loaded["p50_ms"] / empty["p50_ms"], 3),
+    }
+
+
+# --- drain with serve processes ----------------------------------------------------------
+
+
+async def measure_drain_processes(
+    settings: Settings, tasks: int, processes: int
+) -> dict[str, Any]:
+    """Throughput of ``processes`` serve subprocesses: all start idle, then ``tasks`` noop
+    rows arrive in one INSERT (whose NOTIFY wakes them); timed from that commit until the
+    database has no pending or running row, then verified with a count."""
+    async with scratch(settings) as s, contextlib.AsyncExitStack() as stack:
+        for _ in range(processes):
+            await stack.enter_async_context(serving(s.database, s.settings))
+        progress(f"drain: {processes} serve processes up; enqueueing {tasks} noop tasks")
+        started = time.monotonic()
+        await s.database.execute(sql.queries["bench_enqueue_noops"], tasks)
+        await s.database.execute(sql.queries["bench_analyze"])
+
+        async def drained() -> bool:
+            return not await s.database.fetchval(sql.queries["bench_unfinished"])
+
+        await poll_until(drained, timeout_s=STALL_TIMEOUT_S + tasks / 100)
+        seconds = time.monotonic() - started
+        done = int(await s.database.fetchval(sql.queries["count_done"]))
+        header = s.header
+    if done != tasks:
+        raise errors.NotifyqError(f"drain: {done} of {tasks} tasks done")
+    return {
+        "benchmark": "drain",
+        **header,
+        "processes": processes,
+        "tasks": tasks,
+        "done": done,
+        "seconds": round(seconds, 3),
+        "tasks_per_s": round(tasks / seconds, 1),
     }
 
 
