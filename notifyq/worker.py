@@ -168,7 +168,7 @@ class WorkerPool:
                 # Stopped while the claim was in flight: give the row straight back.
                 self._finish(entry, Outcome(entry.task.id, entry.task.attempt, "release"))
             else:
-                # Never blocks: the channel holds WORKER_COUNT jobs and busy <= WORKER_COUNT.
+                # Never blocks: the channel holds `capacity` jobs and unwritten <= capacity.
                 self._jobs_send.send_nowait(entry)
         if len(rows) == want:
             return  # a full claim: more rows may be waiting, claim again at once
