@@ -36,7 +36,7 @@ REPORTED_SETTINGS = ("worker_count", "fetch_limit", "fetch_interval_s", "pool_si
 
 @click.group()
 def bench() -> None:
-    """Benchmarks: pickup latency and drain throughput on a real PostgreSQL."""
+    """Benchmarks on a real PostgreSQL: latency, drain, insert, backlog, rss, peers, all."""
 
 
 # --- shared: scratch database, settings, service --------------------------------------
@@ -54,8 +54,11 @@ class Scratch:
 
 
 @asynccontextmanager
-async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
-    """A fresh, migrated database on the configured server; dropped at the end."""
+async def empty_database(settings: Settings) -> AsyncIterator[tuple[str, str, str]]:
+    """A new, empty database on the configured server, dropped at the end.
+
+    Yields (server URL, database URL, name).
+    """
     from notifyq import cli  # notifyq.cli imports this module to register `bench`
 
     dsn = await cli.resolve_dsn(settings)
@@ -67,25 +70,31 @@ async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
         except errors.QueryError as exc:
             raise errors.NotifyqError(f"cannot create a scratch database: {exc}") from exc
         try:
-            url = _with_database(dsn, name)
-            size = settings.pool_size
-            async with db.open_database(url, min_size=min(2, size), max_size=size) as database:
-                await migrations.migrate(database)
-                listen = settings.listen_database_url
-                ours = settings.model_copy(
-                    update={
-                        "database_url": url,
-                        "listen_database_url": listen and _with_database(listen, name),
-                        "queues": ("default",),
-                    }
-                )
-                server = await database.fetchrow(sql.queries["server_facts"])
-                used = {k: getattr(ours, k) for k in REPORTED_SETTINGS}
-                header = {"server": logs.redact(dsn), **dict(server or {}), "settings": used}
-                yield Scratch(database, ours, header)
+            yield dsn, _with_database(dsn, name), name
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(30):
                 await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@asynccontextmanager
+async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
+    """A fresh, migrated database on the configured server; dropped at the end."""
+    async with empty_database(settings) as (dsn, url, name):
+        size = settings.pool_size
+        async with db.open_database(url, min_size=min(2, size), max_size=size) as database:
+            await migrations.migrate(database)
+            listen = settings.listen_database_url
+            ours = settings.model_copy(
+                update={
+                    "database_url": url,
+                    "listen_database_url": listen and _with_database(listen, name),
+                    "queues": ("default",),
+                }
+            )
+            server = await database.fetchrow(sql.queries["server_facts"])
+            used = {k: getattr(ours, k) for k in REPORTED_SETTINGS}
+            header = {"server": logs.redact(dsn), **dict(server or {}), "settings": used}
+            yield Scratch(database, ours, header)
 
 
 @asynccontextmanager
@@ -103,7 +112,7 @@ async def running(
             stop.set()
 
 
-def _progress(text: str) -> None:
+def progress(text: str) -> None:
     click.echo(text, err=True)
 
 
@@ -167,7 +176,7 @@ async def measure_latency(
     samples: list[float] = []
     returns: list[float] = []
     async with scratch(settings) as s:
-        _progress(f"latency: {count} probes after {warmup} warm-up, {spacing_s * 1000:g} ms apart")
+        progress(f"latency: {count} probes after {warmup} warm-up, {spacing_s * 1000:g} ms apart")
         async with (
             running(s.database, s.settings, app),
             db.open_database(s.settings.database_url or "", min_size=1, max_size=1) as inserter,
@@ -186,7 +195,7 @@ async def measure_latency(
                     samples.append(started - acked)
                     returns.append(returned - acked)
                     if len(samples) * 10 // count > (len(samples) - 1) * 10 // count:
-                        _progress(f"  {len(samples)}/{count} probes")
+                        progress(f"  {len(samples)}/{count} probes")
                 await trio.sleep(spacing_s)
         header = s.header
     ordered = sorted(x * 1000 for x in samples)
@@ -217,7 +226,7 @@ async def measure_drain(settings: Settings, tasks: int) -> dict[str, Any]:
     async with scratch(settings) as s:
         await s.database.execute(sql.queries["bench_enqueue_noops"], tasks)
         await s.database.execute(sql.queries["bench_analyze"])
-        _progress(f"drain: {tasks} noop tasks enqueued; starting the service")
+        progress(f"drain: {tasks} noop tasks enqueued; starting the service")
         started = time.monotonic()
         async with running(s.database, s.settings, builtin_app()) as svc:
             await _wait_drained(svc, tasks, started)
@@ -249,7 +258,7 @@ async def _wait_drained(svc: service.Service, total: int, started: float) -> Non
             )
         if done * 10 // total > reported:
             reported = done * 10 // total
-            _progress(f"  {done}/{total} done after {now - started:.2f} s")
+            progress(f"  {done}/{total} done after {now - started:.2f} s")
         await trio.sleep(0.005)
 
 
@@ -313,11 +322,25 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
 @click.option("--tasks", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
 @click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
+@click.option("-p", "--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Above 1: that many `notifyq serve` subprocesses, woken by the INSERT.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def drain(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -> None:
+def drain(
+    ctx: click.Context, /, tasks: int, processes: int, as_json: bool, **flags: int | None
+) -> None:
     """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
+    from notifyq import bench_load
+
     settings = _settings(ctx, **flags)
-    r = _run(lambda: measure_drain(settings, tasks))
+    if processes > 1:
+        r = _run(lambda: bench_load.measure_drain_processes(settings, tasks, processes))
+    else:
+        r = _run(lambda: measure_drain(settings, tasks))
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
     _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
+
+
+
+# The other subcommands (insert, backlog, rss, peers, all) register themselves on `bench`.
+from notifyq import bench_commands  # noqa: E402, F401

@@ -3,8 +3,12 @@
     listener ──wake──▶ claimer ──jobs channel──▶ WORKER_COUNT workers ──outcomes──▶ writer
 
 The claimer sleeps until something can have changed (a notification, a freed worker, the
-earliest known ``run_at``, the FETCH_INTERVAL safety-net sweep) and then claims at most as
-many rows as it has free workers, in one statement. Workers run handlers in their own
+earliest known ``run_at``, the FETCH_INTERVAL safety-net sweep) and then claims up to
+FETCH_LIMIT rows in one statement. A process holds at most max(WORKER_COUNT, FETCH_LIMIT)
+claimed tasks: those beyond the free workers wait in the jobs channel, their leases kept by
+the heartbeat, so that a worker that finishes finds its next task without a round trip.
+When a claim comes back short the process records itself as waiting (``go_idle``, see
+migration 0002): only then do producers' inserts notify. Workers run handlers in their own
 cancel scopes (cancellation, time limits, shutdown). The writer records outcomes in batches
 with one fenced statement, shielded from cancellation and retried while the database is
 away, so that an outcome is never dropped while this process still owns the task.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +38,8 @@ CANCEL_GRACE_S = 2.0
 MIN_CLAIM_GAP_S = 0.005
 # Longest single wait while retrying a statement against a database that is away.
 MAX_RETRY_SLEEP_S = 2.0
+# First and longest pause before go_idle is tried again after a producer held its lock.
+IDLE_RETRY_S = (0.002, 0.25)
 
 StopReason = Literal["cancel", "shutdown", "lease_lost", "timeout"]
 
@@ -70,6 +76,13 @@ class WorkerPool:
         self.queues = list(settings.queues)
         self.running: dict[int, Running] = {}
         self.busy = 0  # claimed and not yet handed to the writer
+        self.unwritten = 0  # claimed and outcome not yet written (at most `capacity`)
+        # Claimed tasks a process holds at most: claiming ahead of the free workers saves
+        # a round trip per task when tasks are short.
+        self.capacity = max(settings.worker_count, settings.fetch_limit)
+        self.waiting = False  # our notifyq.waiters row is in place (go_idle got the lock)
+        self._debug = settings.log_level == "debug"
+        self._idle_failures = 0
         self.stopping = False
         self.abandoned = 0
         self.dirty = True  # "a claim may find rows"; the first claim runs at start
@@ -78,9 +91,7 @@ class WorkerPool:
         self._claim_failures = 0
         self._wakes = 0  # counts "rows may have appeared" events
         self._kick = trio.Event()
-        self._jobs_send, self._jobs_receive = trio.open_memory_channel[Running](
-            settings.worker_count
-        )
+        self._jobs_send, self._jobs_receive = trio.open_memory_channel[Running](self.capacity)
         self._outcomes_send, self._outcomes_receive = trio.open_memory_channel[
             tuple[Outcome, Running]
         ](math.inf)
@@ -103,6 +114,9 @@ class WorkerPool:
         if dirty:
             self.dirty = True
             self._wakes += 1
+            # A notification means a producer removed our waiters row (or we may have
+            # missed that): record ourselves again after the next short claim.
+            self.waiting = False
         self._kick.set()
 
     def on_queue_notification(self, queue: str) -> None:
@@ -128,9 +142,14 @@ class WorkerPool:
         async with self._jobs_send:
             self._next_sweep = trio.current_time() + self.settings.fetch_interval_s
             while not self.stopping:
-                free = self.settings.worker_count - self.busy
-                if self.dirty and free > 0:
-                    await self._claim_once(min(free, self.settings.fetch_limit))
+                # Bounded by written outcomes, not by finished handlers: a writer that
+                # falls behind holds the claimer back instead of piling up leases.
+                room = self.capacity - self.unwritten
+                # Claim when a worker is free, or when the buffer ahead of the workers has
+                # room for half a batch (fewer, bigger claims while tasks are short).
+                worth_it = self.busy < self.settings.worker_count or 2 * room >= self.capacity
+                if self.dirty and room > 0 and worth_it:
+                    await self._claim_once(min(room, self.settings.fetch_limit))
                 else:
                     await self._sleep_until_woken()
 
@@ -151,7 +170,7 @@ class WorkerPool:
                 # Stopped while the claim was in flight: give the row straight back.
                 self._finish(entry, Outcome(entry.task.id, entry.task.attempt, "release"))
             else:
-                # Never blocks: the channel holds WORKER_COUNT jobs and busy <= WORKER_COUNT.
+                # Never blocks: the channel holds `capacity` jobs and unwritten <= capacity.
                 self._jobs_send.send_nowait(entry)
         if len(rows) == want:
             return  # a full claim: more rows may be waiting, claim again at once
@@ -159,14 +178,45 @@ class WorkerPool:
         # while the claim ran may be for a row the claim could not see yet.
         self.dirty = self._wakes != wakes_before
         # Asked after the rows went to the workers, so that handlers do not wait for it.
+        register = not self.waiting and not self.dirty
+        wakes_before = self._wakes
         try:
-            due_in = await self.db.fetchval(sql.queries["next_due"], self.queues)
+            locked, due_in = await self.db.run(self._idle_statements(register))
         except errors.DatabaseUnavailable:
-            due_in = MAX_RETRY_SLEEP_S  # look again soon; the sweep is there as well
+            locked, due_in = False, MAX_RETRY_SLEEP_S  # look again soon; the sweep too
+        if register:
+            if locked and self._wakes == wakes_before:
+                # Every producer that did not see our row has committed: one more claim
+                # sees its rows; every later producer notifies.
+                self.waiting = True
+                self._idle_failures = 0
+            elif not locked:
+                # A producer was between its trigger and its commit: its rows may need
+                # no notification. Claim again after a short pause, then try again.
+                self._idle_failures += 1
+                first, longest = IDLE_RETRY_S
+                pause = min(first * 2 ** min(self._idle_failures, 10), longest)
+                due_in = pause if due_in is None else min(due_in, pause)
+            self.dirty = self.dirty or locked
         if due_in is None:
             self._due_at = math.inf
         else:
             self._due_at = trio.current_time() + max(due_in, MIN_CLAIM_GAP_S)
+
+    def _idle_statements(
+        self, register: bool
+    ) -> Callable[[db.Connection], Awaitable[tuple[bool, float | None]]]:
+        """go_idle (when ``register``) and next_due, in one hop."""
+        worker_id, queues = self.worker_id, self.queues
+
+        async def statements(conn: db.Connection) -> tuple[bool, float | None]:
+            locked = False
+            if register:
+                locked = bool(await conn.fetchval(sql.queries["go_idle"], worker_id, queues))
+            due_in = await conn.fetchval(sql.queries["next_due"], queues)
+            return locked, due_in
+
+        return statements
 
     async def _sleep_until_woken(self) -> None:
         """Until a notification, a freed worker, the next due row or the sweep."""
@@ -176,6 +226,7 @@ class WorkerPool:
         now = trio.current_time()
         if now >= self._next_sweep:
             self.dirty = True  # the safety net for notifications lost on the way
+            self.waiting = False
             self._next_sweep = now + self.settings.fetch_interval_s
         if now >= self._due_at:
             self.dirty = True
@@ -208,6 +259,7 @@ class WorkerPool:
                 timeout_s=row["timeout_s"],
             )
         self.busy += len(rows)
+        self.unwritten += len(rows)
         self.stats["claimed"] += len(rows)
         if rows:
             log.debug("claim", rows=len(rows), ms=round((time.perf_counter() - started) * 1000, 2))
@@ -234,13 +286,14 @@ class WorkerPool:
             return
         timeout_s = entry.timeout_s or handler.timeout_s or self.settings.task_timeout_s
         entry.started = trio.current_time()
-        log.debug(
-            "task.start",
-            task_id=task.id,
-            kind=task.kind,
-            attempt=task.attempt,
-            lag_ms=round(entry.lag_s * 1000, 2),
-        )
+        if self._debug:  # the logger proxy costs ~5 µs per call even when filtered out
+            log.debug(
+                "task.start",
+                task_id=task.id,
+                kind=task.kind,
+                attempt=task.attempt,
+                lag_ms=round(entry.lag_s * 1000, 2),
+            )
         result = await self._call(entry, handler, timeout_s, handlers_nursery)
         self._finish(entry, self._judge(entry, result, timeout_s))
 
@@ -339,6 +392,8 @@ class WorkerPool:
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
             await self._write(batch, force)
+            self.unwritten -= len(batch)
+            self.wake(dirty=False)
 
     async def _write(self, batch: list[tuple[Outcome, Running]], force: trio.Event) -> None:
         failures = 0

@@ -198,9 +198,9 @@ def test_cancel_and_retry(database_url: str, tmp_path: Path) -> None:
     assert not_retryable.err == f"notifyq: cannot retry task {done}: it is done\n"
     assert row(database_url, pending, "status, attempts, finished_at IS NULL") == [
         "pending", "0", "t"]
-    events = scalar(database_url, "SELECT string_agg(event, ',' ORDER BY id) "
-                                  f"FROM notifyq.task_events WHERE task_id = {pending}")
-    assert events == "queued,cancelled,requeued"
+    history = nq(database_url, tmp_path, "history", str(pending))
+    assert [line.split()[2] for line in history.out.splitlines()] == [
+        "queued", "cancelled", "requeued"], history
 
 
 # --- wait ------------------------------------------------------------------------------------
@@ -270,6 +270,9 @@ def test_prune_deletes_old_ended_tasks(database_url: str, tmp_path: Path) -> Non
     recent = insert(database_url, "noop", "{}", status="done",
                     finished="now() - interval '6 days'")
     pending = insert(database_url, "noop", "{}")
+    for task_id in (old_done, old_error, recent, pending):
+        scalar(database_url, "INSERT INTO notifyq.task_events (task_id, event) "
+                             f"VALUES ({task_id}, 'started') RETURNING 1")
 
     result = nq(database_url, tmp_path, "prune", "--older-than", "7d")
     assert (result.code, result.out) == (0, "deleted 2 task(s)\n"), result

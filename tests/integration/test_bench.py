@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -24,7 +25,7 @@ def run_bench(server_url: str, cwd: Path, *args: str) -> subprocess.CompletedPro
     return subprocess.run(
         [sys.executable, "-m", "notifyq", "bench", *args],
         env={**env, "DATABASE_URL": server_url},
-        cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
     )
 
 
@@ -103,3 +104,63 @@ def test_bad_setting_exits_2_without_touching_the_server(tmp_path: Path) -> None
 )
 def test_percentile_is_nearest_rank(p: float, expected: float) -> None:
     assert percentile([float(x) for x in range(1, 11)], p) == expected
+
+
+def test_insert_json(server_url: str, tmp_path: Path) -> None:
+    data = bench_json(server_url, tmp_path, "insert", "--clients", "4", "--seconds", "0.5",
+                      "--workers", "2")
+    assert data["benchmark"] == "insert"
+    assert data["clients"] == 4
+    for key in ("plain_per_s", "idle_per_s", "busy_per_s", "idle_ratio", "busy_ratio"):
+        assert is_number(data[key]) and data[key] > 0, (key, data)
+    assert len(data["plain_runs_per_s"]) == 2
+    assert data["idle_ratio"] == round(data["idle_per_s"] / data["plain_per_s"], 3)
+    assert scratch_databases(server_url) == []
+
+
+def test_backlog_json(server_url: str, tmp_path: Path) -> None:
+    data = bench_json(server_url, tmp_path, "backlog", "--finished", "2000", "--pending", "300",
+                      "--rounds", "10", "--fetch-limit", "5")
+    assert data["benchmark"] == "backlog"
+    assert (data["finished_rows"], data["pending_rows"], data["claim_rows"]) == (2000, 300, 5)
+    for case in ("empty", "loaded"):
+        assert 0 < data[case]["p50_ms"] <= data[case]["p95_ms"], data
+    assert is_number(data["ratio_p50"])
+    assert scratch_databases(server_url) == []
+
+
+def test_rss_json(server_url: str, tmp_path: Path) -> None:
+    data = bench_json(server_url, tmp_path, "rss", "--tasks", "300", "--fetch-limit", "50")
+    assert data["benchmark"] == "rss"
+    assert (data["tasks"], data["done"]) == (300, 300)  # counted in the database
+    assert 10 < data["idle_mb"] <= data["peak_mb"]
+    assert is_number(data["after_mb"]) and is_number(data["growth_pct"])
+    assert scratch_databases(server_url) == []
+
+
+def test_drain_with_serve_processes(server_url: str, tmp_path: Path) -> None:
+    data = bench_json(server_url, tmp_path, "drain", "--tasks", "400", "--processes", "2",
+                      "--fetch-limit", "20")
+    assert (data["processes"], data["tasks"], data["done"]) == (2, 400, 400)
+    assert is_number(data["tasks_per_s"]) and data["tasks_per_s"] > 0
+    assert scratch_databases(server_url) == []
+
+
+def test_all_writes_table_json_and_chart_without_peers(server_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    result = run_bench(
+        server_url, tmp_path, "all", "--out", str(out), "--no-peers", "--tasks", "300",
+        "--count", "5", "--insert-seconds", "0.3", "--finished", "1000", "--pending", "100",
+        "--rss-tasks", "200", "--processes", "1",
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "bench.json").read_text())
+    assert {"latency", "drain", "insert", "backlog", "rss", "targets"} <= data.keys()
+    assert "peers" not in data and "drain_processes" not in data
+    assert data["drain"]["done"] == 300 and data["latency"]["count"] == 5
+    assert all(isinstance(t["met"], bool) for t in data["targets"])
+    assert (out / "bench.md").read_text().strip() == result.stdout.split("\n\nwritten:")[0].strip()
+    assert "| notifyq (1 process, 5 workers, FETCH_LIMIT=200) |" in result.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert scratch_databases(server_url) == []

@@ -92,6 +92,7 @@ def test_migration_applies_on_postgresql_15() -> None:
 
 
 async def test_bulk_insert_sends_one_notification_per_queue(database: db.Database) -> None:
+    assert await database.fetchval(sql.queries["go_idle"], "w", ["even", "odd"]) is True
     async with database.open_listener(["notifyq"]) as listener:
         await database.execute(
             "INSERT INTO notifyq.tasks (queue, kind) "
@@ -102,9 +103,42 @@ async def test_bulk_insert_sends_one_notification_per_queue(database: db.Databas
             async for note in listener:
                 received.append(note.payload)
     assert sorted(received) == ["even", "odd"]
-    queued = await database.fetchval(
-        "SELECT count(*) FROM notifyq.task_events WHERE event = 'queued'")
-    assert queued == 10000
+    # 'queued' is derived from created_at, not stored once per row.
+    [queued, *_] = await database.fetch(sql.queries["task_history"], 1)
+    assert (queued["event"], queued["attempt"]) == ("queued", 0)
+    assert await database.fetchval("SELECT count(*) FROM notifyq.task_events") == 0
+
+
+async def test_insert_notifies_only_while_a_process_waits(database: db.Database) -> None:
+    async def notes_after(statement: str) -> list[str]:
+        async with database.open_listener(["notifyq"]) as listener:
+            await database.execute(statement)
+            received = []
+            with trio.move_on_after(0.3):
+                async for note in listener:
+                    received.append(note.payload)
+            return received
+
+    insert = "INSERT INTO notifyq.tasks (kind) VALUES ('noop')"
+    assert await notes_after(insert) == []  # nobody waits: no NOTIFY, no commit lock
+    await database.fetchval(sql.queries["go_idle"], "w1", ["default"])
+    await database.fetchval(sql.queries["go_idle"], "w2", ["other"])
+    assert await notes_after(insert) == ["default"]  # w1 waited for 'default'
+    # w1 was woken once and forgotten; w2 waits for another queue.
+    assert await database.fetchval("SELECT array_agg(worker_id) FROM notifyq.waiters") == ["w2"]
+    assert await notes_after(insert) == []
+    # A producer in REPEATABLE READ reads an older snapshot: it always notifies.
+    assert await notes_after(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; " + insert + "; COMMIT") == ["default"]
+
+
+async def test_go_idle_fails_while_a_producer_has_not_committed(database: db.Database) -> None:
+    async with database.transaction() as producer:
+        await producer.execute("INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
+        # The producer read "nobody waits" and has not committed: the waiting process
+        # must not trust a claim made now.
+        assert await database.fetchval(sql.queries["go_idle"], "w", ["default"]) is False
+    assert await database.fetchval(sql.queries["go_idle"], "w", ["default"]) is True
 
 
 async def test_task_end_notifies_notifyq_done(database: db.Database) -> None:
