@@ -44,7 +44,7 @@ BEGIN
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
         format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.tasks, notifyq.task_events, '
-               'notifyq.workers TO %s', grantee),
+               'notifyq.workers, notifyq.waiters TO %s', grantee),
         format('GRANT SELECT, UPDATE ON notifyq.maintenance TO %s', grantee),
         format('GRANT SELECT ON notifyq.schema_migrations TO %s', grantee)
     ] LOOP

@@ -1,7 +1,7 @@
 """`notifyq bench all`: every benchmark and the peers in one run, one table, JSON and a chart.
 
 Everything runs on the same server in the same run, one benchmark after another, so the
-figures that the issue's targets compare are ratios measured side by side.
+figures that the performance targets compare are ratios measured side by side.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _peer_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets: each with the figure, the bound, and whether it is met."""
+    """The performance targets: each with the figure, the bound, and whether it is met."""
     lat, drain, ins = results["latency"], results["drain"], results["insert"]
     backlog, rss = results["backlog"], results["rss"]
     peers = _peer_rows(results)
