@@ -65,6 +65,7 @@ async def serving(database: db.Database, settings: Settings) -> AsyncIterator[tr
         "WORKER_COUNT": str(settings.worker_count),
         "FETCH_LIMIT": str(settings.fetch_limit),
         "LOG_LEVEL": "warning",
+        "HTTP_PORT": "0",  # several processes at once: each on a free port
     }
     command = [sys.executable, "-m", "notifyq", "serve"]
     async with trio.open_nursery() as nursery:

@@ -252,11 +252,26 @@ class Listener:
         loop: trio_asyncio.TrioEventLoop,
         conn: asyncpg.Connection,
         receive: trio.MemoryReceiveChannel[Notification],
+        callback: Callable[[object, int, str, str], None],
     ) -> None:
         self._loop = loop
         self._conn = conn
         self._receive = receive
+        self._callback = callback
         self.overflowed = False
+
+    async def listen(self, channel: str) -> None:
+        """LISTEN to one more channel on this connection."""
+        await self._call(self._conn.add_listener(channel, self._callback))
+
+    async def unlisten(self, channel: str) -> None:
+        await self._call(self._conn.remove_listener(channel, self._callback))
+
+    async def _call(self, coroutine: Any) -> Any:
+        try:
+            return await self._loop.run_aio_coroutine(coroutine)
+        except CONNECTION_ERRORS as exc:
+            raise ListenerLost(str(exc) or type(exc).__name__) from exc
 
     def __aiter__(self) -> Listener:
         return self
@@ -315,7 +330,7 @@ async def open_listener(
         conn.add_termination_listener(on_termination)
         for channel in channels:
             await loop.run_aio_coroutine(conn.add_listener(channel, on_notification))
-        listener = Listener(loop, conn, receive)
+        listener = Listener(loop, conn, receive, on_notification)
         yield listener
     except CONNECTION_ERRORS as exc:
         raise ListenerLost(str(exc) or type(exc).__name__) from exc

@@ -439,3 +439,21 @@ INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int);
 -- name: bench_vacuum
 -- `bench backlog`: settle visibility and statistics after the bulk load.
 VACUUM ANALYZE notifyq.tasks;
+
+-- name: ended_per_minute
+-- Tasks that ended from $1 to $2 (unix seconds), by minute and final status: the status
+-- page's throughput series, read over tasks_finished_idx once per sampling round.
+SELECT extract(epoch FROM date_trunc('minute', finished_at))::bigint AS minute,
+       status, count(*)::int AS n
+  FROM notifyq.tasks
+ WHERE finished_at >= to_timestamp($1::float8) AND finished_at < to_timestamp($2::float8)
+   AND status IN ('done', 'error', 'cancelled')
+ GROUP BY 1, 2;
+
+-- name: ended_last_minute
+-- Tasks that ended in the last 60 seconds (over tasks_finished_idx).
+SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60 seconds';
+
+-- name: sample_timeout
+-- Bounds the first sampling round (an hour of history) on a very busy database.
+SET LOCAL statement_timeout = '5s';

@@ -52,7 +52,15 @@ class Health:
 class NotificationSink(Protocol):
     """Something else in the process that wants the listener's notifications (the web)."""
 
-    channels: tuple[str, ...]
+    def wanted_channels(self) -> tuple[str, ...]:
+        """Channels to listen to besides the service's own, as of now."""
+        ...
+
+    async def wait_channels_changed(self) -> None: ...
+
+    def now_listening(self, channels: frozenset[str]) -> None:
+        """The extra channels are LISTENed to now (after a change, or a reconnect)."""
+        ...
 
     def on_notification(self, channel: str, payload: str) -> None: ...
 
@@ -265,8 +273,6 @@ class Service:
         self, failures: int, connected_once: trio.Event, task_status: trio.TaskStatus[None]
     ) -> None:
         channels = ["notifyq", "notifyq_cancel", self._probe_channel]
-        if self.sink is not None:
-            channels += self.sink.channels
         url = self.settings.listen_url or self.db.dsn
         async with db.open_listener(self.db.loop, url, channels) as listener:
             self.health.listener_connected = True
@@ -281,6 +287,8 @@ class Service:
             self.pool.wake()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._serve_probe, listener)
+                if self.sink is not None:
+                    nursery.start_soon(self._follow_sink, listener, self.sink)
                 async for note in listener:
                     self._on_notification(note)
                     if listener.overflowed:
@@ -299,6 +307,19 @@ class Service:
             return
         if self.sink is not None:
             self.sink.on_notification(note.channel, note.payload)
+
+    async def _follow_sink(self, listener: db.Listener, sink: NotificationSink) -> None:
+        """LISTEN to the sink's extra channels while it wants them, and only then."""
+        listening: set[str] = set()
+        while True:
+            wanted = set(sink.wanted_channels())
+            for channel in sorted(wanted - listening):
+                await listener.listen(channel)
+            for channel in sorted(listening - wanted):
+                await listener.unlisten(channel)
+            listening = wanted
+            sink.now_listening(frozenset(listening))
+            await sink.wait_channels_changed()
 
     async def _serve_probe(self, listener: db.Listener) -> None:
         """A NOTIFY round trip on the listening connection itself, every second.

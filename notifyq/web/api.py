@@ -28,6 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 
 HEALTH_DB_TIMEOUT_S = 2.0
 SSE_PING_S = 15.0
+LISTEN_WAIT_S = 2.0  # no LISTEN at all (NO_LISTEN, reconnecting): start anyway
 
 
 def _reject_constant(name: str) -> Any:
@@ -186,14 +187,16 @@ async def build_stats(c: Context) -> models.Stats:
     for queue, status, n in counts:
         by_status[status] = by_status.get(status, 0) + n
         by_queue.setdefault(queue, {})[status] = n
+    if c.ended.sampled_until is None:
+        await c.sample_ended()  # the first reader fills the series (then the sampler does)
     points = [
         models.MinutePoint(
-            minute=p["minute"],
-            ended=p["ended"],
-            errors=p["errors"],
-            pickup_p50_ms=c.latency_by_minute.get(p["minute"] // 60),
+            minute=minute,
+            ended=sum(counts.values()),
+            errors=counts["error"],
+            pickup_p50_ms=c.latency_by_minute.get(minute // 60),
         )
-        for p in c.live.ends.per_minute()
+        for minute, counts in c.ended.last_hour()
     ]
     return models.Stats(
         role=c.role,
@@ -202,8 +205,8 @@ async def build_stats(c: Context) -> models.Stats:
         counts_by_status=by_status,
         counts_by_queue=by_queue,
         since_start=c.worker_stats(),
-        ended_since_start=dict(c.live.ends.since_start),
-        throughput_per_s=round(c.live.ends.last_minute() / 60, 3),
+        ended_since_start=c.ended.since_start(),
+        throughput_per_s=await c.throughput_per_s(),
         pickup_latency=models.Latency(**latency),
         last_hour=points,
     )
@@ -289,6 +292,10 @@ async def events() -> Response:
 
 async def _stream(c: Context) -> AsyncIterator[bytes]:
     with c.live.subscribe() as receive:
+        # The first line says "subscribed": only once the LISTEN for task ends is in
+        # effect (within a round trip), so a client that acts on it misses nothing.
+        with trio.move_on_after(LISTEN_WAIT_S):
+            await c.live.wait_listening("notifyq_done")
         yield b"retry: 2000\n: connected\n\n"
         # Open until the HTTP side closes (after the workers have stopped): close_all()
         # then ends every stream at once.

@@ -11,11 +11,13 @@ from typing import Any
 import trio
 from quart import current_app
 
-from notifyq import db, sql
+from notifyq import db, errors, logs, sql
 from notifyq.service import Health
 from notifyq.settings import Settings
 from notifyq.web.live import LiveFeed
 from notifyq.web.metrics import Metrics
+
+log = logs.get("notifyq.web")
 
 COUNTS_MAX_AGE_S = 1.0
 COUNTS_MIN_AGE_S = 0.1  # however many notifications arrive
@@ -23,6 +25,51 @@ LATENCY_MAX_AGE_S = 5.0
 LATENCY_WINDOW_S = 60.0
 LATENCY_SAMPLE = 2000  # rows at most: the cost stays flat however busy the queue is
 PROBE_STALE_S = 3.5  # the listener's probe runs every second with a 2 s timeout
+THROUGHPUT_MAX_AGE_S = 5.0
+ENDED = ("done", "error", "cancelled")
+HOUR_S = 3600
+
+
+@dataclass
+class EndedSeries:
+    """Tasks every process ended, per minute, read from the table (not from notifications:
+    a busy fleet ends thousands a second, and counting each notification costs each
+    listening process a wake-up per task)."""
+
+    start_minute: int  # unix seconds of the minute this process started in
+    minutes: dict[int, dict[str, int]] = field(default_factory=dict)  # minute -> status -> n
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDED, 0))
+    sampled_until: int | None = None  # minutes before it are final and counted in totals
+
+    def apply(self, lower: int, current: int, rows: list[Any]) -> None:
+        """Store the counts of the minutes from ``lower`` up to ``current`` (still open)."""
+        buckets = {m: dict.fromkeys(ENDED, 0) for m in range(lower, current + 60, 60)}
+        for row in rows:
+            if row["minute"] in buckets:
+                buckets[row["minute"]][row["status"]] = row["n"]
+        for minute, counts in buckets.items():
+            self.minutes[minute] = counts
+            if self.start_minute <= minute < current:  # final now, counted once
+                for status, n in counts.items():
+                    self.totals[status] += n
+        self.sampled_until = current
+        for minute in [m for m in self.minutes if m <= current - HOUR_S]:
+            del self.minutes[minute]
+
+    def since_start(self) -> dict[str, int]:
+        """Ended in the whole minutes since this process started (the open one included)."""
+        open_minute = self.minutes.get(self.sampled_until or -1, {})
+        return {s: self.totals[s] + open_minute.get(s, 0) for s in ENDED}
+
+    def last_hour(self) -> list[tuple[int, dict[str, int]]]:
+        """The last 60 minutes, oldest first, the open minute last."""
+        if self.sampled_until is None:
+            return []
+        first = self.sampled_until - HOUR_S + 60
+        return [
+            (m, self.minutes.get(m, dict.fromkeys(ENDED, 0)))
+            for m in range(first, self.sampled_until + 60, 60)
+        ]
 
 
 @dataclass
@@ -57,6 +104,11 @@ class Context:
     _counts: _Cached = field(default_factory=_Cached)
     _latency: _Cached = field(default_factory=_Cached)
     latency_by_minute: dict[int, float | None] = field(default_factory=dict)
+    ended: EndedSeries = field(
+        default_factory=lambda: EndedSeries(start_minute=int(time.time() // 60) * 60)
+    )
+    _throughput: _Cached = field(default_factory=_Cached)
+    _sampling: trio.Lock = field(default_factory=trio.Lock)
 
     def __post_init__(self) -> None:
         snap = self.metrics.snapshot
@@ -98,10 +150,49 @@ class Context:
         latency: dict[str, Any] = await _cached(self._latency, LATENCY_MAX_AGE_S, load)
         return latency
 
+    async def sample_ended(self) -> None:
+        """Bring the per-minute series up to now: the first round reads the last hour (at
+        most 5 s of the database's time), later rounds the minutes since the round before."""
+        async with self._sampling:
+            now = time.time()
+            current = int(now // 60) * 60
+            lower = self.ended.sampled_until
+            if lower is None:
+                lower = current - HOUR_S + 60
+                try:
+                    rows = await self.database.run_in_transaction(
+                        _bounded_fetch(sql.queries["ended_per_minute"], lower, now)
+                    )
+                except errors.QueryError as exc:  # the statement timeout: a busy hour
+                    log.warning("http.backfill_skipped", error=str(exc).splitlines()[0])
+                    lower = current
+                    rows = await self.database.fetch(sql.queries["ended_per_minute"], lower, now)
+            else:
+                rows = await self.database.fetch(sql.queries["ended_per_minute"], lower, now)
+            self.ended.apply(lower, current, rows)
+
+    async def throughput_per_s(self) -> float:
+        """Tasks every process ended per second over the last 60 seconds."""
+
+        async def load() -> float:
+            n = await self.database.fetchval(sql.queries["ended_last_minute"])
+            return round(int(n) / 60, 3)
+
+        value: float = await _cached(self._throughput, THROUGHPUT_MAX_AGE_S, load)
+        return value
+
     def probe_age_s(self) -> float | None:
         if self.health.last_probe_ok < 0:
             return None
         return trio.current_time() - self.health.last_probe_ok
+
+
+def _bounded_fetch(query: str, *args: Any) -> Callable[[Any], Any]:
+    async def fetch(conn: Any) -> Any:
+        await conn.execute(sql.queries["sample_timeout"])
+        return await conn.fetch(query, *args)
+
+    return fetch
 
 
 def current() -> Context:

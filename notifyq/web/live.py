@@ -1,18 +1,16 @@
 """What the HTTP side learns from the service's own LISTEN connection.
 
-The listener hands every notification to :class:`LiveFeed`, which
-
-- fans task events out to the ``/events`` subscribers (server-sent events), and
-- counts task ends per second and per minute, for throughput on ``/stats`` and the page.
-
-Nothing here reads the tasks table: the feed costs one dictionary lookup per notification
-when nobody is subscribed.
+The listener hands notifications to :class:`LiveFeed`, which fans them out to the
+``/events`` subscribers (server-sent events). ``notifyq_done`` says every task's end, of
+every process: thousands a second in a busy fleet, each one a trio wake-up in every
+listening process (measured: a third of a `serve` process's drain throughput). So the
+feed asks for that channel only while some ``/events`` stream is open; the service's
+listener follows :meth:`LiveFeed.wanted_channels` as it changes.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,11 +22,9 @@ from notifyq import logs
 
 log = logs.get("notifyq.web")
 
-ENDED = ("done", "error", "cancelled")
 # Events a slow subscriber may fall behind by before its stream is closed (the browser's
 # EventSource reconnects by itself and the page fetches a fresh picture).
 SUBSCRIBER_BUFFER = 1000
-HOUR_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,61 +36,14 @@ class Event:
         return f"event: {self.kind}\ndata: {json.dumps(self.data)}\n\n".encode()
 
 
-class EndCounter:
-    """Task ends per second (last minute) and per minute (last hour), fleet-wide."""
-
-    def __init__(self, clock: Any = time.time) -> None:
-        self._clock = clock
-        self._seconds: dict[int, int] = {}
-        self._minutes: dict[int, dict[str, int]] = {}
-        self.since_start: dict[str, int] = dict.fromkeys(ENDED, 0)
-
-    def record(self, status: str) -> None:
-        now = self._clock()
-        second, minute = int(now), int(now // 60)
-        self._seconds[second] = self._seconds.get(second, 0) + 1
-        bucket = self._minutes.setdefault(minute, dict.fromkeys(ENDED, 0))
-        bucket[status] = bucket.get(status, 0) + 1
-        self.since_start[status] = self.since_start.get(status, 0) + 1
-        if len(self._seconds) > 120:
-            self._trim(second, minute)
-
-    def _trim(self, second: int, minute: int) -> None:
-        for s in [s for s in self._seconds if s <= second - 60]:
-            del self._seconds[s]
-        for m in [m for m in self._minutes if m <= minute - 60]:
-            del self._minutes[m]
-
-    def last_minute(self) -> int:
-        """Ends in the last 60 whole seconds (the current second excluded)."""
-        now = int(self._clock())
-        return sum(n for s, n in self._seconds.items() if now - 60 <= s < now)
-
-    def per_minute(self) -> list[dict[str, Any]]:
-        """The last hour, one entry per minute (oldest first; minutes without ends are 0)."""
-        current = int(self._clock() // 60)
-        out = []
-        for minute in range(current - 59, current + 1):
-            bucket = self._minutes.get(minute, {})
-            out.append(
-                {
-                    "minute": minute * 60,
-                    "ended": sum(bucket.values()),
-                    "errors": bucket.get("error", 0),
-                }
-            )
-        return out
-
-
 class LiveFeed:
-    """Receives the listener's notifications; serves SSE subscribers and the end counter."""
-
-    # Listened to in addition to the service's own channels.
-    channels: tuple[str, ...] = ("notifyq_done",)
+    """Receives the listener's notifications and serves the SSE subscribers."""
 
     def __init__(self) -> None:
-        self.ends = EndCounter()
         self._subscribers: set[trio.MemorySendChannel[Event]] = set()
+        self._channels_changed = trio.Event()
+        self.listening: frozenset[str] = frozenset()
+        self._listening_changed = trio.Event()
         self.bad_payloads = 0
         self.on_change: Callable[[], None] = lambda: None
 
@@ -102,14 +51,35 @@ class LiveFeed:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    def wanted_channels(self) -> tuple[str, ...]:
+        """Channels to LISTEN to besides the service's own: task ends, while watched."""
+        return ("notifyq_done",) if self._subscribers else ()
+
+    async def wait_channels_changed(self) -> None:
+        await self._channels_changed.wait()
+
+    def now_listening(self, channels: frozenset[str]) -> None:
+        self.listening = channels
+        self._listening_changed.set()
+        self._listening_changed = trio.Event()
+
+    async def wait_listening(self, channel: str) -> None:
+        """Until the service's connection LISTENs to ``channel``."""
+        while channel not in self.listening:
+            await self._listening_changed.wait()
+
+    def _subscribers_changed(self, before: int) -> None:
+        if bool(before) != bool(self._subscribers):
+            self._channels_changed.set()
+            self._channels_changed = trio.Event()
+
     def on_notification(self, channel: str, payload: str) -> None:
         if channel == "notifyq_done":
             try:
                 data = json.loads(payload)
-                status = str(data["status"])
                 task = {
                     "id": int(data["id"]),
-                    "status": status,
+                    "status": str(data["status"]),
                     "queue": str(data["queue"]),
                     "kind": str(data["kind"]),
                 }
@@ -118,7 +88,6 @@ class LiveFeed:
                 self.bad_payloads += 1
                 log.warning("notification.bad_payload", channel=channel, payload=payload[:100])
                 return
-            self.ends.record(status)
             self.publish(Event("task", task))
         elif channel == "notifyq":
             self.publish(Event("queued", {"queue": payload}))
@@ -132,26 +101,36 @@ class LiveFeed:
                 send.send_nowait(event)
             except trio.WouldBlock:
                 # Too slow to keep up: end its stream rather than buffer without bound.
+                before = len(self._subscribers)
                 self._subscribers.discard(send)
+                self._subscribers_changed(before)
                 send.close()
                 log.info("events.subscriber_dropped", why="fell behind", buffer=SUBSCRIBER_BUFFER)
             except trio.ClosedResourceError:
+                before = len(self._subscribers)
                 self._subscribers.discard(send)
+                self._subscribers_changed(before)
 
     def close_all(self) -> None:
         """End every open stream (the process is stopping)."""
+        before = len(self._subscribers)
         for send in list(self._subscribers):
             send.close()
         self._subscribers.clear()
+        self._subscribers_changed(before)
 
     @contextmanager
     def subscribe(self, buffer: int = SUBSCRIBER_BUFFER) -> Iterator[trio.MemoryReceiveChannel[Event]]:
         send, receive = trio.open_memory_channel[Event](buffer)
+        before = len(self._subscribers)
         self._subscribers.add(send)
+        self._subscribers_changed(before)
         try:
             yield receive
         finally:
+            before = len(self._subscribers)
             self._subscribers.discard(send)
+            self._subscribers_changed(before)
             send.close()
             receive.close()
 

@@ -9,6 +9,7 @@ test process do not collide.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -92,13 +93,25 @@ class Metrics:
         )
         self.snapshot = _Snapshot()
         self.registry.register(self.snapshot)
+        # labels() validates and locks on every call; the hot path keeps the children.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
     def observe_end(self, queue: str, kind: str, outcome: str, lag_s: float, run_s: float) -> None:
         """Called by the worker pool once an attempt's outcome is recorded."""
-        self.tasks.labels(queue, kind, outcome).inc()
+        key = (queue, kind, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.tasks.labels(queue, kind, outcome),
+                self.pickup.labels(queue),
+                self.run_time.labels(queue, kind),
+            )
+            self._children[key] = children
+        count, pickup, run_time = children
+        count.inc()
         if outcome != "released":
-            self.pickup.labels(queue).observe(max(0.0, lag_s))
-            self.run_time.labels(queue, kind).observe(max(0.0, run_s))
+            pickup.observe(max(0.0, lag_s))
+            run_time.observe(max(0.0, run_s))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -200,9 +200,11 @@ class Stats(BaseModel):
         "recovered (by its reaper)"
     )
     ended_since_start: dict[str, int] = Field(
-        description="Tasks every process ended while this one watched (from LISTEN)"
+        description="Tasks every process ended in the whole minutes since this one started"
     )
-    throughput_per_s: float = Field(description="Tasks ended per second over the last minute")
+    throughput_per_s: float = Field(
+        description="Tasks every process ended per second over the last 60 seconds"
+    )
     pickup_latency: Latency
     last_hour: list[MinutePoint]
 

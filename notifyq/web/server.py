@@ -17,7 +17,7 @@ from notifyq.web.context import Context
 
 log = logs.get("notifyq.web")
 
-SAMPLE_INTERVAL_S = 30.0
+SAMPLE_INTERVAL_S = 10.0
 GRACEFUL_TIMEOUT_S = 5.0
 
 
@@ -92,12 +92,13 @@ def _first_leaf(exc: BaseException) -> BaseException:
 
 
 async def _serve_sampler(ctx: Context) -> None:
-    """Keep the pickup-latency series of the last hour filled while nobody looks."""
+    """Keep the last hour's series (tasks ended, pickup latency) filled while nobody looks."""
     while True:
-        try:
-            await ctx.pickup_latency()
-        except errors.NotifyqError as exc:
-            # A chart point is not worth stopping the process for (the workers would go
-            # with it): say so and try again next time.
-            log.warning("http.sample_failed", error=str(exc))
+        for sample in (ctx.sample_ended, ctx.pickup_latency):
+            try:
+                await sample()
+            except errors.NotifyqError as exc:
+                # A chart point is not worth stopping the process for (the workers would
+                # go with it): say so and try again next round.
+                log.warning("http.sample_failed", error=str(exc).splitlines()[0])
         await trio.sleep(SAMPLE_INTERVAL_S)

@@ -12,14 +12,15 @@ import pytest
 import trio
 
 from notifyq import db
-from notifyq.web.live import EndCounter, LiveFeed
+from notifyq.web.context import EndedSeries
+from notifyq.web.live import LiveFeed
 from tests.helpers import eventually, running_web
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
-    """(event name, parsed data) from a text/event-stream response."""
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, Any]]:
+    """(event name, parsed data) from the lines of a text/event-stream response."""
     name, data = "message", []
-    async with aclosing(response.aiter_lines()) as lines:
+    async with aclosing(lines):
         async for line in lines:
             if line == "":
                 if data:
@@ -39,7 +40,12 @@ async def test_events_stream_says_when_a_task_ends(database: db.Database) -> Non
     ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        await eventually(lambda: _true(web.ctx.live.subscribers == 1))
+        # The stream's first line comes once the LISTEN for task ends is in effect.
+        lines = response.aiter_lines()
+        with trio.fail_after(5):
+            first = await anext(lines)
+        assert first == "retry: 2000"
+        assert web.ctx.live.listening == {"notifyq_done"}
         # Inserted by plain SQL: the event comes from the service's own LISTEN.
         task_id = await database.fetchval(
             "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"abc\"') RETURNING id")
@@ -47,15 +53,13 @@ async def test_events_stream_says_when_a_task_ends(database: db.Database) -> Non
         # Read the stream to its end (the server stops once the event came), so that
         # no half-read response is left to the garbage collector.
         with trio.fail_after(10):
-            async for name, data in sse_events(response):
+            async for name, data in sse_events(lines):
                 seen.append((name, data))
                 if name == "task" and data["id"] == task_id:
                     web.stop.set()
         assert ("queued", {"queue": "default"}) in seen
         assert seen[-1] == ("task", {"id": task_id, "status": "done", "queue": "default",
                                      "kind": "reverse"})
-
-
 
 
 async def _true(value: bool) -> bool:
@@ -135,23 +139,32 @@ async def test_status_page_and_task_page_render_on_the_server(database: db.Datab
         assert summary["running"] == [] and summary["stats"]["counts_by_status"]["error"] == 1
 
 
-def test_end_counter_keeps_a_minute_and_an_hour() -> None:
-    now = [1_000_000.0]
-    counter = EndCounter(clock=lambda: now[0])
-    for status in ["done", "done", "error"]:
-        counter.record(status)
-    now[0] += 30
-    counter.record("cancelled")
-    now[0] += 1
-    assert counter.last_minute() == 4
-    now[0] += 45  # the first three are now over a minute old
-    assert counter.last_minute() == 1
-    minutes = counter.per_minute()
-    assert len(minutes) == 60 and sum(m["ended"] for m in minutes) == 4
-    assert sum(m["errors"] for m in minutes) == 1
-    now[0] += 3600
-    assert sum(m["ended"] for m in counter.per_minute()) == 0
-    assert counter.since_start == {"done": 2, "error": 1, "cancelled": 1}
+def test_ended_series_counts_each_final_minute_once() -> None:
+    series = EndedSeries(start_minute=600)
+    row = lambda minute, status, n: {"minute": minute, "status": status, "n": n}  # noqa: E731
+    series.apply(600 - 3540, 600, [row(540, "done", 7), row(600, "done", 2)])
+    assert series.since_start() == {"done": 2, "error": 0, "cancelled": 0}  # 540 is before start
+    # The next round re-reads the open minute 600, now final, and the new open one.
+    series.apply(600, 660, [row(600, "done", 3), row(600, "error", 1), row(660, "done", 5)])
+    assert series.since_start() == {"done": 8, "error": 1, "cancelled": 0}
+    series.apply(660, 660, [row(660, "done", 6)])  # same minute again: replaced, not added
+    assert series.since_start() == {"done": 9, "error": 1, "cancelled": 0}
+    hour = series.last_hour()
+    assert len(hour) == 60 and hour[-1] == (660, {"done": 6, "error": 0, "cancelled": 0})
+    assert hour[-2] == (600, {"done": 3, "error": 1, "cancelled": 0})
+    series.apply(660, 660 + 7200, [row(660, "done", 6)])  # two hours on: old minutes go
+    assert sum(sum(c.values()) for _, c in series.last_hour()) == 0
+    assert series.since_start()["done"] == 9
+
+
+def test_the_feed_wants_task_ends_only_while_watched() -> None:
+    feed = LiveFeed()
+    assert feed.wanted_channels() == ()
+    with feed.subscribe():
+        assert feed.wanted_channels() == ("notifyq_done",)
+        with feed.subscribe():
+            assert feed.wanted_channels() == ("notifyq_done",)
+    assert feed.wanted_channels() == ()
 
 
 def test_a_bad_notification_is_dropped_and_a_slow_subscriber_is_cut_off() -> None:
@@ -170,4 +183,3 @@ def test_a_bad_notification_is_dropped_and_a_slow_subscriber_is_cut_off() -> Non
         assert got == [0, 1]
         with pytest.raises(trio.EndOfChannel):
             receive.receive_nowait()
-    assert feed.ends.since_start["done"] == 3
