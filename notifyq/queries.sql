@@ -455,5 +455,6 @@ SELECT extract(epoch FROM date_trunc('minute', finished_at))::bigint AS minute,
 SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60 seconds';
 
 -- name: sample_timeout
--- Bounds the first sampling round (an hour of history) on a very busy database.
-SET LOCAL statement_timeout = '5s';
+-- Bounds the first sampling round (an hour of history) on a very busy database: a
+-- statement timeout for the rest of this transaction.
+SELECT set_config('statement_timeout', '5s', true);

@@ -277,9 +277,10 @@ async def metrics() -> Response:
 
 @blueprint.get("/events")
 async def events() -> Response:
-    """Server-sent events, fed by this process's LISTEN connection:
-    `task` ({id, status, queue, kind}) when a task ends, `queued` ({queue}) when a queue got
-    claimable rows, `cancel_requested` ({id}); a `: ping` comment every 15 s."""
+    """Server-sent events, fed by this process's LISTEN connection: first `ready` (from then
+    on no task end is missed), then `task` ({id, status, queue, kind}) when a task ends,
+    `queued` ({queue}) when a queue got claimable rows while a worker waited,
+    `cancel_requested` ({id}); a `: ping` comment every 15 s."""
     c = current()
     response = Response(
         _stream(c),
@@ -296,7 +297,7 @@ async def _stream(c: Context) -> AsyncIterator[bytes]:
         # effect (within a round trip), so a client that acts on it misses nothing.
         with trio.move_on_after(LISTEN_WAIT_S):
             await c.live.wait_listening("notifyq_done")
-        yield b"retry: 2000\n: connected\n\n"
+        yield b"retry: 2000\nevent: ready\ndata: {}\n\n"
         # Open until the HTTP side closes (after the workers have stopped): close_all()
         # then ends every stream at once.
         while True:

@@ -43,6 +43,7 @@ class LiveFeed:
         self._subscribers: set[trio.MemorySendChannel[Event]] = set()
         self._channels_changed = trio.Event()
         self.listening: frozenset[str] = frozenset()
+        self.closed = False
         self._listening_changed = trio.Event()
         self.bad_payloads = 0
         self.on_change: Callable[[], None] = lambda: None
@@ -64,8 +65,8 @@ class LiveFeed:
         self._listening_changed = trio.Event()
 
     async def wait_listening(self, channel: str) -> None:
-        """Until the service's connection LISTENs to ``channel``."""
-        while channel not in self.listening:
+        """Until the service's connection LISTENs to ``channel`` (or the feed closes)."""
+        while channel not in self.listening and not self.closed:
             await self._listening_changed.wait()
 
     def _subscribers_changed(self, before: int) -> None:
@@ -113,6 +114,8 @@ class LiveFeed:
 
     def close_all(self) -> None:
         """End every open stream (the process is stopping)."""
+        self.closed = True
+        self._listening_changed.set()
         before = len(self._subscribers)
         for send in list(self._subscribers):
             send.close()

@@ -229,11 +229,12 @@ function scheduleRefresh() {
 
 function connect() {
   const source = new EventSource("/events");
-  source.onopen = () => {
+  // "ready" comes once the server listens for task ends: from then on nothing is missed.
+  source.addEventListener("ready", () => {
     live.textContent = "live";
     live.className = "live on";
     scheduleRefresh(); // catch up on anything missed while disconnected
-  };
+  });
   source.onerror = () => {
     live.textContent = "reconnecting…";
     live.className = "live off";
