@@ -61,8 +61,16 @@ async def empty_database(settings: Settings) -> AsyncIterator[tuple[str, str, st
     """
     from notifyq import cli  # notifyq.cli imports this module to register `bench`
 
-    dsn = await cli.resolve_dsn(settings)
-    name = f"notifyq_bench_{secrets.token_hex(4)}"
+    async with empty_database_at(await cli.resolve_dsn(settings)) as created:
+        yield created
+
+
+@asynccontextmanager
+async def empty_database_at(
+    dsn: str, prefix: str = "notifyq_bench_"
+) -> AsyncIterator[tuple[str, str, str]]:
+    """A new, empty database on the server of ``dsn``, dropped at the end (as above)."""
+    name = f"{prefix}{secrets.token_hex(4)}"
     async with db.open_database(dsn, min_size=1, max_size=1) as admin:
         try:
             # A database name cannot be a bind parameter; this one is generated above.

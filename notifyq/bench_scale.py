@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import sys
 import tempfile
@@ -24,12 +23,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import trio
 
-from notifyq import db, errors, logs, migrations, settings, sql
+from notifyq import bench, db, errors, logs, migrations, settings, sql
 from notifyq.settings import Settings
 
 REGISTER_TIMEOUT_S = 60.0  # all N processes registered by then, or the run fails
@@ -41,21 +39,10 @@ POLL_S = 0.02
 @asynccontextmanager
 async def scratch_database(dsn: str) -> AsyncIterator[str]:
     """A fresh, migrated database on the server of ``dsn``; dropped (FORCE) at the end."""
-    name = f"notifyq_scale_{secrets.token_hex(4)}"
-    url = urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-    async with db.open_database(dsn, min_size=1, max_size=1) as admin:
-        try:
-            # A database name cannot be a bind parameter; this one is generated above.
-            await admin.execute(f"CREATE DATABASE {name}")
-        except errors.QueryError as exc:
-            raise errors.NotifyqError(f"cannot create a scratch database: {exc}") from exc
-        try:
-            async with db.open_database(url, min_size=1, max_size=2) as database:
-                await migrations.migrate(database)
-            yield url
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(30):
-                await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    async with bench.empty_database_at(dsn, "notifyq_scale_") as (_server, url, _name):
+        async with db.open_database(url, min_size=1, max_size=2) as database:
+            await migrations.migrate(database)
+        yield url
 
 
 @asynccontextmanager
