@@ -58,7 +58,8 @@ def _validate(model: type[M], data: Any) -> M:
         raise ApiError(422, "validation_failed", summary, details=details) from None
 
 
-def _task_id(task_id: int) -> int:
+def existing_id(task_id: int) -> int:
+    """An id from the path; one beyond bigint names no task (404, not a driver error)."""
     if task_id > models.BIGINT_MAX:
         raise errors.TaskNotFound(task_id)
     return task_id
@@ -129,7 +130,7 @@ async def list_tasks() -> Response:
 @document_response(models.ErrorOut, 404)
 async def get_task(task_id: int) -> Response:
     """One task."""
-    task = await Client(current().database).get(_task_id(task_id))
+    task = await Client(current().database).get(existing_id(task_id))
     return json_response(models.TaskOut.from_row(task))
 
 
@@ -138,7 +139,7 @@ async def get_task(task_id: int) -> Response:
 @document_response(models.ErrorOut, 404)
 async def task_history(task_id: int) -> Response:
     """A task's events, oldest first."""
-    events = await Client(current().database).history(_task_id(task_id))
+    events = await Client(current().database).history(existing_id(task_id))
     return json_response(
         models.History(task_id=task_id, events=[models.EventOut.model_validate(e) for e in events])
     )
@@ -153,7 +154,7 @@ async def task_history(task_id: int) -> Response:
 async def cancel_task(task_id: int) -> Response:
     """Cancel: a pending task ends at once (`cancelled`); a running one is stopped by its
     process (`cancelling`). 409 if it already ended done or error."""
-    status = await Client(current().database).cancel(_task_id(task_id))
+    status = await Client(current().database).cancel(existing_id(task_id))
     return json_response(models.ActionResult(id=task_id, status=status))
 
 
@@ -165,7 +166,7 @@ async def cancel_task(task_id: int) -> Response:
 @security_scheme([{"bearer": []}])
 async def retry_task(task_id: int) -> Response:
     """Put an `error` or `cancelled` task back to pending with a fresh attempt budget."""
-    status = await Client(current().database).retry(_task_id(task_id))
+    status = await Client(current().database).retry(existing_id(task_id))
     return json_response(models.ActionResult(id=task_id, status=status))
 
 
@@ -189,6 +190,7 @@ async def build_stats(c: Context) -> models.Stats:
         by_queue.setdefault(queue, {})[status] = n
     if c.ended.sampled_until is None:
         await c.sample_ended()  # the first reader fills the series (then the sampler does)
+    c.watched.set()
     points = [
         models.MinutePoint(
             minute=minute,

@@ -109,6 +109,7 @@ class Context:
     )
     _throughput: _Cached = field(default_factory=_Cached)
     _sampling: trio.Lock = field(default_factory=trio.Lock)
+    watched: trio.Event = field(default_factory=trio.Event)  # /stats or the page was read
 
     def __post_init__(self) -> None:
         snap = self.metrics.snapshot

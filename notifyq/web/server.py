@@ -92,7 +92,10 @@ def _first_leaf(exc: BaseException) -> BaseException:
 
 
 async def _serve_sampler(ctx: Context) -> None:
-    """Keep the last hour's series (tasks ended, pickup latency) filled while nobody looks."""
+    """Keep the last hour's series (tasks ended, pickup latency) filled while nobody looks,
+    once somebody has looked: a fleet of `serve` processes whose pages nobody opens reads
+    nothing (the first reader's round fills in the last hour of ended tasks)."""
+    await ctx.watched.wait()
     while True:
         for sample in (ctx.sample_ended, ctx.pickup_latency):
             try:
