@@ -17,7 +17,7 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 from notifyq import __version__, errors, sql
 from notifyq.client import Client
 from notifyq.web import models, replies
-from notifyq.web.api import build_stats
+from notifyq.web.api import build_stats, existing_id
 from notifyq.web.context import Context, current
 
 blueprint = Blueprint("page", __name__)
@@ -67,9 +67,7 @@ async def summary_json() -> Response:
 async def task_page(task_id: int) -> Response:
     client = Client(current().database)
     try:
-        if task_id > models.BIGINT_MAX:
-            raise errors.TaskNotFound(task_id)
-        task = models.TaskOut.from_row(await client.get(task_id))
+        task = models.TaskOut.from_row(await client.get(existing_id(task_id)))
         events = [models.EventOut.model_validate(e) for e in await client.history(task_id)]
     except errors.TaskNotFound as exc:
         html = await render_template("task.html", task=None, task_id=task_id, message=str(exc),
