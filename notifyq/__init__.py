@@ -7,9 +7,9 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
+from notifyq.app import App, Task
 from notifyq.client import Client, open_client
 from notifyq.errors import Fail, NotifyqError, PayloadError, Retry, TaskNotFound
-from notifyq.handlers import App, Task
 
 __all__ = [
     "App",

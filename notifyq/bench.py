@@ -2,7 +2,7 @@
 
 Both commands resolve the server as every other command does (DATABASE_URL, or the
 embedded PostgreSQL when it is unset), create a scratch database ``notifyq_bench_<random>``
-on it, migrate it, run an in-process :class:`~notifyq.service.Service` there and drop it
+on it, migrate it, run an in-process :class:`~notifyq.engine.Service` there and drop it
 afterwards (``WITH (FORCE)``): runs start from the same empty state and the user's own data
 is never touched. Everything runs in this one process and trio thread, so the service, the
 inserter and the measurement share one CPU core.
@@ -25,8 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import trio
 
-from notifyq import db, errors, logs, migrations, service, sql
-from notifyq.handlers import App, Task, builtin_app
+from notifyq import db, errors, logs, migrations, sql
+from notifyq.app import App, Task, builtin_app
+from notifyq.engine import Service
 from notifyq.settings import Settings
 
 PROBE_TIMEOUT_S = 10.0  # a probe not started by then fails the run
@@ -108,9 +109,9 @@ async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
 @asynccontextmanager
 async def running(
     database: db.Database, settings: Settings, app: App
-) -> AsyncIterator[service.Service]:
+) -> AsyncIterator[Service]:
     """An in-process Service, stopped gracefully (as by one SIGTERM) when the block ends."""
-    svc = service.Service(database, settings, app)
+    svc = Service(database, settings, app)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         await nursery.start(svc.serve, stop, trio.Event())
@@ -254,9 +255,9 @@ async def measure_drain(settings: Settings, tasks: int) -> dict[str, Any]:
     }
 
 
-async def _wait_drained(svc: service.Service, total: int, started: float) -> None:
+async def _wait_drained(svc: Service, total: int, started: float) -> None:
     reported, last, last_change = 0, 0, started
-    while (done := svc.pool.stats["done"]) < total:
+    while (done := svc.stats().done) < total:
         now = time.monotonic()
         if done != last:
             last, last_change = done, now

@@ -180,7 +180,7 @@ def _claim_loop(
             n = len(rows)
             await conn.execute(
                 finish, worker_id, [r["id"] for r in rows], [r["attempts"] for r in rows],
-                ["release"] * n, [None] * n, [None] * n, [0.0] * n,
+                ["released"] * n, [None] * n, [None] * n, [0.0] * n,
             )
         return times
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 import trio
@@ -29,8 +29,8 @@ from notifyq import errors, logs
 
 T = TypeVar("T")
 
-Record = asyncpg.Record
-Connection = asyncpg.Connection
+Record: TypeAlias = asyncpg.Record
+Connection: TypeAlias = asyncpg.Connection
 
 # Errors that mean "the connection is gone", as opposed to "the statement was wrong".
 # A statement that fails with one of these never reached a commit, so a caller may retry

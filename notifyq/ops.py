@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from notifyq import errors, sql
+from notifyq import store
 from notifyq.settings import DURATION_HELP, parse_duration
 
 
@@ -47,7 +47,7 @@ def health(ctx: click.Context, max_age_s: float | None) -> None:
 
     async def go() -> int:
         async with cli.open_db(settings, pool_size=2) as database:
-            return int(await database.fetchval(sql.queries["host_alive"], host, age_s))
+            return await store.live_processes(database, host=host, within_s=age_s)
 
     alive = cli.run(go)
     click.echo(json.dumps({"database": "ok", "host": host, "live_processes": alive}))
@@ -74,18 +74,11 @@ def roles(
     if not producers and not workers:
         raise click.UsageError("name at least one --producer or --worker role")
     settings = cli.settings_from(ctx)
-    wanted = [("grant_producer", r) for r in producers] + [("grant_worker", r) for r in workers]
+    wanted = [("producer", r) for r in producers] + [("worker", r) for r in workers]
 
     async def go() -> list[str]:
-        async with cli.open_db(settings, pool_size=2) as database, database.transaction() as tx:
-            done: list[str] = []
-            for query, role in wanted:
-                try:
-                    rows = await tx.fetch(sql.queries[query], role, not dry_run)
-                except errors.QueryError as exc:
-                    raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
-                done += [f"{r['statement']};" for r in rows]
-            return done
+        async with cli.open_db(settings, pool_size=2) as database:
+            return await store.grant(database, wanted, apply=not dry_run)
 
     for statement in cli.run(go):
         click.echo(statement)

@@ -46,9 +46,10 @@ SELECT extract(epoch FROM min(first.run_at) - clock_timestamp())::float8
 -- Record the outcomes of attempts owned by $1, in one statement. Fenced: a row is
 -- written only while it is still in_progress, owned by $1, at the same attempt, so a
 -- process that lost its lease can never overwrite a newer attempt's outcome.
--- Outcomes: done, error, cancelled, retry (pending again after delay_s), release (pending
--- again, the attempt not counted: shutdown). A retry or release of a task whose cancel
--- was requested ends it cancelled instead.
+-- Outcomes (store.Verdict, also the history's event names): done, failed (ends 'error'),
+-- cancelled, retried (pending again after delay_s), released (pending again, the attempt
+-- not counted: shutdown). A retry or release of a task whose cancel was requested ends it
+-- cancelled instead.
 WITH outcome AS (
     SELECT *
       FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[])
@@ -56,18 +57,19 @@ WITH outcome AS (
 ), written AS (
     UPDATE notifyq.tasks t
        SET status = CASE
-                WHEN o.outcome IN ('retry', 'release') AND t.cancel_requested_at IS NOT NULL
+                WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NOT NULL
                     THEN 'cancelled'
-                WHEN o.outcome IN ('retry', 'release') THEN 'pending'
+                WHEN o.outcome IN ('retried', 'released') THEN 'pending'
+                WHEN o.outcome = 'failed' THEN 'error'
                 ELSE o.outcome END,
-           attempts = CASE WHEN o.outcome = 'release' THEN t.attempts - 1 ELSE t.attempts END,
+           attempts = CASE WHEN o.outcome = 'released' THEN t.attempts - 1 ELSE t.attempts END,
            result = o.result::jsonb,
-           error = CASE WHEN o.outcome IN ('done', 'release') THEN t.error ELSE o.error END,
-           run_at = CASE WHEN o.outcome = 'retry'
+           error = CASE WHEN o.outcome IN ('done', 'released') THEN t.error ELSE o.error END,
+           run_at = CASE WHEN o.outcome = 'retried'
                          THEN now() + make_interval(secs => o.delay_s) ELSE t.run_at END,
            locked_by = NULL, locked_until = NULL,
            finished_at = CASE
-                WHEN o.outcome IN ('retry', 'release') AND t.cancel_requested_at IS NULL
+                WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NULL
                     THEN NULL
                 ELSE now() END,
            updated_at = now()
@@ -80,12 +82,7 @@ WITH outcome AS (
     RETURNING t.id, t.status, o.attempt, o.outcome, o.error
 ), events AS (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error)
-    SELECT id,
-           CASE WHEN status = 'cancelled' THEN 'cancelled'
-                WHEN outcome = 'done' THEN 'done'
-                WHEN outcome = 'error' THEN 'failed'
-                WHEN outcome = 'retry' THEN 'retried'
-                ELSE 'released' END,
+    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled' ELSE outcome END,
            attempt, $1, error
       FROM written
 )

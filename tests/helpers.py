@@ -10,9 +10,9 @@ from typing import Any
 
 import trio
 
-from notifyq import db, roles
-from notifyq.handlers import App, builtin_app
-from notifyq.service import Service
+from notifyq import db, process
+from notifyq.app import App, builtin_app
+from notifyq.engine import Service
 from notifyq.settings import load
 from notifyq.web import Context as WebContext
 from notifyq.web.app import create_app
@@ -29,7 +29,6 @@ async def running_service(
         handlers = handlers.merged(app)
     service = Service(database, s, handlers)
     stop, force = trio.Event(), trio.Event()
-    service.stop_event = stop  # type: ignore[attr-defined]
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve, stop, force)
         try:
@@ -83,7 +82,7 @@ async def until_running(service: Service, task_id: int, timeout: float = 10) -> 
     """Wait until ``service`` has started the handler of ``task_id``."""
 
     async def started() -> bool:
-        entry = service.pool.running.get(task_id)
+        entry = service.ledger.attempts.get(task_id)
         return entry is not None and entry.started > 0
 
     await eventually(started, timeout=timeout)
@@ -115,7 +114,7 @@ async def running_web(
     stop, force = trio.Event(), trio.Event()
     async with trio.open_nursery() as nursery:
         running = await nursery.start(
-            partial(roles.serve_roles, database, s, handlers, stop, force, workers=workers)
+            partial(process.serve_process, database, s, handlers, stop, force, workers=workers)
         )
         assert running.web is not None
         try:

@@ -190,7 +190,8 @@ class MinutePoint(BaseModel):
 
 
 class Stats(BaseModel):
-    role: str = Field(description="serve (workers and HTTP) or web (HTTP only)")
+    mode: str = Field(description="serve (workers and HTTP) or web (HTTP only)")
+    role: str = Field(description="the same as mode; kept for clients of earlier versions")
     now: datetime = Field(description="The server's clock, for ages computed by clients")
     uptime_s: float
     counts_by_status: dict[str, int]

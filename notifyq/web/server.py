@@ -79,7 +79,7 @@ async def serve_http(
                     f"cannot serve HTTP on {s.http_host}:{s.http_port}: "
                     f"{reason}; choose another HTTP_PORT or HTTP_HOST"
                 ) from None
-            log.info("http.listening", urls=urls, role=ctx.role)
+            log.info("http.listening", urls=urls, mode=ctx.mode)
             task_status.started(urls)
         # Hypercorn has finished its graceful shutdown; the helpers go with it.
         helpers.cancel_scope.cancel()

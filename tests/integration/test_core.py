@@ -7,7 +7,7 @@ from datetime import timedelta
 import trio
 
 from notifyq import db, sql
-from notifyq.handlers import App, Task
+from notifyq.app import App, Task
 from tests.helpers import eventually, insert, running_service, task_row, wait_ended
 
 
@@ -20,7 +20,7 @@ async def test_sql_insert_is_picked_up_without_waiting_for_the_sweep(database: d
         started = trio.current_time()
         [row] = await wait_ended(database, task_id, timeout=5)
         elapsed = trio.current_time() - started
-        assert service.pool.stats["done"] == 1
+        assert service.stats().done == 1
     assert row["status"] == "done"
     assert row["result"] == "olleh"
     assert row["attempts"] == 1
@@ -160,5 +160,5 @@ async def test_claim_takes_at_most_the_free_workers(database: db.Database) -> No
     async with running_service(database, app=app, worker_count=3, fetch_limit=10) as service:
         await eventually(lambda: database.fetchval(
             "SELECT bool_and(status = 'done') FROM notifyq.tasks"))
-        assert service.pool.stats["claimed"] == 40
+        assert service.stats().claimed == 40
     assert peak == 3

@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from notifyq import db, errors, sql
+from notifyq.app import App, Task
 from notifyq.client import Client
-from notifyq.handlers import App, Task
 from tests.helpers import (
     eventually,
     insert,
@@ -84,7 +84,7 @@ async def test_scheduled_task_is_not_started_early(database: db.Database) -> Non
         task_id = await client.enqueue("reverse", "later", delay_s=1.5)
         now_id = await client.enqueue("reverse", "now")
         rows = await wait_ended(database, task_id, now_id, timeout=10)
-        assert service.pool.stats["done"] == 2
+        assert service.stats().done == 2
     late = (rows[0]["started_at"] - rows[0]["created_at"]).total_seconds()
     assert 1.5 <= late < 2.5, late
     assert rows[1]["started_at"] < rows[0]["started_at"]
@@ -154,7 +154,7 @@ async def test_late_outcome_of_a_lost_lease_is_not_written(database: db.Database
         release.set()
 
         async def refused() -> bool:
-            return service.pool.stats["fenced"] == 1
+            return service.stats().fenced == 1
 
         await eventually(refused)
     row = await task_row(database, task_id)
@@ -208,7 +208,7 @@ async def test_handler_that_swallows_its_timeout_still_times_out(database: db.Da
 
 
 async def test_prune_deletes_old_ended_tasks_and_their_events(database: db.Database) -> None:
-    from notifyq.service import prune
+    from notifyq.engine import prune
 
     old = await insert(database, "noop")
     await database.execute(

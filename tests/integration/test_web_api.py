@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from notifyq import db
-from notifyq.service import Health
+from notifyq.engine import Health
 from notifyq.settings import load
 from notifyq.web import Context as WebContext
 from notifyq.web.app import create_app

@@ -11,9 +11,9 @@ import pytest
 import trio
 import trio.testing
 
-from notifyq import handlers
+from notifyq import app as handlers
+from notifyq.app import App, DemoFailure, Task, builtin_app, demo_handler, load_app
 from notifyq.errors import ConfigError, Fail, PayloadError
-from notifyq.handlers import App, DemoFailure, Task, builtin_app, demo_handler, load_app
 
 # Loaded by name in the load_app tests below.
 APP = App()
@@ -361,8 +361,8 @@ def test_load_app_missing_submodule() -> None:
     [
         ("json:dumps",
          "invalid NOTIFYQ_APP='json:dumps': dumps is function, expected a notifyq.App"),
-        ("notifyq.handlers:App",
-         "invalid NOTIFYQ_APP='notifyq.handlers:App': App is type, expected a notifyq.App"),
+        ("notifyq.app:App",
+         "invalid NOTIFYQ_APP='notifyq.app:App': App is type, expected a notifyq.App"),
         (f"{__name__}:NOT_AN_APP",
          f"invalid NOTIFYQ_APP='{__name__}:NOT_AN_APP': NOT_AN_APP is dict, "
          "expected a notifyq.App"),
