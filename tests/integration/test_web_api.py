@@ -376,7 +376,7 @@ async def test_stats_count_by_status_and_queue_and_since_start(web: Web, databas
         return stats if stats["counts_by_status"]["done"] == 4 and stats["since_start"]["done"] == 4 else None
 
     stats = await eventually(all_done)
-    assert stats["role"] == "serve"
+    assert stats["mode"] == stats["role"] == "serve"
     assert stats["counts_by_status"] == {"pending": 1, "in_progress": 0, "done": 4, "error": 0, "cancelled": 0}
     assert stats["counts_by_queue"] == {"default": {"done": 4}, "later": {"pending": 1}}
     # Read from the table: every process's ends, per minute and over the last 60 s.
@@ -411,7 +411,7 @@ async def test_health_is_200_once_the_probe_came_back(web: Web) -> None:
 def standalone_client(database: db.Database, health: Health) -> Any:
     """An app whose listener state the test sets (no service changes it meanwhile)."""
     settings = load(database_url=database.dsn, log_level="warning")
-    return create_app(WebContext(database, settings, role="web", health=health)).test_client()
+    return create_app(WebContext(database, settings, mode="web", health=health)).test_client()
 
 
 @pytest.mark.parametrize(

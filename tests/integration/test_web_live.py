@@ -141,7 +141,7 @@ async def test_status_page_and_task_page_render_on_the_server(database: db.Datab
 
 def test_ended_series_counts_each_final_minute_once() -> None:
     series = EndedSeries(start_minute=600)
-    row = lambda minute, status, n: {"minute": minute, "status": status, "n": n}  # noqa: E731
+    row = lambda minute, status, n: (minute, status, n)  # noqa: E731
     series.apply(600 - 3540, 600, [row(540, "done", 7), row(600, "done", 2)])
     assert series.since_start() == {"done": 2, "error": 0, "cancelled": 0}  # 540 is before start
     # The next round re-reads the open minute 600, now final, and the new open one.
