@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from notifyq import bench, bench_load, bench_peers
+from notifyq.bench import inprocess, load
+from notifyq.bench.common import progress
+from notifyq.bench.peers import measure_peers
 from notifyq.settings import Settings
 
 PEER_NAMES = {
@@ -40,21 +42,21 @@ class Plan:
 async def measure_all(settings: Settings, plan: Plan) -> dict[str, Any]:
     drain_settings = settings.model_copy(update={"fetch_limit": plan.drain_fetch_limit})
     results: dict[str, Any] = {}
-    results["latency"] = await bench.measure_latency(settings, plan.probes, plan.spacing_s, 5)
-    results["drain"] = await bench.measure_drain(drain_settings, plan.drain_tasks)
+    results["latency"] = await inprocess.measure_latency(settings, plan.probes, plan.spacing_s, 5)
+    results["drain"] = await inprocess.measure_drain(drain_settings, plan.drain_tasks)
     if plan.processes > 1:
-        results["drain_processes"] = await bench_load.measure_drain_processes(
+        results["drain_processes"] = await load.measure_drain_processes(
             drain_settings, plan.drain_tasks, plan.processes
         )
-    results["insert"] = await bench_load.measure_insert(
+    results["insert"] = await load.measure_insert(
         settings, plan.insert_clients, plan.insert_seconds
     )
-    results["backlog"] = await bench_load.measure_backlog(
+    results["backlog"] = await load.measure_backlog(
         settings, plan.finished, plan.pending, plan.claim_rounds
     )
-    results["rss"] = await bench_load.measure_rss(drain_settings, plan.rss_tasks)
+    results["rss"] = await load.measure_rss(drain_settings, plan.rss_tasks)
     if plan.peers:
-        results["peers"] = await bench_peers.measure_peers(
+        results["peers"] = await measure_peers(
             settings, plan.drain_tasks, plan.probes, plan.spacing_s, 5
         )
     results["targets"] = targets(results)
@@ -200,7 +202,7 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
     try:
         chart(results, out_dir / "bench.png")
     except ImportError:
-        bench.progress("matplotlib is not installed: no chart (pip install notifyq[bench])")
+        progress("matplotlib is not installed: no chart (pip install notifyq[bench])")
     else:
         written.append(out_dir / "bench.png")
     return written

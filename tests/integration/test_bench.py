@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from notifyq.bench import percentile
+from notifyq.bench.common import percentile
 from tests import pg
 
 # Settings the benchmark must not inherit from the environment of the test run.
@@ -164,3 +164,13 @@ def test_all_writes_table_json_and_chart_without_peers(server_url: str, tmp_path
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
     assert scratch_databases(server_url) == []
+
+
+def test_peers_runs_by_the_module_path_bench_launches() -> None:
+    # `bench peers` runs each peer as `python -m notifyq.bench.peers ...` (see run_peer).
+    result = subprocess.run(
+        [sys.executable, "-m", "notifyq.bench.peers", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pgqueuer_b100" in result.stdout
