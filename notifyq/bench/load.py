@@ -31,7 +31,9 @@ from notifyq.settings import Settings
 READY_TIMEOUT_S = 30.0
 
 
-async def poll_until(check: Callable[[], Awaitable[bool]], timeout_s: float = READY_TIMEOUT_S) -> None:
+async def poll_until(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = READY_TIMEOUT_S
+) -> None:
     """Ask ``check`` every 50 ms until it says yes (a state in another process)."""
     with trio.fail_after(timeout_s):
         while True:
@@ -185,8 +187,14 @@ def _claim_loop(
             times.append(time.perf_counter() - started)
             n = len(rows)
             await conn.execute(
-                finish, worker_id, [r["id"] for r in rows], [r["attempts"] for r in rows],
-                ["release"] * n, [None] * n, [None] * n, [0.0] * n,
+                finish,
+                worker_id,
+                [r["id"] for r in rows],
+                [r["attempts"] for r in rows],
+                ["release"] * n,
+                [None] * n,
+                [None] * n,
+                [0.0] * n,
             )
         return times
 
@@ -239,9 +247,7 @@ async def measure_backlog(
 # --- drain with serve processes ----------------------------------------------------------
 
 
-async def measure_drain_processes(
-    settings: Settings, tasks: int, processes: int
-) -> dict[str, Any]:
+async def measure_drain_processes(settings: Settings, tasks: int, processes: int) -> dict[str, Any]:
     """Throughput of ``processes`` serve subprocesses: all start idle, then ``tasks`` noop
     rows arrive in one INSERT (whose NOTIFY wakes them); timed from that commit until the
     database has no pending or running row, then verified with a count."""
@@ -291,7 +297,9 @@ async def measure_rss(settings: Settings, tasks: int) -> dict[str, Any]:
                 peak = max(peak, rss_mb(proc.pid))
                 if time.monotonic() - last_report > 5:
                     last_report = time.monotonic()
-                    progress(f"  rss {rss_mb(proc.pid):.1f} MiB after {last_report - started:.0f} s")
+                    progress(
+                        f"  rss {rss_mb(proc.pid):.1f} MiB after {last_report - started:.0f} s"
+                    )
                 await trio.sleep(0.25)
             seconds = time.monotonic() - started
             await trio.sleep(1.0)

@@ -50,7 +50,11 @@ def installed(peer: str) -> bool:
 def latency_stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(x * 1000 for x in samples)
     stats = {f"p{p}_ms": round(percentile(ordered, p), 3) for p in (50, 95, 99)}
-    return {**stats, "max_ms": round(ordered[-1], 3), "mean_ms": round(statistics.fmean(ordered), 3)}
+    return {
+        **stats,
+        "max_ms": round(ordered[-1], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }
 
 
 class Starts:

@@ -85,21 +85,38 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if peers:
         best = max(e["drain"]["tasks_per_s"] for _, e in peers)
         ours = max(drain["tasks_per_s"], results.get("drain_processes", {}).get("tasks_per_s", 0))
-        add("drain (best notifyq row) >= 2x best peer (ratio)", round(ours / best, 2), 2.0,
-            ours >= 2 * best)
+        add(
+            "drain (best notifyq row) >= 2x best peer (ratio)",
+            round(ours / best, 2),
+            2.0,
+            ours >= 2 * best,
+        )
         for stat in ("p50_ms", "p99_ms"):
             lowest = min(e["latency"][stat] for _, e in peers)
-            add(f"pickup {stat} below every peer (ratio)", round(lat[stat] / lowest, 2), 1.0,
-                lat[stat] < lowest)
+            add(
+                f"pickup {stat} below every peer (ratio)",
+                round(lat[stat] / lowest, 2),
+                1.0,
+                lat[stat] < lowest,
+            )
     add("pickup p50 <= 1 ms", lat["p50_ms"], 1.0, lat["p50_ms"] <= 1.0, "ms")
     add("pickup p99 <= 3 ms", lat["p99_ms"], 3.0, lat["p99_ms"] <= 3.0, "ms")
     add("inserts, workers idle >= 90% of plain", ins["idle_ratio"], 0.9, ins["idle_ratio"] >= 0.9)
     add("inserts, workers busy >= 90% of plain", ins["busy_ratio"], 0.9, ins["busy_ratio"] >= 0.9)
-    add("claim p50 with backlog <= 1.5x empty", backlog["ratio_p50"], 1.5,
-        backlog["ratio_p50"] <= 1.5)
+    add(
+        "claim p50 with backlog <= 1.5x empty",
+        backlog["ratio_p50"],
+        1.5,
+        backlog["ratio_p50"] <= 1.5,
+    )
     add("idle serve RSS < 80 MB", rss["idle_mb"], 80.0, rss["idle_mb"] < 80, "MiB")
-    add(f"RSS growth over a {rss['tasks']:,}-task drain within 10%", rss["growth_pct"], 10.0,
-        abs(rss["growth_pct"]) <= 10, "%")
+    add(
+        f"RSS growth over a {rss['tasks']:,}-task drain within 10%",
+        rss["growth_pct"],
+        10.0,
+        abs(rss["growth_pct"]) <= 10,
+        "%",
+    )
     return out
 
 

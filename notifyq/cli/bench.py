@@ -77,8 +77,14 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
 @click.option("--tasks", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
 @click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
-@click.option("-p", "--processes", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Above 1: that many `notifyq serve` subprocesses, woken by the INSERT.")
+@click.option(
+    "-p",
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Above 1: that many `notifyq serve` subprocesses, woken by the INSERT.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
@@ -120,7 +126,12 @@ def insert(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def backlog(
-    ctx: click.Context, /, finished: int, pending: int, rounds: int, as_json: bool,
+    ctx: click.Context,
+    /,
+    finished: int,
+    pending: int,
+    rounds: int,
+    as_json: bool,
     **flags: int | None,
 ) -> None:
     """Claim latency on an empty table, then with FINISHED done and PENDING pending rows."""
@@ -162,34 +173,68 @@ def peers(ctx: click.Context, tasks: int, count: int, spacing: float) -> None:
 
 
 @click.command(name="all")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="bench-results",
-              show_default=True, help="Directory for bench.json, bench.md and bench.png.")
-@click.option("--tasks", type=click.IntRange(1), default=20_000, show_default=True,
-              help="Tasks of each drain (notifyq and every peer).")
-@click.option("--drain-fetch-limit", type=click.IntRange(1, 10_000), default=200,
-              show_default=True, help="FETCH_LIMIT of the drain and rss runs.")
-@click.option("--count", type=click.IntRange(1), default=200, show_default=True,
-              help="Pickup-latency probes.")
-@click.option("--insert-seconds", type=click.FloatRange(0.1, 600), default=5.0,
-              show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="bench-results",
+    show_default=True,
+    help="Directory for bench.json, bench.md and bench.png.",
+)
+@click.option(
+    "--tasks",
+    type=click.IntRange(1),
+    default=20_000,
+    show_default=True,
+    help="Tasks of each drain (notifyq and every peer).",
+)
+@click.option(
+    "--drain-fetch-limit",
+    type=click.IntRange(1, 10_000),
+    default=200,
+    show_default=True,
+    help="FETCH_LIMIT of the drain and rss runs.",
+)
+@click.option(
+    "--count", type=click.IntRange(1), default=200, show_default=True, help="Pickup-latency probes."
+)
+@click.option("--insert-seconds", type=click.FloatRange(0.1, 600), default=5.0, show_default=True)
 @click.option("--finished", type=click.IntRange(0), default=1_000_000, show_default=True)
 @click.option("--pending", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("--rss-tasks", type=click.IntRange(1), default=100_000, show_default=True)
-@click.option("--processes", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="An extra drain with this many serve processes (1: skip it).")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="An extra drain with this many serve processes (1: skip it).",
+)
 @click.option("--no-peers", is_flag=True, help="Skip PgQueuer and procrastinate.")
 @click.pass_context
 def all_(
-    ctx: click.Context, out: Path, tasks: int, drain_fetch_limit: int, count: int,
-    insert_seconds: float, finished: int, pending: int, rss_tasks: int, processes: int,
+    ctx: click.Context,
+    out: Path,
+    tasks: int,
+    drain_fetch_limit: int,
+    count: int,
+    insert_seconds: float,
+    finished: int,
+    pending: int,
+    rss_tasks: int,
+    processes: int,
     no_peers: bool,
 ) -> None:
     """Every benchmark and the peers in one run: a table, bench.json and a chart."""
     settings = _settings(ctx)
     plan = report.Plan(
-        drain_tasks=tasks, drain_fetch_limit=drain_fetch_limit, probes=count,
-        insert_seconds=insert_seconds, finished=finished, pending=pending,
-        rss_tasks=rss_tasks, processes=processes, peers=not no_peers,
+        drain_tasks=tasks,
+        drain_fetch_limit=drain_fetch_limit,
+        probes=count,
+        insert_seconds=insert_seconds,
+        finished=finished,
+        pending=pending,
+        rss_tasks=rss_tasks,
+        processes=processes,
+        peers=not no_peers,
     )
     r = run(lambda: report.measure_all(settings, plan))
     written = report.write(r, out)

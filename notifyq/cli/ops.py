@@ -77,4 +77,3 @@ def roles(
 
     for statement in run(go):
         click.echo(statement)
-

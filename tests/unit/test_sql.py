@@ -93,8 +93,16 @@ def test_shipped_queries_are_clean_statements(shipped: Mapping[str, str]) -> Non
         assert not statement.endswith(";"), name
         assert "-- name:" not in statement, name
         assert statement.split(None, 1)[0].upper() in {
-            "SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "CREATE", "ANALYZE", "ALTER",
-            "VACUUM"}, name
+            "SELECT",
+            "WITH",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "CREATE",
+            "ANALYZE",
+            "ALTER",
+            "VACUUM",
+        }, name
 
 
 def test_only_the_benchmarks_change_or_vacuum_the_schema() -> None:
