@@ -21,6 +21,7 @@ run: setup
 lint: setup
 	$(BIN)/ruff check notifyq tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # System packages the tests need (pgbouncer, chromium, chromedriver); installs only what
 # is missing.

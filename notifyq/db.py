@@ -93,11 +93,6 @@ class Database:
 
         return await self._hop(call())
 
-    async def run_pool(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-        """Run ``fn(pool)`` — an asyncio coroutine function that uses several pooled
-        connections at once (a benchmark's concurrent clients) — in one hop."""
-        return await self._hop(fn(self._pool))
-
     async def run_in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Like :meth:`run`, inside one transaction (rolled back if ``fn`` raises)."""
 

@@ -21,7 +21,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from notifyq import __version__, db, errors, sql
+from notifyq import db, errors, sql
+from notifyq.version import __version__
 
 MAX_ERROR_CHARS = 4000
 
@@ -236,9 +237,9 @@ async def prune(database: db.Database, *, older_than_s: float, limit: int) -> in
     return len(await database.fetch(sql.queries["prune"], older_than_s, limit))
 
 
-def probe_statement() -> str:
-    """The listener's round-trip probe, run on the LISTEN connection: NOTIFY channel $1."""
-    return sql.queries["probe"]
+async def send_probe(listener: db.Listener, channel: str) -> None:
+    """The listener's round-trip probe: NOTIFY ``channel`` on the LISTEN connection itself."""
+    await listener.execute(sql.queries["probe"], channel)
 
 
 # --- producers and the client -----------------------------------------------------------

@@ -172,7 +172,7 @@ class Listener:
         while True:
             self._probe_back = trio.Event()
             with trio.move_on_after(PROBE_TIMEOUT_S):
-                await conn.execute(store.probe_statement(), self._probe_channel)
+                await store.send_probe(conn, self._probe_channel)
                 await self._probe_back.wait()
             if not self._probe_back.is_set():
                 raise db.ListenerLost(f"no probe notification within {PROBE_TIMEOUT_S:g} s")

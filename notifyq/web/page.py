@@ -14,8 +14,9 @@ from quart import Blueprint, Response, redirect, render_template, request
 from quart_schema import hide
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from notifyq import __version__, errors, store
+from notifyq import errors, store
 from notifyq.client import Client
+from notifyq.version import __version__
 from notifyq.web import models, replies
 from notifyq.web.context import Context, current
 from notifyq.web.views import build_stats, existing_id
