@@ -20,6 +20,7 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check notifyq tests
+	$(BIN)/ruff format --check notifyq tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -138,14 +138,6 @@ class Database:
             with trio.CancelScope(shield=True):
                 await self._hop(self._pool.release(conn))
 
-    @asynccontextmanager
-    async def open_listener(
-        self, channels: Sequence[str], *, buffer: int = 10_000
-    ) -> AsyncIterator[Listener]:
-        """A dedicated (non-pooled) connection LISTENing on ``channels``."""
-        async with open_listener(self.loop, self.dsn, channels, buffer=buffer) as listener:
-            yield listener
-
 
 class TransactionConnection:
     """One connection inside a transaction; every method is one trio->asyncio hop."""

@@ -134,7 +134,9 @@ class Outcome:
     delay_s: float = 0.0
 
 
-async def finish(database: db.Database, *, owner: str, outcomes: Sequence[Outcome]) -> dict[int, str]:
+async def finish(
+    database: db.Database, *, owner: str, outcomes: Sequence[Outcome]
+) -> dict[int, str]:
     """Write the outcomes of ``owner``'s attempts (fenced); returns {task id: new status}.
 
     An id missing from the result was no longer owned by ``owner`` at that attempt.
@@ -319,9 +321,7 @@ async def list_tasks(
     before: int | None,
     limit: int,
 ) -> list[Row]:
-    return list(
-        await database.fetch(sql.queries["list_tasks"], status, queue, kind, before, limit)
-    )
+    return list(await database.fetch(sql.queries["list_tasks"], status, queue, kind, before, limit))
 
 
 async def running_tasks(database: db.Database, limit: int) -> list[Row]:

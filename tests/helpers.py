@@ -37,8 +37,12 @@ async def running_service(
             stop.set()
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10,  # noqa: ASYNC109
-                     interval: float = 0.02) -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]],
+    *,
+    timeout: float = 10,  # noqa: ASYNC109
+    interval: float = 0.02,
+) -> Any:
     """Await ``check()`` until it returns something truthy; fail after ``timeout``."""
     with trio.fail_after(timeout):
         while True:
@@ -55,11 +59,14 @@ async def task_row(database: db.Database, task_id: int) -> dict[str, Any]:
 
 
 async def wait_ended(
-    database: db.Database, *ids: int, timeout: float = 15  # noqa: ASYNC109
+    database: db.Database,
+    *ids: int,
+    timeout: float = 15,  # noqa: ASYNC109
 ) -> list[dict[str, Any]]:
     async def ended() -> list[dict[str, Any]] | None:
         rows = await database.fetch(
-            "SELECT * FROM notifyq.tasks WHERE id = ANY($1::bigint[]) ORDER BY id", list(ids))
+            "SELECT * FROM notifyq.tasks WHERE id = ANY($1::bigint[]) ORDER BY id", list(ids)
+        )
         if all(r["status"] in ("done", "error", "cancelled") for r in rows):
             return [dict(r) for r in rows]
         return None
@@ -74,7 +81,8 @@ async def insert(database: db.Database, kind: str, payload: Any = None, **cols: 
     placeholders = ", ".join(f"${i + 1}" for i in range(len(values)))
     task_id = await database.fetchval(
         f"INSERT INTO notifyq.tasks ({', '.join(names)}) VALUES ({placeholders}) RETURNING id",
-        *values)
+        *values,
+    )
     return int(task_id)
 
 

@@ -104,9 +104,7 @@ async def scratch(settings: Settings) -> AsyncIterator[Scratch]:
 
 
 @asynccontextmanager
-async def running(
-    database: db.Database, settings: Settings, app: App
-) -> AsyncIterator[Service]:
+async def running(database: db.Database, settings: Settings, app: App) -> AsyncIterator[Service]:
     """An in-process Service, stopped gracefully (as by one SIGTERM) when the block ends."""
     svc = Service(database, settings, app)
     stop = trio.Event()

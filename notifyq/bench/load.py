@@ -150,7 +150,9 @@ async def measure_insert(settings: Settings, clients: int, seconds: float) -> di
 
                 async def occupied() -> bool:
                     running = await s.database.fetchval(queries["count_running"])
-                    return bool(running >= slots)
+                    # Every worker busy. The claim-ahead buffer may stay part empty: the
+                    # claimer tops it up only when half a batch fits (engine/claimer.py).
+                    return bool(running >= s.settings.worker_count)
 
                 await poll_until(occupied)
                 await phase("busy", tasks)  # nobody waits: inserts never notify

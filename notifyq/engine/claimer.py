@@ -112,7 +112,9 @@ class Claimer:
         register = not self._waiting and not self._rows_may_exist
         appeared_before = self._appeared
         try:
-            idle = await store.go_idle(self.db, owner=self.owner, queues=self.queues, register=register)
+            idle = await store.go_idle(
+                self.db, owner=self.owner, queues=self.queues, register=register
+            )
             registered, due_in = idle.registered, idle.due_in_s
         except errors.DatabaseUnavailable:
             registered, due_in = False, MAX_RETRY_SLEEP_S  # look again soon; the sweep too
@@ -161,7 +163,13 @@ class Claimer:
         attempts = []
         for row in rows:
             task = Task(
-                row.id, row.queue, row.kind, row.payload, row.attempt, row.max_attempts, row.priority
+                row.id,
+                row.queue,
+                row.kind,
+                row.payload,
+                row.attempt,
+                row.max_attempts,
+                row.priority,
             )
             attempt = Attempt(task, sent_at + lease_s, row.lag_s, row.timeout_s)
             self.ledger.attempts[row.id] = attempt

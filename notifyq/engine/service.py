@@ -114,8 +114,14 @@ class Service:
     def stats(self) -> WorkerStats:
         t = self.writer.tally()
         return WorkerStats(
-            self.ledger.claimed, t.done, t.failed, t.retried, t.cancelled, t.released,
-            t.fenced, self.reaper.recovered,
+            self.ledger.claimed,
+            t.done,
+            t.failed,
+            t.retried,
+            t.cancelled,
+            t.released,
+            t.fenced,
+            self.reaper.recovered,
         )
 
     def observe_ends(self, observer: EndObserver) -> None:

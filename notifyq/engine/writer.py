@@ -59,8 +59,12 @@ class Writer:
     def tally(self) -> Tally:
         c = self._counts
         return Tally(
-            c[Verdict.DONE], c[Verdict.FAILED], c[Verdict.RETRIED], c[Verdict.CANCELLED],
-            c[Verdict.RELEASED], c["fenced"],
+            c[Verdict.DONE],
+            c[Verdict.FAILED],
+            c[Verdict.RETRIED],
+            c[Verdict.CANCELLED],
+            c[Verdict.RELEASED],
+            c["fenced"],
         )
 
     def observe_ends(self, observer: EndObserver) -> None:
@@ -178,5 +182,3 @@ class Writer:
             duration_ms=round(run_s * 1000, 2),
             **({"error": outcome.error} if outcome.error and verdict != Verdict.DONE else {}),
         )
-
-

@@ -183,7 +183,9 @@ async def stats() -> Response:
 async def workers() -> Response:
     """The live worker processes (the registry their heartbeats keep)."""
     rows = await store.workers(current().database)
-    return json_response(models.Workers(workers=[models.WorkerOut.model_validate(dict(r)) for r in rows]))
+    return json_response(
+        models.Workers(workers=[models.WorkerOut.model_validate(dict(r)) for r in rows])
+    )
 
 
 @blueprint.get("/health")

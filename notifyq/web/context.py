@@ -179,7 +179,9 @@ class Context:
         value: float = await _cached(self._throughput, THROUGHPUT_MAX_AGE_S, load)
         return value
 
-    def observe_workers(self, stats: Callable[[], dict[str, int]], in_flight: Callable[[], int]) -> None:
+    def observe_workers(
+        self, stats: Callable[[], dict[str, int]], in_flight: Callable[[], int]
+    ) -> None:
         """Report this process's workers (``/stats`` since_start, the in-flight gauge)."""
         self.worker_stats = stats
         self.in_flight = in_flight

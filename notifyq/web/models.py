@@ -68,7 +68,8 @@ class NewTask(BaseModel):
 
     kind: Name = Field(description="Which handler runs it")
     payload: Annotated[Any, AfterValidator(_shallow)] = Field(
-        None, description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}"
+        None,
+        description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}",
     )
     queue: Name = "default"
     priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX, description="Higher runs first")

@@ -71,8 +71,14 @@ async def task_page(task_id: int) -> Response:
         task = models.TaskOut.from_row(await client.get(existing_id(task_id)))
         events = [models.EventOut.model_validate(e) for e in await client.history(task_id)]
     except errors.TaskNotFound as exc:
-        html = await render_template("task.html", task=None, task_id=task_id, message=str(exc),
-                                     version=__version__, initial="null")
+        html = await render_template(
+            "task.html",
+            task=None,
+            task_id=task_id,
+            message=str(exc),
+            version=__version__,
+            initial="null",
+        )
         return Response(html, status=404, content_type="text/html; charset=utf-8")
     html = await render_template(
         "task.html",

@@ -24,7 +24,9 @@ GRACEFUL_TIMEOUT_S = 5.0
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     host = settings.http_host
-    config.bind = [f"[{host}]:{settings.http_port}" if ":" in host else f"{host}:{settings.http_port}"]
+    config.bind = [
+        f"[{host}]:{settings.http_port}" if ":" in host else f"{host}:{settings.http_port}"
+    ]
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
     config.accesslog = None
     # Hypercorn's "Running on" line is replaced by notifyq's http.listening; its warnings

@@ -42,7 +42,8 @@ async def test_priority_order(database: db.Database) -> None:
     async with running_service(database, worker_count=1, fetch_limit=1):
         await wait_ended(database, *ids.values())
     rows = await database.fetch(
-        "SELECT task_id FROM notifyq.task_events WHERE event = 'started' ORDER BY id")
+        "SELECT task_id FROM notifyq.task_events WHERE event = 'started' ORDER BY id"
+    )
     by_id = {v: k for k, v in ids.items()}
     assert [by_id[r["task_id"]] for r in rows] == ["high", "mid", "mid2", "low"]
 
@@ -87,7 +88,9 @@ async def test_handler_exception_is_recorded_and_the_worker_lives_on(database: d
 
 async def test_timeout_ends_the_task_and_the_worker_lives_on(database: db.Database) -> None:
     async with running_service(database, worker_count=1):
-        slow = await insert(database, "sleep", 30, max_attempts=1, timeout=timedelta(milliseconds=200))
+        slow = await insert(
+            database, "sleep", 30, max_attempts=1, timeout=timedelta(milliseconds=200)
+        )
         after = await insert(database, "reverse", "next")
         rows = await wait_ended(database, slow, after, timeout=10)
     assert rows[0]["status"] == "error"
@@ -156,9 +159,11 @@ async def test_claim_takes_at_most_the_free_workers(database: db.Database) -> No
         running -= 1
 
     await database.execute(
-        "INSERT INTO notifyq.tasks (kind) SELECT 'track' FROM generate_series(1, 40)")
+        "INSERT INTO notifyq.tasks (kind) SELECT 'track' FROM generate_series(1, 40)"
+    )
     async with running_service(database, app=app, worker_count=3, fetch_limit=10) as service:
-        await eventually(lambda: database.fetchval(
-            "SELECT bool_and(status = 'done') FROM notifyq.tasks"))
+        await eventually(
+            lambda: database.fetchval("SELECT bool_and(status = 'done') FROM notifyq.tasks")
+        )
         assert service.stats().claimed == 40
     assert peak == 3

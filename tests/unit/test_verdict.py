@@ -32,7 +32,14 @@ def seeded() -> Iterator[None]:
 
 def test_backoff_without_jitter_doubles_from_base() -> None:
     assert [backoff_s(n, 1.0, 3600.0, jitter=0) for n in range(1, 8)] == [
-        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        32.0,
+        64.0,
+    ]
     assert [backoff_s(n, 0.5, 3600.0, jitter=0) for n in range(1, 4)] == [0.5, 1.0, 2.0]
 
 
@@ -100,8 +107,20 @@ def test_jittered_backoff_never_exceeds_max() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, 0, -3, 1.5, "olleh", "", "日本語 ✓", [1, "a", None], {"a": {"b": [1, 2]}},
-     "tab\tnewline\n", "\x01\x1f control"],
+    [
+        None,
+        True,
+        0,
+        -3,
+        1.5,
+        "olleh",
+        "",
+        "日本語 ✓",
+        [1, "a", None],
+        {"a": {"b": [1, 2]}},
+        "tab\tnewline\n",
+        "\x01\x1f control",
+    ],
 )
 def test_encode_result_round_trips(value: object) -> None:
     encoded = encode_result(value)
@@ -133,7 +152,8 @@ def test_encode_result_refuses_non_serialisable_objects(value: object, type_name
     with pytest.raises(ValueError) as caught:
         encode_result(value)
     assert str(caught.value) == (
-        f"result is not JSON-serialisable: Object of type {type_name} is not JSON serializable")
+        f"result is not JSON-serialisable: Object of type {type_name} is not JSON serializable"
+    )
 
 
 @pytest.mark.parametrize("value", ["a\x00b", ["\x00"], {"key\x00": 1}, {"k": {"v": "x\x00"}}])
@@ -198,7 +218,8 @@ def facts(**kw: object) -> Facts:
 
 def test_a_returned_value_is_done_with_its_json() -> None:
     assert judge(facts(returned=True, value={"a": 1}), NO_BACKOFF) == Outcome(
-        7, 1, Verdict.DONE, result_json='{"a": 1}')
+        7, 1, Verdict.DONE, result_json='{"a": 1}'
+    )
 
 
 def test_a_value_that_cannot_be_stored_fails_the_task() -> None:
@@ -238,9 +259,14 @@ def test_retry_takes_its_own_delay() -> None:
     assert (outcome.verdict, outcome.delay_s) == (Verdict.RETRIED, 42)
 
 
-@pytest.mark.parametrize(("reason", "verdict"), [
-    ("shutdown", Verdict.RELEASED), ("lease_lost", Verdict.RELEASED),
-    ("cancel", Verdict.CANCELLED)])
+@pytest.mark.parametrize(
+    ("reason", "verdict"),
+    [
+        ("shutdown", Verdict.RELEASED),
+        ("lease_lost", Verdict.RELEASED),
+        ("cancel", Verdict.CANCELLED),
+    ],
+)
 def test_a_stop_from_outside_decides_by_its_reason(reason: str, verdict: Verdict) -> None:
     # The handler raised (trio.Cancelled is not caught as a failure) or was abandoned.
     assert judge(facts(stopped=reason), NO_BACKOFF).verdict is verdict
