@@ -104,6 +104,13 @@ class Settings(BaseSettings):
         validation_alias=_env("NOTIFYQ_DATA_DIR"),
         description="a directory for the embedded PostgreSQL's data",
     )
+    embedded_restarts: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        validation_alias=_env("EMBEDDED_RESTARTS"),
+        description="an integer from 0 to 1000 (restarts of a stopped embedded PostgreSQL)",
+    )
     app: str | None = Field(
         None,
         validation_alias=_env("NOTIFYQ_APP"),

@@ -166,6 +166,11 @@ async def serve_until_signalled(
 
             nursery.start_soon(watch)
             async with open_db(settings) as database:
+                if settings.database_url is None:
+                    # This process uses the embedded server: it restarts it if it stops.
+                    await nursery.start(
+                        embedded.serve_watchdog, settings.data_dir, settings.embedded_restarts
+                    )
                 await process.serve_process(
                     database,
                     settings,

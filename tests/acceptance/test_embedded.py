@@ -94,3 +94,47 @@ def test_sighup_stops_serve_and_its_embedded_server_like_sigterm(
     status = _status(data_dir)
     assert status["counts"] == [{"queue": "default", "status": "pending", "n": 1}]
     assert status["workers"] == []
+
+
+def test_serve_restarts_its_embedded_server_when_it_dies(data_dir: Path, notifyq: Start) -> None:
+    serve = _serve(notifyq, data_dir)
+    serve.wait_for("service.start", timeout=60)
+    info = _postmaster(data_dir)
+    assert info is not None
+    # A crash (or a full disk, which makes PostgreSQL stop): the postmaster is gone.
+    os.kill(info.pid, signal.SIGKILL)
+    serve.wait_for("embedded.restarting", timeout=30)
+    serve.wait_for("embedded.restarted", timeout=60)
+    url = until(lambda: _postmaster(data_dir) and _url(data_dir), timeout=30)
+    task_id = pg.psql(
+        url, "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '0.01') RETURNING id"
+    )
+    until(
+        lambda: pg.psql(url, f"SELECT status FROM notifyq.tasks WHERE id = {task_id}") == "done",
+        timeout=60,
+    )
+    assert serve.proc.poll() is None
+    serve.signal(signal.SIGTERM)
+    assert serve.wait(timeout=30) == 0
+    # The outage's driver warnings and the restart are JSON lines like the rest.
+    assert all(isinstance(json.loads(line), dict) for line in serve.stderr().splitlines())
+
+
+def test_serve_exits_non_zero_when_its_embedded_server_cannot_restart(
+    data_dir: Path, notifyq: Start
+) -> None:
+    serve = _serve(notifyq, data_dir, env={"EMBEDDED_RESTARTS": "2"})
+    serve.wait_for("service.start", timeout=60)
+    info = _postmaster(data_dir)
+    assert info is not None
+    # A setting the server refuses at start: every restart fails at once.
+    with open(data_dir / "pgdata" / "postgresql.auto.conf", "a") as conf:
+        conf.write("max_connections = 'many'\n")
+    os.kill(info.pid, signal.SIGQUIT)
+    assert serve.wait(timeout=90) == 1
+    lines = serve.stderr().strip().splitlines()
+    assert [json.loads(line)["event"] for line in lines[:-1]].count("embedded.restart_failed") == 2
+    assert lines[-1] == (
+        "notifyq: the embedded PostgreSQL stopped and 2 restarts failed; "
+        f"see {(data_dir / 'pgdata' / 'log').resolve()}"
+    )

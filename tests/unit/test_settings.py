@@ -522,3 +522,17 @@ def test_demo_min_delay_equal_to_max_is_fine(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DEMO_MAX_DELAY", "2000ms")
     s = load()
     assert (s.demo_min_delay_s, s.demo_max_delay_s) == (2.0, 2.0)
+
+
+# --- the embedded server's restarts -----------------------------------------------------------
+
+
+def test_embedded_restarts_default_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load().embedded_restarts == 5
+    monkeypatch.setenv("EMBEDDED_RESTARTS", "0")
+    assert load().embedded_restarts == 0
+    monkeypatch.setenv("EMBEDDED_RESTARTS", "-1")
+    assert config_error() == (
+        "invalid EMBEDDED_RESTARTS='-1': expected an integer from 0 to 1000 "
+        "(restarts of a stopped embedded PostgreSQL)"
+    )
