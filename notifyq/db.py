@@ -66,6 +66,24 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     """
 
 
+_loop_log = logs.get("notifyq.asyncio")
+
+
+def _log_loop_error(_loop: object, context: dict[str, Any]) -> None:
+    """The asyncio loop's reports (an exception nobody retrieved, a failing callback of the
+    driver) as one structured event, instead of the default handler's plain-text traceback
+    (tests/integration/test_loop_errors.py)."""
+    exc = context.get("exception")
+    details = {k: repr(v) for k, v in context.items() if k not in ("message", "exception")}
+    _loop_log.error(
+        "asyncio.error",
+        message=str(context.get("message") or ""),
+        error=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+        exc_info=exc,
+        **details,
+    )
+
+
 class Database:
     """A pool of connections with trio-native methods."""
 
@@ -175,6 +193,7 @@ async def open_database(
     """
     try:
         async with trio_asyncio.open_loop() as loop:
+            loop.set_exception_handler(_log_loop_error)
             try:
                 pool = await loop.run_aio_coroutine(
                     asyncpg.create_pool(

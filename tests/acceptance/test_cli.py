@@ -393,6 +393,22 @@ def test_dsn_prints_database_url_unchanged(tmp_path: Path) -> None:
     assert (from_flag.code, from_flag.out) == (0, "postgres://other@h/db\n"), from_flag
 
 
+def test_malformed_database_url_exits_2_with_one_line(tmp_path: Path) -> None:
+    # Before: asyncpg's ValueError while parsing the port, an 86-line traceback.
+    bad_port, bad_host = nq_all(
+        NOWHERE,
+        tmp_path,
+        ["--database-url", "postgresql://u@127.0.0.1:notaport/db", "status"],
+        ["--database-url", "postgresql://u@[::1/db", "serve"],
+    )
+    expected = (
+        "notifyq: invalid DATABASE_URL: expected a postgresql:// URL "
+        "(unset: the embedded PostgreSQL)\n"
+    )
+    assert (bad_port.code, bad_port.err) == (2, expected), bad_port
+    assert (bad_host.code, bad_host.err) == (2, expected), bad_host
+
+
 def _all_commands() -> list[list[str]]:
     found: list[list[str]] = [[]]
 
