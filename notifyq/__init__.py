@@ -1,25 +1,71 @@
-"""notifyq: a PostgreSQL task queue woken by NOTIFY, run on trio."""
+"""notifyq: a PostgreSQL task queue woken by NOTIFY, run on trio.
 
+``import notifyq`` is light: the producers (:func:`enqueue`, :func:`enqueue_many`,
+:func:`wait`) import no driver, and the trio side (``App``, ``Client``, ...) is imported on
+first use, so a Django or FastAPI process that only enqueues never loads trio or asyncpg.
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("notifyq")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-from notifyq.client import Client, open_client
-from notifyq.errors import Fail, NotifyqError, PayloadError, Retry, TaskNotFound
-from notifyq.handlers import App, Task
+from notifyq.errors import (
+    Fail,
+    InvalidTask,
+    NotifyqError,
+    PayloadError,
+    Retry,
+    TaskNotFound,
+    WaitTimeout,
+)
+from notifyq.producers import NewTask, TaskOutcome, enqueue, enqueue_many, new_task, wait
+
+if TYPE_CHECKING:
+    from notifyq.client import Client, open_client
+    from notifyq.handlers import App, Task
+
+# Imported on first use (PEP 562): name -> module.
+_LAZY = {
+    "App": "notifyq.handlers",
+    "Task": "notifyq.handlers",
+    "Client": "notifyq.client",
+    "open_client": "notifyq.client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'notifyq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "App",
     "Client",
     "Fail",
+    "InvalidTask",
+    "NewTask",
     "NotifyqError",
     "PayloadError",
     "Retry",
     "Task",
     "TaskNotFound",
+    "TaskOutcome",
+    "WaitTimeout",
     "__version__",
+    "enqueue",
+    "enqueue_many",
+    "new_task",
     "open_client",
+    "wait",
 ]

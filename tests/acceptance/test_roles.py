@@ -67,14 +67,15 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
         f"GRANT USAGE ON SCHEMA notifyq TO {roles.producer};",
-        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout) "
+        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, meta) "
         f"ON notifyq.tasks TO {roles.producer};",
+        f"GRANT SELECT (id) ON notifyq.tasks TO {roles.producer};",
     ]
     # The dry run changed nothing.
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.splitlines()) == 6
+    assert len(done.stdout.splitlines()) == 7
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
