@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import trio
 
-from notifyq import db, embedded, errors, logs, migrations, roles, service, sql
+from notifyq import db, embedded, errors, logs, migrations, priorities, roles, service, sql
 from notifyq.client import ENDED, Client
 from notifyq.handlers import App, builtin_app, load_app
 from notifyq.settings import DURATION_HELP, Settings, load, parse_duration
@@ -312,6 +312,13 @@ def _duration(_ctx: Any, _param: Any, value: str | None) -> float | None:
         raise click.BadParameter(f"expected {DURATION_HELP}") from None
 
 
+def _priority(_ctx: Any, _param: Any, value: str) -> int:
+    try:
+        return priorities.parse(value)
+    except priorities.PriorityError as exc:
+        raise click.BadParameter(f"expected {exc.expected}") from None
+
+
 def _positive_duration(ctx: Any, param: Any, value: str | None) -> float | None:
     seconds = _duration(ctx, param, value)
     if seconds == 0:
@@ -323,7 +330,13 @@ def _positive_duration(ctx: Any, param: Any, value: str | None) -> float | None:
 @click.argument("kind")
 @click.argument("payload", required=False)
 @click.option("--queue", default="default", show_default=True)
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option(
+    "--priority",
+    default="0",
+    show_default=True,
+    callback=_priority,
+    help="Higher runs first: an integer, or low (-10), normal (0), high (10), urgent (20).",
+)
 @click.option("--delay", callback=_duration, help="Run no sooner than this from now (e.g. 30s).")
 @click.option(
     "--at",

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
-from notifyq import errors, sql
+from notifyq import errors, priorities, sql
 from notifyq.client import Client
 from notifyq.web import models
 from notifyq.web.context import PROBE_STALE_S, Context, current
@@ -86,7 +86,7 @@ async def create_task() -> Response:
             new.queue,
             new.kind,
             {} if new.payload is None else new.payload,
-            new.priority,
+            priorities.parse(new.priority),
             new.run_at,
             new.delay or 0.0,
             new.max_attempts,

@@ -106,7 +106,7 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
     refused(producer, "SELECT * FROM notifyq.waiters")
     # Nothing else: no reading, changing or deleting rows, its own or others'.
     refused(producer, "SELECT payload FROM notifyq.tasks")
-    refused(producer, f"SELECT count(*) FROM notifyq.tasks WHERE id = {theirs}")
+    refused(producer, f"SELECT status FROM notifyq.tasks WHERE id = {theirs}")
     refused(producer, f"UPDATE notifyq.tasks SET payload = '\"x\"' WHERE id = {theirs}")
     refused(producer, f"DELETE FROM notifyq.tasks WHERE id = {theirs}")
     refused(producer, "SELECT * FROM notifyq.task_events")
@@ -116,8 +116,10 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
     refused(producer, "INSERT INTO notifyq.tasks (kind, status) VALUES ('noop', 'done')")
     refused(producer, "INSERT INTO notifyq.tasks (kind, locked_by, locked_until, status) "
                       "VALUES ('noop', 'me', now(), 'in_progress')")
-    # RETURNING reads the row back, which needs SELECT.
-    refused(producer, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
+    # RETURNING reads the row back: the id only (notifyq.enqueue returns it, migration 8).
+    refused(producer, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING payload")
+    assert pg.psql(producer, "INSERT INTO notifyq.tasks (kind, meta) VALUES ('noop', '{}') "
+                             "RETURNING id").isdigit()
     refused(producer, f"SELECT notifyq.cancel({theirs})")
     assert pg.psql(roles.owner_url, f"SELECT payload FROM notifyq.tasks WHERE id = {theirs}") == '"secret"'
 

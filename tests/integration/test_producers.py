@@ -92,13 +92,13 @@ async def _run_async(driver: str, dsn: str, action: Callable[[Any], Any], commit
                 return rolled_back.value
             finally:
                 await conn.close()
-        async with asyncpg.create_pool(dsn, min_size=1, max_size=1) as pool:
-            async with pool.acquire() as pooled:
-                tx = pooled.transaction()
-                await tx.start()
-                value = await action(pooled)
-                await (tx.commit() if commit else tx.rollback())
-                return value
+        async with asyncpg.create_pool(dsn, min_size=1, max_size=1) as pool, \
+                pool.acquire() as pooled:
+            tx = pooled.transaction()
+            await tx.start()
+            value = await action(pooled)
+            await (tx.commit() if commit else tx.rollback())
+            return value
     # SQLAlchemy's asyncio side: the connection on asyncpg, the session on psycopg.
     engine = create_async_engine(
         _sa_url(dsn, "asyncpg" if driver == "sqlalchemy-async-connection" else "psycopg"))
