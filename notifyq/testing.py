@@ -154,15 +154,18 @@ class TestQueue:
         task pending. ``settings`` are notifyq settings (``worker_count=2``,
         ``queues=("mail",)``, ...). Raises ``trio.TooSlowError`` after ``timeout_s``.
         """
+        import structlog
         import trio
 
-        from notifyq import sql
+        from notifyq import logs, sql
         from notifyq.handlers import builtin_app
         from notifyq.service import Service
         from notifyq.settings import load
 
         s = load(database_url=self.dsn, log_level="warning",
                  **{"retry_base_s": 0.0, **settings})
+        if not structlog.is_configured():  # the application's own logging stays as it is
+            logs.configure(s.log_level)
         handlers = builtin_app() if app is None else builtin_app().merged(app)
         service = Service(self.database, s, handlers)
         stop, force = trio.Event(), trio.Event()
