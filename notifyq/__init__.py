@@ -8,13 +8,7 @@ first use, so a Django or FastAPI process that only enqueues never loads trio or
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = version("notifyq")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
 
 from notifyq.errors import (
     Fail,
@@ -26,15 +20,16 @@ from notifyq.errors import (
     WaitTimeout,
 )
 from notifyq.producers import NewTask, TaskOutcome, enqueue, enqueue_many, new_task, wait
+from notifyq.version import __version__
 
 if TYPE_CHECKING:
+    from notifyq.app import App, Task
     from notifyq.client import Client, open_client
-    from notifyq.handlers import App, Task
 
 # Imported on first use (PEP 562): name -> module.
 _LAZY = {
-    "App": "notifyq.handlers",
-    "Task": "notifyq.handlers",
+    "App": "notifyq.app",
+    "Task": "notifyq.app",
     "Client": "notifyq.client",
     "open_client": "notifyq.client",
 }

@@ -83,7 +83,9 @@ class Tracing:
     def claim(self, queues: Iterable[str]) -> Iterator[trace.Span]:
         """The span of one claim; :meth:`claimed` adds what it took."""
         with self.tracer.start_as_current_span(
-            "notifyq claim", context=context.Context(), kind=trace.SpanKind.CLIENT,
+            "notifyq claim",
+            context=context.Context(),
+            kind=trace.SpanKind.CLIENT,
             attributes={"notifyq.queues": list(queues)},
         ) as span:
             yield span
@@ -103,7 +105,9 @@ class Tracing:
         """The span of one batched outcome write."""
         pairs = list(outcomes)
         with self.tracer.start_as_current_span(
-            "notifyq write outcomes", context=context.Context(), kind=trace.SpanKind.CLIENT,
+            "notifyq write outcomes",
+            context=context.Context(),
+            kind=trace.SpanKind.CLIENT,
             attributes={
                 "notifyq.outcomes": len(pairs),
                 "notifyq.task.ids": [task_id for task_id, _ in pairs][:100],

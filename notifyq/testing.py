@@ -34,8 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 if TYPE_CHECKING:
+    from notifyq.app import App
     from notifyq.db import Database
-    from notifyq.handlers import App
     from notifyq.producers import TaskOutcome
 
 _ANY: Any = object()
@@ -95,8 +95,12 @@ def notifyq_template_url(notifyq_server_url: str) -> str:
     # The developer's own notifyq settings must not reach the migration.
     env = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
     done = subprocess.run(
-        [sys.executable, "-m", "notifyq", "migrate"], capture_output=True, text=True,
-        timeout=120, check=False, env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
+        [sys.executable, "-m", "notifyq", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
     )
     if done.returncode != 0:
         raise RuntimeError(f"notifyq migrate failed: {done.stderr.strip()}")
@@ -139,8 +143,7 @@ class TestQueue:
         """Add a task (the options of :func:`notifyq.enqueue`); returns its id."""
         from notifyq.producers import enqueue
 
-        task_id: int = await self.database.run(
-            lambda conn: enqueue(conn, kind, payload, **options))
+        task_id: int = await self.database.run(lambda conn: enqueue(conn, kind, payload, **options))
         return task_id
 
     async def run_until_idle(
@@ -157,13 +160,12 @@ class TestQueue:
         import structlog
         import trio
 
-        from notifyq import logs, sql
-        from notifyq.handlers import builtin_app
-        from notifyq.service import Service
+        from notifyq import logs, store
+        from notifyq.app import builtin_app
+        from notifyq.engine import Service
         from notifyq.settings import load
 
-        s = load(database_url=self.dsn, log_level="warning",
-                 **{"retry_base_s": 0.0, **settings})
+        s = load(database_url=self.dsn, log_level="warning", **{"retry_base_s": 0.0, **settings})
         if not structlog.is_configured():  # the application's own logging stays as it is
             logs.configure(s.log_level)
         handlers = builtin_app() if app is None else builtin_app().merged(app)
@@ -174,8 +176,8 @@ class TestQueue:
             async with trio.open_nursery() as nursery:
                 await nursery.start(service.serve, stop, force)
                 while True:
-                    busy = await self.database.fetchval(sql.queries["testing_busy"], queues)
-                    if busy == 0 and service.pool.in_flight == 0:
+                    busy = await store.due_or_running(self.database, queues)
+                    if busy == 0 and service.in_flight == 0:
                         break
                     await trio.sleep(0.01)
                 stop.set()
@@ -190,8 +192,7 @@ class TestQueue:
         from notifyq.producers import TaskOutcome
 
         row = await self.get(task_id)
-        return TaskOutcome(row["id"], row["status"], row["result"], row["error"],
-                           row["attempts"])
+        return TaskOutcome(row["id"], row["status"], row["result"], row["error"], row["attempts"])
 
     async def history(self, task_id: int) -> list[str]:
         """The task's event names, oldest first: ``["queued", "started", "done"]``."""
@@ -203,10 +204,12 @@ class TestQueue:
         """Assert that the task is done (with ``result``, if given); returns its outcome."""
         outcome = await self.outcome(task_id)
         assert outcome.status == "done", (
-            f"task {task_id} is {outcome.status}, not done (error: {outcome.error})")
+            f"task {task_id} is {outcome.status}, not done (error: {outcome.error})"
+        )
         if result is not _ANY:
             assert outcome.result == result, (
-                f"task {task_id} returned {outcome.result!r}, expected {result!r}")
+                f"task {task_id} returned {outcome.result!r}, expected {result!r}"
+            )
         return outcome
 
     async def assert_error(
@@ -216,11 +219,14 @@ class TestQueue:
         ``attempts`` attempts, if given)."""
         outcome = await self.outcome(task_id)
         assert outcome.status == "error", (
-            f"task {task_id} is {outcome.status}, not error (result: {outcome.result!r})")
+            f"task {task_id} is {outcome.status}, not error (result: {outcome.result!r})"
+        )
         if match is not None:
             assert match in (outcome.error or ""), (
-                f"task {task_id} failed with {outcome.error!r}, expected {match!r} in it")
+                f"task {task_id} failed with {outcome.error!r}, expected {match!r} in it"
+            )
         if attempts is not None:
             assert outcome.attempts == attempts, (
-                f"task {task_id} ran {outcome.attempts} attempts, expected {attempts}")
+                f"task {task_id} ran {outcome.attempts} attempts, expected {attempts}"
+            )
         return outcome

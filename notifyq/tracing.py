@@ -1,7 +1,9 @@
 """Whether this process records OpenTelemetry spans: :data:`active` is None unless the
-optional ``otel`` extra is installed (then see :mod:`notifyq.otel`).
+optional ``otel`` extra is installed *and* the application configured a tracer provider
+(then see :mod:`notifyq.otel`).
 
-Asked once at start-up, so that the hot path pays one ``is None`` check and a process
+Decided once, when a service starts (after ``--app`` was imported, where an application
+sets its provider up), so that the hot path pays one ``is None`` check, and a process
 without the extra never imports OpenTelemetry.
 """
 
@@ -17,10 +19,16 @@ active: Tracing | None = None
 
 
 def start() -> Tracing | None:
-    """Turn tracing on if OpenTelemetry is installed; returns it (or None)."""
+    """Turn tracing on if OpenTelemetry is installed and a provider is set; returns it."""
     global active
-    if active is None and importlib.util.find_spec("opentelemetry.sdk") is not None:
-        from notifyq import otel
+    if active is not None or importlib.util.find_spec("opentelemetry.sdk") is None:
+        return active
+    from opentelemetry import trace
 
-        active = otel.tracing()
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None  # nobody records spans: creating them would only cost time
+    from notifyq import otel
+
+    active = otel.Tracing(provider.get_tracer(otel.TRACER_NAME))
     return active

@@ -20,30 +20,9 @@ import inspect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import trio
-
-Runtime = Literal["trio", "thread", "asyncio"]
-
-
-def runtime_of(kind: str, fn: Callable[..., Any], runtime: str | None) -> Runtime:
-    """The runtime of ``fn``: ``runtime="asyncio"`` as asked, else by what ``fn`` is."""
-    # An object whose __call__ is an async def counts as async too.
-    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        type(fn).__call__ if callable(fn) and not inspect.isroutine(fn) else None
-    )
-    if runtime == "asyncio":
-        if not is_async:
-            raise TypeError(
-                f"handler {kind!r}: runtime='asyncio' needs an async def, got {fn!r}")
-        return "asyncio"
-    if runtime is not None:
-        raise ValueError(f"handler {kind!r}: runtime must be 'asyncio' or omitted, "
-                         f"got {runtime!r}")
-    if not callable(fn):
-        raise TypeError(f"handler {kind!r} is not callable: {fn!r}")
-    return "trio" if is_async else "thread"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +30,10 @@ class ThreadStatistics:
     running: int  # sync handlers running in a thread now (abandoned ones included)
     abandoned: int  # of those, threads whose attempt was given up (cancel, limit, shutdown)
     slots: int  # threads allowed at once (WORKER_COUNT)
+
+    def counts(self) -> tuple[int, int]:
+        """(running, abandoned), as /metrics shows them."""
+        return self.running, self.abandoned
 
 
 class _State:
@@ -73,8 +56,7 @@ class Threads:
 
     def statistics(self) -> ThreadStatistics:
         with self._lock:
-            return ThreadStatistics(self._running, self._abandoned,
-                                    int(self.limiter.total_tokens))
+            return ThreadStatistics(self._running, self._abandoned, int(self.limiter.total_tokens))
 
     async def run(self, fn: Callable[[Any], Any], task: Any) -> Any:
         """``fn(task)`` in a worker thread; on cancellation, abandon the thread."""
@@ -95,7 +77,8 @@ class Threads:
                     raise TypeError(
                         f"the handler of {getattr(task, 'kind', '?')!r} returned an awaitable "
                         "from a thread: make it an async def (trio) or register it with "
-                        "runtime='asyncio'")
+                        "runtime='asyncio'"
+                    )
                 return result
             finally:
                 with self._lock:
@@ -106,7 +89,8 @@ class Threads:
 
         try:
             return await trio.to_thread.run_sync(
-                in_thread, limiter=self.limiter, abandon_on_cancel=True)
+                in_thread, limiter=self.limiter, abandon_on_cancel=True
+            )
         except trio.Cancelled:
             # The thread cannot be interrupted: trio has moved on. Count it while it runs;
             # whatever it returns later goes nowhere (and a stale outcome could not be

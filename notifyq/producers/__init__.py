@@ -40,9 +40,7 @@ if TYPE_CHECKING:
         psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any] | SAAsyncConnection | AsyncSession
     )
 
-__all__ = ["NewTask", "TaskOptions", "TaskOutcome", "enqueue", "enqueue_many", "new_task",
-           "wait"]
-
+__all__ = ["NewTask", "TaskOptions", "TaskOutcome", "enqueue", "enqueue_many", "new_task", "wait"]
 
 
 def _with_trace(task: NewTask) -> NewTask:
@@ -56,20 +54,44 @@ def _with_trace(task: NewTask) -> NewTask:
 
 
 @overload
-def enqueue(conn: SyncConnection, kind: str, payload: Any = None, *, queue: str = ...,
-            priority: int | str = ..., delay: float | timedelta | None = ...,
-            run_at: datetime | None = ..., max_attempts: int = ...,
-            timeout: float | timedelta | None = ...) -> int: ...
+def enqueue(
+    conn: SyncConnection,
+    kind: str,
+    payload: Any = None,
+    *,
+    queue: str = ...,
+    priority: int | str = ...,
+    delay: float | timedelta | None = ...,
+    run_at: datetime | None = ...,
+    max_attempts: int = ...,
+    timeout: float | timedelta | None = ...,
+) -> int: ...
 @overload
-def enqueue(conn: AsyncConnection, kind: str, payload: Any = None, *, queue: str = ...,
-            priority: int | str = ..., delay: float | timedelta | None = ...,
-            run_at: datetime | None = ..., max_attempts: int = ...,
-            timeout: float | timedelta | None = ...) -> Awaitable[int]: ...
+def enqueue(
+    conn: AsyncConnection,
+    kind: str,
+    payload: Any = None,
+    *,
+    queue: str = ...,
+    priority: int | str = ...,
+    delay: float | timedelta | None = ...,
+    run_at: datetime | None = ...,
+    max_attempts: int = ...,
+    timeout: float | timedelta | None = ...,
+) -> Awaitable[int]: ...
 @overload
-def enqueue(conn: Any, kind: str, payload: Any = None, *, queue: str = ...,
-            priority: int | str = ..., delay: float | timedelta | None = ...,
-            run_at: datetime | None = ..., max_attempts: int = ...,
-            timeout: float | timedelta | None = ...) -> Any: ...
+def enqueue(
+    conn: Any,
+    kind: str,
+    payload: Any = None,
+    *,
+    queue: str = ...,
+    priority: int | str = ...,
+    delay: float | timedelta | None = ...,
+    run_at: datetime | None = ...,
+    max_attempts: int = ...,
+    timeout: float | timedelta | None = ...,
+) -> Any: ...
 def enqueue(
     conn: Any,
     kind: str,
@@ -90,8 +112,18 @@ def enqueue(
     ``timeout``: the limit of one attempt (seconds or a timedelta).
     """
     target = drivers.connection_of(conn)
-    task = _with_trace(new_task(kind, payload, queue=queue, priority=priority, delay=delay,
-                                run_at=run_at, max_attempts=max_attempts, timeout=timeout))
+    task = _with_trace(
+        new_task(
+            kind,
+            payload,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            timeout=timeout,
+        )
+    )
     args = _row(task)
     if isinstance(target, drivers.Sync):
         return int(target.run("produce", args)[0][0])
@@ -103,11 +135,13 @@ async def _first_id(rows: Awaitable[drivers.Rows]) -> int:
 
 
 @overload
-def enqueue_many(conn: SyncConnection,
-                 tasks: Iterable[NewTask | Mapping[str, Any]]) -> list[int]: ...
+def enqueue_many(
+    conn: SyncConnection, tasks: Iterable[NewTask | Mapping[str, Any]]
+) -> list[int]: ...
 @overload
-def enqueue_many(conn: AsyncConnection,
-                 tasks: Iterable[NewTask | Mapping[str, Any]]) -> Awaitable[list[int]]: ...
+def enqueue_many(
+    conn: AsyncConnection, tasks: Iterable[NewTask | Mapping[str, Any]]
+) -> Awaitable[list[int]]: ...
 @overload
 def enqueue_many(conn: Any, tasks: Iterable[NewTask | Mapping[str, Any]]) -> Any: ...
 def enqueue_many(
@@ -136,11 +170,11 @@ async def _ids(target: drivers.Async, checked: list[NewTask]) -> list[int]:
 
 
 @overload
-def wait(conn: str | psycopg.Connection[Any], task_id: int, *,
-         timeout_s: float) -> TaskOutcome: ...
+def wait(conn: str | psycopg.Connection[Any], task_id: int, *, timeout_s: float) -> TaskOutcome: ...
 @overload
-def wait(conn: psycopg.AsyncConnection[Any], task_id: int, *,
-         timeout_s: float) -> Coroutine[Any, Any, TaskOutcome]: ...
+def wait(
+    conn: psycopg.AsyncConnection[Any], task_id: int, *, timeout_s: float
+) -> Coroutine[Any, Any, TaskOutcome]: ...
 @overload
 def wait(conn: Any, task_id: int, *, timeout_s: float) -> Any: ...
 def wait(conn: Any, task_id: int, *, timeout_s: float) -> Any:

@@ -51,8 +51,15 @@ class NewTask:
         if not meta:
             return self
         return NewTask(
-            self.queue, self.kind, self.payload_json, self.priority, self.run_at,
-            self.delay_s, self.max_attempts, self.timeout_s, json.dumps(meta),
+            self.queue,
+            self.kind,
+            self.payload_json,
+            self.priority,
+            self.run_at,
+            self.delay_s,
+            self.max_attempts,
+            self.timeout_s,
+            json.dumps(meta),
         )
 
 
@@ -72,16 +79,20 @@ def _seconds(option: str, value: object, *, above_zero: bool) -> float:
     low_ok = seconds > 0 if above_zero else seconds >= 0
     if not (math.isfinite(seconds) and low_ok and seconds <= MAX_DELAY_S):
         bound = "above 0" if above_zero else "0 or more"
-        raise InvalidTask(option, value, f"expected a finite number of seconds, {bound}, "
-                                         f"at most {MAX_DELAY_S:.0f}")
+        raise InvalidTask(
+            option,
+            value,
+            f"expected a finite number of seconds, {bound}, at most {MAX_DELAY_S:.0f}",
+        )
     return seconds
 
 
 def payload_json(payload: Any) -> str:
     """The payload as JSON text; None means ``{}`` (the column's default)."""
     try:
-        text = json.dumps({} if payload is None else payload, allow_nan=False,
-                          separators=(",", ":"))
+        text = json.dumps(
+            {} if payload is None else payload, allow_nan=False, separators=(",", ":")
+        )
     except (TypeError, ValueError) as exc:
         raise InvalidTask("payload", payload, f"expected a JSON value ({exc})") from None
     if "\\u0000" in text:
@@ -114,14 +125,21 @@ def new_task(
         if not isinstance(run_at, datetime):
             raise InvalidTask("run_at", run_at, "expected a datetime")
         if run_at.utcoffset() is None:
-            raise InvalidTask("run_at", run_at, "expected a timezone-aware datetime "
-                                                "(e.g. datetime.now(timezone.utc))")
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) \
-            or not 1 <= max_attempts <= 1000:
+            raise InvalidTask(
+                "run_at",
+                run_at,
+                "expected a timezone-aware datetime (e.g. datetime.now(timezone.utc))",
+            )
+    if (
+        isinstance(max_attempts, bool)
+        or not isinstance(max_attempts, int)
+        or not 1 <= max_attempts <= 1000
+    ):
         raise InvalidTask("max_attempts", max_attempts, "expected an integer from 1 to 1000")
     timeout_s = None if timeout is None else _seconds("timeout", timeout, above_zero=True)
-    return NewTask(queue, kind, payload_json(payload), number, run_at, delay_s, max_attempts,
-                   timeout_s)
+    return NewTask(
+        queue, kind, payload_json(payload), number, run_at, delay_s, max_attempts, timeout_s
+    )
 
 
 def from_item(item: NewTask | Mapping[str, Any]) -> NewTask:
@@ -130,7 +148,8 @@ def from_item(item: NewTask | Mapping[str, Any]) -> NewTask:
         return item
     if not isinstance(item, Mapping):
         raise TypeError(
-            f"enqueue_many takes NewTask objects or mappings, got {type(item).__name__}")
+            f"enqueue_many takes NewTask objects or mappings, got {type(item).__name__}"
+        )
     unknown = set(item) - OPTION_NAMES - {"kind", "payload"}
     if unknown:
         raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
@@ -156,5 +175,14 @@ def columns(tasks: list[NewTask]) -> list[list[Any]]:
 
 def row(task: NewTask) -> list[Any]:
     """The nine parameters of the ``produce`` statement."""
-    return [task.queue, task.kind, task.payload_json, task.priority, task.run_at,
-            task.delay_s, task.max_attempts, task.timeout_s, task.meta_json]
+    return [
+        task.queue,
+        task.kind,
+        task.payload_json,
+        task.priority,
+        task.run_at,
+        task.delay_s,
+        task.max_attempts,
+        task.timeout_s,
+        task.meta_json,
+    ]

@@ -41,8 +41,9 @@ def _outcome(task_id: int, rows: Sequence[Sequence[Any]]) -> TaskOutcome:
     if not rows:
         raise TaskNotFound(task_id)
     id_, status, result, error, attempts = rows[0]
-    return TaskOutcome(int(id_), str(status), None if result is None else json.loads(result),
-                       error, int(attempts))
+    return TaskOutcome(
+        int(id_), str(status), None if result is None else json.loads(result), error, int(attempts)
+    )
 
 
 def _is_ours(payload: str, task_id: int) -> bool:

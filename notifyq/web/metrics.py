@@ -28,7 +28,23 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Pickup latency is milliseconds when a worker is free, seconds to minutes in a backlog.
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
 )
 RUN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -42,20 +58,38 @@ class _Snapshot(Collector):
         self.listener_connected: Callable[[], bool] = lambda: False
         self.subscribers: Callable[[], int] = lambda: 0
         self.reconnects: Callable[[], int] = lambda: 0
+        # (running, abandoned) threads of sync handlers.
+        self.handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
-            "notifyq_queue_depth", "Tasks in the database by queue and status", labels=["queue", "status"]
+            "notifyq_queue_depth",
+            "Tasks in the database by queue and status",
+            labels=["queue", "status"],
         )
         for (queue, status), n in sorted(self.depth.items()):
             depth.add_metric([queue, status], n)
         yield depth
         yield GaugeMetricFamily(
-            "notifyq_tasks_in_flight", "Tasks this process has claimed and not yet recorded",
+            "notifyq_tasks_in_flight",
+            "Tasks this process has claimed and not yet recorded",
             value=self.in_flight(),
         )
+        running, abandoned = self.handler_threads()
         yield GaugeMetricFamily(
-            "notifyq_listener_connected", "1 while the LISTEN connection is up",
+            "notifyq_handler_threads",
+            "Threads running sync (def) handlers now, abandoned ones included",
+            value=running,
+        )
+        yield GaugeMetricFamily(
+            "notifyq_abandoned_threads",
+            "Threads of sync handlers still running after their attempt was given up "
+            "(cancel, time limit, shutdown); each holds a worker thread slot until it returns",
+            value=abandoned,
+        )
+        yield GaugeMetricFamily(
+            "notifyq_listener_connected",
+            "1 while the LISTEN connection is up",
             value=1 if self.listener_connected() else 0,
         )
         yield GaugeMetricFamily(

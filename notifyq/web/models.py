@@ -25,10 +25,18 @@ PriorityName = Literal["low", "normal", "high", "urgent"]
 Priority = Annotated[
     int,
     PlainValidator(priorities.parse),
-    WithJsonSchema({"anyOf": [
-        {"type": "integer", "minimum": priorities.INT32_MIN, "maximum": priorities.INT32_MAX},
-        {"type": "string", "enum": list(get_args(PriorityName))},
-    ]}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "integer",
+                    "minimum": priorities.INT32_MIN,
+                    "maximum": priorities.INT32_MAX,
+                },
+                {"type": "string", "enum": list(get_args(PriorityName))},
+            ]
+        }
+    ),
 ]
 INT32_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
@@ -89,7 +97,8 @@ class NewTask(BaseModel):
 
     kind: Name = Field(description="Which handler runs it")
     payload: Annotated[Any, AfterValidator(_shallow)] = Field(
-        None, description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}"
+        None,
+        description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}",
     )
     queue: Name = "default"
     priority: Priority = Field(0, description=f"Higher runs first: {priorities.HELP}")
@@ -211,7 +220,8 @@ class MinutePoint(BaseModel):
 
 
 class Stats(BaseModel):
-    role: str = Field(description="serve (workers and HTTP) or web (HTTP only)")
+    mode: str = Field(description="serve (workers and HTTP) or web (HTTP only)")
+    role: str = Field(description="the same as mode; kept for clients of earlier versions")
     now: datetime = Field(description="The server's clock, for ages computed by clients")
     uptime_s: float
     counts_by_status: dict[str, int]

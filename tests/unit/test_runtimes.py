@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import trio
 
-from notifyq.engine.runtimes import Threads, ThreadStatistics, runtime_of
+from notifyq.app import runtime_of
+from notifyq.engine.runtimes import Threads, ThreadStatistics
 from tests.helpers import eventually
 
 
