@@ -13,6 +13,7 @@ The vocabulary the SQL and the Python share is defined here once: :class:`Status
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -75,7 +76,28 @@ class Claimed:
     max_attempts: int
     timeout_s: float | None
     lag_s: float
-    meta: Any = None  # the task's meta column (trace context), NULL: None
+    undecodable: str | None = None  # why the payload could not be decoded (payload is None)
+    meta: Any = None  # the task's meta column (trace context); NULL or undecodable: None
+
+
+def _decode_payload(text: str) -> tuple[Any, str | None]:
+    """A claimed row's payload; a payload Python cannot decode is that row's problem."""
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, "payload cannot be decoded: nested too deeply for Python's JSON decoder"
+    except ValueError as exc:  # not expected from jsonb text; never let it fail the batch
+        return None, f"payload cannot be decoded: {exc}"
+
+
+def _decode_meta(text: str | None) -> Any:
+    """A claimed row's meta; one that cannot be decoded is dropped (it is only a hint)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError):
+        return None
 
 
 async def claim(
@@ -83,21 +105,25 @@ async def claim(
 ) -> list[Claimed]:
     """Claim up to ``limit`` due rows of ``queues`` for ``owner`` (see queries.sql)."""
     rows = await database.fetch(sql.queries["claim"], list(queues), limit, owner, lease_s)
-    return [
-        Claimed(
-            r["id"],
-            r["queue"],
-            r["kind"],
-            r["payload"],
-            r["priority"],
-            r["attempts"],
-            r["max_attempts"],
-            r["timeout_s"],
-            r["lag_s"],
-            r["meta"],
+    claimed = []
+    for r in rows:
+        payload, undecodable = _decode_payload(r["payload_json"])
+        claimed.append(
+            Claimed(
+                r["id"],
+                r["queue"],
+                r["kind"],
+                payload,
+                r["priority"],
+                r["attempts"],
+                r["max_attempts"],
+                r["timeout_s"],
+                r["lag_s"],
+                undecodable,
+                _decode_meta(r["meta_json"]),
+            )
         )
-        for r in rows
-    ]
+    return claimed
 
 
 @dataclass(frozen=True, slots=True)
