@@ -37,7 +37,8 @@ WITH quick AS MATERIALIZED (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
     SELECT id, 'started', attempts, $3 FROM claimed
 )
-SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s
+SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s,
+       meta_json
   FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: next_due

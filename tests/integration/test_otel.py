@@ -14,8 +14,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import notifyq
-from notifyq import otel
+from notifyq import db, otel, tracing
+from notifyq.app import App, Task
 from notifyq.otel import Tracing
+from tests.helpers import running_service, wait_ended
 
 
 @pytest.fixture
@@ -104,3 +106,56 @@ def test_without_a_span_nothing_of_opentelemetry_is_imported(database_url: str) 
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("runtime", ["trio", "thread", "asyncio"])
+async def test_a_service_records_claim_attempt_and_write_spans(
+    runtime: str,
+    database: db.Database,
+    spans: tuple[trace.Tracer, InMemorySpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracer, exporter = spans
+    monkeypatch.setattr(tracing, "active", Tracing(tracer))
+    app = App()
+
+    def inner(task: Task) -> str:
+        with tracer.start_as_current_span("inside the handler"):
+            return "ok"
+
+    if runtime == "trio":
+
+        @app.handler("traced")
+        async def on_trio(task: Task) -> str:
+            return inner(task)
+
+    elif runtime == "thread":
+        app.handler("traced")(inner)
+    else:
+
+        @app.handler("traced", runtime="asyncio")
+        async def on_asyncio(task: Task) -> str:
+            return inner(task)
+
+    with tracer.start_as_current_span("producer") as producer:
+        task_id = await database.run(lambda conn: notifyq.enqueue(conn, "traced"))
+    async with running_service(database, app):
+        await wait_ended(database, task_id)
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    attempt = finished["notifyq run traced"]
+    assert attempt.attributes is not None
+    assert attempt.attributes["notifyq.task.id"] == task_id
+    assert attempt.attributes["notifyq.task.outcome"] == "done"
+    assert [ids(link.context) for link in attempt.links] == [ids(producer.get_span_context())]
+    # The handler's own span is a child of the attempt's, whatever the runtime.
+    child = finished["inside the handler"]
+    assert child.parent is not None and child.parent.span_id == attempt.context.span_id
+    (claim,) = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "notifyq claim" and s.attributes and s.attributes["notifyq.claimed"]
+    ]
+    assert [ids(link.context) for link in claim.links] == [ids(producer.get_span_context())]
+    write = finished["notifyq write outcomes"]
+    assert write.attributes is not None
+    assert write.attributes["notifyq.task.ids"] == (task_id,)
