@@ -28,13 +28,3 @@ def sleep_thread(task: notifyq.Task) -> float:
 async def sleep_asyncio(task: notifyq.Task) -> float:
     await asyncio.sleep(float(task.payload))
     return float(task.payload)
-
-
-@app.handler("noop_thread")
-def noop_thread(task: notifyq.Task) -> None:
-    return None
-
-
-@app.handler("noop_asyncio", runtime="asyncio")
-async def noop_asyncio(task: notifyq.Task) -> None:
-    return None
