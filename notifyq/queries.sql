@@ -401,6 +401,8 @@ UNLISTEN notifyq_done;
 
 -- name: testing_busy
 -- notifyq.testing: tasks of the queues $1 that are running, or pending and due now.
+-- clock_timestamp(), not now(): a retry written just after this statement's transaction
+-- began (run_at = that write's now()) is due, and must keep the queue busy.
 SELECT count(*) FROM notifyq.tasks
  WHERE queue = ANY($1::text[])
-   AND (status = 'in_progress' OR (status = 'pending' AND run_at <= now()));
+   AND (status = 'in_progress' OR (status = 'pending' AND run_at <= clock_timestamp()));
