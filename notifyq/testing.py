@@ -84,8 +84,9 @@ def notifyq_server_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def notifyq_template_url(notifyq_server_url: str) -> str:
-    """A database migrated by ``notifyq migrate``, the template of every test's own."""
+def notifyq_template_url(notifyq_server_url: str) -> Iterator[str]:
+    """The name of a database migrated by ``notifyq migrate``, the template of every test's
+    own (dropped at the end of the session)."""
     from notifyq import settings
 
     name = f"notifyq_testing_template_{os.getpid()}"
@@ -102,9 +103,12 @@ def notifyq_template_url(notifyq_server_url: str) -> str:
         check=False,
         env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"notifyq migrate failed: {done.stderr.strip()}")
-    return name
+    try:
+        if done.returncode != 0:
+            raise RuntimeError(f"notifyq migrate failed: {done.stderr.strip()}")
+        yield name
+    finally:
+        _execute(notifyq_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 _numbers = iter(range(1, sys.maxsize))
