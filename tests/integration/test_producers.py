@@ -29,6 +29,7 @@ DRIVERS = [
     "psycopg",
     "psycopg-cursor",
     "psycopg-async",
+    "psycopg-async-cursor",
     "asyncpg",
     "asyncpg-pool",
     "sqlalchemy-connection",
@@ -74,9 +75,13 @@ def run_in(driver: str, dsn: str, action: Callable[[Any], Any], *, commit: bool 
 
 
 async def _run_async(driver: str, dsn: str, action: Callable[[Any], Any], commit: bool) -> Any:
-    if driver == "psycopg-async":
+    if driver in ("psycopg-async", "psycopg-async-cursor"):
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
-            value = await action(conn)
+            if driver == "psycopg-async":
+                value = await action(conn)
+            else:
+                async with conn.cursor() as cur:
+                    value = await action(cur)
             await (conn.commit() if commit else conn.rollback())
             return value
     if driver in ("asyncpg", "asyncpg-pool"):

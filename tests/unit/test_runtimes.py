@@ -93,3 +93,13 @@ async def test_a_thread_given_up_before_it_started_never_runs() -> None:
             await threads.run(ran.append, 1)
         release.set()
     assert ran == [] and threads.statistics().running == 0
+
+
+def test_metrics_show_handler_and_abandoned_threads() -> None:
+    from notifyq.web.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.snapshot.handler_threads = lambda: (3, 1)
+    text = metrics.render().decode()
+    assert "notifyq_handler_threads 3.0" in text
+    assert "notifyq_abandoned_threads 1.0" in text
