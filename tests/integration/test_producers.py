@@ -353,3 +353,11 @@ def test_payload_travels_as_json_text_whatever_the_driver_codecs(database_url: s
     assert query(database_url, "SELECT payload FROM notifyq.tasks WHERE id = %s", task_id) == [
         ({"a": [1, 2]},)
     ]
+
+
+async def test_the_trio_client_takes_named_priorities(database: db.Database) -> None:
+    client = notifyq.Client(database)
+    task_id = await client.enqueue("noop", priority="urgent")
+    assert (await client.get(task_id))["priority"] == 20
+    with pytest.raises(ValueError, match="invalid priority 'top'"):
+        await client.enqueue("noop", priority="top")
