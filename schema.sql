@@ -48,6 +48,7 @@ CREATE TABLE notifyq.tasks (
     updated_at          timestamptz NOT NULL DEFAULT now(),
     started_at          timestamptz,
     finished_at         timestamptz,
+    meta                jsonb,                   -- besides the payload: trace context
     CONSTRAINT tasks_status_valid
         CHECK (status IN ('pending', 'in_progress', 'done', 'error', 'cancelled')),
     CONSTRAINT tasks_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
@@ -71,6 +72,8 @@ CREATE TABLE notifyq.tasks (
 
 COMMENT ON TABLE notifyq.tasks IS
     'notifyq task queue: INSERT a row to enqueue; see the README for columns and states';
+COMMENT ON COLUMN notifyq.tasks.meta IS
+    'what travels with a task besides its payload (trace context); NULL when none';
 
 -- History, one row per event of a task. No foreign key to tasks: it would add a lookup to
 -- every event insert, and prune deletes a task's events together with the task. 'queued' is
@@ -313,8 +316,9 @@ BEGIN
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
         -- Column privileges: a producer sets what a task is, never its state or its lease.
-        format('GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout) '
-               'ON notifyq.tasks TO %s', grantee)
+        format('GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, '
+               'meta) ON notifyq.tasks TO %s', grantee),
+        format('GRANT SELECT (id) ON notifyq.tasks TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;

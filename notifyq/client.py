@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from notifyq import db, errors, store
+from notifyq import db, errors, priorities, store
 from notifyq.store import ENDED
 
 
@@ -35,13 +35,15 @@ class Client:
         payload: Any = None,
         *,
         queue: str = "default",
-        priority: int = 0,
+        priority: int | str = 0,
         delay_s: float = 0.0,
         run_at: datetime | None = None,
         max_attempts: int = 3,
         timeout_s: float | None = None,
     ) -> int:
-        """Add a task and return its id. ``payload`` must be JSON-serialisable."""
+        """Add a task and return its id. ``payload`` must be JSON-serialisable;
+        ``priority`` an integer or low, normal, high, urgent."""
+        number = priorities.parse(priority)
         if not math.isfinite(delay_s) or delay_s < 0:
             raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s}")
         if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
@@ -52,7 +54,7 @@ class Client:
             queue=queue,
             kind=kind,
             payload={} if payload is None else payload,
-            priority=priority,
+            priority=number,
             run_at=run_at,
             delay_s=delay_s,
             max_attempts=max_attempts,

@@ -28,7 +28,8 @@ WITH quick AS MATERIALIZED (
     -- back as text (decoded per row by the claimer), no timestamp is returned (the driver
     -- cannot decode every value PostgreSQL accepts), and an infinite run_at has lag 0.
     RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority, t.attempts,
-              t.max_attempts, extract(epoch FROM t.timeout)::float8 AS timeout_s,
+              t.max_attempts, t.meta::text AS meta_json,
+              extract(epoch FROM t.timeout)::float8 AS timeout_s,
               CASE WHEN isfinite(t.run_at)
                    THEN extract(epoch FROM now() - t.run_at)::float8 ELSE 0 END AS lag_s,
               t.run_at
@@ -36,7 +37,8 @@ WITH quick AS MATERIALIZED (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
     SELECT id, 'started', attempts, $3 FROM claimed
 )
-SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s
+SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s,
+       meta_json
   FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: next_due
@@ -359,3 +361,48 @@ SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60
 -- Bounds the first sampling round (an hour of history) on a very busy database: a
 -- statement timeout for the rest of this transaction.
 SELECT set_config('statement_timeout', '5s', true);
+
+-- name: produce
+-- notifyq.enqueue on the caller's own connection, in its transaction. Values travel as
+-- text and numbers (JSON as text), so the caller's driver needs no type codec. run_at is
+-- $5 (NULL: now) plus $6 seconds; $9 is the task's meta (trace context) or NULL.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+VALUES ($1::text, $2::text, $3::text::jsonb, $4::int,
+        coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
+        $7::int, make_interval(secs => $8::float8), $9::text::jsonb)
+RETURNING id;
+
+-- name: produce_many
+-- notifyq.enqueue_many: any number of tasks in one statement, one array per column (the
+-- values of `produce`, row by row); the ids come back in the order given.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
+       coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
+       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
+              $6::float8[], $7::int[], $8::float8[], $9::text[])
+       WITH ORDINALITY
+       AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta, n)
+ ORDER BY t.n
+RETURNING id;
+
+-- name: produce_outcome
+-- notifyq.wait: where a task stands (the result as JSON text, for any driver).
+SELECT id, status, result::text AS result, error, attempts
+  FROM notifyq.tasks WHERE id = $1::bigint;
+
+-- name: listen_done
+-- notifyq.wait: hear of tasks that end (a hint; the row says what happened).
+LISTEN notifyq_done;
+
+-- name: unlisten_done
+-- notifyq.wait: leave the caller's connection as it was.
+UNLISTEN notifyq_done;
+
+-- name: testing_busy
+-- notifyq.testing: tasks of the queues $1 that are running, or pending and due now.
+-- clock_timestamp(), not now(): a retry written just after this statement's transaction
+-- began (run_at = that write's now()) is due, and must keep the queue busy.
+SELECT count(*) FROM notifyq.tasks
+ WHERE queue = ANY($1::text[])
+   AND (status = 'in_progress' OR (status = 'pending' AND run_at <= clock_timestamp()));

@@ -77,6 +77,7 @@ class Claimed:
     timeout_s: float | None
     lag_s: float
     undecodable: str | None = None  # why the payload could not be decoded (payload is None)
+    meta: Any = None  # the task's meta column (trace context); NULL or undecodable: None
 
 
 def _decode_payload(text: str) -> tuple[Any, str | None]:
@@ -87,6 +88,16 @@ def _decode_payload(text: str) -> tuple[Any, str | None]:
         return None, "payload cannot be decoded: nested too deeply for Python's JSON decoder"
     except ValueError as exc:  # not expected from jsonb text; never let it fail the batch
         return None, f"payload cannot be decoded: {exc}"
+
+
+def _decode_meta(text: str | None) -> Any:
+    """A claimed row's meta; one that cannot be decoded is dropped (it is only a hint)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError):
+        return None
 
 
 async def claim(
@@ -109,6 +120,7 @@ async def claim(
                 r["timeout_s"],
                 r["lag_s"],
                 undecodable,
+                _decode_meta(r["meta_json"]),
             )
         )
     return claimed
@@ -288,6 +300,11 @@ async def enqueue(
     )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return row
+
+
+async def due_or_running(database: db.Database, queues: Sequence[str]) -> int:
+    """Tasks of ``queues`` running, or pending and due now (notifyq.testing's "idle")."""
+    return int(await database.fetchval(sql.queries["testing_busy"], list(queues)))
 
 
 async def seed(database: db.Database, count: int) -> list[int]:

@@ -85,17 +85,32 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
     show_default=True,
     help="Above 1: that many `notifyq serve` subprocesses, woken by the INSERT.",
 )
+@click.option(
+    "--handler",
+    type=click.Choice(inprocess.HANDLER_RUNTIMES),
+    default="trio",
+    show_default=True,
+    help="The noop handler: async def on trio, a plain def (thread) or an asyncio coroutine.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
-    ctx: click.Context, /, tasks: int, processes: int, as_json: bool, **flags: int | None
+    ctx: click.Context,
+    /,
+    tasks: int,
+    processes: int,
+    handler: str,
+    as_json: bool,
+    **flags: int | None,
 ) -> None:
     """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
     settings = _settings(ctx, **flags)
     if processes > 1:
+        if handler != "trio":
+            raise click.BadParameter("only with --processes 1", param_hint="--handler")
         r = run(lambda: load.measure_drain_processes(settings, tasks, processes))
     else:
-        r = run(lambda: inprocess.measure_drain(settings, tasks))
+        r = run(lambda: inprocess.measure_drain(settings, tasks, handler))
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
     _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
 

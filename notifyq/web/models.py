@@ -4,11 +4,40 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
+
+from notifyq import priorities
 
 Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
+# The names of notifyq.priorities.NAMED (a test keeps the two the same).
+PriorityName = Literal["low", "normal", "high", "urgent"]
+# One validator (one error, on the field itself); the document shows both forms.
+Priority = Annotated[
+    int,
+    PlainValidator(priorities.parse),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "integer",
+                    "minimum": priorities.INT32_MIN,
+                    "maximum": priorities.INT32_MAX,
+                },
+                {"type": "string", "enum": list(get_args(PriorityName))},
+            ]
+        }
+    ),
+]
 INT32_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 # Far enough for any schedule, near enough that PostgreSQL's interval arithmetic holds.
@@ -72,7 +101,7 @@ class NewTask(BaseModel):
         description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}",
     )
     queue: Name = "default"
-    priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX, description="Higher runs first")
+    priority: Priority = Field(0, description=f"Higher runs first: {priorities.HELP}")
     run_at: datetime | None = Field(
         None, description="Run no sooner than this (ISO 8601 with a time zone)"
     )

@@ -199,6 +199,24 @@ def test_enqueue_zero_timeout_is_a_usage_error(database_url: str, tmp_path: Path
     assert scalar(database_url, "SELECT count(*) FROM notifyq.tasks") == "0"
 
 
+def test_enqueue_takes_named_priorities(database_url: str, tmp_path: Path) -> None:
+    urgent, bad = nq_all(
+        database_url,
+        tmp_path,
+        ["enqueue", "noop", "--priority", "urgent"],
+        ["enqueue", "noop", "--priority", "highest"],
+    )
+    assert urgent.code == 0, urgent
+    assert (
+        scalar(database_url, f"SELECT priority FROM notifyq.tasks WHERE id = {urgent.out}") == "20"
+    )
+    assert bad.code == 2, bad
+    assert (
+        "Error: Invalid value for '--priority': expected an integer (higher runs first) "
+        "or one of low (-10), normal (0), high (10), urgent (20)"
+    ) in bad.err, bad
+
+
 # --- status and history --------------------------------------------------------------------
 
 
