@@ -342,6 +342,21 @@ SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, 
  CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
  ORDER BY t.finished_at DESC, t.id DESC;
 
+-- name: confirm_events
+-- What the table says about the ids that notifications named, for the /events feed (any
+-- database role can NOTIFY, so a notification is only a hint): of the ids $1 (said to have
+-- ended), those that ended within the last $3 seconds, with their real status; of the ids
+-- $2 (said to have a cancel requested), those whose cancel was requested within the last
+-- $3 seconds. One probe of tasks_pkey per id.
+SELECT id, status, queue, kind,
+       id = ANY($1::bigint[]) AND status IN ('done', 'error', 'cancelled')
+           AND finished_at > now() - make_interval(secs => $3::float8) AS ended,
+       id = ANY($2::bigint[])
+           AND cancel_requested_at > now() - make_interval(secs => $3::float8)
+           AS cancel_requested
+  FROM notifyq.tasks
+ WHERE id = ANY($1::bigint[] || $2::bigint[]);
+
 -- name: pickup_sample
 -- Pickup latency (claim time minus run_at) in ms over at most $2 tasks that ended in the
 -- last $1 seconds: a bounded sample read over tasks_finished_idx.

@@ -365,6 +365,38 @@ async def recent_failures(
 
 
 @dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A task as the table has it, for an id a notification named."""
+
+    id: int
+    status: str
+    queue: str
+    kind: str
+    ended: bool  # ended (done, error, cancelled) recently
+    cancel_requested: bool  # its cancel was requested recently
+
+
+async def confirm_events(
+    database: db.Database,
+    *,
+    ended: Sequence[int],
+    cancel_requested: Sequence[int],
+    within_s: float,
+) -> dict[int, Confirmed]:
+    """What the table says about ids that notifications named (one statement for all):
+    {id: row} for the ids that exist; check ``ended`` / ``cancel_requested`` on each."""
+    rows = await database.fetch(
+        sql.queries["confirm_events"], list(ended), list(cancel_requested), within_s
+    )
+    return {
+        r["id"]: Confirmed(
+            r["id"], r["status"], r["queue"], r["kind"], r["ended"], r["cancel_requested"]
+        )
+        for r in rows
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class Pickup:
     samples: int
     p50_ms: float | None

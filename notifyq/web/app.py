@@ -68,11 +68,13 @@ class Document(OpenAPIProvider):
                     operation["requestBody"]["required"] = True
         for path, (media_type, description) in TEXT_RESPONSES.items():
             operation = spec["paths"][path]["get"]
+            others = {str(k): v for k, v in operation["responses"].items() if str(k) != "200"}
             operation["responses"] = {
                 "200": {
                     "description": description,
                     "content": {media_type: {"schema": {"type": "string"}}},
-                }
+                },
+                **others,
             }
         return spec
 
