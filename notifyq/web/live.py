@@ -11,7 +11,8 @@ Fan-out costs the workers little whatever the number of streams:
 
 - :meth:`LiveFeed.on_notification` runs in the listener's loop and only notes the hint
   (an id in a bounded set); it never awaits and never touches a subscriber.
-- :meth:`LiveFeed.run` wakes at most once per window (``FLUSH_WINDOW_S``), asks the table
+- :meth:`LiveFeed.run` wakes at most once per window (``FLUSH_WINDOW_S``, longer with many
+  streams: see :meth:`LiveFeed.window`), asks the table
   about every id noted in the window in one statement, encodes one message and hands the
   same bytes to every subscriber without waiting: a subscriber that has not read its last
   ``SUBSCRIBER_BUFFER`` messages is cut off (its browser reconnects and reloads).
@@ -36,6 +37,11 @@ from notifyq import db, errors, logs, store
 log = logs.get("notifyq.web")
 
 FLUSH_WINDOW_S = 0.15  # notifications collected into one message per subscriber
+# Each message costs a write per stream (measured: ~0.3 ms of the process's time each, the
+# workers' time), so with many streams the window grows: about a thousand writes a second
+# at most, whatever the number of streams up to a thousand.
+WINDOW_PER_STREAM_S = 0.001
+MAX_WINDOW_S = 1.0
 # Messages a slow subscriber may fall behind by before its stream is closed (the browser's
 # EventSource reconnects by itself and the page fetches a fresh picture).
 SUBSCRIBER_BUFFER = 64
@@ -153,6 +159,11 @@ class LiveFeed:
             self._channels_changed.set()
             self._channels_changed = trio.Event()
 
+    def window(self) -> float:
+        """How long notifications are collected into one message, as of now."""
+        per_streams = min(MAX_WINDOW_S, len(self._subscribers) * WINDOW_PER_STREAM_S)
+        return max(self.window_s, per_streams)
+
     # --- the listener's side: note the hint, nothing more ---------------------------------
 
     def on_notification(self, channel: str, payload: str) -> None:
@@ -185,7 +196,7 @@ class LiveFeed:
         """Publish what each window's notifications say, as the table confirms it."""
         while True:
             await self._wake.wait()
-            await trio.sleep(self.window_s)  # let the window fill
+            await trio.sleep(self.window())  # let the window fill
             self._wake = trio.Event()
             ended, cancels, queues = list(self._ended), list(self._cancels), list(self._queues)
             overflowed, bad = self._overflowed, self._bad_example
