@@ -286,30 +286,78 @@ INSERT INTO notifyq.schema_migrations (version, name, checksum) VALUES ($1, $2, 
 -- name: list_tasks
 -- Tasks newest first, filtered by status $1, queue $2, kind $3 (NULL: any), with ids below
 -- $4 (NULL: from the newest); at most $5. Keyset pagination over the primary key.
-SELECT *
-  FROM notifyq.tasks
- WHERE ($1::text IS NULL OR status = $1)
-   AND ($2::text IS NULL OR queue = $2)
-   AND ($3::text IS NULL OR kind = $3)
-   AND ($4::bigint IS NULL OR id < $4)
- ORDER BY id DESC
- LIMIT $5;
+-- A payload or result whose JSON text is longer than $6 characters comes as NULL with its
+-- first $6 characters in payload_preview / result_preview: cut here, so that a big value
+-- never leaves the database (the page's lists run the same shape; get_task has it whole).
+-- The text is made once per listed row (OFFSET 0 keeps the planner from repeating it).
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at,
+       CASE WHEN length(p.text) <= $6 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $6 THEN left(p.text, $6) END AS payload_preview,
+       CASE WHEN length(r.text) <= $6 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $6 THEN left(r.text, $6) END AS result_preview
+  FROM (SELECT * FROM notifyq.tasks
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::text IS NULL OR queue = $2)
+           AND ($3::text IS NULL OR kind = $3)
+           AND ($4::bigint IS NULL OR id < $4)
+         ORDER BY id DESC
+         LIMIT $5) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.id DESC;
 
 -- name: running_tasks
--- The $1 longest-running tasks (the status page's "running" table), over tasks_lease_idx.
-SELECT *
-  FROM notifyq.tasks
- WHERE status = 'in_progress'
- ORDER BY started_at
- LIMIT $1;
+-- The $1 longest-running tasks (the status page's "running" table), over tasks_lease_idx,
+-- with payloads and results over $2 characters cut to previews (see list_tasks).
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at,
+       CASE WHEN length(p.text) <= $2 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $2 THEN left(p.text, $2) END AS payload_preview,
+       CASE WHEN length(r.text) <= $2 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $2 THEN left(r.text, $2) END AS result_preview
+  FROM (SELECT * FROM notifyq.tasks
+         WHERE status = 'in_progress'
+         ORDER BY started_at
+         LIMIT $1) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.started_at, t.id;
 
 -- name: recent_failures
--- The $1 tasks that most recently ended in 'error', newest first (over tasks_finished_idx).
-SELECT *
+-- The $1 tasks that most recently ended in 'error', newest first (over tasks_finished_idx),
+-- with payloads and results over $2 characters cut to previews (see list_tasks).
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at,
+       CASE WHEN length(p.text) <= $2 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $2 THEN left(p.text, $2) END AS payload_preview,
+       CASE WHEN length(r.text) <= $2 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $2 THEN left(r.text, $2) END AS result_preview
+  FROM (SELECT * FROM notifyq.tasks
+         WHERE status = 'error' AND finished_at IS NOT NULL
+         ORDER BY finished_at DESC
+         LIMIT $1) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.finished_at DESC, t.id DESC;
+
+-- name: confirm_events
+-- What the table says about the ids that notifications named, for the /events feed (any
+-- database role can NOTIFY, so a notification is only a hint): of the ids $1 (said to have
+-- ended), those that ended within the last $3 seconds, with their real status; of the ids
+-- $2 (said to have a cancel requested), those whose cancel was requested within the last
+-- $3 seconds. One probe of tasks_pkey per id.
+SELECT id, status, queue, kind,
+       id = ANY($1::bigint[]) AND status IN ('done', 'error', 'cancelled')
+           AND finished_at > now() - make_interval(secs => $3::float8) AS ended,
+       id = ANY($2::bigint[])
+           AND cancel_requested_at > now() - make_interval(secs => $3::float8)
+           AS cancel_requested
   FROM notifyq.tasks
- WHERE status = 'error' AND finished_at IS NOT NULL
- ORDER BY finished_at DESC
- LIMIT $1;
+ WHERE id = ANY($1::bigint[] || $2::bigint[]);
 
 -- name: pickup_sample
 -- Pickup latency (claim time minus run_at) in ms over at most $2 tasks that ended in the

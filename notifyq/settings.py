@@ -234,6 +234,13 @@ class Settings(BaseSettings):
         validation_alias=_env("HTTP_BODY_LIMIT"),
         description="a size in bytes from 1024 to 1073741824",
     )
+    http_max_streams: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        validation_alias=_env("HTTP_MAX_STREAMS"),
+        description="an integer from 1 to 100000 (open /events streams; 503 above it)",
+    )
     insecure_http: bool = Field(
         False,
         validation_alias=_env("INSECURE_HTTP"),

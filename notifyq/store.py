@@ -26,6 +26,8 @@ from notifyq import db, errors, sql
 from notifyq.version import __version__
 
 MAX_ERROR_CHARS = 4000
+PREVIEW_CHARS = 4096
+"""Lists show a payload or result whose JSON text is longer than this as a preview."""
 
 Row = Mapping[str, Any]
 """A display row (tasks, workers, history) as the HTTP models and the CLI read it."""
@@ -353,16 +355,62 @@ async def list_tasks(
     kind: str | None,
     before: int | None,
     limit: int,
+    preview_chars: int = PREVIEW_CHARS,
 ) -> list[Row]:
-    return list(await database.fetch(sql.queries["list_tasks"], status, queue, kind, before, limit))
+    """Display rows whose payload or result, when longer than ``preview_chars`` characters
+    of JSON text, is None with its first characters in ``payload_preview``/``result_preview``
+    (cut in SQL: the big value never leaves the database)."""
+    return list(
+        await database.fetch(
+            sql.queries["list_tasks"], status, queue, kind, before, limit, preview_chars
+        )
+    )
 
 
-async def running_tasks(database: db.Database, limit: int) -> list[Row]:
-    return list(await database.fetch(sql.queries["running_tasks"], limit))
+async def running_tasks(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The longest-running tasks, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["running_tasks"], limit, preview_chars))
 
 
-async def recent_failures(database: db.Database, limit: int) -> list[Row]:
-    return list(await database.fetch(sql.queries["recent_failures"], limit))
+async def recent_failures(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The latest failures, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["recent_failures"], limit, preview_chars))
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A task as the table has it, for an id a notification named."""
+
+    id: int
+    status: str
+    queue: str
+    kind: str
+    ended: bool  # ended (done, error, cancelled) recently
+    cancel_requested: bool  # its cancel was requested recently
+
+
+async def confirm_events(
+    database: db.Database,
+    *,
+    ended: Sequence[int],
+    cancel_requested: Sequence[int],
+    within_s: float,
+) -> dict[int, Confirmed]:
+    """What the table says about ids that notifications named (one statement for all):
+    {id: row} for the ids that exist; check ``ended`` / ``cancel_requested`` on each."""
+    rows = await database.fetch(
+        sql.queries["confirm_events"], list(ended), list(cancel_requested), within_s
+    )
+    return {
+        r["id"]: Confirmed(
+            r["id"], r["status"], r["queue"], r["kind"], r["ended"], r["cancel_requested"]
+        )
+        for r in rows
+    }
 
 
 @dataclass(frozen=True, slots=True)

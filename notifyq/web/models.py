@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from notifyq import priorities
+from notifyq.store import PREVIEW_CHARS
 
 Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
 # The names of notifyq.priorities.NAMED (a test keeps the two the same).
@@ -140,7 +141,14 @@ class TaskOut(BaseModel):
     id: int
     queue: str
     kind: str
-    payload: Any
+    payload: Any = Field(
+        description="The task's JSON value; in lists, when its JSON text is longer than "
+        f"{PREVIEW_CHARS} characters, the first {PREVIEW_CHARS} characters of that text instead "
+        "(see payload_truncated; GET /tasks/{id} has it whole)"
+    )
+    payload_truncated: bool = Field(
+        False, description="True when payload is a cut preview of the JSON text, in a list"
+    )
     priority: int
     status: Status
     attempts: int
@@ -150,7 +158,10 @@ class TaskOut(BaseModel):
     locked_by: str | None
     locked_until: datetime | None
     cancel_requested_at: datetime | None
-    result: Any
+    result: Any = Field(description="The handler's return value; in lists cut like payload")
+    result_truncated: bool = Field(
+        False, description="True when result is a cut preview of the JSON text, in a list"
+    )
     error: str | None
     created_at: datetime
     updated_at: datetime
@@ -160,6 +171,12 @@ class TaskOut(BaseModel):
     @classmethod
     def from_row(cls, row: Any) -> TaskOut:
         data = dict(row)
+        # A list row cut in SQL: its preview stands for the value, flagged as cut.
+        for name in ("payload", "result"):
+            preview = data.pop(f"{name}_preview", None)
+            if preview is not None:
+                data[name] = preview
+                data[f"{name}_truncated"] = True
         timeout = data.get("timeout")
         data["timeout"] = timeout.total_seconds() if isinstance(timeout, timedelta) else None
         return cls.model_validate(data)
