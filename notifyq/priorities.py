@@ -36,6 +36,8 @@ def parse(value: object) -> int:
         raise PriorityError(value, HELP)
     if isinstance(value, int):
         number = value
+    elif isinstance(value, float) and value.is_integer():  # JSON's 5.0 is the integer 5
+        number = int(value)
     elif isinstance(value, str):
         text = value.strip().lower()
         if text in NAMED:

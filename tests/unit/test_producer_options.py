@@ -27,6 +27,7 @@ from notifyq.producers import drivers, spec
         ("-3", -3),
         (0, 0),
         (2**31 - 1, 2**31 - 1),
+        (-5.0, -5),  # JSON Schema counts 5.0 as an integer (found by the HTTP fuzzer)
     ],
 )
 def test_priorities_by_name_or_number(given: object, expected: int) -> None:
