@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         validation_alias=_env("FETCH_LIMIT"),
         description="an integer from 1 to 10000",
     )
+    prefetch: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        validation_alias=_env("PREFETCH"),
+        description="an integer from 0 to 10000",
+    )
     fetch_interval_s: float = Field(
         5.0,
         gt=0,

@@ -2,10 +2,8 @@
 
 It wakes on a notification (rows appeared), a freed worker (the ledger's doorbell), the
 earliest known ``run_at``, or the FETCH_INTERVAL safety-net sweep, and claims up to
-FETCH_LIMIT rows. A process holds at most ``ledger.capacity`` = max(WORKER_COUNT,
-FETCH_LIMIT) claimed attempts: those beyond the free workers wait in the jobs channel,
-their leases kept by the heartbeat, so a worker that finishes finds its next task without
-a round trip. When a claim comes back short the process records itself as waiting
+FETCH_LIMIT rows, never more than the free workers (plus PREFETCH, 0 by default: claimed
+tasks that wait in the jobs channel for a worker, their leases kept by the heartbeat). When a claim comes back short the process records itself as waiting
 (``store.go_idle``, see migration 0002): only then do producers' inserts notify.
 """
 
@@ -74,11 +72,9 @@ class Claimer:
         async with self._jobs:
             self._next_sweep = trio.current_time() + s.fetch_interval_s
             while not ledger.stopping:
-                # Bounded by written outcomes, not by finished handlers: a writer that
-                # falls behind holds the claimer back instead of piling up leases.
                 room = ledger.room
-                # Claim when a worker is free, or when the buffer ahead of the workers has
-                # room for half a batch (fewer, bigger claims while tasks are short).
+                # Claim when a worker is free, or when the PREFETCH buffer ahead of the
+                # workers has room for half a batch (fewer, bigger claims).
                 worth_it = ledger.busy < s.worker_count or 2 * room >= ledger.capacity
                 if self._rows_may_exist and room > 0 and worth_it:
                     await self._claim_once(min(room, s.fetch_limit))
@@ -97,7 +93,7 @@ class Claimer:
             return
         self._claim_failures = 0
         for attempt in attempts:
-            # Never blocks: the channel holds `capacity` jobs and unwritten <= capacity.
+            # Never blocks: the channel holds `capacity` jobs and busy <= capacity.
             # Claimed while stopping: the worker gives the row straight back.
             self._jobs.send_nowait(attempt)
         if len(attempts) == want:

@@ -86,7 +86,7 @@ class Service:
         # asks for it); otherwise the service waits for them.
         self.exit_on_abandoned = exit_on_abandoned
         self.stopped = trio.Event()  # set once serve() has returned (or failed)
-        self.ledger = Ledger(max(settings.worker_count, settings.fetch_limit))
+        self.ledger = Ledger(settings.worker_count + settings.prefetch)
         self.registration = store.Registration(
             self.worker_id, tuple(settings.queues), settings.worker_count
         )
