@@ -208,7 +208,7 @@ def peers(ctx: click.Context, tasks: int, count: int, spacing: float) -> None:
     type=click.IntRange(1, 10_000),
     default=200,
     show_default=True,
-    help="FETCH_LIMIT of the drain and rss runs.",
+    help="FETCH_LIMIT and WORKER_COUNT of the drain and rss runs.",
 )
 @click.option(
     "--count", type=click.IntRange(1), default=200, show_default=True, help="Pickup-latency probes."
