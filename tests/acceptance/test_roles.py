@@ -67,8 +67,8 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
         f"GRANT USAGE ON SCHEMA notifyq TO {roles.producer};",
-        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout) "
-        f"ON notifyq.tasks TO {roles.producer};",
+        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, "
+        f"concurrency_key) ON notifyq.tasks TO {roles.producer};",
     ]
     # The dry run changed nothing.
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
