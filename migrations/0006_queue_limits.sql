@@ -58,13 +58,13 @@ $$;
 -- Claim up to `want` due pending rows of `queues` (in that order: the caller rotates it),
 -- obeying each queue's limits. Returns the claimed rows with the columns of the `claim`
 -- statement, and for each queue that a limit held back one extra row with `id` NULL,
--- `queue` set and `held_until`: 'infinity' when it waits for a slot (an outcome or the
+-- `queue` set and `held_s`: 'Infinity' when it waits for a slot (an outcome or the
 -- reaper frees one; a notification says so) or for a change of its row (resume, a raised
--- limit); else the time its next rate token is due.
+-- limit); else the seconds until its next rate token is due.
 CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8)
 RETURNS TABLE (id bigint, queue text, kind text, payload jsonb, priority integer,
                attempts integer, max_attempts integer, timeout_s float8, lag_s float8,
-               run_at timestamptz, held_until timestamptz)
+               run_at timestamptz, held_s float8)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -183,7 +183,7 @@ BEGIN
                 SELECT c.id, 'started', c.attempts, worker FROM claimed c
             )
             SELECT c.id, c.queue, c.kind, c.payload, c.priority, c.attempts, c.max_attempts,
-                   c.timeout_s, c.lag_s, c.run_at, NULL::timestamptz
+                   c.timeout_s, c.lag_s, c.run_at, NULL::float8
               FROM claimed c
              ORDER BY c.priority DESC, c.run_at, c.id;
             GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -228,7 +228,10 @@ BEGIN
         IF v_held IS NOT NULL THEN
             RETURN QUERY SELECT NULL::bigint, v_queue, NULL::text, NULL::jsonb, NULL::integer,
                                 NULL::integer, NULL::integer, NULL::float8, NULL::float8,
-                                NULL::timestamptz, v_held;
+                                NULL::timestamptz,
+                                CASE WHEN v_held = 'infinity' THEN 'Infinity'::float8
+                                     ELSE greatest(0, extract(epoch FROM
+                                                   v_held - clock_timestamp()))::float8 END;
         END IF;
     END LOOP;
 END;

@@ -36,8 +36,8 @@ SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
 -- name: claim_limited
 -- Claim up to $2 due pending rows of the limited queues $1 (in that order) for owner $3,
 -- with a lease of $4 s, within each queue's limits (migration 0006). Rows with id NULL
--- name a queue that a limit held back and until when (`infinity`: until a slot frees or
--- its limits change). Unlimited queues never come here: they keep `claim`.
+-- name a queue that a limit held back and for how long (held_s; Infinity: until a slot
+-- frees or its limits change). Unlimited queues never come here: they keep `claim`.
 SELECT * FROM notifyq.claim_limited($1::text[], $2, $3, $4::float8);
 
 -- name: limited_queues
