@@ -51,7 +51,8 @@ def parse_rate(text: str) -> Rate:
     match = _RATE.match(text)
     if match is None:
         raise LimitError(
-            f"invalid rate {text!r}: expected COUNT/PERIOD, e.g. 100/s, 10/m, 1000/h or 5/10s")
+            f"invalid rate {text!r}: expected COUNT/PERIOD, e.g. 100/s, 10/m, 1000/h or 5/10s"
+        )
     count, amount, unit = int(match.group(1)), match.group(2), match.group(3)
     period_s = float(amount or 1) * _UNITS[unit]
     if not 1 <= count <= MAX_LIMIT:
@@ -86,8 +87,12 @@ class QueueLimits:
 
     @property
     def limited(self) -> bool:
-        return (self.paused or self.concurrency is not None or self.rate is not None
-                or self.per_key_concurrency is not None)
+        return (
+            self.paused
+            or self.concurrency is not None
+            or self.rate is not None
+            or self.per_key_concurrency is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +117,14 @@ class Keep(enum.Enum):
 KEEP: Final = Keep.KEEP
 
 
-def change(name: str, *, concurrency: int | Keep | None = KEEP,
-           rate: Rate | str | Keep | None = KEEP,
-           per_key_concurrency: int | Keep | None = KEEP,
-           paused: bool | None = None) -> LimitChange:
+def change(
+    name: str,
+    *,
+    concurrency: int | Keep | None = KEEP,
+    rate: Rate | str | Keep | None = KEEP,
+    per_key_concurrency: int | Keep | None = KEEP,
+    paused: bool | None = None,
+) -> LimitChange:
     """Build a checked change. ``KEEP`` (the default) leaves a field as stored; None removes
     that limit; ``rate`` may be given as text (``"100/s"``); ``paused`` None keeps it."""
     fields: set[str] = set()
@@ -129,9 +138,13 @@ def change(name: str, *, concurrency: int | Keep | None = KEEP,
         new_rate = parse_rate(rate) if isinstance(rate, str) else rate
     if per_key_concurrency is not KEEP:
         fields.add("per_key_concurrency")
-        new_per_key = (None if per_key_concurrency is None
-                       else check_limit("per_key_concurrency", per_key_concurrency))
+        new_per_key = (
+            None
+            if per_key_concurrency is None
+            else check_limit("per_key_concurrency", per_key_concurrency)
+        )
     if paused is not None:
         fields.add("paused")
-    return LimitChange(check_queue_name(name), frozenset(fields), new_concurrency, new_rate,
-                       new_per_key, paused)
+    return LimitChange(
+        check_queue_name(name), frozenset(fields), new_concurrency, new_rate, new_per_key, paused
+    )

@@ -22,17 +22,23 @@ LEASE_S = 30.0
 WAIT_FOR_SLOT = math.inf
 
 
-async def add_tasks(database: db.Database, queue: str, n: int, *, key: str | None = None,
-                    priority: int = 0) -> list[int]:
+async def add_tasks(
+    database: db.Database, queue: str, n: int, *, key: str | None = None, priority: int = 0
+) -> list[int]:
     rows = await database.fetch(
         "INSERT INTO notifyq.tasks (queue, kind, priority, concurrency_key) "
         "SELECT $1, 'noop', $3, $4 FROM generate_series(1, $2::int) RETURNING id",
-        queue, n, priority, key)
+        queue,
+        n,
+        priority,
+        key,
+    )
     return [r["id"] for r in rows]
 
 
-async def claim(database: db.Database, queues: list[str], want: int,
-                worker: str = "w") -> tuple[list[Any], dict[str, float]]:
+async def claim(
+    database: db.Database, queues: list[str], want: int, worker: str = "w"
+) -> tuple[list[Any], dict[str, float]]:
     rows = await database.fetch(sql.queries["claim_limited"], queues, want, worker, LEASE_S)
     tasks = [r for r in rows if r["id"] is not None]
     held = {r["queue"]: r["held_s"] for r in rows if r["id"] is None}
@@ -42,16 +48,24 @@ async def claim(database: db.Database, queues: list[str], want: int,
 async def finish(database: db.Database, rows: list[Any], worker: str = "w") -> None:
     if rows:
         n = len(rows)
-        await database.fetch(sql.queries["finish"], worker, [r["id"] for r in rows],
-                             [r["attempts"] for r in rows], ["done"] * n, ["null"] * n,
-                             [None] * n, [0.0] * n)
+        await database.fetch(
+            sql.queries["finish"],
+            worker,
+            [r["id"] for r in rows],
+            [r["attempts"] for r in rows],
+            ["done"] * n,
+            ["null"] * n,
+            [None] * n,
+            [0.0] * n,
+        )
 
 
 def max_overlap(intervals: list[tuple[dt.datetime, dt.datetime]]) -> int:
     """Most intervals [start, end) open at one instant."""
     # At equal times an end comes before a start: the intervals are half-open.
-    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
-                    key=lambda p: (p[0], p[1]))
+    points = sorted(
+        [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda p: (p[0], p[1])
+    )
     best = now = 0
     for _, step in points:
         now += step
@@ -59,8 +73,9 @@ def max_overlap(intervals: list[tuple[dt.datetime, dt.datetime]]) -> int:
     return best
 
 
-async def drain(database: db.Database, queue: str, claimers: int, *, want: int,
-                hold_s: float, seed: int) -> int:
+async def drain(
+    database: db.Database, queue: str, claimers: int, *, want: int, hold_s: float, seed: int
+) -> int:
     """Claim and finish every task of ``queue`` with ``claimers`` concurrent connections;
     return the most in_progress rows of the queue a sampler saw meanwhile."""
     rng = random.Random(seed)
@@ -81,10 +96,12 @@ async def drain(database: db.Database, queue: str, claimers: int, *, want: int,
         while not done.is_set():
             n = await database.fetchval(
                 "SELECT count(*) FROM notifyq.tasks WHERE queue = $1 AND status = 'in_progress'",
-                queue)
+                queue,
+            )
             seen = max(seen, n)
             left = await database.fetchval(
-                "SELECT count(*) FROM notifyq.tasks WHERE queue = $1 AND status <> 'done'", queue)
+                "SELECT count(*) FROM notifyq.tasks WHERE queue = $1 AND status <> 'done'", queue
+            )
             if left == 0:
                 done.set()
             await trio.sleep(0.002)
@@ -113,13 +130,11 @@ async def test_concurrent_claimers_never_exceed_the_concurrency(pool: db.Databas
 
 
 async def test_per_key_limit_holds_across_claimers(pool: db.Database) -> None:
-    await pool.execute(
-        "INSERT INTO notifyq.queues (name, per_key_concurrency) VALUES ('mail', 1)")
+    await pool.execute("INSERT INTO notifyq.queues (name, per_key_concurrency) VALUES ('mail', 1)")
     for key in "abcde":
         await add_tasks(pool, "mail", 8, key=key)
     await drain(pool, "mail", claimers=6, want=3, hold_s=0.01, seed=2)
-    rows = await pool.fetch(
-        "SELECT concurrency_key, started_at, finished_at FROM notifyq.tasks")
+    rows = await pool.fetch("SELECT concurrency_key, started_at, finished_at FROM notifyq.tasks")
     assert {r["concurrency_key"] for r in rows} == set("abcde")
     for key in "abcde":
         spans = [(r["started_at"], r["finished_at"]) for r in rows if r["concurrency_key"] == key]
@@ -127,11 +142,13 @@ async def test_per_key_limit_holds_across_claimers(pool: db.Database) -> None:
 
 
 async def test_rate_holds_in_every_window_and_says_when_the_next_token_is_due(
-        pool: db.Database) -> None:
+    pool: db.Database,
+) -> None:
     period = dt.timedelta(milliseconds=400)
     await pool.execute(
         "INSERT INTO notifyq.queues (name, rate_count, rate_period) VALUES ('hooks', 10, $1)",
-        period)
+        period,
+    )
     await add_tasks(pool, "hooks", 45)
     helds: list[float] = []
 
@@ -143,7 +160,8 @@ async def test_rate_holds_in_every_window_and_says_when_the_next_token_is_due(
                 helds.append(held["hooks"])
             if not rows:
                 left = await pool.fetchval(
-                    "SELECT count(*) FROM notifyq.tasks WHERE status = 'pending'")
+                    "SELECT count(*) FROM notifyq.tasks WHERE status = 'pending'"
+                )
                 if left == 0:
                     return
                 if "hooks" in held:
@@ -156,8 +174,9 @@ async def test_rate_holds_in_every_window_and_says_when_the_next_token_is_due(
         async with trio.open_nursery() as nursery:
             for i in range(4):
                 nursery.start_soon(claimer, i)
-    starts = sorted(r["started_at"] for r in await pool.fetch(
-        "SELECT started_at FROM notifyq.tasks"))
+    starts = sorted(
+        r["started_at"] for r in await pool.fetch("SELECT started_at FROM notifyq.tasks")
+    )
     assert len(starts) == 45
     busiest = max(sum(1 for t in starts if s <= t < s + period) for s in starts)
     assert busiest <= 10
@@ -167,10 +186,10 @@ async def test_rate_holds_in_every_window_and_says_when_the_next_token_is_due(
     assert log is not None and sum(log["rate_log_n"]) <= 10
 
 
-async def test_claims_follow_priority_and_skip_keys_at_their_limit(
-        database: db.Database) -> None:
+async def test_claims_follow_priority_and_skip_keys_at_their_limit(database: db.Database) -> None:
     await database.execute(
-        "INSERT INTO notifyq.queues (name, per_key_concurrency) VALUES ('mail', 1)")
+        "INSERT INTO notifyq.queues (name, per_key_concurrency) VALUES ('mail', 1)"
+    )
     a = await add_tasks(database, "mail", 3, key="a", priority=5)
     b = await add_tasks(database, "mail", 2, key="b", priority=1)
     free = await add_tasks(database, "mail", 2, priority=0)
@@ -184,13 +203,12 @@ async def test_claims_follow_priority_and_skip_keys_at_their_limit(
     assert [r["id"] for r in rows2] == [a[1]]
 
 
-async def test_paused_claims_nothing_and_resuming_notifies_at_once(
-        database: db.Database) -> None:
+async def test_paused_claims_nothing_and_resuming_notifies_at_once(database: db.Database) -> None:
     await database.execute("INSERT INTO notifyq.queues (name, paused) VALUES ('q', true)")
     ids = await add_tasks(database, "q", 3)
     rows, held = await claim(database, ["q"], 10)
     assert rows == [] and held == {"q": WAIT_FOR_SLOT}
-    async with database.open_listener(["notifyq_queues"]) as listener:
+    async with db.open_listener(database.loop, database.dsn, ["notifyq_queues"]) as listener:
         await database.execute("UPDATE notifyq.queues SET paused = false WHERE name = 'q'")
         with trio.fail_after(5):
             note = await listener.__anext__()
@@ -201,9 +219,10 @@ async def test_paused_claims_nothing_and_resuming_notifies_at_once(
 
 async def test_claims_write_the_rate_log_without_notifying(database: db.Database) -> None:
     await database.execute(
-        "INSERT INTO notifyq.queues (name, rate_count, rate_period) VALUES ('r', 5, '1 h')")
+        "INSERT INTO notifyq.queues (name, rate_count, rate_period) VALUES ('r', 5, '1 h')"
+    )
     await add_tasks(database, "r", 3)
-    async with database.open_listener(["notifyq_queues"]) as listener:
+    async with db.open_listener(database.loop, database.dsn, ["notifyq_queues"]) as listener:
         rows, held = await claim(database, ["r"], 10)
         assert len(rows) == 3 and held == {}
         await database.execute("SELECT pg_notify('notifyq_queues', 'sentinel')")
@@ -218,14 +237,17 @@ async def test_claims_write_the_rate_log_without_notifying(database: db.Database
 
 
 async def test_a_lowered_limit_keeps_running_tasks_and_holds_new_claims(
-        database: db.Database) -> None:
+    database: db.Database,
+) -> None:
     await database.execute("INSERT INTO notifyq.queues (name, concurrency) VALUES ('c', 3)")
     await add_tasks(database, "c", 6)
     rows, held = await claim(database, ["c"], 10)
     assert len(rows) == 3 and held == {"c": WAIT_FOR_SLOT}
     await database.execute("UPDATE notifyq.queues SET concurrency = 1")
-    assert await database.fetchval(
-        "SELECT count(*) FROM notifyq.tasks WHERE status = 'in_progress'") == 3
+    assert (
+        await database.fetchval("SELECT count(*) FROM notifyq.tasks WHERE status = 'in_progress'")
+        == 3
+    )
     await finish(database, rows[:2])
     assert (await claim(database, ["c"], 10))[0] == []  # 1 running = the new limit
     await finish(database, rows[2:])
@@ -247,7 +269,8 @@ async def test_recovered_leases_give_their_slots_back(database: db.Database) -> 
 async def test_unlimited_queues_claim_as_before(database: db.Database) -> None:
     await database.execute(
         "INSERT INTO notifyq.queues (name) VALUES ('plain');"
-        "INSERT INTO notifyq.queues (name, concurrency) VALUES ('lim', 1)")
+        "INSERT INTO notifyq.queues (name, concurrency) VALUES ('lim', 1)"
+    )
     assert [r["name"] for r in await database.fetch(sql.queries["limited_queues"])] == ["lim"]
     ids = await add_tasks(database, "plain", 3) + await add_tasks(database, "other", 2)
     rows, held = await claim(database, ["plain", "other"], 10)
@@ -258,26 +281,34 @@ async def test_the_claim_plan_of_unlimited_queues_is_unchanged(database: db.Data
     """`claim` never reads notifyq.queues: its plan is the same with limits on other queues."""
     await database.execute(
         "INSERT INTO notifyq.tasks (kind, status, finished_at) "
-        "SELECT 'noop', 'done', now() FROM generate_series(1, 20000)")
+        "SELECT 'noop', 'done', now() FROM generate_series(1, 20000)"
+    )
     await add_tasks(database, "default", 50)
     await database.execute("ANALYZE notifyq.tasks")
 
     def shape(node: dict[str, Any]) -> Any:
-        return (node["Node Type"], node.get("Relation Name"), node.get("Index Name"),
-                [shape(child) for child in node.get("Plans", [])])
+        return (
+            node["Node Type"],
+            node.get("Relation Name"),
+            node.get("Index Name"),
+            [shape(child) for child in node.get("Plans", [])],
+        )
 
     async def plan() -> Any:
         async def explain(conn: db.Connection) -> Any:
             async with conn.transaction():
-                text = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql.queries["claim"],
-                                           ["default"], 10, "w", 30.0)
+                text = await conn.fetchval(
+                    "EXPLAIN (FORMAT JSON) " + sql.queries["claim"], ["default"], 10, "w", 30.0
+                )
             return shape(text[0]["Plan"])
+
         return await database.run(explain)
 
     before = await plan()
     await database.execute(
         "INSERT INTO notifyq.queues (name, concurrency, rate_count, rate_period, paused) "
-        "VALUES ('other', 1, 10, '1 s', true)")
+        "VALUES ('other', 1, 10, '1 s', true)"
+    )
     await database.execute("ANALYZE notifyq.queues")
     after = await plan()
     assert after == before
@@ -288,7 +319,7 @@ async def test_the_claim_plan_of_unlimited_queues_is_unchanged(database: db.Data
 async def test_outcomes_of_limited_queues_wake_the_waiters(database: db.Database) -> None:
     await database.execute("INSERT INTO notifyq.queues (name, concurrency) VALUES ('lim', 1)")
     await database.fetchval(sql.queries["go_idle"], "w", ["lim", "free"])
-    async with database.open_listener(["notifyq"]) as listener:
+    async with db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
         await database.execute(sql.queries["slots_freed"], ["free"])  # not limited: nothing
         await database.execute("SELECT pg_notify('notifyq', 'sentinel')")
         with trio.fail_after(5):
@@ -302,13 +333,10 @@ async def test_outcomes_of_limited_queues_wake_the_waiters(database: db.Database
 
 async def test_bad_limits_are_refused_with_named_constraints(database: db.Database) -> None:
     cases = {
-        "INSERT INTO notifyq.queues (name, concurrency) VALUES ('q', 0)":
-            "queues_concurrency_valid",
+        "INSERT INTO notifyq.queues (name, concurrency) VALUES ('q', 0)": "queues_concurrency_valid",
         "INSERT INTO notifyq.queues (name, rate_count) VALUES ('q', 5)": "queues_rate_valid",
-        "INSERT INTO notifyq.queues (name, rate_count, rate_period) VALUES ('q', 5, '0 s')":
-            "queues_rate_valid",
-        "INSERT INTO notifyq.queues (name, per_key_concurrency) VALUES ('q', -1)":
-            "queues_per_key_concurrency_valid",
+        "INSERT INTO notifyq.queues (name, rate_count, rate_period) VALUES ('q', 5, '0 s')": "queues_rate_valid",
+        "INSERT INTO notifyq.queues (name, per_key_concurrency) VALUES ('q', -1)": "queues_per_key_concurrency_valid",
         "INSERT INTO notifyq.queues (name) VALUES ('')": "queues_name_valid",
         "INSERT INTO notifyq.tasks (concurrency_key) VALUES ('')": "tasks_concurrency_key_valid",
     }
@@ -318,9 +346,13 @@ async def test_bad_limits_are_refused_with_named_constraints(database: db.Databa
 
 
 async def test_roles_grant_the_new_column_and_table(database: db.Database) -> None:
-    producer = [r[0] for r in await database.fetch(
-        "SELECT notifyq.grant_producer('pg_monitor'::regrole, false)")]
-    worker = [r[0] for r in await database.fetch(
-        "SELECT notifyq.grant_worker('pg_monitor'::regrole, false)")]
+    producer = [
+        r[0]
+        for r in await database.fetch("SELECT notifyq.grant_producer('pg_monitor'::regrole, false)")
+    ]
+    worker = [
+        r[0]
+        for r in await database.fetch("SELECT notifyq.grant_worker('pg_monitor'::regrole, false)")
+    ]
     assert any("concurrency_key" in s and "GRANT INSERT" in s for s in producer)
     assert any("notifyq.queues" in s and "UPDATE" in s for s in worker)
