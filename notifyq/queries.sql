@@ -205,7 +205,7 @@ WITH expired AS (
            locked_by = NULL, locked_until = NULL, updated_at = now()
       FROM expired e
      WHERE t.id = e.id
-    RETURNING t.id, t.status, t.attempts, t.error, e.locked_by AS lost_worker
+    RETURNING t.id, t.queue, t.status, t.attempts, t.error, e.locked_by AS lost_worker
 ), events AS (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error)
     SELECT id,
@@ -214,7 +214,7 @@ WITH expired AS (
            attempts, lost_worker, error
       FROM recovered
 )
-SELECT id, status, lost_worker FROM recovered;
+SELECT id, queue, status, lost_worker FROM recovered;
 
 -- name: forget_stale_workers
 -- Drop registry rows of processes that stopped heart-beating $1 seconds ago.
@@ -223,11 +223,12 @@ DELETE FROM notifyq.workers
 RETURNING id;
 
 -- name: enqueue
--- Add one task. run_at is $5 (NULL: now) plus $6 seconds.
-INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout)
+-- Add one task. run_at is $5 (NULL: now) plus $6 seconds; $9 its concurrency_key.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
+                           concurrency_key)
 VALUES ($1, $2, $3::jsonb, $4,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7, make_interval(secs => $8::float8))
+        $7, make_interval(secs => $8::float8), $9)
 RETURNING *;
 
 -- name: seed

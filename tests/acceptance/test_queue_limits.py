@@ -148,9 +148,10 @@ async def test_kill_9_gives_the_slots_back_within_the_lease(
     lease = {"LEASE": "1.5"}
     set_limits(url, "work", "--concurrency", "2")
     victim = start(url, notifyq, 1, QUEUES="work", **lease)[0]
+    # Two 2-second tasks take both slots in the victim.
     await database.execute(
-        "INSERT INTO notifyq.tasks (queue, kind, payload) "
-        "SELECT 'work', 'sleep', '0.3' FROM generate_series(1, 8)"
+        "INSERT INTO notifyq.tasks (queue, kind, payload, priority) "
+        "SELECT 'work', 'sleep', '2', 10 FROM generate_series(1, 2)"
     )
     await eventually(
         lambda: database.fetchval(
@@ -158,8 +159,12 @@ async def test_kill_9_gives_the_slots_back_within_the_lease(
         ),
         interval=0.01,
     )
-    # The victim holds both slots; a second process waits for one.
+    # A second process and more work: both wait for a slot.
     start(url, notifyq, 1, QUEUES="work", **lease)
+    await database.execute(
+        "INSERT INTO notifyq.tasks (queue, kind, payload) "
+        "SELECT 'work', 'sleep', '0.1' FROM generate_series(1, 6)"
+    )
     victim.proc.kill()
     killed = await database.fetchval("SELECT clock_timestamp()")
     await eventually(lambda: database.fetchval(ALL_DONE), timeout=30, interval=0.05)
