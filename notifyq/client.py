@@ -40,8 +40,10 @@ class Client:
         run_at: datetime | None = None,
         max_attempts: int = 3,
         timeout_s: float | None = None,
+        concurrency_key: str | None = None,
     ) -> int:
-        """Add a task and return its id. ``payload`` must be JSON-serialisable."""
+        """Add a task and return its id. ``payload`` must be JSON-serialisable;
+        ``concurrency_key`` is what the queue's per-key limit counts by."""
         if not math.isfinite(delay_s) or delay_s < 0:
             raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s}")
         if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
@@ -57,6 +59,7 @@ class Client:
             delay_s=delay_s,
             max_attempts=max_attempts,
             timeout_s=timeout_s,
+            concurrency_key=concurrency_key,
         )
         return int(row["id"])
 

@@ -67,6 +67,7 @@ def _parse_payload(text: str | None) -> Any:
 )
 @click.option("--max-attempts", type=click.IntRange(1, 1000), default=3, show_default=True)
 @click.option("--timeout", callback=positive_duration, help="Time limit of one attempt.")
+@click.option("--concurrency-key", help="What the queue's per-key limit counts by.")
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -78,6 +79,7 @@ def enqueue(
     run_at: datetime | None,
     max_attempts: int,
     timeout: float | None,
+    concurrency_key: str | None,
 ) -> None:
     """Add a task. PAYLOAD is JSON; text that is not JSON is taken as a string."""
     settings = settings_from(ctx)
@@ -95,6 +97,7 @@ def enqueue(
                 run_at=run_at,
                 max_attempts=max_attempts,
                 timeout_s=timeout,
+                concurrency_key=concurrency_key,
             )
         click.echo(task_id)
 

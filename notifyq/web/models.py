@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from notifyq import limits
+
 Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
 INT32_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
@@ -83,6 +85,9 @@ class NewTask(BaseModel):
     timeout: Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S), AfterValidator(_finite)] | None = (
         Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
     )
+    concurrency_key: ConcurrencyKey | None = Field(
+        None, description="What the queue's per-key limit counts by (a customer id, say)"
+    )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> NewTask:
@@ -91,6 +96,13 @@ class NewTask(BaseModel):
         if self.run_at is not None and self.run_at.utcoffset() is None:
             raise ValueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
         return self
+
+
+ConcurrencyKey = Annotated[
+    str,
+    Field(min_length=1, max_length=256, json_schema_extra={"pattern": r"^[^\x00\ud800-\udfff]+$"}),
+    AfterValidator(_storable_text),
+]
 
 
 class TaskFilter(BaseModel):
@@ -127,6 +139,7 @@ class TaskOut(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    concurrency_key: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> TaskOut:
@@ -229,3 +242,54 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+# --- queue limits ----------------------------------------------------------------------
+
+Limit = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+def _rate_text(value: str) -> str:
+    try:
+        return str(limits.parse_rate(value))
+    except limits.LimitError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class QueueOut(BaseModel):
+    """A queue's limits (null: none of that kind) and its live task counts."""
+
+    name: str
+    concurrency: int | None
+    rate: str | None = Field(description="COUNT/PERIOD, e.g. 100/s, 10/m, 5/10s")
+    per_key_concurrency: int | None
+    paused: bool
+    pending: int
+    in_progress: int
+
+
+class QueueName(BaseModel):
+    """The ``{name}`` of ``/queues/{name}``: the rule of a task's queue."""
+
+    name: Name
+
+
+class Queues(BaseModel):
+    queues: list[QueueOut]
+
+
+class QueueChange(BaseModel):
+    """Limits to set. A field left out keeps its value; null removes that limit; ``clear``
+    removes every limit first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: Limit | None = Field(None, description="At most N tasks in_progress at once")
+    rate: Annotated[str, Field(max_length=64), AfterValidator(_rate_text)] | None = Field(
+        None, description="At most COUNT claims per PERIOD: 100/s, 10/m, 1000/h, 5/10s"
+    )
+    per_key_concurrency: Limit | None = Field(
+        None, description="At most N in_progress tasks per concurrency_key"
+    )
+    paused: bool | None = Field(None, description="true: claim nothing; false: claim again")
+    clear: bool = False

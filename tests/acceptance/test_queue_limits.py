@@ -204,3 +204,17 @@ async def test_paused_claims_nothing_and_resume_wakes_at_once(
         "after the resume"
     )
     assert first > resumed
+
+
+def test_queue_set_and_list_from_the_cli(database_url: str) -> None:
+    set_limits(database_url, "api", "--concurrency", "3", "--rate", "100/s")
+    set_limits(database_url, "api", "--per-key", "2", "--paused")
+    listed = queue_cli(database_url, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.strip() == (
+        "api: paused concurrency=3 rate=100/s per_key=2 (pending 0, in_progress 0)"
+    )
+    shown = queue_cli(database_url, "set", "api", "--clear", "--rate", "5/10s", "--resumed")
+    assert shown.stdout.strip() == "api: rate=5/10s (pending 0, in_progress 0)"
+    as_json = queue_cli(database_url, "list", "--json")
+    assert '"rate": "5/10s"' in as_json.stdout

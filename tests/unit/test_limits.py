@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 from notifyq import limits
+from notifyq.cli import main
 from notifyq.limits import KEEP, LimitError, Rate
 
 
@@ -86,3 +88,23 @@ def test_a_queue_with_no_limit_is_not_limited() -> None:
     assert not limits.QueueLimits("q").limited
     assert limits.QueueLimits("q", paused=True).limited
     assert limits.QueueLimits("q", rate=Rate(1, 1.0)).limited
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concurrency", "0"], "invalid concurrency 0: expected an integer from 1 to 1000000"),
+        (["--concurrency", "many"], "invalid --concurrency 'many': expected an integer"),
+        (["--per-key", "-1"], "invalid per_key_concurrency -1"),
+        (["--rate", "fast"], "invalid rate 'fast': expected COUNT/PERIOD"),
+        ([], "nothing to set"),
+    ],
+)
+def test_queue_set_refuses_bad_values_with_one_line(args: list[str], message: str) -> None:
+    # Refused before any database is opened.
+    result = CliRunner().invoke(
+        main, ["queue", "set", "api", *args], env={"DATABASE_URL": "postgresql://nowhere.invalid/x"}
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
