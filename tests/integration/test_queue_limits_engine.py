@@ -115,6 +115,10 @@ async def test_http_queues_set_and_list(database: db.Database) -> None:
             "pending": 0,
             "in_progress": 0,
         }
+        page = await (await client.get("/")).get_data(as_text=True)
+        assert "<td>api</td>" in page and "≤ 3 at once, 20/s" in page
+        summary = await (await client.get("/ui/summary")).get_json()
+        assert summary["queue_limits"] == {"api": "≤ 3 at once, 20/s"}
         response = await post("/queues/api", {"paused": True, "concurrency": None})
         assert (await response.get_json())["paused"] is True
         listed = await (await client.get("/queues")).get_json()
