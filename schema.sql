@@ -136,7 +136,7 @@ CREATE TABLE notifyq.queues (
     CONSTRAINT queues_rate_valid CHECK (
         (rate_count IS NULL) = (rate_period IS NULL)
         AND rate_count BETWEEN 1 AND 1000000
-        AND rate_period > interval '0' AND rate_period <= interval '1 day')
+        AND rate_period > interval '0' AND rate_period <= interval '1000 days')
 );
 
 COMMENT ON TABLE notifyq.queues IS

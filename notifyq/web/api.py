@@ -159,8 +159,6 @@ async def set_queue(name: str) -> Response:
     """Set a queue's limits: the fields given change, null removes one, clear removes all."""
     body = await _body(models.QueueChange)
     given = body.model_fields_set
-    if "paused" in given and body.paused is None:
-        raise ApiError(422, "validation_failed", "paused: give true or false")
     try:
         change = limits.change(
             _validate(models.QueueName, {"name": name}).name,
@@ -169,7 +167,7 @@ async def set_queue(name: str) -> Response:
             per_key_concurrency=(
                 body.per_key_concurrency if "per_key_concurrency" in given else limits.KEEP
             ),
-            paused=body.paused,
+            paused=body.paused if "paused" in given else None,
         )
     except limits.LimitError as exc:
         raise ApiError(422, "validation_failed", str(exc)) from None

@@ -66,7 +66,19 @@ def _finite(value: float) -> float:
 class NewTask(BaseModel):
     """A task to add. ``run_at`` and ``delay`` are exclusive; neither means now."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # The document says what _one_schedule checks: not both run_at and delay non-null.
+        json_schema_extra={
+            "not": {
+                "required": ["run_at", "delay"],
+                "properties": {
+                    "run_at": {"not": {"type": "null"}},
+                    "delay": {"not": {"type": "null"}},
+                },
+            }
+        },
+    )
 
     kind: Name = Field(description="Which handler runs it")
     payload: Annotated[Any, AfterValidator(_shallow)] = Field(
@@ -247,6 +259,7 @@ class ErrorOut(BaseModel):
 # --- queue limits ----------------------------------------------------------------------
 
 Limit = Annotated[int, Field(ge=1, le=1_000_000)]
+RATE_PATTERN = r"^[1-9][0-9]{0,5}/([1-9][0-9]{0,2})?(ms|s|m|h|d)$"
 
 
 def _rate_text(value: str) -> str:
@@ -285,11 +298,19 @@ class QueueChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     concurrency: Limit | None = Field(None, description="At most N tasks in_progress at once")
-    rate: Annotated[str, Field(max_length=64), AfterValidator(_rate_text)] | None = Field(
-        None, description="At most COUNT claims per PERIOD: 100/s, 10/m, 1000/h, 5/10s"
-    )
+    rate: (
+        Annotated[
+            str,
+            # Every text the pattern allows is accepted (parse_rate also takes spaces).
+            Field(max_length=64, json_schema_extra={"pattern": RATE_PATTERN}),
+            AfterValidator(_rate_text),
+        ]
+        | None
+    ) = Field(None, description="At most COUNT claims per PERIOD: 100/s, 10/m, 1000/h, 5/10s")
     per_key_concurrency: Limit | None = Field(
         None, description="At most N in_progress tasks per concurrency_key"
     )
-    paused: bool | None = Field(None, description="true: claim nothing; false: claim again")
+    paused: bool = Field(
+        False, description="true: claim nothing; false: claim again (left out: unchanged)"
+    )
     clear: bool = False

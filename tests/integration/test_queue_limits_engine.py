@@ -127,7 +127,7 @@ async def test_http_queues_set_and_list(database: db.Database) -> None:
         for bad, message in [
             ({"concurrency": 0}, "concurrency"),
             ({"rate": "fast"}, "invalid rate 'fast'"),
-            ({"paused": None}, "paused"),
+            ({"paused": None}, "paused: Input should be a valid boolean"),
             ({"what": 1}, "what"),
         ]:
             response = await post("/queues/api", bad)

@@ -46,7 +46,7 @@ def test_rates_print_as_they_are_written(rate: Rate, text: str) -> None:
         ("fast", "invalid rate 'fast': expected COUNT/PERIOD, e.g. 100/s, 10/m, 1000/h or 5/10s"),
         ("10", "expected COUNT/PERIOD"),
         ("0/s", "the count must be from 1 to 1000000"),
-        ("5/2d", "the period must be above 0 and at most 1d"),
+        ("5/1001d", "the period must be above 0 and at most 1000d"),
         ("5/0s", "the period must be above 0"),
         ("-1/s", "expected COUNT/PERIOD"),
     ],
