@@ -16,7 +16,7 @@ import click
 from notifyq.bench import inprocess, load, report
 from notifyq.bench.peers import measure_peers
 from notifyq.bench.scale import describe, measure_scale
-from notifyq.cli.common import run, settings_from
+from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
 from notifyq.settings import Settings
 
 
@@ -85,17 +85,30 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
     show_default=True,
     help="Above 1: that many `notifyq serve` subprocesses, woken by the INSERT.",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1_000_000),
+    help="Give the queue this fleet-wide concurrency limit (one process only).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
-    ctx: click.Context, /, tasks: int, processes: int, as_json: bool, **flags: int | None
+    ctx: click.Context,
+    /,
+    tasks: int,
+    processes: int,
+    concurrency: int | None,
+    as_json: bool,
+    **flags: int | None,
 ) -> None:
     """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
     settings = _settings(ctx, **flags)
     if processes > 1:
+        if concurrency is not None:
+            fail("--concurrency measures one process: leave out --processes", EXIT_USAGE)
         r = run(lambda: load.measure_drain_processes(settings, tasks, processes))
     else:
-        r = run(lambda: inprocess.measure_drain(settings, tasks))
+        r = run(lambda: inprocess.measure_drain(settings, tasks, concurrency=concurrency))
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
     _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
 
