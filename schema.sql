@@ -49,6 +49,7 @@ CREATE TABLE notifyq.tasks (
     started_at          timestamptz,
     finished_at         timestamptz,
     concurrency_key     text,                                     -- what a per-key limit counts by
+    meta                jsonb,                   -- besides the payload: trace context
     CONSTRAINT tasks_status_valid
         CHECK (status IN ('pending', 'in_progress', 'done', 'error', 'cancelled')),
     CONSTRAINT tasks_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
@@ -58,11 +59,22 @@ CREATE TABLE notifyq.tasks (
     CONSTRAINT tasks_timeout_positive CHECK (timeout IS NULL OR timeout > interval '0'),
     -- An in_progress row always has an owner and a lease; no other row has either.
     CONSTRAINT tasks_lease_matches_status
-        CHECK ((status = 'in_progress') = (locked_by IS NOT NULL AND locked_until IS NOT NULL))
+        CHECK ((status = 'in_progress') = (locked_by IS NOT NULL AND locked_until IS NOT NULL)),
+    -- Values the claim cannot compute with or the driver cannot decode (migration 0004):
+    -- attempts near the int limit, dates outside the years 1..9999. run_at may be
+    -- 'infinity' (parked) or '-infinity' (due now).
+    CONSTRAINT tasks_attempts_in_range CHECK (attempts <= 1000000),
+    CONSTRAINT tasks_run_at_in_range CHECK (
+        NOT isfinite(run_at)
+        OR (run_at >= '0001-01-01 00:00:00+00' AND run_at < '10000-01-01 00:00:00+00')),
+    CONSTRAINT tasks_created_at_in_range CHECK (
+        created_at >= '0001-01-01 00:00:00+00' AND created_at < '10000-01-01 00:00:00+00')
 );
 
 COMMENT ON TABLE notifyq.tasks IS
     'notifyq task queue: INSERT a row to enqueue; see the README for columns and states';
+COMMENT ON COLUMN notifyq.tasks.meta IS
+    'what travels with a task besides its payload (trace context); NULL when none';
 
 -- NOT VALID as in migration 0006, which adds it without scanning the table (the rows it
 -- found all had a NULL key); it holds for every row written since.
@@ -199,6 +211,7 @@ $$;
 -- A process ran out of work: record it as waiting for `queues`. Returns whether it got the
 -- exclusive lock, i.e. whether no producer was between its trigger and its commit; the
 -- caller claims once more after this commits, and retries later when it returns false.
+-- It never waits for a producer's row lock (migration 0004): false then too.
 -- Nothing here needs to survive a server crash (a restarted process registers again), so
 -- the commit does not wait for the WAL flush.
 CREATE FUNCTION notifyq.go_idle(worker_id text, queues text[]) RETURNS boolean
@@ -208,10 +221,16 @@ DECLARE
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     locked := pg_try_advisory_xact_lock(1852798817);
-    INSERT INTO notifyq.waiters AS w (worker_id, queues)
-    VALUES (go_idle.worker_id, go_idle.queues)
-    ON CONFLICT ON CONSTRAINT waiters_pkey
-        DO UPDATE SET queues = excluded.queues, since = now();
+    -- A producer that removed our row holds it locked until it commits: do not wait.
+    PERFORM set_config('lock_timeout', '20ms', true);
+    BEGIN
+        INSERT INTO notifyq.waiters AS w (worker_id, queues)
+        VALUES (go_idle.worker_id, go_idle.queues)
+        ON CONFLICT ON CONSTRAINT waiters_pkey
+            DO UPDATE SET queues = excluded.queues, since = now();
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN false;  -- that producer notifies when it commits; claim again meanwhile
+    END;
     RETURN locked;
 END;
 $$;
@@ -330,9 +349,9 @@ $$;
 -- reaper frees one; a notification says so) or for a change of its row (resume, a raised
 -- limit); else the seconds until its next rate token is due.
 CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8)
-RETURNS TABLE (id bigint, queue text, kind text, payload jsonb, priority integer,
+RETURNS TABLE (id bigint, queue text, kind text, payload_json text, priority integer,
                attempts integer, max_attempts integer, timeout_s float8, lag_s float8,
-               run_at timestamptz, held_s float8)
+               meta_json text, held_s float8)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -443,15 +462,21 @@ BEGIN
                        locked_until = v_at + make_interval(secs => lease_s),
                        started_at = v_at, updated_at = v_at
                  WHERE t.id = ANY (v_picked) AND t.status = 'pending'
-                RETURNING t.id, t.queue, t.kind, t.payload, t.priority, t.attempts,
-                          t.max_attempts, extract(epoch FROM t.timeout)::float8 AS timeout_s,
-                          extract(epoch FROM v_at - t.run_at)::float8 AS lag_s, t.run_at
+                -- As in `claim`: the payload as text, no timestamps, an infinite run_at has
+                -- lag 0. meta is migration 0008's column (resolved when this runs).
+                RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority,
+                          t.attempts, t.max_attempts,
+                          extract(epoch FROM t.timeout)::float8 AS timeout_s,
+                          CASE WHEN isfinite(t.run_at)
+                               THEN extract(epoch FROM v_at - t.run_at)::float8
+                               ELSE 0 END AS lag_s,
+                          t.meta::text AS meta_json, t.run_at
             ), started AS (
                 INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
                 SELECT c.id, 'started', c.attempts, worker FROM claimed c
             )
-            SELECT c.id, c.queue, c.kind, c.payload, c.priority, c.attempts, c.max_attempts,
-                   c.timeout_s, c.lag_s, c.run_at, NULL::float8
+            SELECT c.id, c.queue, c.kind, c.payload_json, c.priority, c.attempts,
+                   c.max_attempts, c.timeout_s, c.lag_s, c.meta_json, NULL::float8
               FROM claimed c
              ORDER BY c.priority DESC, c.run_at, c.id;
             GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -494,9 +519,9 @@ BEGIN
             v_held := 'infinity';
         END IF;
         IF v_held IS NOT NULL THEN
-            RETURN QUERY SELECT NULL::bigint, v_queue, NULL::text, NULL::jsonb, NULL::integer,
+            RETURN QUERY SELECT NULL::bigint, v_queue, NULL::text, NULL::text, NULL::integer,
                                 NULL::integer, NULL::integer, NULL::float8, NULL::float8,
-                                NULL::timestamptz,
+                                NULL::text,
                                 CASE WHEN v_held = 'infinity' THEN 'Infinity'::float8
                                      ELSE greatest(0, extract(epoch FROM
                                                    v_held - clock_timestamp()))::float8 END;
@@ -540,17 +565,13 @@ RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE
     stmt text;
-    cols text;
 BEGIN
-    -- What a task is, never its state or its lease: those of these columns that exist.
-    SELECT string_agg(quote_ident(c.name), ', ' ORDER BY c.n) INTO cols
-      FROM unnest(ARRAY['queue', 'kind', 'payload', 'priority', 'run_at', 'max_attempts',
-                        'timeout', 'unique_key', 'concurrency_key']) WITH ORDINALITY AS c(name, n)
-      JOIN pg_attribute a ON a.attname = c.name
-     WHERE a.attrelid = 'notifyq.tasks'::regclass AND NOT a.attisdropped;
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
-        format('GRANT INSERT (%s) ON notifyq.tasks TO %s', cols, grantee)
+        -- Column privileges: a producer sets what a task is, never its state or its lease.
+        format('GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, '
+               'meta) ON notifyq.tasks TO %s', grantee),
+        format('GRANT SELECT (id) ON notifyq.tasks TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;

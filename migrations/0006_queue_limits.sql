@@ -62,9 +62,9 @@ $$;
 -- reaper frees one; a notification says so) or for a change of its row (resume, a raised
 -- limit); else the seconds until its next rate token is due.
 CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8)
-RETURNS TABLE (id bigint, queue text, kind text, payload jsonb, priority integer,
+RETURNS TABLE (id bigint, queue text, kind text, payload_json text, priority integer,
                attempts integer, max_attempts integer, timeout_s float8, lag_s float8,
-               run_at timestamptz, held_s float8)
+               meta_json text, held_s float8)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -175,15 +175,21 @@ BEGIN
                        locked_until = v_at + make_interval(secs => lease_s),
                        started_at = v_at, updated_at = v_at
                  WHERE t.id = ANY (v_picked) AND t.status = 'pending'
-                RETURNING t.id, t.queue, t.kind, t.payload, t.priority, t.attempts,
-                          t.max_attempts, extract(epoch FROM t.timeout)::float8 AS timeout_s,
-                          extract(epoch FROM v_at - t.run_at)::float8 AS lag_s, t.run_at
+                -- As in `claim`: the payload as text, no timestamps, an infinite run_at has
+                -- lag 0. meta is migration 0008's column (resolved when this runs).
+                RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority,
+                          t.attempts, t.max_attempts,
+                          extract(epoch FROM t.timeout)::float8 AS timeout_s,
+                          CASE WHEN isfinite(t.run_at)
+                               THEN extract(epoch FROM v_at - t.run_at)::float8
+                               ELSE 0 END AS lag_s,
+                          t.meta::text AS meta_json, t.run_at
             ), started AS (
                 INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
                 SELECT c.id, 'started', c.attempts, worker FROM claimed c
             )
-            SELECT c.id, c.queue, c.kind, c.payload, c.priority, c.attempts, c.max_attempts,
-                   c.timeout_s, c.lag_s, c.run_at, NULL::float8
+            SELECT c.id, c.queue, c.kind, c.payload_json, c.priority, c.attempts,
+                   c.max_attempts, c.timeout_s, c.lag_s, c.meta_json, NULL::float8
               FROM claimed c
              ORDER BY c.priority DESC, c.run_at, c.id;
             GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -226,9 +232,9 @@ BEGIN
             v_held := 'infinity';
         END IF;
         IF v_held IS NOT NULL THEN
-            RETURN QUERY SELECT NULL::bigint, v_queue, NULL::text, NULL::jsonb, NULL::integer,
+            RETURN QUERY SELECT NULL::bigint, v_queue, NULL::text, NULL::text, NULL::integer,
                                 NULL::integer, NULL::integer, NULL::float8, NULL::float8,
-                                NULL::timestamptz,
+                                NULL::text,
                                 CASE WHEN v_held = 'infinity' THEN 'Infinity'::float8
                                      ELSE greatest(0, extract(epoch FROM
                                                    v_held - clock_timestamp()))::float8 END;
@@ -291,12 +297,15 @@ BEGIN
     -- What a task is, never its state or its lease: those of these columns that exist.
     SELECT string_agg(quote_ident(c.name), ', ' ORDER BY c.n) INTO cols
       FROM unnest(ARRAY['queue', 'kind', 'payload', 'priority', 'run_at', 'max_attempts',
-                        'timeout', 'unique_key', 'concurrency_key']) WITH ORDINALITY AS c(name, n)
+                        'timeout', 'meta', 'unique_key', 'concurrency_key'])
+           WITH ORDINALITY AS c(name, n)
       JOIN pg_attribute a ON a.attname = c.name
      WHERE a.attrelid = 'notifyq.tasks'::regclass AND NOT a.attisdropped;
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
-        format('GRANT INSERT (%s) ON notifyq.tasks TO %s', cols, grantee)
+        format('GRANT INSERT (%s) ON notifyq.tasks TO %s', cols, grantee),
+        -- RETURNING id of a producer's INSERT (migration 0008 grants it too).
+        format('GRANT SELECT (id) ON notifyq.tasks TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from notifyq import db, errors, store
+from notifyq import db, errors, priorities, store
 from notifyq.store import ENDED
 
 
@@ -35,7 +35,7 @@ class Client:
         payload: Any = None,
         *,
         queue: str = "default",
-        priority: int = 0,
+        priority: int | str = 0,
         delay_s: float = 0.0,
         run_at: datetime | None = None,
         max_attempts: int = 3,
@@ -43,7 +43,9 @@ class Client:
         concurrency_key: str | None = None,
     ) -> int:
         """Add a task and return its id. ``payload`` must be JSON-serialisable;
-        ``concurrency_key`` is what the queue's per-key limit counts by."""
+        ``priority`` an integer or low, normal, high, urgent; ``concurrency_key`` is what
+        the queue's per-key limit counts by."""
+        number = priorities.parse(priority)
         if not math.isfinite(delay_s) or delay_s < 0:
             raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s}")
         if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
@@ -54,7 +56,7 @@ class Client:
             queue=queue,
             kind=kind,
             payload={} if payload is None else payload,
-            priority=priority,
+            priority=number,
             run_at=run_at,
             delay_s=delay_s,
             max_attempts=max_attempts,

@@ -66,7 +66,11 @@ async def serve_process(
                 live=feed,
             )
             if workers:
-                context.observe_workers(lambda: svc.stats().as_dict(), lambda: svc.in_flight)
+                context.observe_workers(
+                    lambda: svc.stats().as_dict(),
+                    lambda: svc.in_flight,
+                    lambda: svc.runner.threads.statistics().counts(),
+                )
                 metrics = context.metrics
                 svc.observe_ends(
                     lambda task, outcome, lag_s, run_s: metrics.observe_end(

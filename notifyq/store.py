@@ -13,6 +13,7 @@ The vocabulary the SQL and the Python share is defined here once: :class:`Status
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,8 @@ from notifyq import db, errors, limits, sql
 from notifyq.version import __version__
 
 MAX_ERROR_CHARS = 4000
+PREVIEW_CHARS = 4096
+"""Lists show a payload or result whose JSON text is longer than this as a preview."""
 
 Row = Mapping[str, Any]
 """A display row (tasks, workers, history) as the HTTP models and the CLI read it."""
@@ -75,6 +78,28 @@ class Claimed:
     max_attempts: int
     timeout_s: float | None
     lag_s: float
+    undecodable: str | None = None  # why the payload could not be decoded (payload is None)
+    meta: Any = None  # the task's meta column (trace context); NULL or undecodable: None
+
+
+def _decode_payload(text: str) -> tuple[Any, str | None]:
+    """A claimed row's payload; a payload Python cannot decode is that row's problem."""
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, "payload cannot be decoded: nested too deeply for Python's JSON decoder"
+    except ValueError as exc:  # not expected from jsonb text; never let it fail the batch
+        return None, f"payload cannot be decoded: {exc}"
+
+
+def _decode_meta(text: str | None) -> Any:
+    """A claimed row's meta; one that cannot be decoded is dropped (it is only a hint)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError):
+        return None
 
 
 async def claim(
@@ -86,16 +111,19 @@ async def claim(
 
 
 def _claimed(r: Any) -> Claimed:
+    payload, undecodable = _decode_payload(r["payload_json"])
     return Claimed(
         r["id"],
         r["queue"],
         r["kind"],
-        r["payload"],
+        payload,
         r["priority"],
         r["attempts"],
         r["max_attempts"],
         r["timeout_s"],
         r["lag_s"],
+        undecodable,
+        _decode_meta(r["meta_json"]),
     )
 
 
@@ -358,6 +386,11 @@ async def enqueue(
     return row
 
 
+async def due_or_running(database: db.Database, queues: Sequence[str]) -> int:
+    """Tasks of ``queues`` running, or pending and due now (notifyq.testing's "idle")."""
+    return int(await database.fetchval(sql.queries["testing_busy"], list(queues)))
+
+
 async def seed(database: db.Database, count: int) -> list[int]:
     """Add ``count`` demo tasks in one statement; their ids."""
     return [r["id"] for r in await database.fetch(sql.queries["seed"], count)]
@@ -404,16 +437,62 @@ async def list_tasks(
     kind: str | None,
     before: int | None,
     limit: int,
+    preview_chars: int = PREVIEW_CHARS,
 ) -> list[Row]:
-    return list(await database.fetch(sql.queries["list_tasks"], status, queue, kind, before, limit))
+    """Display rows whose payload or result, when longer than ``preview_chars`` characters
+    of JSON text, is None with its first characters in ``payload_preview``/``result_preview``
+    (cut in SQL: the big value never leaves the database)."""
+    return list(
+        await database.fetch(
+            sql.queries["list_tasks"], status, queue, kind, before, limit, preview_chars
+        )
+    )
 
 
-async def running_tasks(database: db.Database, limit: int) -> list[Row]:
-    return list(await database.fetch(sql.queries["running_tasks"], limit))
+async def running_tasks(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The longest-running tasks, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["running_tasks"], limit, preview_chars))
 
 
-async def recent_failures(database: db.Database, limit: int) -> list[Row]:
-    return list(await database.fetch(sql.queries["recent_failures"], limit))
+async def recent_failures(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The latest failures, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["recent_failures"], limit, preview_chars))
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A task as the table has it, for an id a notification named."""
+
+    id: int
+    status: str
+    queue: str
+    kind: str
+    ended: bool  # ended (done, error, cancelled) recently
+    cancel_requested: bool  # its cancel was requested recently
+
+
+async def confirm_events(
+    database: db.Database,
+    *,
+    ended: Sequence[int],
+    cancel_requested: Sequence[int],
+    within_s: float,
+) -> dict[int, Confirmed]:
+    """What the table says about ids that notifications named (one statement for all):
+    {id: row} for the ids that exist; check ``ended`` / ``cancel_requested`` on each."""
+    rows = await database.fetch(
+        sql.queries["confirm_events"], list(ended), list(cancel_requested), within_s
+    )
+    return {
+        r["id"]: Confirmed(
+            r["id"], r["status"], r["queue"], r["kind"], r["ended"], r["cancel_requested"]
+        )
+        for r in rows
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import trio
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.settings import Settings
@@ -221,12 +221,13 @@ class Claimer:
         # in_progress that nobody runs until their lease expires. The time limit still
         # bounds it (the server then cancels the statement and nothing was claimed).
         with trio.CancelScope(shield=True), trio.fail_after(lease_s / 2):
-            if self.limited:
-                rows = await self._claim_with_limits(want, lease_s)
+            tracer = tracing.active
+            if tracer is None:
+                rows = await self._fetch(want, lease_s)
             else:
-                rows = await store.claim(
-                    self.db, queues=self.queues, limit=want, owner=self.owner, lease_s=lease_s
-                )
+                with tracer.claim(self.queues) as span:
+                    rows = await self._fetch(want, lease_s)
+                    tracer.claimed(span, [(row.id, row.meta) for row in rows])
         attempts = []
         for row in rows:
             task = Task(
@@ -237,14 +238,23 @@ class Claimer:
                 row.attempt,
                 row.max_attempts,
                 row.priority,
+                row.meta,
             )
             attempt = Attempt(task, sent_at + lease_s, row.lag_s, row.timeout_s)
+            attempt.undecodable = row.undecodable
             self.ledger.attempts[row.id] = attempt
             attempts.append(attempt)
         self.ledger.claimed += len(rows)
         if rows:
             log.debug("claim", rows=len(rows), ms=round((time.perf_counter() - started) * 1000, 2))
         return attempts
+
+    async def _fetch(self, want: int, lease_s: float) -> list[store.Claimed]:
+        if self.limited:
+            return await self._claim_with_limits(want, lease_s)
+        return await store.claim(
+            self.db, queues=self.queues, limit=want, owner=self.owner, lease_s=lease_s
+        )
 
     def _due_queues(self) -> list[str]:
         """Queues whose next due row should wake us: not held back by a limit, and not

@@ -5,6 +5,11 @@ time limits and shutdown can stop it, and one that ignores cancellation is aband
 instead of holding a worker forever. What the handler did becomes
 :class:`~notifyq.engine.verdict.Facts`; :func:`~notifyq.engine.verdict.judge` decides the
 outcome, which goes to the writer.
+
+Where a handler runs depends on what it is (:mod:`notifyq.engine.runtimes`): an ``async
+def`` on trio, a plain ``def`` in a worker thread (abandoned, not interrupted, when it must
+stop), a ``runtime="asyncio"`` coroutine on the process's asyncio loop. Verdicts are the
+same for all three.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from typing import Any
 
 import trio
 
-from notifyq import logs
-from notifyq.app import App, Handler
+from notifyq import logs, tracing
+from notifyq.app import App, Handler, Task
 from notifyq.engine.ledger import CANCEL_GRACE_S, Attempt, Ledger
+from notifyq.engine.runtimes import Threads, run_asyncio
 from notifyq.engine.verdict import Facts, Retries, judge
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
@@ -32,8 +38,14 @@ class Runner:
         ledger: Ledger,
         jobs: trio.MemoryReceiveChannel[Attempt],
         outcomes: trio.MemorySendChannel[tuple[Outcome, Attempt]],
+        *,
+        loop: Any = None,
     ) -> None:
         self.settings = settings
+        # The process's trio-asyncio loop (the database's), for runtime="asyncio" handlers.
+        self.loop = loop
+        # Sync handlers' threads: at most WORKER_COUNT at once, abandoned ones included.
+        self.threads = Threads(settings.worker_count)
         self.app = app
         self.ledger = ledger
         self.retries = Retries(settings.retry_base_s, settings.retry_max_s)
@@ -59,10 +71,10 @@ class Runner:
         except ValueError:
             log.warning("notification.bad_payload", channel="notifyq_cancel", payload=payload[:100])
             return
-        attempt = self.ledger.attempts.get(task_id)
-        if attempt is not None:
-            log.info("task.cancel_requested", task_id=task_id)
-            attempt.request_stop("cancel")
+        # A notification is only a hint (any database role may send one): the lease keeper
+        # reads the row now and stops the attempt only if its cancel was really asked.
+        if task_id in self.ledger.attempts:
+            self.ledger.recheck.ring()
 
     def stop_running(self) -> None:
         """Cancel every running handler; its task goes back to pending."""
@@ -73,8 +85,12 @@ class Runner:
     async def _run(self, attempt: Attempt, handlers: trio.Nursery) -> None:
         task = attempt.task
         handler = self.app.get(task.kind)
+        refused = attempt.undecodable
         if handler is None:
-            error = f"no handler for kind {task.kind!r}"
+            refused = f"no handler for kind {task.kind!r}"
+        if refused is not None or handler is None:
+            # Retrying would not help: the task ends at once, and nothing else is touched.
+            error = refused or "no handler"
             self._hand_over(attempt, Outcome(task.id, task.attempt, Verdict.FAILED, error=error))
             return
         timeout_s = attempt.timeout_s or handler.timeout_s or self.settings.task_timeout_s
@@ -87,8 +103,27 @@ class Runner:
                 attempt=task.attempt,
                 lag_ms=round(attempt.lag_s * 1000, 2),
             )
-        facts = await self._call(attempt, handler, timeout_s, handlers)
-        self._hand_over(attempt, judge(facts, self.retries))
+        tracer = tracing.active
+        if tracer is None:
+            facts = await self._call(attempt, handler, timeout_s, handlers)
+            self._hand_over(attempt, judge(facts, self.retries))
+            return
+        # Current while the handler runs: the handler's task (and thread, and asyncio task)
+        # copies this context, so its own spans are children of the attempt's.
+        with tracer.attempt(task.id, task.kind, task.queue, task.attempt, task.meta) as span:
+            facts = await self._call(attempt, handler, timeout_s, handlers)
+            outcome = judge(facts, self.retries)
+            tracer.outcome(span, outcome.verdict.value, outcome.error)
+        self._hand_over(attempt, outcome)
+
+    async def _invoke(self, handler: Handler, task: Task) -> Any:
+        if handler.runtime == "trio":
+            return await handler.fn(task)
+        if handler.runtime == "thread":
+            return await self.threads.run(handler.fn, task)
+        if self.loop is None:
+            raise RuntimeError("runtime='asyncio' handlers need the process's asyncio loop")
+        return await run_asyncio(self.loop, handler.fn, task)
 
     async def _call(
         self, attempt: Attempt, handler: Handler, timeout_s: float | None, nursery: trio.Nursery
@@ -102,8 +137,13 @@ class Runner:
             try:
                 with attempt.handler_scope:
                     try:
-                        box.append((True, await handler.fn(task)))
-                    except Exception as exc:
+                        box.append((True, await self._invoke(handler, task)))
+                    except BaseException as exc:
+                        if _is_our_cancellation(exc, attempt.handler_scope, nursery):
+                            raise  # the scope that was cancelled catches it
+                        # Any other exception, KeyboardInterrupt, SystemExit and a stray
+                        # trio.Cancelled included, is this attempt's failure: it must
+                        # never end the process (tests/integration/test_poison.py).
                         box.append((False, exc))
             finally:
                 finished.set()
@@ -146,3 +186,18 @@ class Runner:
         self._outcomes.send_nowait((outcome, attempt))
         self.ledger.handed_over += 1
         self.ledger.doorbell.ring()
+
+
+def _is_our_cancellation(
+    exc: BaseException, scope: trio.CancelScope, handlers: trio.Nursery
+) -> bool:
+    """Whether ``exc`` is trio cancelling the handler (its scope, or the handlers' nursery
+    at the very end), as opposed to a handler raising Cancelled on its own."""
+    if not (scope.cancel_called or handlers.cancel_scope.cancel_called):
+        return False
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        # Only Cancelled inside: trio's. Anything else inside is the handler's failure.
+        return exc.split(trio.Cancelled)[1] is None
+    return False

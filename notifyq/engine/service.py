@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import trio
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, logs, store, tracing
 from notifyq.app import App
 from notifyq.engine import leases, maintenance
 from notifyq.engine.claimer import Claimer
@@ -35,6 +35,7 @@ from notifyq.engine.listener import (
 )
 from notifyq.engine.maintenance import prune
 from notifyq.engine.runner import Runner
+from notifyq.engine.watchdog import LoopWatch
 from notifyq.engine.writer import EndObserver, Writer
 from notifyq.settings import Settings
 from notifyq.store import Outcome
@@ -96,9 +97,11 @@ class Service:
         self.listener = Listener(database, settings, sink=sink)
         self.claimer = Claimer(database, settings, self.ledger, self.worker_id, jobs_send)
         self.app = app
-        self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send)
+        self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send, loop=database.loop)
+        tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
         self.writer = Writer(database, settings, self.ledger, self.worker_id, out_receive)
         self.reaper = maintenance.Reaper(database, settings)
+        self.watch = LoopWatch(threshold_s=min(1.0, settings.lease_s / 4))
         if workers:
             self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
             self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
@@ -203,6 +206,7 @@ class Service:
                 return
             housekeeping.start_soon(leases.serve_heartbeat, self.db, s, ledger, self.registration)
             housekeeping.start_soon(self.reaper.serve)
+            housekeeping.start_soon(self.watch.serve)
             if s.retention_s:
                 housekeeping.start_soon(maintenance.serve_pruner, self.db, s.retention_s)
             async with trio.open_nursery() as writer:

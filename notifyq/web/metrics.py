@@ -58,6 +58,8 @@ class _Snapshot(Collector):
         self.listener_connected: Callable[[], bool] = lambda: False
         self.subscribers: Callable[[], int] = lambda: 0
         self.reconnects: Callable[[], int] = lambda: 0
+        # (running, abandoned) threads of sync handlers.
+        self.handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
@@ -72,6 +74,18 @@ class _Snapshot(Collector):
             "notifyq_tasks_in_flight",
             "Tasks this process has claimed and not yet recorded",
             value=self.in_flight(),
+        )
+        running, abandoned = self.handler_threads()
+        yield GaugeMetricFamily(
+            "notifyq_handler_threads",
+            "Threads running sync (def) handlers now, abandoned ones included",
+            value=running,
+        )
+        yield GaugeMetricFamily(
+            "notifyq_abandoned_threads",
+            "Threads of sync handlers still running after their attempt was given up "
+            "(cancel, time limit, shutdown); each holds a worker thread slot until it returns",
+            value=abandoned,
         )
         yield GaugeMetricFamily(
             "notifyq_listener_connected",

@@ -72,14 +72,17 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
         f"GRANT USAGE ON SCHEMA notifyq TO {roles.producer};",
-        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, "
-        f"concurrency_key) ON notifyq.tasks TO {roles.producer};",
+        # Migration 0008 (applied after 0006) sets the producer's grant last: without
+        # concurrency_key (see the limits branch's report).
+        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, meta) "
+        f"ON notifyq.tasks TO {roles.producer};",
+        f"GRANT SELECT (id) ON notifyq.tasks TO {roles.producer};",
     ]
     # The dry run changed nothing.
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.splitlines()) == 6
+    assert len(done.stdout.splitlines()) == 7
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
@@ -120,7 +123,7 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
     refused(producer, "SELECT * FROM notifyq.waiters")
     # Nothing else: no reading, changing or deleting rows, its own or others'.
     refused(producer, "SELECT payload FROM notifyq.tasks")
-    refused(producer, f"SELECT count(*) FROM notifyq.tasks WHERE id = {theirs}")
+    refused(producer, f"SELECT status FROM notifyq.tasks WHERE id = {theirs}")
     refused(producer, f"UPDATE notifyq.tasks SET payload = '\"x\"' WHERE id = {theirs}")
     refused(producer, f"DELETE FROM notifyq.tasks WHERE id = {theirs}")
     refused(producer, "SELECT * FROM notifyq.task_events")
@@ -133,8 +136,11 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
         "INSERT INTO notifyq.tasks (kind, locked_by, locked_until, status) "
         "VALUES ('noop', 'me', now(), 'in_progress')",
     )
-    # RETURNING reads the row back, which needs SELECT.
-    refused(producer, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
+    # RETURNING reads the row back: the id only (notifyq.enqueue returns it, migration 8).
+    refused(producer, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING payload")
+    assert pg.psql(
+        producer, "INSERT INTO notifyq.tasks (kind, meta) VALUES ('noop', '{}') RETURNING id"
+    ).isdigit()
     refused(producer, f"SELECT notifyq.cancel({theirs})")
     assert (
         pg.psql(roles.owner_url, f"SELECT payload FROM notifyq.tasks WHERE id = {theirs}")

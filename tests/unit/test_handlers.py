@@ -13,6 +13,7 @@ import trio.testing
 
 from notifyq import app as handlers
 from notifyq.app import App, DemoFailure, Task, builtin_app, demo_handler, load_app
+from notifyq.engine.runtimes import Threads
 from notifyq.errors import ConfigError, Fail, PayloadError
 
 # Loaded by name in the load_app tests below.
@@ -383,3 +384,30 @@ def test_load_app_missing_attribute() -> None:
         load_app("json:no_such_attribute")
     assert str(caught.value).startswith("invalid NOTIFYQ_APP='json:no_such_attribute': ")
     assert str(caught.value).endswith("expected a notifyq.App")
+
+
+async def test_a_plain_def_handler_runs_in_a_thread() -> None:
+    # It used to be accepted, run its side effects, then fail every attempt with
+    # "object str can't be used in 'await' expression"; then it was refused. Now it is a
+    # handler of its own kind: run in a worker thread (tests/integration/
+    # test_handler_runtimes.py runs all three kinds through a service).
+    app = App()
+
+    @app.handler("shout")
+    def shout(task: Task) -> str:
+        return str(task.payload).upper()
+
+    handler = app.get("shout")
+    assert handler is not None and handler.runtime == "thread"
+    task = Task(1, "default", "shout", "hey", 1, 3)
+    assert await Threads(1).run(handler.fn, task) == "HEY"
+
+
+def test_an_object_with_an_async_call_is_a_handler() -> None:
+    class Resize:
+        async def __call__(self, task: Task) -> str:
+            return "ok"
+
+    app = App()
+    app.handler("resize")(Resize())
+    assert app.get("resize") is not None
