@@ -118,13 +118,14 @@ class NewTask(BaseModel):
     run_at: datetime | None = Field(
         None, description="Run no sooner than this (ISO 8601 with a time zone)"
     )
-    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_S), AfterValidator(_finite)] | None = Field(
-        None, description="Seconds from now to run no sooner than"
-    )
+    delay: (
+        Annotated[float, Field(ge=0, le=MAX_DELAY_S, strict=True), AfterValidator(_finite)] | None
+    ) = Field(None, description="Seconds from now to run no sooner than")
     max_attempts: int = Field(3, ge=1, le=1000)
-    timeout: Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S), AfterValidator(_finite)] | None = (
-        Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
-    )
+    timeout: (
+        Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S, strict=True), AfterValidator(_finite)]
+        | None
+    ) = Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
     concurrency_key: ConcurrencyKey | None = Field(
         None, description="What the queue's per-key limit counts by (a customer id, say)"
     )
