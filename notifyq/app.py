@@ -36,6 +36,7 @@ from typing import Any, Literal
 import httpx
 import trio
 
+from notifyq import limits
 from notifyq.errors import ConfigError, PayloadError
 
 
@@ -87,9 +88,33 @@ class Handler:
 
 @dataclass
 class App:
-    """A registry of handlers by kind."""
+    """A registry of handlers by kind, and the queue limits the code declares."""
 
     handlers: dict[str, Handler] = field(default_factory=dict)
+    queues: dict[str, limits.LimitChange] = field(default_factory=dict)
+
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | limits.Keep | None = limits.KEEP,
+        rate: str | limits.Keep | None = limits.KEEP,
+        per_key_concurrency: int | limits.Keep | None = limits.KEEP,
+        paused: bool | None = None,
+    ) -> None:
+        """Declare limits of queue ``name``, written to notifyq.queues when a process starts.
+
+        Only the fields given are written (None: no limit of that kind); the others keep
+        what the table holds, so ``notifyq queue set`` can still pause the queue. A bad
+        value raises :class:`notifyq.limits.LimitError` here.
+        """
+        self.queues[name] = limits.change(
+            name,
+            concurrency=concurrency,
+            rate=rate,
+            per_key_concurrency=per_key_concurrency,
+            paused=paused,
+        )
 
     def handler(
         self, kind: str, *, timeout_s: float | None = None, runtime: str | None = None
@@ -115,7 +140,7 @@ class App:
 
     def merged(self, other: App) -> App:
         """This app's handlers, replaced by ``other``'s where both name a kind."""
-        return App({**self.handlers, **other.handlers})
+        return App({**self.handlers, **other.handlers}, {**self.queues, **other.queues})
 
 
 def load_app(spec: str) -> App:

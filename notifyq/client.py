@@ -40,9 +40,11 @@ class Client:
         run_at: datetime | None = None,
         max_attempts: int = 3,
         timeout_s: float | None = None,
+        concurrency_key: str | None = None,
     ) -> int:
         """Add a task and return its id. ``payload`` must be JSON-serialisable;
-        ``priority`` an integer or low, normal, high, urgent."""
+        ``priority`` an integer or low, normal, high, urgent; ``concurrency_key`` is what
+        the queue's per-key limit counts by."""
         number = priorities.parse(priority)
         if not math.isfinite(delay_s) or delay_s < 0:
             raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s}")
@@ -59,6 +61,7 @@ class Client:
             delay_s=delay_s,
             max_attempts=max_attempts,
             timeout_s=timeout_s,
+            concurrency_key=concurrency_key,
         )
         return int(row["id"])
 

@@ -36,7 +36,9 @@ def parse(value: object) -> int:
         raise PriorityError(value, HELP)
     if isinstance(value, int):
         number = value
-    elif isinstance(value, float) and value.is_integer():  # JSON's 5.0 is the integer 5
+    elif isinstance(value, float) and value.is_integer():
+        # JSON has one number type: 5.0 is an integer to JSON Schema (and to the API's
+        # document), so it is one here too.
         number = int(value)
     elif isinstance(value, str):
         text = value.strip().lower()

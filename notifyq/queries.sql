@@ -41,6 +41,63 @@ SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_
        meta_json
   FROM claimed ORDER BY priority DESC, run_at, id;
 
+-- name: claim_limited
+-- Claim up to $2 due pending rows of the limited queues $1 (in that order) for owner $3,
+-- with a lease of $4 s, within each queue's limits (migration 0006). Rows with id NULL
+-- name a queue that a limit held back and for how long (held_s; Infinity: until a slot
+-- frees or its limits change). Unlimited queues never come here: they keep `claim`.
+SELECT * FROM notifyq.claim_limited($1::text[], $2, $3, $4::float8);
+
+-- name: limited_queues
+-- The queues that have a limit (a process claims those with claim_limited).
+SELECT q.name FROM notifyq.queues q WHERE notifyq.queue_is_limited(q) ORDER BY q.name;
+
+-- name: slots_freed
+-- Outcomes ended tasks of the limited queues $1: wake the processes waiting for a slot.
+SELECT notifyq.slots_freed($1::text[]);
+
+-- name: queue_list
+-- Every queue with limits or tasks: its limits and how many of its tasks are pending and
+-- in_progress.
+SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
+       extract(epoch FROM q.rate_period)::float8 AS rate_period_s, q.per_key_concurrency,
+       coalesce(q.paused, false) AS paused, q.updated_at,
+       coalesce(c.pending, 0)::int AS pending, coalesce(c.in_progress, 0)::int AS in_progress
+  FROM notifyq.queues q
+  FULL JOIN (SELECT t.queue,
+                    count(*) FILTER (WHERE t.status = 'pending') AS pending,
+                    count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
+               FROM notifyq.tasks t
+              WHERE t.status IN ('pending', 'in_progress')
+              GROUP BY t.queue) AS c ON c.queue = q.name
+ ORDER BY 1;
+
+-- name: queue_set
+-- Set the limits of queue $1: $2 concurrency, $3 rate count per $4 s, $5 per-key
+-- concurrency, $6 paused. Each of $2..$6 is applied when its flag in $7 (names of the
+-- fields to set) says so; the others keep their value (NULL: no limit).
+INSERT INTO notifyq.queues AS q (name, concurrency, rate_count, rate_period,
+                                 per_key_concurrency, paused)
+VALUES ($1, $2, $3, make_interval(secs => $4::float8), $5, coalesce($6, false))
+ON CONFLICT (name) DO UPDATE SET
+    concurrency = CASE WHEN 'concurrency' = ANY($7::text[])
+                       THEN excluded.concurrency ELSE q.concurrency END,
+    rate_count = CASE WHEN 'rate' = ANY($7::text[])
+                      THEN excluded.rate_count ELSE q.rate_count END,
+    rate_period = CASE WHEN 'rate' = ANY($7::text[])
+                       THEN excluded.rate_period ELSE q.rate_period END,
+    per_key_concurrency = CASE WHEN 'per_key_concurrency' = ANY($7::text[])
+                               THEN excluded.per_key_concurrency ELSE q.per_key_concurrency END,
+    paused = CASE WHEN 'paused' = ANY($7::text[]) THEN excluded.paused ELSE q.paused END,
+    updated_at = now()
+RETURNING q.name, q.concurrency, q.rate_count,
+          extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
+          q.per_key_concurrency, q.paused, q.updated_at;
+
+-- name: queue_clear
+-- Remove every limit of queue $1 (its row); true when it had one.
+DELETE FROM notifyq.queues WHERE name = $1 RETURNING name;
+
 -- name: next_due
 -- Seconds until the earliest pending row of the queues $1 is due (negative: overdue;
 -- NULL: none pending, or only rows parked at run_at 'infinity'). One index probe per queue
@@ -164,7 +221,7 @@ WITH expired AS (
            locked_by = NULL, locked_until = NULL, updated_at = now()
       FROM expired e
      WHERE t.id = e.id
-    RETURNING t.id, t.status, t.attempts, t.error, e.locked_by AS lost_worker
+    RETURNING t.id, t.queue, t.status, t.attempts, t.error, e.locked_by AS lost_worker
 ), events AS (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error)
     SELECT id,
@@ -173,7 +230,7 @@ WITH expired AS (
            attempts, lost_worker, error
       FROM recovered
 )
-SELECT id, status, lost_worker FROM recovered;
+SELECT id, queue, status, lost_worker FROM recovered;
 
 -- name: forget_stale_workers
 -- Drop registry rows of processes that stopped heart-beating $1 seconds ago.
@@ -182,11 +239,12 @@ DELETE FROM notifyq.workers
 RETURNING id;
 
 -- name: enqueue
--- Add one task. run_at is $5 (NULL: now) plus $6 seconds.
-INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout)
+-- Add one task. run_at is $5 (NULL: now) plus $6 seconds; $9 its concurrency_key.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
+                           concurrency_key)
 VALUES ($1, $2, $3::jsonb, $4,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7, make_interval(secs => $8::float8))
+        $7, make_interval(secs => $8::float8), $9)
 RETURNING *;
 
 -- name: seed

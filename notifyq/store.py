@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from notifyq import db, errors, sql
+from notifyq import db, errors, limits, sql
 from notifyq.version import __version__
 
 MAX_ERROR_CHARS = 4000
@@ -107,25 +107,74 @@ async def claim(
 ) -> list[Claimed]:
     """Claim up to ``limit`` due rows of ``queues`` for ``owner`` (see queries.sql)."""
     rows = await database.fetch(sql.queries["claim"], list(queues), limit, owner, lease_s)
-    claimed = []
-    for r in rows:
-        payload, undecodable = _decode_payload(r["payload_json"])
-        claimed.append(
-            Claimed(
-                r["id"],
-                r["queue"],
-                r["kind"],
-                payload,
-                r["priority"],
-                r["attempts"],
-                r["max_attempts"],
-                r["timeout_s"],
-                r["lag_s"],
-                undecodable,
-                _decode_meta(r["meta_json"]),
+    return [_claimed(r) for r in rows]
+
+
+def _claimed(r: Any) -> Claimed:
+    payload, undecodable = _decode_payload(r["payload_json"])
+    return Claimed(
+        r["id"],
+        r["queue"],
+        r["kind"],
+        payload,
+        r["priority"],
+        r["attempts"],
+        r["max_attempts"],
+        r["timeout_s"],
+        r["lag_s"],
+        undecodable,
+        _decode_meta(r["meta_json"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitedClaim:
+    """What a claim over limited queues took, and which queues a limit held back."""
+
+    rows: list[Claimed]
+    held_s: dict[str, float]  # queue -> seconds until its next rate token; inf: a slot
+
+
+async def claim_with_limits(
+    database: db.Database,
+    *,
+    limited: Sequence[str],
+    limited_limit: int,
+    unlimited: Sequence[str],
+    limit: int,
+    owner: str,
+    lease_s: float,
+) -> LimitedClaim:
+    """Claim up to ``limited_limit`` rows of the ``limited`` queues within their limits
+    (claim_limited), then up to ``limit`` in all with ``unlimited`` (the plain claim); one hop."""
+    limited_list, unlimited_list = list(limited), list(unlimited)
+
+    async def statements(conn: db.Connection) -> LimitedClaim:
+        rows: list[Claimed] = []
+        held: dict[str, float] = {}
+        if limited_list and limited_limit > 0:
+            for r in await conn.fetch(
+                sql.queries["claim_limited"], limited_list, limited_limit, owner, lease_s
+            ):
+                if r["id"] is None:
+                    held[r["queue"]] = r["held_s"]
+                else:
+                    rows.append(_claimed(r))
+        if unlimited_list and limit > len(rows):
+            rows.extend(
+                _claimed(r)
+                for r in await conn.fetch(
+                    sql.queries["claim"], unlimited_list, limit - len(rows), owner, lease_s
+                )
             )
-        )
-    return claimed
+        return LimitedClaim(rows, held)
+
+    return await database.run(statements)
+
+
+async def limited_queues(database: db.Database) -> frozenset[str]:
+    """The queues that have a limit (paused counts as one)."""
+    return frozenset(r["name"] for r in await database.fetch(sql.queries["limited_queues"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,16 +186,25 @@ class Idle:
 
 
 async def go_idle(
-    database: db.Database, *, owner: str, queues: Sequence[str], register: bool
+    database: db.Database,
+    *,
+    owner: str,
+    queues: Sequence[str],
+    register: bool,
+    due_queues: Sequence[str] | None = None,
 ) -> Idle:
-    """Record ``owner`` as waiting (when ``register``) and read the next due time, one hop."""
+    """Record ``owner`` as waiting for ``queues`` (when ``register``) and read the next due
+    time of ``due_queues`` (default: ``queues``), one hop."""
     queue_list = list(queues)
+    due_list = queue_list if due_queues is None else list(due_queues)
 
     async def statements(conn: db.Connection) -> Idle:
         registered = False
         if register:
             registered = bool(await conn.fetchval(sql.queries["go_idle"], owner, queue_list))
-        due_in = await conn.fetchval(sql.queries["next_due"], queue_list)
+        due_in = None
+        if due_list:
+            due_in = await conn.fetchval(sql.queries["next_due"], due_list)
         return Idle(registered, due_in)
 
     return await database.run(statements)
@@ -165,14 +223,19 @@ class Outcome:
 
 
 async def finish(
-    database: db.Database, *, owner: str, outcomes: Sequence[Outcome]
+    database: db.Database,
+    *,
+    owner: str,
+    outcomes: Sequence[Outcome],
+    freed_queues: Sequence[str] = (),
 ) -> dict[int, str]:
     """Write the outcomes of ``owner``'s attempts (fenced); returns {task id: new status}.
 
-    An id missing from the result was no longer owned by ``owner`` at that attempt.
+    An id missing from the result was no longer owned by ``owner`` at that attempt. With
+    ``freed_queues`` (limited queues among the outcomes' queues) the processes waiting for
+    a slot of those are woken after the write, in the same hop (``slots_freed``).
     """
-    rows = await database.fetch(
-        sql.queries["finish"],
+    args = (
         owner,
         [o.task_id for o in outcomes],
         [o.attempt for o in outcomes],
@@ -181,7 +244,19 @@ async def finish(
         [clean_text(o.error) if o.error is not None else None for o in outcomes],
         [o.delay_s for o in outcomes],
     )
-    return {r["id"]: r["status"] for r in rows}
+    if not freed_queues:
+        rows = await database.fetch(sql.queries["finish"], *args)
+        return {r["id"]: r["status"] for r in rows}
+    freed = list(freed_queues)
+
+    async def statements(conn: db.Connection) -> dict[int, str]:
+        # Two transactions: the wake-up reads the waiters after the slots are free, so a
+        # process either is woken or registered after the write (and claims once more).
+        written = await conn.fetch(sql.queries["finish"], *args)
+        await conn.execute(sql.queries["slots_freed"], freed)
+        return {r["id"]: r["status"] for r in written}
+
+    return await database.run(statements)
 
 
 def clean_text(text: str) -> str:
@@ -240,6 +315,7 @@ class Recovered:
     """A task the reaper took back from a lost process."""
 
     id: int
+    queue: str
     status: str
     lost_worker: str
 
@@ -254,7 +330,11 @@ async def reap(
             return []
         rows = await conn.fetch(sql.queries["recover_expired"], limit)
         await conn.execute(sql.queries["forget_stale_workers"], forget_after_s)
-        return [Recovered(r["id"], r["status"], r["lost_worker"]) for r in rows]
+        if rows:
+            # Their slots are free: wake the processes waiting for limited queues (rows
+            # back to pending notify through their trigger; ended ones would not).
+            await conn.execute(sql.queries["slots_freed"], sorted({r["queue"] for r in rows}))
+        return [Recovered(r["id"], r["queue"], r["status"], r["lost_worker"]) for r in rows]
 
     return await database.run_in_transaction(turn)
 
@@ -288,6 +368,7 @@ async def enqueue(
     delay_s: float,
     max_attempts: int,
     timeout_s: float | None,
+    concurrency_key: str | None = None,
 ) -> Row:
     row: Row | None = await database.fetchrow(
         sql.queries["enqueue"],
@@ -299,6 +380,7 @@ async def enqueue(
         delay_s,
         max_attempts,
         timeout_s,
+        concurrency_key,
     )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return row
@@ -476,3 +558,61 @@ async def grant(
         return done
 
     return await database.run_in_transaction(statements)
+
+
+# --- queue limits: CLI, HTTP, App declarations ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue's limits (None: none of that kind) and its live task counts."""
+
+    name: str
+    concurrency: int | None
+    rate: limits.Rate | None
+    per_key_concurrency: int | None
+    paused: bool
+    pending: int
+    in_progress: int
+    updated_at: datetime | None  # None: the queue has tasks but no row in notifyq.queues
+
+
+def _rate(count: int | None, period_s: float | None) -> limits.Rate | None:
+    return None if count is None or period_s is None else limits.Rate(count, period_s)
+
+
+async def list_queues(database: db.Database) -> list[QueueInfo]:
+    """Every queue that has limits or live tasks, by name."""
+    return [
+        QueueInfo(
+            r["name"],
+            r["concurrency"],
+            _rate(r["rate_count"], r["rate_period_s"]),
+            r["per_key_concurrency"],
+            r["paused"],
+            r["pending"],
+            r["in_progress"],
+            r["updated_at"],
+        )
+        for r in await database.fetch(sql.queries["queue_list"])
+    ]
+
+
+async def set_queue_limits(database: db.Database, change: limits.LimitChange) -> None:
+    """Apply ``change`` (only its fields; a queue without a row gets one)."""
+    rate = change.rate
+    await database.fetch(
+        sql.queries["queue_set"],
+        change.name,
+        change.concurrency,
+        rate.count if rate else None,
+        rate.period_s if rate else None,
+        change.per_key_concurrency,
+        change.paused,
+        sorted(change.fields),
+    )
+
+
+async def clear_queue_limits(database: db.Database, name: str) -> bool:
+    """Remove every limit of queue ``name``; whether it had a row."""
+    return bool(await database.fetch(sql.queries["queue_clear"], name))

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from notifyq import db, errors
+from notifyq import db, errors, limits, store
 from notifyq.app import App, Task, builtin_app
 from notifyq.bench.common import (
     PROBE_TIMEOUT_S,
@@ -149,14 +149,21 @@ def noop_app(runtime: str) -> App:
     return app
 
 
-async def measure_drain(settings: Settings, tasks: int, handler: str = "trio") -> dict[str, Any]:
+async def measure_drain(
+    settings: Settings, tasks: int, handler: str = "trio", *, concurrency: int | None = None
+) -> dict[str, Any]:
     """Throughput: N ``noop`` rows enqueued first, then time from service start to all done.
     ``handler``: the runtime of the ``noop`` handler (trio, thread or asyncio).
 
     The end is seen from the service's own count of outcomes written ``done`` (read every
-    5 ms, no load on the database), then verified with a count in the database.
+    5 ms, no load on the database), then verified with a count in the database. With
+    ``concurrency`` the queue gets that fleet-wide limit (claims go through claim_limited).
     """
     async with scratch(settings) as s:
+        if concurrency is not None:
+            await store.set_queue_limits(
+                s.database, limits.change(settings.queues[0], concurrency=concurrency)
+            )
         await s.database.execute(queries["enqueue_noops"], tasks)
         await s.database.execute(queries["analyze"])
         progress(f"drain: {tasks} noop tasks enqueued; starting the service")
@@ -175,6 +182,7 @@ async def measure_drain(settings: Settings, tasks: int, handler: str = "trio") -
         "handler": handler,
         "tasks": tasks,
         "done": done,
+        "concurrency_limit": concurrency,
         "seconds": round(seconds, 3),
         "tasks_per_s": round(tasks / seconds, 1),
     }

@@ -17,7 +17,7 @@ from notifyq.bench import inprocess, load, report
 from notifyq.bench.events import measure_events
 from notifyq.bench.peers import measure_peers
 from notifyq.bench.scale import describe, measure_scale
-from notifyq.cli.common import run, settings_from
+from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
 from notifyq.settings import Settings
 
 
@@ -93,6 +93,11 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
     show_default=True,
     help="The noop handler: async def on trio, a plain def (thread) or an asyncio coroutine.",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1_000_000),
+    help="Give the queue this fleet-wide concurrency limit (one process only).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
@@ -101,6 +106,7 @@ def drain(
     tasks: int,
     processes: int,
     handler: str,
+    concurrency: int | None,
     as_json: bool,
     **flags: int | None,
 ) -> None:
@@ -109,9 +115,11 @@ def drain(
     if processes > 1:
         if handler != "trio":
             raise click.BadParameter("only with --processes 1", param_hint="--handler")
+        if concurrency is not None:
+            fail("--concurrency measures one process: leave out --processes", EXIT_USAGE)
         r = run(lambda: load.measure_drain_processes(settings, tasks, processes))
     else:
-        r = run(lambda: inprocess.measure_drain(settings, tasks, handler))
+        r = run(lambda: inprocess.measure_drain(settings, tasks, handler, concurrency=concurrency))
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
     _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
 

@@ -80,6 +80,7 @@ def _priority(_ctx: Any, _param: Any, value: str) -> int:
 )
 @click.option("--max-attempts", type=click.IntRange(1, 1000), default=3, show_default=True)
 @click.option("--timeout", callback=positive_duration, help="Time limit of one attempt.")
+@click.option("--concurrency-key", help="What the queue's per-key limit counts by.")
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -91,6 +92,7 @@ def enqueue(
     run_at: datetime | None,
     max_attempts: int,
     timeout: float | None,
+    concurrency_key: str | None,
 ) -> None:
     """Add a task. PAYLOAD is JSON; text that is not JSON is taken as a string."""
     settings = settings_from(ctx)
@@ -108,6 +110,7 @@ def enqueue(
                 run_at=run_at,
                 max_attempts=max_attempts,
                 timeout_s=timeout,
+                concurrency_key=concurrency_key,
             )
         click.echo(task_id)
 

@@ -9,6 +9,7 @@ written (or given up). Every field has one owner:
 ``handed_over``    the runner (attempts whose outcome went to the writer)
 ``written``        the writer (outcomes written or given up)
 ``stopping``       the service (set once, when shutdown starts)
+``limited``        the claimer (which of the process's queues have limits)
 ``doorbell``       rung by anyone who frees room; waited on by the claimer only
 ``recheck``        rung when the rows of running attempts must be read again now (a
                    cancel notification); waited on by the lease keeper only
@@ -87,6 +88,7 @@ class Ledger:
         self.handed_over = 0
         self.written = 0
         self.stopping = False
+        self.limited: frozenset[str] = frozenset()
         self.doorbell = Doorbell()
         self.recheck = Doorbell()
 

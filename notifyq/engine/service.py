@@ -27,6 +27,7 @@ from notifyq.engine.claimer import Claimer
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.engine.listener import (
     CANCEL_CHANNEL,
+    LIMITS_CHANNEL,
     QUEUE_CHANNEL,
     Health,
     Listener,
@@ -95,6 +96,7 @@ class Service:
         self._outcomes_send = out_send
         self.listener = Listener(database, settings, sink=sink)
         self.claimer = Claimer(database, settings, self.ledger, self.worker_id, jobs_send)
+        self.app = app
         self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send, loop=database.loop)
         tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
         self.writer = Writer(database, settings, self.ledger, self.worker_id, out_receive)
@@ -103,6 +105,7 @@ class Service:
         if workers:
             self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
             self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
+            self.listener.subscribe(LIMITS_CHANNEL, self.claimer.on_limits_notification)
             self.listener.on_gap(self.claimer.rows_appeared)
 
     @property
@@ -150,6 +153,11 @@ class Service:
     ) -> None:
         s = self.settings
         await store.register(self.db, self.registration)
+        # The limits the code declares: for the fields it names, the code wins at each start
+        # (README, "Queue limits"); the claimer reads the table after this.
+        for change in self.app.queues.values():
+            await store.set_queue_limits(self.db, change)
+            log.info("limits.declared", queue=change.name, fields=sorted(change.fields))
         log.info(
             "service.start",
             worker_id=self.worker_id,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
-from notifyq import errors, store
+from notifyq import errors, limits, store
 from notifyq.client import Client
 from notifyq.web import models
 from notifyq.web.context import PROBE_STALE_S, Context, current
@@ -85,6 +85,7 @@ async def create_task() -> Response:
             delay_s=new.delay or 0.0,
             max_attempts=new.max_attempts,
             timeout_s=new.timeout,
+            concurrency_key=new.concurrency_key,
         )
     except errors.QueryError as exc:
         # Data PostgreSQL refuses (a NUL in JSON text, a number out of range).
@@ -122,6 +123,74 @@ async def list_tasks() -> Response:
         args = query.model_dump(exclude_none=True) | {"before": tasks[-1].id}
         next_url = f"/tasks?{urlencode(args)}"
     return json_response(models.TaskPage(tasks=tasks, next=next_url))
+
+
+# --- queue limits --------------------------------------------------------------------
+
+
+def _queue_out(q: store.QueueInfo) -> models.QueueOut:
+    return models.QueueOut(
+        name=q.name,
+        concurrency=q.concurrency,
+        rate=str(q.rate) if q.rate else None,
+        per_key_concurrency=q.per_key_concurrency,
+        paused=q.paused,
+        pending=q.pending,
+        in_progress=q.in_progress,
+    )
+
+
+@blueprint.get("/queues")
+@document_response(models.Queues)
+async def list_queues() -> Response:
+    """Queues with limits or live tasks: their limits, pending and in_progress counts."""
+    queues = await store.list_queues(current().database)
+    return json_response(models.Queues(queues=[_queue_out(q) for q in queues]))
+
+
+@blueprint.post("/queues/<name>")
+@document_request(models.QueueChange)
+@document_response(models.QueueOut)
+@document_response(models.ErrorOut, 400)
+@document_response(models.ErrorOut, 401)
+@document_response(models.ErrorOut, 415)
+@document_response(models.ErrorOut, 422)
+@security_scheme([{"bearer": []}])
+async def set_queue(name: str) -> Response:
+    """Set a queue's limits: the fields given change, null removes one, clear removes all."""
+    body = await _body(models.QueueChange)
+    given = body.model_fields_set
+    try:
+        change = limits.change(
+            _validate(models.QueueName, {"name": name}).name,
+            concurrency=body.concurrency if "concurrency" in given else limits.KEEP,
+            rate=body.rate if "rate" in given else limits.KEEP,
+            per_key_concurrency=(
+                body.per_key_concurrency if "per_key_concurrency" in given else limits.KEEP
+            ),
+            paused=body.paused if "paused" in given else None,
+        )
+    except limits.LimitError as exc:
+        raise ApiError(422, "validation_failed", str(exc)) from None
+    database = current().database
+    if body.clear:
+        await store.clear_queue_limits(database, change.name)
+    if change.fields:
+        await store.set_queue_limits(database, change)
+    shown = [q for q in await store.list_queues(database) if q.name == change.name]
+    if shown:
+        return json_response(_queue_out(shown[0]))
+    return json_response(
+        models.QueueOut(
+            name=change.name,
+            concurrency=None,
+            rate=None,
+            per_key_concurrency=None,
+            paused=False,
+            pending=0,
+            in_progress=0,
+        )
+    )
 
 
 @blueprint.get("/tasks/<int:task_id>")

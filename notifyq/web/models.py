@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from notifyq import priorities
+from notifyq import limits, priorities
 from notifyq.store import PREVIEW_CHARS
 
 Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
@@ -94,7 +94,19 @@ def _finite(value: float) -> float:
 class NewTask(BaseModel):
     """A task to add. ``run_at`` and ``delay`` are exclusive; neither means now."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # The document says what _one_schedule checks: not both run_at and delay non-null.
+        json_schema_extra={
+            "not": {
+                "required": ["run_at", "delay"],
+                "properties": {
+                    "run_at": {"not": {"type": "null"}},
+                    "delay": {"not": {"type": "null"}},
+                },
+            }
+        },
+    )
 
     kind: Name = Field(description="Which handler runs it")
     payload: Annotated[Any, AfterValidator(_shallow)] = Field(
@@ -106,12 +118,16 @@ class NewTask(BaseModel):
     run_at: datetime | None = Field(
         None, description="Run no sooner than this (ISO 8601 with a time zone)"
     )
-    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_S), AfterValidator(_finite)] | None = Field(
-        None, description="Seconds from now to run no sooner than"
-    )
+    delay: (
+        Annotated[float, Field(ge=0, le=MAX_DELAY_S, strict=True), AfterValidator(_finite)] | None
+    ) = Field(None, description="Seconds from now to run no sooner than")
     max_attempts: int = Field(3, ge=1, le=1000)
-    timeout: Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S), AfterValidator(_finite)] | None = (
-        Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
+    timeout: (
+        Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S, strict=True), AfterValidator(_finite)]
+        | None
+    ) = Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
+    concurrency_key: ConcurrencyKey | None = Field(
+        None, description="What the queue's per-key limit counts by (a customer id, say)"
     )
 
     @model_validator(mode="after")
@@ -121,6 +137,13 @@ class NewTask(BaseModel):
         if self.run_at is not None and self.run_at.utcoffset() is None:
             raise ValueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
         return self
+
+
+ConcurrencyKey = Annotated[
+    str,
+    Field(min_length=1, max_length=256, json_schema_extra={"pattern": r"^[^\x00\ud800-\udfff]+$"}),
+    AfterValidator(_storable_text),
+]
 
 
 class TaskFilter(BaseModel):
@@ -167,6 +190,7 @@ class TaskOut(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    concurrency_key: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> TaskOut:
@@ -275,3 +299,63 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+# --- queue limits ----------------------------------------------------------------------
+
+Limit = Annotated[int, Field(ge=1, le=1_000_000)]
+RATE_PATTERN = r"^[1-9][0-9]{0,5}/([1-9][0-9]{0,2})?(ms|s|m|h|d)$"
+
+
+def _rate_text(value: str) -> str:
+    try:
+        return str(limits.parse_rate(value))
+    except limits.LimitError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class QueueOut(BaseModel):
+    """A queue's limits (null: none of that kind) and its live task counts."""
+
+    name: str
+    concurrency: int | None
+    rate: str | None = Field(description="COUNT/PERIOD, e.g. 100/s, 10/m, 5/10s")
+    per_key_concurrency: int | None
+    paused: bool
+    pending: int
+    in_progress: int
+
+
+class QueueName(BaseModel):
+    """The ``{name}`` of ``/queues/{name}``: the rule of a task's queue."""
+
+    name: Name
+
+
+class Queues(BaseModel):
+    queues: list[QueueOut]
+
+
+class QueueChange(BaseModel):
+    """Limits to set. A field left out keeps its value; null removes that limit; ``clear``
+    removes every limit first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: Limit | None = Field(None, description="At most N tasks in_progress at once")
+    rate: (
+        Annotated[
+            str,
+            # Every text the pattern allows is accepted (parse_rate also takes spaces).
+            Field(max_length=64, json_schema_extra={"pattern": RATE_PATTERN}),
+            AfterValidator(_rate_text),
+        ]
+        | None
+    ) = Field(None, description="At most COUNT claims per PERIOD: 100/s, 10/m, 1000/h, 5/10s")
+    per_key_concurrency: Limit | None = Field(
+        None, description="At most N in_progress tasks per concurrency_key"
+    )
+    paused: bool = Field(
+        False, description="true: claim nothing; false: claim again (left out: unchanged)"
+    )
+    clear: bool = False

@@ -33,12 +33,26 @@ async def summary(c: Context) -> dict[str, Any]:
     running = await store.running_tasks(c.database, RUNNING_SHOWN)
     failures = await store.recent_failures(c.database, FAILURES_SHOWN)
     workers = await store.workers(c.database)
+    queues = await store.list_queues(c.database)
     return {
         "stats": stats,
+        "queue_limits": {q.name: limits_text(q) for q in queues if q.updated_at is not None},
         "running": [models.TaskOut.from_row(r) for r in running],
         "failures": [models.TaskOut.from_row(r) for r in failures],
         "workers": [models.WorkerOut.model_validate(dict(r)) for r in workers],
     }
+
+
+def limits_text(q: store.QueueInfo) -> str:
+    """A queue's limits in a few words, as the page shows them."""
+    parts = ["paused"] if q.paused else []
+    if q.concurrency is not None:
+        parts.append(f"≤ {q.concurrency} at once")
+    if q.rate is not None:
+        parts.append(str(q.rate))
+    if q.per_key_concurrency is not None:
+        parts.append(f"≤ {q.per_key_concurrency} per key")
+    return ", ".join(parts) or "none"
 
 
 @blueprint.get("/")

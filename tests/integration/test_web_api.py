@@ -584,6 +584,8 @@ async def test_openapi_documents_every_endpoint(idle_web: Web) -> None:
         ("GET", "/health"),
         ("GET", "/metrics"),
         ("GET", "/events"),
+        ("GET", "/queues"),
+        ("POST", "/queues/{name}"),
     }
     create = spec["paths"]["/tasks"]["post"]
     assert create["security"] == [{"bearer": []}]

@@ -27,7 +27,7 @@ from notifyq.producers import drivers, spec
         ("-3", -3),
         (0, 0),
         (2**31 - 1, 2**31 - 1),
-        (-5.0, -5),  # JSON Schema counts 5.0 as an integer (found by the HTTP fuzzer)
+        (-5.0, -5),  # JSON's integer written as a float (the HTTP fuzzer sends them)
     ],
 )
 def test_priorities_by_name_or_number(given: object, expected: int) -> None:

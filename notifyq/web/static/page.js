@@ -61,7 +61,7 @@ async function getJSON(url) {
 
 // --- the status page -------------------------------------------------------------
 
-function renderStats(stats) {
+function renderStats(stats, queueLimits) {
   serverSkewMs = Date.parse(stats.now) - Date.now();
   for (const status of STATUSES) {
     const node = document.querySelector('[data-count="' + status + '"]');
@@ -70,10 +70,14 @@ function renderStats(stats) {
   document.getElementById("throughput").textContent = stats.throughput_per_s.toFixed(2);
   document.getElementById("p50").textContent = ms(stats.pickup_latency.p50_ms);
   document.getElementById("p95").textContent = ms(stats.pickup_latency.p95_ms);
-  const queues = Object.entries(stats.counts_by_queue).map(([queue, by]) =>
-    row([queue, by.pending || 0, by.in_progress || 0, by.done || 0, by.error || 0, by.cancelled || 0])
-  );
-  fillTable("queues", queues, "no tasks yet", 6);
+  const limits = queueLimits || {};
+  const names = [...new Set([...Object.keys(stats.counts_by_queue), ...Object.keys(limits)])].sort();
+  const queues = names.map((queue) => {
+    const by = stats.counts_by_queue[queue] || {};
+    return row([queue, by.pending || 0, by.in_progress || 0, by.done || 0, by.error || 0,
+                by.cancelled || 0, limits[queue] || ""]);
+  });
+  fillTable("queues", queues, "no tasks yet", 7);
   drawChart(stats.last_hour);
 }
 
@@ -153,7 +157,7 @@ function renderFailures(tasks) {
 
 async function refreshStatus() {
   const data = await getJSON("/ui/summary");
-  renderStats(data.stats);
+  renderStats(data.stats, data.queue_limits);
   renderRunning(data.running);
   renderFailures(data.failures);
   renderWorkers(data.workers);
@@ -254,7 +258,7 @@ function connect() {
 }
 
 if (onStatusPage) {
-  renderStats(initial.stats);
+  renderStats(initial.stats, initial.queue_limits);
   renderRunning(initial.running);
   renderWorkers(initial.workers);
   // Running ages and worker heartbeats move without events: redraw those every few seconds.
