@@ -20,7 +20,9 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check notifyq tests
+	$(BIN)/ruff format --check notifyq tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # System packages the tests need (pgbouncer, chromium, chromedriver); installs only what
 # is missing.

@@ -18,9 +18,8 @@ from typing import Any
 
 import trio
 
-from notifyq import db, errors, sql
-
-ENDED = ("done", "error", "cancelled")
+from notifyq import db, errors, store
+from notifyq.store import ENDED
 
 
 class Client:
@@ -48,33 +47,32 @@ class Client:
         if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         json.dumps(payload, allow_nan=False)  # fail here, with the caller's stack
-        row = await self.db.fetchrow(
-            sql.queries["enqueue"],
-            queue,
-            kind,
-            {} if payload is None else payload,
-            priority,
-            run_at,
-            delay_s,
-            max_attempts,
-            timeout_s,
+        row = await store.enqueue(
+            self.db,
+            queue=queue,
+            kind=kind,
+            payload={} if payload is None else payload,
+            priority=priority,
+            run_at=run_at,
+            delay_s=delay_s,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
         )
-        assert row is not None
         return int(row["id"])
 
     async def get(self, task_id: int) -> dict[str, Any]:
-        row = await self.db.fetchrow(sql.queries["get_task"], task_id)
+        row = await store.get_task(self.db, task_id)
         if row is None:
             raise errors.TaskNotFound(task_id)
         return dict(row)
 
     async def history(self, task_id: int) -> list[dict[str, Any]]:
         await self.get(task_id)
-        return [dict(r) for r in await self.db.fetch(sql.queries["task_history"], task_id)]
+        return [dict(r) for r in await store.task_history(self.db, task_id)]
 
     async def cancel(self, task_id: int) -> str:
         """Cancel; returns 'cancelled' (was pending) or 'cancelling' (was running)."""
-        status = await self.db.fetchval(sql.queries["cancel"], task_id)
+        status = await store.cancel(self.db, task_id)
         if status is None:
             raise errors.TaskNotFound(task_id)
         if status in ("done", "error"):
@@ -83,7 +81,7 @@ class Client:
 
     async def retry(self, task_id: int) -> str:
         """Put an 'error' or 'cancelled' task back to pending."""
-        status = await self.db.fetchval(sql.queries["retry"], task_id)
+        status = await store.retry(self.db, task_id)
         if status is None:
             raise errors.TaskNotFound(task_id)
         if status != "requeued":

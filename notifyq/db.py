@@ -19,7 +19,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 import trio
@@ -29,8 +29,8 @@ from notifyq import errors, logs
 
 T = TypeVar("T")
 
-Record = asyncpg.Record
-Connection = asyncpg.Connection
+Record: TypeAlias = asyncpg.Record
+Connection: TypeAlias = asyncpg.Connection
 
 # Errors that mean "the connection is gone", as opposed to "the statement was wrong".
 # A statement that fails with one of these never reached a commit, so a caller may retry
@@ -93,11 +93,6 @@ class Database:
 
         return await self._hop(call())
 
-    async def run_pool(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-        """Run ``fn(pool)`` — an asyncio coroutine function that uses several pooled
-        connections at once (a benchmark's concurrent clients) — in one hop."""
-        return await self._hop(fn(self._pool))
-
     async def run_in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Like :meth:`run`, inside one transaction (rolled back if ``fn`` raises)."""
 
@@ -142,14 +137,6 @@ class Database:
         finally:
             with trio.CancelScope(shield=True):
                 await self._hop(self._pool.release(conn))
-
-    @asynccontextmanager
-    async def open_listener(
-        self, channels: Sequence[str], *, buffer: int = 10_000
-    ) -> AsyncIterator[Listener]:
-        """A dedicated (non-pooled) connection LISTENing on ``channels``."""
-        async with open_listener(self.loop, self.dsn, channels, buffer=buffer) as listener:
-            yield listener
 
 
 class TransactionConnection:

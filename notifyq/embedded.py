@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from notifyq import errors, logs
+from notifyq.settings import Settings
 
 log = logs.get("notifyq.embedded")
 
@@ -56,3 +57,10 @@ async def start(data_dir: Path) -> str:
     url = await trio.to_thread.run_sync(dsn, data_dir)
     log.info("embedded.ready", data_dir=str(data_dir))
     return url
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    """The server the settings name: DATABASE_URL, or the embedded one when it is unset."""
+    if settings.database_url:
+        return settings.database_url
+    return await start(settings.data_dir)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
@@ -40,8 +40,22 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     )
 
 
-def get(name: str) -> Any:
-    return structlog.get_logger(name)
+class Logger(Protocol):
+    """What notifyq calls on a logger: an event name, then the event's fields by keyword.
+
+    The object behind it is structlog's (filtered by level as ``configure`` set up); this
+    type only lets mypy check every call.
+    """
+
+    def debug(self, event: str, /, **fields: object) -> None: ...
+    def info(self, event: str, /, **fields: object) -> None: ...
+    def warning(self, event: str, /, **fields: object) -> None: ...
+    def error(self, event: str, /, **fields: object) -> None: ...
+    def exception(self, event: str, /, **fields: object) -> None: ...
+
+
+def get(name: str) -> Logger:
+    return cast(Logger, structlog.get_logger(name))
 
 
 def redact(url: str | None) -> str | None:

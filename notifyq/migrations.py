@@ -25,7 +25,6 @@ LOCK_KEY = 0x6E6F7469  # "noti"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -93,7 +92,9 @@ async def migrate(database: db.Database) -> list[Migration]:
                     continue
                 async with conn.transaction():
                     await conn.execute(m.sql)
-                    await conn.execute(sql.queries["migration_record"], m.version, m.name, m.checksum)
+                    await conn.execute(
+                        sql.queries["migration_record"], m.version, m.name, m.checksum
+                    )
                 applied.append(m)
             return applied
         finally:

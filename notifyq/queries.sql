@@ -1,5 +1,6 @@
 -- Every SQL statement notifyq runs, each under a `-- name:` header. Code looks them up by
--- name (`sql.queries["claim"]`); values always travel as bind parameters.
+-- name (`sql.queries["claim"]`); values always travel as bind parameters. The benchmarks'
+-- own statements live in notifyq/bench/bench.sql.
 
 -- name: claim
 -- Claim up to $2 due pending rows of the queues $1 for owner $3, with a lease of $4 s.
@@ -46,9 +47,10 @@ SELECT extract(epoch FROM min(first.run_at) - clock_timestamp())::float8
 -- Record the outcomes of attempts owned by $1, in one statement. Fenced: a row is
 -- written only while it is still in_progress, owned by $1, at the same attempt, so a
 -- process that lost its lease can never overwrite a newer attempt's outcome.
--- Outcomes: done, error, cancelled, retry (pending again after delay_s), release (pending
--- again, the attempt not counted: shutdown). A retry or release of a task whose cancel
--- was requested ends it cancelled instead.
+-- Outcomes (store.Verdict, also the history's event names): done, failed (ends 'error'),
+-- cancelled, retried (pending again after delay_s), released (pending again, the attempt
+-- not counted: shutdown). A retry or release of a task whose cancel was requested ends it
+-- cancelled instead.
 WITH outcome AS (
     SELECT *
       FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[])
@@ -56,18 +58,19 @@ WITH outcome AS (
 ), written AS (
     UPDATE notifyq.tasks t
        SET status = CASE
-                WHEN o.outcome IN ('retry', 'release') AND t.cancel_requested_at IS NOT NULL
+                WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NOT NULL
                     THEN 'cancelled'
-                WHEN o.outcome IN ('retry', 'release') THEN 'pending'
+                WHEN o.outcome IN ('retried', 'released') THEN 'pending'
+                WHEN o.outcome = 'failed' THEN 'error'
                 ELSE o.outcome END,
-           attempts = CASE WHEN o.outcome = 'release' THEN t.attempts - 1 ELSE t.attempts END,
+           attempts = CASE WHEN o.outcome = 'released' THEN t.attempts - 1 ELSE t.attempts END,
            result = o.result::jsonb,
-           error = CASE WHEN o.outcome IN ('done', 'release') THEN t.error ELSE o.error END,
-           run_at = CASE WHEN o.outcome = 'retry'
+           error = CASE WHEN o.outcome IN ('done', 'released') THEN t.error ELSE o.error END,
+           run_at = CASE WHEN o.outcome = 'retried'
                          THEN now() + make_interval(secs => o.delay_s) ELSE t.run_at END,
            locked_by = NULL, locked_until = NULL,
            finished_at = CASE
-                WHEN o.outcome IN ('retry', 'release') AND t.cancel_requested_at IS NULL
+                WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NULL
                     THEN NULL
                 ELSE now() END,
            updated_at = now()
@@ -80,12 +83,7 @@ WITH outcome AS (
     RETURNING t.id, t.status, o.attempt, o.outcome, o.error
 ), events AS (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error)
-    SELECT id,
-           CASE WHEN status = 'cancelled' THEN 'cancelled'
-                WHEN outcome = 'done' THEN 'done'
-                WHEN outcome = 'error' THEN 'failed'
-                WHEN outcome = 'retry' THEN 'retried'
-                ELSE 'released' END,
+    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled' ELSE outcome END,
            attempt, $1, error
       FROM written
 )
@@ -269,28 +267,6 @@ SELECT version, checksum FROM notifyq.schema_migrations;
 -- Record migration $1 ($2) with checksum $3 as applied.
 INSERT INTO notifyq.schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
 
--- name: bench_probe
--- `bench latency`: one probe task, payload $1.
-INSERT INTO notifyq.tasks (kind, payload) VALUES ('bench_probe', $1) RETURNING id;
-
--- name: bench_enqueue_noops
--- `bench drain`: $1 noop tasks in one statement.
-INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int);
-
--- name: bench_analyze
--- `bench drain`: fresh planner statistics after the bulk insert.
-ANALYZE notifyq.tasks;
-
--- name: count_done
--- How many tasks are done.
-SELECT count(*) FROM notifyq.tasks WHERE status = 'done';
-
--- name: server_facts
--- What a benchmark report names about the server.
-SELECT current_setting('server_version') AS server_version,
-       current_setting('fsync') AS fsync,
-       current_setting('synchronous_commit') AS synchronous_commit;
-
 -- name: list_tasks
 -- Tasks newest first, filtered by status $1, queue $2, kind $3 (NULL: any), with ids below
 -- $4 (NULL: from the newest); at most $5. Keyset pagination over the primary key.
@@ -350,95 +326,6 @@ SELECT notifyq.grant_producer($1::text::regrole, $2) AS statement;
 -- `notifyq roles`: grant role $1 the worker's privileges (run them when $2); returns the
 -- statements.
 SELECT notifyq.grant_worker($1::text::regrole, $2) AS statement;
-
--- name: scale_workers
--- `bench scale`: how many processes have registered.
-SELECT count(*) FROM notifyq.workers;
-
--- name: scale_enqueue_noops
--- `bench scale`: $1 noop tasks in one statement.
-INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int);
-
--- name: scale_count_done
--- `bench scale`: how many tasks are done.
-SELECT count(*) FROM notifyq.tasks WHERE status = 'done';
-
--- name: scale_exactly_once
--- `bench scale`: tasks, tasks without a 'done' event, tasks with more than one.
-SELECT count(*) AS tasks,
-       count(*) FILTER (WHERE n = 0) AS missing,
-       count(*) FILTER (WHERE n > 1) AS twice
-  FROM (SELECT t.id, count(e.id) AS n
-          FROM notifyq.tasks t
-          LEFT JOIN notifyq.task_events e ON e.task_id = t.id AND e.event = 'done'
-         GROUP BY t.id) AS per_task;
-
--- name: scale_shares
--- `bench scale`: 'done' events by worker process, largest first.
-SELECT worker, count(*) AS done
-  FROM notifyq.task_events
- WHERE event = 'done'
- GROUP BY worker
- ORDER BY done DESC;
-
--- name: scale_enqueue_sleeps
--- `bench scale --sleep`: $1 sleep tasks of $2 seconds each, in one statement.
-INSERT INTO notifyq.tasks (kind, payload)
-SELECT 'sleep', to_jsonb($2::float8) FROM generate_series(1, $1::int);
-
--- name: bench_plain_table
--- `bench insert`: a table like notifyq.tasks (columns, defaults, constraints, indexes)
--- without its triggers, to compare producers' insert rates against.
-CREATE TABLE notifyq.bench_plain_tasks (LIKE notifyq.tasks INCLUDING ALL);
-
--- name: bench_insert_task
--- `bench insert`: one producer's single-row insert into notifyq.tasks.
-INSERT INTO notifyq.tasks (kind, payload) VALUES ('noop', $1::jsonb);
-
--- name: bench_insert_plain
--- `bench insert`: the same insert into the table without triggers.
-INSERT INTO notifyq.bench_plain_tasks (kind, payload) VALUES ('noop', $1::jsonb);
-
--- name: bench_occupy
--- `bench insert`: $1 long `sleep` tasks of $2 seconds that keep every worker busy.
-INSERT INTO notifyq.tasks (kind, payload, priority)
-SELECT 'sleep', to_jsonb($2::float8), 100 FROM generate_series(1, $1::int);
-
--- name: bench_running
--- How many tasks are in_progress.
-SELECT count(*) FROM notifyq.tasks WHERE status = 'in_progress';
-
--- name: bench_registered
--- Whether a serve process has registered itself in the worker registry.
-SELECT count(*) FROM notifyq.workers;
-
--- name: bench_unfinished
--- Whether any task is pending or in_progress (one probe of each partial index).
-SELECT EXISTS (SELECT 1 FROM notifyq.tasks WHERE status = 'pending')
-    OR EXISTS (SELECT 1 FROM notifyq.tasks WHERE status = 'in_progress');
-
--- name: bench_triggers_off
--- `bench backlog`: bulk-load without the triggers (scratch database only).
-ALTER TABLE notifyq.tasks DISABLE TRIGGER USER;
-
--- name: bench_triggers_on
--- `bench backlog`: the triggers back on after the bulk load.
-ALTER TABLE notifyq.tasks ENABLE TRIGGER USER;
-
--- name: bench_fill_finished
--- `bench backlog`: $1 finished rows, as a long-running queue accumulates them.
-INSERT INTO notifyq.tasks (kind, status, attempts, result, created_at, updated_at,
-                           started_at, finished_at)
-SELECT 'noop', 'done', 1, 'null', now(), now(), now(), now()
-  FROM generate_series(1, $1::int);
-
--- name: bench_fill_pending
--- `bench backlog`: $1 pending rows.
-INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int);
-
--- name: bench_vacuum
--- `bench backlog`: settle visibility and statistics after the bulk load.
-VACUUM ANALYZE notifyq.tasks;
 
 -- name: ended_per_minute
 -- Tasks that ended from $1 to $2 (unix seconds), by minute and final status: the status

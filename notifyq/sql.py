@@ -2,12 +2,14 @@
 
 Each query sits under a ``-- name: NAME`` header followed by comment lines saying what it
 does. Code looks queries up by name: ``sql.queries["claim"]``. Nothing is assembled from
-user text; values always travel as bind parameters.
+user text; values always travel as bind parameters. A sub-package with statements of its
+own (the benchmarks' ``bench.sql``) reads its file with :func:`load`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from importlib import resources
 from types import MappingProxyType
 from typing import Final
@@ -32,6 +34,10 @@ def parse(text: str) -> dict[str, str]:
     return found
 
 
-queries: Final = MappingProxyType(
-    parse(resources.files("notifyq").joinpath("queries.sql").read_text(encoding="utf-8"))
-)
+def load(package: str, filename: str) -> Mapping[str, str]:
+    """The named queries of the file ``filename`` shipped in ``package``, read-only."""
+    text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+    return MappingProxyType(parse(text))
+
+
+queries: Final = load("notifyq", "queries.sql")

@@ -39,9 +39,13 @@ def template_url(server_url: str) -> str:
     url = pg.with_database(server_url, TEMPLATE)
     # The developer's own notifyq settings must not reach the migration.
     env = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
-    subprocess.run([sys.executable, "-m", "notifyq", "migrate"], check=True, timeout=60,
-                   env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "notifyq", "migrate"],
+        check=True,
+        timeout=60,
+        env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
+        capture_output=True,
+    )
     return url
 
 

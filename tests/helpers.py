@@ -10,9 +10,9 @@ from typing import Any
 
 import trio
 
-from notifyq import db, roles
-from notifyq.handlers import App, builtin_app
-from notifyq.service import Service
+from notifyq import db, process
+from notifyq.app import App, builtin_app
+from notifyq.engine import Service
 from notifyq.settings import load
 from notifyq.web import Context as WebContext
 from notifyq.web.app import create_app
@@ -29,7 +29,6 @@ async def running_service(
         handlers = handlers.merged(app)
     service = Service(database, s, handlers)
     stop, force = trio.Event(), trio.Event()
-    service.stop_event = stop  # type: ignore[attr-defined]
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve, stop, force)
         try:
@@ -38,8 +37,12 @@ async def running_service(
             stop.set()
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10,  # noqa: ASYNC109
-                     interval: float = 0.02) -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]],
+    *,
+    timeout: float = 10,  # noqa: ASYNC109
+    interval: float = 0.02,
+) -> Any:
     """Await ``check()`` until it returns something truthy; fail after ``timeout``."""
     with trio.fail_after(timeout):
         while True:
@@ -56,11 +59,14 @@ async def task_row(database: db.Database, task_id: int) -> dict[str, Any]:
 
 
 async def wait_ended(
-    database: db.Database, *ids: int, timeout: float = 15  # noqa: ASYNC109
+    database: db.Database,
+    *ids: int,
+    timeout: float = 15,  # noqa: ASYNC109
 ) -> list[dict[str, Any]]:
     async def ended() -> list[dict[str, Any]] | None:
         rows = await database.fetch(
-            "SELECT * FROM notifyq.tasks WHERE id = ANY($1::bigint[]) ORDER BY id", list(ids))
+            "SELECT * FROM notifyq.tasks WHERE id = ANY($1::bigint[]) ORDER BY id", list(ids)
+        )
         if all(r["status"] in ("done", "error", "cancelled") for r in rows):
             return [dict(r) for r in rows]
         return None
@@ -75,7 +81,8 @@ async def insert(database: db.Database, kind: str, payload: Any = None, **cols: 
     placeholders = ", ".join(f"${i + 1}" for i in range(len(values)))
     task_id = await database.fetchval(
         f"INSERT INTO notifyq.tasks ({', '.join(names)}) VALUES ({placeholders}) RETURNING id",
-        *values)
+        *values,
+    )
     return int(task_id)
 
 
@@ -83,7 +90,7 @@ async def until_running(service: Service, task_id: int, timeout: float = 10) -> 
     """Wait until ``service`` has started the handler of ``task_id``."""
 
     async def started() -> bool:
-        entry = service.pool.running.get(task_id)
+        entry = service.ledger.attempts.get(task_id)
         return entry is not None and entry.started > 0
 
     await eventually(started, timeout=timeout)
@@ -115,7 +122,7 @@ async def running_web(
     stop, force = trio.Event(), trio.Event()
     async with trio.open_nursery() as nursery:
         running = await nursery.start(
-            partial(roles.serve_roles, database, s, handlers, stop, force, workers=workers)
+            partial(process.serve_process, database, s, handlers, stop, force, workers=workers)
         )
         assert running.web is not None
         try:

@@ -38,7 +38,10 @@ def psql(url: str, command: str, *, timeout: float = 60) -> str:
     """Run SQL with psql; raise with psql's message on error."""
     result = subprocess.run(
         [str(BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-d", url, "-c", command],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"psql failed: {result.stderr.strip()}")
@@ -54,7 +57,9 @@ class EmbeddedServer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             (self.root / "pgdata").mkdir()
-            self.server = postgres_server.PostgresServer(self.root / "pgdata", cleanup_mode="delete")
+            self.server = postgres_server.PostgresServer(
+                self.root / "pgdata", cleanup_mode="delete"
+            )
         self.url: str = self.server.get_uri("postgres")
         self.socket_dir = str(self.server.get_postmaster_info().socket_dir)
         if settings:
@@ -63,15 +68,17 @@ class EmbeddedServer:
             self.restart()
 
     def pg_ctl(self, *args: str) -> None:
-        pg_commands.pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user,
-                           timeout=30)
+        pg_commands.pg_ctl(  # type: ignore[attr-defined]
+            list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=30
+        )
 
     def stop(self) -> None:
         self.pg_ctl("-w", "-m", "fast", "stop")
 
     def start(self) -> None:
-        self.pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log),
-                    "start")
+        self.pg_ctl(
+            "-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start"
+        )
 
     def restart(self) -> None:
         self.pg_ctl("-w", "-m", "fast", "-l", str(self.server.log), "restart")

@@ -6,7 +6,6 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -15,13 +14,14 @@ from pydantic import BaseModel, ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
-from notifyq import errors, sql
+from notifyq import errors, store
 from notifyq.client import Client
 from notifyq.web import models
 from notifyq.web.context import PROBE_STALE_S, Context, current
 from notifyq.web.live import Event
 from notifyq.web.metrics import CONTENT_TYPE
 from notifyq.web.replies import ApiError, json_response
+from notifyq.web.views import build_stats, existing_id
 
 blueprint = Blueprint("api", __name__)
 M = TypeVar("M", bound=BaseModel)
@@ -58,13 +58,6 @@ def _validate(model: type[M], data: Any) -> M:
         raise ApiError(422, "validation_failed", summary, details=details) from None
 
 
-def existing_id(task_id: int) -> int:
-    """An id from the path; one beyond bigint names no task (404, not a driver error)."""
-    if task_id > models.BIGINT_MAX:
-        raise errors.TaskNotFound(task_id)
-    return task_id
-
-
 # --- tasks ---------------------------------------------------------------------------
 
 
@@ -81,16 +74,16 @@ async def create_task() -> Response:
     """Add a task. 201 with the task and its Location."""
     new = await _body(models.NewTask)
     try:
-        row = await current().database.fetchrow(
-            sql.queries["enqueue"],
-            new.queue,
-            new.kind,
-            {} if new.payload is None else new.payload,
-            new.priority,
-            new.run_at,
-            new.delay or 0.0,
-            new.max_attempts,
-            new.timeout,
+        row = await store.enqueue(
+            current().database,
+            queue=new.queue,
+            kind=new.kind,
+            payload={} if new.payload is None else new.payload,
+            priority=new.priority,
+            run_at=new.run_at,
+            delay_s=new.delay or 0.0,
+            max_attempts=new.max_attempts,
+            timeout_s=new.timeout,
         )
     except errors.QueryError as exc:
         # Data PostgreSQL refuses (a NUL in JSON text, a number out of range).
@@ -114,8 +107,13 @@ async def list_tasks() -> Response:
     if repeated:
         raise ApiError(422, "validation_failed", f"give each filter once: {', '.join(repeated)}")
     query = _validate(models.TaskFilter, request.args.to_dict(flat=True))
-    rows = await current().database.fetch(
-        sql.queries["list_tasks"], query.status, query.queue, query.kind, query.before, query.limit
+    rows = await store.list_tasks(
+        current().database,
+        status=query.status,
+        queue=query.queue,
+        kind=query.kind,
+        before=query.before,
+        limit=query.limit,
     )
     tasks = [models.TaskOut.from_row(r) for r in rows]
     next_url = None
@@ -180,46 +178,14 @@ async def stats() -> Response:
     return json_response(await build_stats(current()))
 
 
-async def build_stats(c: Context) -> models.Stats:
-    counts = await c.counts()
-    latency = await c.pickup_latency()
-    by_status: dict[str, int] = dict.fromkeys(("pending", "in_progress", "done", "error", "cancelled"), 0)
-    by_queue: dict[str, dict[str, int]] = {}
-    for queue, status, n in counts:
-        by_status[status] = by_status.get(status, 0) + n
-        by_queue.setdefault(queue, {})[status] = n
-    if c.ended.sampled_until is None:
-        await c.sample_ended()  # the first reader fills the series (then the sampler does)
-    c.watched.set()
-    points = [
-        models.MinutePoint(
-            minute=minute,
-            ended=sum(counts.values()),
-            errors=counts["error"],
-            pickup_p50_ms=c.latency_by_minute.get(minute // 60),
-        )
-        for minute, counts in c.ended.last_hour()
-    ]
-    return models.Stats(
-        role=c.role,
-        now=datetime.now(UTC),
-        uptime_s=round(time.monotonic() - c.started, 3),
-        counts_by_status=by_status,
-        counts_by_queue=by_queue,
-        since_start=c.worker_stats(),
-        ended_since_start=c.ended.since_start(),
-        throughput_per_s=await c.throughput_per_s(),
-        pickup_latency=models.Latency(**latency),
-        last_hour=points,
-    )
-
-
 @blueprint.get("/workers")
 @document_response(models.Workers)
 async def workers() -> Response:
     """The live worker processes (the registry their heartbeats keep)."""
-    rows = await current().database.fetch(sql.queries["workers"])
-    return json_response(models.Workers(workers=[models.WorkerOut.model_validate(dict(r)) for r in rows]))
+    rows = await store.workers(current().database)
+    return json_response(
+        models.Workers(workers=[models.WorkerOut.model_validate(dict(r)) for r in rows])
+    )
 
 
 @blueprint.get("/health")
@@ -232,7 +198,7 @@ async def health() -> Response:
     started = time.perf_counter()
     try:
         with trio.fail_after(HEALTH_DB_TIMEOUT_S):
-            await c.database.fetchval(sql.queries["ping"])
+            await store.ping(c.database)
         ms = (time.perf_counter() - started) * 1000
         checks["database"] = models.Check(ok=True, detail=f"answered in {ms:.1f} ms")
     except trio.TooSlowError:

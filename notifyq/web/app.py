@@ -16,7 +16,8 @@ from quart_schema import HttpSecurityScheme, Info, OpenAPIProvider, QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from notifyq import __version__, errors, logs
+from notifyq import errors, logs
+from notifyq.version import __version__
 from notifyq.web import api, page
 from notifyq.web.bind import is_loopback
 from notifyq.web.context import Context

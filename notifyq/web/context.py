@@ -11,8 +11,8 @@ from typing import Any
 import trio
 from quart import current_app
 
-from notifyq import db, errors, logs, sql
-from notifyq.service import Health
+from notifyq import db, errors, logs, store
+from notifyq.engine import Health
 from notifyq.settings import Settings
 from notifyq.web.live import LiveFeed
 from notifyq.web.metrics import Metrics
@@ -41,12 +41,12 @@ class EndedSeries:
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDED, 0))
     sampled_until: int | None = None  # minutes before it are final and counted in totals
 
-    def apply(self, lower: int, current: int, rows: list[Any]) -> None:
+    def apply(self, lower: int, current: int, rows: list[tuple[int, str, int]]) -> None:
         """Store the counts of the minutes from ``lower`` up to ``current`` (still open)."""
         buckets = {m: dict.fromkeys(ENDED, 0) for m in range(lower, current + 60, 60)}
-        for row in rows:
-            if row["minute"] in buckets:
-                buckets[row["minute"]][row["status"]] = row["n"]
+        for minute, status, n in rows:
+            if minute in buckets:
+                buckets[minute][status] = n
         for minute, counts in buckets.items():
             self.minutes[minute] = counts
             if self.start_minute <= minute < current:  # final now, counted once
@@ -92,7 +92,7 @@ class _Cached:
 class Context:
     database: db.Database
     settings: Settings
-    role: str  # "serve" or "web"
+    mode: str  # what the process runs: "serve" (workers and HTTP) or "web" (HTTP only)
     health: Health
     live: LiveFeed = field(default_factory=LiveFeed)
     metrics: Metrics = field(default_factory=Metrics)
@@ -125,8 +125,7 @@ class Context:
         """(queue, status, n), at most a second old: one query however many viewers."""
 
         async def load() -> list[tuple[str, str, int]]:
-            rows = await self.database.fetch(sql.queries["counts"])
-            return [(r["queue"], r["status"], r["n"]) for r in rows]
+            return await store.counts(self.database)
 
         counts: list[tuple[str, str, int]] = await _cached(self._counts, COUNTS_MAX_AGE_S, load)
         self.metrics.snapshot.depth = {(q, s): n for q, s, n in counts}
@@ -136,12 +135,11 @@ class Context:
         """p50/p95 of claim − run_at over the tasks that ended in the last minute."""
 
         async def load() -> dict[str, Any]:
-            row = await self.database.fetchrow(
-                sql.queries["pickup_sample"], LATENCY_WINDOW_S, LATENCY_SAMPLE
+            sample = await store.pickup_sample(
+                self.database, window_s=LATENCY_WINDOW_S, limit=LATENCY_SAMPLE
             )
-            assert row is not None
-            result = {"p50_ms": row["p50_ms"], "p95_ms": row["p95_ms"], "samples": row["n"]}
-            self.latency_by_minute[int(time.time() // 60)] = row["p50_ms"]
+            result = {"p50_ms": sample.p50_ms, "p95_ms": sample.p95_ms, "samples": sample.samples}
+            self.latency_by_minute[int(time.time() // 60)] = sample.p50_ms
             if len(self.latency_by_minute) > 90:
                 oldest = sorted(self.latency_by_minute)[:-60]
                 for minute in oldest:
@@ -161,39 +159,37 @@ class Context:
             if lower is None:
                 lower = current - HOUR_S + 60
                 try:
-                    rows = await self.database.run_in_transaction(
-                        _bounded_fetch(sql.queries["ended_per_minute"], lower, now)
+                    rows = await store.ended_per_minute(
+                        self.database, since=lower, until=now, bounded=True
                     )
                 except errors.QueryError as exc:  # the statement timeout: a busy hour
                     log.warning("http.backfill_skipped", error=str(exc).splitlines()[0])
                     lower = current
-                    rows = await self.database.fetch(sql.queries["ended_per_minute"], lower, now)
+                    rows = await store.ended_per_minute(self.database, since=lower, until=now)
             else:
-                rows = await self.database.fetch(sql.queries["ended_per_minute"], lower, now)
+                rows = await store.ended_per_minute(self.database, since=lower, until=now)
             self.ended.apply(lower, current, rows)
 
     async def throughput_per_s(self) -> float:
         """Tasks every process ended per second over the last 60 seconds."""
 
         async def load() -> float:
-            n = await self.database.fetchval(sql.queries["ended_last_minute"])
-            return round(int(n) / 60, 3)
+            return round(await store.ended_last_minute(self.database) / 60, 3)
 
         value: float = await _cached(self._throughput, THROUGHPUT_MAX_AGE_S, load)
         return value
+
+    def observe_workers(
+        self, stats: Callable[[], dict[str, int]], in_flight: Callable[[], int]
+    ) -> None:
+        """Report this process's workers (``/stats`` since_start, the in-flight gauge)."""
+        self.worker_stats = stats
+        self.in_flight = in_flight
 
     def probe_age_s(self) -> float | None:
         if self.health.last_probe_ok < 0:
             return None
         return trio.current_time() - self.health.last_probe_ok
-
-
-def _bounded_fetch(query: str, *args: Any) -> Callable[[Any], Any]:
-    async def fetch(conn: Any) -> Any:
-        await conn.execute(sql.queries["sample_timeout"])
-        return await conn.fetch(query, *args)
-
-    return fetch
 
 
 def current() -> Context:

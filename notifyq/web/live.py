@@ -123,7 +123,9 @@ class LiveFeed:
         self._subscribers_changed(before)
 
     @contextmanager
-    def subscribe(self, buffer: int = SUBSCRIBER_BUFFER) -> Iterator[trio.MemoryReceiveChannel[Event]]:
+    def subscribe(
+        self, buffer: int = SUBSCRIBER_BUFFER
+    ) -> Iterator[trio.MemoryReceiveChannel[Event]]:
         send, receive = trio.open_memory_channel[Event](buffer)
         before = len(self._subscribers)
         self._subscribers.add(send)
@@ -136,4 +138,3 @@ class LiveFeed:
             self._subscribers_changed(before)
             send.close()
             receive.close()
-

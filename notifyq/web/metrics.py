@@ -28,7 +28,23 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Pickup latency is milliseconds when a worker is free, seconds to minutes in a backlog.
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
 )
 RUN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -45,17 +61,21 @@ class _Snapshot(Collector):
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
-            "notifyq_queue_depth", "Tasks in the database by queue and status", labels=["queue", "status"]
+            "notifyq_queue_depth",
+            "Tasks in the database by queue and status",
+            labels=["queue", "status"],
         )
         for (queue, status), n in sorted(self.depth.items()):
             depth.add_metric([queue, status], n)
         yield depth
         yield GaugeMetricFamily(
-            "notifyq_tasks_in_flight", "Tasks this process has claimed and not yet recorded",
+            "notifyq_tasks_in_flight",
+            "Tasks this process has claimed and not yet recorded",
             value=self.in_flight(),
         )
         yield GaugeMetricFamily(
-            "notifyq_listener_connected", "1 while the LISTEN connection is up",
+            "notifyq_listener_connected",
+            "1 while the LISTEN connection is up",
             value=1 if self.listener_connected() else 0,
         )
         yield GaugeMetricFamily(

@@ -68,7 +68,8 @@ class NewTask(BaseModel):
 
     kind: Name = Field(description="Which handler runs it")
     payload: Annotated[Any, AfterValidator(_shallow)] = Field(
-        None, description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}"
+        None,
+        description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}",
     )
     queue: Name = "default"
     priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX, description="Higher runs first")
@@ -190,7 +191,8 @@ class MinutePoint(BaseModel):
 
 
 class Stats(BaseModel):
-    role: str = Field(description="serve (workers and HTTP) or web (HTTP only)")
+    mode: str = Field(description="serve (workers and HTTP) or web (HTTP only)")
+    role: str = Field(description="the same as mode; kept for clients of earlier versions")
     now: datetime = Field(description="The server's clock, for ages computed by clients")
     uptime_s: float
     counts_by_status: dict[str, int]

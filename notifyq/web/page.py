@@ -14,11 +14,12 @@ from quart import Blueprint, Response, redirect, render_template, request
 from quart_schema import hide
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from notifyq import __version__, errors, sql
+from notifyq import errors, store
 from notifyq.client import Client
+from notifyq.version import __version__
 from notifyq.web import models, replies
-from notifyq.web.api import build_stats, existing_id
 from notifyq.web.context import Context, current
+from notifyq.web.views import build_stats, existing_id
 
 blueprint = Blueprint("page", __name__)
 
@@ -29,9 +30,9 @@ FAILURES_SHOWN = 10
 async def summary(c: Context) -> dict[str, Any]:
     """Everything the status page shows, from bounded queries over partial indexes."""
     stats = await build_stats(c)
-    running = await c.database.fetch(sql.queries["running_tasks"], RUNNING_SHOWN)
-    failures = await c.database.fetch(sql.queries["recent_failures"], FAILURES_SHOWN)
-    workers = await c.database.fetch(sql.queries["workers"])
+    running = await store.running_tasks(c.database, RUNNING_SHOWN)
+    failures = await store.recent_failures(c.database, FAILURES_SHOWN)
+    workers = await store.workers(c.database)
     return {
         "stats": stats,
         "running": [models.TaskOut.from_row(r) for r in running],
@@ -70,8 +71,14 @@ async def task_page(task_id: int) -> Response:
         task = models.TaskOut.from_row(await client.get(existing_id(task_id)))
         events = [models.EventOut.model_validate(e) for e in await client.history(task_id)]
     except errors.TaskNotFound as exc:
-        html = await render_template("task.html", task=None, task_id=task_id, message=str(exc),
-                                     version=__version__, initial="null")
+        html = await render_template(
+            "task.html",
+            task=None,
+            task_id=task_id,
+            message=str(exc),
+            version=__version__,
+            initial="null",
+        )
         return Response(html, status=404, content_type="text/html; charset=utf-8")
     html = await render_template(
         "task.html",

@@ -70,9 +70,7 @@ def error_response(
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    response = Response(
-        json.dumps({"error": body}), status=status, content_type="application/json"
-    )
+    response = Response(json.dumps({"error": body}), status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

@@ -24,7 +24,9 @@ GRACEFUL_TIMEOUT_S = 5.0
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     host = settings.http_host
-    config.bind = [f"[{host}]:{settings.http_port}" if ":" in host else f"{host}:{settings.http_port}"]
+    config.bind = [
+        f"[{host}]:{settings.http_port}" if ":" in host else f"{host}:{settings.http_port}"
+    ]
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
     config.accesslog = None
     # Hypercorn's "Running on" line is replaced by notifyq's http.listening; its warnings
@@ -79,7 +81,7 @@ async def serve_http(
                     f"cannot serve HTTP on {s.http_host}:{s.http_port}: "
                     f"{reason}; choose another HTTP_PORT or HTTP_HOST"
                 ) from None
-            log.info("http.listening", urls=urls, role=ctx.role)
+            log.info("http.listening", urls=urls, mode=ctx.mode)
             task_status.started(urls)
         # Hypercorn has finished its graceful shutdown; the helpers go with it.
         helpers.cancel_scope.cancel()

@@ -22,5 +22,7 @@ def notifyq() -> Iterator[Callable[..., Notifyq]]:
         proc.kill()
         # Shown by pytest only when the test failed.
         tail = "\n".join(proc.stderr().splitlines()[-60:])
-        print(f"--- {' '.join(proc.proc.args[3:])} exited {proc.proc.returncode}:\n{tail}")
+        args = proc.proc.args
+        shown = " ".join(str(a) for a in args[3:]) if isinstance(args, list) else str(args)
+        print(f"--- {shown} exited {proc.proc.returncode}:\n{tail}")
         proc.close()

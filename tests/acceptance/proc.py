@@ -19,13 +19,22 @@ class Notifyq:
 
     def __init__(self, url: str, *args: str, env: dict[str, str] | None = None) -> None:
         self.log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close())
-            "w+", prefix="notifyq-log-", suffix=".jsonl")
+            "w+", prefix="notifyq-log-", suffix=".jsonl"
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "notifyq", *args],
-            stdout=subprocess.PIPE, stderr=self.log_file, text=True,
+            stdout=subprocess.PIPE,
+            stderr=self.log_file,
+            text=True,
             # HTTP_PORT=0: many processes in parallel, each on a free port (see http_url()).
-            env={**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json", "LOG_LEVEL": "info",
-                 "HTTP_PORT": "0", **(env or {})},
+            env={
+                **os.environ,
+                "DATABASE_URL": url,
+                "LOG_FORMAT": "json",
+                "LOG_LEVEL": "info",
+                "HTTP_PORT": "0",
+                **(env or {}),
+            },
         )
 
     def stderr(self) -> str:
@@ -52,7 +61,9 @@ class Notifyq:
                 if e.get("event") == event:
                     return e
             if self.proc.poll() is not None:
-                raise AssertionError(f"exited {self.proc.returncode} before {event!r}: {self.names()}")
+                raise AssertionError(
+                    f"exited {self.proc.returncode} before {event!r}: {self.names()}"
+                )
             time.sleep(0.02)
         raise AssertionError(f"no {event!r} within {timeout}s: {self.names()}")
 

@@ -33,7 +33,9 @@ class Result:
     err: str
 
     def __repr__(self) -> str:  # shown by pytest when an assertion about it fails
-        return f"notifyq {' '.join(self.args)} -> {self.code}\nstdout: {self.out}\nstderr: {self.err}"
+        return (
+            f"notifyq {' '.join(self.args)} -> {self.code}\nstdout: {self.out}\nstderr: {self.err}"
+        )
 
 
 def _env(url: str) -> dict[str, str]:
@@ -45,7 +47,11 @@ def _env(url: str) -> dict[str, str]:
 def start(url: str, cwd: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "notifyq", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(url), cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(url),
+        cwd=cwd,
     )
 
 
@@ -69,14 +75,29 @@ def nq_all(url: str, cwd: Path, *commands: Sequence[str]) -> list[Result]:
     return [finish(proc, args) for proc, args in procs]
 
 
-def insert(url: str, kind: str, payload: str, *, status: str = "pending", queue: str = "default",
-           finished: str | None = None) -> int:
+def insert(
+    url: str,
+    kind: str,
+    payload: str,
+    *,
+    status: str = "pending",
+    queue: str = "default",
+    finished: str | None = None,
+) -> int:
     """A task row via SQL; ``finished`` is an SQL expression for finished_at when it ended."""
-    task_id = int(scalar(url, "INSERT INTO notifyq.tasks (queue, kind, payload) "
-                              f"VALUES ('{queue}', '{kind}', '{payload}') RETURNING id"))
+    task_id = int(
+        scalar(
+            url,
+            "INSERT INTO notifyq.tasks (queue, kind, payload) "
+            f"VALUES ('{queue}', '{kind}', '{payload}') RETURNING id",
+        )
+    )
     if status != "pending":
-        scalar(url, f"UPDATE notifyq.tasks SET status = '{status}', "
-                    f"finished_at = {finished or 'now()'} WHERE id = {task_id}")
+        scalar(
+            url,
+            f"UPDATE notifyq.tasks SET status = '{status}', "
+            f"finished_at = {finished or 'now()'} WHERE id = {task_id}",
+        )
     return task_id
 
 
@@ -89,11 +110,25 @@ def row(url: str, task_id: int, columns: str) -> list[str]:
 
 def test_enqueue_stores_payload_and_options(database_url: str, tmp_path: Path) -> None:
     text, number, options = nq_all(
-        database_url, tmp_path,
+        database_url,
+        tmp_path,
         ["enqueue", "reverse", "hello"],
         ["enqueue", "sleep", "5"],
-        ["enqueue", "noop", '{"a":1}', "--queue", "q", "--priority", "3", "--delay", "30s",
-         "--max-attempts", "2", "--timeout", "1m"],
+        [
+            "enqueue",
+            "noop",
+            '{"a":1}',
+            "--queue",
+            "q",
+            "--priority",
+            "3",
+            "--delay",
+            "30s",
+            "--max-attempts",
+            "2",
+            "--timeout",
+            "1m",
+        ],
     )
     ids = []
     for result in (text, number, options):
@@ -103,27 +138,55 @@ def test_enqueue_stores_payload_and_options(database_url: str, tmp_path: Path) -
         ids.append(int(result.out))
     assert len(set(ids)) == 3
 
-    cols = ("queue, kind, payload::text, jsonb_typeof(payload), priority, max_attempts, "
-            "coalesce(timeout::text, 'NULL'), status, attempts, "
-            "round(extract(epoch FROM run_at - now())::numeric, 1)")
+    cols = (
+        "queue, kind, payload::text, jsonb_typeof(payload), priority, max_attempts, "
+        "coalesce(timeout::text, 'NULL'), status, attempts, "
+        "round(extract(epoch FROM run_at - now())::numeric, 1)"
+    )
     assert row(database_url, ids[0], cols)[:9] == [
-        "default", "reverse", '"hello"', "string", "0", "3", "NULL", "pending", "0"]
+        "default",
+        "reverse",
+        '"hello"',
+        "string",
+        "0",
+        "3",
+        "NULL",
+        "pending",
+        "0",
+    ]
     assert float(row(database_url, ids[0], cols)[9]) <= 0.0
     assert row(database_url, ids[1], cols)[:9] == [
-        "default", "sleep", "5", "number", "0", "3", "NULL", "pending", "0"]
+        "default",
+        "sleep",
+        "5",
+        "number",
+        "0",
+        "3",
+        "NULL",
+        "pending",
+        "0",
+    ]
     stored = row(database_url, ids[2], cols)
     assert stored[:9] == ["q", "noop", '{"a": 1}', "object", "3", "2", "00:01:00", "pending", "0"]
     assert 20.0 <= float(stored[9]) <= 30.0, stored  # run_at about 30 s ahead
-    assert scalar(database_url, "SELECT extract(epoch FROM run_at - created_at) "
-                                f"FROM notifyq.tasks WHERE id = {ids[2]}") == "30.000000"
+    assert (
+        scalar(
+            database_url,
+            "SELECT extract(epoch FROM run_at - created_at) "
+            f"FROM notifyq.tasks WHERE id = {ids[2]}",
+        )
+        == "30.000000"
+    )
 
 
 def test_enqueue_bad_delay_exits_2(database_url: str, tmp_path: Path) -> None:
     result = nq(database_url, tmp_path, "enqueue", "noop", "--delay", "soon")
     assert result.code == 2, result
     assert result.out == ""
-    assert ("Error: Invalid value for '--delay': expected a duration: seconds, or a number "
-            "with ms, s, m, h or d (e.g. 30, 2.5s, 7d)") in result.err, result
+    assert (
+        "Error: Invalid value for '--delay': expected a duration: seconds, or a number "
+        "with ms, s, m, h or d (e.g. 30, 2.5s, 7d)"
+    ) in result.err, result
     assert scalar(database_url, "SELECT count(*) FROM notifyq.tasks") == "0"
 
 
@@ -146,7 +209,8 @@ def test_status_and_history(database_url: str, tmp_path: Path) -> None:
     insert(database_url, "noop", "{}", queue="q", status="error")
 
     table, as_json, history = nq_all(
-        database_url, tmp_path, ["status"], ["status", "--json"], ["history", str(first)])
+        database_url, tmp_path, ["status"], ["status", "--json"], ["history", str(first)]
+    )
 
     assert table.code == 0, table
     assert table.out.splitlines() == [
@@ -170,7 +234,8 @@ def test_status_and_history(database_url: str, tmp_path: Path) -> None:
     lines = history.out.splitlines()
     assert len(lines) == 1, history
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}  queued     attempt=0  -", lines[0]), history
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}  queued     attempt=0  -", lines[0]
+    ), history
 
 
 # --- cancel and retry ----------------------------------------------------------------------
@@ -181,8 +246,12 @@ def test_cancel_and_retry(database_url: str, tmp_path: Path) -> None:
     done = insert(database_url, "reverse", '"y"', status="done")
 
     cancelled, not_cancellable, missing = nq_all(
-        database_url, tmp_path,
-        ["cancel", str(pending)], ["cancel", str(done)], ["cancel", "999999"])
+        database_url,
+        tmp_path,
+        ["cancel", str(pending)],
+        ["cancel", str(done)],
+        ["cancel", "999999"],
+    )
     assert (cancelled.code, cancelled.out) == (0, "cancelled\n"), cancelled
     assert (not_cancellable.code, not_cancellable.out) == (1, ""), not_cancellable
     assert not_cancellable.err == f"notifyq: cannot cancel task {done}: it is done\n"
@@ -192,15 +261,22 @@ def test_cancel_and_retry(database_url: str, tmp_path: Path) -> None:
     assert row(database_url, done, "status") == ["done"]
 
     retried, not_retryable = nq_all(
-        database_url, tmp_path, ["retry", str(pending)], ["retry", str(done)])
+        database_url, tmp_path, ["retry", str(pending)], ["retry", str(done)]
+    )
     assert (retried.code, retried.out) == (0, "pending\n"), retried
     assert not_retryable.code == 1, not_retryable
     assert not_retryable.err == f"notifyq: cannot retry task {done}: it is done\n"
     assert row(database_url, pending, "status, attempts, finished_at IS NULL") == [
-        "pending", "0", "t"]
+        "pending",
+        "0",
+        "t",
+    ]
     history = nq(database_url, tmp_path, "history", str(pending))
     assert [line.split()[2] for line in history.out.splitlines()] == [
-        "queued", "cancelled", "requeued"], history
+        "queued",
+        "cancelled",
+        "requeued",
+    ], history
 
 
 # --- wait ------------------------------------------------------------------------------------
@@ -209,8 +285,11 @@ def test_cancel_and_retry(database_url: str, tmp_path: Path) -> None:
 def test_wait_times_out_with_exit_3(database_url: str, tmp_path: Path) -> None:
     task_id = insert(database_url, "reverse", '"x"')
     timed_out, missing = nq_all(
-        database_url, tmp_path,
-        ["wait", str(task_id), "--timeout", "0.5"], ["wait", "999999", "--timeout", "5"])
+        database_url,
+        tmp_path,
+        ["wait", str(task_id), "--timeout", "0.5"],
+        ["wait", "999999", "--timeout", "5"],
+    )
     assert timed_out.code == 3, timed_out
     assert timed_out.out == ""
     assert f"notifyq: task {task_id} did not end within 0.5 s" in timed_out.err.splitlines()
@@ -228,9 +307,14 @@ def test_wait_timeout_is_reported_in_one_line(database_url: str, tmp_path: Path)
 
 def test_wait_for_a_task_completed_by_serve(database_url: str, tmp_path: Path) -> None:
     # Due in 2 s: `wait` is (almost certainly) listening by the time serve runs it.
-    task_id = int(scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload, run_at) "
-                                       "VALUES ('reverse', '\"hello\"', now() + interval '2 s') "
-                                       "RETURNING id"))
+    task_id = int(
+        scalar(
+            database_url,
+            "INSERT INTO notifyq.tasks (kind, payload, run_at) "
+            "VALUES ('reverse', '\"hello\"', now() + interval '2 s') "
+            "RETURNING id",
+        )
+    )
     serve = start(database_url, tmp_path, "serve", "--workers", "2")
     try:
         waiting = start(database_url, tmp_path, "wait", str(task_id), "--timeout", "25")
@@ -263,31 +347,48 @@ def test_wait_for_a_cancelled_task_exits_1(database_url: str, tmp_path: Path) ->
 
 
 def test_prune_deletes_old_ended_tasks(database_url: str, tmp_path: Path) -> None:
-    old_done = insert(database_url, "noop", "{}", status="done",
-                      finished="now() - interval '8 days'")
-    old_error = insert(database_url, "noop", "{}", status="error",
-                       finished="now() - interval '30 days'")
-    recent = insert(database_url, "noop", "{}", status="done",
-                    finished="now() - interval '6 days'")
+    old_done = insert(
+        database_url, "noop", "{}", status="done", finished="now() - interval '8 days'"
+    )
+    old_error = insert(
+        database_url, "noop", "{}", status="error", finished="now() - interval '30 days'"
+    )
+    recent = insert(database_url, "noop", "{}", status="done", finished="now() - interval '6 days'")
     pending = insert(database_url, "noop", "{}")
     for task_id in (old_done, old_error, recent, pending):
-        scalar(database_url, "INSERT INTO notifyq.task_events (task_id, event) "
-                             f"VALUES ({task_id}, 'started') RETURNING 1")
+        scalar(
+            database_url,
+            "INSERT INTO notifyq.task_events (task_id, event) "
+            f"VALUES ({task_id}, 'started') RETURNING 1",
+        )
 
     result = nq(database_url, tmp_path, "prune", "--older-than", "7d")
     assert (result.code, result.out) == (0, "deleted 2 task(s)\n"), result
-    assert scalar(database_url, "SELECT string_agg(id::text, ',' ORDER BY id) "
-                                "FROM notifyq.tasks") == f"{recent},{pending}"
-    assert scalar(database_url, "SELECT count(*) FROM notifyq.task_events "
-                                f"WHERE task_id IN ({old_done}, {old_error})") == "0"
-    assert scalar(database_url, "SELECT count(*) FROM notifyq.task_events "
-                                f"WHERE task_id IN ({recent}, {pending})") == "2"
+    assert (
+        scalar(database_url, "SELECT string_agg(id::text, ',' ORDER BY id) FROM notifyq.tasks")
+        == f"{recent},{pending}"
+    )
+    assert (
+        scalar(
+            database_url,
+            f"SELECT count(*) FROM notifyq.task_events WHERE task_id IN ({old_done}, {old_error})",
+        )
+        == "0"
+    )
+    assert (
+        scalar(
+            database_url,
+            f"SELECT count(*) FROM notifyq.task_events WHERE task_id IN ({recent}, {pending})",
+        )
+        == "2"
+    )
 
 
 def test_dsn_prints_database_url_unchanged(tmp_path: Path) -> None:
     url = "postgresql://app:s3cr%40t@db.example:6543/app?sslmode=require&application_name=x"
     from_env, from_flag = nq_all(
-        url, tmp_path, ["dsn"], ["--database-url", "postgres://other@h/db", "dsn"])
+        url, tmp_path, ["dsn"], ["--database-url", "postgres://other@h/db", "dsn"]
+    )
     assert (from_env.code, from_env.out, from_env.err) == (0, url + "\n", ""), from_env
     assert (from_flag.code, from_flag.out) == (0, "postgres://other@h/db\n"), from_flag
 
@@ -307,8 +408,19 @@ def _all_commands() -> list[list[str]]:
 def test_every_command_has_help() -> None:
     commands = _all_commands()
     names = {" ".join(c) for c in commands}
-    assert {"enqueue", "status", "history", "cancel", "retry", "wait", "prune", "dsn",
-            "serve", "migrate", "seed"} <= names
+    assert {
+        "enqueue",
+        "status",
+        "history",
+        "cancel",
+        "retry",
+        "wait",
+        "prune",
+        "dsn",
+        "serve",
+        "migrate",
+        "seed",
+    } <= names
     runner = CliRunner()
     for command in commands:
         result = runner.invoke(main, [*command, "--help"], env={"DATABASE_URL": NOWHERE})
@@ -321,8 +433,19 @@ def test_help_of_the_real_program(tmp_path: Path) -> None:
     top, sub = nq_all(NOWHERE, tmp_path, ["--help"], ["enqueue", "-h"])
     assert top.code == 0, top
     assert top.out.startswith("Usage: python -m notifyq [OPTIONS] COMMAND [ARGS]...")
-    for name in ("cancel", "dsn", "enqueue", "history", "migrate", "prune", "retry", "seed",
-                 "serve", "status", "wait"):
+    for name in (
+        "cancel",
+        "dsn",
+        "enqueue",
+        "history",
+        "migrate",
+        "prune",
+        "retry",
+        "seed",
+        "serve",
+        "status",
+        "wait",
+    ):
         assert re.search(rf"^  {name} ", top.out, re.MULTILINE), name
     assert sub.code == 0, sub
     assert sub.out.startswith("Usage: python -m notifyq enqueue [OPTIONS] KIND [PAYLOAD]")

@@ -36,11 +36,14 @@ def private_server() -> Iterator[pg.EmbeddedServer]:
 
 def exactly_once(url: str) -> tuple[int, int, int]:
     """(tasks, tasks with no done event, tasks with more than one)."""
-    row = scalar(url, """
+    row = scalar(
+        url,
+        """
         SELECT count(*), count(*) FILTER (WHERE n = 0), count(*) FILTER (WHERE n > 1) FROM (
           SELECT t.id, count(e.id) AS n FROM notifyq.tasks t
           LEFT JOIN notifyq.task_events e ON e.task_id = t.id AND e.event = 'done'
-          GROUP BY t.id) x""")
+          GROUP BY t.id) x""",
+    )
     total, lost, twice = (int(v) for v in row.split("|"))
     return total, lost, twice
 
@@ -63,8 +66,11 @@ def test_kill_9_one_of_three_processes_every_second(database_url: str, notifyq: 
     procs = [notifyq(database_url, "serve", env=env) for _ in range(3)]
     until(lambda: scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "3")
     n = 2000
-    scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
-                         f"SELECT 'sleep', '0.04', 20 FROM generate_series(1, {n})")
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
+        f"SELECT 'sleep', '0.04', 20 FROM generate_series(1, {n})",
+    )
     started = time.monotonic()
     kills, last_kill = 0, started
     while not all_done(database_url, n) and time.monotonic() - started < 60:
@@ -80,31 +86,52 @@ def test_kill_9_one_of_three_processes_every_second(database_url: str, notifyq: 
     until(lambda: all_done(database_url, n), timeout=60)
     finished = time.monotonic()
     total, lost, twice = exactly_once(database_url)
-    recovered = int(scalar(database_url,
-                           "SELECT count(*) FROM notifyq.task_events WHERE event = 'recovered'"))
-    report("kill -9", tasks=n, kills=kills, recovered_tasks=recovered,
-           seconds_to_last_task=round(finished - started, 2),
-           seconds_after_last_kill=round(finished - last_kill, 2), lost=lost, twice=twice)
+    recovered = int(
+        scalar(database_url, "SELECT count(*) FROM notifyq.task_events WHERE event = 'recovered'")
+    )
+    report(
+        "kill -9",
+        tasks=n,
+        kills=kills,
+        recovered_tasks=recovered,
+        seconds_to_last_task=round(finished - started, 2),
+        seconds_after_last_kill=round(finished - last_kill, 2),
+        lost=lost,
+        twice=twice,
+    )
     assert kills >= 3
     assert recovered > 0, "killed processes had tasks in flight that must come back"
     assert (total, lost, twice) == (n, 0, 0)
-    assert scalar(database_url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'in_progress'") == "0"
+    assert (
+        scalar(database_url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'in_progress'")
+        == "0"
+    )
 
 
-def test_pg_terminate_backend_of_every_notifyq_connection(database_url: str, notifyq: Start) -> None:
+def test_pg_terminate_backend_of_every_notifyq_connection(
+    database_url: str, notifyq: Start
+) -> None:
     procs = [notifyq(database_url, "serve") for _ in range(2)]
     for p in procs:
         p.wait_for("listener.connected")
     n = 600
-    scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
-                         f"SELECT 'sleep', '0.03', 20 FROM generate_series(1, {n})")
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
+        f"SELECT 'sleep', '0.03', 20 FROM generate_series(1, {n})",
+    )
     started = time.monotonic()
     terminated = 0
     for _ in range(2):
         time.sleep(0.5)
-        terminated += int(scalar(database_url, """
+        terminated += int(
+            scalar(
+                database_url,
+                """
             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE datname = current_database() AND pid <> pg_backend_pid()"""))
+             WHERE datname = current_database() AND pid <> pg_backend_pid()""",
+            )
+        )
     last_fault = time.monotonic()
     until(lambda: all_done(database_url, n), timeout=60)
     finished = time.monotonic()
@@ -112,9 +139,15 @@ def test_pg_terminate_backend_of_every_notifyq_connection(database_url: str, not
     for p in procs:
         assert "listener.reconnected" in p.names()
     total, lost, twice = exactly_once(database_url)
-    report("pg_terminate_backend", tasks=n, connections_terminated=terminated,
-           seconds_to_recover=round(finished - last_fault, 2),
-           seconds_total=round(finished - started, 2), lost=lost, twice=twice)
+    report(
+        "pg_terminate_backend",
+        tasks=n,
+        connections_terminated=terminated,
+        seconds_to_recover=round(finished - last_fault, 2),
+        seconds_total=round(finished - started, 2),
+        lost=lost,
+        twice=twice,
+    )
     assert terminated >= 4  # at least the two listeners, twice
     assert (total, lost, twice) == (n, 0, 0)
 
@@ -125,8 +158,11 @@ def test_postgres_stop_and_start_mid_run(private_server: pg.EmbeddedServer, noti
     for p in procs:
         p.wait_for("listener.connected")
     n = 500
-    scalar(url, "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
-                f"SELECT 'sleep', '0.05', 20 FROM generate_series(1, {n})")
+    scalar(
+        url,
+        "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
+        f"SELECT 'sleep', '0.05', 20 FROM generate_series(1, {n})",
+    )
     until(lambda: status_counts(url).get("done", 0) > 20)
     private_server.stop()
     down_at = time.monotonic()
@@ -138,8 +174,14 @@ def test_postgres_stop_and_start_mid_run(private_server: pg.EmbeddedServer, noti
     finished = time.monotonic()
     assert [p.proc.poll() for p in procs] == [None, None]
     total, lost, twice = exactly_once(url)
-    report("postgres restart", tasks=n, outage_seconds=round(up_at - down_at, 2),
-           seconds_to_finish_after_restart=round(finished - up_at, 2), lost=lost, twice=twice)
+    report(
+        "postgres restart",
+        tasks=n,
+        outage_seconds=round(up_at - down_at, 2),
+        seconds_to_finish_after_restart=round(finished - up_at, 2),
+        lost=lost,
+        twice=twice,
+    )
     assert (total, lost, twice) == (n, 0, 0)
     for p in procs:
         p.signal(signal.SIGTERM)
@@ -150,10 +192,15 @@ def test_handler_that_kills_its_process_ends_error_after_max_attempts(
     database_url: str, notifyq: Start
 ) -> None:
     env = {**APP, "LEASE": "1"}
-    crash = scalar(database_url, "INSERT INTO notifyq.tasks (kind, max_attempts) "
-                                 "VALUES ('crash', 2) RETURNING id")
-    scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
-                         "SELECT 'reverse', to_jsonb(g::text), 10 FROM generate_series(1, 20) g")
+    crash = scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, max_attempts) VALUES ('crash', 2) RETURNING id",
+    )
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
+        "SELECT 'reverse', to_jsonb(g::text), 10 FROM generate_series(1, 20) g",
+    )
     serve = notifyq(database_url, "serve", env=env)
     restarts = 0
     deadline = time.monotonic() + 60
@@ -168,34 +215,55 @@ def test_handler_that_kills_its_process_ends_error_after_max_attempts(
     row = scalar(database_url, f"SELECT attempts, error FROM notifyq.tasks WHERE id = {crash}")
     assert row == "2|worker lost; 2 attempts"
     until(lambda: status_counts(database_url) == {"done": 20, "error": 1}, timeout=30)
-    report("handler calls os._exit", tasks=21, process_deaths=restarts, crash_attempts=2,
-           others_done=20, lost=0)
+    report(
+        "handler calls os._exit",
+        tasks=21,
+        process_deaths=restarts,
+        crash_attempts=2,
+        others_done=20,
+        lost=0,
+    )
     assert restarts == 2
 
 
 def test_handler_that_ignores_cancellation_is_abandoned(database_url: str, notifyq: Start) -> None:
     serve = notifyq(database_url, "serve", "--workers", "1", env=APP)
     serve.wait_for("service.start")
-    stubborn = scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload, timeout, max_attempts) "
-                                    "VALUES ('stubborn', '60', '0.3 s', 1) RETURNING id")
-    after = scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) "
-                                 "VALUES ('reverse', '\"next\"') RETURNING id")
-    until(lambda: scalar(database_url, f"SELECT status FROM notifyq.tasks WHERE id = {after}") == "done",
-          timeout=20)
-    assert scalar(database_url, f"SELECT status, error FROM notifyq.tasks WHERE id = {stubborn}") == (
-        "error|timed out after 0.3 s")
+    stubborn = scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload, timeout, max_attempts) "
+        "VALUES ('stubborn', '60', '0.3 s', 1) RETURNING id",
+    )
+    after = scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"next\"') RETURNING id",
+    )
+    until(
+        lambda: (
+            scalar(database_url, f"SELECT status FROM notifyq.tasks WHERE id = {after}") == "done"
+        ),
+        timeout=20,
+    )
+    assert scalar(
+        database_url, f"SELECT status, error FROM notifyq.tasks WHERE id = {stubborn}"
+    ) == ("error|timed out after 0.3 s")
     assert "task.abandoned" in serve.names()
     serve.signal(signal.SIGINT)
     assert serve.wait(timeout=20) == 0  # the stuck handler does not hold the process
     assert "service.abandoned_handlers" in serve.names()
 
 
-def test_sigterm_during_a_database_outage(private_server: pg.EmbeddedServer, notifyq: Start) -> None:
+def test_sigterm_during_a_database_outage(
+    private_server: pg.EmbeddedServer, notifyq: Start
+) -> None:
     url = private_server.url
     env = {"LEASE": "3", "SHUTDOWN_TIMEOUT": "0.5"}
     serve = notifyq(url, "serve", env=env)
     serve.wait_for("listener.connected")
-    scalar(url, "INSERT INTO notifyq.tasks (kind, payload) SELECT 'sleep', '60' FROM generate_series(1, 3)")
+    scalar(
+        url,
+        "INSERT INTO notifyq.tasks (kind, payload) SELECT 'sleep', '60' FROM generate_series(1, 3)",
+    )
     until(lambda: status_counts(url).get("in_progress") == 3)
     private_server.stop()
     signalled = time.monotonic()
@@ -207,8 +275,16 @@ def test_sigterm_during_a_database_outage(private_server: pg.EmbeddedServer, not
     private_server.start()
     # Another process recovers the tasks once their leases have run out.
     other = notifyq(url, "serve", env=env)
-    until(lambda: scalar(url, "SELECT count(DISTINCT task_id) FROM notifyq.task_events "
-                              "WHERE event = 'recovered'") == "3", timeout=30)
+    until(
+        lambda: (
+            scalar(
+                url,
+                "SELECT count(DISTINCT task_id) FROM notifyq.task_events WHERE event = 'recovered'",
+            )
+            == "3"
+        ),
+        timeout=30,
+    )
     report("SIGTERM during outage", tasks=3, exit_seconds=round(exit_s, 2), recovered=3, lost=0)
     other.signal(signal.SIGINT)
     other.signal(signal.SIGINT)

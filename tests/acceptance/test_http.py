@@ -17,12 +17,17 @@ from tests.acceptance.proc import Notifyq, scalar, until
 Start = Callable[..., Notifyq]
 
 
-def cli(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
     return subprocess.run(
         [sys.executable, "-m", "notifyq", *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, "DATABASE_URL": url, "HTTP_PORT": "0", **(env or {})},
     )
 
@@ -113,8 +118,9 @@ def test_non_loopback_without_token_is_refused(database_url: str) -> None:
 
 
 def test_non_loopback_with_token_or_insecure_flag_serves(database_url: str, notifyq: Start) -> None:
-    with_token = notifyq(database_url, "web", "--http-host", "0.0.0.0",
-                         env={"API_TOKEN": "a-long-enough-token-123"})
+    with_token = notifyq(
+        database_url, "web", "--http-host", "0.0.0.0", env={"API_TOKEN": "a-long-enough-token-123"}
+    )
     insecure = notifyq(database_url, "web", "--http-host", "0.0.0.0", "--insecure-http")
     for proc in (with_token, insecure):
         port = proc.http_url().rsplit(":", 1)[1]
@@ -127,7 +133,10 @@ def test_non_loopback_with_token_or_insecure_flag_serves(database_url: str, noti
 def test_bad_http_settings_and_a_taken_port_are_one_line_errors(database_url: str) -> None:
     bad = cli(database_url, "web", env={"HTTP_PORT": "99999"})
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "notifyq: invalid HTTP_PORT='99999': expected a TCP port from 0 to 65535 (0: any free port)"
+    assert (
+        bad.stderr.strip()
+        == "notifyq: invalid HTTP_PORT='99999': expected a TCP port from 0 to 65535 (0: any free port)"
+    )
     short = cli(database_url, "web", env={"API_TOKEN": "short"})
     assert short.returncode == 2 and "short" not in short.stderr  # a token is never echoed
     assert "invalid API_TOKEN: expected at least 16 printable" in short.stderr

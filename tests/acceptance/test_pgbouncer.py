@@ -150,30 +150,50 @@ def test_queries_through_pgbouncer_transaction_mode_listen_direct(
         w.wait_for("listener.connected", timeout=30)
     # Picked up promptly: through the direct LISTEN connection, not the 60 s sweep.
     started = time.monotonic()
-    task = scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) "
-                                "VALUES ('reverse', '\"bouncer\"') RETURNING id")
-    until(lambda: scalar(database_url, f"SELECT status FROM notifyq.tasks WHERE id = {task}")
-          == "done", timeout=10, interval=0.01)
+    task = scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"bouncer\"') RETURNING id",
+    )
+    until(
+        lambda: (
+            scalar(database_url, f"SELECT status FROM notifyq.tasks WHERE id = {task}") == "done"
+        ),
+        timeout=10,
+        interval=0.01,
+    )
     pickup_s = time.monotonic() - started
     assert pickup_s < 5, pickup_s
-    assert scalar(database_url, f"SELECT result FROM notifyq.tasks WHERE id = {task}") == '"recnuob"'
+    assert (
+        scalar(database_url, f"SELECT result FROM notifyq.tasks WHERE id = {task}") == '"recnuob"'
+    )
     # A workload: every task done exactly once, with statements shuffled between the few
     # server connections.
     n = 1000
-    scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) "
-                         f"SELECT 'sleep', '0.005' FROM generate_series(1, {n})")
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload) "
+        f"SELECT 'sleep', '0.005' FROM generate_series(1, {n})",
+    )
     until(lambda: done_once(database_url, n + 1), timeout=90)
-    backends = int(scalar(database_url, """
+    backends = int(
+        scalar(
+            database_url,
+            """
         SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND backend_type = 'client backend'"""))
+         WHERE datname = current_database() AND backend_type = 'client backend'""",
+        )
+    )
     for w in workers:
         w.signal(signal.SIGTERM)
     assert [w.wait(timeout=20) for w in workers] == [0, 0]
-    per_task = scalar(database_url, """
+    per_task = scalar(
+        database_url,
+        """
         SELECT count(*) FILTER (WHERE n <> 1) FROM (
           SELECT t.id, count(e.id) AS n FROM notifyq.tasks t
           LEFT JOIN notifyq.task_events e ON e.task_id = t.id AND e.event = 'done'
-          GROUP BY t.id) x""")
+          GROUP BY t.id) x""",
+    )
     assert per_task == "0"
     # Two processes with pools of 10 used at most 3 server connections (plus the two LISTEN
     # connections and this psql).
@@ -194,20 +214,24 @@ def test_no_listen_behind_pgbouncer_only(
     warning = worker.wait_for("listener.disabled", timeout=30)
     assert warning["level"] == "warning"
     worker.wait_for("service.start")
-    scalar(database_url, "INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, 200)")
+    scalar(
+        database_url, "INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, 200)"
+    )
     until(lambda: done_once(database_url, 200), timeout=30)
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
     assert "listener.connected" not in worker.names()
 
 
-
 def test_enqueue_and_wait_through_pgbouncer(
     database_url: str, bouncer: PgBouncer, notifyq: Start
 ) -> None:
     through = bouncer.url(db_name(database_url))
-    env = {"LISTEN_DATABASE_URL": database_url, "DATABASE_STATEMENT_CACHE": "0",
-           "LOG_LEVEL": "warning"}
+    env = {
+        "LISTEN_DATABASE_URL": database_url,
+        "DATABASE_STATEMENT_CACHE": "0",
+        "LOG_LEVEL": "warning",
+    }
     worker = notifyq(through, "worker", env=env)
     enqueue = notifyq(through, "enqueue", "sleep", "0.3", env=env)
     assert enqueue.wait(timeout=30) == 0, enqueue.stderr()

@@ -28,9 +28,14 @@ def as_user(url: str, user: str) -> str:
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
-    return subprocess.run([sys.executable, "-m", "notifyq", *args], capture_output=True,
-                          text=True, timeout=60, check=False,
-                          env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"})
+    return subprocess.run(
+        [sys.executable, "-m", "notifyq", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
+    )
 
 
 def refused(url: str, statement: str) -> str:
@@ -83,24 +88,34 @@ def test_roles_names_a_missing_role(database_url: str) -> None:
     result = cli(database_url, "roles", "--worker", "no_such_role_here")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "notifyq: cannot grant to role 'no_such_role_here': role \"no_such_role_here\" does not exist")
+        "notifyq: cannot grant to role 'no_such_role_here': role \"no_such_role_here\" does not exist"
+    )
     assert cli(database_url, "roles").returncode == 2  # no role named
 
 
 def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
     assert cli(roles.owner_url, "roles", "--producer", roles.producer).returncode == 0
-    theirs = pg.psql(roles.owner_url, "INSERT INTO notifyq.tasks (kind, payload) "
-                                      "VALUES ('reverse', '\"secret\"') RETURNING id")
+    theirs = pg.psql(
+        roles.owner_url,
+        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"secret\"') RETURNING id",
+    )
     producer = roles.url(roles.producer)
     # A process waits for 'mail': the producer's INSERT must wake it, which the trigger
     # (SECURITY DEFINER) does by deleting the waiters row and notifying.
-    pg.psql(roles.owner_url, "INSERT INTO notifyq.waiters (worker_id, queues) "
-                             "VALUES ('host:1:abc', '{mail}')")
-    pg.psql(producer, "LISTEN notifyq; LISTEN notifyq_done; "
-                      "INSERT INTO notifyq.tasks (queue, kind, payload, priority) "
-                      "VALUES ('mail', 'reverse', '\"mine\"', 5)")
-    assert pg.psql(roles.owner_url,
-                   "SELECT status FROM notifyq.tasks WHERE queue = 'mail'") == "pending"
+    pg.psql(
+        roles.owner_url,
+        "INSERT INTO notifyq.waiters (worker_id, queues) VALUES ('host:1:abc', '{mail}')",
+    )
+    pg.psql(
+        producer,
+        "LISTEN notifyq; LISTEN notifyq_done; "
+        "INSERT INTO notifyq.tasks (queue, kind, payload, priority) "
+        "VALUES ('mail', 'reverse', '\"mine\"', 5)",
+    )
+    assert (
+        pg.psql(roles.owner_url, "SELECT status FROM notifyq.tasks WHERE queue = 'mail'")
+        == "pending"
+    )
     assert pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.waiters") == "0"
     refused(producer, "SELECT * FROM notifyq.waiters")
     # Nothing else: no reading, changing or deleting rows, its own or others'.
@@ -113,24 +128,42 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
     refused(producer, "SELECT * FROM notifyq.workers")
     # A producer sets what a task is, never its state or its lease.
     refused(producer, "INSERT INTO notifyq.tasks (kind, status) VALUES ('noop', 'done')")
-    refused(producer, "INSERT INTO notifyq.tasks (kind, locked_by, locked_until, status) "
-                      "VALUES ('noop', 'me', now(), 'in_progress')")
+    refused(
+        producer,
+        "INSERT INTO notifyq.tasks (kind, locked_by, locked_until, status) "
+        "VALUES ('noop', 'me', now(), 'in_progress')",
+    )
     # RETURNING reads the row back, which needs SELECT.
     refused(producer, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
     refused(producer, f"SELECT notifyq.cancel({theirs})")
-    assert pg.psql(roles.owner_url, f"SELECT payload FROM notifyq.tasks WHERE id = {theirs}") == '"secret"'
+    assert (
+        pg.psql(roles.owner_url, f"SELECT payload FROM notifyq.tasks WHERE id = {theirs}")
+        == '"secret"'
+    )
 
 
 def test_worker_role_runs_notifyq_worker(roles: Roles, notifyq: Start) -> None:
-    assert cli(roles.owner_url, "roles", "--producer", roles.producer,
-               "--worker", roles.worker).returncode == 0
+    assert (
+        cli(
+            roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker
+        ).returncode
+        == 0
+    )
     worker_url = roles.url(roles.worker)
     worker = notifyq(worker_url, "worker", env={"LEASE": "3"})
     worker.wait_for("listener.connected")
-    pg.psql(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind, payload) "
-                                       "SELECT 'reverse', to_jsonb(g::text) FROM generate_series(10, 59) g")
-    until(lambda: scalar(roles.owner_url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'done'")
-          == "50", timeout=30)
+    pg.psql(
+        roles.url(roles.producer),
+        "INSERT INTO notifyq.tasks (kind, payload) "
+        "SELECT 'reverse', to_jsonb(g::text) FROM generate_series(10, 59) g",
+    )
+    until(
+        lambda: (
+            scalar(roles.owner_url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'done'")
+            == "50"
+        ),
+        timeout=30,
+    )
     # The worker role's everyday commands work too; migrating does not.
     status = cli(worker_url, "status")
     assert status.returncode == 0, status.stderr

@@ -22,11 +22,14 @@ INFO = {"LOG_LEVEL": "info"}  # service.start (worker id, queues) is logged at i
 
 def done_events_per_task(url: str) -> tuple[int, int, int]:
     """(tasks, tasks without a 'done' event, tasks with more than one)."""
-    row = scalar(url, """
+    row = scalar(
+        url,
+        """
         SELECT count(*), count(*) FILTER (WHERE n = 0), count(*) FILTER (WHERE n > 1) FROM (
           SELECT t.id, count(e.id) AS n FROM notifyq.tasks t
           LEFT JOIN notifyq.task_events e ON e.task_id = t.id AND e.event = 'done'
-          GROUP BY t.id) x""")
+          GROUP BY t.id) x""",
+    )
     total, missing, twice = (int(v) for v in row.split("|"))
     return total, missing, twice
 
@@ -52,16 +55,27 @@ def test_worker_processes_drain_a_workload_exactly_once(
     procs = start_workers(database_url, notifyq, ["default"] * processes)
     n = 2000
     started = time.monotonic()
-    scalar(database_url, f"INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, {n})")
-    until(lambda: scalar(database_url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'done'")
-          == str(n), timeout=90)
+    scalar(
+        database_url, f"INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, {n})"
+    )
+    until(
+        lambda: (
+            scalar(database_url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'done'")
+            == str(n)
+        ),
+        timeout=90,
+    )
     seconds = time.monotonic() - started
     stop_all(procs)
     print(f"\nSCALE {processes} process(es): {n} noop tasks in {seconds:.2f} s")
     assert done_events_per_task(database_url) == (n, 0, 0)
     assert scalar(database_url, "SELECT max(attempts) FROM notifyq.tasks") == "1"
-    workers = int(scalar(database_url, "SELECT count(DISTINCT worker) FROM notifyq.task_events "
-                                       "WHERE event = 'done'"))
+    workers = int(
+        scalar(
+            database_url,
+            "SELECT count(DISTINCT worker) FROM notifyq.task_events WHERE event = 'done'",
+        )
+    )
     # Every process takes a share (with 2,000 tasks; a share may be small on a busy machine).
     assert workers == processes
     assert scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "0"
@@ -70,23 +84,38 @@ def test_worker_processes_drain_a_workload_exactly_once(
 def test_processes_serving_different_queue_lists(database_url: str, notifyq: Start) -> None:
     lists = ["a", "a,b", "b,c", "c"]
     procs = start_workers(database_url, notifyq, lists)
-    queues_of = {p.wait_for("service.start")["worker_id"]: set(q.split(",")) for p, q in
-                 zip(procs, lists, strict=True)}
+    queues_of = {
+        p.wait_for("service.start")["worker_id"]: set(q.split(","))
+        for p, q in zip(procs, lists, strict=True)
+    }
     n = 600  # per queue
-    scalar(database_url, "INSERT INTO notifyq.tasks (queue, kind) SELECT q, 'noop' "
-                         f"FROM unnest(ARRAY['a', 'b', 'c']) q, generate_series(1, {n})")
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (queue, kind) SELECT q, 'noop' "
+        f"FROM unnest(ARRAY['a', 'b', 'c']) q, generate_series(1, {n})",
+    )
     # A queue nobody serves stays pending.
     scalar(database_url, "INSERT INTO notifyq.tasks (queue, kind) VALUES ('nobody', 'noop')")
-    until(lambda: scalar(database_url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'done'")
-          == str(3 * n), timeout=90)
+    until(
+        lambda: (
+            scalar(database_url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'done'")
+            == str(3 * n)
+        ),
+        timeout=90,
+    )
     stop_all(procs)
-    assert scalar(database_url, "SELECT status FROM notifyq.tasks WHERE queue = 'nobody'") == "pending"
+    assert (
+        scalar(database_url, "SELECT status FROM notifyq.tasks WHERE queue = 'nobody'") == "pending"
+    )
     scalar(database_url, "DELETE FROM notifyq.tasks WHERE queue = 'nobody'")
     assert done_events_per_task(database_url) == (3 * n, 0, 0)
-    rows = scalar(database_url, """
+    rows = scalar(
+        database_url,
+        """
         SELECT e.worker, t.queue, count(*) FROM notifyq.task_events e
           JOIN notifyq.tasks t ON t.id = e.task_id
-         WHERE e.event = 'done' GROUP BY 1, 2""")
+         WHERE e.event = 'done' GROUP BY 1, 2""",
+    )
     served: dict[str, set[str]] = {}
     for line in rows.splitlines():
         worker, queue, _count = line.split("|")
@@ -98,10 +127,27 @@ def test_processes_serving_different_queue_lists(database_url: str, notifyq: Sta
 def test_bench_scale_reports_each_process_count(server_url: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
     result = subprocess.run(
-        [sys.executable, "-m", "notifyq", "bench", "scale", "--processes", "1,2", "--tasks",
-         "300", "-w", "3", "--json"],
-        env={**env, "DATABASE_URL": server_url}, cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "notifyq",
+            "bench",
+            "scale",
+            "--processes",
+            "1,2",
+            "--tasks",
+            "300",
+            "-w",
+            "3",
+            "--json",
+        ],
+        env={**env, "DATABASE_URL": server_url},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["benchmark"] == "scale"
@@ -114,13 +160,20 @@ def test_bench_scale_reports_each_process_count(server_url: str, tmp_path: Path)
         assert r["tasks_per_s"] > 0
     assert runs[0]["speedup_per_process"] == 1.0
     # The scratch databases are gone.
-    assert scalar(server_url, "SELECT count(*) FROM pg_database "
-                              "WHERE datname LIKE 'notifyq_scale_%'") == "0"
+    assert (
+        scalar(server_url, "SELECT count(*) FROM pg_database WHERE datname LIKE 'notifyq_scale_%'")
+        == "0"
+    )
 
 
 def test_bench_scale_rejects_bad_process_counts(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "notifyq", "bench", "scale", "--processes", "1,0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert "expected comma-separated process counts from 1 to 64" in result.stderr

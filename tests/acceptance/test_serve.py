@@ -24,24 +24,37 @@ def test_sigint_lets_running_demo_tasks_finish(database_url: str, notifyq: Start
     assert serve.wait(timeout=20) == 0
     assert counts(database_url) == {"done": 5}
     names = serve.names()
-    for step in ["shutdown.signal", "shutdown.stop_claiming", "shutdown.waiting",
-                 "shutdown.writing_outcomes", "shutdown.done", "service.stopped"]:
+    for step in [
+        "shutdown.signal",
+        "shutdown.stop_claiming",
+        "shutdown.waiting",
+        "shutdown.writing_outcomes",
+        "shutdown.done",
+        "service.stopped",
+    ]:
         assert step in names, names
     assert scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "0"
 
 
-def test_sigterm_after_shutdown_timeout_releases_running_tasks(database_url: str, notifyq: Start) -> None:
+def test_sigterm_after_shutdown_timeout_releases_running_tasks(
+    database_url: str, notifyq: Start
+) -> None:
     serve = notifyq(database_url, "serve", "--shutdown-timeout", "0.5")
     serve.wait_for("service.start")
-    scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) "
-                         "SELECT 'sleep', '30' FROM generate_series(1, 3)")
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload) SELECT 'sleep', '30' FROM generate_series(1, 3)",
+    )
     until(lambda: counts(database_url).get("in_progress") == 3)
     serve.signal(signal.SIGTERM)
     assert serve.wait(timeout=15) == 0
     assert counts(database_url) == {"pending": 3}
     # Released by shutdown: the attempt does not count against max_attempts.
     assert scalar(database_url, "SELECT DISTINCT attempts FROM notifyq.tasks") == "0"
-    assert scalar(database_url, "SELECT count(*) FROM notifyq.task_events WHERE event = 'released'") == "3"
+    assert (
+        scalar(database_url, "SELECT count(*) FROM notifyq.task_events WHERE event = 'released'")
+        == "3"
+    )
     assert "shutdown.cancelling" in serve.names()
 
 
@@ -68,34 +81,45 @@ def test_bad_flag_beats_good_environment(database_url: str, notifyq: Start) -> N
     serve = notifyq(database_url, "serve", "--fetch-limit", "0", env={"FETCH_LIMIT": "10"})
     assert serve.wait(timeout=20) == 2
     assert serve.stderr().strip() == (
-        "notifyq: invalid FETCH_LIMIT=0: expected an integer from 1 to 10000")
+        "notifyq: invalid FETCH_LIMIT=0: expected an integer from 1 to 10000"
+    )
 
 
 def test_two_processes_complete_each_task_exactly_once(database_url: str, notifyq: Start) -> None:
     servers = [notifyq(database_url, "serve", env={"LOG_LEVEL": "warning"}) for _ in range(2)]
     until(lambda: scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "2")
-    scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) "
-                         "SELECT 'sleep', '0.002' FROM generate_series(1, 2000)")
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload) "
+        "SELECT 'sleep', '0.002' FROM generate_series(1, 2000)",
+    )
     until(lambda: counts(database_url) == {"done": 2000}, timeout=60)
     for serve in servers:
         serve.signal(signal.SIGTERM)
     assert [s.wait(timeout=20) for s in servers] == [0, 0]
-    per_task = scalar(database_url, """
+    per_task = scalar(
+        database_url,
+        """
         SELECT count(*) FILTER (WHERE n <> 1), count(*) FROM (
           SELECT t.id, count(e.id) AS n FROM notifyq.tasks t
           LEFT JOIN notifyq.task_events e ON e.task_id = t.id AND e.event = 'done'
-          GROUP BY t.id) x""")
+          GROUP BY t.id) x""",
+    )
     assert per_task == "0|2000"
     assert scalar(database_url, "SELECT max(attempts) FROM notifyq.tasks") == "1"
-    workers = scalar(database_url,
-                     "SELECT count(DISTINCT worker) FROM notifyq.task_events WHERE event = 'done'")
+    workers = scalar(
+        database_url, "SELECT count(DISTINCT worker) FROM notifyq.task_events WHERE event = 'done'"
+    )
     assert workers == "2", "both processes should have taken a share"
 
 
 def test_signal_while_the_database_cannot_be_listened_to(database_url: str, notifyq: Start) -> None:
     # The pool connects, but the LISTEN connection points nowhere: start-up waits for it.
-    serve = notifyq(database_url, "serve", env={
-        "LISTEN_DATABASE_URL": "postgresql://nobody@/nothing?host=/nonexistent"})
+    serve = notifyq(
+        database_url,
+        "serve",
+        env={"LISTEN_DATABASE_URL": "postgresql://nobody@/nothing?host=/nonexistent"},
+    )
     serve.wait_for("listener.lost")
     serve.signal(signal.SIGTERM)
     assert serve.wait(timeout=15) == 0

@@ -35,12 +35,18 @@ def _binary(*names: str) -> str:
 def open_browser(*, mobile: bool = False) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = _binary("chromium", "chromium-browser")
-    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,1100"]:
+    for flag in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1100",
+    ]:
         options.add_argument(flag)
     if mobile:
         options.add_experimental_option(
-            "mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}})
+            "mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}}
+        )
     driver = webdriver.Chrome(options=options, service=Service(_binary("chromedriver")))
     driver.set_page_load_timeout(20)
     return driver
@@ -66,8 +72,12 @@ def text_of(driver: webdriver.Chrome, css: str) -> str:
 def test_status_page_updates_live_in_chromium(
     database_url: str, notifyq: Start, browser: webdriver.Chrome
 ) -> None:
-    demo = {"DEMO_MIN_DELAY": "0.2", "DEMO_MAX_DELAY": "3", "DEMO_FAILURE_RATE": "0.3",
-            "WORKER_COUNT": "4"}
+    demo = {
+        "DEMO_MIN_DELAY": "0.2",
+        "DEMO_MAX_DELAY": "3",
+        "DEMO_FAILURE_RATE": "0.3",
+        "WORKER_COUNT": "4",
+    }
     serve = notifyq(database_url, "serve", "--seed", "12", "--shutdown-timeout", "0.5", env=demo)
     base = serve.http_url()
     browser.get(base + "/")
@@ -76,28 +86,48 @@ def test_status_page_updates_live_in_chromium(
     browser.execute_script("window.notReloaded = true")
     done_before = int(text_of(browser, '[data-count="done"]'))
 
-    task_id = int(scalar(
-        database_url,
-        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"from SQL\"') RETURNING id",
-    ))
+    task_id = int(
+        scalar(
+            database_url,
+            "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"from SQL\"') RETURNING id",
+        )
+    )
     # The event list names the task when it ends, and the counts follow.
-    wait_until(browser, lambda d: any(
-        a.text == str(task_id) for a in d.find_elements(By.CSS_SELECTOR, "#events a")))
+    wait_until(
+        browser,
+        lambda d: any(
+            a.text == str(task_id) for a in d.find_elements(By.CSS_SELECTOR, "#events a")
+        ),
+    )
     wait_until(browser, lambda d: int(text_of(d, '[data-count="done"]')) > done_before)
     assert browser.execute_script("return window.notReloaded") is True
 
     # Let the demo tasks finish so the picture has failures and throughput in it.
-    wait_until(browser, lambda d: text_of(d, '[data-count="pending"]') == "0"
-               and text_of(d, '[data-count="in_progress"]') == "0", timeout=60)
+    wait_until(
+        browser,
+        lambda d: (
+            text_of(d, '[data-count="pending"]') == "0"
+            and text_of(d, '[data-count="in_progress"]') == "0"
+        ),
+        timeout=60,
+    )
     wait_until(browser, lambda d: text_of(d, "#throughput") != "0.00")
     # Two long tasks to show as running, two of a kind nobody handles to show as failures.
-    ids = scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '60'), "
-                               "('sleep', '60'), ('resize_image', '{}'), ('send_invoice', '{}') "
-                               "RETURNING id").split()
+    ids = scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '60'), "
+        "('sleep', '60'), ('resize_image', '{}'), ('send_invoice', '{}') "
+        "RETURNING id",
+    ).split()
     # (A demo task may have used up its attempts too: the failures list holds it as well.)
-    wait_until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#running tbody a")) == 2
-               and {a.text for a in d.find_elements(By.CSS_SELECTOR, "#failures tbody a")}
-               >= set(ids[2:]))
+    wait_until(
+        browser,
+        lambda d: (
+            len(d.find_elements(By.CSS_SELECTOR, "#running tbody a")) == 2
+            and {a.text for a in d.find_elements(By.CSS_SELECTOR, "#failures tbody a")}
+            >= set(ids[2:])
+        ),
+    )
     assert "no handler for kind 'send_invoice'" in text_of(browser, "#failures")
     assert browser.execute_script("return window.notReloaded") is True
     ARTIFACTS.mkdir(exist_ok=True)
@@ -108,12 +138,15 @@ def test_status_page_updates_live_in_chromium(
     wait_until(browser, lambda d: d.current_url.endswith(f"/ui/tasks/{task_id}"))
     assert text_of(browser, "#task-status") == "done"
     assert "LQS morf" in text_of(browser, "#task-result")
-    events = [row.text.split()[2] for row in browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
+    events = [
+        row.text.split()[2] for row in browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")
+    ]
     assert events[-2:] == ["started", "done"]
     assert browser.save_screenshot(str(ARTIFACTS / "task-page.png"))
 
     # No console errors (no blocked CDN, no script error).
-    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    log = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    errors = [e for e in log if e["level"] == "SEVERE"]
     assert errors == []
 
     # Readable on a phone: a 390 px wide screen, nothing wider than it.
@@ -122,7 +155,8 @@ def test_status_page_updates_live_in_chromium(
         phone.get(base + "/")
         wait_until(phone, lambda d: text_of(d, "#live") == "live")
         overflow = phone.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
         assert phone.execute_script("return document.documentElement.clientWidth") == 390
         assert overflow <= 0
         assert phone.save_screenshot(str(ARTIFACTS / "status-page-phone.png"))

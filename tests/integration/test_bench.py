@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from notifyq.bench import percentile
+from notifyq.bench.common import percentile
 from tests import pg
 
 # Settings the benchmark must not inherit from the environment of the test run.
@@ -25,7 +25,11 @@ def run_bench(server_url: str, cwd: Path, *args: str) -> subprocess.CompletedPro
     return subprocess.run(
         [sys.executable, "-m", "notifyq", "bench", *args],
         env={**env, "DATABASE_URL": server_url},
-        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -107,8 +111,9 @@ def test_percentile_is_nearest_rank(p: float, expected: float) -> None:
 
 
 def test_insert_json(server_url: str, tmp_path: Path) -> None:
-    data = bench_json(server_url, tmp_path, "insert", "--clients", "4", "--seconds", "0.5",
-                      "--workers", "2")
+    data = bench_json(
+        server_url, tmp_path, "insert", "--clients", "4", "--seconds", "0.5", "--workers", "2"
+    )
     assert data["benchmark"] == "insert"
     assert data["clients"] == 4
     for key in ("plain_per_s", "idle_per_s", "busy_per_s", "idle_ratio", "busy_ratio"):
@@ -119,8 +124,19 @@ def test_insert_json(server_url: str, tmp_path: Path) -> None:
 
 
 def test_backlog_json(server_url: str, tmp_path: Path) -> None:
-    data = bench_json(server_url, tmp_path, "backlog", "--finished", "2000", "--pending", "300",
-                      "--rounds", "10", "--fetch-limit", "5")
+    data = bench_json(
+        server_url,
+        tmp_path,
+        "backlog",
+        "--finished",
+        "2000",
+        "--pending",
+        "300",
+        "--rounds",
+        "10",
+        "--fetch-limit",
+        "5",
+    )
     assert data["benchmark"] == "backlog"
     assert (data["finished_rows"], data["pending_rows"], data["claim_rows"]) == (2000, 300, 5)
     for case in ("empty", "loaded"):
@@ -139,8 +155,9 @@ def test_rss_json(server_url: str, tmp_path: Path) -> None:
 
 
 def test_drain_with_serve_processes(server_url: str, tmp_path: Path) -> None:
-    data = bench_json(server_url, tmp_path, "drain", "--tasks", "400", "--processes", "2",
-                      "--fetch-limit", "20")
+    data = bench_json(
+        server_url, tmp_path, "drain", "--tasks", "400", "--processes", "2", "--fetch-limit", "20"
+    )
     assert (data["processes"], data["tasks"], data["done"]) == (2, 400, 400)
     assert is_number(data["tasks_per_s"]) and data["tasks_per_s"] > 0
     assert scratch_databases(server_url) == []
@@ -149,9 +166,26 @@ def test_drain_with_serve_processes(server_url: str, tmp_path: Path) -> None:
 def test_all_writes_table_json_and_chart_without_peers(server_url: str, tmp_path: Path) -> None:
     out = tmp_path / "results"
     result = run_bench(
-        server_url, tmp_path, "all", "--out", str(out), "--no-peers", "--tasks", "300",
-        "--count", "5", "--insert-seconds", "0.3", "--finished", "1000", "--pending", "100",
-        "--rss-tasks", "200", "--processes", "1",
+        server_url,
+        tmp_path,
+        "all",
+        "--out",
+        str(out),
+        "--no-peers",
+        "--tasks",
+        "300",
+        "--count",
+        "5",
+        "--insert-seconds",
+        "0.3",
+        "--finished",
+        "1000",
+        "--pending",
+        "100",
+        "--rss-tasks",
+        "200",
+        "--processes",
+        "1",
     )
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "bench.json").read_text())
@@ -164,3 +198,16 @@ def test_all_writes_table_json_and_chart_without_peers(server_url: str, tmp_path
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
     assert scratch_databases(server_url) == []
+
+
+def test_peers_runs_by_the_module_path_bench_launches() -> None:
+    # `bench peers` runs each peer as `python -m notifyq.bench.peers ...` (see run_peer).
+    result = subprocess.run(
+        [sys.executable, "-m", "notifyq.bench.peers", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pgqueuer_b100" in result.stdout

@@ -7,7 +7,7 @@ from datetime import timedelta
 import trio
 
 from notifyq import db, sql
-from notifyq.handlers import App, Task
+from notifyq.app import App, Task
 from tests.helpers import eventually, insert, running_service, task_row, wait_ended
 
 
@@ -20,7 +20,7 @@ async def test_sql_insert_is_picked_up_without_waiting_for_the_sweep(database: d
         started = trio.current_time()
         [row] = await wait_ended(database, task_id, timeout=5)
         elapsed = trio.current_time() - started
-        assert service.pool.stats["done"] == 1
+        assert service.stats().done == 1
     assert row["status"] == "done"
     assert row["result"] == "olleh"
     assert row["attempts"] == 1
@@ -42,7 +42,8 @@ async def test_priority_order(database: db.Database) -> None:
     async with running_service(database, worker_count=1, fetch_limit=1):
         await wait_ended(database, *ids.values())
     rows = await database.fetch(
-        "SELECT task_id FROM notifyq.task_events WHERE event = 'started' ORDER BY id")
+        "SELECT task_id FROM notifyq.task_events WHERE event = 'started' ORDER BY id"
+    )
     by_id = {v: k for k, v in ids.items()}
     assert [by_id[r["task_id"]] for r in rows] == ["high", "mid", "mid2", "low"]
 
@@ -87,7 +88,9 @@ async def test_handler_exception_is_recorded_and_the_worker_lives_on(database: d
 
 async def test_timeout_ends_the_task_and_the_worker_lives_on(database: db.Database) -> None:
     async with running_service(database, worker_count=1):
-        slow = await insert(database, "sleep", 30, max_attempts=1, timeout=timedelta(milliseconds=200))
+        slow = await insert(
+            database, "sleep", 30, max_attempts=1, timeout=timedelta(milliseconds=200)
+        )
         after = await insert(database, "reverse", "next")
         rows = await wait_ended(database, slow, after, timeout=10)
     assert rows[0]["status"] == "error"
@@ -156,9 +159,11 @@ async def test_claim_takes_at_most_the_free_workers(database: db.Database) -> No
         running -= 1
 
     await database.execute(
-        "INSERT INTO notifyq.tasks (kind) SELECT 'track' FROM generate_series(1, 40)")
+        "INSERT INTO notifyq.tasks (kind) SELECT 'track' FROM generate_series(1, 40)"
+    )
     async with running_service(database, app=app, worker_count=3, fetch_limit=10) as service:
-        await eventually(lambda: database.fetchval(
-            "SELECT bool_and(status = 'done') FROM notifyq.tasks"))
-        assert service.pool.stats["claimed"] == 40
+        await eventually(
+            lambda: database.fetchval("SELECT bool_and(status = 'done') FROM notifyq.tasks")
+        )
+        assert service.stats().claimed == 40
     assert peak == 3

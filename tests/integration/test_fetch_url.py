@@ -21,14 +21,21 @@ async def serve_one_page(stream: trio.SocketStream) -> None:
         request += chunk
     status = b"200 OK" if request.startswith(b"GET /page ") else b"404 Not Found"
     await stream.send_all(
-        b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(BODY)).encode()
-        + b"\r\nConnection: close\r\n\r\n" + BODY)
+        b"HTTP/1.1 "
+        + status
+        + b"\r\nContent-Length: "
+        + str(len(BODY)).encode()
+        + b"\r\nConnection: close\r\n\r\n"
+        + BODY
+    )
     await stream.aclose()
 
 
 async def test_fetch_url_reports_status_bytes_and_time(database: db.Database) -> None:
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, serve_one_page, 0, host="127.0.0.1"))
+        listeners = await nursery.start(
+            partial(trio.serve_tcp, serve_one_page, 0, host="127.0.0.1")
+        )
         port = listeners[0].socket.getsockname()[1]
         async with running_service(database):
             ok = await insert(database, "fetch_url", f"http://127.0.0.1:{port}/page")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import trio
 
-from notifyq import db, errors, sql
+from notifyq import db, errors, sql, store
+from notifyq.app import App, Task
 from notifyq.client import Client
-from notifyq.handlers import App, Task
 from tests.helpers import (
     eventually,
     insert,
@@ -22,9 +23,8 @@ from tests.helpers import (
 )
 
 
-async def events_of(database: db.Database, task_id: int) -> list[dict[str, object]]:
-    rows = await database.fetch(sql.queries["task_history"], task_id)
-    return [dict(r) for r in rows]
+async def events_of(database: db.Database, task_id: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await store.task_history(database, task_id)]
 
 
 async def test_failures_retry_with_exponential_backoff_then_error(database: db.Database) -> None:
@@ -42,7 +42,14 @@ async def test_failures_retry_with_exponential_backoff_then_error(database: db.D
     assert row["error"] == "RuntimeError: attempt 3 failed"
     history = await events_of(database, task_id)
     assert [e["event"] for e in history] == [
-        "queued", "started", "retried", "started", "retried", "started", "failed"]
+        "queued",
+        "started",
+        "retried",
+        "started",
+        "retried",
+        "started",
+        "failed",
+    ]
     starts = [e["at"] for e in history if e["event"] == "started"]
     retries = [e["at"] for e in history if e["event"] == "retried"]
     first_gap = (starts[1] - retries[0]).total_seconds()
@@ -84,7 +91,7 @@ async def test_scheduled_task_is_not_started_early(database: db.Database) -> Non
         task_id = await client.enqueue("reverse", "later", delay_s=1.5)
         now_id = await client.enqueue("reverse", "now")
         rows = await wait_ended(database, task_id, now_id, timeout=10)
-        assert service.pool.stats["done"] == 2
+        assert service.stats().done == 2
     late = (rows[0]["started_at"] - rows[0]["created_at"]).total_seconds()
     assert 1.5 <= late < 2.5, late
     assert rows[1]["started_at"] < rows[0]["started_at"]
@@ -141,8 +148,8 @@ async def test_late_outcome_of_a_lost_lease_is_not_written(database: db.Database
         # As if this process had stalled past its lease: the reaper recovers the task and
         # another process claims it, in one transaction so that ours cannot claim it first.
         await conn.execute(
-            "UPDATE notifyq.tasks SET locked_until = now() - interval '1 s' WHERE id = $1",
-            task_id)
+            "UPDATE notifyq.tasks SET locked_until = now() - interval '1 s' WHERE id = $1", task_id
+        )
         await conn.fetch(sql.queries["recover_expired"], 100)
         return list(await conn.fetch(sql.queries["claim"], ["default"], 1, "thief", 30.0))
 
@@ -154,7 +161,7 @@ async def test_late_outcome_of_a_lost_lease_is_not_written(database: db.Database
         release.set()
 
         async def refused() -> bool:
-            return service.pool.stats["fenced"] == 1
+            return service.stats().fenced == 1
 
         await eventually(refused)
     row = await task_row(database, task_id)
@@ -180,10 +187,15 @@ async def test_heartbeat_extends_leases_and_registers_the_process(database: db.D
         task_id = await insert(database, "sleep", 2.5)
         await until_running(service, task_id)
         first = (await task_row(database, task_id))["locked_until"]
-        await eventually(lambda: database.fetchval(
-            "SELECT locked_until > $2 FROM notifyq.tasks WHERE id = $1", task_id, first), timeout=3)
-        worker = await database.fetchrow("SELECT * FROM notifyq.workers WHERE id = $1",
-                                         service.worker_id)
+        await eventually(
+            lambda: database.fetchval(
+                "SELECT locked_until > $2 FROM notifyq.tasks WHERE id = $1", task_id, first
+            ),
+            timeout=3,
+        )
+        worker = await database.fetchrow(
+            "SELECT * FROM notifyq.workers WHERE id = $1", service.worker_id
+        )
         assert worker is not None and worker["concurrency"] == 5
         [row] = await wait_ended(database, task_id, timeout=10)
     assert row["status"] == "done" and row["attempts"] == 1  # never lost to the reaper
@@ -208,17 +220,21 @@ async def test_handler_that_swallows_its_timeout_still_times_out(database: db.Da
 
 
 async def test_prune_deletes_old_ended_tasks_and_their_events(database: db.Database) -> None:
-    from notifyq.service import prune
+    from notifyq.engine import prune
 
     old = await insert(database, "noop")
     await database.execute(
         "UPDATE notifyq.tasks SET status = 'done', finished_at = now() - interval '8 days' "
-        "WHERE id = $1", old)
+        "WHERE id = $1",
+        old,
+    )
     pending = await insert(database, "noop")
     assert await prune(database, 7 * 86400, batch=1) == 1
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks WHERE id = $1", old) == 0
-    assert await database.fetchval(
-        "SELECT count(*) FROM notifyq.task_events WHERE task_id = $1", old) == 0
+    assert (
+        await database.fetchval("SELECT count(*) FROM notifyq.task_events WHERE task_id = $1", old)
+        == 0
+    )
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks WHERE id = $1", pending) == 1
 
 

@@ -18,10 +18,16 @@ from tests import pg
 
 SHIPPED = migrations.available()
 
+
 def run_migrate(url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "notifyq", "migrate"], capture_output=True, text=True, timeout=60,
-        env={**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json"}, check=False)
+        [sys.executable, "-m", "notifyq", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json"},
+        check=False,
+    )
 
 
 def test_migrate_from_empty_then_again(empty_database_url: str) -> None:
@@ -31,33 +37,49 @@ def test_migrate_from_empty_then_again(empty_database_url: str) -> None:
     again = run_migrate(empty_database_url)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "schema is up to date"
-    ledger = pg.psql(empty_database_url,
-                     "SELECT version, name FROM notifyq.schema_migrations ORDER BY version")
+    ledger = pg.psql(
+        empty_database_url, "SELECT version, name FROM notifyq.schema_migrations ORDER BY version"
+    )
     assert ledger == "\n".join(f"{m.version}|{m.name}" for m in SHIPPED)
     assert ledger.startswith("1|init")
 
 
 def test_migrate_from_two_processes_at_once(empty_database_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": empty_database_url, "LOG_LEVEL": "warning"}
-    procs = [subprocess.Popen([sys.executable, "-m", "notifyq", "migrate"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "notifyq", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert sorted(out.strip() for out, _ in outputs) == [
-        f"applied {len(SHIPPED)} migration(s)", "schema is up to date"]
+        f"applied {len(SHIPPED)} migration(s)",
+        "schema is up to date",
+    ]
     count = pg.psql(empty_database_url, "SELECT count(*) FROM notifyq.schema_migrations")
     assert count == str(len(SHIPPED))
 
 
 def test_serve_refuses_an_unmigrated_external_database(empty_database_url: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "notifyq", "serve"], capture_output=True, text=True, timeout=60,
-        env={**os.environ, "DATABASE_URL": empty_database_url, "LOG_LEVEL": "warning"}, check=False)
+        [sys.executable, "-m", "notifyq", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": empty_database_url, "LOG_LEVEL": "warning"},
+        check=False,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "notifyq: the database schema is at version 0, this notifyq needs "
-        f"{SHIPPED[-1].version}: run `notifyq migrate`")
+        f"{SHIPPED[-1].version}: run `notifyq migrate`"
+    )
 
 
 @pytest.mark.skipif(pg.pg15_bindir() is None, reason="no PostgreSQL 15 server binaries here")
@@ -74,30 +96,56 @@ def test_migration_applies_on_postgresql_15() -> None:
         user = ["runuser", "-u", "embedded_postgres", "--"]
         subprocess.run(["chown", "-R", "embedded_postgres", str(tmp_path)], check=True)
         tmp_path.chmod(0o777)
-    subprocess.run([*user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                    "--auth=trust"], check=True, capture_output=True, timeout=60)
-    subprocess.run([*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-o",
-                    f"-h '' -k {sock} -c fsync=off", "-l", str(tmp_path / "log"), "start"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [*user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    subprocess.run(
+        [
+            *user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-o",
+            f"-h '' -k {sock} -c fsync=off",
+            "-l",
+            str(tmp_path / "log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     try:
         url = f"postgresql://postgres@/postgres?host={sock}"
         result = run_migrate(url)
         assert result.returncode == 0, result.stderr
         assert pg.psql(url, "SHOW server_version_num").startswith("15")
-        assert pg.psql(url, "INSERT INTO notifyq.tasks (payload) VALUES ('\"x\"') RETURNING status") == "pending"
+        assert (
+            pg.psql(url, "INSERT INTO notifyq.tasks (payload) VALUES ('\"x\"') RETURNING status")
+            == "pending"
+        )
     finally:
-        subprocess.run([*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate",
-                        "stop"], capture_output=True, timeout=60, check=False)
+        subprocess.run(
+            [*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 async def test_bulk_insert_sends_one_notification_per_queue(database: db.Database) -> None:
     assert await database.fetchval(sql.queries["go_idle"], "w", ["even", "odd"]) is True
-    async with database.open_listener(["notifyq"]) as listener:
+    async with db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
         await database.execute(
             "INSERT INTO notifyq.tasks (queue, kind) "
             "SELECT CASE WHEN g % 2 = 0 THEN 'even' ELSE 'odd' END, 'noop' "
-            "FROM generate_series(1, 10000) g")
+            "FROM generate_series(1, 10000) g"
+        )
         received = []
         with trio.move_on_after(1.0):
             async for note in listener:
@@ -111,7 +159,7 @@ async def test_bulk_insert_sends_one_notification_per_queue(database: db.Databas
 
 async def test_insert_notifies_only_while_a_process_waits(database: db.Database) -> None:
     async def notes_after(statement: str) -> list[str]:
-        async with database.open_listener(["notifyq"]) as listener:
+        async with db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
             await database.execute(statement)
             received = []
             with trio.move_on_after(0.3):
@@ -128,8 +176,9 @@ async def test_insert_notifies_only_while_a_process_waits(database: db.Database)
     assert await database.fetchval("SELECT array_agg(worker_id) FROM notifyq.waiters") == ["w2"]
     assert await notes_after(insert) == []
     # A producer in REPEATABLE READ reads an older snapshot: it always notifies.
-    assert await notes_after(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ; " + insert + "; COMMIT") == ["default"]
+    assert await notes_after("BEGIN ISOLATION LEVEL REPEATABLE READ; " + insert + "; COMMIT") == [
+        "default"
+    ]
 
 
 async def test_go_idle_fails_while_a_producer_has_not_committed(database: db.Database) -> None:
@@ -142,15 +191,22 @@ async def test_go_idle_fails_while_a_producer_has_not_committed(database: db.Dat
 
 
 async def test_task_end_notifies_notifyq_done(database: db.Database) -> None:
-    task_id = await database.fetchval("INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
+    task_id = await database.fetchval(
+        "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id"
+    )
     await database.fetch(sql.queries["claim"], ["default"], 1, "me", 30.0)
-    async with database.open_listener(["notifyq_done"]) as listener:
-        await database.fetch(sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"],
-                             [None], [0.0])
+    async with db.open_listener(database.loop, database.dsn, ["notifyq_done"]) as listener:
+        await database.fetch(
+            sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"], [None], [0.0]
+        )
         with trio.fail_after(2):
             note = await listener.__anext__()
-    assert json.loads(note.payload) == {"id": task_id, "status": "done", "queue": "default",
-                                        "kind": "noop"}
+    assert json.loads(note.payload) == {
+        "id": task_id,
+        "status": "done",
+        "queue": "default",
+        "kind": "noop",
+    }
 
 
 async def test_bad_rows_are_refused_with_named_constraints(database: db.Database) -> None:
@@ -171,15 +227,18 @@ async def test_bad_rows_are_refused_with_named_constraints(database: db.Database
 async def test_claim_uses_the_partial_index_with_many_finished_rows(database: db.Database) -> None:
     await database.execute(
         "INSERT INTO notifyq.tasks (kind, status, finished_at) "
-        "SELECT 'noop', 'done', now() FROM generate_series(1, 20000)")
+        "SELECT 'noop', 'done', now() FROM generate_series(1, 20000)"
+    )
     await database.execute(
-        "INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, 50)")
+        "INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, 50)"
+    )
     await database.execute("ANALYZE notifyq.tasks")
 
     async def explain(conn: db.Connection) -> str:
         async with conn.transaction():
-            rows = await conn.fetch("EXPLAIN (FORMAT JSON) " + sql.queries["claim"],
-                                    ["default"], 10, "w", 30.0)
+            rows = await conn.fetch(
+                "EXPLAIN (FORMAT JSON) " + sql.queries["claim"], ["default"], 10, "w", 30.0
+            )
             raise_rollback = rows[0][0]
             await conn.execute("SELECT 1")
         return str(raise_rollback)

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from notifyq import db
-from notifyq.service import Health
+from notifyq.engine import Health
 from notifyq.settings import load
 from notifyq.web import Context as WebContext
 from notifyq.web.app import create_app
@@ -56,21 +56,32 @@ async def idle_web(database: db.Database) -> Any:
 async def test_create_returns_the_task_and_its_location(web: Web, database: db.Database) -> None:
     client = web.test_client()
     response = await post(
-        client, "/tasks",
-        {"kind": "reverse", "payload": "hello", "queue": "default", "priority": 5,
-         "max_attempts": 2, "timeout": 9.5},
+        client,
+        "/tasks",
+        {
+            "kind": "reverse",
+            "payload": "hello",
+            "queue": "default",
+            "priority": 5,
+            "max_attempts": 2,
+            "timeout": 9.5,
+        },
     )
     assert response.status_code == 201
     task = await response.get_json()
     assert response.headers["Location"] == f"/tasks/{task['id']}"
     row = await task_row(database, task["id"])
     assert (row["kind"], row["payload"], row["priority"], row["max_attempts"]) == (
-        "reverse", "hello", 5, 2)
+        "reverse",
+        "hello",
+        5,
+        2,
+    )
     assert row["timeout"] == timedelta(seconds=9.5)
     assert task["timeout"] == 9.5 and task["status"] == "pending"
 
     async def done() -> bool:
-        return (await task_row(database, task["id"]))["status"] == "done"
+        return bool((await task_row(database, task["id"]))["status"] == "done")
 
     await eventually(done)
     assert (await task_row(database, task["id"]))["result"] == "olleh"
@@ -117,7 +128,7 @@ async def test_create_schedules_with_delay_or_run_at(idle_web: Web) -> None:
         ({"kind": "noop", "colour": "blue"}, "colour"),
         ({"kind": "noop", "payload": json.loads("[" * 65 + "]" * 65)}, "payload"),
         ([1, 2], "(body)"),
-        ("\"just a string\"", "(body)"),
+        ('"just a string"', "(body)"),
     ],
 )
 async def test_create_refuses_invalid_tasks_with_422(
@@ -134,7 +145,9 @@ async def test_create_maps_data_postgres_refuses_to_422(
     idle_web: Web, database: db.Database, payload: str
 ) -> None:
     # Valid JSON that jsonb cannot store: a NUL character or a lone surrogate.
-    response = await post(idle_web.test_client(), "/tasks", f'{{"kind": "noop", "payload": {payload}}}')
+    response = await post(
+        idle_web.test_client(), "/tasks", f'{{"kind": "noop", "payload": {payload}}}'
+    )
     error = await error_of(response, 422, "validation_failed")
     assert error["message"].startswith("the database refused the task: ")
     assert "\n" not in error["message"]
@@ -160,14 +173,18 @@ async def test_create_refuses_bad_bodies(
     await error_of(response, status, code)
 
 
-async def test_payloads_nested_deep_are_shown_without_a_500(idle_web: Web, database: db.Database) -> None:
+async def test_payloads_nested_deep_are_shown_without_a_500(
+    idle_web: Web, database: db.Database
+) -> None:
     client = idle_web.test_client()
     at_limit = json.loads("[" * 64 + "]" * 64)
     assert (await post(client, "/tasks", {"kind": "noop", "payload": at_limit})).status_code == 201
     # Deeper than pydantic's serializer walks, written by plain SQL.
     deep = "[" * 400 + "]" * 400
     task_id = await database.fetchval(
-        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('noop', $1::text::jsonb) RETURNING id", deep)
+        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('noop', $1::text::jsonb) RETURNING id",
+        deep,
+    )
     one = await client.get(f"/tasks/{task_id}")
     assert one.status_code == 200
     assert json.dumps((await one.get_json())["payload"]).replace(" ", "") == deep
@@ -193,7 +210,9 @@ async def test_list_filters_and_pages_with_keyset(idle_web: Web, database: db.Da
         "INSERT INTO notifyq.tasks (queue, kind) SELECT q, k FROM "
         "(VALUES ('a', 'noop'), ('b', 'noop'), ('a', 'reverse'), ('a', 'noop'), ('b', 'sleep')) AS v(q, k)"
     )
-    await database.execute("UPDATE notifyq.tasks SET status = 'cancelled', finished_at = now() WHERE id = 2")
+    await database.execute(
+        "UPDATE notifyq.tasks SET status = 'cancelled', finished_at = now() WHERE id = 2"
+    )
     client = idle_web.test_client()
 
     async def ids(url: str) -> tuple[list[int], str | None]:
@@ -224,8 +243,18 @@ async def test_list_filters_and_pages_with_keyset(idle_web: Web, database: db.Da
 
 @pytest.mark.parametrize(
     "query",
-    ["status=pending&status=done", "limit=0", "limit=501", "limit=x", "status=finished", "before=0", "before=-5",
-     "before=99999999999999999999", "sort=id", "queue="],
+    [
+        "status=pending&status=done",
+        "limit=0",
+        "limit=501",
+        "limit=x",
+        "status=finished",
+        "before=0",
+        "before=-5",
+        "before=99999999999999999999",
+        "sort=id",
+        "queue=",
+    ],
 )
 async def test_list_refuses_bad_filters(idle_web: Web, query: str) -> None:
     await error_of(await idle_web.test_client().get(f"/tasks?{query}"), 422, "validation_failed")
@@ -258,7 +287,9 @@ async def test_get_task_history_and_404s(web: Web, database: db.Database) -> Non
     await error_of(await client.get("/nowhere"), 404, "not_found")
 
 
-async def test_cancel_and_retry_follow_the_state_rules(idle_web: Web, database: db.Database) -> None:
+async def test_cancel_and_retry_follow_the_state_rules(
+    idle_web: Web, database: db.Database
+) -> None:
     client = idle_web.test_client()
     pending = await (await post(client, "/tasks", {"kind": "noop"})).get_json()
     response = await client.post(f"/tasks/{pending['id']}/cancel")
@@ -266,14 +297,19 @@ async def test_cancel_and_retry_follow_the_state_rules(idle_web: Web, database: 
     assert await response.get_json() == {"id": pending["id"], "status": "cancelled"}
     assert (await task_row(database, pending["id"]))["status"] == "cancelled"
     # Cancelling twice is harmless; retry brings it back.
-    assert (await (await client.post(f"/tasks/{pending['id']}/cancel")).get_json())["status"] == "cancelled"
+    assert (await (await client.post(f"/tasks/{pending['id']}/cancel")).get_json())[
+        "status"
+    ] == "cancelled"
     retried = await client.post(f"/tasks/{pending['id']}/retry")
     assert await retried.get_json() == {"id": pending["id"], "status": "pending"}
     # A pending task cannot be retried; a done one cannot be cancelled.
-    error = await error_of(await client.post(f"/tasks/{pending['id']}/retry"), 409, "invalid_transition")
+    error = await error_of(
+        await client.post(f"/tasks/{pending['id']}/retry"), 409, "invalid_transition"
+    )
     assert "pending" in error["message"]
-    await database.execute("UPDATE notifyq.tasks SET status = 'done', finished_at = now() WHERE id = $1",
-                           pending["id"])
+    await database.execute(
+        "UPDATE notifyq.tasks SET status = 'done', finished_at = now() WHERE id = $1", pending["id"]
+    )
     await error_of(await client.post(f"/tasks/{pending['id']}/cancel"), 409, "invalid_transition")
     await error_of(await client.post("/tasks/777777/cancel"), 404, "task_not_found")
     await error_of(await client.post("/tasks/777777/retry"), 404, "task_not_found")
@@ -284,14 +320,14 @@ async def test_cancel_of_a_running_task_stops_it(web: Web, database: db.Database
     task = await (await post(client, "/tasks", {"kind": "sleep", "payload": 30})).get_json()
 
     async def running() -> bool:
-        return (await task_row(database, task["id"]))["status"] == "in_progress"
+        return bool((await task_row(database, task["id"]))["status"] == "in_progress")
 
     await eventually(running)
     response = await client.post(f"/tasks/{task['id']}/cancel")
     assert (await response.get_json())["status"] == "cancelling"
 
     async def cancelled() -> bool:
-        return (await task_row(database, task["id"]))["status"] == "cancelled"
+        return bool((await task_row(database, task["id"]))["status"] == "cancelled")
 
     await eventually(cancelled)
 
@@ -318,16 +354,28 @@ async def test_a_foreign_host_header_is_refused_without_a_token(idle_web: Web) -
 
 async def test_cross_origin_changes_are_refused(idle_web: Web, database: db.Database) -> None:
     client = idle_web.test_client()
-    foreign = await post(client, "/tasks", {"kind": "noop"},
-                         headers={"Origin": "https://evil.example", "Host": "localhost"})
+    foreign = await post(
+        client,
+        "/tasks",
+        {"kind": "noop"},
+        headers={"Origin": "https://evil.example", "Host": "localhost"},
+    )
     await error_of(foreign, 403, "cross_origin")
-    await error_of(await client.post("/tasks/1/cancel", headers={"Origin": "null"}), 403, "cross_origin")
-    same = await post(client, "/tasks", {"kind": "noop"},
-                      headers={"Origin": "http://localhost", "Host": "localhost"})
+    await error_of(
+        await client.post("/tasks/1/cancel", headers={"Origin": "null"}), 403, "cross_origin"
+    )
+    same = await post(
+        client,
+        "/tasks",
+        {"kind": "noop"},
+        headers={"Origin": "http://localhost", "Host": "localhost"},
+    )
     assert same.status_code == 201
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 1
     # Reads are not changes: a cross-origin GET is answered (the browser keeps it from the page).
-    assert (await client.get("/stats", headers={"Origin": "https://evil.example"})).status_code == 200
+    assert (
+        await client.get("/stats", headers={"Origin": "https://evil.example"})
+    ).status_code == 200
 
 
 async def test_with_a_token_any_host_header_is_fine(database: db.Database) -> None:
@@ -347,12 +395,16 @@ async def test_token_guards_every_change_but_not_reads(database: db.Database) ->
         await error_of(response, 401, "unauthorized")
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         for header in [f"Bearer {token}x", f"Basic {token}", token, "Bearer "]:
-            denied = await post(client, "/tasks", {"kind": "noop"}, headers={"Authorization": header})
+            denied = await post(
+                client, "/tasks", {"kind": "noop"}, headers={"Authorization": header}
+            )
             await error_of(denied, 401, "unauthorized")
         await error_of(await client.post("/tasks/1/cancel"), 401, "unauthorized")
         await error_of(await client.post("/tasks/1/retry"), 401, "unauthorized")
         assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
-        ok = await post(client, "/tasks", {"kind": "noop"}, headers={"Authorization": f"Bearer {token}"})
+        ok = await post(
+            client, "/tasks", {"kind": "noop"}, headers={"Authorization": f"Bearer {token}"}
+        )
         assert ok.status_code == 201
         assert (await client.get("/tasks")).status_code == 200
         assert (await client.get("/stats")).status_code == 200
@@ -361,23 +413,37 @@ async def test_token_guards_every_change_but_not_reads(database: db.Database) ->
 # --- stats, workers, health, metrics -------------------------------------------------
 
 
-async def test_stats_count_by_status_and_queue_and_since_start(web: Web, database: db.Database) -> None:
+async def test_stats_count_by_status_and_queue_and_since_start(
+    web: Web, database: db.Database
+) -> None:
     client = web.test_client()
     await database.execute(
-        "INSERT INTO notifyq.tasks (queue, kind) SELECT 'default', 'noop' FROM generate_series(1, 4)")
+        "INSERT INTO notifyq.tasks (queue, kind) SELECT 'default', 'noop' FROM generate_series(1, 4)"
+    )
     await database.execute(
-        "INSERT INTO notifyq.tasks (queue, kind, run_at) VALUES ('later', 'noop', now() + interval '1 day')")
+        "INSERT INTO notifyq.tasks (queue, kind, run_at) VALUES ('later', 'noop', now() + interval '1 day')"
+    )
 
     async def all_done() -> dict[str, Any] | None:
         web.ctx._counts.expires = 0  # skip the one-second caches
         web.ctx._throughput.expires = 0
         await web.ctx.sample_ended()  # the sampler's round, now rather than in 10 s
         stats = await (await client.get("/stats")).get_json()
-        return stats if stats["counts_by_status"]["done"] == 4 and stats["since_start"]["done"] == 4 else None
+        return (
+            stats
+            if stats["counts_by_status"]["done"] == 4 and stats["since_start"]["done"] == 4
+            else None
+        )
 
     stats = await eventually(all_done)
-    assert stats["role"] == "serve"
-    assert stats["counts_by_status"] == {"pending": 1, "in_progress": 0, "done": 4, "error": 0, "cancelled": 0}
+    assert stats["mode"] == stats["role"] == "serve"
+    assert stats["counts_by_status"] == {
+        "pending": 1,
+        "in_progress": 0,
+        "done": 4,
+        "error": 0,
+        "cancelled": 0,
+    }
     assert stats["counts_by_queue"] == {"default": {"done": 4}, "later": {"pending": 1}}
     # Read from the table: every process's ends, per minute and over the last 60 s.
     assert stats["ended_since_start"] == {"done": 4, "error": 0, "cancelled": 0}
@@ -411,7 +477,7 @@ async def test_health_is_200_once_the_probe_came_back(web: Web) -> None:
 def standalone_client(database: db.Database, health: Health) -> Any:
     """An app whose listener state the test sets (no service changes it meanwhile)."""
     settings = load(database_url=database.dsn, log_level="warning")
-    return create_app(WebContext(database, settings, role="web", health=health)).test_client()
+    return create_app(WebContext(database, settings, mode="web", health=health)).test_client()
 
 
 @pytest.mark.parametrize(
@@ -419,7 +485,10 @@ def standalone_client(database: db.Database, health: Health) -> Any:
     [
         (Health(listener_connected=False), "LISTEN connection down; reconnecting"),
         (Health(listener_connected=True), "no probe notification received yet"),
-        (Health(listener_connected=True, last_probe_ok=-100.0), "no probe notification received yet"),
+        (
+            Health(listener_connected=True, last_probe_ok=-100.0),
+            "no probe notification received yet",
+        ),
     ],
 )
 async def test_health_is_503_with_why_when_the_listener_is_not_proven(
@@ -456,14 +525,20 @@ async def test_health_is_503_while_stopping(web: Web) -> None:
 
 async def test_metrics_count_outcomes_by_queue_and_kind(web: Web, database: db.Database) -> None:
     await database.execute(
-        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('noop', '{}'), ('noop', '{}'), ('reverse', '\"x\"')")
+        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('noop', '{}'), ('noop', '{}'), ('reverse', '\"x\"')"
+    )
     await database.execute(
-        "INSERT INTO notifyq.tasks (kind, run_at) VALUES ('noop', now() + interval '1 hour')")
+        "INSERT INTO notifyq.tasks (kind, run_at) VALUES ('noop', now() + interval '1 hour')"
+    )
     client = web.test_client()
 
     async def scraped() -> str | None:
         text = await (await client.get("/metrics")).get_data(as_text=True)
-        return text if 'notifyq_tasks_total{kind="noop",outcome="done",queue="default"} 2.0' in text else None
+        return (
+            text
+            if 'notifyq_tasks_total{kind="noop",outcome="done",queue="default"} 2.0' in text
+            else None
+        )
 
     text = await eventually(scraped)
     assert 'notifyq_tasks_total{kind="reverse",outcome="done",queue="default"} 1.0' in text
@@ -482,10 +557,17 @@ async def test_openapi_documents_every_endpoint(idle_web: Web) -> None:
     assert spec["openapi"].startswith("3.")
     operations = {(m.upper(), p) for p, ms in spec["paths"].items() for m in ms}
     assert operations == {
-        ("POST", "/tasks"), ("GET", "/tasks"), ("GET", "/tasks/{task_id}"),
-        ("GET", "/tasks/{task_id}/history"), ("POST", "/tasks/{task_id}/cancel"),
-        ("POST", "/tasks/{task_id}/retry"), ("GET", "/stats"), ("GET", "/workers"),
-        ("GET", "/health"), ("GET", "/metrics"), ("GET", "/events"),
+        ("POST", "/tasks"),
+        ("GET", "/tasks"),
+        ("GET", "/tasks/{task_id}"),
+        ("GET", "/tasks/{task_id}/history"),
+        ("POST", "/tasks/{task_id}/cancel"),
+        ("POST", "/tasks/{task_id}/retry"),
+        ("GET", "/stats"),
+        ("GET", "/workers"),
+        ("GET", "/health"),
+        ("GET", "/metrics"),
+        ("GET", "/events"),
     }
     create = spec["paths"]["/tasks"]["post"]
     assert create["security"] == [{"bearer": []}]

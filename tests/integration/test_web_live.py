@@ -19,13 +19,13 @@ from tests.helpers import eventually, running_web
 
 async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, Any]]:
     """(event name, parsed data) from the lines of a text/event-stream response."""
-    name, data = "message", []
-    async with aclosing(lines):
+    name, data = "message", list[str]()
+    async with aclosing(lines):  # type: ignore[type-var]  # an async generator at run time
         async for line in lines:
             if line == "":
                 if data:
                     yield name, json.loads("\n".join(data))
-                name, data = "message", []
+                name, data = "message", list[str]()
             elif line.startswith("event:"):
                 name = line.removeprefix("event:").strip()
             elif line.startswith("data:"):
@@ -48,7 +48,8 @@ async def test_events_stream_says_when_a_task_ends(database: db.Database) -> Non
         assert web.ctx.live.listening == {"notifyq_done"}
         # Inserted by plain SQL: the event comes from the service's own LISTEN.
         task_id = await database.fetchval(
-            "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"abc\"') RETURNING id")
+            "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"abc\"') RETURNING id"
+        )
         seen = []
         # Read the stream to its end (the server stops once the event came), so that
         # no half-read response is left to the garbage collector.
@@ -58,8 +59,10 @@ async def test_events_stream_says_when_a_task_ends(database: db.Database) -> Non
                 if name == "task" and data["id"] == task_id:
                     web.stop.set()
         assert ("queued", {"queue": "default"}) in seen
-        assert seen[-1] == ("task", {"id": task_id, "status": "done", "queue": "default",
-                                     "kind": "reverse"})
+        assert seen[-1] == (
+            "task",
+            {"id": task_id, "status": "done", "queue": "default", "kind": "reverse"},
+        )
 
 
 async def _true(value: bool) -> bool:
@@ -67,9 +70,11 @@ async def _true(value: bool) -> bool:
 
 
 async def test_events_streams_end_when_the_server_stops(database: db.Database) -> None:
-    async with running_web(database, workers=False) as web, httpx.AsyncClient(
-        base_url=web.url, timeout=10
-    ) as http, http.stream("GET", "/events") as response:
+    async with (
+        running_web(database, workers=False) as web,
+        httpx.AsyncClient(base_url=web.url, timeout=10) as http,
+        http.stream("GET", "/events") as response,
+    ):
         await eventually(lambda: _true(web.ctx.live.subscribers == 1))
         web.stop.set()
         with trio.fail_after(2):  # well before Hypercorn's graceful timeout (5 s)
@@ -106,8 +111,13 @@ async def test_chunked_body_over_the_limit_is_413(database: db.Database) -> None
 
 
 async def test_status_page_and_task_page_render_on_the_server(database: db.Database) -> None:
-    async with running_web(database) as web, httpx.AsyncClient(base_url=web.url, timeout=10) as http:
-        task = (await http.post("/tasks", json={"kind": "fail", "payload": "<script>x</script>"})).json()
+    async with (
+        running_web(database) as web,
+        httpx.AsyncClient(base_url=web.url, timeout=10) as http,
+    ):
+        task = (
+            await http.post("/tasks", json={"kind": "fail", "payload": "<script>x</script>"})
+        ).json()
 
         async def ended() -> bool:
             return bool((await http.get(f"/tasks/{task['id']}")).json()["status"] == "error")
@@ -125,7 +135,10 @@ async def test_status_page_and_task_page_render_on_the_server(database: db.Datab
             assert (await http.get(asset)).status_code == 200
         detail = await http.get(f"/ui/tasks/{task['id']}")
         assert detail.status_code == 200
-        assert "&lt;script&gt;x&lt;/script&gt;" in detail.text and "<script>x</script>" not in detail.text
+        assert (
+            "&lt;script&gt;x&lt;/script&gt;" in detail.text
+            and "<script>x</script>" not in detail.text
+        )
         assert "failed" in detail.text  # the history table
         missing = await http.get("/ui/tasks/987654")
         assert missing.status_code == 404 and "task 987654 does not exist" in missing.text
@@ -141,7 +154,10 @@ async def test_status_page_and_task_page_render_on_the_server(database: db.Datab
 
 def test_ended_series_counts_each_final_minute_once() -> None:
     series = EndedSeries(start_minute=600)
-    row = lambda minute, status, n: {"minute": minute, "status": status, "n": n}  # noqa: E731
+
+    def row(minute: int, status: str, n: int) -> tuple[int, str, int]:
+        return (minute, status, n)
+
     series.apply(600 - 3540, 600, [row(540, "done", 7), row(600, "done", 2)])
     assert series.since_start() == {"done": 2, "error": 0, "cancelled": 0}  # 540 is before start
     # The next round re-reads the open minute 600, now final, and the new open one.
@@ -176,8 +192,9 @@ def test_a_bad_notification_is_dropped_and_a_slow_subscriber_is_cut_off() -> Non
         feed.on_notification("notifyq_cancel", "42")
         assert receive.receive_nowait().data == {"id": 42}
         for i in range(3):
-            feed.on_notification("notifyq_done", json.dumps(
-                {"id": i, "status": "done", "queue": "q", "kind": "k"}))
+            feed.on_notification(
+                "notifyq_done", json.dumps({"id": i, "status": "done", "queue": "q", "kind": "k"})
+            )
         assert feed.subscribers == 0  # fell behind: its stream ends, the browser reconnects
         got = [receive.receive_nowait().data["id"] for _ in range(2)]
         assert got == [0, 1]

@@ -34,7 +34,11 @@ def tool(name: str) -> str:
 def validate_compose(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +52,14 @@ def test_compose_file_matches_the_compose_specification() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("good", "bad"), [
-    ("condition: service_healthy", "condition: service_ready"),  # not a condition
-    ("    deploy:\n", "    deploy_:\n"),  # not a service key
-    ("interval: 5s", "interval: [5s]"),  # not a duration
-])
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        ("condition: service_healthy", "condition: service_ready"),  # not a condition
+        ("    deploy:\n", "    deploy_:\n"),  # not a service key
+        ("interval: 5s", "interval: [5s]"),  # not a duration
+    ],
+)
 def test_the_schema_check_catches_a_broken_file(tmp_path: Path, good: str, bad: str) -> None:
     text = (ROOT / "compose.yaml").read_text()
     assert good in text
@@ -108,8 +115,13 @@ def test_notifyq_services_use_known_commands_and_settings(compose: dict[str, Any
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    result = subprocess.run([tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (result.returncode, result.stdout) == (0, ""), result.stdout + result.stderr
 
 
@@ -125,10 +137,14 @@ def test_dockerfile_shape() -> None:
 
 
 def test_dockerignore_keeps_the_context_to_what_the_build_reads() -> None:
-    lines = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines()
-             if ln and not ln.startswith("#")]
+    lines = [
+        ln
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    ]
     assert lines[0] == "*"  # everything out, then the few things the build copies back
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    copied = set(re.findall(r"^COPY (?!--)(.+) \S+$", (ROOT / "Dockerfile").read_text(),
-                            re.MULTILINE))
+    copied = set(
+        re.findall(r"^COPY (?!--)(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    )
     assert {p for c in copied for p in c.split()} == allowed

@@ -11,9 +11,9 @@ import pytest
 import trio
 import trio.testing
 
-from notifyq import handlers
+from notifyq import app as handlers
+from notifyq.app import App, DemoFailure, Task, builtin_app, demo_handler, load_app
 from notifyq.errors import ConfigError, Fail, PayloadError
-from notifyq.handlers import App, DemoFailure, Task, builtin_app, demo_handler, load_app
 
 # Loaded by name in the load_app tests below.
 APP = App()
@@ -24,7 +24,7 @@ async def _custom(task: Task) -> str:
     return "custom"
 
 
-NOT_AN_APP = {"handlers": {}}
+NOT_AN_APP: dict[str, dict[str, object]] = {"handlers": {}}
 
 TEXT = 'expected a JSON string or {"text": string}, got '
 SECONDS = 'expected seconds from 0 to 86400 (a number or {"seconds": n}), got '
@@ -85,16 +85,14 @@ def test_payload_error_fails_without_retry() -> None:
 
 
 async def test_noop_returns_none() -> None:
-    assert await handlers.noop(task({"anything": [1, 2]})) is None
+    await handlers.noop(task({"anything": [1, 2]}))  # returns None: the result column is null
 
 
 # --- sleep -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("payload", [5, 2.5, {"seconds": 5}, {"seconds": 0.25}, 0])
-async def test_sleep_sleeps_that_long(
-    autojump_clock: trio.testing.MockClock, payload: Any
-) -> None:
+async def test_sleep_sleeps_that_long(autojump_clock: trio.testing.MockClock, payload: Any) -> None:
     expected = float(payload["seconds"] if isinstance(payload, dict) else payload)
     start = trio.current_time()
     result = await handlers.sleep(task(payload))
@@ -359,13 +357,19 @@ def test_load_app_missing_submodule() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("json:dumps",
-         "invalid NOTIFYQ_APP='json:dumps': dumps is function, expected a notifyq.App"),
-        ("notifyq.handlers:App",
-         "invalid NOTIFYQ_APP='notifyq.handlers:App': App is type, expected a notifyq.App"),
-        (f"{__name__}:NOT_AN_APP",
-         f"invalid NOTIFYQ_APP='{__name__}:NOT_AN_APP': NOT_AN_APP is dict, "
-         "expected a notifyq.App"),
+        (
+            "json:dumps",
+            "invalid NOTIFYQ_APP='json:dumps': dumps is function, expected a notifyq.App",
+        ),
+        (
+            "notifyq.app:App",
+            "invalid NOTIFYQ_APP='notifyq.app:App': App is type, expected a notifyq.App",
+        ),
+        (
+            f"{__name__}:NOT_AN_APP",
+            f"invalid NOTIFYQ_APP='{__name__}:NOT_AN_APP': NOT_AN_APP is dict, "
+            "expected a notifyq.App",
+        ),
     ],
 )
 def test_load_app_attribute_that_is_not_an_app(spec: str, message: str) -> None:

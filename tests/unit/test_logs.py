@@ -1,32 +1,102 @@
-"""logs.redact: database URLs are safe to print."""
+"""logs.get: the typed logger writes what structlog wrote; logs.redact: database URLs are safe
+to print."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+
 import pytest
+import structlog
 
 from notifyq import logs
 
 SECRET = "hunter2"
 
 
+@pytest.fixture
+def restore_structlog() -> Iterator[None]:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_logger_writes_an_event_and_its_fields_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("debug", "json")
+    log = logs.get("notifyq.test")
+    log.debug("task.claimed", task_id=7)
+    log.info("task.done", task_id=7, queue="default")
+    log.warning("lease.lost", task_id=7)
+    log.error("task.failed", task_id=7, error="boom")
+    lines = json_lines(capsys.readouterr().err)
+    assert [(line["event"], line["level"]) for line in lines] == [
+        ("task.claimed", "debug"),
+        ("task.done", "info"),
+        ("lease.lost", "warning"),
+        ("task.failed", "error"),
+    ]
+    assert lines[1]["task_id"] == 7 and lines[1]["queue"] == "default"
+    assert lines[3]["error"] == "boom"
+    assert all(isinstance(line["timestamp"], str) for line in lines)
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_logger_exception_logs_the_traceback_as_an_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("info", "json")
+    try:
+        raise ValueError("bad payload")
+    except ValueError:
+        logs.get("notifyq.test").exception("handler.crashed", task_id=3)
+    [line] = json_lines(capsys.readouterr().err)
+    assert line["event"] == "handler.crashed" and line["level"] == "error"
+    assert line["task_id"] == 3
+    assert "ValueError: bad payload" in str(line["exception"])
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_logger_drops_events_below_the_configured_level(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("warning", "json")
+    log = logs.get("notifyq.test")
+    log.debug("quiet")
+    log.info("quiet")
+    log.warning("loud")
+    assert [line["event"] for line in json_lines(capsys.readouterr().err)] == ["loud"]
+
+
 @pytest.mark.parametrize(
     ("url", "redacted"),
     [
-        ("postgresql://app:hunter2@db.example:5432/app",
-         "postgresql://app:***@db.example:5432/app"),
+        (
+            "postgresql://app:hunter2@db.example:5432/app",
+            "postgresql://app:***@db.example:5432/app",
+        ),
         ("postgres://app:hunter2@db.example/app", "postgres://app:***@db.example/app"),
-        ("postgresql://app:hunter2@db.example/app?sslmode=require&application_name=nq",
-         "postgresql://app:***@db.example/app?sslmode=require&application_name=nq"),
+        (
+            "postgresql://app:hunter2@db.example/app?sslmode=require&application_name=nq",
+            "postgresql://app:***@db.example/app?sslmode=require&application_name=nq",
+        ),
         # '@' inside the password: the host is after the last '@'.
         ("postgresql://app:hun@ter2@db.example/app", "postgresql://app:***@db.example/app"),
         ("postgresql://app:hunter2%40x@[::1]:5433/app", "postgresql://app:***@[::1]:5433/app"),
         # An empty password is still a password field.
-        ("postgresql://postgres:@/app?host=/tmp/sock", "postgresql://postgres:***@/app?host=/tmp/sock"),
+        (
+            "postgresql://postgres:@/app?host=/tmp/sock",
+            "postgresql://postgres:***@/app?host=/tmp/sock",
+        ),
         # A password without a user name.
         ("postgresql://:hunter2@db.example/app", "postgresql://:***@db.example/app"),
         # Several hosts.
-        ("postgresql://app:hunter2@h1:5432,h2:5433/app",
-         "postgresql://app:***@h1:5432,h2:5433/app"),
+        (
+            "postgresql://app:hunter2@h1:5432,h2:5433/app",
+            "postgresql://app:***@h1:5432,h2:5433/app",
+        ),
     ],
 )
 def test_redact_hides_the_password(url: str, redacted: str) -> None:

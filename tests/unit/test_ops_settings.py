@@ -27,8 +27,10 @@ def test_defaults() -> None:
     assert {"NO_LISTEN", "DATABASE_STATEMENT_CACHE"} <= settings.ENV_NAMES
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("true", True), ("1", True), ("yes", True), ("false", False), ("0", False), ("off", False)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("true", True), ("1", True), ("yes", True), ("false", False), ("0", False), ("off", False)],
+)
 def test_no_listen_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, text: str, value: bool
 ) -> None:
@@ -41,13 +43,24 @@ def test_statement_cache_zero_for_pgbouncer(monkeypatch: pytest.MonkeyPatch) -> 
     assert load().statement_cache_size == 0
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("NO_LISTEN", "maybe", "notifyq: invalid NO_LISTEN='maybe': expected true or false "
-                           "(true: no LISTEN connection; FETCH_INTERVAL sweeps only)"),
-    ("DATABASE_STATEMENT_CACHE", "-1", "notifyq: invalid DATABASE_STATEMENT_CACHE='-1': expected "
-                                       "an integer from 0 to 10000 (0 behind a transaction-pooling "
-                                       "PgBouncer)"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "NO_LISTEN",
+            "maybe",
+            "notifyq: invalid NO_LISTEN='maybe': expected true or false "
+            "(true: no LISTEN connection; FETCH_INTERVAL sweeps only)",
+        ),
+        (
+            "DATABASE_STATEMENT_CACHE",
+            "-1",
+            "notifyq: invalid DATABASE_STATEMENT_CACHE='-1': expected "
+            "an integer from 0 to 10000 (0 behind a transaction-pooling "
+            "PgBouncer)",
+        ),
+    ],
+)
 def test_bad_values_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
 ) -> None:

@@ -38,9 +38,23 @@ def config_error(**overrides: object) -> str:
 
 def test_known_environment_names_are_covered() -> None:
     # The isolation fixture relies on this list; it must hold the documented names.
-    assert {"DATABASE_URL", "WORKER_COUNT", "FETCH_LIMIT", "FETCH_INTERVAL", "QUEUES",
-            "SHUTDOWN_TIMEOUT", "LEASE", "RETRY_BASE", "RETRY_MAX", "LOG_LEVEL", "LOG_FORMAT",
-            "NOTIFYQ_DATA_DIR", "NOTIFYQ_APP", "DEMO_MIN_DELAY", "DEMO_MAX_DELAY"} <= ENV_NAMES
+    assert {
+        "DATABASE_URL",
+        "WORKER_COUNT",
+        "FETCH_LIMIT",
+        "FETCH_INTERVAL",
+        "QUEUES",
+        "SHUTDOWN_TIMEOUT",
+        "LEASE",
+        "RETRY_BASE",
+        "RETRY_MAX",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "NOTIFYQ_DATA_DIR",
+        "NOTIFYQ_APP",
+        "DEMO_MIN_DELAY",
+        "DEMO_MAX_DELAY",
+    } <= ENV_NAMES
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -178,7 +192,7 @@ def test_none_flags_mean_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_settings_are_frozen() -> None:
     s = load()
     with pytest.raises(Exception, match="frozen"):
-        s.worker_count = 2  # type: ignore[misc]
+        s.worker_count = 2
 
 
 # --- durations ------------------------------------------------------------------------
@@ -203,8 +217,23 @@ def test_durations_parse(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["", "soon", "-1", "5 minutes", "1e3", "nan", "inf", "5x",
-                                 True, float("nan"), float("inf"), -2])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "soon",
+        "-1",
+        "5 minutes",
+        "1e3",
+        "nan",
+        "inf",
+        "5x",
+        True,
+        float("nan"),
+        float("inf"),
+        -2,
+    ],
+)
 def test_bad_durations_are_refused(bad: object) -> None:
     with pytest.raises(ValueError) as caught:
         parse_duration(bad)
@@ -234,60 +263,66 @@ def test_duration_settings_accept_every_form(
 @pytest.mark.parametrize(
     ("env", "value", "message"),
     [
-        ("WORKER_COUNT", "abc",
-         "invalid WORKER_COUNT='abc': expected an integer from 1 to 10000"),
-        ("WORKER_COUNT", "0",
-         "invalid WORKER_COUNT='0': expected an integer from 1 to 10000"),
-        ("WORKER_COUNT", "10001",
-         "invalid WORKER_COUNT='10001': expected an integer from 1 to 10000"),
-        ("WORKER_COUNT", "2.5",
-         "invalid WORKER_COUNT='2.5': expected an integer from 1 to 10000"),
-        ("FETCH_LIMIT", "x",
-         "invalid FETCH_LIMIT='x': expected an integer from 1 to 10000"),
-        ("FETCH_INTERVAL", "soon",
-         f"invalid FETCH_INTERVAL='soon': expected {DURATION}, above 0"),
-        ("FETCH_INTERVAL", "-1",
-         f"invalid FETCH_INTERVAL='-1': expected {DURATION}, above 0"),
+        ("WORKER_COUNT", "abc", "invalid WORKER_COUNT='abc': expected an integer from 1 to 10000"),
+        ("WORKER_COUNT", "0", "invalid WORKER_COUNT='0': expected an integer from 1 to 10000"),
+        (
+            "WORKER_COUNT",
+            "10001",
+            "invalid WORKER_COUNT='10001': expected an integer from 1 to 10000",
+        ),
+        ("WORKER_COUNT", "2.5", "invalid WORKER_COUNT='2.5': expected an integer from 1 to 10000"),
+        ("FETCH_LIMIT", "x", "invalid FETCH_LIMIT='x': expected an integer from 1 to 10000"),
+        ("FETCH_INTERVAL", "soon", f"invalid FETCH_INTERVAL='soon': expected {DURATION}, above 0"),
+        ("FETCH_INTERVAL", "-1", f"invalid FETCH_INTERVAL='-1': expected {DURATION}, above 0"),
         # A parsed duration that is out of range is shown as the parsed number of seconds.
-        ("FETCH_INTERVAL", "0",
-         f"invalid FETCH_INTERVAL=0.0: expected {DURATION}, above 0"),
-        ("QUEUES", "a,,b",
-         "invalid QUEUES='a,,b': expected a comma-separated list of queue names"),
-        ("QUEUES", " , ",
-         "invalid QUEUES=' , ': expected a comma-separated list of queue names"),
-        ("QUEUES", "q" * 129,
-         f"invalid QUEUES='{'q' * 129}': expected a comma-separated list of queue names"),
-        ("SHUTDOWN_TIMEOUT", "abc",
-         f"invalid SHUTDOWN_TIMEOUT='abc': expected {DURATION}"),
-        ("TASK_TIMEOUT", "0",
-         f"invalid TASK_TIMEOUT=0.0: expected {DURATION}, above 0 (unset: no limit)"),
-        ("LEASE", "500ms",
-         f"invalid LEASE=0.5: expected {DURATION}, at least 1s"),
-        ("LEASE", "forever",
-         f"invalid LEASE='forever': expected {DURATION}, at least 1s"),
-        ("RETRY_BASE", "-1",
-         f"invalid RETRY_BASE='-1': expected {DURATION}"),
-        ("RETRY_MAX", "nan",
-         f"invalid RETRY_MAX='nan': expected {DURATION}"),
-        ("RETENTION", "0s",
-         f"invalid RETENTION=0.0: expected {DURATION}, above 0 (unset: keep ended tasks)"),
-        ("POOL_SIZE", "1",
-         "invalid POOL_SIZE='1': expected an integer from 2 to 1000"),
-        ("DEMO_FAILURE_RATE", "2",
-         "invalid DEMO_FAILURE_RATE='2': expected a number from 0 to 1"),
-        ("DEMO_MIN_DELAY", "later",
-         f"invalid DEMO_MIN_DELAY='later': expected {DURATION}"),
-        ("LOG_LEVEL", "verbose",
-         "invalid LOG_LEVEL='verbose': expected one of debug, info, warning, error"),
-        ("LOG_FORMAT", "xml",
-         "invalid LOG_FORMAT='xml': expected console or json"),
-        ("NOTIFYQ_APP", "not-a-spec",
-         "invalid NOTIFYQ_APP='not-a-spec': expected module:attribute naming a notifyq.App"),
-        ("DATABASE_URL", "mysql://root@h/db",
-         "invalid DATABASE_URL: expected a postgresql:// URL (unset: the embedded PostgreSQL)"),
-        ("LISTEN_DATABASE_URL", "http://h/db",
-         "invalid LISTEN_DATABASE_URL: expected a postgresql:// URL for the LISTEN connection "
-         "(unset: DATABASE_URL)"),
+        ("FETCH_INTERVAL", "0", f"invalid FETCH_INTERVAL=0.0: expected {DURATION}, above 0"),
+        ("QUEUES", "a,,b", "invalid QUEUES='a,,b': expected a comma-separated list of queue names"),
+        ("QUEUES", " , ", "invalid QUEUES=' , ': expected a comma-separated list of queue names"),
+        (
+            "QUEUES",
+            "q" * 129,
+            f"invalid QUEUES='{'q' * 129}': expected a comma-separated list of queue names",
+        ),
+        ("SHUTDOWN_TIMEOUT", "abc", f"invalid SHUTDOWN_TIMEOUT='abc': expected {DURATION}"),
+        (
+            "TASK_TIMEOUT",
+            "0",
+            f"invalid TASK_TIMEOUT=0.0: expected {DURATION}, above 0 (unset: no limit)",
+        ),
+        ("LEASE", "500ms", f"invalid LEASE=0.5: expected {DURATION}, at least 1s"),
+        ("LEASE", "forever", f"invalid LEASE='forever': expected {DURATION}, at least 1s"),
+        ("RETRY_BASE", "-1", f"invalid RETRY_BASE='-1': expected {DURATION}"),
+        ("RETRY_MAX", "nan", f"invalid RETRY_MAX='nan': expected {DURATION}"),
+        (
+            "RETENTION",
+            "0s",
+            f"invalid RETENTION=0.0: expected {DURATION}, above 0 (unset: keep ended tasks)",
+        ),
+        ("POOL_SIZE", "1", "invalid POOL_SIZE='1': expected an integer from 2 to 1000"),
+        ("DEMO_FAILURE_RATE", "2", "invalid DEMO_FAILURE_RATE='2': expected a number from 0 to 1"),
+        ("DEMO_MIN_DELAY", "later", f"invalid DEMO_MIN_DELAY='later': expected {DURATION}"),
+        (
+            "LOG_LEVEL",
+            "verbose",
+            "invalid LOG_LEVEL='verbose': expected one of debug, info, warning, error",
+        ),
+        ("LOG_FORMAT", "xml", "invalid LOG_FORMAT='xml': expected console or json"),
+        (
+            "NOTIFYQ_APP",
+            "not-a-spec",
+            "invalid NOTIFYQ_APP='not-a-spec': expected module:attribute naming a notifyq.App",
+        ),
+        (
+            "DATABASE_URL",
+            "mysql://root@h/db",
+            "invalid DATABASE_URL: expected a postgresql:// URL (unset: the embedded PostgreSQL)",
+        ),
+        (
+            "LISTEN_DATABASE_URL",
+            "http://h/db",
+            "invalid LISTEN_DATABASE_URL: expected a postgresql:// URL for the LISTEN connection "
+            "(unset: DATABASE_URL)",
+        ),
     ],
 )
 def test_bad_environment_value_gives_one_line_config_error(
@@ -301,17 +336,24 @@ def test_bad_environment_value_gives_one_line_config_error(
     ("flags", "message"),
     [
         ({"worker_count": 0}, "invalid WORKER_COUNT=0: expected an integer from 1 to 10000"),
-        ({"fetch_limit": 10_001},
-         "invalid FETCH_LIMIT=10001: expected an integer from 1 to 10000"),
-        ({"fetch_interval_s": "soon"},
-         f"invalid FETCH_INTERVAL='soon': expected {DURATION}, above 0"),
+        ({"fetch_limit": 10_001}, "invalid FETCH_LIMIT=10001: expected an integer from 1 to 10000"),
+        (
+            {"fetch_interval_s": "soon"},
+            f"invalid FETCH_INTERVAL='soon': expected {DURATION}, above 0",
+        ),
         ({"queues": ""}, "invalid QUEUES='': expected a comma-separated list of queue names"),
-        ({"log_level": "loud"},
-         "invalid LOG_LEVEL='loud': expected one of debug, info, warning, error"),
-        ({"app": "nocolon"},
-         "invalid NOTIFYQ_APP='nocolon': expected module:attribute naming a notifyq.App"),
-        ({"data_dir": 5},
-         "invalid NOTIFYQ_DATA_DIR=5: expected a directory for the embedded PostgreSQL's data"),
+        (
+            {"log_level": "loud"},
+            "invalid LOG_LEVEL='loud': expected one of debug, info, warning, error",
+        ),
+        (
+            {"app": "nocolon"},
+            "invalid NOTIFYQ_APP='nocolon': expected module:attribute naming a notifyq.App",
+        ),
+        (
+            {"data_dir": 5},
+            "invalid NOTIFYQ_DATA_DIR=5: expected a directory for the embedded PostgreSQL's data",
+        ),
     ],
 )
 def test_bad_flag_gives_the_same_message_as_the_environment(
@@ -323,7 +365,8 @@ def test_bad_flag_gives_the_same_message_as_the_environment(
 def test_bad_flag_beats_good_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FETCH_LIMIT", "10")
     assert config_error(fetch_limit=0) == (
-        "invalid FETCH_LIMIT=0: expected an integer from 1 to 10000")
+        "invalid FETCH_LIMIT=0: expected an integer from 1 to 10000"
+    )
 
 
 def test_good_flag_hides_bad_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -372,7 +415,8 @@ def test_bad_database_url_is_never_echoed(
 def test_bad_database_url_flag_is_never_echoed() -> None:
     message = config_error(database_url=f"mongodb://root:{SECRET}@h/db")
     assert message == (
-        "invalid DATABASE_URL: expected a postgresql:// URL (unset: the embedded PostgreSQL)")
+        "invalid DATABASE_URL: expected a postgresql:// URL (unset: the embedded PostgreSQL)"
+    )
 
 
 def test_bad_database_url_in_dotenv_is_never_echoed(clean_env: Path) -> None:
@@ -427,7 +471,8 @@ def test_demo_min_delay_above_max_is_refused(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_demo_min_delay_above_default_max_is_refused() -> None:
     assert config_error(demo_min_delay_s="10") == (
-        "invalid DEMO_MIN_DELAY=10.0: expected at most DEMO_MAX_DELAY (4.0)")
+        "invalid DEMO_MIN_DELAY=10.0: expected at most DEMO_MAX_DELAY (4.0)"
+    )
 
 
 def test_demo_min_delay_equal_to_max_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -435,4 +480,3 @@ def test_demo_min_delay_equal_to_max_is_fine(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DEMO_MAX_DELAY", "2000ms")
     s = load()
     assert (s.demo_min_delay_s, s.demo_max_delay_s) == (2.0, 2.0)
-

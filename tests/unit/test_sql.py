@@ -1,23 +1,28 @@
-"""Named queries: the parser, and that every name the code looks up exists."""
+"""Named queries: the parser, and that every name the code looks up exists (in
+``queries.sql``, or in the benchmarks' ``bench/bench.sql``)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 import notifyq
 from notifyq import sql
+from notifyq.bench import common as bench
 
 PACKAGE = Path(notifyq.__file__).parent
-_LOOKUP = re.compile(r"""queries\[\s*["']([A-Za-z_][A-Za-z0-9_]*)["']\s*\]""")
+# `sql.queries["name"]` anywhere; a bare `queries["name"]` is bench's own file.
+_LOOKUP = re.compile(r"""\bsql\.queries\[\s*["']([A-Za-z_][A-Za-z0-9_]*)["']\s*\]""")
+_BENCH_LOOKUP = re.compile(r"""(?<![.\w])queries\[\s*["']([A-Za-z_][A-Za-z0-9_]*)["']\s*\]""")
 
 
-def names_used_by_the_code() -> set[str]:
+def names_used_by_the_code(pattern: re.Pattern[str] = _LOOKUP) -> set[str]:
     used: set[str] = set()
-    for path in sorted(PACKAGE.glob("*.py")):
-        used.update(_LOOKUP.findall(path.read_text(encoding="utf-8")))
+    for path in sorted(PACKAGE.rglob("*.py")):
+        used.update(pattern.findall(path.read_text(encoding="utf-8")))
     return used
 
 
@@ -79,20 +84,43 @@ def test_parse_rejects_empty_bodies(text: str) -> None:
     assert str(caught.value) == "query 'empty' is empty"
 
 
-def test_shipped_queries_are_clean_statements() -> None:
-    assert len(sql.queries) >= 10
-    for name, statement in sql.queries.items():
+@pytest.mark.parametrize("shipped", [sql.queries, bench.queries], ids=["queries", "bench"])
+def test_shipped_queries_are_clean_statements(shipped: Mapping[str, str]) -> None:
+    assert len(shipped) >= 10
+    for name, statement in shipped.items():
         assert re.fullmatch(r"[a-z_][a-z0-9_]*", name)
         assert statement == statement.strip()
         assert not statement.endswith(";"), name
         assert "-- name:" not in statement, name
         assert statement.split(None, 1)[0].upper() in {
-            "SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "CREATE", "ANALYZE", "ALTER",
-            "VACUUM"}, name
-    # Only the benchmarks' scratch-database setup changes or vacuums the schema.
+            "SELECT",
+            "WITH",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "CREATE",
+            "ANALYZE",
+            "ALTER",
+            "VACUUM",
+        }, name
+
+
+def test_only_the_benchmarks_change_or_vacuum_the_schema() -> None:
     for name, statement in sql.queries.items():
-        if statement.split(None, 1)[0].upper() in {"ALTER", "VACUUM"}:
-            assert name.startswith("bench_"), name
+        assert statement.split(None, 1)[0].upper() not in {"ALTER", "VACUUM"}, name
+
+
+def test_bench_statements_left_the_main_file() -> None:
+    assert not set(sql.queries) & set(bench.queries)
+    assert not [n for n in sql.queries if n.startswith(("bench_", "scale_"))]
+
+
+def test_no_two_statements_are_the_same() -> None:
+    for shipped in (sql.queries, bench.queries):
+        by_text: dict[str, str] = {}
+        for name, statement in shipped.items():
+            assert statement not in by_text, f"{name} repeats {by_text[statement]}"
+            by_text[statement] = name
 
 
 def test_shipped_queries_are_read_only() -> None:
@@ -101,11 +129,21 @@ def test_shipped_queries_are_read_only() -> None:
 
 
 def test_the_scan_finds_the_lookups() -> None:
-    # Guards the test below against a regex that silently matches nothing.
+    # Guards the tests below against a regex that silently matches nothing.
     used = names_used_by_the_code()
     assert {"claim", "finish", "enqueue", "cancel", "retry", "prune"} <= used
+    assert {"insert_probe", "enqueue_noops", "count_done"} <= names_used_by_the_code(_BENCH_LOOKUP)
 
 
 @pytest.mark.parametrize("name", sorted(names_used_by_the_code()))
 def test_every_query_the_code_uses_exists(name: str) -> None:
     assert name in sql.queries
+
+
+@pytest.mark.parametrize("name", sorted(names_used_by_the_code(_BENCH_LOOKUP)))
+def test_every_bench_query_the_code_uses_exists(name: str) -> None:
+    assert name in bench.queries
+
+
+def test_every_bench_statement_is_used() -> None:
+    assert set(bench.queries) == names_used_by_the_code(_BENCH_LOOKUP)

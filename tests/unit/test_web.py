@@ -16,9 +16,16 @@ from notifyq.web.server import hypercorn_config
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [
-        ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
-        ("localhost", True), ("0.0.0.0", False), ("::", False), ("10.1.2.3", False),
-        ("example.com", False), ("localhost.example.com", False),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("example.com", False),
+        ("localhost.example.com", False),
     ],
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
@@ -27,7 +34,9 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 def test_check_bind_needs_a_token_or_the_insecure_flag_off_loopback() -> None:
     check_bind(load(http_host="127.0.0.1"))
-    with pytest.raises(errors.ConfigError, match=r"^refusing to serve HTTP on 0\.0\.0\.0 without API_TOKEN"):
+    with pytest.raises(
+        errors.ConfigError, match=r"^refusing to serve HTTP on 0\.0\.0\.0 without API_TOKEN"
+    ):
         check_bind(load(http_host="0.0.0.0"))
     check_bind(load(http_host="0.0.0.0", api_token="x" * 16))
     check_bind(load(http_host="0.0.0.0", insecure_http=True))

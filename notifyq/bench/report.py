@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from notifyq import bench, bench_load, bench_peers
+from notifyq.bench import inprocess, load
+from notifyq.bench.common import progress
+from notifyq.bench.peers import measure_peers
 from notifyq.settings import Settings
 
 PEER_NAMES = {
@@ -40,21 +42,21 @@ class Plan:
 async def measure_all(settings: Settings, plan: Plan) -> dict[str, Any]:
     drain_settings = settings.model_copy(update={"fetch_limit": plan.drain_fetch_limit})
     results: dict[str, Any] = {}
-    results["latency"] = await bench.measure_latency(settings, plan.probes, plan.spacing_s, 5)
-    results["drain"] = await bench.measure_drain(drain_settings, plan.drain_tasks)
+    results["latency"] = await inprocess.measure_latency(settings, plan.probes, plan.spacing_s, 5)
+    results["drain"] = await inprocess.measure_drain(drain_settings, plan.drain_tasks)
     if plan.processes > 1:
-        results["drain_processes"] = await bench_load.measure_drain_processes(
+        results["drain_processes"] = await load.measure_drain_processes(
             drain_settings, plan.drain_tasks, plan.processes
         )
-    results["insert"] = await bench_load.measure_insert(
+    results["insert"] = await load.measure_insert(
         settings, plan.insert_clients, plan.insert_seconds
     )
-    results["backlog"] = await bench_load.measure_backlog(
+    results["backlog"] = await load.measure_backlog(
         settings, plan.finished, plan.pending, plan.claim_rounds
     )
-    results["rss"] = await bench_load.measure_rss(drain_settings, plan.rss_tasks)
+    results["rss"] = await load.measure_rss(drain_settings, plan.rss_tasks)
     if plan.peers:
-        results["peers"] = await bench_peers.measure_peers(
+        results["peers"] = await measure_peers(
             settings, plan.drain_tasks, plan.probes, plan.spacing_s, 5
         )
     results["targets"] = targets(results)
@@ -83,21 +85,38 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if peers:
         best = max(e["drain"]["tasks_per_s"] for _, e in peers)
         ours = max(drain["tasks_per_s"], results.get("drain_processes", {}).get("tasks_per_s", 0))
-        add("drain (best notifyq row) >= 2x best peer (ratio)", round(ours / best, 2), 2.0,
-            ours >= 2 * best)
+        add(
+            "drain (best notifyq row) >= 2x best peer (ratio)",
+            round(ours / best, 2),
+            2.0,
+            ours >= 2 * best,
+        )
         for stat in ("p50_ms", "p99_ms"):
             lowest = min(e["latency"][stat] for _, e in peers)
-            add(f"pickup {stat} below every peer (ratio)", round(lat[stat] / lowest, 2), 1.0,
-                lat[stat] < lowest)
+            add(
+                f"pickup {stat} below every peer (ratio)",
+                round(lat[stat] / lowest, 2),
+                1.0,
+                lat[stat] < lowest,
+            )
     add("pickup p50 <= 1 ms", lat["p50_ms"], 1.0, lat["p50_ms"] <= 1.0, "ms")
     add("pickup p99 <= 3 ms", lat["p99_ms"], 3.0, lat["p99_ms"] <= 3.0, "ms")
     add("inserts, workers idle >= 90% of plain", ins["idle_ratio"], 0.9, ins["idle_ratio"] >= 0.9)
     add("inserts, workers busy >= 90% of plain", ins["busy_ratio"], 0.9, ins["busy_ratio"] >= 0.9)
-    add("claim p50 with backlog <= 1.5x empty", backlog["ratio_p50"], 1.5,
-        backlog["ratio_p50"] <= 1.5)
+    add(
+        "claim p50 with backlog <= 1.5x empty",
+        backlog["ratio_p50"],
+        1.5,
+        backlog["ratio_p50"] <= 1.5,
+    )
     add("idle serve RSS < 80 MB", rss["idle_mb"], 80.0, rss["idle_mb"] < 80, "MiB")
-    add(f"RSS growth over a {rss['tasks']:,}-task drain within 10%", rss["growth_pct"], 10.0,
-        abs(rss["growth_pct"]) <= 10, "%")
+    add(
+        f"RSS growth over a {rss['tasks']:,}-task drain within 10%",
+        rss["growth_pct"],
+        10.0,
+        abs(rss["growth_pct"]) <= 10,
+        "%",
+    )
     return out
 
 
@@ -200,7 +219,7 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
     try:
         chart(results, out_dir / "bench.png")
     except ImportError:
-        bench.progress("matplotlib is not installed: no chart (pip install notifyq[bench])")
+        progress("matplotlib is not installed: no chart (pip install notifyq[bench])")
     else:
         written.append(out_dir / "bench.png")
     return written

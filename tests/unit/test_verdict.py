@@ -1,4 +1,4 @@
-"""Outcomes: backoff, result encoding, error text, and the finish statement's columns."""
+"""The verdict of an attempt (a pure function), backoff, result encoding and error text."""
 
 from __future__ import annotations
 
@@ -11,14 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from notifyq.outcomes import (
-    MAX_ERROR_CHARS,
-    Outcome,
-    as_columns,
-    backoff_s,
-    clean_text,
-    encode_result,
-)
+from notifyq import errors
+from notifyq.engine.verdict import Facts, Retries, backoff_s, encode_result, judge
+from notifyq.store import MAX_ERROR_CHARS, Outcome, Verdict, clean_text
 
 
 @pytest.fixture
@@ -37,7 +32,14 @@ def seeded() -> Iterator[None]:
 
 def test_backoff_without_jitter_doubles_from_base() -> None:
     assert [backoff_s(n, 1.0, 3600.0, jitter=0) for n in range(1, 8)] == [
-        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        32.0,
+        64.0,
+    ]
     assert [backoff_s(n, 0.5, 3600.0, jitter=0) for n in range(1, 4)] == [0.5, 1.0, 2.0]
 
 
@@ -105,8 +107,20 @@ def test_jittered_backoff_never_exceeds_max() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, 0, -3, 1.5, "olleh", "", "日本語 ✓", [1, "a", None], {"a": {"b": [1, 2]}},
-     "tab\tnewline\n", "\x01\x1f control"],
+    [
+        None,
+        True,
+        0,
+        -3,
+        1.5,
+        "olleh",
+        "",
+        "日本語 ✓",
+        [1, "a", None],
+        {"a": {"b": [1, 2]}},
+        "tab\tnewline\n",
+        "\x01\x1f control",
+    ],
 )
 def test_encode_result_round_trips(value: object) -> None:
     encoded = encode_result(value)
@@ -138,7 +152,8 @@ def test_encode_result_refuses_non_serialisable_objects(value: object, type_name
     with pytest.raises(ValueError) as caught:
         encode_result(value)
     assert str(caught.value) == (
-        f"result is not JSON-serialisable: Object of type {type_name} is not JSON serializable")
+        f"result is not JSON-serialisable: Object of type {type_name} is not JSON serializable"
+    )
 
 
 @pytest.mark.parametrize("value", ["a\x00b", ["\x00"], {"key\x00": 1}, {"k": {"v": "x\x00"}}])
@@ -192,40 +207,78 @@ def test_clean_text_truncates_after_replacing_nul() -> None:
     assert cleaned.endswith("… (truncated)")
 
 
-# --- as_columns --------------------------------------------------------------------------------
+# --- judge ----------------------------------------------------------------------------------
+
+NO_BACKOFF = Retries(base_s=0.0, max_s=0.0)
 
 
-def test_as_columns_of_nothing() -> None:
-    assert as_columns([]) == ([], [], [], [], [], [])
+def facts(**kw: object) -> Facts:
+    return Facts(**{"task_id": 7, "attempt": 1, "max_attempts": 3, **kw})  # type: ignore[arg-type]
 
 
-def test_as_columns_shapes_one_array_per_parameter() -> None:
-    outcomes = [
-        Outcome(1, 1, "done", result_json='"olleh"'),
-        Outcome(2, 3, "error", error="boom\x00"),
-        Outcome(3, 2, "retry", error="ValueError: x", delay_s=4.5),
-        Outcome(4, 1, "cancelled", error="cancelled"),
-        Outcome(5, 1, "release"),
-    ]
-    columns = as_columns(outcomes)
-    assert len(columns) == 6
-    assert all(len(column) == len(outcomes) for column in columns)
-    ids, attempts, kinds, results, errors, delays = columns
-    assert ids == [1, 2, 3, 4, 5]
-    assert attempts == [1, 3, 2, 1, 1]
-    assert kinds == ["done", "error", "retry", "cancelled", "release"]
-    assert results == ['"olleh"', None, None, None, None]
-    assert errors == [None, "boom\\0", "ValueError: x", "cancelled", None]
-    assert delays == [0.0, 0.0, 4.5, 0.0, 0.0]
+def test_a_returned_value_is_done_with_its_json() -> None:
+    assert judge(facts(returned=True, value={"a": 1}), NO_BACKOFF) == Outcome(
+        7, 1, Verdict.DONE, result_json='{"a": 1}'
+    )
 
 
-def test_as_columns_truncates_long_errors() -> None:
-    (_, _, _, _, errors, _) = as_columns([Outcome(1, 1, "error", error="e" * 10_000)])
-    assert len(errors[0]) <= MAX_ERROR_CHARS
-    assert errors[0].endswith("… (truncated)")
+def test_a_value_that_cannot_be_stored_fails_the_task() -> None:
+    outcome = judge(facts(returned=True, value=float("nan")), NO_BACKOFF)
+    assert outcome.verdict is Verdict.FAILED
+    assert outcome.error is not None and "not JSON-serialisable" in outcome.error
+
+
+def test_a_value_returned_after_the_time_limit_is_a_timeout() -> None:
+    outcome = judge(facts(returned=True, overran=True, stopped="timeout", timeout_s=2), NO_BACKOFF)
+    assert outcome == Outcome(7, 1, Verdict.RETRIED, error="timed out after 2 s")
+
+
+def test_a_value_returned_despite_a_cancel_still_counts() -> None:
+    assert judge(facts(returned=True, stopped="cancel"), NO_BACKOFF).verdict is Verdict.DONE
+
+
+def test_an_exception_is_retried_while_attempts_remain() -> None:
+    outcome = judge(facts(raised=ValueError("bad")), Retries(base_s=1.0, max_s=1.0))
+    assert outcome.verdict is Verdict.RETRIED
+    assert outcome.error == "ValueError: bad"
+    assert 0.75 <= outcome.delay_s <= 1.0  # the cap, with up to a quarter of jitter below
+
+
+def test_an_exception_on_the_last_attempt_fails() -> None:
+    outcome = judge(facts(attempt=3, raised=ValueError("bad")), NO_BACKOFF)
+    assert outcome == Outcome(7, 3, Verdict.FAILED, error="ValueError: bad")
+
+
+def test_fail_ends_at_once() -> None:
+    outcome = judge(facts(raised=errors.Fail("no")), NO_BACKOFF)
+    assert outcome == Outcome(7, 1, Verdict.FAILED, error="Fail: no")
+
+
+def test_retry_takes_its_own_delay() -> None:
+    outcome = judge(facts(raised=errors.Retry("later", delay_s=42)), Retries(1.0, 5.0))
+    assert (outcome.verdict, outcome.delay_s) == (Verdict.RETRIED, 42)
+
+
+@pytest.mark.parametrize(
+    ("reason", "verdict"),
+    [
+        ("shutdown", Verdict.RELEASED),
+        ("lease_lost", Verdict.RELEASED),
+        ("cancel", Verdict.CANCELLED),
+    ],
+)
+def test_a_stop_from_outside_decides_by_its_reason(reason: str, verdict: Verdict) -> None:
+    # The handler raised (trio.Cancelled is not caught as a failure) or was abandoned.
+    assert judge(facts(stopped=reason), NO_BACKOFF).verdict is verdict
+    assert judge(facts(stopped=reason, raised=RuntimeError("x")), NO_BACKOFF).verdict is verdict
+
+
+def test_an_abandoned_handler_past_its_limit_is_a_timeout() -> None:
+    outcome = judge(facts(attempt=3, overran=True, timeout_s=1.5), NO_BACKOFF)
+    assert outcome == Outcome(7, 3, Verdict.FAILED, error="timed out after 1.5 s")
 
 
 def test_outcome_is_immutable() -> None:
-    outcome = Outcome(1, 1, "done")
+    outcome = Outcome(1, 1, Verdict.DONE)
     with pytest.raises(AttributeError):
-        outcome.kind = "error"  # type: ignore[misc]
+        outcome.verdict = Verdict.FAILED  # type: ignore[misc]

@@ -1,6 +1,6 @@
 """`notifyq bench peers`: the same drain and latency runs for PgQueuer and procrastinate.
 
-Each peer runs in its own subprocess (``python -m notifyq.bench_peers``), on plain asyncio
+Each peer runs in its own subprocess (``python -m notifyq.bench.peers``), on plain asyncio
 (PgQueuer on uvloop, as its CLI does), against its own scratch database on the same server,
 used the way its documentation shows: PgQueuer's ``PgQueuer(AsyncpgDriver(conn))`` with an
 entrypoint and ``qm.run(batch_size=...)``; procrastinate's ``App(PsycopgConnector)`` with a
@@ -30,6 +30,7 @@ from typing import Any
 import trio
 
 from notifyq import errors
+from notifyq.bench.common import empty_database, percentile, progress
 from notifyq.settings import Settings
 
 PEERS: dict[str, dict[str, Any]] = {
@@ -47,11 +48,13 @@ def installed(peer: str) -> bool:
 
 
 def latency_stats(samples: list[float]) -> dict[str, float]:
-    from notifyq.bench import percentile
-
     ordered = sorted(x * 1000 for x in samples)
     stats = {f"p{p}_ms": round(percentile(ordered, p), 3) for p in (50, 95, 99)}
-    return {**stats, "max_ms": round(ordered[-1], 3), "mean_ms": round(statistics.fmean(ordered), 3)}
+    return {
+        **stats,
+        "max_ms": round(ordered[-1], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }
 
 
 class Starts:
@@ -184,8 +187,6 @@ async def measure_peers(
     settings: Settings, tasks: int, count: int, spacing_s: float, warmup: int
 ) -> dict[str, Any]:
     """Drain and latency of every peer configuration, each in a fresh database."""
-    from notifyq.bench import empty_database, progress
-
     results: dict[str, Any] = {}
     for peer in PEERS:
         if not installed(peer):
@@ -213,7 +214,7 @@ async def measure_peers(
 
 def run_peer(peer: str, dsn: str, mode: str, **opts: Any) -> dict[str, Any]:
     """Run one peer benchmark in a subprocess; its JSON result."""
-    args = [sys.executable, "-m", "notifyq.bench_peers", peer, mode, dsn, json.dumps(opts)]
+    args = [sys.executable, "-m", "notifyq.bench.peers", peer, mode, dsn, json.dumps(opts)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
@@ -223,7 +224,7 @@ def run_peer(peer: str, dsn: str, mode: str, **opts: Any) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m notifyq.bench_peers")
+    parser = argparse.ArgumentParser(prog="python -m notifyq.bench.peers")
     parser.add_argument("peer", choices=sorted(PEERS))
     parser.add_argument("mode", choices=["drain", "latency"])
     parser.add_argument("dsn")

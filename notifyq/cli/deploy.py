@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
 
 import click
 
-from notifyq import errors, sql
-from notifyq.settings import DURATION_HELP, parse_duration
-
-
-def _duration(_ctx: Any, _param: Any, value: str | None) -> float | None:
-    try:
-        return None if value is None else parse_duration(value)
-    except ValueError:
-        raise click.BadParameter(f"expected {DURATION_HELP}") from None
+from notifyq import store
+from notifyq.cli.common import duration, fail, open_db, run, settings_from
 
 
 @click.command()
 @click.option(
     "--max-age",
     "max_age_s",
-    callback=_duration,
+    callback=duration,
     help="A heartbeat older than this is stale [default: LEASE, i.e. three missed beats]",
 )
 @click.pass_context
@@ -39,20 +31,18 @@ def health(ctx: click.Context, max_age_s: float | None) -> None:
     For the health check of worker-only containers: a process registers in notifyq.workers
     and refreshes its row every LEASE/3. Prints one line of JSON; exit 1 when unhealthy.
     """
-    from notifyq import cli  # notifyq.cli imports this module to register the commands
-
-    settings = cli.settings_from(ctx)
+    settings = settings_from(ctx)
     age_s = max_age_s or settings.lease_s
     host = socket.gethostname()
 
     async def go() -> int:
-        async with cli.open_db(settings, pool_size=2) as database:
-            return int(await database.fetchval(sql.queries["host_alive"], host, age_s))
+        async with open_db(settings, pool_size=2) as database:
+            return await store.live_processes(database, host=host, within_s=age_s)
 
-    alive = cli.run(go)
+    alive = run(go)
     click.echo(json.dumps({"database": "ok", "host": host, "live_processes": alive}))
     if not alive:
-        cli.fail(f"no notifyq process on {host} heart-beat within {age_s:g} s")
+        fail(f"no notifyq process on {host} heart-beat within {age_s:g} s")
 
 
 @click.command()
@@ -69,28 +59,14 @@ def roles(
     delete rows. Create the roles first (CREATE ROLE name LOGIN PASSWORD '...'); run this
     as the schema's owner, and again after `notifyq migrate`. Safe to repeat.
     """
-    from notifyq import cli
-
     if not producers and not workers:
         raise click.UsageError("name at least one --producer or --worker role")
-    settings = cli.settings_from(ctx)
-    wanted = [("grant_producer", r) for r in producers] + [("grant_worker", r) for r in workers]
+    settings = settings_from(ctx)
+    wanted = [("producer", r) for r in producers] + [("worker", r) for r in workers]
 
     async def go() -> list[str]:
-        async with cli.open_db(settings, pool_size=2) as database, database.transaction() as tx:
-            done: list[str] = []
-            for query, role in wanted:
-                try:
-                    rows = await tx.fetch(sql.queries[query], role, not dry_run)
-                except errors.QueryError as exc:
-                    raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
-                done += [f"{r['statement']};" for r in rows]
-            return done
+        async with open_db(settings, pool_size=2) as database:
+            return await store.grant(database, wanted, apply=not dry_run)
 
-    for statement in cli.run(go):
+    for statement in run(go):
         click.echo(statement)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(health)
-    group.add_command(roles)

@@ -3,12 +3,11 @@ large table, and a serve process's memory.
 
 ``insert`` and ``rss`` run the service as a real ``notifyq serve`` subprocess (its own
 process and core, as deployed); the producers and measurements run here. All three work
-in a scratch database (see :mod:`notifyq.bench`).
+in a scratch database (see :mod:`notifyq.bench.common`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import os
@@ -26,13 +25,15 @@ import asyncpg
 import trio
 
 from notifyq import db, errors, sql
-from notifyq.bench import STALL_TIMEOUT_S, percentile, progress, scratch
+from notifyq.bench.common import STALL_TIMEOUT_S, percentile, progress, queries, scratch
 from notifyq.settings import Settings
 
 READY_TIMEOUT_S = 30.0
 
 
-async def poll_until(check: Callable[[], Awaitable[bool]], timeout_s: float = READY_TIMEOUT_S) -> None:
+async def poll_until(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = READY_TIMEOUT_S
+) -> None:
     """Ask ``check`` every 50 ms until it says yes (a state in another process)."""
     with trio.fail_after(timeout_s):
         while True:
@@ -78,7 +79,7 @@ async def serving(database: db.Database, settings: Settings) -> AsyncIterator[tr
             async def registered() -> bool:
                 if proc.returncode is not None:
                     raise errors.NotifyqError(f"notifyq serve exited {proc.returncode}")
-                return bool(await database.fetchval(sql.queries["bench_registered"]))
+                return bool(await database.fetchval(queries["count_workers"]))
 
             await poll_until(registered)
             yield proc
@@ -96,25 +97,32 @@ async def serving(database: db.Database, settings: Settings) -> AsyncIterator[tr
 # --- insert -----------------------------------------------------------------------------
 
 
-def _storm(query: str, clients: int, seconds: float) -> Callable[[asyncpg.Pool], Awaitable[int]]:
-    """``clients`` connections, each inserting one row per transaction for ``seconds``."""
+def _client(query: str, i: int, deadline: float) -> Callable[[asyncpg.Connection], Awaitable[int]]:
+    """One producer on its own connection: one row per transaction until ``deadline``."""
 
-    async def storm(pool: asyncpg.Pool) -> int:
-        deadline = time.monotonic() + seconds
-        counts = [0] * clients
+    async def client(conn: asyncpg.Connection) -> int:
+        n = 0
+        while time.monotonic() < deadline:
+            await conn.execute(query, {"client": i, "n": n})  # prepared, cached
+            n += 1
+        return n
 
-        async def client(i: int) -> None:
-            async with pool.acquire() as conn:
-                n = 0
-                while time.monotonic() < deadline:
-                    await conn.execute(query, {"client": i, "n": n})  # prepared, cached
-                    n += 1
-                counts[i] = n
+    return client
 
-        await asyncio.gather(*(client(i) for i in range(clients)))
-        return sum(counts)
 
-    return storm
+async def _storm(producers: db.Database, query: str, clients: int, seconds: float) -> int:
+    """``clients`` connections of ``producers`` at once, each inserting one row per
+    transaction for ``seconds``; the rows inserted."""
+    deadline = time.monotonic() + seconds
+    counts = [0] * clients
+
+    async def client(i: int) -> None:
+        counts[i] = await producers.run(_client(query, i, deadline))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(clients):
+            nursery.start_soon(client, i)
+    return sum(counts)
 
 
 async def measure_insert(settings: Settings, clients: int, seconds: float) -> dict[str, Any]:
@@ -122,27 +130,29 @@ async def measure_insert(settings: Settings, clients: int, seconds: float) -> di
     triggers, with the service's workers idle (waiting) and busy."""
     phases: dict[str, float] = {}
     async with scratch(settings) as s:
-        await s.database.execute(sql.queries["bench_plain_table"])
+        await s.database.execute(queries["plain_table"])
         url = s.settings.database_url or ""
         async with db.open_database(url, min_size=clients, max_size=clients) as producers:
 
             async def phase(name: str, query: str) -> None:
                 progress(f"insert: {name}, {clients} clients for {seconds:g} s")
-                rows = await producers.run_pool(_storm(query, clients, seconds))
+                rows = await _storm(producers, query, clients, seconds)
                 phases[name] = rows / seconds
 
-            plain, tasks = sql.queries["bench_insert_plain"], sql.queries["bench_insert_task"]
+            plain, tasks = queries["insert_plain"], queries["insert_task"]
             async with serving(s.database, s.settings):
                 await phase("plain", plain)
                 await phase("idle", tasks)  # the service waits: inserts notify and wake it
                 await phase("plain_again", plain)
                 # Occupy every slot (workers and the claim-ahead buffer) for the phase.
                 slots = max(s.settings.worker_count, s.settings.fetch_limit)
-                await s.database.execute(sql.queries["bench_occupy"], slots, seconds * 3 + 30)
+                await s.database.execute(queries["occupy"], slots, seconds * 3 + 30)
 
                 async def occupied() -> bool:
-                    running = await s.database.fetchval(sql.queries["bench_running"])
-                    return bool(running >= slots)
+                    running = await s.database.fetchval(queries["count_running"])
+                    # Every worker busy. The claim-ahead buffer may stay part empty: the
+                    # claimer tops it up only when half a batch fits (engine/claimer.py).
+                    return bool(running >= s.settings.worker_count)
 
                 await poll_until(occupied)
                 await phase("busy", tasks)  # nobody waits: inserts never notify
@@ -179,8 +189,14 @@ def _claim_loop(
             times.append(time.perf_counter() - started)
             n = len(rows)
             await conn.execute(
-                finish, worker_id, [r["id"] for r in rows], [r["attempts"] for r in rows],
-                ["release"] * n, [None] * n, [None] * n, [0.0] * n,
+                finish,
+                worker_id,
+                [r["id"] for r in rows],
+                [r["attempts"] for r in rows],
+                ["released"] * n,
+                [None] * n,
+                [None] * n,
+                [0.0] * n,
             )
         return times
 
@@ -204,16 +220,16 @@ async def measure_backlog(
     want = settings.fetch_limit
     async with scratch(settings) as s:
         database = s.database
-        await database.execute(sql.queries["bench_fill_pending"], want * 10)
-        await database.execute(sql.queries["bench_vacuum"])
+        await database.execute(queries["enqueue_noops"], want * 10)
+        await database.execute(queries["vacuum"])
         progress(f"backlog: {rounds} claims of {want} on an empty table")
         empty = await _claim_times(database, want, rounds)
         progress(f"backlog: loading {finished} finished and {pending} pending rows")
-        await database.execute(sql.queries["bench_triggers_off"])
-        await database.execute(sql.queries["bench_fill_finished"], finished)
-        await database.execute(sql.queries["bench_fill_pending"], pending)
-        await database.execute(sql.queries["bench_triggers_on"])
-        await database.execute(sql.queries["bench_vacuum"])
+        await database.execute(queries["triggers_off"])
+        await database.execute(queries["fill_finished"], finished)
+        await database.execute(queries["enqueue_noops"], pending)
+        await database.execute(queries["triggers_on"])
+        await database.execute(queries["vacuum"])
         progress(f"backlog: {rounds} claims of {want} on the loaded table")
         loaded = await _claim_times(database, want, rounds)
         header = s.header
@@ -233,9 +249,7 @@ async def measure_backlog(
 # --- drain with serve processes ----------------------------------------------------------
 
 
-async def measure_drain_processes(
-    settings: Settings, tasks: int, processes: int
-) -> dict[str, Any]:
+async def measure_drain_processes(settings: Settings, tasks: int, processes: int) -> dict[str, Any]:
     """Throughput of ``processes`` serve subprocesses: all start idle, then ``tasks`` noop
     rows arrive in one INSERT (whose NOTIFY wakes them); timed from that commit until the
     database has no pending or running row, then verified with a count."""
@@ -244,15 +258,15 @@ async def measure_drain_processes(
             await stack.enter_async_context(serving(s.database, s.settings))
         progress(f"drain: {processes} serve processes up; enqueueing {tasks} noop tasks")
         started = time.monotonic()
-        await s.database.execute(sql.queries["bench_enqueue_noops"], tasks)
-        await s.database.execute(sql.queries["bench_analyze"])
+        await s.database.execute(queries["enqueue_noops"], tasks)
+        await s.database.execute(queries["analyze"])
 
         async def drained() -> bool:
-            return not await s.database.fetchval(sql.queries["bench_unfinished"])
+            return not await s.database.fetchval(queries["unfinished"])
 
         await poll_until(drained, timeout_s=STALL_TIMEOUT_S + tasks / 100)
         seconds = time.monotonic() - started
-        done = int(await s.database.fetchval(sql.queries["count_done"]))
+        done = int(await s.database.fetchval(queries["count_done"]))
         header = s.header
     if done != tasks:
         raise errors.NotifyqError(f"drain: {done} of {tasks} tasks done")
@@ -278,19 +292,21 @@ async def measure_rss(settings: Settings, tasks: int) -> dict[str, Any]:
             await trio.sleep(1.0)
             idle = rss_mb(proc.pid)
             progress(f"rss: idle serve process {idle:.1f} MiB; enqueueing {tasks} noop tasks")
-            await database.execute(sql.queries["bench_enqueue_noops"], tasks)
-            await database.execute(sql.queries["bench_analyze"])
+            await database.execute(queries["enqueue_noops"], tasks)
+            await database.execute(queries["analyze"])
             started, peak, last_report = time.monotonic(), idle, time.monotonic()
-            while await database.fetchval(sql.queries["bench_unfinished"]):
+            while await database.fetchval(queries["unfinished"]):
                 peak = max(peak, rss_mb(proc.pid))
                 if time.monotonic() - last_report > 5:
                     last_report = time.monotonic()
-                    progress(f"  rss {rss_mb(proc.pid):.1f} MiB after {last_report - started:.0f} s")
+                    progress(
+                        f"  rss {rss_mb(proc.pid):.1f} MiB after {last_report - started:.0f} s"
+                    )
                 await trio.sleep(0.25)
             seconds = time.monotonic() - started
             await trio.sleep(1.0)
             after = rss_mb(proc.pid)
-            done = int(await database.fetchval(sql.queries["count_done"]))
+            done = int(await database.fetchval(queries["count_done"]))
         header = s.header
     if done != tasks:
         raise errors.NotifyqError(f"rss: {done} of {tasks} tasks done")

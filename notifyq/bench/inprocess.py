@@ -1,0 +1,170 @@
+"""`notifyq bench latency | drain`: pickup latency and drain throughput of an in-process
+:class:`~notifyq.engine.Service`, measured on a real PostgreSQL.
+
+Both run in a scratch database (see :mod:`notifyq.bench.common`). Everything runs in this
+one process and trio thread, so the service, the inserter and the measurement share one
+CPU core.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from notifyq import db, errors
+from notifyq.app import Task, builtin_app
+from notifyq.bench.common import (
+    PROBE_TIMEOUT_S,
+    STALL_TIMEOUT_S,
+    percentile,
+    progress,
+    queries,
+    running,
+    scratch,
+)
+from notifyq.engine import Service
+from notifyq.settings import Settings
+
+# --- latency --------------------------------------------------------------------------
+
+
+class Probes:
+    """The ``bench_probe`` handler: records time.monotonic() at its start, by task id."""
+
+    def __init__(self) -> None:
+        self.started: dict[int, float] = {}
+        self._changed = trio.Event()
+
+    async def handle(self, task: Task) -> None:
+        self.started[task.id] = time.monotonic()
+        self._changed.set()
+
+    async def wait_for(self, task_id: int) -> float:
+        while task_id not in self.started:
+            self._changed = trio.Event()
+            await self._changed.wait()
+        return self.started.pop(task_id)
+
+
+def _insert_probe(seq: int) -> Callable[[db.Connection], Awaitable[tuple[int, float]]]:
+    async def insert(conn: db.Connection) -> tuple[int, float]:
+        task_id = await conn.fetchval(queries["insert_probe"], {"seq": seq})
+        # Autocommit: the statement's result is the commit's acknowledgement. Read the
+        # clock here, on the asyncio side, before the pool's reset query and the hop back
+        # to trio (both would make t_commit late and the latency look smaller).
+        return int(task_id), time.monotonic()
+
+    return insert
+
+
+async def measure_latency(
+    settings: Settings, count: int, spacing_s: float, warmup: int
+) -> dict[str, Any]:
+    """Pickup latency on an idle service: INSERT commit -> handler start.
+
+    A second pool of one connection (not the service's) inserts one ``bench_probe`` row at
+    a time in autocommit; t_commit = time.monotonic() as soon as the INSERT's result (the
+    commit's acknowledgement) arrives, in the asyncio coroutine, before the pool's reset
+    query and the hop back to trio. The handler reads time.monotonic() at its start.
+
+    Bias: the server commits a little before the client reads the acknowledgement, so the
+    figure is optimistic by that reply's transit (µs on a local socket). Reading the clock
+    once the call is back in trio instead would make every sample smaller (optimistic) by
+    ``return_p50_ms``, which the report gives. Negative samples would be kept: real.
+    Probes are ``spacing_s`` apart, so the service is idle at each insert; the first
+    ``warmup`` (statement preparation on fresh connections) are not measured.
+    """
+    probes = Probes()
+    app = builtin_app()
+    app.handler("bench_probe")(probes.handle)
+    samples: list[float] = []
+    returns: list[float] = []
+    async with scratch(settings) as s:
+        progress(f"latency: {count} probes after {warmup} warm-up, {spacing_s * 1000:g} ms apart")
+        async with (
+            running(s.database, s.settings, app),
+            db.open_database(s.settings.database_url or "", min_size=1, max_size=1) as inserter,
+        ):
+            for seq in range(warmup + count):
+                task_id, acked = await inserter.run(_insert_probe(seq))
+                returned = time.monotonic()
+                try:
+                    with trio.fail_after(PROBE_TIMEOUT_S):
+                        started = await probes.wait_for(task_id)
+                except trio.TooSlowError:
+                    raise errors.NotifyqError(
+                        f"probe task {task_id} did not start within {PROBE_TIMEOUT_S:g} s"
+                    ) from None
+                if seq >= warmup:
+                    samples.append(started - acked)
+                    returns.append(returned - acked)
+                    if len(samples) * 10 // count > (len(samples) - 1) * 10 // count:
+                        progress(f"  {len(samples)}/{count} probes")
+                await trio.sleep(spacing_s)
+        header = s.header
+    ordered = sorted(x * 1000 for x in samples)
+    stats = {f"p{p}_ms": round(percentile(ordered, p), 3) for p in (50, 95, 99)}
+    return {
+        "benchmark": "latency",
+        **header,
+        "count": count,
+        "warmup": warmup,
+        "spacing_s": spacing_s,
+        **stats,
+        "max_ms": round(ordered[-1], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+        "min_ms": round(ordered[0], 3),
+        "return_p50_ms": round(statistics.median(returns) * 1000, 3),
+    }
+
+
+# --- drain ----------------------------------------------------------------------------
+
+
+async def measure_drain(settings: Settings, tasks: int) -> dict[str, Any]:
+    """Throughput: N ``noop`` rows enqueued first, then time from service start to all done.
+
+    The end is seen from the service's own count of outcomes written ``done`` (read every
+    5 ms, no load on the database), then verified with a count in the database.
+    """
+    async with scratch(settings) as s:
+        await s.database.execute(queries["enqueue_noops"], tasks)
+        await s.database.execute(queries["analyze"])
+        progress(f"drain: {tasks} noop tasks enqueued; starting the service")
+        started = time.monotonic()
+        async with running(s.database, s.settings, builtin_app()) as svc:
+            await _wait_drained(svc, tasks, started)
+            finished = time.monotonic()
+            done = int(await s.database.fetchval(queries["count_done"]))
+        header = s.header
+    if done != tasks:
+        raise errors.NotifyqError(f"the service reported {tasks} done; the database has {done}")
+    seconds = finished - started
+    return {
+        "benchmark": "drain",
+        **header,
+        "tasks": tasks,
+        "done": done,
+        "seconds": round(seconds, 3),
+        "tasks_per_s": round(tasks / seconds, 1),
+    }
+
+
+async def _wait_drained(svc: Service, total: int, started: float) -> None:
+    reported, last, last_change = 0, 0, started
+    while (done := svc.stats().done) < total:
+        now = time.monotonic()
+        if done != last:
+            last, last_change = done, now
+        elif now - last_change > STALL_TIMEOUT_S:
+            raise errors.NotifyqError(
+                f"drain stalled: {done}/{total} done, none finished for {STALL_TIMEOUT_S:g} s"
+            )
+        if done * 10 // total > reported:
+            reported = done * 10 // total
+            progress(f"  {done}/{total} done after {now - started:.2f} s")
+        await trio.sleep(0.005)

@@ -1,0 +1,73 @@
+"""The ``notifyq`` command line (click): the group ``main`` and where every command joins it.
+
+Settings come from flags, then the environment, then ``.env``, then defaults. A bad value
+exits with status 2 and one line naming the setting.
+
+- :mod:`~notifyq.cli.common`: exit codes, settings from flags, the trio runner, open_db
+- :mod:`~notifyq.cli.serve`: serve, worker, web, migrate
+- :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune, dsn
+- :mod:`~notifyq.cli.deploy`: health (a container's liveness check), roles (least-privilege grants)
+- :mod:`~notifyq.cli.bench`: bench and its subcommands (over :mod:`notifyq.bench`)
+"""
+
+from __future__ import annotations
+
+import click
+
+from notifyq.cli import bench, deploy, serve, tasks
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--database-url", help="PostgreSQL URL [DATABASE_URL; unset: embedded server]")
+@click.option("--data-dir", help="Embedded server data directory [NOTIFYQ_DATA_DIR=.notifyq]")
+@click.option("--log-level", help="debug, info, warning or error [LOG_LEVEL=info]")
+@click.option("--log-format", help="console or json [LOG_FORMAT=console]")
+@click.version_option(package_name="notifyq")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    database_url: str | None,
+    data_dir: str | None,
+    log_level: str | None,
+    log_format: str | None,
+) -> None:
+    """notifyq: a PostgreSQL task queue woken by NOTIFY, run on trio."""
+    ctx.obj = {
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "log_level": log_level,
+        "log_format": log_format,
+    }
+
+
+def _add(group: click.Group, *commands: click.Command) -> None:
+    for command in commands:
+        group.add_command(command)
+
+
+_add(main, serve.serve, serve.worker, serve.web, serve.migrate)
+_add(
+    main,
+    tasks.enqueue,
+    tasks.seed,
+    tasks.status,
+    tasks.cancel,
+    tasks.retry,
+    tasks.history,
+    tasks.wait,
+    tasks.prune,
+    tasks.dsn,
+)
+_add(main, deploy.health, deploy.roles)
+_add(
+    bench.bench,
+    bench.latency,
+    bench.drain,
+    bench.insert,
+    bench.backlog,
+    bench.rss,
+    bench.peers,
+    bench.all_,
+    bench.scale,
+)
+_add(main, bench.bench)

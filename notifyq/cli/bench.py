@@ -1,0 +1,307 @@
+"""`notifyq bench`: the commands. The measurements live in :mod:`notifyq.bench`
+(``latency`` and ``drain`` in :mod:`~notifyq.bench.inprocess`; ``insert``, ``backlog``,
+``rss`` in :mod:`~notifyq.bench.load`; ``peers``, ``all`` and ``scale`` in the modules of
+those names).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from notifyq.bench import inprocess, load, report
+from notifyq.bench.peers import measure_peers
+from notifyq.bench.scale import describe, measure_scale
+from notifyq.cli.common import run, settings_from
+from notifyq.settings import Settings
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks on a real PostgreSQL: latency, drain, insert, backlog, rss, peers, all."""
+
+
+# The subcommands below are added to `bench` in notifyq/cli/__init__.py.
+
+
+def _settings(ctx: click.Context, **flags: Any) -> Settings:
+    # LOG_LEVEL warning unless the flag or the environment says otherwise.
+    level = (ctx.obj or {}).get("log_level") or os.environ.get("LOG_LEVEL") or "warning"
+    return settings_from(ctx, log_level=level, **flags)
+
+
+def _report(
+    result: dict[str, Any], as_json: bool, rows: list[tuple[str, str]], note: str = ""
+) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    r = result
+    click.echo(f"notifyq bench {r['benchmark']}: PostgreSQL {r['server_version']} ({r['server']})")
+    click.echo(f"  server: fsync={r['fsync']} synchronous_commit={r['synchronous_commit']}")
+    click.echo("  settings: " + " ".join(f"{k}={v}" for k, v in r["settings"].items()))
+    click.echo("  " + "  ".join(f"{name:>9}" for name, _ in rows))
+    click.echo("  " + "  ".join(f"{value:>9}" for _, value in rows))
+    if note:
+        click.echo(f"  {note}")
+
+
+@click.command()
+@click.option("--count", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--spacing", type=click.FloatRange(0, 60), default=0.02, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json: bool) -> None:
+    """Pickup latency on an idle service: INSERT commit -> handler start, in ms.
+
+    COUNT probes are measured after WARMUP unmeasured ones; each is inserted SPACING
+    seconds after the previous one started.
+    """
+    settings = _settings(ctx)
+    r = run(lambda: inprocess.measure_latency(settings, count, spacing, warmup))
+    names = ["p50", "p95", "p99", "max", "mean"]
+    rows = [("probes", str(count))] + [(f"{n} ms", f"{r[n + '_ms']:.3f}") for n in names]
+    note = (
+        f"(from the INSERT's commit acknowledgement to the handler's start; the insert call"
+        f" returned to trio {r['return_p50_ms']:.3f} ms after the acknowledgement, p50)"
+    )
+    _report(r, as_json, rows, note)
+
+
+@click.command()
+@click.option("--tasks", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
+@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
+@click.option(
+    "-p",
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Above 1: that many `notifyq serve` subprocesses, woken by the INSERT.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def drain(
+    ctx: click.Context, /, tasks: int, processes: int, as_json: bool, **flags: int | None
+) -> None:
+    """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
+    settings = _settings(ctx, **flags)
+    if processes > 1:
+        r = run(lambda: load.measure_drain_processes(settings, tasks, processes))
+    else:
+        r = run(lambda: inprocess.measure_drain(settings, tasks))
+    rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
+    _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
+
+
+@click.command()
+@click.option("--clients", type=click.IntRange(1, 200), default=16, show_default=True)
+@click.option("--seconds", type=click.FloatRange(0.1, 600), default=5.0, show_default=True)
+@click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def insert(
+    ctx: click.Context, /, clients: int, seconds: float, as_json: bool, **flags: int | None
+) -> None:
+    """Producers' cost: CLIENTS single-row insert transactions at once into notifyq.tasks,
+    against the same table without triggers, with a serve process idle and then busy."""
+    settings = _settings(ctx, **flags)
+    r = run(lambda: load.measure_insert(settings, clients, seconds))
+    rows = [(f"{k} /s", f"{r[k + '_per_s']:.0f}") for k in ("plain", "idle", "busy")]
+    rows += [("idle", f"{r['idle_ratio']:.1%}"), ("busy", f"{r['busy_ratio']:.1%}")]
+    _report(r, as_json, rows, "(ratios: inserts/s into notifyq.tasks / plain table)")
+
+
+@click.command()
+@click.option("--finished", type=click.IntRange(0), default=1_000_000, show_default=True)
+@click.option("--pending", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--fetch-limit", type=int, help="rows per claim [FETCH_LIMIT=10]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def backlog(
+    ctx: click.Context,
+    /,
+    finished: int,
+    pending: int,
+    rounds: int,
+    as_json: bool,
+    **flags: int | None,
+) -> None:
+    """Claim latency on an empty table, then with FINISHED done and PENDING pending rows."""
+    settings = _settings(ctx, **flags)
+    r = run(lambda: load.measure_backlog(settings, finished, pending, rounds))
+    rows = [
+        ("empty p50", f"{r['empty']['p50_ms']:.3f}"),
+        ("loaded p50", f"{r['loaded']['p50_ms']:.3f}"),
+        ("ratio", f"{r['ratio_p50']:.2f}"),
+    ]
+    _report(r, as_json, rows, "(ms per claim statement)")
+
+
+@click.command()
+@click.option("--tasks", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
+@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def rss(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -> None:
+    """Resident memory of a `notifyq serve` process: idle, and after draining TASKS."""
+    settings = _settings(ctx, **flags)
+    r = run(lambda: load.measure_rss(settings, tasks))
+    rows = [(k.replace("_mb", " MiB"), f"{r[k]:.1f}") for k in ("idle_mb", "peak_mb", "after_mb")]
+    _report(r, as_json, [*rows, ("growth", f"{r['growth_pct']:+.1f}%")])
+
+
+@click.command()
+@click.option("--tasks", type=click.IntRange(1), default=20_000, show_default=True)
+@click.option("--count", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--spacing", type=click.FloatRange(0, 60), default=0.02, show_default=True)
+@click.pass_context
+def peers(ctx: click.Context, tasks: int, count: int, spacing: float) -> None:
+    """Drain and pickup latency of PgQueuer and procrastinate (pip install notifyq[bench]),
+    each in its own scratch database on the same server, as JSON."""
+    settings = _settings(ctx)
+    r = run(lambda: measure_peers(settings, tasks, count, spacing, 5))
+    click.echo(json.dumps(r, indent=2))
+
+
+@click.command(name="all")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="bench-results",
+    show_default=True,
+    help="Directory for bench.json, bench.md and bench.png.",
+)
+@click.option(
+    "--tasks",
+    type=click.IntRange(1),
+    default=20_000,
+    show_default=True,
+    help="Tasks of each drain (notifyq and every peer).",
+)
+@click.option(
+    "--drain-fetch-limit",
+    type=click.IntRange(1, 10_000),
+    default=200,
+    show_default=True,
+    help="FETCH_LIMIT of the drain and rss runs.",
+)
+@click.option(
+    "--count", type=click.IntRange(1), default=200, show_default=True, help="Pickup-latency probes."
+)
+@click.option("--insert-seconds", type=click.FloatRange(0.1, 600), default=5.0, show_default=True)
+@click.option("--finished", type=click.IntRange(0), default=1_000_000, show_default=True)
+@click.option("--pending", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--rss-tasks", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="An extra drain with this many serve processes (1: skip it).",
+)
+@click.option("--no-peers", is_flag=True, help="Skip PgQueuer and procrastinate.")
+@click.pass_context
+def all_(
+    ctx: click.Context,
+    out: Path,
+    tasks: int,
+    drain_fetch_limit: int,
+    count: int,
+    insert_seconds: float,
+    finished: int,
+    pending: int,
+    rss_tasks: int,
+    processes: int,
+    no_peers: bool,
+) -> None:
+    """Every benchmark and the peers in one run: a table, bench.json and a chart."""
+    settings = _settings(ctx)
+    plan = report.Plan(
+        drain_tasks=tasks,
+        drain_fetch_limit=drain_fetch_limit,
+        probes=count,
+        insert_seconds=insert_seconds,
+        finished=finished,
+        pending=pending,
+        rss_tasks=rss_tasks,
+        processes=processes,
+        peers=not no_peers,
+    )
+    r = run(lambda: report.measure_all(settings, plan))
+    written = report.write(r, out)
+    click.echo(report.table(r))
+    click.echo("\nwritten: " + ", ".join(str(p) for p in written))
+
+
+def _counts(_ctx: Any, _param: Any, value: str) -> list[int]:
+    try:
+        counts = [int(v) for v in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(not 1 <= n <= 64 for n in counts):
+        raise click.BadParameter("expected comma-separated process counts from 1 to 64")
+    return counts
+
+
+@click.command()
+@click.option(
+    "--processes",
+    default="1,2,4",
+    show_default=True,
+    callback=_counts,
+    help="Comma-separated numbers of worker processes to measure.",
+)
+@click.option("--tasks", type=click.IntRange(1), default=5000, show_default=True)
+@click.option(
+    "--sleep",
+    "sleep_s",
+    type=click.FloatRange(0, 60),
+    default=0.0,
+    help="Enqueue `sleep` tasks of this many seconds (handlers that wait) instead of `noop`.",
+)
+@click.option("-w", "--workers", "worker_count", type=click.IntRange(1), help="[WORKER_COUNT=5]")
+@click.option("--fetch-limit", type=click.IntRange(1), help="[FETCH_LIMIT=10]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def scale(
+    ctx: click.Context,
+    processes: list[int],
+    tasks: int,
+    sleep_s: float,
+    worker_count: int | None,
+    fetch_limit: int | None,
+    as_json: bool,
+) -> None:
+    """Scale-out: drain TASKS tasks with 1, 2, 4... `notifyq worker` processes."""
+    settings_ = _settings(ctx)
+    env = {}
+    if worker_count:
+        env["WORKER_COUNT"] = str(worker_count)
+    if fetch_limit:
+        env["FETCH_LIMIT"] = str(fetch_limit)
+    r = run(lambda: measure_scale(settings_, processes, tasks, sleep_s, env))
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(
+        f"notifyq bench scale: {tasks} {describe(sleep_s)}, PostgreSQL {r['server_version']} "
+        f"({r['server']}), {r['cpu_count']} cores shared by the server and the processes"
+    )
+    click.echo(f"  server: fsync={r['fsync']} synchronous_commit={r['synchronous_commit']}")
+    click.echo(f"  per process: {' '.join(f'{k}={v}' for k, v in env.items()) or 'defaults'}")
+    click.echo(f"  {'processes':>9}  {'seconds':>8}  {'tasks/s':>8}  {'per-proc':>8}  done by each")
+    for row in r["runs"]:
+        click.echo(
+            f"  {row['processes']:>9}  {row['seconds']:>8.3f}  {row['tasks_per_s']:>8.1f}  "
+            f"{row['speedup_per_process']:>7.2f}x  {' '.join(map(str, row['per_process_done']))}"
+        )
+    click.echo("  (per-proc: throughput per process relative to the first row; 1.00x is linear)")

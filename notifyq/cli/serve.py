@@ -1,0 +1,172 @@
+"""The long-running commands and the schema: `notifyq serve | worker | web | migrate`."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import click
+import trio
+
+from notifyq import db, embedded, errors, migrations, process
+from notifyq.app import App, builtin_app, load_app
+from notifyq.cli.common import EXIT_USAGE, fail, log, open_db, run, settings_from
+from notifyq.settings import Settings
+from notifyq.web import check_bind
+
+
+@click.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Apply pending schema migrations (safe to run twice, or from two processes)."""
+    settings = settings_from(ctx)
+
+    async def go() -> None:
+        dsn = await embedded.resolve_dsn(settings)
+        async with db.open_database(dsn, min_size=1, max_size=2) as database:
+            applied = await migrations.migrate(database)
+        click.echo(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
+
+    run(go)
+
+
+def http_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags of the HTTP side, shared by serve and web."""
+    for option in reversed(
+        [
+            click.option("--http-host", help="Address to serve HTTP on [HTTP_HOST=127.0.0.1]"),
+            click.option("--http-port", type=int, help="HTTP port, 0 for any [HTTP_PORT=8080]"),
+            click.option(
+                "--insecure-http",
+                is_flag=True,
+                default=None,
+                help="Allow a non-loopback HTTP_HOST without API_TOKEN [INSECURE_HTTP]",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+@click.command()
+@click.option(
+    "-w", "--workers", "worker_count", type=int, help="Concurrent handlers [WORKER_COUNT=5]"
+)
+@click.option("--fetch-limit", type=int, help="Largest batch one claim takes [FETCH_LIMIT=10]")
+@click.option(
+    "--fetch-interval", "fetch_interval_s", help="Safety-net sweep period [FETCH_INTERVAL=5]"
+)
+@click.option("-q", "--queues", help="Comma-separated queues to serve [QUEUES=default]")
+@click.option(
+    "--shutdown-timeout", "shutdown_timeout_s", help="Grace for running tasks [SHUTDOWN_TIMEOUT=30]"
+)
+@click.option("--task-timeout", "task_timeout_s", help="Default per-task limit [TASK_TIMEOUT]")
+@click.option("--lease", "lease_s", help="Lease of a claimed task [LEASE=30]")
+@click.option("--retention", "retention_s", help="Prune ended tasks older than this [RETENTION]")
+@click.option("--app", help="module:attribute of your notifyq.App [NOTIFYQ_APP]")
+@click.option(
+    "--no-listen", is_flag=True, default=None, help="No LISTEN connection; sweeps only [NO_LISTEN]"
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 1_000_000),
+    default=0,
+    help="Enqueue this many demo tasks once started.",
+)
+@click.option("--no-http", is_flag=True, help="Run the workers only, without the HTTP side.")
+@http_options
+@click.pass_context
+def serve(ctx: click.Context, /, seed: int, no_http: bool, **flags: Any) -> None:
+    """Run the workers and the HTTP side until SIGINT or SIGTERM (a second signal skips
+    the grace period)."""
+    settings = settings_from(ctx, **flags)
+    app = handlers_for(settings)
+    if not no_http:
+        _check_bind(settings)
+    run(lambda: serve_until_signalled(settings, app, seed=seed, http=not no_http))
+
+
+@click.command()
+@http_options
+@click.pass_context
+def web(ctx: click.Context, /, **flags: Any) -> None:
+    """Run only the HTTP side (API, status page, /events), to scale it apart from workers."""
+    settings = settings_from(ctx, **flags)
+    _check_bind(settings)
+    run(lambda: serve_until_signalled(settings, App(), http=True, workers=False))
+
+
+def _check_bind(settings: Settings) -> None:
+    try:
+        check_bind(settings)
+    except errors.ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+# Roles: `serve` runs workers and the HTTP server, `worker` the workers only, `web` the HTTP
+# server only; all three take the same settings. `worker` takes serve's flags but the HTTP ones.
+_HTTP_PARAMS = {"no_http", "http_host", "http_port", "insecure_http"}
+
+
+@click.command("worker", params=[p for p in serve.params if p.name not in _HTTP_PARAMS])
+@click.pass_context
+def worker(ctx: click.Context, /, seed: int, **flags: Any) -> None:
+    """Run the workers only (no HTTP server) until SIGINT or SIGTERM."""
+    settings = settings_from(ctx, **flags)
+    app = handlers_for(settings)
+    run(lambda: serve_until_signalled(settings, app, seed=seed, http=False))
+
+
+def handlers_for(settings: Settings) -> App:
+    app = builtin_app(
+        demo_min_delay_s=settings.demo_min_delay_s,
+        demo_max_delay_s=settings.demo_max_delay_s,
+        demo_failure_rate=settings.demo_failure_rate,
+    )
+    if settings.app:
+        try:
+            app = app.merged(load_app(settings.app))
+        except errors.ConfigError as exc:
+            fail(str(exc), EXIT_USAGE)
+    return app
+
+
+async def serve_until_signalled(
+    settings: Settings, app: App, *, seed: int = 0, http: bool = True, workers: bool = True
+) -> None:
+    stop, force = trio.Event(), trio.Event()
+    # Opened first, so that a signal during start-up is a request to stop, not a crash.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if not stop.is_set():
+                        log.info(
+                            "shutdown.signal",
+                            signal=name,
+                            next="finishing running tasks; send again to skip the wait",
+                        )
+                        stop.set()
+                    else:
+                        log.info(
+                            "shutdown.signal_again", signal=name, next="cancelling running tasks"
+                        )
+                        force.set()
+
+            nursery.start_soon(watch)
+            async with open_db(settings) as database:
+                await process.serve_process(
+                    database,
+                    settings,
+                    app,
+                    stop,
+                    force,
+                    seed=seed,
+                    http=http,
+                    workers=workers,
+                    exit_on_abandoned=True,
+                )
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,225 @@
+"""The task commands: `notifyq enqueue | seed | status | cancel | retry | history | wait |
+prune | dsn`."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+import trio
+
+from notifyq import embedded, engine, store
+from notifyq.cli.common import (
+    EXIT_FAILED,
+    duration,
+    open_db,
+    positive_duration,
+    run,
+    settings_from,
+)
+from notifyq.client import Client
+from notifyq.settings import Settings
+
+T = TypeVar("T")
+
+
+@click.command()
+@click.option("-n", "--count", type=click.IntRange(1, 10_000_000), default=20, show_default=True)
+@click.pass_context
+def seed(ctx: click.Context, count: int) -> None:
+    """Enqueue COUNT demo tasks in one statement."""
+    settings = settings_from(ctx)
+
+    async def go() -> None:
+        async with open_db(settings, pool_size=2) as database:
+            ids = await store.seed(database, count)
+        click.echo(f"enqueued {len(ids)} demo tasks ({ids[0]}..{ids[-1]})")
+
+    run(go)
+
+
+def _parse_payload(text: str | None) -> Any:
+    """JSON if it parses, else the text itself as a JSON string."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("payload", required=False)
+@click.option("--queue", default="default", show_default=True)
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--delay", callback=duration, help="Run no sooner than this from now (e.g. 30s).")
+@click.option(
+    "--at",
+    "run_at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    help="Run no sooner than this time (ISO 8601; no zone: local time).",
+)
+@click.option("--max-attempts", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option("--timeout", callback=positive_duration, help="Time limit of one attempt.")
+@click.pass_context
+def enqueue(
+    ctx: click.Context,
+    kind: str,
+    payload: str | None,
+    queue: str,
+    priority: int,
+    delay: float | None,
+    run_at: datetime | None,
+    max_attempts: int,
+    timeout: float | None,
+) -> None:
+    """Add a task. PAYLOAD is JSON; text that is not JSON is taken as a string."""
+    settings = settings_from(ctx)
+    if run_at is not None and run_at.tzinfo is None:
+        run_at = run_at.astimezone()  # naive: local time
+
+    async def go() -> None:
+        async with open_db(settings, pool_size=2) as database:
+            task_id = await Client(database).enqueue(
+                kind,
+                _parse_payload(payload),
+                queue=queue,
+                priority=priority,
+                delay_s=delay or 0.0,
+                run_at=run_at,
+                max_attempts=max_attempts,
+                timeout_s=timeout,
+            )
+        click.echo(task_id)
+
+    run(go)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Task counts by queue and status, and the live worker processes."""
+    settings = settings_from(ctx)
+
+    async def go() -> None:
+        async with open_db(settings, pool_size=2) as database:
+            counts = [{"queue": q, "status": s, "n": n} for q, s, n in await store.counts(database)]
+            workers = await store.workers(database)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {"counts": [dict(r) for r in counts], "workers": [dict(r) for r in workers]},
+                    default=str,
+                    indent=2,
+                )
+            )
+            return
+        click.echo(f"{'QUEUE':<20} {'STATUS':<12} {'TASKS':>10}")
+        for r in counts:
+            click.echo(f"{r['queue']:<20} {r['status']:<12} {r['n']:>10}")
+        click.echo(f"\n{len(workers)} worker process(es)")
+        for w in workers:
+            click.echo(
+                f"  {w['id']}  queues={','.join(w['queues'])}  "
+                f"in_flight={w['in_flight']}/{w['concurrency']}  last_seen={w['last_seen']:%H:%M:%S}"
+            )
+
+    run(go)
+
+
+@click.command()
+@click.pass_context
+def dsn(ctx: click.Context) -> None:
+    """Print the database URL (starting the embedded server if needed): psql "$(notifyq dsn)"."""
+    settings = settings_from(ctx)
+    click.echo(settings.database_url or run(lambda: embedded.resolve_dsn(settings)))
+
+
+def _task_command(action: str) -> Callable[[Callable[..., Any]], click.Command]:
+    def decorate(fn: Callable[..., Any]) -> click.Command:
+        return click.command(name=action)(
+            click.argument("task_id", type=click.IntRange(1))(click.pass_context(fn))
+        )
+
+    return decorate
+
+
+@_task_command("cancel")
+def cancel(ctx: click.Context, task_id: int) -> None:
+    """Cancel a task: pending ends at once, running is stopped by its process."""
+    settings = settings_from(ctx)
+    click.echo(run(lambda: _with_client(settings, lambda c: c.cancel(task_id))))
+
+
+@_task_command("retry")
+def retry(ctx: click.Context, task_id: int) -> None:
+    """Put an 'error' or 'cancelled' task back to pending."""
+    settings = settings_from(ctx)
+    click.echo(run(lambda: _with_client(settings, lambda c: c.retry(task_id))))
+
+
+@_task_command("history")
+def history(ctx: click.Context, task_id: int) -> None:
+    """Print a task's events, oldest first."""
+    settings = settings_from(ctx)
+    events = run(lambda: _with_client(settings, lambda c: c.history(task_id)))
+    for e in events:
+        worker = e["worker"] or "-"
+        error = f"  {e['error']}" if e["error"] else ""
+        click.echo(
+            f"{e['at']:%Y-%m-%d %H:%M:%S.%f}  {e['event']:<10} attempt={e['attempt']}  {worker}{error}"
+        )
+
+
+@click.command()
+@click.argument("task_id", type=click.IntRange(1))
+@click.option("--timeout", callback=duration, help="Give up after this long (exit 3).")
+@click.pass_context
+def wait(ctx: click.Context, task_id: int, timeout: float | None) -> None:
+    """Wait for a task to end; print it as JSON. Exit 0 if done, 1 if error or cancelled."""
+    settings = settings_from(ctx)
+
+    async def go() -> dict[str, Any]:
+        try:
+            # The deadline sits outside the client so that it is not wrapped in the
+            # trio-asyncio loop's exception group.
+            with trio.fail_after(timeout if timeout is not None else math.inf):
+                return await _with_client(settings, lambda c: c.wait(task_id))
+        except trio.TooSlowError:
+            raise trio.TooSlowError(f"task {task_id} did not end within {timeout:g} s") from None
+
+    task = run(go)
+    click.echo(json.dumps(task, default=str))
+    if task["status"] != "done":
+        sys.exit(EXIT_FAILED)
+
+
+@click.command()
+@click.option(
+    "--older-than",
+    required=True,
+    callback=duration,
+    help="Age of ended tasks to delete (e.g. 7d).",
+)
+@click.pass_context
+def prune(ctx: click.Context, older_than: float) -> None:
+    """Delete ended tasks (and their history) older than --older-than, in batches."""
+    settings = settings_from(ctx)
+
+    async def go() -> int:
+        async with open_db(settings, pool_size=2) as database:
+            return await engine.prune(database, older_than)
+
+    click.echo(f"deleted {run(go)} task(s)")
+
+
+async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]]) -> T:
+    async with open_db(settings, pool_size=2) as database:
+        return await fn(Client(database, listen_dsn=settings.listen_database_url))

@@ -1,0 +1,180 @@
+"""The claimer: sleeps until rows may be claimable, then claims them in one statement.
+
+It wakes on a notification (rows appeared), a freed worker (the ledger's doorbell), the
+earliest known ``run_at``, or the FETCH_INTERVAL safety-net sweep, and claims up to
+FETCH_LIMIT rows. A process holds at most ``ledger.capacity`` = max(WORKER_COUNT,
+FETCH_LIMIT) claimed attempts: those beyond the free workers wait in the jobs channel,
+their leases kept by the heartbeat, so a worker that finishes finds its next task without
+a round trip. When a claim comes back short the process records itself as waiting
+(``store.go_idle``, see migration 0002): only then do producers' inserts notify.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import trio
+
+from notifyq import db, errors, logs, store
+from notifyq.app import Task
+from notifyq.engine.ledger import Attempt, Ledger
+from notifyq.settings import Settings
+
+log = logs.get("notifyq.worker")
+
+# Shortest sleep of the claimer when rows are due but were locked by another claimer.
+MIN_CLAIM_GAP_S = 0.005
+# Longest single wait while retrying a statement against a database that is away.
+MAX_RETRY_SLEEP_S = 2.0
+# First and longest pause before go_idle is tried again after a producer held its lock.
+IDLE_RETRY_S = (0.002, 0.25)
+
+
+class Claimer:
+    def __init__(
+        self,
+        database: db.Database,
+        settings: Settings,
+        ledger: Ledger,
+        owner: str,
+        jobs: trio.MemorySendChannel[Attempt],
+    ) -> None:
+        self.db = database
+        self.settings = settings
+        self.ledger = ledger
+        self.owner = owner
+        self.queues = tuple(settings.queues)
+        self._jobs = jobs
+        self._rows_may_exist = True  # the first claim runs at start
+        self._waiting = False  # our notifyq.waiters row is in place
+        self._appeared = 0  # counts "rows may have appeared" events
+        self._idle_failures = 0
+        self._claim_failures = 0
+        self._due_at = math.inf
+        self._next_sweep = math.inf
+
+    def rows_appeared(self) -> None:
+        """Rows may be claimable now: a notification, a reconnect, an overflow."""
+        self._rows_may_exist = True
+        self._appeared += 1
+        # A notification means a producer removed our waiters row (or we may have missed
+        # that): record ourselves again after the next short claim.
+        self._waiting = False
+        self.ledger.doorbell.ring()
+
+    def on_queue_notification(self, queue: str) -> None:
+        if queue in self.queues:
+            self.rows_appeared()
+
+    async def serve(self) -> None:
+        # The claimer is the only sender of jobs: closing on exit lets the workers drain
+        # what is queued (releasing it, since we are stopping) and then end.
+        ledger, s = self.ledger, self.settings
+        async with self._jobs:
+            self._next_sweep = trio.current_time() + s.fetch_interval_s
+            while not ledger.stopping:
+                # Bounded by written outcomes, not by finished handlers: a writer that
+                # falls behind holds the claimer back instead of piling up leases.
+                room = ledger.room
+                # Claim when a worker is free, or when the buffer ahead of the workers has
+                # room for half a batch (fewer, bigger claims while tasks are short).
+                worth_it = ledger.busy < s.worker_count or 2 * room >= ledger.capacity
+                if self._rows_may_exist and room > 0 and worth_it:
+                    await self._claim_once(min(room, s.fetch_limit))
+                else:
+                    await self._sleep()
+
+    async def _claim_once(self, want: int) -> None:
+        appeared_before = self._appeared
+        try:
+            attempts = await self._claim(want)
+        except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
+            self._claim_failures += 1
+            delay = min(MAX_RETRY_SLEEP_S, 0.05 * 2**self._claim_failures)
+            log.warning("claim.failed", error=str(exc) or "timed out", retry_in_s=round(delay, 3))
+            await trio.sleep(delay)
+            return
+        self._claim_failures = 0
+        for attempt in attempts:
+            # Never blocks: the channel holds `capacity` jobs and unwritten <= capacity.
+            # Claimed while stopping: the worker gives the row straight back.
+            self._jobs.send_nowait(attempt)
+        if len(attempts) == want:
+            return  # a full claim: more rows may be waiting, claim again at once
+        # Only a wake-up that came before the claim is answered by it: one that arrived
+        # while the claim ran may be for a row the claim could not see yet.
+        self._rows_may_exist = self._appeared != appeared_before
+        await self._go_idle()
+
+    async def _go_idle(self) -> None:
+        # Asked after the rows went to the workers, so that handlers do not wait for it.
+        register = not self._waiting and not self._rows_may_exist
+        appeared_before = self._appeared
+        try:
+            idle = await store.go_idle(
+                self.db, owner=self.owner, queues=self.queues, register=register
+            )
+            registered, due_in = idle.registered, idle.due_in_s
+        except errors.DatabaseUnavailable:
+            registered, due_in = False, MAX_RETRY_SLEEP_S  # look again soon; the sweep too
+        if register:
+            if registered and self._appeared == appeared_before:
+                # Every producer that did not see our row has committed: one more claim
+                # sees its rows; every later producer notifies.
+                self._waiting = True
+                self._idle_failures = 0
+            elif not registered:
+                # A producer was between its trigger and its commit: its rows may need
+                # no notification. Claim again after a short pause, then try again.
+                self._idle_failures += 1
+                first, longest = IDLE_RETRY_S
+                pause = min(first * 2 ** min(self._idle_failures, 10), longest)
+                due_in = pause if due_in is None else min(due_in, pause)
+            self._rows_may_exist = self._rows_may_exist or registered
+        if due_in is None:
+            self._due_at = math.inf
+        else:
+            self._due_at = trio.current_time() + max(due_in, MIN_CLAIM_GAP_S)
+
+    async def _sleep(self) -> None:
+        """Until a notification, a freed worker, the next due row or the sweep."""
+        await self.ledger.doorbell.wait_until(min(self._due_at, self._next_sweep))
+        now = trio.current_time()
+        if now >= self._next_sweep:
+            self._rows_may_exist = True  # the safety net for notifications lost on the way
+            self._waiting = False
+            self._next_sweep = now + self.settings.fetch_interval_s
+        if now >= self._due_at:
+            self._rows_may_exist = True
+            self._due_at = math.inf
+
+    async def _claim(self, want: int) -> list[Attempt]:
+        lease_s = self.settings.lease_s
+        started = time.perf_counter()
+        sent_at = trio.current_time()
+        # Shielded: cancelling a claim after the server committed it would leave rows
+        # in_progress that nobody runs until their lease expires. The time limit still
+        # bounds it (the server then cancels the statement and nothing was claimed).
+        with trio.CancelScope(shield=True), trio.fail_after(lease_s / 2):
+            rows = await store.claim(
+                self.db, queues=self.queues, limit=want, owner=self.owner, lease_s=lease_s
+            )
+        attempts = []
+        for row in rows:
+            task = Task(
+                row.id,
+                row.queue,
+                row.kind,
+                row.payload,
+                row.attempt,
+                row.max_attempts,
+                row.priority,
+            )
+            attempt = Attempt(task, sent_at + lease_s, row.lag_s, row.timeout_s)
+            self.ledger.attempts[row.id] = attempt
+            attempts.append(attempt)
+        self.ledger.claimed += len(rows)
+        if rows:
+            log.debug("claim", rows=len(rows), ms=round((time.perf_counter() - started) * 1000, 2))
+        return attempts

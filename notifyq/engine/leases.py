@@ -1,0 +1,44 @@
+"""The lease keeper: one batched heartbeat per LEASE/3 for every attempt this process holds.
+
+The same round trip refreshes the process's registry row. An attempt whose lease is gone
+(another process recovered the task) is stopped; one whose cancel was asked while the
+notification never came (NO_LISTEN, a lost LISTEN connection) is cancelled.
+"""
+
+from __future__ import annotations
+
+import random
+
+import trio
+
+from notifyq import db, errors, logs, store
+from notifyq.engine.ledger import Ledger
+from notifyq.settings import Settings
+
+log = logs.get("notifyq.service")
+
+
+async def serve_heartbeat(
+    database: db.Database, settings: Settings, ledger: Ledger, me: store.Registration
+) -> None:
+    interval = settings.lease_s / 3
+    while True:
+        await trio.sleep(interval * random.uniform(0.9, 1.0))
+        ids = ledger.running_ids()
+        sent = trio.current_time()
+        try:
+            kept = await store.heartbeat(database, me, task_ids=ids, lease_s=settings.lease_s)
+        except errors.DatabaseUnavailable as exc:
+            log.warning("heartbeat.failed", error=str(exc), tasks=len(ids))
+            continue
+        for task_id in ids:
+            attempt = ledger.attempts.get(task_id)
+            if attempt is None:
+                continue
+            if task_id in kept:
+                attempt.lease_until = sent + settings.lease_s
+                if kept[task_id]:
+                    attempt.request_stop("cancel")
+            else:
+                log.warning("task.lease_lost", task_id=task_id)
+                attempt.request_stop("lease_lost")

@@ -1,0 +1,102 @@
+"""What the stages of one process share: the attempts it holds, and who may change what.
+
+An :class:`Attempt` lives in :attr:`Ledger.attempts` from the claim until its outcome is
+written (or given up). Every field has one owner:
+
+=================  ==========================================================
+``attempts``       entries added by the claimer, removed by the writer
+``claimed``        the claimer (rows claimed so far)
+``handed_over``    the runner (attempts whose outcome went to the writer)
+``written``        the writer (outcomes written or given up)
+``stopping``       the service (set once, when shutdown starts)
+``doorbell``       rung by anyone who frees room; waited on by the claimer only
+=================  ==========================================================
+
+The other stages read them. On an Attempt, the claimer sets the task and the first lease,
+the runner ``started`` and the scopes, the heartbeat ``lease_until``; ``request_stop`` may
+be called by anyone (cancel, shutdown, lease lost, time limit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import trio
+
+from notifyq.app import Task
+
+# How long a handler gets to react to cancellation before it is abandoned.
+CANCEL_GRACE_S = 2.0
+
+StopReason = Literal["cancel", "shutdown", "lease_lost", "timeout"]
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One claimed attempt of a task, from claim until its outcome is written."""
+
+    task: Task
+    lease_until: float  # trio clock; the lease is surely valid before this
+    lag_s: float = 0.0  # claim time minus run_at
+    timeout_s: float | None = None  # the row's own time limit
+    started: float = 0.0  # trio clock when the handler started; 0: not started
+    handler_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    wait_scope: trio.CancelScope | None = None
+    stop_reason: StopReason | None = None
+
+    def request_stop(self, reason: StopReason) -> None:
+        """Cancel the handler; the first reason given decides the verdict."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.handler_scope.cancel()
+        if self.wait_scope is not None:
+            self.wait_scope.deadline = min(
+                self.wait_scope.deadline, trio.current_time() + CANCEL_GRACE_S
+            )
+
+
+class Doorbell:
+    """Wakes the claimer: anyone may ring, only the claimer waits."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def ring(self) -> None:
+        self._event.set()
+
+    async def wait_until(self, deadline: float) -> None:
+        """Until the next ring (one that comes after this call) or ``deadline``."""
+        self._event = trio.Event()
+        with trio.move_on_at(deadline):
+            await self._event.wait()
+
+
+class Ledger:
+    def __init__(self, capacity: int) -> None:
+        # Claimed tasks a process holds at most: claiming ahead of the free workers saves
+        # a round trip per task when tasks are short.
+        self.capacity = capacity
+        self.attempts: dict[int, Attempt] = {}
+        self.claimed = 0
+        self.handed_over = 0
+        self.written = 0
+        self.stopping = False
+        self.doorbell = Doorbell()
+
+    @property
+    def busy(self) -> int:
+        """Claimed attempts whose outcome has not reached the writer yet."""
+        return self.claimed - self.handed_over
+
+    @property
+    def unwritten(self) -> int:
+        """Claimed attempts whose outcome is not written yet (at most ``capacity``)."""
+        return self.claimed - self.written
+
+    @property
+    def room(self) -> int:
+        return self.capacity - self.unwritten
+
+    def running_ids(self) -> list[int]:
+        return list(self.attempts)

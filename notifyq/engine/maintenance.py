@@ -1,0 +1,73 @@
+"""Fleet maintenance, taken in turns so that one process per interval does each job.
+
+- the reaper returns tasks of lost processes (expired leases) to pending, or ends them
+  when their attempts are used up, and forgets registry rows that stopped heart-beating;
+- the pruner deletes tasks that ended more than RETENTION ago, in bounded batches.
+"""
+
+from __future__ import annotations
+
+import random
+
+import trio
+
+from notifyq import db, errors, logs, store
+from notifyq.settings import Settings
+
+log = logs.get("notifyq.service")
+
+REAP_INTERVAL_S = 5.0
+REAP_BATCH = 1000
+PRUNE_INTERVAL_S = 60.0
+PRUNE_BATCH = 1000
+
+
+class Reaper:
+    def __init__(self, database: db.Database, settings: Settings) -> None:
+        self.db = database
+        self.settings = settings
+        self.recovered = 0  # tasks this process's reaper gave back to pending or ended
+
+    async def serve(self) -> None:
+        interval = min(REAP_INTERVAL_S, self.settings.lease_s / 3)
+        while True:
+            await trio.sleep(interval * random.uniform(0.8, 1.2))
+            try:
+                rows = await store.reap(
+                    self.db,
+                    every_s=interval * 0.9,
+                    limit=REAP_BATCH,
+                    forget_after_s=self.settings.lease_s * 3,
+                )
+            except errors.DatabaseUnavailable as exc:
+                log.warning("reaper.failed", error=str(exc))
+                continue
+            self.recovered += len(rows)
+            for row in rows:
+                log.warning(
+                    "task.recovered", task_id=row.id, status=row.status, lost_worker=row.lost_worker
+                )
+
+
+async def serve_pruner(database: db.Database, retention_s: float) -> None:
+    while True:
+        await trio.sleep(PRUNE_INTERVAL_S * random.uniform(0.8, 1.2))
+        try:
+            if await store.take_turn(database, "prune", PRUNE_INTERVAL_S * 0.9):
+                await prune(database, retention_s)
+        except errors.DatabaseUnavailable as exc:
+            log.warning("prune.failed", error=str(exc))
+
+
+async def prune(database: db.Database, older_than_s: float, batch: int = PRUNE_BATCH) -> int:
+    """Delete tasks that ended more than ``older_than_s`` ago, in bounded batches."""
+    total = 0
+    while True:
+        deleted = await store.prune(database, older_than_s=older_than_s, limit=batch)
+        total += deleted
+        if deleted < batch:
+            break
+        await trio.lowlevel.checkpoint()  # let others run between batches
+    if total:
+        log.info("prune", deleted=total, older_than_s=older_than_s)
+    return total

@@ -1,0 +1,148 @@
+"""The workers: WORKER_COUNT tasks that take claimed attempts and run their handlers.
+
+Each handler runs in a task of its own, in its own cancel scope, so that cancellation,
+time limits and shutdown can stop it, and one that ignores cancellation is abandoned
+instead of holding a worker forever. What the handler did becomes
+:class:`~notifyq.engine.verdict.Facts`; :func:`~notifyq.engine.verdict.judge` decides the
+outcome, which goes to the writer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import trio
+
+from notifyq import logs
+from notifyq.app import App, Handler
+from notifyq.engine.ledger import CANCEL_GRACE_S, Attempt, Ledger
+from notifyq.engine.verdict import Facts, Retries, judge
+from notifyq.settings import Settings
+from notifyq.store import Outcome, Verdict
+
+log = logs.get("notifyq.worker")
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: Settings,
+        app: App,
+        ledger: Ledger,
+        jobs: trio.MemoryReceiveChannel[Attempt],
+        outcomes: trio.MemorySendChannel[tuple[Outcome, Attempt]],
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self.ledger = ledger
+        self.retries = Retries(settings.retry_base_s, settings.retry_max_s)
+        self.abandoned = 0  # handlers that ignored cancellation and were left running
+        self._jobs = jobs
+        self._outcomes = outcomes
+        self._debug = settings.log_level == "debug"
+
+    async def serve_worker(self, handlers: trio.Nursery) -> None:
+        """One worker: run attempts until the claimer closes the jobs channel."""
+        async for attempt in self._jobs:
+            task = attempt.task
+            if self.ledger.stopping:
+                # Claimed but never started: straight back to pending.
+                self._hand_over(attempt, Outcome(task.id, task.attempt, Verdict.RELEASED))
+                continue
+            await self._run(attempt, handlers)
+
+    def on_cancel_notification(self, payload: str) -> None:
+        """``notifyq_cancel``: stop the running attempt of that task, if it is ours."""
+        try:
+            task_id = int(payload)
+        except ValueError:
+            log.warning("notification.bad_payload", channel="notifyq_cancel", payload=payload[:100])
+            return
+        attempt = self.ledger.attempts.get(task_id)
+        if attempt is not None:
+            log.info("task.cancel_requested", task_id=task_id)
+            attempt.request_stop("cancel")
+
+    def stop_running(self) -> None:
+        """Cancel every running handler; its task goes back to pending."""
+        for attempt in list(self.ledger.attempts.values()):
+            if attempt.started:
+                attempt.request_stop("shutdown")
+
+    async def _run(self, attempt: Attempt, handlers: trio.Nursery) -> None:
+        task = attempt.task
+        handler = self.app.get(task.kind)
+        if handler is None:
+            error = f"no handler for kind {task.kind!r}"
+            self._hand_over(attempt, Outcome(task.id, task.attempt, Verdict.FAILED, error=error))
+            return
+        timeout_s = attempt.timeout_s or handler.timeout_s or self.settings.task_timeout_s
+        attempt.started = trio.current_time()
+        if self._debug:  # the logger proxy costs ~5 µs per call even when filtered out
+            log.debug(
+                "task.start",
+                task_id=task.id,
+                kind=task.kind,
+                attempt=task.attempt,
+                lag_ms=round(attempt.lag_s * 1000, 2),
+            )
+        facts = await self._call(attempt, handler, timeout_s, handlers)
+        self._hand_over(attempt, judge(facts, self.retries))
+
+    async def _call(
+        self, attempt: Attempt, handler: Handler, timeout_s: float | None, nursery: trio.Nursery
+    ) -> Facts:
+        """Run the handler and say how it ended."""
+        task = attempt.task
+        box: list[tuple[bool, Any]] = []  # (returned, value or exception)
+        finished = trio.Event()
+
+        async def call() -> None:
+            try:
+                with attempt.handler_scope:
+                    try:
+                        box.append((True, await handler.fn(task)))
+                    except Exception as exc:
+                        box.append((False, exc))
+            finally:
+                finished.set()
+
+        nursery.start_soon(call, name=f"notifyq task {task.id}")
+        deadline = attempt.started + timeout_s if timeout_s else math.inf
+        with trio.move_on_at(deadline) as attempt.wait_scope:
+            await finished.wait()
+        if not finished.is_set():
+            attempt.request_stop("timeout")
+            with trio.move_on_after(CANCEL_GRACE_S):
+                await finished.wait()
+        if not finished.is_set():
+            self.abandoned += 1
+            log.error(
+                "task.abandoned",
+                task_id=task.id,
+                kind=task.kind,
+                reason="the handler ignored cancellation",
+            )
+        overran = timeout_s is not None and trio.current_time() - attempt.started >= timeout_s
+        returned, value = box[0] if box else (False, None)
+        return Facts(
+            task.id,
+            task.attempt,
+            task.max_attempts,
+            returned=returned,
+            value=value if returned else None,
+            raised=None if returned else value,
+            stopped=attempt.stop_reason,
+            overran=overran,
+            timeout_s=timeout_s,
+        )
+
+    def _hand_over(self, attempt: Attempt, outcome: Outcome) -> None:
+        """Give the outcome to the writer and free the worker slot."""
+        if attempt.stop_reason == "lease_lost":
+            # Another process owns the task now; the fenced write would be refused anyway.
+            log.warning("task.lease_lost", task_id=attempt.task.id, outcome=outcome.verdict.value)
+        self._outcomes.send_nowait((outcome, attempt))
+        self.ledger.handed_over += 1
+        self.ledger.doorbell.ring()

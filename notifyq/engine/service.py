@@ -1,0 +1,260 @@
+"""One notifyq process: the nursery that holds the stages and the shutdown sequence.
+
+Shutdown is a sequence, not one big cancellation, so that nothing is lost:
+
+1. stop claiming (the claimer ends; claimed tasks that never started are released);
+2. running handlers get SHUTDOWN_TIMEOUT seconds, or none after a second signal;
+3. handlers still running are cancelled and their tasks released to pending;
+4. the writer records every outcome (shielded), then heartbeat and listener stop;
+5. the process leaves the worker registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+
+import trio
+
+from notifyq import db, errors, logs, store
+from notifyq.app import App
+from notifyq.engine import leases, maintenance
+from notifyq.engine.claimer import Claimer
+from notifyq.engine.ledger import Attempt, Ledger
+from notifyq.engine.listener import (
+    CANCEL_CHANNEL,
+    QUEUE_CHANNEL,
+    Health,
+    Listener,
+    NotificationSink,
+)
+from notifyq.engine.maintenance import prune
+from notifyq.engine.runner import Runner
+from notifyq.engine.writer import EndObserver, Writer
+from notifyq.settings import Settings
+from notifyq.store import Outcome
+
+log = logs.get("notifyq.service")
+
+__all__ = ["Health", "NotificationSink", "Service", "WorkerStats", "new_worker_id", "prune"]
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """What this process did since it started (``/stats`` ``since_start``)."""
+
+    claimed: int
+    done: int
+    failed: int
+    retried: int
+    cancelled: int
+    released: int
+    fenced: int
+    recovered: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class Service:
+    """The stages of one process. With ``workers=False`` (``notifyq web``) only the listener."""
+
+    def __init__(
+        self,
+        database: db.Database,
+        settings: Settings,
+        app: App,
+        *,
+        sink: NotificationSink | None = None,
+        workers: bool = True,
+        exit_on_abandoned: bool = False,
+    ) -> None:
+        self.db = database
+        self.settings = settings
+        self.worker_id = new_worker_id()
+        self.workers = workers
+        # A process may end while handlers that ignore cancellation still run (the CLI
+        # asks for it); otherwise the service waits for them.
+        self.exit_on_abandoned = exit_on_abandoned
+        self.stopped = trio.Event()  # set once serve() has returned (or failed)
+        self.ledger = Ledger(max(settings.worker_count, settings.fetch_limit))
+        self.registration = store.Registration(
+            self.worker_id, tuple(settings.queues), settings.worker_count
+        )
+        jobs_send, jobs_receive = trio.open_memory_channel[Attempt](self.ledger.capacity)
+        out_send, out_receive = trio.open_memory_channel[tuple[Outcome, Attempt]](math.inf)
+        self._outcomes_send = out_send
+        self.listener = Listener(database, settings, sink=sink)
+        self.claimer = Claimer(database, settings, self.ledger, self.worker_id, jobs_send)
+        self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send)
+        self.writer = Writer(database, settings, self.ledger, self.worker_id, out_receive)
+        self.reaper = maintenance.Reaper(database, settings)
+        if workers:
+            self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
+            self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
+            self.listener.on_gap(self.claimer.rows_appeared)
+
+    @property
+    def health(self) -> Health:
+        return self.listener.health
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts claimed and not yet written."""
+        return len(self.ledger.attempts)
+
+    def stats(self) -> WorkerStats:
+        t = self.writer.tally()
+        return WorkerStats(
+            self.ledger.claimed,
+            t.done,
+            t.failed,
+            t.retried,
+            t.cancelled,
+            t.released,
+            t.fenced,
+            self.reaper.recovered,
+        )
+
+    def observe_ends(self, observer: EndObserver) -> None:
+        self.writer.observe_ends(observer)
+
+    async def serve(
+        self,
+        stop: trio.Event,
+        force: trio.Event,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            if self.workers:
+                await self._serve_workers(stop, force, task_status)
+            else:
+                await self._serve_listener_only(stop, task_status)
+        finally:
+            self.stopped.set()
+
+    async def _serve_workers(
+        self, stop: trio.Event, force: trio.Event, task_status: trio.TaskStatus[None]
+    ) -> None:
+        s = self.settings
+        await store.register(self.db, self.registration)
+        log.info(
+            "service.start",
+            worker_id=self.worker_id,
+            queues=list(s.queues),
+            workers=s.worker_count,
+            fetch_limit=s.fetch_limit,
+        )
+        try:
+            async with trio.open_nursery() as handlers:
+                # Handlers run here; one that ignores cancellation is abandoned by its worker
+                # and keeps only this nursery open.
+                await self._run_stages(stop, force, handlers, task_status)
+                if self.runner.abandoned and self.exit_on_abandoned:
+                    log.error(
+                        "service.abandoned_handlers",
+                        count=self.runner.abandoned,
+                        why="handlers ignored cancellation; exiting without them",
+                    )
+                    # Every outcome is written and the registry entry is gone: nothing is
+                    # lost by leaving the stuck handlers behind.
+                    await self._unregister()
+                    os._exit(0)
+                handlers.cancel_scope.cancel()
+        finally:
+            await self._unregister()
+        log.info("service.stopped", **self.stats().as_dict())
+
+    async def _run_stages(
+        self,
+        stop: trio.Event,
+        force: trio.Event,
+        handlers: trio.Nursery,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        s, ledger = self.settings, self.ledger
+        async with trio.open_nursery() as housekeeping:
+            # The first LISTEN connection may take a while (database down at start-up);
+            # a stop signal meanwhile must still stop the process.
+            with trio.CancelScope() as startup:
+                housekeeping.start_soon(_cancel_when, stop, startup)
+                await housekeeping.start(self.listener.serve)
+            if startup.cancelled_caught:
+                log.info("shutdown.before_start")
+                housekeeping.cancel_scope.cancel()
+                task_status.started()  # started, and already over
+                return
+            housekeeping.start_soon(leases.serve_heartbeat, self.db, s, ledger, self.registration)
+            housekeeping.start_soon(self.reaper.serve)
+            if s.retention_s:
+                housekeeping.start_soon(maintenance.serve_pruner, self.db, s.retention_s)
+            async with trio.open_nursery() as writer:
+                writer.start_soon(self.writer.serve, force)
+                grace = trio.CancelScope()
+                async with trio.open_nursery() as workers:
+                    workers.start_soon(self.claimer.serve)
+                    for _ in range(s.worker_count):
+                        workers.start_soon(self.runner.serve_worker, handlers)
+                    task_status.started()
+                    await stop.wait()
+                    log.info("shutdown.stop_claiming", in_flight=ledger.busy)
+                    ledger.stopping = True
+                    ledger.doorbell.ring()
+                    housekeeping.start_soon(self._enforce_grace, grace, force)
+                    # The workers nursery now ends when the last running handler does.
+                grace.cancel()
+                self._outcomes_send.close()
+                log.info("shutdown.writing_outcomes", pending=self.in_flight)
+            housekeeping.cancel_scope.cancel()
+        log.info("shutdown.done")
+
+    async def _serve_listener_only(
+        self, stop: trio.Event, task_status: trio.TaskStatus[None]
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as startup:
+                nursery.start_soon(_cancel_when, stop, startup)
+                await nursery.start(self.listener.serve)
+            task_status.started()
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _enforce_grace(self, grace: trio.CancelScope, force: trio.Event) -> None:
+        """Give running handlers SHUTDOWN_TIMEOUT (or until a second signal), then cancel."""
+        with grace:
+            if not force.is_set() and self.ledger.busy:
+                log.info(
+                    "shutdown.waiting",
+                    running=self.ledger.busy,
+                    timeout_s=self.settings.shutdown_timeout_s,
+                )
+            with trio.move_on_after(self.settings.shutdown_timeout_s):
+                await force.wait()
+            log.info("shutdown.cancelling", running=self.ledger.busy)
+            self.runner.stop_running()
+
+    async def _unregister(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            try:
+                await store.unregister(self.db, self.worker_id)
+            except errors.DatabaseUnavailable as exc:
+                log.warning(
+                    "service.unregister_failed",
+                    error=str(exc),
+                    why="the registry entry expires by itself",
+                )
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` once ``event`` is set (a no-op if the scope has already exited)."""
+    await event.wait()
+    scope.cancel()

@@ -1,0 +1,184 @@
+"""The writer: records outcomes in batches, with one fenced statement per batch.
+
+Writes are shielded from cancellation and retried while the database is away, so that an
+outcome is never dropped while this process still owns the task. An outcome whose lease
+ran out meanwhile is given up loudly (the reaper hands the task to another attempt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from notifyq import db, errors, logs, store
+from notifyq.app import Task
+from notifyq.engine.ledger import Attempt, Ledger
+from notifyq.settings import Settings
+from notifyq.store import Outcome, Verdict
+
+log = logs.get("notifyq.worker")
+
+MAX_BATCH = 1000
+MAX_RETRY_SLEEP_S = 2.0
+
+# Called once an attempt's outcome is recorded: (task, verdict as stored, lag_s, run_s).
+EndObserver = Callable[[Task, str, float, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Outcomes this process wrote, by verdict, and the writes the fence refused."""
+
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    released: int = 0
+    fenced: int = 0
+
+
+class Writer:
+    def __init__(
+        self,
+        database: db.Database,
+        settings: Settings,
+        ledger: Ledger,
+        owner: str,
+        outcomes: trio.MemoryReceiveChannel[tuple[Outcome, Attempt]],
+    ) -> None:
+        self.db = database
+        self.settings = settings
+        self.ledger = ledger
+        self.owner = owner
+        self._outcomes = outcomes
+        self._counts = dict.fromkeys((*Verdict, "fenced"), 0)
+        self._observers: list[EndObserver] = []
+
+    def tally(self) -> Tally:
+        c = self._counts
+        return Tally(
+            c[Verdict.DONE],
+            c[Verdict.FAILED],
+            c[Verdict.RETRIED],
+            c[Verdict.CANCELLED],
+            c[Verdict.RELEASED],
+            c["fenced"],
+        )
+
+    def observe_ends(self, observer: EndObserver) -> None:
+        """Call ``observer`` for every attempt whose outcome is written."""
+        self._observers.append(observer)
+
+    async def serve(self, force: trio.Event) -> None:
+        """Write outcomes until the workers are done and every outcome is written."""
+        async for first in self._outcomes:
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._outcomes.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await self._write(batch, force)
+            self.ledger.written += len(batch)
+            self.ledger.doorbell.ring()
+
+    async def _write(self, batch: list[tuple[Outcome, Attempt]], force: trio.Event) -> None:
+        failures = 0
+        while batch:
+            try:
+                # Shielded: an outcome in flight must land even while the process stops.
+                with trio.CancelScope(shield=True), trio.fail_after(self.settings.lease_s):
+                    written = await self._write_rows([o for o, _ in batch])
+            except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
+                failures += 1
+                batch = self._give_up_expired(batch, exc, force)
+                if batch:
+                    delay = min(MAX_RETRY_SLEEP_S, 0.05 * 2**failures)
+                    log.warning(
+                        "outcome.write_failed",
+                        tasks=len(batch),
+                        error=str(exc) or type(exc).__name__,
+                        retry_in_s=round(delay, 3),
+                    )
+                    with trio.move_on_after(delay):
+                        await force.wait()
+                continue
+            for outcome, attempt in batch:
+                self.ledger.attempts.pop(outcome.task_id, None)
+                self._log_end(outcome, attempt, written.get(outcome.task_id))
+            return
+
+    def _give_up_expired(
+        self, batch: list[tuple[Outcome, Attempt]], exc: BaseException, force: trio.Event
+    ) -> list[tuple[Outcome, Attempt]]:
+        now = trio.current_time()
+        kept = []
+        for outcome, attempt in batch:
+            if attempt.lease_until <= now or force.is_set():
+                # The lease has run out (or the operator insists on stopping): the reaper
+                # will give the task to another attempt. Say so loudly.
+                log.error(
+                    "outcome.dropped",
+                    task_id=outcome.task_id,
+                    outcome=outcome.verdict.value,
+                    error=str(exc) or type(exc).__name__,
+                    why="lease expired" if not force.is_set() else "forced stop",
+                )
+                self.ledger.attempts.pop(outcome.task_id, None)
+            else:
+                kept.append((outcome, attempt))
+        return kept
+
+    async def _write_rows(
+        self, outcomes: Sequence[Outcome], *, substitute: bool = True
+    ) -> dict[int, str]:
+        try:
+            return await store.finish(self.db, owner=self.owner, outcomes=outcomes)
+        except errors.QueryError as exc:
+            # Bad data in one outcome must not block the others: write them one by one,
+            # and store what PostgreSQL refused as that task's error instead.
+            if len(outcomes) > 1:
+                written: dict[int, str] = {}
+                for one in outcomes:
+                    written |= await self._write_rows([one])
+                return written
+            if not substitute:
+                raise
+            o = outcomes[0]
+            log.error("outcome.unstorable", task_id=o.task_id, error=str(exc))
+            stand_in = Outcome(
+                o.task_id, o.attempt, Verdict.FAILED, error=f"could not store outcome: {exc}"
+            )
+            return await self._write_rows([stand_in], substitute=False)
+
+    def _log_end(self, outcome: Outcome, attempt: Attempt, status: str | None) -> None:
+        task = attempt.task
+        now = trio.current_time()
+        if status is None:
+            self._counts["fenced"] += 1
+            log.warning(
+                "task.outcome_refused",
+                task_id=task.id,
+                kind=task.kind,
+                attempt=task.attempt,
+                outcome=outcome.verdict.value,
+                why="no longer owned by this process (lease lost)",
+            )
+            return
+        verdict = Verdict.CANCELLED if status == store.Status.CANCELLED else outcome.verdict
+        self._counts[verdict] += 1
+        run_s = now - attempt.started if attempt.started else 0.0
+        for observer in self._observers:
+            observer(task, verdict.value, attempt.lag_s, run_s)
+        log.info(
+            "task.end",
+            task_id=task.id,
+            kind=task.kind,
+            attempt=task.attempt,
+            outcome=verdict.value,
+            status=status,
+            duration_ms=round(run_s * 1000, 2),
+            **({"error": outcome.error} if outcome.error and verdict != Verdict.DONE else {}),
+        )

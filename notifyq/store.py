@@ -1,0 +1,397 @@
+"""The one data-access module: a typed function for every statement notifyq runs.
+
+Every statement lives in ``queries.sql`` under a name; this module is the only place that
+looks them up and passes their parameters, so callers read ``await store.claim(...)`` with
+keyword arguments and get typed rows back. ``db.py`` (the driver wrapper), ``migrations.py``
+and the ``bench`` package aside, no other module runs SQL or holds asyncpg objects.
+
+The vocabulary the SQL and the Python share is defined here once: :class:`Status` (the
+``status`` column's values, pinned to the table's CHECK constraint by
+``tests/integration/test_store.py``) and :class:`Verdict` (what one attempt ended as, the
+``finish`` statement's ``outcome`` values, which are also the history's event names).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from notifyq import db, errors, sql
+from notifyq.version import __version__
+
+MAX_ERROR_CHARS = 4000
+
+Row = Mapping[str, Any]
+"""A display row (tasks, workers, history) as the HTTP models and the CLI read it."""
+
+
+class Status(StrEnum):
+    """The ``notifyq.tasks.status`` values."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+ENDED: frozenset[str] = frozenset({Status.DONE, Status.ERROR, Status.CANCELLED})
+LIVE: frozenset[str] = frozenset({Status.PENDING, Status.IN_PROGRESS})
+
+
+class Verdict(StrEnum):
+    """What one attempt ended as: the ``finish`` statement's outcomes and the event names.
+
+    ``retried`` and ``released`` put the task back to pending (a released attempt is not
+    counted: shutdown, lease lost); a retry or release of a task whose cancel was asked
+    ends it ``cancelled`` instead.
+    """
+
+    DONE = "done"
+    FAILED = "failed"
+    RETRIED = "retried"
+    CANCELLED = "cancelled"
+    RELEASED = "released"
+
+
+# --- the engine -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row the claim took: the attempt it starts."""
+
+    id: int
+    queue: str
+    kind: str
+    payload: Any
+    priority: int
+    attempt: int
+    max_attempts: int
+    timeout_s: float | None
+    lag_s: float
+
+
+async def claim(
+    database: db.Database, *, queues: Sequence[str], limit: int, owner: str, lease_s: float
+) -> list[Claimed]:
+    """Claim up to ``limit`` due rows of ``queues`` for ``owner`` (see queries.sql)."""
+    rows = await database.fetch(sql.queries["claim"], list(queues), limit, owner, lease_s)
+    return [
+        Claimed(
+            r["id"],
+            r["queue"],
+            r["kind"],
+            r["payload"],
+            r["priority"],
+            r["attempts"],
+            r["max_attempts"],
+            r["timeout_s"],
+            r["lag_s"],
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """What a claimer learns when a claim came back short."""
+
+    registered: bool  # our waiters row is in place and no producer was mid-commit
+    due_in_s: float | None  # seconds until the earliest pending row is due; None: none
+
+
+async def go_idle(
+    database: db.Database, *, owner: str, queues: Sequence[str], register: bool
+) -> Idle:
+    """Record ``owner`` as waiting (when ``register``) and read the next due time, one hop."""
+    queue_list = list(queues)
+
+    async def statements(conn: db.Connection) -> Idle:
+        registered = False
+        if register:
+            registered = bool(await conn.fetchval(sql.queries["go_idle"], owner, queue_list))
+        due_in = await conn.fetchval(sql.queries["next_due"], queue_list)
+        return Idle(registered, due_in)
+
+    return await database.run(statements)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's verdict as the ``finish`` statement writes it."""
+
+    task_id: int
+    attempt: int
+    verdict: Verdict
+    result_json: str | None = None
+    error: str | None = None
+    delay_s: float = 0.0
+
+
+async def finish(
+    database: db.Database, *, owner: str, outcomes: Sequence[Outcome]
+) -> dict[int, str]:
+    """Write the outcomes of ``owner``'s attempts (fenced); returns {task id: new status}.
+
+    An id missing from the result was no longer owned by ``owner`` at that attempt.
+    """
+    rows = await database.fetch(
+        sql.queries["finish"],
+        owner,
+        [o.task_id for o in outcomes],
+        [o.attempt for o in outcomes],
+        [o.verdict.value for o in outcomes],
+        [o.result_json for o in outcomes],
+        [clean_text(o.error) if o.error is not None else None for o in outcomes],
+        [o.delay_s for o in outcomes],
+    )
+    return {r["id"]: r["status"] for r in rows}
+
+
+def clean_text(text: str) -> str:
+    """Text that PostgreSQL accepts (no NUL), cut to a readable length."""
+    text = text.replace("\x00", "\\0")
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 15] + "… (truncated)"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One process's row in the worker registry."""
+
+    owner: str
+    queues: tuple[str, ...]
+    concurrency: int
+    host: str = socket.gethostname()
+    pid: int = os.getpid()
+
+
+async def register(database: db.Database, me: Registration, *, in_flight: int = 0) -> None:
+    await database.execute(sql.queries["register_worker"], *_registry_args(me, in_flight))
+
+
+async def unregister(database: db.Database, owner: str) -> None:
+    await database.execute(sql.queries["unregister_worker"], owner)
+
+
+def _registry_args(me: Registration, in_flight: int) -> tuple[Any, ...]:
+    return (me.owner, me.host, me.pid, list(me.queues), me.concurrency, in_flight, __version__)
+
+
+async def heartbeat(
+    database: db.Database, me: Registration, *, task_ids: Sequence[int], lease_s: float
+) -> dict[int, bool]:
+    """Extend the leases of ``task_ids`` and refresh the registry, in one hop.
+
+    Returns {task id still owned: cancel requested}; an id missing has lost its lease.
+    """
+    ids = list(task_ids)
+
+    async def beat(conn: db.Connection) -> dict[int, bool]:
+        kept: dict[int, bool] = {}
+        if ids:
+            rows = await conn.fetch(sql.queries["extend_leases"], me.owner, lease_s, ids)
+            kept = {r["id"]: r["cancel_requested"] for r in rows}
+        await conn.execute(sql.queries["register_worker"], *_registry_args(me, len(ids)))
+        return kept
+
+    return await database.run(beat)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A task the reaper took back from a lost process."""
+
+    id: int
+    status: str
+    lost_worker: str
+
+
+async def reap(
+    database: db.Database, *, every_s: float, limit: int, forget_after_s: float
+) -> list[Recovered]:
+    """If it is this process's turn: recover expired leases, forget stale registry rows."""
+
+    async def turn(conn: db.Connection) -> list[Recovered]:
+        if not await conn.fetchval(sql.queries["take_maintenance_turn"], "reaper", every_s):
+            return []
+        rows = await conn.fetch(sql.queries["recover_expired"], limit)
+        await conn.execute(sql.queries["forget_stale_workers"], forget_after_s)
+        return [Recovered(r["id"], r["status"], r["lost_worker"]) for r in rows]
+
+    return await database.run_in_transaction(turn)
+
+
+async def take_turn(database: db.Database, job: str, every_s: float) -> bool:
+    """Whether this process gets the fleet's turn for maintenance ``job`` now."""
+    return bool(await database.fetchval(sql.queries["take_maintenance_turn"], job, every_s))
+
+
+async def prune(database: db.Database, *, older_than_s: float, limit: int) -> int:
+    """Delete up to ``limit`` tasks that ended more than ``older_than_s`` ago; how many."""
+    return len(await database.fetch(sql.queries["prune"], older_than_s, limit))
+
+
+async def send_probe(listener: db.Listener, channel: str) -> None:
+    """The listener's round-trip probe: NOTIFY ``channel`` on the LISTEN connection itself."""
+    await listener.execute(sql.queries["probe"], channel)
+
+
+# --- producers and the client -----------------------------------------------------------
+
+
+async def enqueue(
+    database: db.Database,
+    *,
+    queue: str,
+    kind: str,
+    payload: Any,
+    priority: int,
+    run_at: datetime | None,
+    delay_s: float,
+    max_attempts: int,
+    timeout_s: float | None,
+) -> Row:
+    row: Row | None = await database.fetchrow(
+        sql.queries["enqueue"],
+        queue,
+        kind,
+        payload,
+        priority,
+        run_at,
+        delay_s,
+        max_attempts,
+        timeout_s,
+    )
+    assert row is not None  # INSERT ... RETURNING always returns the row
+    return row
+
+
+async def seed(database: db.Database, count: int) -> list[int]:
+    """Add ``count`` demo tasks in one statement; their ids."""
+    return [r["id"] for r in await database.fetch(sql.queries["seed"], count)]
+
+
+async def get_task(database: db.Database, task_id: int) -> Row | None:
+    row: Row | None = await database.fetchrow(sql.queries["get_task"], task_id)
+    return row
+
+
+async def task_history(database: db.Database, task_id: int) -> list[Row]:
+    return list(await database.fetch(sql.queries["task_history"], task_id))
+
+
+async def cancel(database: db.Database, task_id: int) -> str | None:
+    """The SQL function's answer: 'cancelled', 'cancelling', an ended status, or None."""
+    status: str | None = await database.fetchval(sql.queries["cancel"], task_id)
+    return status
+
+
+async def retry(database: db.Database, task_id: int) -> str | None:
+    """'requeued', the status that refused the retry, or None (no such task)."""
+    status: str | None = await database.fetchval(sql.queries["retry"], task_id)
+    return status
+
+
+# --- reading: status page, HTTP API, CLI ------------------------------------------------
+
+
+async def counts(database: db.Database) -> list[tuple[str, str, int]]:
+    """(queue, status, rows) for every queue and status present."""
+    return [(r["queue"], r["status"], r["n"]) for r in await database.fetch(sql.queries["counts"])]
+
+
+async def workers(database: db.Database) -> list[Row]:
+    return list(await database.fetch(sql.queries["workers"]))
+
+
+async def list_tasks(
+    database: db.Database,
+    *,
+    status: str | None,
+    queue: str | None,
+    kind: str | None,
+    before: int | None,
+    limit: int,
+) -> list[Row]:
+    return list(await database.fetch(sql.queries["list_tasks"], status, queue, kind, before, limit))
+
+
+async def running_tasks(database: db.Database, limit: int) -> list[Row]:
+    return list(await database.fetch(sql.queries["running_tasks"], limit))
+
+
+async def recent_failures(database: db.Database, limit: int) -> list[Row]:
+    return list(await database.fetch(sql.queries["recent_failures"], limit))
+
+
+@dataclass(frozen=True, slots=True)
+class Pickup:
+    samples: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+async def pickup_sample(database: db.Database, *, window_s: float, limit: int) -> Pickup:
+    row = await database.fetchrow(sql.queries["pickup_sample"], window_s, limit)
+    assert row is not None  # an aggregate always returns one row
+    return Pickup(row["n"], row["p50_ms"], row["p95_ms"])
+
+
+async def ended_per_minute(
+    database: db.Database, *, since: float, until: float, bounded: bool = False
+) -> list[tuple[int, str, int]]:
+    """(minute, status, count) of tasks that ended in [since, until) (unix seconds).
+
+    ``bounded`` runs it under a short statement timeout (a first read of a busy hour).
+    """
+
+    async def read(conn: db.Connection) -> list[tuple[int, str, int]]:
+        if bounded:
+            await conn.execute(sql.queries["sample_timeout"])
+        rows = await conn.fetch(sql.queries["ended_per_minute"], since, until)
+        return [(r["minute"], r["status"], r["n"]) for r in rows]
+
+    return await database.run_in_transaction(read)
+
+
+async def ended_last_minute(database: db.Database) -> int:
+    return int(await database.fetchval(sql.queries["ended_last_minute"]))
+
+
+async def ping(database: db.Database) -> None:
+    await database.fetchval(sql.queries["ping"])
+
+
+async def live_processes(database: db.Database, *, host: str, within_s: float) -> int:
+    """Processes on ``host`` that heart-beat within ``within_s`` seconds."""
+    return int(await database.fetchval(sql.queries["host_alive"], host, within_s))
+
+
+async def grant(
+    database: db.Database, wanted: Sequence[tuple[str, str]], *, apply: bool
+) -> list[str]:
+    """The GRANT statements for each (privileges, role) of ``wanted``, privileges being
+    "producer" or "worker"; run (all or none, in one transaction) when ``apply``."""
+
+    async def statements(conn: db.Connection) -> list[str]:
+        done: list[str] = []
+        for privileges, role in wanted:
+            query = {"producer": "grant_producer", "worker": "grant_worker"}[privileges]
+            try:
+                rows = await conn.fetch(sql.queries[query], role, apply)
+            except db.CONNECTION_ERRORS:
+                raise
+            except Exception as exc:  # PostgreSQL's refusal: no such role, no privilege
+                raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
+            done += [f"{r['statement']};" for r in rows]
+        return done
+
+    return await database.run_in_transaction(statements)

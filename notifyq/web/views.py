@@ -1,0 +1,52 @@
+"""What the JSON API and the status page both show: the stats, and the id check of a path."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from notifyq import errors, store
+from notifyq.web import models
+from notifyq.web.context import Context
+
+
+def existing_id(task_id: int) -> int:
+    """An id from the path; one beyond bigint names no task (404, not a driver error)."""
+    if task_id > models.BIGINT_MAX:
+        raise errors.TaskNotFound(task_id)
+    return task_id
+
+
+async def build_stats(c: Context) -> models.Stats:
+    counts = await c.counts()
+    latency = await c.pickup_latency()
+    by_status: dict[str, int] = {status.value: 0 for status in store.Status}
+    by_queue: dict[str, dict[str, int]] = {}
+    for queue, status, n in counts:
+        by_status[status] = by_status.get(status, 0) + n
+        by_queue.setdefault(queue, {})[status] = n
+    if c.ended.sampled_until is None:
+        await c.sample_ended()  # the first reader fills the series (then the sampler does)
+    c.watched.set()
+    points = [
+        models.MinutePoint(
+            minute=minute,
+            ended=sum(counts.values()),
+            errors=counts["error"],
+            pickup_p50_ms=c.latency_by_minute.get(minute // 60),
+        )
+        for minute, counts in c.ended.last_hour()
+    ]
+    return models.Stats(
+        mode=c.mode,
+        role=c.mode,
+        now=datetime.now(UTC),
+        uptime_s=round(time.monotonic() - c.started, 3),
+        counts_by_status=by_status,
+        counts_by_queue=by_queue,
+        since_start=c.worker_stats(),
+        ended_since_start=c.ended.since_start(),
+        throughput_per_s=await c.throughput_per_s(),
+        pickup_latency=models.Latency(**latency),
+        last_hour=points,
+    )
