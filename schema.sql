@@ -48,6 +48,9 @@ CREATE TABLE notifyq.tasks (
     updated_at          timestamptz NOT NULL DEFAULT now(),
     started_at          timestamptz,
     finished_at         timestamptz,
+    unique_key          text,          -- at most one live task per (queue, unique_key)
+    schedule_name       text,          -- the schedule whose tick created the task
+    schedule_tick       timestamptz,   -- and that tick
     CONSTRAINT tasks_status_valid
         CHECK (status IN ('pending', 'in_progress', 'done', 'error', 'cancelled')),
     CONSTRAINT tasks_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
@@ -57,7 +60,9 @@ CREATE TABLE notifyq.tasks (
     CONSTRAINT tasks_timeout_positive CHECK (timeout IS NULL OR timeout > interval '0'),
     -- An in_progress row always has an owner and a lease; no other row has either.
     CONSTRAINT tasks_lease_matches_status
-        CHECK ((status = 'in_progress') = (locked_by IS NOT NULL AND locked_until IS NOT NULL))
+        CHECK ((status = 'in_progress') = (locked_by IS NOT NULL AND locked_until IS NOT NULL)),
+    CONSTRAINT tasks_unique_key_valid
+        CHECK (unique_key IS NULL OR (unique_key <> '' AND length(unique_key) <= 512))
 );
 
 COMMENT ON TABLE notifyq.tasks IS
@@ -109,6 +114,43 @@ CREATE TABLE notifyq.waiters (
     since     timestamptz NOT NULL DEFAULT now()
 );
 
+-- Periodic schedules: one task per tick of cron (in time zone tz) or of every (multiples
+-- of the interval counted from the Unix epoch). The processes compute the ticks (in
+-- Python, with cronsim) and fire them with fire_schedule. See migrations/0005.
+CREATE TABLE notifyq.schedules (
+    name           text        PRIMARY KEY,
+    cron           text,
+    every          interval,
+    kind           text        NOT NULL,
+    payload        jsonb       NOT NULL DEFAULT '{}',
+    queue          text        NOT NULL DEFAULT 'default',
+    priority       integer     NOT NULL DEFAULT 0,
+    tz             text        NOT NULL DEFAULT 'UTC',
+    -- After downtime: 'coalesce' enqueues one task for all the missed ticks; 'all' enqueues
+    -- one per missed tick, the latest catch_up_limit of them.
+    catch_up       text        NOT NULL DEFAULT 'coalesce',
+    catch_up_limit integer     NOT NULL DEFAULT 100,
+    paused         boolean     NOT NULL DEFAULT false,
+    -- The tick to fire next; NULL until a process computed it (a row added from SQL).
+    next_run_at    timestamptz,
+    -- The tick fired last.
+    last_run_at    timestamptz,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schedules_name_valid CHECK (name <> '' AND length(name) <= 128),
+    CONSTRAINT schedules_timing_valid CHECK ((cron IS NULL) <> (every IS NULL)),
+    CONSTRAINT schedules_every_valid
+        CHECK (every IS NULL OR (every >= interval '1 second'
+                                 AND every = date_trunc('second', every))),
+    CONSTRAINT schedules_kind_valid CHECK (kind <> '' AND length(kind) <= 128),
+    CONSTRAINT schedules_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
+    CONSTRAINT schedules_catch_up_valid CHECK (catch_up IN ('coalesce', 'all')),
+    CONSTRAINT schedules_catch_up_limit_valid CHECK (catch_up_limit BETWEEN 1 AND 10000)
+);
+
+COMMENT ON TABLE notifyq.schedules IS
+    'notifyq periodic schedules: one task per tick of cron or every; see the README';
+
 
 -- ---------------------------------------------------------------------------------------
 -- Indexes (besides the primary keys)
@@ -124,6 +166,11 @@ CREATE INDEX tasks_due_idx ON notifyq.tasks (queue, run_at) WHERE status = 'pend
 CREATE INDEX tasks_lease_idx ON notifyq.tasks (locked_until) WHERE status = 'in_progress';
 -- Retention: ended rows by age.
 CREATE INDEX tasks_finished_idx ON notifyq.tasks (finished_at) WHERE finished_at IS NOT NULL;
+-- Unique tasks: at most one live (pending or in_progress) task per queue and key. Partial:
+-- a task that ends leaves it, and its key is free again. INSERT ... ON CONFLICT DO NOTHING
+-- skips a duplicate.
+CREATE UNIQUE INDEX tasks_unique_live_idx ON notifyq.tasks (queue, unique_key)
+    WHERE status IN ('pending', 'in_progress') AND unique_key IS NOT NULL;
 -- A task's history in order.
 CREATE INDEX task_events_task_idx ON notifyq.task_events (task_id, id);
 
@@ -227,6 +274,21 @@ BEGIN
 END;
 $$;
 
+-- After INSERT, DELETE, TRUNCATE (per statement) or a change of a definition (per row) on
+-- schedules: wake the processes' schedulers (channel notifyq_schedules). A firing moves
+-- last_run_at and does not notify.
+CREATE FUNCTION notifyq.schedules_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_LEVEL = 'ROW' THEN
+        PERFORM pg_notify('notifyq_schedules', NEW.name);
+    ELSE
+        PERFORM pg_notify('notifyq_schedules', '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 -- Functions that clients call.
 
 -- Cancel a task. Pending: cancelled at once. Running: the owning process is told through
@@ -260,7 +322,8 @@ END;
 $$;
 
 -- Put an ended task ('error' or 'cancelled') back to pending with a fresh attempt budget.
--- Returns 'requeued' when it did, else the task's unchanged status; NULL if no such task.
+-- Returns 'requeued' when it did, 'duplicate' when another live task holds its unique_key,
+-- else the task's unchanged status; NULL if no such task.
 CREATE FUNCTION notifyq.retry(task_id bigint) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -270,17 +333,53 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     ELSIF t.status IN ('error', 'cancelled') THEN
-        UPDATE notifyq.tasks
-           SET status = 'pending', attempts = 0, run_at = now(), result = NULL,
-               cancel_requested_at = NULL, started_at = NULL, finished_at = NULL,
-               updated_at = now()
-         WHERE id = t.id;
+        BEGIN
+            UPDATE notifyq.tasks
+               SET status = 'pending', attempts = 0, run_at = now(), result = NULL,
+                   cancel_requested_at = NULL, started_at = NULL, finished_at = NULL,
+                   updated_at = now()
+             WHERE id = t.id;
+        EXCEPTION WHEN unique_violation THEN
+            RETURN 'duplicate';
+        END;
         INSERT INTO notifyq.task_events (task_id, event, attempt)
             VALUES (t.id, 'requeued', 0);
         RETURN 'requeued';
     END IF;
     RETURN t.status;
 END;
+$$;
+
+-- Fire the tick `tick` of schedule `schedule_name`, whose stored next_run_at the caller
+-- read as `due`, and move next_run_at to `next_run`, in one statement: of many processes
+-- racing for one tick exactly one advances the row and inserts the task (unique_key
+-- 'schedule:<name>:<tick in UTC>'). Returns whether this call advanced the schedule and the
+-- new task's id (NULL: not fired, or the tick's task already live).
+CREATE FUNCTION notifyq.fire_schedule(
+    schedule_name text, due timestamptz, tick timestamptz, next_run timestamptz)
+RETURNS TABLE (fired boolean, task_id bigint)
+LANGUAGE sql VOLATILE AS $$
+    WITH advanced AS (
+        UPDATE notifyq.schedules s
+           SET next_run_at = fire_schedule.next_run, last_run_at = fire_schedule.tick,
+               updated_at = now()
+         WHERE s.name = fire_schedule.schedule_name
+           AND s.next_run_at = fire_schedule.due
+           AND NOT s.paused
+        RETURNING s.name, s.kind, s.payload, s.queue, s.priority
+    ), added AS (
+        INSERT INTO notifyq.tasks (queue, kind, payload, priority, unique_key,
+                                   schedule_name, schedule_tick)
+        SELECT a.queue, a.kind, a.payload, a.priority,
+               format('schedule:%s:%s', a.name,
+                      to_char(fire_schedule.tick AT TIME ZONE 'UTC',
+                              'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+               a.name, fire_schedule.tick
+          FROM advanced a
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    )
+    SELECT EXISTS (SELECT 1 FROM advanced), (SELECT id FROM added);
 $$;
 
 -- Least-privilege roles (see docs/operations.md): the roles themselves are the DBA's; these
@@ -297,8 +396,8 @@ BEGIN
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
         -- Column privileges: a producer sets what a task is, never its state or its lease.
-        format('GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout) '
-               'ON notifyq.tasks TO %s', grantee)
+        format('GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, '
+               'unique_key) ON notifyq.tasks TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;
@@ -320,7 +419,7 @@ BEGIN
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
         format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.tasks, notifyq.task_events, '
-               'notifyq.workers, notifyq.waiters TO %s', grantee),
+               'notifyq.workers, notifyq.waiters, notifyq.schedules TO %s', grantee),
         format('GRANT SELECT, UPDATE ON notifyq.maintenance TO %s', grantee),
         format('GRANT SELECT ON notifyq.schema_migrations TO %s', grantee)
     ] LOOP
@@ -334,7 +433,7 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------
--- Triggers (all on notifyq.tasks)
+-- Triggers
 -- ---------------------------------------------------------------------------------------
 
 -- Statement-level with a transition table: a bulk INSERT of a million rows runs the
@@ -358,6 +457,19 @@ CREATE TRIGGER tasks_ended
     FOR EACH ROW
     WHEN (NEW.status IN ('done', 'error', 'cancelled') AND OLD.status <> NEW.status)
     EXECUTE FUNCTION notifyq.task_ended();
+
+-- Schedules: added, removed, or a definition changed (not a firing, which moves
+-- last_run_at).
+CREATE TRIGGER schedules_added_or_removed
+    AFTER INSERT OR DELETE OR TRUNCATE ON notifyq.schedules
+    FOR EACH STATEMENT EXECUTE FUNCTION notifyq.schedules_changed();
+
+CREATE TRIGGER schedules_changed
+    AFTER UPDATE ON notifyq.schedules
+    FOR EACH ROW
+    WHEN (OLD.last_run_at IS NOT DISTINCT FROM NEW.last_run_at
+          AND OLD.* IS DISTINCT FROM NEW.*)
+    EXECUTE FUNCTION notifyq.schedules_changed();
 
 
 -- ---------------------------------------------------------------------------------------

@@ -173,6 +173,28 @@ VALUES ($1, $2, $3::jsonb, $4,
         $7, make_interval(secs => $8::float8))
 RETURNING *;
 
+-- name: enqueue_unique
+-- Add one task with unique_key $9 unless a live task of queue $1 holds that key; returns
+-- the new task (added true) or the live one (added false). No row: the live one ended or
+-- committed after this statement's snapshot; the caller runs it again.
+WITH added AS (
+    INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
+                               unique_key)
+    VALUES ($1, $2, $3::jsonb, $4,
+            coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
+            $7, make_interval(secs => $8::float8), $9)
+    ON CONFLICT (queue, unique_key)
+        WHERE status IN ('pending', 'in_progress') AND unique_key IS NOT NULL
+        DO NOTHING
+    RETURNING *
+)
+SELECT true AS added, * FROM added
+UNION ALL
+SELECT false, t.*
+  FROM notifyq.tasks t
+ WHERE NOT EXISTS (SELECT 1 FROM added)
+   AND t.queue = $1 AND t.unique_key = $9 AND t.status IN ('pending', 'in_progress');
+
 -- name: seed
 -- Add $1 demo tasks in one statement (one notification).
 INSERT INTO notifyq.tasks (kind, payload)
@@ -186,13 +208,18 @@ SELECT * FROM notifyq.tasks WHERE id = $1;
 
 -- name: task_history
 -- A task's events, oldest first. 'queued' is not stored (it would cost every producer an
--- extra row): it is the task's created_at, listed first with id 0.
+-- extra row): it is the task's created_at, listed first with id 0; its detail names the
+-- schedule and tick that created the task, if one did.
 SELECT 0::bigint AS id, t.id AS task_id, t.created_at AS at, 'queued' AS event,
-       0 AS attempt, NULL::text AS worker, NULL::text AS error
+       0 AS attempt, NULL::text AS worker, NULL::text AS error,
+       CASE WHEN t.schedule_name IS NOT NULL
+            THEN format('schedule %s, tick %s', t.schedule_name,
+                        to_char(t.schedule_tick AT TIME ZONE 'UTC',
+                                'YYYY-MM-DD"T"HH24:MI:SS"Z"')) END AS detail
   FROM notifyq.tasks t
  WHERE t.id = $1
 UNION ALL
-SELECT id, task_id, at, event, attempt, worker, error
+SELECT id, task_id, at, event, attempt, worker, error, NULL
   FROM notifyq.task_events
  WHERE task_id = $1
 ORDER BY id;
@@ -345,6 +372,10 @@ SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60
 -- Bounds the first sampling round (an hour of history) on a very busy database: a
 -- statement timeout for the rest of this transaction.
 SELECT set_config('statement_timeout', '5s', true);
+
+-- name: db_now
+-- The database's clock.
+SELECT clock_timestamp();
 
 -- name: list_schedules
 -- Every schedule, with the database's clock (the processes' clocks may differ; ticks are

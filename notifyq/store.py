@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from notifyq import db, errors, sql
+from notifyq import db, errors, schedules, sql
 from notifyq.version import __version__
 
 MAX_ERROR_CHARS = 4000
@@ -274,6 +274,58 @@ async def enqueue(
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What an enqueue with a unique key did: added ``row``, or found it live (duplicate)."""
+
+    row: Row
+    duplicate: bool
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+
+# A duplicate whose live task ends (or commits) between the insert's check and its read
+# makes the statement return nothing; running it again settles it.
+UNIQUE_ATTEMPTS = 20
+
+
+async def enqueue_unique(
+    database: db.Database,
+    *,
+    queue: str,
+    kind: str,
+    payload: Any,
+    priority: int,
+    run_at: datetime | None,
+    delay_s: float,
+    max_attempts: int,
+    timeout_s: float | None,
+    unique_key: str,
+) -> Enqueued:
+    """Add a task unless a live task of ``queue`` holds ``unique_key`` (then return that)."""
+    for _ in range(UNIQUE_ATTEMPTS):
+        row: Row | None = await database.fetchrow(
+            sql.queries["enqueue_unique"],
+            queue,
+            kind,
+            payload,
+            priority,
+            run_at,
+            delay_s,
+            max_attempts,
+            timeout_s,
+            unique_key,
+        )
+        if row is not None:
+            task = {k: v for k, v in row.items() if k != "added"}
+            return Enqueued(task, duplicate=not row["added"])
+    raise errors.NotifyqError(
+        f"unique key {unique_key!r} of queue {queue!r} kept changing hands; try again"
+    )
+
+
 async def seed(database: db.Database, count: int) -> list[int]:
     """Add ``count`` demo tasks in one statement; their ids."""
     return [r["id"] for r in await database.fetch(sql.queries["seed"], count)]
@@ -395,3 +447,107 @@ async def grant(
         return done
 
     return await database.run_in_transaction(statements)
+
+
+# --- schedules --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A row of ``notifyq.schedules`` as stored (not checked: see ``schedules.define``)."""
+
+    name: str
+    cron: str | None
+    every_s: float | None
+    kind: str
+    payload: Any
+    queue: str
+    priority: int
+    tz: str
+    catch_up: str
+    catch_up_limit: int
+    paused: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTable:
+    """Every schedule, and the database's clock when they were read."""
+
+    rows: list[ScheduleRow]
+    now: datetime
+
+
+async def list_schedules(database: db.Database) -> ScheduleTable:
+    rows = await database.fetch(sql.queries["list_schedules"])
+    now = rows[0]["db_now"] if rows else await database.fetchval(sql.queries["db_now"])
+    return ScheduleTable(
+        [
+            ScheduleRow(
+                r["name"], r["cron"], r["every_s"], r["kind"], r["payload"], r["queue"],
+                r["priority"], r["tz"], r["catch_up"], r["catch_up_limit"], r["paused"],
+                r["next_run_at"], r["last_run_at"], r["created_at"], r["updated_at"],
+            )
+            for r in rows
+        ],
+        now,
+    )
+
+
+async def schedule_first_run(database: db.Database, name: str, first: datetime) -> datetime | None:
+    """Set schedule ``name``'s first tick unless a process did; the tick in force (None:
+    the schedule is gone)."""
+    tick: datetime | None = await database.fetchval(sql.queries["schedule_first_run"], name, first)
+    return tick
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    fired: bool  # this call advanced the schedule (exactly one caller per tick does)
+    task_id: int | None  # the tick's new task; None if not fired or its task was live
+
+
+async def fire_schedule(
+    database: db.Database, *, name: str, due: datetime, tick: datetime, next_run_at: datetime
+) -> Fired:
+    """Fire ``tick`` of schedule ``name`` read as due at ``due``; move it to ``next_run_at``."""
+    row = await database.fetchrow(sql.queries["fire_schedule"], name, due, tick, next_run_at)
+    assert row is not None  # the function returns one row
+    return Fired(bool(row["fired"]), row["task_id"])
+
+
+async def upsert_schedule(
+    database: db.Database, schedule: schedules.Schedule, *, first_run: datetime
+) -> str | None:
+    """Add or replace a schedule's definition: 'added', 'replaced' or None (unchanged).
+
+    ``first_run`` is its next tick if it is new or its timing changed; pausing is kept."""
+    t = schedule.timing
+    change: str | None = await database.fetchval(
+        sql.queries["upsert_schedule"],
+        schedule.name,
+        t.cron,
+        t.every_s,
+        schedule.kind,
+        schedule.payload,
+        schedule.queue,
+        schedule.priority,
+        t.tz,
+        schedule.catch_up,
+        schedule.catch_up_limit,
+        first_run,
+    )
+    return change
+
+
+async def pause_schedule(database: db.Database, name: str, *, paused: bool) -> bool:
+    """Pause or resume; False if there is no such schedule."""
+    return await database.fetchval(sql.queries["pause_schedule"], name, paused) is not None
+
+
+async def remove_schedule(database: db.Database, name: str) -> bool:
+    """Delete a schedule (its tasks stay); False if there is none such."""
+    return await database.fetchval(sql.queries["remove_schedule"], name) is not None

@@ -34,6 +34,7 @@ from notifyq.engine.listener import (
 )
 from notifyq.engine.maintenance import prune
 from notifyq.engine.runner import Runner
+from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler
 from notifyq.engine.writer import EndObserver, Writer
 from notifyq.settings import Settings
 from notifyq.store import Outcome
@@ -97,10 +98,19 @@ class Service:
         self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send)
         self.writer = Writer(database, settings, self.ledger, self.worker_id, out_receive)
         self.reaper = maintenance.Reaper(database, settings)
+        self.scheduler = Scheduler(
+            database,
+            queues=settings.queues,
+            kinds=app.handlers,
+            sweep_s=settings.fetch_interval_s,
+            declared=app.schedules.values(),
+        )
         if workers:
             self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
             self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
+            self.listener.subscribe(SCHEDULES_CHANNEL, self.scheduler.on_schedules_changed)
             self.listener.on_gap(self.claimer.rows_appeared)
+            self.listener.on_gap(self.scheduler.on_schedules_changed)
 
     @property
     def health(self) -> Health:
@@ -146,6 +156,7 @@ class Service:
         self, stop: trio.Event, force: trio.Event, task_status: trio.TaskStatus[None]
     ) -> None:
         s = self.settings
+        await self.scheduler.declare()
         await store.register(self.db, self.registration)
         log.info(
             "service.start",
@@ -195,6 +206,7 @@ class Service:
                 return
             housekeeping.start_soon(leases.serve_heartbeat, self.db, s, ledger, self.registration)
             housekeeping.start_soon(self.reaper.serve)
+            housekeeping.start_soon(self.scheduler.serve)
             if s.retention_s:
                 housekeeping.start_soon(maintenance.serve_pruner, self.db, s.retention_s)
             async with trio.open_nursery() as writer:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import trio
 
 from notifyq import db
-from notifyq.scheduler import Scheduler
+from notifyq.engine.scheduler import Scheduler
 from tests.helpers import eventually
 
 KINDS = {"noop", "reverse"}

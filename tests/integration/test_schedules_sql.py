@@ -79,7 +79,7 @@ async def test_a_tick_whose_task_is_still_live_is_advanced_without_a_second_task
 
 
 async def test_definition_changes_notify_and_firings_do_not(database: db.Database) -> None:
-    async with database.open_listener(["notifyq_schedules"]) as listener:
+    async with db.open_listener(database.loop, database.dsn, ["notifyq_schedules"]) as listener:
         await add_schedule(database)
         with trio.fail_after(5):
             assert (await listener.__anext__()).payload == ""

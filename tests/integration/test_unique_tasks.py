@@ -89,7 +89,7 @@ async def test_skipped_rows_do_not_reach_the_insert_trigger(database: db.Databas
     await database.fetchval(INSERT_KEYED, "x")  # wakes (and removes) the waiter
     await database.execute(
         "INSERT INTO notifyq.waiters (worker_id, queues) VALUES ('w', '{other}')")
-    async with database.open_listener(["notifyq"]) as listener:
+    async with db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
         await database.execute(
             "INSERT INTO notifyq.tasks (queue, kind, unique_key)"
             " VALUES ('default', 'noop', 'x') ON CONFLICT DO NOTHING")
