@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import trio
 
-from notifyq.schedules import Schedule, ScheduleError, define
 from notifyq.errors import ConfigError, PayloadError
+from notifyq.schedules import Schedule, ScheduleError, define
 
 
 @dataclass(frozen=True, slots=True)
