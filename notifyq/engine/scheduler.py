@@ -41,6 +41,11 @@ class SchedulerStatistics:
     duplicates_skipped: int
     bad_schedules: int
 
+    @property
+    def ticks(self) -> tuple[int, int, int]:
+        """(fired, missed, fired onto a live task), as /metrics reports them."""
+        return (self.ticks_fired, self.ticks_missed, self.duplicates_skipped)
+
 
 class Scheduler:
     def __init__(

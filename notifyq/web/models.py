@@ -84,6 +84,12 @@ class NewTask(BaseModel):
         Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
     )
 
+    unique_key: Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_storable_text)] | None = Field(
+        None,
+        description="While a live (pending or in_progress) task of the queue has this key, "
+        "nothing is added: the answer is that task (200, duplicate true)",
+    )
+
     @model_validator(mode="after")
     def _one_schedule(self) -> NewTask:
         if self.run_at is not None and self.delay is not None:
@@ -127,6 +133,9 @@ class TaskOut(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    unique_key: str | None = None
+    schedule_name: str | None = Field(None, description="The schedule whose tick added it")
+    schedule_tick: datetime | None = Field(None, description="That tick")
 
     @classmethod
     def from_row(cls, row: Any) -> TaskOut:
@@ -134,6 +143,12 @@ class TaskOut(BaseModel):
         timeout = data.get("timeout")
         data["timeout"] = timeout.total_seconds() if isinstance(timeout, timedelta) else None
         return cls.model_validate(data)
+
+
+class CreatedTask(TaskOut):
+    duplicate: bool = Field(
+        description="true: not added, this is the live task that holds the unique_key"
+    )
 
 
 class TaskPage(BaseModel):
@@ -149,6 +164,9 @@ class EventOut(BaseModel):
     worker: str | None
     error: str | None
     at: datetime
+    detail: str | None = Field(
+        None, description="On 'queued': the schedule and tick that added the task, if one did"
+    )
 
 
 class History(BaseModel):
@@ -229,3 +247,52 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class NewSchedule(BaseModel):
+    """A periodic schedule: a task of ``kind`` at every tick of ``cron`` or ``every``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    cron: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_storable_text)] | None = Field(
+        None, description="Cron expression: 5 fields, or 6 with seconds first, or @daily ..."
+    )
+    every: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable_text)] | None = Field(
+        None, description="Interval: a whole number of seconds (30, 30s, 5m, 1h, 1d)"
+    )
+    kind: Name
+    payload: Annotated[Any, AfterValidator(_shallow)] = None
+    queue: Name = "default"
+    priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX)
+    tz: Name = Field("UTC", description="IANA time zone of cron")
+    catch_up: Literal["coalesce", "all"] = Field(
+        "coalesce", description="After downtime: one run for the missed ticks, or each of them"
+    )
+    catch_up_limit: int = Field(100, ge=1, le=10_000)
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    cron: str | None
+    every_s: float | None
+    tz: str
+    kind: str
+    payload: Any
+    queue: str
+    priority: int
+    catch_up: str
+    catch_up_limit: int
+    paused: bool
+    last_run_at: datetime | None = Field(description="The tick fired last")
+    next_run_at: datetime | None = Field(description="The next tick; null until computed")
+
+
+class Schedules(BaseModel):
+    schedules: list[ScheduleOut]
+
+
+class ScheduleChange(BaseModel):
+    name: str
+    change: str = Field(description="added, replaced or unchanged")
+    schedule: ScheduleOut
