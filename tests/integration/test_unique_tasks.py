@@ -6,6 +6,7 @@ import trio
 import trio.testing
 
 from notifyq import db
+from notifyq.client import Client
 
 INSERT_KEYED = """
 INSERT INTO notifyq.tasks (kind, unique_key) VALUES ('noop', $1)
@@ -116,3 +117,35 @@ async def test_retry_of_an_ended_task_whose_key_is_live_again_is_refused(
     await database.execute("SELECT notifyq.cancel($1)", second)
     assert await database.fetchval("SELECT notifyq.retry($1)", first) == "requeued"
     assert await live_with_key(database, "r") == [first]
+
+
+async def test_sixteen_producers_racing_through_the_python_api(database: db.Database) -> None:
+    outcomes: list[tuple[int, bool]] = []
+    go = trio.Event()
+    async with db.open_database(database.dsn, min_size=16, max_size=16) as many:
+        client = Client(many)
+
+        async def producer() -> None:
+            await go.wait()
+            for _ in range(100):
+                found = await client.enqueue_unique("noop", unique_key="py")
+                outcomes.append((found.id, found.duplicate))
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for _ in range(16):
+                    nursery.start_soon(producer)
+                await trio.testing.wait_all_tasks_blocked()
+                go.set()
+    added = [task_id for task_id, duplicate in outcomes if not duplicate]
+    assert len(outcomes) == 1600 and len(added) == 1
+    assert {task_id for task_id, _ in outcomes} == set(added)
+    assert await live_with_key(database, "py") == added
+    await database.execute("UPDATE notifyq.tasks SET status = 'done' WHERE id = $1", added[0])
+    assert await client_enqueue(database, "py") != added[0]
+
+
+async def client_enqueue(database: db.Database, key: str) -> int:
+    found = await Client(database).enqueue_unique("noop", unique_key=key)
+    assert not found.duplicate
+    return found.id
