@@ -77,8 +77,16 @@ class App:
         ``tz``) or of ``every`` (``"30s"``, ``"1h"``). Every process of the app adds it to
         ``notifyq.schedules`` at start. A bad definition raises ``ScheduleError`` here."""
         schedule = define(
-            name, cron=cron, every=every, kind=kind, payload=payload, queue=queue,
-            priority=priority, tz=tz, catch_up=catch_up, catch_up_limit=catch_up_limit,
+            name,
+            cron=cron,
+            every=every,
+            kind=kind,
+            payload=payload,
+            queue=queue,
+            priority=priority,
+            tz=tz,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
         )
         self.schedules[name] = schedule
         return schedule

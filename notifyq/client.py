@@ -48,8 +48,15 @@ class Client:
         is returned instead (``enqueue_unique`` says which happened)."""
         if unique_key is not None:
             found = await self.enqueue_unique(
-                kind, payload, unique_key=unique_key, queue=queue, priority=priority,
-                delay_s=delay_s, run_at=run_at, max_attempts=max_attempts, timeout_s=timeout_s,
+                kind,
+                payload,
+                unique_key=unique_key,
+                queue=queue,
+                priority=priority,
+                delay_s=delay_s,
+                run_at=run_at,
+                max_attempts=max_attempts,
+                timeout_s=timeout_s,
             )
             return found.id
         self._check(payload, delay_s, timeout_s)

@@ -62,8 +62,9 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ScheduleError(f"unknown time zone {name!r}: expected an IANA name such as "
-                            "'UTC' or 'Europe/Berlin'") from None
+        raise ScheduleError(
+            f"unknown time zone {name!r}: expected an IANA name such as 'UTC' or 'Europe/Berlin'"
+        ) from None
 
 
 def every_seconds(value: object) -> int:
@@ -74,11 +75,13 @@ def every_seconds(value: object) -> int:
         try:
             seconds = settings.parse_duration(value)
         except ValueError:
-            raise ScheduleError(f"invalid interval {value!r}: expected "
-                                f"{settings.DURATION_HELP}") from None
+            raise ScheduleError(
+                f"invalid interval {value!r}: expected {settings.DURATION_HELP}"
+            ) from None
     if seconds < 1 or seconds != int(seconds):
-        raise ScheduleError(f"invalid interval {value!r}: an interval is a whole number of "
-                            "seconds, at least 1s")
+        raise ScheduleError(
+            f"invalid interval {value!r}: an interval is a whole number of seconds, at least 1s"
+        )
     return int(seconds)
 
 
@@ -103,14 +106,16 @@ class Timing:
             except cronsim.CronSimError as exc:
                 raise ScheduleError(
                     f"invalid cron expression {self.cron!r}: {str(exc).lower()} field"
-                    if str(exc).startswith("Bad ") else
-                    f"invalid cron expression {self.cron!r}: {str(exc).lower()}") from None
+                    if str(exc).startswith("Bad ")
+                    else f"invalid cron expression {self.cron!r}: {str(exc).lower()}"
+                ) from None
             # An expression that parses may still never match (30 February).
             try:
                 next(cronsim.CronSim(self._expression, datetime.now(UTC)))
             except StopIteration:
                 raise ScheduleError(
-                    f"invalid cron expression {self.cron!r}: it never fires") from None
+                    f"invalid cron expression {self.cron!r}: it never fires"
+                ) from None
 
     @property
     def _expression(self) -> str:
@@ -193,8 +198,14 @@ class Firing:
     missed: int
 
 
-def plan(timing: Timing, due: datetime, now: datetime, *, catch_up: CatchUp = "coalesce",
-         catch_up_limit: int = 100) -> Firing | None:
+def plan(
+    timing: Timing,
+    due: datetime,
+    now: datetime,
+    *,
+    catch_up: CatchUp = "coalesce",
+    catch_up_limit: int = 100,
+) -> Firing | None:
     """What to fire for a schedule whose stored next tick is ``due``; None if not yet due.
 
     ``due`` is a tick (computed by :meth:`Timing.next_after`). More than one due tick means
@@ -241,26 +252,46 @@ class Schedule:
             raise ScheduleError(f"invalid kind {self.kind!r}: 1 to 128 characters")
         if not isinstance(self.queue, str) or not self.queue or len(self.queue) > 128:
             raise ScheduleError(f"invalid queue {self.queue!r}: 1 to 128 characters")
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int) \
-                or not -(2**31) <= self.priority < 2**31:
+        if (
+            isinstance(self.priority, bool)
+            or not isinstance(self.priority, int)
+            or not -(2**31) <= self.priority < 2**31
+        ):
             raise ScheduleError(f"invalid priority {self.priority!r}: a 32-bit integer")
         if self.catch_up not in CATCH_UP_POLICIES:
-            raise ScheduleError(f"invalid catch-up policy {self.catch_up!r}: expected "
-                                + " or ".join(CATCH_UP_POLICIES))
-        if isinstance(self.catch_up_limit, bool) or not isinstance(self.catch_up_limit, int) \
-                or not 1 <= self.catch_up_limit <= CATCH_UP_LIMIT_MAX:
-            raise ScheduleError(f"invalid catch-up limit {self.catch_up_limit!r}: "
-                                f"1 to {CATCH_UP_LIMIT_MAX}")
+            raise ScheduleError(
+                f"invalid catch-up policy {self.catch_up!r}: expected "
+                + " or ".join(CATCH_UP_POLICIES)
+            )
+        if (
+            isinstance(self.catch_up_limit, bool)
+            or not isinstance(self.catch_up_limit, int)
+            or not 1 <= self.catch_up_limit <= CATCH_UP_LIMIT_MAX
+        ):
+            raise ScheduleError(
+                f"invalid catch-up limit {self.catch_up_limit!r}: 1 to {CATCH_UP_LIMIT_MAX}"
+            )
         try:
             json.dumps(self.payload, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise ScheduleError(f"invalid payload for schedule {self.name!r}: not JSON "
-                                f"({exc})") from None
+            raise ScheduleError(
+                f"invalid payload for schedule {self.name!r}: not JSON ({exc})"
+            ) from None
 
 
-def define(name: str, *, cron: str | None = None, every: object = None, kind: str,
-           payload: Any = None, queue: str = "default", priority: int = 0, tz: str = "UTC",
-           catch_up: str = "coalesce", catch_up_limit: int = 100) -> Schedule:
+def define(
+    name: str,
+    *,
+    cron: str | None = None,
+    every: object = None,
+    kind: str,
+    payload: Any = None,
+    queue: str = "default",
+    priority: int = 0,
+    tz: str = "UTC",
+    catch_up: str = "coalesce",
+    catch_up_limit: int = 100,
+) -> Schedule:
     """A checked :class:`Schedule` from user input (App declarations, CLI, HTTP)."""
     if (cron is None) == (every is None):
         raise ScheduleError(f"schedule {name!r} needs exactly one of cron and every")
@@ -268,5 +299,6 @@ def define(name: str, *, cron: str | None = None, every: object = None, kind: st
         raise ScheduleError(f"invalid cron expression {cron!r}: expected text")
     timing = Timing(cron=cron, every_s=None if every is None else every_seconds(every), tz=tz)
     # Schedule checks catch_up against CATCH_UP_POLICIES.
-    return Schedule(name, timing, kind, payload, queue, priority,
-                    cast(CatchUp, catch_up), catch_up_limit)
+    return Schedule(
+        name, timing, kind, payload, queue, priority, cast(CatchUp, catch_up), catch_up_limit
+    )

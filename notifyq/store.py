@@ -487,9 +487,21 @@ async def list_schedules(database: db.Database) -> ScheduleTable:
     return ScheduleTable(
         [
             ScheduleRow(
-                r["name"], r["cron"], r["every_s"], r["kind"], r["payload"], r["queue"],
-                r["priority"], r["tz"], r["catch_up"], r["catch_up_limit"], r["paused"],
-                r["next_run_at"], r["last_run_at"], r["created_at"], r["updated_at"],
+                r["name"],
+                r["cron"],
+                r["every_s"],
+                r["kind"],
+                r["payload"],
+                r["queue"],
+                r["priority"],
+                r["tz"],
+                r["catch_up"],
+                r["catch_up_limit"],
+                r["paused"],
+                r["next_run_at"],
+                r["last_run_at"],
+                r["created_at"],
+                r["updated_at"],
             )
             for r in rows
         ],

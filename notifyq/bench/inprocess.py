@@ -125,14 +125,17 @@ async def measure_latency(
 # --- drain ----------------------------------------------------------------------------
 
 
-async def measure_drain(settings: Settings, tasks: int) -> dict[str, Any]:
+async def measure_drain(settings: Settings, tasks: int, *, unique: bool = False) -> dict[str, Any]:
     """Throughput: N ``noop`` rows enqueued first, then time from service start to all done.
 
     The end is seen from the service's own count of outcomes written ``done`` (read every
-    5 ms, no load on the database), then verified with a count in the database.
+    5 ms, no load on the database), then verified with a count in the database. With
+    ``unique`` every task has a unique_key of its own.
     """
     async with scratch(settings) as s:
-        await s.database.execute(queries["enqueue_noops"], tasks)
+        await s.database.execute(
+            queries["enqueue_noops_unique" if unique else "enqueue_noops"], tasks
+        )
         await s.database.execute(queries["analyze"])
         progress(f"drain: {tasks} noop tasks enqueued; starting the service")
         started = time.monotonic()
@@ -147,6 +150,7 @@ async def measure_drain(settings: Settings, tasks: int) -> dict[str, Any]:
     return {
         "benchmark": "drain",
         **header,
+        "unique_keys": unique,
         "tasks": tasks,
         "done": done,
         "seconds": round(seconds, 3),

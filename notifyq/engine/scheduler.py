@@ -70,8 +70,7 @@ class Scheduler:
         self._duplicates = 0
 
     def statistics(self) -> SchedulerStatistics:
-        return SchedulerStatistics(self._fired, self._missed, self._duplicates,
-                                   len(self._reported))
+        return SchedulerStatistics(self._fired, self._missed, self._duplicates, len(self._reported))
 
     def on_schedules_changed(self, _payload: str = "") -> None:
         """A notification on ``notifyq_schedules`` (or a reconnect): read them again."""
@@ -87,11 +86,15 @@ class Scheduler:
             first = schedule.timing.next_after(datetime.now(UTC))
             change = await store.upsert_schedule(self.db, schedule, first_run=first)
             if change is not None:
-                log.info("schedule.declared", schedule=schedule.name, change=change,
-                         timing=schedule.timing.describe(), kind=schedule.kind)
+                log.info(
+                    "schedule.declared",
+                    schedule=schedule.name,
+                    change=change,
+                    timing=schedule.timing.describe(),
+                    kind=schedule.kind,
+                )
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                    ) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
             self._changed = trio.Event()
@@ -176,8 +179,11 @@ class Scheduler:
         catch_up: schedules.CatchUp = "all" if row.catch_up == "all" else "coalesce"
         while True:
             firing = schedules.plan(
-                timing, due, datetime.now(UTC) + offset,
-                catch_up=catch_up, catch_up_limit=row.catch_up_limit,
+                timing,
+                due,
+                datetime.now(UTC) + offset,
+                catch_up=catch_up,
+                catch_up_limit=row.catch_up_limit,
             )
             if firing is None:
                 return due
@@ -191,8 +197,11 @@ class Scheduler:
             if result.task_id is None:
                 self._duplicates += 1
             log.info(
-                "schedule.fired", schedule=row.name, tick=firing.tick.isoformat(),
-                task_id=result.task_id, missed=firing.missed,
+                "schedule.fired",
+                schedule=row.name,
+                tick=firing.tick.isoformat(),
+                task_id=result.task_id,
+                missed=firing.missed,
                 next_run_at=firing.next_run_at.isoformat(),
             )
             due = firing.next_run_at

@@ -84,7 +84,9 @@ class NewTask(BaseModel):
         Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
     )
 
-    unique_key: Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_storable_text)] | None = Field(
+    unique_key: (
+        Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_storable_text)] | None
+    ) = Field(
         None,
         description="While a live (pending or in_progress) task of the queue has this key, "
         "nothing is added: the answer is that task (200, duplicate true)",
@@ -255,12 +257,12 @@ class NewSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    cron: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_storable_text)] | None = Field(
-        None, description="Cron expression: 5 fields, or 6 with seconds first, or @daily ..."
-    )
-    every: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable_text)] | None = Field(
-        None, description="Interval: a whole number of seconds (30, 30s, 5m, 1h, 1d)"
-    )
+    cron: (
+        Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_storable_text)] | None
+    ) = Field(None, description="Cron expression: 5 fields, or 6 with seconds first, or @daily ...")
+    every: (
+        Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable_text)] | None
+    ) = Field(None, description="Interval: a whole number of seconds (30, 30s, 5m, 1h, 1d)")
     kind: Name
     payload: Annotated[Any, AfterValidator(_shallow)] = None
     queue: Name = "default"

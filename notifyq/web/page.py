@@ -54,8 +54,7 @@ async def status_page() -> Response:
         now=data["stats"].now,
         initial=_script_json(data),
         version=__version__,
-        limits={"running": RUNNING_SHOWN, "failures": FAILURES_SHOWN,
-                "schedules": SCHEDULES_SHOWN},
+        limits={"running": RUNNING_SHOWN, "failures": FAILURES_SHOWN, "schedules": SCHEDULES_SHOWN},
     )
     return Response(html, content_type="text/html; charset=utf-8")
 

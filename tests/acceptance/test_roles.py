@@ -72,8 +72,8 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
         f"GRANT USAGE ON SCHEMA notifyq TO {roles.producer};",
-        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout) "
-        f"ON notifyq.tasks TO {roles.producer};",
+        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, "
+        f"unique_key) ON notifyq.tasks TO {roles.producer};",
     ]
     # The dry run changed nothing.
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
@@ -118,6 +118,24 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
     )
     assert pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.waiters") == "0"
     refused(producer, "SELECT * FROM notifyq.waiters")
+    # Unique tasks: a producer skips a duplicate with a plain ON CONFLICT DO NOTHING. Naming
+    # the index's columns would need SELECT on them, which a producer does not get.
+    for _ in range(2):
+        pg.psql(
+            producer,
+            "INSERT INTO notifyq.tasks (kind, unique_key) VALUES ('noop', 'once') "
+            "ON CONFLICT DO NOTHING",
+        )
+    refused(
+        producer,
+        "INSERT INTO notifyq.tasks (kind, unique_key) VALUES ('noop', 'once') "
+        "ON CONFLICT (queue, unique_key) WHERE status IN ('pending', 'in_progress') "
+        "AND unique_key IS NOT NULL DO NOTHING",
+    )
+    assert (
+        pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.tasks WHERE unique_key = 'once'")
+        == "1"
+    )
     # Nothing else: no reading, changing or deleting rows, its own or others'.
     refused(producer, "SELECT payload FROM notifyq.tasks")
     refused(producer, f"SELECT count(*) FROM notifyq.tasks WHERE id = {theirs}")

@@ -17,8 +17,11 @@ DOWN_S = 5
 
 def ticks(url: str) -> list[datetime]:
     """The ticks of schedule 'pulse' that got a task, oldest first."""
-    text = scalar(url, "SELECT extract(epoch FROM schedule_tick)::bigint FROM notifyq.tasks"
-                       " WHERE schedule_name = 'pulse' ORDER BY schedule_tick")
+    text = scalar(
+        url,
+        "SELECT extract(epoch FROM schedule_tick)::bigint FROM notifyq.tasks"
+        " WHERE schedule_name = 'pulse' ORDER BY schedule_tick",
+    )
     return [datetime.fromtimestamp(int(s)) for s in text.split()] if text else []
 
 
@@ -38,8 +41,11 @@ def stop(procs: list[Notifyq]) -> None:
 def test_three_processes_fire_each_tick_once_and_coalesce_after_downtime(
     database_url: str, notifyq: Start
 ) -> None:
-    scalar(database_url, "INSERT INTO notifyq.schedules (name, every, kind)"
-                         " VALUES ('pulse', interval '1 second', 'noop')")
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.schedules (name, every, kind)"
+        " VALUES ('pulse', interval '1 second', 'noop')",
+    )
     first = start_three(database_url, notifyq)
     until(lambda: len(ticks(database_url)) >= RUN_S, timeout=RUN_S + 15)
     stop(first)
@@ -50,8 +56,12 @@ def test_three_processes_fire_each_tick_once_and_coalesce_after_downtime(
     assert running == [running[0] + timedelta(seconds=i) for i in range(len(running))]
     fired = sum(1 for p in first for e in p.events() if e.get("event") == "schedule.fired")
     assert fired == len(running)
-    assert all(e.get("missed") == 0 for p in first for e in p.events()
-               if e.get("event") == "schedule.fired")
+    assert all(
+        e.get("missed") == 0
+        for p in first
+        for e in p.events()
+        if e.get("event") == "schedule.fired"
+    )
     shares = [sum(e.get("event") == "schedule.fired" for e in p.events()) for p in first]
     print(f"ticks fired by each process (no leader; whoever wins the row): {shares}")
 
@@ -59,13 +69,17 @@ def test_three_processes_fire_each_tick_once_and_coalesce_after_downtime(
     second = start_three(database_url, notifyq)
     until(lambda: len(ticks(database_url)) >= len(running) + 3, timeout=30)
     stop(second)
-    after = ticks(database_url)[len(running):]
+    after = ticks(database_url)[len(running) :]
     # Coalesce: the ticks of the downtime became one run, as the latest of them; then one
     # task per tick again.
     assert after[0] - running[-1] >= timedelta(seconds=DOWN_S)
     assert after == [after[0] + timedelta(seconds=i) for i in range(len(after))]
-    catch_up = [e for p in second for e in p.events()
-                if e.get("event") == "schedule.fired" and e.get("missed")]
+    catch_up = [
+        e
+        for p in second
+        for e in p.events()
+        if e.get("event") == "schedule.fired" and e.get("missed")
+    ]
     assert len(catch_up) == 1
     gap = int((after[0] - running[-1]).total_seconds())
     assert catch_up[0]["missed"] == gap - 1

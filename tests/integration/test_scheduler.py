@@ -21,13 +21,15 @@ def scheduler(database: db.Database, sweep_s: float = 5) -> Scheduler:
 
 async def ticks(database: db.Database, name: str) -> list[datetime]:
     rows = await database.fetch(
-        "SELECT schedule_tick FROM notifyq.tasks WHERE schedule_name = $1 ORDER BY id", name)
+        "SELECT schedule_tick FROM notifyq.tasks WHERE schedule_name = $1 ORDER BY id", name
+    )
     return [r["schedule_tick"] for r in rows]
 
 
 async def test_three_schedulers_fire_each_tick_once(database: db.Database) -> None:
     await database.execute(
-        "INSERT INTO notifyq.schedules (name, every, kind) VALUES ('s', interval '1 s', 'noop')")
+        "INSERT INTO notifyq.schedules (name, every, kind) VALUES ('s', interval '1 s', 'noop')"
+    )
     async with trio.open_nursery() as nursery:
         for _ in range(3):
             await nursery.start(scheduler(database).serve)
@@ -39,16 +41,20 @@ async def test_three_schedulers_fire_each_tick_once(database: db.Database) -> No
     assert all(b - a == timedelta(seconds=1) for a, b in itertools.pairwise(fired))
     # None fired before its tick (the database's clock); how late is printed, not asserted.
     lags = await database.fetch(
-        "SELECT extract(epoch FROM created_at - schedule_tick)::float8 AS lag FROM notifyq.tasks")
+        "SELECT extract(epoch FROM created_at - schedule_tick)::float8 AS lag FROM notifyq.tasks"
+    )
     assert all(r["lag"] >= 0 for r in lags), [r["lag"] for r in lags]
-    print(f"fired {len(fired)} ticks, lag after the tick: max "
-          f"{max(r['lag'] for r in lags) * 1000:.0f} ms")
+    print(
+        f"fired {len(fired)} ticks, lag after the tick: max "
+        f"{max(r['lag'] for r in lags) * 1000:.0f} ms"
+    )
 
 
 async def test_catch_up_coalesces_missed_ticks_into_one_run(database: db.Database) -> None:
     await database.execute(
         "INSERT INTO notifyq.schedules (name, every, kind, next_run_at)"
-        " VALUES ('c', interval '1 s', 'noop', date_trunc('second', now()) - interval '10 s')")
+        " VALUES ('c', interval '1 s', 'noop', date_trunc('second', now()) - interval '10 s')"
+    )
     s = scheduler(database)
     await s.fire_due()
     assert len(await ticks(database, "c")) == 1
@@ -60,7 +66,8 @@ async def test_catch_up_all_fires_each_missed_tick_up_to_the_limit(database: db.
     await database.execute(
         "INSERT INTO notifyq.schedules (name, every, kind, catch_up, catch_up_limit, next_run_at)"
         " VALUES ('a', interval '1 s', 'noop', 'all', 4,"
-        "         date_trunc('second', now()) - interval '10 s')")
+        "         date_trunc('second', now()) - interval '10 s')"
+    )
     s = scheduler(database)
     await s.fire_due()
     fired = await ticks(database, "a")
@@ -77,8 +84,9 @@ async def test_bad_rows_are_skipped_and_reported_once(database: db.Database) -> 
           ('unknown_kind', NULL, interval '1 s', 'no_such_kind', 'UTC', now() - interval '1 s'),
           ('other_queue', NULL, interval '1 s', 'noop', 'UTC', now() - interval '1 s'),
           ('good', NULL, interval '1 s', 'noop', 'UTC', now() - interval '1 s')""")
-    await database.execute("UPDATE notifyq.schedules SET queue = 'elsewhere'"
-                           " WHERE name = 'other_queue'")
+    await database.execute(
+        "UPDATE notifyq.schedules SET queue = 'elsewhere' WHERE name = 'other_queue'"
+    )
     s = scheduler(database)
     await s.fire_due()
     await s.fire_due()
@@ -93,7 +101,8 @@ async def test_a_new_schedule_wakes_a_sleeping_scheduler(database: db.Database) 
         await nursery.start(s.serve)
         await trio.sleep(0.2)
         await database.execute(
-            "INSERT INTO notifyq.schedules (name, every, kind) VALUES ('n', interval '1 s', 'noop')")
+            "INSERT INTO notifyq.schedules (name, every, kind) VALUES ('n', interval '1 s', 'noop')"
+        )
         s.on_schedules_changed()  # what the listener does on notifyq_schedules
         await eventually(lambda: ticks(database, "n"), timeout=5)
         nursery.cancel_scope.cancel()

@@ -16,10 +16,15 @@ T2 = datetime(2026, 11, 30, 12, 0, 2, tzinfo=UTC)
 FIRE = "SELECT * FROM notifyq.fire_schedule($1, $2, $3, $4)"
 
 
-async def add_schedule(database: db.Database, name: str = "tick", next_run_at: datetime = T0) -> None:
+async def add_schedule(
+    database: db.Database, name: str = "tick", next_run_at: datetime = T0
+) -> None:
     await database.execute(
         "INSERT INTO notifyq.schedules (name, every, kind, payload, priority, next_run_at)"
-        " VALUES ($1, interval '1 second', 'noop', '{\"x\": 1}', 7, $2)", name, next_run_at)
+        " VALUES ($1, interval '1 second', 'noop', '{\"x\": 1}', 7, $2)",
+        name,
+        next_run_at,
+    )
 
 
 async def test_racing_processes_fire_a_tick_once(database: db.Database) -> None:
@@ -45,7 +50,11 @@ async def test_racing_processes_fire_a_tick_once(database: db.Database) -> None:
     task = await database.fetchrow("SELECT * FROM notifyq.tasks")
     assert task is not None and task["id"] == winners[0][1]
     assert (task["kind"], task["priority"], task["schedule_name"], task["schedule_tick"]) == (
-        "noop", 7, "tick", T0)
+        "noop",
+        7,
+        "tick",
+        T0,
+    )
     assert task["unique_key"] == "schedule:tick:2026-11-30T12:00:00Z"
     schedule = await database.fetchrow("SELECT * FROM notifyq.schedules")
     assert schedule is not None
@@ -69,11 +78,13 @@ async def test_a_paused_schedule_fires_nothing(database: db.Database) -> None:
 
 
 async def test_a_tick_whose_task_is_still_live_is_advanced_without_a_second_task(
-        database: db.Database) -> None:
+    database: db.Database,
+) -> None:
     await add_schedule(database)
     await database.execute(
         "INSERT INTO notifyq.tasks (kind, unique_key)"
-        " VALUES ('noop', 'schedule:tick:2026-11-30T12:00:00Z')")
+        " VALUES ('noop', 'schedule:tick:2026-11-30T12:00:00Z')"
+    )
     assert tuple(await database.fetchrow(FIRE, "tick", T0, T0, T1)) == (True, None)  # type: ignore[arg-type]
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 1
 
@@ -92,14 +103,19 @@ async def test_definition_changes_notify_and_firings_do_not(database: db.Databas
             assert (await listener.__anext__()).payload == ""
 
 
-@pytest.mark.parametrize(("columns", "values", "constraint"), [
-    ("every, cron", "interval '1 s', '* * * * *'", "schedules_timing_valid"),
-    ("every", "interval '0.5 s'", "schedules_every_valid"),
-    ("every", "interval '1.5 s'", "schedules_every_valid"),
-    ("every, catch_up", "interval '1 s', 'some'", "schedules_catch_up_valid"),
-])
-async def test_bad_schedule_rows_are_refused(database: db.Database, columns: str, values: str,
-                                             constraint: str) -> None:
+@pytest.mark.parametrize(
+    ("columns", "values", "constraint"),
+    [
+        ("every, cron", "interval '1 s', '* * * * *'", "schedules_timing_valid"),
+        ("every", "interval '0.5 s'", "schedules_every_valid"),
+        ("every", "interval '1.5 s'", "schedules_every_valid"),
+        ("every, catch_up", "interval '1 s', 'some'", "schedules_catch_up_valid"),
+    ],
+)
+async def test_bad_schedule_rows_are_refused(
+    database: db.Database, columns: str, values: str, constraint: str
+) -> None:
     with pytest.raises(errors.QueryError, match=constraint):
         await database.execute(
-            f"INSERT INTO notifyq.schedules (name, kind, {columns}) VALUES ('s', 'noop', {values})")
+            f"INSERT INTO notifyq.schedules (name, kind, {columns}) VALUES ('s', 'noop', {values})"
+        )

@@ -18,7 +18,9 @@ RETURNING id
 async def live_with_key(database: db.Database, key: str) -> list[int]:
     rows = await database.fetch(
         "SELECT id FROM notifyq.tasks WHERE unique_key = $1"
-        " AND status IN ('pending', 'in_progress') ORDER BY id", key)
+        " AND status IN ('pending', 'in_progress') ORDER BY id",
+        key,
+    )
     return [r["id"] for r in rows]
 
 
@@ -44,7 +46,8 @@ async def test_sixteen_connections_racing_on_one_key_add_one_task(database: db.D
     assert await live_with_key(database, "race") == added
     # Once it ends the key is free again: the next insert adds a new task.
     await database.execute(
-        "UPDATE notifyq.tasks SET status = 'done', finished_at = now() WHERE id = $1", added[0])
+        "UPDATE notifyq.tasks SET status = 'done', finished_at = now() WHERE id = $1", added[0]
+    )
     again = await database.fetchval(INSERT_KEYED, "race")
     assert again is not None and again != added[0]
     assert await live_with_key(database, "race") == [again]
@@ -54,12 +57,17 @@ async def test_in_progress_holds_the_key_and_every_end_frees_it(database: db.Dat
     first = await database.fetchval(INSERT_KEYED, "k")
     await database.execute(
         "UPDATE notifyq.tasks SET status = 'in_progress', locked_by = 'w', attempts = 1,"
-        " locked_until = now() + interval '30 s' WHERE id = $1", first)
+        " locked_until = now() + interval '30 s' WHERE id = $1",
+        first,
+    )
     assert await database.fetchval(INSERT_KEYED, "k") is None
     for end in ("done", "error", "cancelled"):
         await database.execute(
             "UPDATE notifyq.tasks SET status = $2, locked_by = NULL, locked_until = NULL"
-            " WHERE id = $1", first, end)
+            " WHERE id = $1",
+            first,
+            end,
+        )
         nxt = await database.fetchval(INSERT_KEYED, "k")
         assert nxt is not None, f"key not freed by {end}"
         first = nxt
@@ -80,25 +88,33 @@ async def test_multi_row_insert_skips_duplicates_row_by_row(database: db.Databas
             DO NOTHING
         RETURNING queue, unique_key""")
     assert sorted((r["queue"], r["unique_key"] or "") for r in rows) == [
-        ("default", ""), ("default", ""), ("default", "b"), ("other", "a")]
+        ("default", ""),
+        ("default", ""),
+        ("default", "b"),
+        ("other", "a"),
+    ]
 
 
 async def test_skipped_rows_do_not_reach_the_insert_trigger(database: db.Database) -> None:
     """The statement-level trigger sees only the rows added (its transition table)."""
     await database.execute(
-        "INSERT INTO notifyq.waiters (worker_id, queues) VALUES ('w', '{default,other}')")
+        "INSERT INTO notifyq.waiters (worker_id, queues) VALUES ('w', '{default,other}')"
+    )
     await database.fetchval(INSERT_KEYED, "x")  # wakes (and removes) the waiter
     await database.execute(
-        "INSERT INTO notifyq.waiters (worker_id, queues) VALUES ('w', '{other}')")
+        "INSERT INTO notifyq.waiters (worker_id, queues) VALUES ('w', '{other}')"
+    )
     async with db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
         await database.execute(
             "INSERT INTO notifyq.tasks (queue, kind, unique_key)"
-            " VALUES ('default', 'noop', 'x') ON CONFLICT DO NOTHING")
+            " VALUES ('default', 'noop', 'x') ON CONFLICT DO NOTHING"
+        )
         # Nothing was added to 'other', so its waiter stays and nobody is notified.
         assert await database.fetchval("SELECT count(*) FROM notifyq.waiters") == 1
         await database.execute(
             "INSERT INTO notifyq.tasks (queue, kind, unique_key) VALUES ('other', 'noop', 'x'),"
-            " ('default', 'noop', 'x') ON CONFLICT DO NOTHING")
+            " ('default', 'noop', 'x') ON CONFLICT DO NOTHING"
+        )
         with trio.fail_after(5):
             note = await listener.__anext__()
         assert (note.channel, note.payload) == ("notifyq", "other")
@@ -106,10 +122,12 @@ async def test_skipped_rows_do_not_reach_the_insert_trigger(database: db.Databas
 
 
 async def test_retry_of_an_ended_task_whose_key_is_live_again_is_refused(
-        database: db.Database) -> None:
+    database: db.Database,
+) -> None:
     first = await database.fetchval(INSERT_KEYED, "r")
     await database.execute(
-        "UPDATE notifyq.tasks SET status = 'error', finished_at = now() WHERE id = $1", first)
+        "UPDATE notifyq.tasks SET status = 'error', finished_at = now() WHERE id = $1", first
+    )
     second = await database.fetchval(INSERT_KEYED, "r")
     assert second is not None
     assert await database.fetchval("SELECT notifyq.retry($1)", first) == "duplicate"

@@ -41,26 +41,43 @@ async def test_post_task_with_a_unique_key_answers_the_live_task(idle_web: Web) 
     assert other_queue.status_code == 201
     text = await (await client.get("/metrics")).get_data(as_text=True)
     assert metric(text, "notifyq_duplicates_skipped_total") == 1
-    await error_of(await post(client, "/tasks", {"kind": "noop", "unique_key": ""}), 422,
-                   "validation_failed")
+    await error_of(
+        await post(client, "/tasks", {"kind": "noop", "unique_key": ""}), 422, "validation_failed"
+    )
 
 
 async def test_schedules_over_http(idle_web: Web) -> None:
     client = idle_web.test_client()
     bad_cron = await error_of(
         await post(client, "/schedules", {"name": "s", "cron": "61 * * * *", "kind": "noop"}),
-        422, "validation_failed")
+        422,
+        "validation_failed",
+    )
     assert bad_cron["message"] == "invalid cron expression '61 * * * *': bad minute field"
     bad_zone = await error_of(
-        await post(client, "/schedules",
-                   {"name": "s", "cron": "0 9 * * *", "tz": "Mars/Olympus", "kind": "noop"}),
-        422, "validation_failed")
+        await post(
+            client,
+            "/schedules",
+            {"name": "s", "cron": "0 9 * * *", "tz": "Mars/Olympus", "kind": "noop"},
+        ),
+        422,
+        "validation_failed",
+    )
     assert bad_zone["message"].startswith("unknown time zone 'Mars/Olympus'")
-    await error_of(await post(client, "/schedules", {"name": "s", "kind": "noop"}), 422,
-                   "validation_failed")
-    added = await post(client, "/schedules", {"name": "s", "cron": "0 9 * * *",
-                                               "tz": "Europe/Berlin", "kind": "reverse",
-                                               "payload": "hi"})
+    await error_of(
+        await post(client, "/schedules", {"name": "s", "kind": "noop"}), 422, "validation_failed"
+    )
+    added = await post(
+        client,
+        "/schedules",
+        {
+            "name": "s",
+            "cron": "0 9 * * *",
+            "tz": "Europe/Berlin",
+            "kind": "reverse",
+            "payload": "hi",
+        },
+    )
     assert added.status_code == 200
     answer = await added.get_json()
     assert answer["change"] == "added" and answer["schedule"]["next_run_at"] is not None
@@ -83,7 +100,8 @@ async def test_an_apps_schedule_fires_in_a_running_process(database: db.Database
 
         async def fired() -> Any:
             return await database.fetchval(
-                "SELECT id FROM notifyq.tasks WHERE schedule_name = 'heartbeat' LIMIT 1")
+                "SELECT id FROM notifyq.tasks WHERE schedule_name = 'heartbeat' LIMIT 1"
+            )
 
         task_id = await eventually(fired, timeout=10)
         history = await (await client.get(f"/tasks/{task_id}/history")).get_json()
@@ -107,4 +125,5 @@ def test_an_app_refuses_a_bad_schedule_where_it_is_declared() -> None:
     with pytest.raises(ConfigError) as caught:
         app.check_schedules()
     assert str(caught.value).startswith(
-        "invalid schedule 'y': no handler for kind 'unknown_kind' (known: ")
+        "invalid schedule 'y': no handler for kind 'unknown_kind' (known: "
+    )
