@@ -373,10 +373,6 @@ SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60
 -- statement timeout for the rest of this transaction.
 SELECT set_config('statement_timeout', '5s', true);
 
--- name: db_now
--- The database's clock.
-SELECT clock_timestamp();
-
 -- name: list_schedules
 -- Every schedule, with the database's clock (the processes' clocks may differ; ticks are
 -- due by the database's).

@@ -475,15 +475,15 @@ class ScheduleRow:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleTable:
-    """Every schedule, and the database's clock when they were read."""
+    """Every schedule, and the database's clock when they were read (None: no rows)."""
 
     rows: list[ScheduleRow]
-    now: datetime
+    now: datetime | None
 
 
 async def list_schedules(database: db.Database) -> ScheduleTable:
     rows = await database.fetch(sql.queries["list_schedules"])
-    now = rows[0]["db_now"] if rows else await database.fetchval(sql.queries["db_now"])
+    now = rows[0]["db_now"] if rows else None
     return ScheduleTable(
         [
             ScheduleRow(

@@ -114,7 +114,7 @@ class Scheduler:
         """Fire every due tick of the schedules this process serves; return the seconds
         until the next one (the sweep's period when there is none)."""
         table = await store.list_schedules(self.db)
-        offset = table.now - datetime.now(UTC)
+        offset = timedelta(0) if table.now is None else table.now - datetime.now(UTC)
         earliest: datetime | None = None
         for row in table.rows:
             if row.paused or not self._serves(row):
