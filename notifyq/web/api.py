@@ -242,6 +242,7 @@ async def put_schedule() -> Response:
 
 @blueprint.post("/schedules/<name>/pause")
 @document_response(models.ScheduleOut)
+@document_response(models.ErrorOut, 401)
 @document_response(models.ErrorOut, 404)
 @security_scheme([{"bearer": []}])
 async def pause_schedule(name: str) -> Response:
@@ -251,6 +252,7 @@ async def pause_schedule(name: str) -> Response:
 
 @blueprint.post("/schedules/<name>/resume")
 @document_response(models.ScheduleOut)
+@document_response(models.ErrorOut, 401)
 @document_response(models.ErrorOut, 404)
 @security_scheme([{"bearer": []}])
 async def resume_schedule(name: str) -> Response:
@@ -260,6 +262,7 @@ async def resume_schedule(name: str) -> Response:
 
 @blueprint.delete("/schedules/<name>")
 @document_response(models.ScheduleOut)
+@document_response(models.ErrorOut, 401)
 @document_response(models.ErrorOut, 404)
 @security_scheme([{"bearer": []}])
 async def remove_schedule(name: str) -> Response:

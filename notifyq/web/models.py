@@ -64,7 +64,16 @@ def _finite(value: float) -> float:
 class NewTask(BaseModel):
     """A task to add. ``run_at`` and ``delay`` are exclusive; neither means now."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The document says it too: not both given (non-null).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "not": {
+                "required": ["run_at", "delay"],
+                "properties": {"run_at": {"type": "string"}, "delay": {"type": "number"}},
+            }
+        },
+    )
 
     kind: Name = Field(description="Which handler runs it")
     payload: Annotated[Any, AfterValidator(_shallow)] = Field(
