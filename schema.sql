@@ -61,6 +61,15 @@ CREATE TABLE notifyq.tasks (
     -- An in_progress row always has an owner and a lease; no other row has either.
     CONSTRAINT tasks_lease_matches_status
         CHECK ((status = 'in_progress') = (locked_by IS NOT NULL AND locked_until IS NOT NULL)),
+    -- Values the claim cannot compute with or the driver cannot decode (migration 0004):
+    -- attempts near the int limit, dates outside the years 1..9999. run_at may be
+    -- 'infinity' (parked) or '-infinity' (due now).
+    CONSTRAINT tasks_attempts_in_range CHECK (attempts <= 1000000),
+    CONSTRAINT tasks_run_at_in_range CHECK (
+        NOT isfinite(run_at)
+        OR (run_at >= '0001-01-01 00:00:00+00' AND run_at < '10000-01-01 00:00:00+00')),
+    CONSTRAINT tasks_created_at_in_range CHECK (
+        created_at >= '0001-01-01 00:00:00+00' AND created_at < '10000-01-01 00:00:00+00'),
     CONSTRAINT tasks_unique_key_valid
         CHECK (unique_key IS NULL OR (unique_key <> '' AND length(unique_key) <= 512))
 );
@@ -213,6 +222,7 @@ $$;
 -- A process ran out of work: record it as waiting for `queues`. Returns whether it got the
 -- exclusive lock, i.e. whether no producer was between its trigger and its commit; the
 -- caller claims once more after this commits, and retries later when it returns false.
+-- It never waits for a producer's row lock (migration 0004): false then too.
 -- Nothing here needs to survive a server crash (a restarted process registers again), so
 -- the commit does not wait for the WAL flush.
 CREATE FUNCTION notifyq.go_idle(worker_id text, queues text[]) RETURNS boolean
@@ -222,10 +232,16 @@ DECLARE
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     locked := pg_try_advisory_xact_lock(1852798817);
-    INSERT INTO notifyq.waiters AS w (worker_id, queues)
-    VALUES (go_idle.worker_id, go_idle.queues)
-    ON CONFLICT ON CONSTRAINT waiters_pkey
-        DO UPDATE SET queues = excluded.queues, since = now();
+    -- A producer that removed our row holds it locked until it commits: do not wait.
+    PERFORM set_config('lock_timeout', '20ms', true);
+    BEGIN
+        INSERT INTO notifyq.waiters AS w (worker_id, queues)
+        VALUES (go_idle.worker_id, go_idle.queues)
+        ON CONFLICT ON CONSTRAINT waiters_pkey
+            DO UPDATE SET queues = excluded.queues, since = now();
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN false;  -- that producer notifies when it commits; claim again meanwhile
+    END;
     RETURN locked;
 END;
 $$;

@@ -15,6 +15,7 @@ Load it with ``notifyq serve --app mymodule:app`` (or ``NOTIFYQ_APP``). The buil
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import random
 import time
@@ -110,6 +111,12 @@ class App:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
 
         def register(fn: HandlerFn) -> HandlerFn:
+            if not _is_async(fn):
+                raise TypeError(
+                    f"handler {getattr(fn, '__name__', fn)!r} for kind {kind!r} must be an "
+                    "async def function (a plain def would run its side effects, then fail "
+                    "every attempt)"
+                )
             self.handlers[kind] = Handler(kind, fn, timeout_s)
             return fn
 
@@ -121,6 +128,12 @@ class App:
     def merged(self, other: App) -> App:
         """This app's handlers, replaced by ``other``'s where both name a kind."""
         return App({**self.handlers, **other.handlers}, {**self.schedules, **other.schedules})
+
+
+def _is_async(fn: object) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004  (an object with an async __call__)
+    )
 
 
 def load_app(spec: str) -> App:

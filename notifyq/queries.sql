@@ -24,20 +24,29 @@ WITH quick AS MATERIALIZED (
            started_at = now(), updated_at = now()
      -- = ANY(ARRAY(...)), not a join: a join may be planned as a scan of the whole table.
      WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
-    RETURNING t.id, t.queue, t.kind, t.payload, t.priority, t.attempts, t.max_attempts,
-              extract(epoch FROM t.timeout)::float8 AS timeout_s,
-              extract(epoch FROM now() - t.run_at)::float8 AS lag_s,
+    -- Nothing here can fail for one row and take the batch with it: the payload comes
+    -- back as text (decoded per row by the claimer), no timestamp is returned (the driver
+    -- cannot decode every value PostgreSQL accepts), and an infinite run_at has lag 0.
+    RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority, t.attempts,
+              t.max_attempts, extract(epoch FROM t.timeout)::float8 AS timeout_s,
+              CASE WHEN isfinite(t.run_at)
+                   THEN extract(epoch FROM now() - t.run_at)::float8 ELSE 0 END AS lag_s,
               t.run_at
 ), started AS (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
     SELECT id, 'started', attempts, $3 FROM claimed
 )
-SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
+SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s
+  FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: next_due
 -- Seconds until the earliest pending row of the queues $1 is due (negative: overdue;
--- NULL: none pending). One index probe per queue on tasks_due_idx.
-SELECT extract(epoch FROM min(first.run_at) - clock_timestamp())::float8
+-- NULL: none pending, or only rows parked at run_at 'infinity'). One index probe per queue
+-- on tasks_due_idx. '-infinity' is overdue (-1), never subtracted (PostgreSQL 15 refuses).
+SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
+            WHEN isfinite(min(first.run_at))
+                THEN extract(epoch FROM min(first.run_at) - clock_timestamp())::float8
+       END
   FROM unnest($1::text[]) AS q(name),
        LATERAL (SELECT run_at FROM notifyq.tasks
                  WHERE status = 'pending' AND queue = q.name
@@ -127,10 +136,15 @@ RETURNING name;
 -- The reaper: rows whose lease expired go back to pending (event 'recovered'), or end
 -- 'error' when their attempts are used up (so a task that kills its worker every time
 -- cannot loop forever), or 'cancelled' when a cancel was requested. At most $1 rows.
+-- A row whose owner is not in the worker registry is lost too, whatever its lease says
+-- (a row written in_progress by hand with locked_until 'infinity'): a process registers
+-- before it claims, and leaves the registry only after its last outcome is written.
 WITH expired AS (
     SELECT id, locked_by
       FROM notifyq.tasks
-     WHERE status = 'in_progress' AND locked_until < now()
+     WHERE status = 'in_progress'
+       AND (locked_until < now() OR NOT isfinite(locked_until)
+            OR NOT EXISTS (SELECT 1 FROM notifyq.workers w WHERE w.id = tasks.locked_by))
      ORDER BY locked_until
      LIMIT $1
        FOR UPDATE SKIP LOCKED
@@ -331,7 +345,7 @@ SELECT count(*)::int AS n,
   FROM (SELECT extract(epoch FROM started_at - run_at)::float8 * 1000 AS lag_ms
           FROM notifyq.tasks
          WHERE finished_at > now() - make_interval(secs => $1::float8)
-           AND started_at IS NOT NULL
+           AND started_at IS NOT NULL AND isfinite(run_at)
          ORDER BY finished_at DESC
          LIMIT $2) AS recent;
 

@@ -13,6 +13,7 @@ The vocabulary the SQL and the Python share is defined here once: :class:`Status
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -75,6 +76,17 @@ class Claimed:
     max_attempts: int
     timeout_s: float | None
     lag_s: float
+    undecodable: str | None = None  # why the payload could not be decoded (payload is None)
+
+
+def _decode_payload(text: str) -> tuple[Any, str | None]:
+    """A claimed row's payload; a payload Python cannot decode is that row's problem."""
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, "payload cannot be decoded: nested too deeply for Python's JSON decoder"
+    except ValueError as exc:  # not expected from jsonb text; never let it fail the batch
+        return None, f"payload cannot be decoded: {exc}"
 
 
 async def claim(
@@ -82,20 +94,24 @@ async def claim(
 ) -> list[Claimed]:
     """Claim up to ``limit`` due rows of ``queues`` for ``owner`` (see queries.sql)."""
     rows = await database.fetch(sql.queries["claim"], list(queues), limit, owner, lease_s)
-    return [
-        Claimed(
-            r["id"],
-            r["queue"],
-            r["kind"],
-            r["payload"],
-            r["priority"],
-            r["attempts"],
-            r["max_attempts"],
-            r["timeout_s"],
-            r["lag_s"],
+    claimed = []
+    for r in rows:
+        payload, undecodable = _decode_payload(r["payload_json"])
+        claimed.append(
+            Claimed(
+                r["id"],
+                r["queue"],
+                r["kind"],
+                payload,
+                r["priority"],
+                r["attempts"],
+                r["max_attempts"],
+                r["timeout_s"],
+                r["lag_s"],
+                undecodable,
+            )
         )
-        for r in rows
-    ]
+    return claimed
 
 
 @dataclass(frozen=True, slots=True)

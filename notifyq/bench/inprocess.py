@@ -133,9 +133,8 @@ async def measure_drain(settings: Settings, tasks: int, *, unique: bool = False)
     ``unique`` every task has a unique_key of its own.
     """
     async with scratch(settings) as s:
-        await s.database.execute(
-            queries["enqueue_noops_unique" if unique else "enqueue_noops"], tasks
-        )
+        enqueue = queries["enqueue_noops_unique"] if unique else queries["enqueue_noops"]
+        await s.database.execute(enqueue, tasks)
         await s.database.execute(queries["analyze"])
         progress(f"drain: {tasks} noop tasks enqueued; starting the service")
         started = time.monotonic()

@@ -172,6 +172,7 @@ class Claimer:
                 row.priority,
             )
             attempt = Attempt(task, sent_at + lease_s, row.lag_s, row.timeout_s)
+            attempt.undecodable = row.undecodable
             self.ledger.attempts[row.id] = attempt
             attempts.append(attempt)
         self.ledger.claimed += len(rows)

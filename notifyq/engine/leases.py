@@ -1,8 +1,9 @@
 """The lease keeper: one batched heartbeat per LEASE/3 for every attempt this process holds.
 
 The same round trip refreshes the process's registry row. An attempt whose lease is gone
-(another process recovered the task) is stopped; one whose cancel was asked while the
-notification never came (NO_LISTEN, a lost LISTEN connection) is cancelled.
+(another process recovered the task) is stopped; one whose row says its cancel was asked
+(``cancel_requested_at``) is cancelled. A ``notifyq_cancel`` notification only makes the
+next beat come at once: the table decides, so a forged notification cancels nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ async def serve_heartbeat(
 ) -> None:
     interval = settings.lease_s / 3
     while True:
-        await trio.sleep(interval * random.uniform(0.9, 1.0))
+        await ledger.recheck.wait_until(trio.current_time() + interval * random.uniform(0.9, 1.0))
         ids = ledger.running_ids()
         sent = trio.current_time()
         try:
@@ -37,7 +38,8 @@ async def serve_heartbeat(
                 continue
             if task_id in kept:
                 attempt.lease_until = sent + settings.lease_s
-                if kept[task_id]:
+                if kept[task_id] and attempt.stop_reason is None:
+                    log.info("task.cancel_requested", task_id=task_id)
                     attempt.request_stop("cancel")
             else:
                 log.warning("task.lease_lost", task_id=task_id)

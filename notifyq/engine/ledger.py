@@ -10,6 +10,8 @@ written (or given up). Every field has one owner:
 ``written``        the writer (outcomes written or given up)
 ``stopping``       the service (set once, when shutdown starts)
 ``doorbell``       rung by anyone who frees room; waited on by the claimer only
+``recheck``        rung when the rows of running attempts must be read again now (a
+                   cancel notification); waited on by the lease keeper only
 =================  ==========================================================
 
 The other stages read them. On an Attempt, the claimer sets the task and the first lease,
@@ -44,6 +46,7 @@ class Attempt:
     handler_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     wait_scope: trio.CancelScope | None = None
     stop_reason: StopReason | None = None
+    undecodable: str | None = None  # the payload could not be decoded: fail without running
 
     def request_stop(self, reason: StopReason) -> None:
         """Cancel the handler; the first reason given decides the verdict."""
@@ -57,7 +60,7 @@ class Attempt:
 
 
 class Doorbell:
-    """Wakes the claimer: anyone may ring, only the claimer waits."""
+    """Wakes one stage: anyone may ring, only that stage waits."""
 
     def __init__(self) -> None:
         self._event = trio.Event()
@@ -83,6 +86,7 @@ class Ledger:
         self.written = 0
         self.stopping = False
         self.doorbell = Doorbell()
+        self.recheck = Doorbell()
 
     @property
     def busy(self) -> int:

@@ -59,10 +59,10 @@ class Runner:
         except ValueError:
             log.warning("notification.bad_payload", channel="notifyq_cancel", payload=payload[:100])
             return
-        attempt = self.ledger.attempts.get(task_id)
-        if attempt is not None:
-            log.info("task.cancel_requested", task_id=task_id)
-            attempt.request_stop("cancel")
+        # A notification is only a hint (any database role may send one): the lease keeper
+        # reads the row now and stops the attempt only if its cancel was really asked.
+        if task_id in self.ledger.attempts:
+            self.ledger.recheck.ring()
 
     def stop_running(self) -> None:
         """Cancel every running handler; its task goes back to pending."""
@@ -73,8 +73,12 @@ class Runner:
     async def _run(self, attempt: Attempt, handlers: trio.Nursery) -> None:
         task = attempt.task
         handler = self.app.get(task.kind)
+        refused = attempt.undecodable
         if handler is None:
-            error = f"no handler for kind {task.kind!r}"
+            refused = f"no handler for kind {task.kind!r}"
+        if refused is not None or handler is None:
+            # Retrying would not help: the task ends at once, and nothing else is touched.
+            error = refused or "no handler"
             self._hand_over(attempt, Outcome(task.id, task.attempt, Verdict.FAILED, error=error))
             return
         timeout_s = attempt.timeout_s or handler.timeout_s or self.settings.task_timeout_s
@@ -103,7 +107,12 @@ class Runner:
                 with attempt.handler_scope:
                     try:
                         box.append((True, await handler.fn(task)))
-                    except Exception as exc:
+                    except BaseException as exc:
+                        if _is_our_cancellation(exc, attempt.handler_scope, nursery):
+                            raise  # the scope that was cancelled catches it
+                        # Any other exception, KeyboardInterrupt, SystemExit and a stray
+                        # trio.Cancelled included, is this attempt's failure: it must
+                        # never end the process (tests/integration/test_poison.py).
                         box.append((False, exc))
             finally:
                 finished.set()
@@ -146,3 +155,18 @@ class Runner:
         self._outcomes.send_nowait((outcome, attempt))
         self.ledger.handed_over += 1
         self.ledger.doorbell.ring()
+
+
+def _is_our_cancellation(
+    exc: BaseException, scope: trio.CancelScope, handlers: trio.Nursery
+) -> bool:
+    """Whether ``exc`` is trio cancelling the handler (its scope, or the handlers' nursery
+    at the very end), as opposed to a handler raising Cancelled on its own."""
+    if not (scope.cancel_called or handlers.cancel_scope.cancel_called):
+        return False
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        # Only Cancelled inside: trio's. Anything else inside is the handler's failure.
+        return exc.split(trio.Cancelled)[1] is None
+    return False

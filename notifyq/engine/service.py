@@ -35,6 +35,7 @@ from notifyq.engine.listener import (
 from notifyq.engine.maintenance import prune
 from notifyq.engine.runner import Runner
 from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler
+from notifyq.engine.watchdog import LoopWatch
 from notifyq.engine.writer import EndObserver, Writer
 from notifyq.settings import Settings
 from notifyq.store import Outcome
@@ -105,6 +106,7 @@ class Service:
             sweep_s=settings.fetch_interval_s,
             declared=app.schedules.values(),
         )
+        self.watch = LoopWatch(threshold_s=min(1.0, settings.lease_s / 4))
         if workers:
             self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
             self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
@@ -207,6 +209,7 @@ class Service:
             housekeeping.start_soon(leases.serve_heartbeat, self.db, s, ledger, self.registration)
             housekeeping.start_soon(self.reaper.serve)
             housekeeping.start_soon(self.scheduler.serve)
+            housekeeping.start_soon(self.watch.serve)
             if s.retention_s:
                 housekeeping.start_soon(maintenance.serve_pruner, self.db, s.retention_s)
             async with trio.open_nursery() as writer:

@@ -95,9 +95,12 @@ def encode_result(value: Any) -> str:
         return "null"
     try:
         encoded = _ENCODER.encode(value)
+        has_nul = _has_nul(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"result is not JSON-serialisable: {exc}") from None
-    if _has_nul(value):
+    except RecursionError:
+        raise ValueError("result is nested too deeply to encode as JSON") from None
+    if has_nul:
         raise ValueError("result contains a NUL character, which jsonb cannot store")
     return encoded
 

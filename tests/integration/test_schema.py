@@ -128,6 +128,31 @@ def test_migration_applies_on_postgresql_15() -> None:
             pg.psql(url, "INSERT INTO notifyq.tasks (payload) VALUES ('\"x\"') RETURNING status")
             == "pending"
         )
+        # 'infinity' (parked) and '-infinity' (due now) in the next-due and claim
+        # arithmetic: PostgreSQL 15 cannot subtract infinite timestamps.
+        pg.psql(url, "DELETE FROM notifyq.tasks")
+        pg.psql(
+            url,
+            "INSERT INTO notifyq.tasks (kind, run_at) VALUES ('noop', 'infinity'), "
+            "('noop', '-infinity')",
+        )
+        due = pg.psql(
+            url,
+            f"PREPARE due(text[]) AS {sql.queries['next_due']}; EXECUTE due('{{default}}')",
+        )
+        assert float(due) < 0  # the '-infinity' row is overdue
+        claimed = pg.psql(
+            url,
+            f"PREPARE c(text[], int, text, float8) AS {sql.queries['claim']}; "
+            "EXECUTE c('{default}', 10, 'pg15', 30)",
+        )
+        assert len(claimed.splitlines()) == 1  # the '-infinity' row; the parked one waits
+        assert pg.psql(url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'pending'") == "1"
+        parked_only = pg.psql(
+            url,
+            f"PREPARE due(text[]) AS {sql.queries['next_due']}; EXECUTE due('{{default}}')",
+        )
+        assert parked_only == ""  # NULL: nothing will come due
     finally:
         subprocess.run(
             [*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"],

@@ -383,3 +383,26 @@ def test_load_app_missing_attribute() -> None:
         load_app("json:no_such_attribute")
     assert str(caught.value).startswith("invalid NOTIFYQ_APP='json:no_such_attribute': ")
     assert str(caught.value).endswith("expected a notifyq.App")
+
+
+def test_a_plain_def_handler_is_refused_at_registration() -> None:
+    # It used to be accepted, run its side effects, then fail every attempt with
+    # "object str can't be used in 'await' expression".
+    app = App()
+    with pytest.raises(TypeError, match="handler 'shout' for kind 'shout' must be an async def"):
+
+        @app.handler("shout")  # type: ignore[arg-type]
+        def shout(task: Task) -> str:
+            return str(task.payload).upper()
+
+    assert app.get("shout") is None
+
+
+def test_an_object_with_an_async_call_is_a_handler() -> None:
+    class Resize:
+        async def __call__(self, task: Task) -> str:
+            return "ok"
+
+    app = App()
+    app.handler("resize")(Resize())
+    assert app.get("resize") is not None
