@@ -9,7 +9,8 @@
 --     ON CONFLICT DO NOTHING;
 --
 -- (or ON CONFLICT (queue, unique_key) WHERE status IN ('pending', 'in_progress') AND
--- unique_key IS NOT NULL DO NOTHING), also row by row inside a multi-row insert. Concurrent
+-- unique_key IS NOT NULL DO NOTHING, which needs SELECT on those columns: not for the
+-- producer role), also row by row inside a multi-row insert. Concurrent
 -- inserts of one key wait for each other inside the index and end with one row and no error.
 -- A task that ends leaves the index (it is partial), so its key is free again at once.
 --
