@@ -12,8 +12,8 @@ Rules (the README repeats them):
 - Clock changes (DST) in ``tz``, for a five-field expression with a fixed minute and hour
   (``30 2 * * *``): a tick that falls in a gap (the clock jumps from 02:00 to 03:00) fires at
   the first instant after the gap (03:00); a tick in an overlap (02:00-03:00 twice) fires
-  once, on the first pass. Expressions with a wildcard minute or hour (``*/15 * * * *``)
-  follow the real clock: no tick in the gap, both passes of the overlap.
+  once, on the first pass. Expressions with a wildcard minute or hour (``*/15 * * * *``),
+  and six-field ones, follow the real clock: no tick in the gap, both passes of the overlap.
 - ``every``: a whole number of seconds, at least 1; ticks are the multiples of the
   interval counted from 1970-01-01T00:00Z (``every 1h`` ticks on the hour), so every
   process computes the same ticks; time zones and clock changes do not apply.
