@@ -560,7 +560,7 @@ async def upsert_schedule(
         t.cron,
         t.every_s,
         schedule.kind,
-        schedule.payload,
+        {} if schedule.payload is None else schedule.payload,  # null means {}, as for tasks
         schedule.queue,
         schedule.priority,
         t.tz,

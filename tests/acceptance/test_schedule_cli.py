@@ -136,6 +136,21 @@ def test_schedule_errors_exit_2_with_one_line(database_url: str, tmp_path: Path)
         (1, "notifyq: no schedule named 'nothing'"),
     ]
     assert scalar(database_url, "SELECT count(*) FROM notifyq.schedules") == "0"
+    # An app's own kinds are known with --app (run from the source tree, which has tests/).
+    mine = nq(
+        database_url,
+        Path.cwd(),
+        "schedule",
+        "add",
+        "mine",
+        "--every",
+        "1h",
+        "--kind",
+        "crash",
+        "--app",
+        "tests.apps:app",
+    )
+    assert (mine.code, mine.out.strip()) == (0, "schedule 'mine' added: every 3600s"), mine
 
 
 def test_enqueue_unique_key_prints_the_live_task_and_says_so(

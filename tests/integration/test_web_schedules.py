@@ -81,6 +81,9 @@ async def test_schedules_over_http(idle_web: Web) -> None:
     assert added.status_code == 200
     answer = await added.get_json()
     assert answer["change"] == "added" and answer["schedule"]["next_run_at"] is not None
+    bare = await post(client, "/schedules", {"name": "bare", "every": "1m", "kind": "noop"})
+    assert bare.status_code == 200 and (await bare.get_json())["schedule"]["payload"] == {}
+    assert (await client.delete("/schedules/bare")).status_code == 200
     listed = await (await client.get("/schedules")).get_json()
     assert [s["name"] for s in listed["schedules"]] == ["s"]
     paused = await (await post(client, "/schedules/s/pause")).get_json()
