@@ -51,6 +51,7 @@ CREATE TABLE notifyq.tasks (
     unique_key          text,          -- at most one live task per (queue, unique_key)
     schedule_name       text,          -- the schedule whose tick created the task
     schedule_tick       timestamptz,   -- and that tick
+    meta                jsonb,                   -- besides the payload: trace context
     CONSTRAINT tasks_status_valid
         CHECK (status IN ('pending', 'in_progress', 'done', 'error', 'cancelled')),
     CONSTRAINT tasks_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
@@ -76,6 +77,8 @@ CREATE TABLE notifyq.tasks (
 
 COMMENT ON TABLE notifyq.tasks IS
     'notifyq task queue: INSERT a row to enqueue; see the README for columns and states';
+COMMENT ON COLUMN notifyq.tasks.meta IS
+    'what travels with a task besides its payload (trace context); NULL when none';
 
 -- History, one row per event of a task. No foreign key to tasks: it would add a lookup to
 -- every event insert, and prune deletes a task's events together with the task. 'queued' is
@@ -413,7 +416,8 @@ BEGIN
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
         -- Column privileges: a producer sets what a task is, never its state or its lease.
         format('GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, '
-               'unique_key) ON notifyq.tasks TO %s', grantee)
+               'meta) ON notifyq.tasks TO %s', grantee),
+        format('GRANT SELECT (id) ON notifyq.tasks TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;
@@ -435,9 +439,46 @@ BEGIN
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
         format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.tasks, notifyq.task_events, '
-               'notifyq.workers, notifyq.waiters, notifyq.schedules TO %s', grantee),
+               'notifyq.workers, notifyq.waiters TO %s', grantee),
         format('GRANT SELECT, UPDATE ON notifyq.maintenance TO %s', grantee),
         format('GRANT SELECT ON notifyq.schema_migrations TO %s', grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
+END;
+$$;
+
+-- Unique tasks and schedules (migration 0005), in functions of their own that `notifyq
+-- roles` runs after the two above: a producer may set unique_key, a worker manages
+-- schedules.
+CREATE FUNCTION notifyq.grant_producer_unique(grantee regrole, apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    stmt text;
+BEGIN
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT INSERT (unique_key) ON notifyq.tasks TO %s', grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
+END;
+$$;
+
+CREATE FUNCTION notifyq.grant_worker_schedules(grantee regrole, apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    stmt text;
+BEGIN
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.schedules TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;
@@ -496,3 +537,5 @@ CREATE TRIGGER schedules_changed
 -- privileges: roles get theirs from grant_producer / grant_worker.
 REVOKE EXECUTE ON FUNCTION notifyq.grant_producer(regrole, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION notifyq.grant_worker(regrole, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION notifyq.grant_producer_unique(regrole, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION notifyq.grant_worker_schedules(regrole, boolean) FROM PUBLIC;

@@ -164,18 +164,16 @@ CREATE TRIGGER schedules_changed
     EXECUTE FUNCTION notifyq.schedules_changed();
 
 -- Roles (migration 0003): a producer may set a task's unique_key; a worker manages
--- schedules. Same functions as in version 3, with those two additions.
-CREATE OR REPLACE FUNCTION notifyq.grant_producer(grantee regrole, apply boolean DEFAULT true)
+-- schedules. Functions of their own, which `notifyq roles` runs after grant_producer and
+-- grant_worker, so that a later migration that replaces those two keeps these grants.
+CREATE FUNCTION notifyq.grant_producer_unique(grantee regrole, apply boolean DEFAULT true)
 RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE
     stmt text;
 BEGIN
     FOREACH stmt IN ARRAY ARRAY[
-        format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
-        -- Column privileges: a producer sets what a task is, never its state or its lease.
-        format('GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, '
-               'unique_key) ON notifyq.tasks TO %s', grantee)
+        format('GRANT INSERT (unique_key) ON notifyq.tasks TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;
@@ -185,18 +183,14 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION notifyq.grant_worker(grantee regrole, apply boolean DEFAULT true)
+CREATE FUNCTION notifyq.grant_worker_schedules(grantee regrole, apply boolean DEFAULT true)
 RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE
     stmt text;
 BEGIN
     FOREACH stmt IN ARRAY ARRAY[
-        format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
-        format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.tasks, notifyq.task_events, '
-               'notifyq.workers, notifyq.waiters, notifyq.schedules TO %s', grantee),
-        format('GRANT SELECT, UPDATE ON notifyq.maintenance TO %s', grantee),
-        format('GRANT SELECT ON notifyq.schema_migrations TO %s', grantee)
+        format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.schedules TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;
@@ -205,3 +199,6 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+REVOKE EXECUTE ON FUNCTION notifyq.grant_producer_unique(regrole, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION notifyq.grant_worker_schedules(regrole, boolean) FROM PUBLIC;

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from notifyq import db, errors, store
+from notifyq import db, errors, priorities, store
 from notifyq.store import ENDED
 
 
@@ -35,14 +35,15 @@ class Client:
         payload: Any = None,
         *,
         queue: str = "default",
-        priority: int = 0,
+        priority: int | str = 0,
         delay_s: float = 0.0,
         run_at: datetime | None = None,
         max_attempts: int = 3,
         timeout_s: float | None = None,
         unique_key: str | None = None,
     ) -> int:
-        """Add a task and return its id. ``payload`` must be JSON-serialisable.
+        """Add a task and return its id. ``payload`` must be JSON-serialisable;
+        ``priority`` an integer or low, normal, high, urgent.
 
         With ``unique_key``, a live task of the same queue and key is not added again: its id
         is returned instead (``enqueue_unique`` says which happened)."""
@@ -59,13 +60,14 @@ class Client:
                 timeout_s=timeout_s,
             )
             return found.id
+        number = priorities.parse(priority)
         self._check(payload, delay_s, timeout_s)
         row = await store.enqueue(
             self.db,
             queue=queue,
             kind=kind,
             payload={} if payload is None else payload,
-            priority=priority,
+            priority=number,
             run_at=run_at,
             delay_s=delay_s,
             max_attempts=max_attempts,
@@ -80,7 +82,7 @@ class Client:
         *,
         unique_key: str,
         queue: str = "default",
-        priority: int = 0,
+        priority: int | str = 0,
         delay_s: float = 0.0,
         run_at: datetime | None = None,
         max_attempts: int = 3,
@@ -88,6 +90,7 @@ class Client:
     ) -> store.Enqueued:
         """Add a task unless a live (pending or in_progress) task of ``queue`` holds
         ``unique_key``; ``.duplicate`` says whether ``.row`` is that existing task."""
+        number = priorities.parse(priority)
         self._check(payload, delay_s, timeout_s)
         if not unique_key or len(unique_key) > 512:
             raise ValueError(f"unique_key must be 1-512 characters, got {unique_key!r}")
@@ -96,7 +99,7 @@ class Client:
             queue=queue,
             kind=kind,
             payload={} if payload is None else payload,
-            priority=priority,
+            priority=number,
             run_at=run_at,
             delay_s=delay_s,
             max_attempts=max_attempts,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TextIO, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
@@ -38,6 +38,48 @@ def configure(level: str = "info", fmt: str = "console") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _route_stdlib_logging(level, renderer)
+
+
+# Libraries that log through the standard library. Their info lines are chatty (the
+# embedded server's wheel logs every command it runs), so they start at warning.
+_LIBRARY_FLOOR = logging.WARNING
+
+
+def _route_stdlib_logging(level: str, renderer: Any) -> None:
+    """Send the standard library's log records (asyncpg's pool, asyncio, the embedded
+    server's wheel, warnings) through the same renderer as notifyq's own events: under
+    ``LOG_FORMAT=json`` a driver's warning and its traceback are one JSON line, not plain
+    text in the middle of the log (tests/acceptance/test_faults.py::
+    test_every_stderr_line_is_json_while_the_database_is_down)."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = _StderrHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)  # configured twice (tests): one handler, the latest
+    root.addHandler(handler)
+    root.setLevel(max(_LEVELS[level], _LIBRARY_FLOOR))
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """notifyq's handler on the root logger (a class of its own, to be found again). It
+    writes to the ``sys.stderr`` of each moment, as ``print`` does (pytest swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 class Logger(Protocol):

@@ -28,7 +28,8 @@ WITH quick AS MATERIALIZED (
     -- back as text (decoded per row by the claimer), no timestamp is returned (the driver
     -- cannot decode every value PostgreSQL accepts), and an infinite run_at has lag 0.
     RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority, t.attempts,
-              t.max_attempts, extract(epoch FROM t.timeout)::float8 AS timeout_s,
+              t.max_attempts, t.meta::text AS meta_json,
+              extract(epoch FROM t.timeout)::float8 AS timeout_s,
               CASE WHEN isfinite(t.run_at)
                    THEN extract(epoch FROM now() - t.run_at)::float8 ELSE 0 END AS lag_s,
               t.run_at
@@ -36,7 +37,8 @@ WITH quick AS MATERIALIZED (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
     SELECT id, 'started', attempts, $3 FROM claimed
 )
-SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s
+SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s,
+       meta_json
   FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: next_due
@@ -311,30 +313,78 @@ INSERT INTO notifyq.schema_migrations (version, name, checksum) VALUES ($1, $2, 
 -- name: list_tasks
 -- Tasks newest first, filtered by status $1, queue $2, kind $3 (NULL: any), with ids below
 -- $4 (NULL: from the newest); at most $5. Keyset pagination over the primary key.
-SELECT *
-  FROM notifyq.tasks
- WHERE ($1::text IS NULL OR status = $1)
-   AND ($2::text IS NULL OR queue = $2)
-   AND ($3::text IS NULL OR kind = $3)
-   AND ($4::bigint IS NULL OR id < $4)
- ORDER BY id DESC
- LIMIT $5;
+-- A payload or result whose JSON text is longer than $6 characters comes as NULL with its
+-- first $6 characters in payload_preview / result_preview: cut here, so that a big value
+-- never leaves the database (the page's lists run the same shape; get_task has it whole).
+-- The text is made once per listed row (OFFSET 0 keeps the planner from repeating it).
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at,
+       CASE WHEN length(p.text) <= $6 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $6 THEN left(p.text, $6) END AS payload_preview,
+       CASE WHEN length(r.text) <= $6 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $6 THEN left(r.text, $6) END AS result_preview
+  FROM (SELECT * FROM notifyq.tasks
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::text IS NULL OR queue = $2)
+           AND ($3::text IS NULL OR kind = $3)
+           AND ($4::bigint IS NULL OR id < $4)
+         ORDER BY id DESC
+         LIMIT $5) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.id DESC;
 
 -- name: running_tasks
--- The $1 longest-running tasks (the status page's "running" table), over tasks_lease_idx.
-SELECT *
-  FROM notifyq.tasks
- WHERE status = 'in_progress'
- ORDER BY started_at
- LIMIT $1;
+-- The $1 longest-running tasks (the status page's "running" table), over tasks_lease_idx,
+-- with payloads and results over $2 characters cut to previews (see list_tasks).
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at,
+       CASE WHEN length(p.text) <= $2 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $2 THEN left(p.text, $2) END AS payload_preview,
+       CASE WHEN length(r.text) <= $2 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $2 THEN left(r.text, $2) END AS result_preview
+  FROM (SELECT * FROM notifyq.tasks
+         WHERE status = 'in_progress'
+         ORDER BY started_at
+         LIMIT $1) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.started_at, t.id;
 
 -- name: recent_failures
--- The $1 tasks that most recently ended in 'error', newest first (over tasks_finished_idx).
-SELECT *
+-- The $1 tasks that most recently ended in 'error', newest first (over tasks_finished_idx),
+-- with payloads and results over $2 characters cut to previews (see list_tasks).
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at,
+       CASE WHEN length(p.text) <= $2 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $2 THEN left(p.text, $2) END AS payload_preview,
+       CASE WHEN length(r.text) <= $2 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $2 THEN left(r.text, $2) END AS result_preview
+  FROM (SELECT * FROM notifyq.tasks
+         WHERE status = 'error' AND finished_at IS NOT NULL
+         ORDER BY finished_at DESC
+         LIMIT $1) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.finished_at DESC, t.id DESC;
+
+-- name: confirm_events
+-- What the table says about the ids that notifications named, for the /events feed (any
+-- database role can NOTIFY, so a notification is only a hint): of the ids $1 (said to have
+-- ended), those that ended within the last $3 seconds, with their real status; of the ids
+-- $2 (said to have a cancel requested), those whose cancel was requested within the last
+-- $3 seconds. One probe of tasks_pkey per id.
+SELECT id, status, queue, kind,
+       id = ANY($1::bigint[]) AND status IN ('done', 'error', 'cancelled')
+           AND finished_at > now() - make_interval(secs => $3::float8) AS ended,
+       id = ANY($2::bigint[])
+           AND cancel_requested_at > now() - make_interval(secs => $3::float8)
+           AS cancel_requested
   FROM notifyq.tasks
- WHERE status = 'error' AND finished_at IS NOT NULL
- ORDER BY finished_at DESC
- LIMIT $1;
+ WHERE id = ANY($1::bigint[] || $2::bigint[]);
 
 -- name: pickup_sample
 -- Pickup latency (claim time minus run_at) in ms over at most $2 tasks that ended in the
@@ -367,6 +417,14 @@ SELECT notifyq.grant_producer($1::text::regrole, $2) AS statement;
 -- `notifyq roles`: grant role $1 the worker's privileges (run them when $2); returns the
 -- statements.
 SELECT notifyq.grant_worker($1::text::regrole, $2) AS statement;
+
+-- name: grant_producer_unique
+-- `notifyq roles`: a producer may also set unique_key (migration 0005).
+SELECT notifyq.grant_producer_unique($1::text::regrole, $2) AS statement;
+
+-- name: grant_worker_schedules
+-- `notifyq roles`: a worker also manages notifyq.schedules (migration 0005).
+SELECT notifyq.grant_worker_schedules($1::text::regrole, $2) AS statement;
 
 -- name: ended_per_minute
 -- Tasks that ended from $1 to $2 (unix seconds), by minute and final status: the status
@@ -449,3 +507,48 @@ RETURNING name;
 -- name: remove_schedule
 -- Delete schedule $1; NULL when there is none such (its tasks stay).
 DELETE FROM notifyq.schedules WHERE name = $1 RETURNING name;
+
+-- name: produce
+-- notifyq.enqueue on the caller's own connection, in its transaction. Values travel as
+-- text and numbers (JSON as text), so the caller's driver needs no type codec. run_at is
+-- $5 (NULL: now) plus $6 seconds; $9 is the task's meta (trace context) or NULL.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+VALUES ($1::text, $2::text, $3::text::jsonb, $4::int,
+        coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
+        $7::int, make_interval(secs => $8::float8), $9::text::jsonb)
+RETURNING id;
+
+-- name: produce_many
+-- notifyq.enqueue_many: any number of tasks in one statement, one array per column (the
+-- values of `produce`, row by row); the ids come back in the order given.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
+       coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
+       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
+              $6::float8[], $7::int[], $8::float8[], $9::text[])
+       WITH ORDINALITY
+       AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta, n)
+ ORDER BY t.n
+RETURNING id;
+
+-- name: produce_outcome
+-- notifyq.wait: where a task stands (the result as JSON text, for any driver).
+SELECT id, status, result::text AS result, error, attempts
+  FROM notifyq.tasks WHERE id = $1::bigint;
+
+-- name: listen_done
+-- notifyq.wait: hear of tasks that end (a hint; the row says what happened).
+LISTEN notifyq_done;
+
+-- name: unlisten_done
+-- notifyq.wait: leave the caller's connection as it was.
+UNLISTEN notifyq_done;
+
+-- name: testing_busy
+-- notifyq.testing: tasks of the queues $1 that are running, or pending and due now.
+-- clock_timestamp(), not now(): a retry written just after this statement's transaction
+-- began (run_at = that write's now()) is due, and must keep the queue busy.
+SELECT count(*) FROM notifyq.tasks
+ WHERE queue = ANY($1::text[])
+   AND (status = 'in_progress' OR (status = 'pending' AND run_at <= clock_timestamp()));

@@ -26,6 +26,8 @@ from notifyq import db, errors, schedules, sql
 from notifyq.version import __version__
 
 MAX_ERROR_CHARS = 4000
+PREVIEW_CHARS = 4096
+"""Lists show a payload or result whose JSON text is longer than this as a preview."""
 
 Row = Mapping[str, Any]
 """A display row (tasks, workers, history) as the HTTP models and the CLI read it."""
@@ -77,6 +79,7 @@ class Claimed:
     timeout_s: float | None
     lag_s: float
     undecodable: str | None = None  # why the payload could not be decoded (payload is None)
+    meta: Any = None  # the task's meta column (trace context); NULL or undecodable: None
 
 
 def _decode_payload(text: str) -> tuple[Any, str | None]:
@@ -87,6 +90,16 @@ def _decode_payload(text: str) -> tuple[Any, str | None]:
         return None, "payload cannot be decoded: nested too deeply for Python's JSON decoder"
     except ValueError as exc:  # not expected from jsonb text; never let it fail the batch
         return None, f"payload cannot be decoded: {exc}"
+
+
+def _decode_meta(text: str | None) -> Any:
+    """A claimed row's meta; one that cannot be decoded is dropped (it is only a hint)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError):
+        return None
 
 
 async def claim(
@@ -109,6 +122,7 @@ async def claim(
                 r["timeout_s"],
                 r["lag_s"],
                 undecodable,
+                _decode_meta(r["meta_json"]),
             )
         )
     return claimed
@@ -342,6 +356,11 @@ async def enqueue_unique(
     )
 
 
+async def due_or_running(database: db.Database, queues: Sequence[str]) -> int:
+    """Tasks of ``queues`` running, or pending and due now (notifyq.testing's "idle")."""
+    return int(await database.fetchval(sql.queries["testing_busy"], list(queues)))
+
+
 async def seed(database: db.Database, count: int) -> list[int]:
     """Add ``count`` demo tasks in one statement; their ids."""
     return [r["id"] for r in await database.fetch(sql.queries["seed"], count)]
@@ -388,16 +407,62 @@ async def list_tasks(
     kind: str | None,
     before: int | None,
     limit: int,
+    preview_chars: int = PREVIEW_CHARS,
 ) -> list[Row]:
-    return list(await database.fetch(sql.queries["list_tasks"], status, queue, kind, before, limit))
+    """Display rows whose payload or result, when longer than ``preview_chars`` characters
+    of JSON text, is None with its first characters in ``payload_preview``/``result_preview``
+    (cut in SQL: the big value never leaves the database)."""
+    return list(
+        await database.fetch(
+            sql.queries["list_tasks"], status, queue, kind, before, limit, preview_chars
+        )
+    )
 
 
-async def running_tasks(database: db.Database, limit: int) -> list[Row]:
-    return list(await database.fetch(sql.queries["running_tasks"], limit))
+async def running_tasks(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The longest-running tasks, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["running_tasks"], limit, preview_chars))
 
 
-async def recent_failures(database: db.Database, limit: int) -> list[Row]:
-    return list(await database.fetch(sql.queries["recent_failures"], limit))
+async def recent_failures(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The latest failures, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["recent_failures"], limit, preview_chars))
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A task as the table has it, for an id a notification named."""
+
+    id: int
+    status: str
+    queue: str
+    kind: str
+    ended: bool  # ended (done, error, cancelled) recently
+    cancel_requested: bool  # its cancel was requested recently
+
+
+async def confirm_events(
+    database: db.Database,
+    *,
+    ended: Sequence[int],
+    cancel_requested: Sequence[int],
+    within_s: float,
+) -> dict[int, Confirmed]:
+    """What the table says about ids that notifications named (one statement for all):
+    {id: row} for the ids that exist; check ``ended`` / ``cancel_requested`` on each."""
+    rows = await database.fetch(
+        sql.queries["confirm_events"], list(ended), list(cancel_requested), within_s
+    )
+    return {
+        r["id"]: Confirmed(
+            r["id"], r["status"], r["queue"], r["kind"], r["ended"], r["cancel_requested"]
+        )
+        for r in rows
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,14 +517,20 @@ async def grant(
     async def statements(conn: db.Connection) -> list[str]:
         done: list[str] = []
         for privileges, role in wanted:
-            query = {"producer": "grant_producer", "worker": "grant_worker"}[privileges]
-            try:
-                rows = await conn.fetch(sql.queries[query], role, apply)
-            except db.CONNECTION_ERRORS:
-                raise
-            except Exception as exc:  # PostgreSQL's refusal: no such role, no privilege
-                raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
-            done += [f"{r['statement']};" for r in rows]
+            # Each role's base grants, then those of later features, which live in functions
+            # of their own so that a migration replacing the base function keeps them.
+            names = {
+                "producer": ("grant_producer", "grant_producer_unique"),
+                "worker": ("grant_worker", "grant_worker_schedules"),
+            }[privileges]
+            for query in names:
+                try:
+                    rows = await conn.fetch(sql.queries[query], role, apply)
+                except db.CONNECTION_ERRORS:
+                    raise
+                except Exception as exc:  # PostgreSQL's refusal: no such role, no privilege
+                    raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
+                done += [f"{r['statement']};" for r in rows]
         return done
 
     return await database.run_in_transaction(statements)

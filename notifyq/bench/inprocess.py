@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from notifyq import db, errors
-from notifyq.app import Task, builtin_app
+from notifyq.app import App, Task, builtin_app
 from notifyq.bench.common import (
     PROBE_TIMEOUT_S,
     STALL_TIMEOUT_S,
@@ -125,8 +125,35 @@ async def measure_latency(
 # --- drain ----------------------------------------------------------------------------
 
 
-async def measure_drain(settings: Settings, tasks: int, *, unique: bool = False) -> dict[str, Any]:
+HANDLER_RUNTIMES = ("trio", "thread", "asyncio")
+
+
+def noop_app(runtime: str) -> App:
+    """The built-in kinds, with ``noop`` as a handler of ``runtime``: an ``async def`` on
+    trio (the built-in one), a plain ``def`` (in a worker thread) or an asyncio coroutine."""
+    app = builtin_app()
+    if runtime == "thread":
+
+        def noop_in_a_thread(task: Task) -> None:
+            return None
+
+        app.handler("noop")(noop_in_a_thread)
+    elif runtime == "asyncio":
+
+        async def noop_on_asyncio(task: Task) -> None:
+            return None
+
+        app.handler("noop", runtime="asyncio")(noop_on_asyncio)
+    elif runtime != "trio":
+        raise ValueError(f"handler runtime must be one of {HANDLER_RUNTIMES}, got {runtime!r}")
+    return app
+
+
+async def measure_drain(
+    settings: Settings, tasks: int, handler: str = "trio", *, unique: bool = False
+) -> dict[str, Any]:
     """Throughput: N ``noop`` rows enqueued first, then time from service start to all done.
+    ``handler``: the runtime of the ``noop`` handler (trio, thread or asyncio).
 
     The end is seen from the service's own count of outcomes written ``done`` (read every
     5 ms, no load on the database), then verified with a count in the database. With
@@ -138,7 +165,7 @@ async def measure_drain(settings: Settings, tasks: int, *, unique: bool = False)
         await s.database.execute(queries["analyze"])
         progress(f"drain: {tasks} noop tasks enqueued; starting the service")
         started = time.monotonic()
-        async with running(s.database, s.settings, builtin_app()) as svc:
+        async with running(s.database, s.settings, noop_app(handler)) as svc:
             await _wait_drained(svc, tasks, started)
             finished = time.monotonic()
             done = int(await s.database.fetchval(queries["count_done"]))
@@ -150,6 +177,7 @@ async def measure_drain(settings: Settings, tasks: int, *, unique: bool = False)
         "benchmark": "drain",
         **header,
         "unique_keys": unique,
+        "handler": handler,
         "tasks": tasks,
         "done": done,
         "seconds": round(seconds, 3),

@@ -54,11 +54,19 @@ def rss_mb(pid: int) -> float:
 
 
 @asynccontextmanager
-async def serving(database: db.Database, settings: Settings) -> AsyncIterator[trio.Process]:
-    """``notifyq serve`` on the scratch database, ready (registered) when the block starts.
+async def serving(
+    database: db.Database,
+    settings: Settings,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> AsyncIterator[trio.Process]:
+    """``notifyq serve`` on the scratch database, ready (registered) when the block starts;
+    ``env`` adds to (or overrides) its environment, ``cwd`` is its working directory.
 
     Stopped with two SIGINTs (the second skips the grace for running handlers).
     """
+    extra = env or {}
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
@@ -67,11 +75,12 @@ async def serving(database: db.Database, settings: Settings) -> AsyncIterator[tr
         "FETCH_LIMIT": str(settings.fetch_limit),
         "LOG_LEVEL": "warning",
         "HTTP_PORT": "0",  # several processes at once: each on a free port
+        **extra,
     }
     command = [sys.executable, "-m", "notifyq", "serve"]
     async with trio.open_nursery() as nursery:
         run = functools.partial(
-            trio.run_process, command, env=env, check=False, stdout=subprocess.DEVNULL
+            trio.run_process, command, env=env, cwd=cwd, check=False, stdout=subprocess.DEVNULL
         )
         proc: trio.Process = await nursery.start(run)
         try:

@@ -70,5 +70,6 @@ _add(
     bench.peers,
     bench.all_,
     bench.scale,
+    bench.events,
 )
 _add(main, bench.bench)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from notifyq import embedded, engine, store
+from notifyq import embedded, engine, priorities, store
 from notifyq.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -55,11 +55,24 @@ def _parse_payload(text: str | None) -> Any:
         return text
 
 
+def _priority(_ctx: Any, _param: Any, value: str) -> int:
+    try:
+        return priorities.parse(value)
+    except priorities.PriorityError as exc:
+        raise click.BadParameter(f"expected {exc.expected}") from None
+
+
 @click.command()
 @click.argument("kind")
 @click.argument("payload", required=False)
 @click.option("--queue", default="default", show_default=True)
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option(
+    "--priority",
+    default="0",
+    show_default=True,
+    callback=_priority,
+    help="Higher runs first: an integer, or low (-10), normal (0), high (10), urgent (20).",
+)
 @click.option("--delay", callback=duration, help="Run no sooner than this from now (e.g. 30s).")
 @click.option(
     "--at",

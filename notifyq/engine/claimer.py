@@ -16,7 +16,7 @@ import time
 
 import trio
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.settings import Settings
@@ -157,9 +157,21 @@ class Claimer:
         # in_progress that nobody runs until their lease expires. The time limit still
         # bounds it (the server then cancels the statement and nothing was claimed).
         with trio.CancelScope(shield=True), trio.fail_after(lease_s / 2):
-            rows = await store.claim(
-                self.db, queues=self.queues, limit=want, owner=self.owner, lease_s=lease_s
-            )
+            tracer = tracing.active
+            if tracer is None:
+                rows = await store.claim(
+                    self.db, queues=self.queues, limit=want, owner=self.owner, lease_s=lease_s
+                )
+            else:
+                with tracer.claim(self.queues) as span:
+                    rows = await store.claim(
+                        self.db,
+                        queues=self.queues,
+                        limit=want,
+                        owner=self.owner,
+                        lease_s=lease_s,
+                    )
+                    tracer.claimed(span, [(row.id, row.meta) for row in rows])
         attempts = []
         for row in rows:
             task = Task(
@@ -170,6 +182,7 @@ class Claimer:
                 row.attempt,
                 row.max_attempts,
                 row.priority,
+                row.meta,
             )
             attempt = Attempt(task, sent_at + lease_s, row.lag_s, row.timeout_s)
             attempt.undecodable = row.undecodable

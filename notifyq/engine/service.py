@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import trio
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, logs, store, tracing
 from notifyq.app import App
 from notifyq.engine import leases, maintenance
 from notifyq.engine.claimer import Claimer
@@ -96,7 +96,8 @@ class Service:
         self._outcomes_send = out_send
         self.listener = Listener(database, settings, sink=sink)
         self.claimer = Claimer(database, settings, self.ledger, self.worker_id, jobs_send)
-        self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send)
+        self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send, loop=database.loop)
+        tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
         self.writer = Writer(database, settings, self.ledger, self.worker_id, out_receive)
         self.reaper = maintenance.Reaper(database, settings)
         self.scheduler = Scheduler(

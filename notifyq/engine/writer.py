@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import trio
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.settings import Settings
@@ -135,7 +135,11 @@ class Writer:
         self, outcomes: Sequence[Outcome], *, substitute: bool = True
     ) -> dict[int, str]:
         try:
-            return await store.finish(self.db, owner=self.owner, outcomes=outcomes)
+            tracer = tracing.active
+            if tracer is None:
+                return await store.finish(self.db, owner=self.owner, outcomes=outcomes)
+            with tracer.write([(o.task_id, o.verdict.value) for o in outcomes]):
+                return await store.finish(self.db, owner=self.owner, outcomes=outcomes)
         except errors.QueryError as exc:
             # Bad data in one outcome must not block the others: write them one by one,
             # and store what PostgreSQL refused as that task's error instead.

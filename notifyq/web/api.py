@@ -19,9 +19,9 @@ from notifyq import errors, schedules, store
 from notifyq.client import Client
 from notifyq.web import models
 from notifyq.web.context import PROBE_STALE_S, Context, current
-from notifyq.web.live import Event
+from notifyq.web.live import RESYNC, Subscription
 from notifyq.web.metrics import CONTENT_TYPE
-from notifyq.web.replies import ApiError, json_response
+from notifyq.web.replies import ApiError, error_response, json_response
 from notifyq.web.views import build_stats, existing_id, schedule_out
 
 blueprint = Blueprint("api", __name__)
@@ -29,6 +29,7 @@ M = TypeVar("M", bound=BaseModel)
 
 HEALTH_DB_TIMEOUT_S = 2.0
 SSE_PING_S = 15.0
+STREAMS_RETRY_AFTER_S = 5
 LISTEN_WAIT_S = 2.0  # no LISTEN at all (NO_LISTEN, reconnecting): start anyway
 
 
@@ -361,14 +362,28 @@ async def metrics() -> Response:
 
 
 @blueprint.get("/events")
+@document_response(models.ErrorOut, 503)
 async def events() -> Response:
     """Server-sent events, fed by this process's LISTEN connection: first `ready` (from then
     on no task end is missed), then `task` ({id, status, queue, kind}) when a task ends,
     `queued` ({queue}) when a queue got claimable rows while a worker waited,
-    `cancel_requested` ({id}); a `: ping` comment every 15 s."""
+    `cancel_requested` ({id}), `resync` (more happened than one message lists: read the
+    table); a `: ping` comment every 15 s. Events come in batches, one per ~150 ms; what a
+    notification claims is published only as the table confirms it. At most
+    HTTP_MAX_STREAMS streams at once: 503 `too_many_streams` beyond."""
     c = current()
+    limit = c.settings.http_max_streams
+    subscription = c.live.open(limit=limit)
+    if subscription is None:
+        return error_response(
+            503,
+            "too_many_streams",
+            f"{limit} /events streams are open, the most this process serves "
+            "(HTTP_MAX_STREAMS); try again later",
+            headers={"Retry-After": str(STREAMS_RETRY_AFTER_S)},
+        )
     response = Response(
-        _stream(c),
+        _stream(c, subscription),
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -376,8 +391,8 @@ async def events() -> Response:
     return response
 
 
-async def _stream(c: Context) -> AsyncIterator[bytes]:
-    with c.live.subscribe() as receive:
+async def _stream(c: Context, subscription: Subscription) -> AsyncIterator[bytes]:
+    with subscription:
         # The first line says "subscribed": only once the LISTEN for task ends is in
         # effect (within a round trip), so a client that acts on it misses nothing.
         with trio.move_on_after(LISTEN_WAIT_S):
@@ -386,15 +401,15 @@ async def _stream(c: Context) -> AsyncIterator[bytes]:
         # Open until the HTTP side closes (after the workers have stopped): close_all()
         # then ends every stream at once.
         while True:
-            event: Event | None = None
+            message: bytes | None = None
             ended = False
             with trio.move_on_after(SSE_PING_S):
                 try:
-                    event = await receive.receive()
-                except trio.EndOfChannel:
+                    message = await subscription.receive.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
                     ended = True
             if ended:
                 if not c.stopping.is_set():
-                    yield b"event: resync\ndata: {}\n\n"  # fell behind: start afresh
+                    yield RESYNC  # fell behind: start afresh
                 return
-            yield event.encode() if event is not None else b": ping\n\n"
+            yield message if message is not None else b": ping\n\n"

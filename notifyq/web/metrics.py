@@ -61,6 +61,8 @@ class _Snapshot(Collector):
         # This process's scheduler: (ticks fired, ticks missed, ticks whose task was live).
         self.schedule_ticks: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
         self.http_duplicates: Callable[[], int] = lambda: 0
+        # (running, abandoned) threads of sync handlers.
+        self.handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
@@ -75,6 +77,18 @@ class _Snapshot(Collector):
             "notifyq_tasks_in_flight",
             "Tasks this process has claimed and not yet recorded",
             value=self.in_flight(),
+        )
+        running, abandoned = self.handler_threads()
+        yield GaugeMetricFamily(
+            "notifyq_handler_threads",
+            "Threads running sync (def) handlers now, abandoned ones included",
+            value=running,
+        )
+        yield GaugeMetricFamily(
+            "notifyq_abandoned_threads",
+            "Threads of sync handlers still running after their attempt was given up "
+            "(cancel, time limit, shutdown); each holds a worker thread slot until it returns",
+            value=abandoned,
         )
         yield GaugeMetricFamily(
             "notifyq_listener_connected",

@@ -4,11 +4,41 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
+
+from notifyq import priorities
+from notifyq.store import PREVIEW_CHARS
 
 Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
+# The names of notifyq.priorities.NAMED (a test keeps the two the same).
+PriorityName = Literal["low", "normal", "high", "urgent"]
+# One validator (one error, on the field itself); the document shows both forms.
+Priority = Annotated[
+    int,
+    PlainValidator(priorities.parse),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "integer",
+                    "minimum": priorities.INT32_MIN,
+                    "maximum": priorities.INT32_MAX,
+                },
+                {"type": "string", "enum": list(get_args(PriorityName))},
+            ]
+        }
+    ),
+]
 INT32_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 # Far enough for any schedule, near enough that PostgreSQL's interval arithmetic holds.
@@ -81,7 +111,7 @@ class NewTask(BaseModel):
         description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}",
     )
     queue: Name = "default"
-    priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX, description="Higher runs first")
+    priority: Priority = Field(0, description=f"Higher runs first: {priorities.HELP}")
     run_at: datetime | None = Field(
         None, description="Run no sooner than this (ISO 8601 with a time zone)"
     )
@@ -128,7 +158,14 @@ class TaskOut(BaseModel):
     id: int
     queue: str
     kind: str
-    payload: Any
+    payload: Any = Field(
+        description="The task's JSON value; in lists, when its JSON text is longer than "
+        f"{PREVIEW_CHARS} characters, the first {PREVIEW_CHARS} characters of that text instead "
+        "(see payload_truncated; GET /tasks/{id} has it whole)"
+    )
+    payload_truncated: bool = Field(
+        False, description="True when payload is a cut preview of the JSON text, in a list"
+    )
     priority: int
     status: Status
     attempts: int
@@ -138,7 +175,10 @@ class TaskOut(BaseModel):
     locked_by: str | None
     locked_until: datetime | None
     cancel_requested_at: datetime | None
-    result: Any
+    result: Any = Field(description="The handler's return value; in lists cut like payload")
+    result_truncated: bool = Field(
+        False, description="True when result is a cut preview of the JSON text, in a list"
+    )
     error: str | None
     created_at: datetime
     updated_at: datetime
@@ -151,6 +191,12 @@ class TaskOut(BaseModel):
     @classmethod
     def from_row(cls, row: Any) -> TaskOut:
         data = dict(row)
+        # A list row cut in SQL: its preview stands for the value, flagged as cut.
+        for name in ("payload", "result"):
+            preview = data.pop(f"{name}_preview", None)
+            if preview is not None:
+                data[name] = preview
+                data[f"{name}_truncated"] = True
         timeout = data.get("timeout")
         data["timeout"] = timeout.total_seconds() if isinstance(timeout, timedelta) else None
         return cls.model_validate(data)

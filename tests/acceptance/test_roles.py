@@ -72,14 +72,16 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
         f"GRANT USAGE ON SCHEMA notifyq TO {roles.producer};",
-        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, "
-        f"unique_key) ON notifyq.tasks TO {roles.producer};",
+        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, meta) "
+        f"ON notifyq.tasks TO {roles.producer};",
+        f"GRANT SELECT (id) ON notifyq.tasks TO {roles.producer};",
+        f"GRANT INSERT (unique_key) ON notifyq.tasks TO {roles.producer};",
     ]
     # The dry run changed nothing.
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.splitlines()) == 6
+    assert len(done.stdout.splitlines()) == 9
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
@@ -138,7 +140,7 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
     )
     # Nothing else: no reading, changing or deleting rows, its own or others'.
     refused(producer, "SELECT payload FROM notifyq.tasks")
-    refused(producer, f"SELECT count(*) FROM notifyq.tasks WHERE id = {theirs}")
+    refused(producer, f"SELECT status FROM notifyq.tasks WHERE id = {theirs}")
     refused(producer, f"UPDATE notifyq.tasks SET payload = '\"x\"' WHERE id = {theirs}")
     refused(producer, f"DELETE FROM notifyq.tasks WHERE id = {theirs}")
     refused(producer, "SELECT * FROM notifyq.task_events")
@@ -151,8 +153,11 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
         "INSERT INTO notifyq.tasks (kind, locked_by, locked_until, status) "
         "VALUES ('noop', 'me', now(), 'in_progress')",
     )
-    # RETURNING reads the row back, which needs SELECT.
-    refused(producer, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
+    # RETURNING reads the row back: the id only (notifyq.enqueue returns it, migration 8).
+    refused(producer, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING payload")
+    assert pg.psql(
+        producer, "INSERT INTO notifyq.tasks (kind, meta) VALUES ('noop', '{}') RETURNING id"
+    ).isdigit()
     refused(producer, f"SELECT notifyq.cancel({theirs})")
     assert (
         pg.psql(roles.owner_url, f"SELECT payload FROM notifyq.tasks WHERE id = {theirs}")

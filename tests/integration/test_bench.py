@@ -188,6 +188,16 @@ def test_drain_with_serve_processes(server_url: str, tmp_path: Path) -> None:
     assert scratch_databases(server_url) == []
 
 
+def test_events_drains_with_open_streams(server_url: str, tmp_path: Path) -> None:
+    data = bench_json(server_url, tmp_path, "events", "--subscribers", "0,3", "--tasks", "200")
+    assert [(r["version"], r["subscribers"], r["open"]) for r in data["runs"]] == [
+        ("this", 0, 0),
+        ("this", 3, 3),
+    ]
+    assert all(is_number(r["tasks_per_s"]) and r["tasks_per_s"] > 0 for r in data["runs"])
+    assert scratch_databases(server_url) == []
+
+
 def test_all_writes_table_json_and_chart_without_peers(server_url: str, tmp_path: Path) -> None:
     out = tmp_path / "results"
     result = run_bench(
