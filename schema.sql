@@ -48,6 +48,9 @@ CREATE TABLE notifyq.tasks (
     updated_at          timestamptz NOT NULL DEFAULT now(),
     started_at          timestamptz,
     finished_at         timestamptz,
+    unique_key          text,          -- at most one live task per (queue, unique_key)
+    schedule_name       text,          -- the schedule whose tick created the task
+    schedule_tick       timestamptz,   -- and that tick
     concurrency_key     text,                                     -- what a per-key limit counts by
     meta                jsonb,                   -- besides the payload: trace context
     CONSTRAINT tasks_status_valid
@@ -68,7 +71,9 @@ CREATE TABLE notifyq.tasks (
         NOT isfinite(run_at)
         OR (run_at >= '0001-01-01 00:00:00+00' AND run_at < '10000-01-01 00:00:00+00')),
     CONSTRAINT tasks_created_at_in_range CHECK (
-        created_at >= '0001-01-01 00:00:00+00' AND created_at < '10000-01-01 00:00:00+00')
+        created_at >= '0001-01-01 00:00:00+00' AND created_at < '10000-01-01 00:00:00+00'),
+    CONSTRAINT tasks_unique_key_valid
+        CHECK (unique_key IS NULL OR (unique_key <> '' AND length(unique_key) <= 512))
 );
 
 COMMENT ON TABLE notifyq.tasks IS
@@ -154,6 +159,43 @@ CREATE TABLE notifyq.queues (
 COMMENT ON TABLE notifyq.queues IS
     'notifyq per-queue limits (concurrency, rate, per-key concurrency, paused); see the README';
 
+-- Periodic schedules: one task per tick of cron (in time zone tz) or of every (multiples
+-- of the interval counted from the Unix epoch). The processes compute the ticks (in
+-- Python, with cronsim) and fire them with fire_schedule. See migrations/0005.
+CREATE TABLE notifyq.schedules (
+    name           text        PRIMARY KEY,
+    cron           text,
+    every          interval,
+    kind           text        NOT NULL,
+    payload        jsonb       NOT NULL DEFAULT '{}',
+    queue          text        NOT NULL DEFAULT 'default',
+    priority       integer     NOT NULL DEFAULT 0,
+    tz             text        NOT NULL DEFAULT 'UTC',
+    -- After downtime: 'coalesce' enqueues one task for all the missed ticks; 'all' enqueues
+    -- one per missed tick, the latest catch_up_limit of them.
+    catch_up       text        NOT NULL DEFAULT 'coalesce',
+    catch_up_limit integer     NOT NULL DEFAULT 100,
+    paused         boolean     NOT NULL DEFAULT false,
+    -- The tick to fire next; NULL until a process computed it (a row added from SQL).
+    next_run_at    timestamptz,
+    -- The tick fired last.
+    last_run_at    timestamptz,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schedules_name_valid CHECK (name <> '' AND length(name) <= 128),
+    CONSTRAINT schedules_timing_valid CHECK ((cron IS NULL) <> (every IS NULL)),
+    CONSTRAINT schedules_every_valid
+        CHECK (every IS NULL OR (every >= interval '1 second'
+                                 AND every = date_trunc('second', every))),
+    CONSTRAINT schedules_kind_valid CHECK (kind <> '' AND length(kind) <= 128),
+    CONSTRAINT schedules_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
+    CONSTRAINT schedules_catch_up_valid CHECK (catch_up IN ('coalesce', 'all')),
+    CONSTRAINT schedules_catch_up_limit_valid CHECK (catch_up_limit BETWEEN 1 AND 10000)
+);
+
+COMMENT ON TABLE notifyq.schedules IS
+    'notifyq periodic schedules: one task per tick of cron or every; see the README';
+
 
 -- ---------------------------------------------------------------------------------------
 -- Indexes (besides the primary keys)
@@ -169,6 +211,11 @@ CREATE INDEX tasks_due_idx ON notifyq.tasks (queue, run_at) WHERE status = 'pend
 CREATE INDEX tasks_lease_idx ON notifyq.tasks (locked_until) WHERE status = 'in_progress';
 -- Retention: ended rows by age.
 CREATE INDEX tasks_finished_idx ON notifyq.tasks (finished_at) WHERE finished_at IS NOT NULL;
+-- Unique tasks: at most one live (pending or in_progress) task per queue and key. Partial:
+-- a task that ends leaves it, and its key is free again. INSERT ... ON CONFLICT DO NOTHING
+-- skips a duplicate.
+CREATE UNIQUE INDEX tasks_unique_live_idx ON notifyq.tasks (queue, unique_key)
+    WHERE status IN ('pending', 'in_progress') AND unique_key IS NOT NULL;
 -- A task's history in order.
 CREATE INDEX task_events_task_idx ON notifyq.task_events (task_id, id);
 
@@ -279,6 +326,21 @@ BEGIN
 END;
 $$;
 
+-- After INSERT, DELETE, TRUNCATE (per statement) or a change of a definition (per row) on
+-- schedules: wake the processes' schedulers (channel notifyq_schedules). A firing moves
+-- last_run_at and does not notify.
+CREATE FUNCTION notifyq.schedules_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_LEVEL = 'ROW' THEN
+        PERFORM pg_notify('notifyq_schedules', NEW.name);
+    ELSE
+        PERFORM pg_notify('notifyq_schedules', '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 -- Functions that clients call.
 
 -- Cancel a task. Pending: cancelled at once. Running: the owning process is told through
@@ -312,7 +374,8 @@ END;
 $$;
 
 -- Put an ended task ('error' or 'cancelled') back to pending with a fresh attempt budget.
--- Returns 'requeued' when it did, else the task's unchanged status; NULL if no such task.
+-- Returns 'requeued' when it did, 'duplicate' when another live task holds its unique_key,
+-- else the task's unchanged status; NULL if no such task.
 CREATE FUNCTION notifyq.retry(task_id bigint) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -322,11 +385,15 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     ELSIF t.status IN ('error', 'cancelled') THEN
-        UPDATE notifyq.tasks
-           SET status = 'pending', attempts = 0, run_at = now(), result = NULL,
-               cancel_requested_at = NULL, started_at = NULL, finished_at = NULL,
-               updated_at = now()
-         WHERE id = t.id;
+        BEGIN
+            UPDATE notifyq.tasks
+               SET status = 'pending', attempts = 0, run_at = now(), result = NULL,
+                   cancel_requested_at = NULL, started_at = NULL, finished_at = NULL,
+                   updated_at = now()
+             WHERE id = t.id;
+        EXCEPTION WHEN unique_violation THEN
+            RETURN 'duplicate';
+        END;
         INSERT INTO notifyq.task_events (task_id, event, attempt)
             VALUES (t.id, 'requeued', 0);
         RETURN 'requeued';
@@ -553,6 +620,37 @@ BEGIN
                       CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END);
     RETURN NULL;
 END;
+
+-- Fire the tick `tick` of schedule `schedule_name`, whose stored next_run_at the caller
+-- read as `due`, and move next_run_at to `next_run`, in one statement: of many processes
+-- racing for one tick exactly one advances the row and inserts the task (unique_key
+-- 'schedule:<name>:<tick in UTC>'). Returns whether this call advanced the schedule and the
+-- new task's id (NULL: not fired, or the tick's task already live).
+CREATE FUNCTION notifyq.fire_schedule(
+    schedule_name text, due timestamptz, tick timestamptz, next_run timestamptz)
+RETURNS TABLE (fired boolean, task_id bigint)
+LANGUAGE sql VOLATILE AS $$
+    WITH advanced AS (
+        UPDATE notifyq.schedules s
+           SET next_run_at = fire_schedule.next_run, last_run_at = fire_schedule.tick,
+               updated_at = now()
+         WHERE s.name = fire_schedule.schedule_name
+           AND s.next_run_at = fire_schedule.due
+           AND NOT s.paused
+        RETURNING s.name, s.kind, s.payload, s.queue, s.priority
+    ), added AS (
+        INSERT INTO notifyq.tasks (queue, kind, payload, priority, unique_key,
+                                   schedule_name, schedule_tick)
+        SELECT a.queue, a.kind, a.payload, a.priority,
+               format('schedule:%s:%s', a.name,
+                      to_char(fire_schedule.tick AT TIME ZONE 'UTC',
+                              'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+               a.name, fire_schedule.tick
+          FROM advanced a
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    )
+    SELECT EXISTS (SELECT 1 FROM advanced), (SELECT id FROM added);
 $$;
 
 -- Least-privilege roles (see docs/operations.md): the roles themselves are the DBA's; these
@@ -609,6 +707,43 @@ BEGIN
 END;
 $$;
 
+-- Unique tasks and schedules (migration 0005), in functions of their own that `notifyq
+-- roles` runs after the two above: a producer may set unique_key, a worker manages
+-- schedules.
+CREATE FUNCTION notifyq.grant_producer_unique(grantee regrole, apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    stmt text;
+BEGIN
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT INSERT (unique_key) ON notifyq.tasks TO %s', grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
+END;
+$$;
+
+CREATE FUNCTION notifyq.grant_worker_schedules(grantee regrole, apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    stmt text;
+BEGIN
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.schedules TO %s', grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
+END;
+$$;
+
 
 -- ---------------------------------------------------------------------------------------
 -- Triggers
@@ -636,6 +771,19 @@ CREATE TRIGGER tasks_ended
     WHEN (NEW.status IN ('done', 'error', 'cancelled') AND OLD.status <> NEW.status)
     EXECUTE FUNCTION notifyq.task_ended();
 
+-- Schedules: added, removed, or a definition changed (not a firing, which moves
+-- last_run_at).
+CREATE TRIGGER schedules_added_or_removed
+    AFTER INSERT OR DELETE OR TRUNCATE ON notifyq.schedules
+    FOR EACH STATEMENT EXECUTE FUNCTION notifyq.schedules_changed();
+
+CREATE TRIGGER schedules_changed
+    AFTER UPDATE ON notifyq.schedules
+    FOR EACH ROW
+    WHEN (OLD.last_run_at IS NOT DISTINCT FROM NEW.last_run_at
+          AND OLD.* IS DISTINCT FROM NEW.*)
+    EXECUTE FUNCTION notifyq.schedules_changed();
+
 
 -- notifyq.queues: a change of limits (not a claim's write to the rate log) notifies.
 CREATE TRIGGER queues_changed
@@ -661,3 +809,5 @@ CREATE TRIGGER queues_limits_changed
 -- privileges: roles get theirs from grant_producer / grant_worker.
 REVOKE EXECUTE ON FUNCTION notifyq.grant_producer(regrole, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION notifyq.grant_worker(regrole, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION notifyq.grant_producer_unique(regrole, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION notifyq.grant_worker_schedules(regrole, boolean) FROM PUBLIC;

@@ -38,6 +38,7 @@ import trio
 
 from notifyq import limits
 from notifyq.errors import ConfigError, PayloadError
+from notifyq.schedules import Schedule, ScheduleError, define
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +89,11 @@ class Handler:
 
 @dataclass
 class App:
-    """A registry of handlers by kind, and the queue limits the code declares."""
+    """A registry of handlers by kind, the queue limits and the schedules the code declares."""
 
     handlers: dict[str, Handler] = field(default_factory=dict)
     queues: dict[str, limits.LimitChange] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
 
     def queue(
         self,
@@ -115,6 +117,47 @@ class App:
             per_key_concurrency=per_key_concurrency,
             paused=paused,
         )
+
+    def schedule(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        every: str | float | None = None,
+        kind: str,
+        payload: Any = None,
+        queue: str = "default",
+        priority: int = 0,
+        tz: str = "UTC",
+        catch_up: str = "coalesce",
+        catch_up_limit: int = 100,
+    ) -> Schedule:
+        """Declare a periodic schedule: a task of ``kind`` at every tick of ``cron`` (in
+        ``tz``) or of ``every`` (``"30s"``, ``"1h"``). Every process of the app adds it to
+        ``notifyq.schedules`` at start. A bad definition raises ``ScheduleError`` here."""
+        schedule = define(
+            name,
+            cron=cron,
+            every=every,
+            kind=kind,
+            payload=payload,
+            queue=queue,
+            priority=priority,
+            tz=tz,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+        )
+        self.schedules[name] = schedule
+        return schedule
+
+    def check_schedules(self) -> None:
+        """Every declared schedule names a kind this app handles (checked at start)."""
+        for schedule in self.schedules.values():
+            if schedule.kind not in self.handlers:
+                raise ConfigError(
+                    f"invalid schedule {schedule.name!r}: no handler for kind "
+                    f"{schedule.kind!r} (known: {', '.join(sorted(self.handlers))})"
+                )
 
     def handler(
         self, kind: str, *, timeout_s: float | None = None, runtime: str | None = None
@@ -140,7 +183,11 @@ class App:
 
     def merged(self, other: App) -> App:
         """This app's handlers, replaced by ``other``'s where both name a kind."""
-        return App({**self.handlers, **other.handlers}, {**self.queues, **other.queues})
+        return App(
+            {**self.handlers, **other.handlers},
+            {**self.queues, **other.queues},
+            {**self.schedules, **other.schedules},
+        )
 
 
 def load_app(spec: str) -> App:
@@ -152,6 +199,8 @@ def load_app(spec: str) -> App:
         raise ConfigError(
             f"invalid NOTIFYQ_APP={spec!r}: cannot import {module_name}: {exc}"
         ) from exc
+    except ScheduleError as exc:  # app.schedule(...) refused a definition
+        raise ConfigError(f"invalid NOTIFYQ_APP={spec!r}: {exc}") from exc
     app = getattr(module, attr, None)
     if not isinstance(app, App):
         raise ConfigError(

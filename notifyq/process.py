@@ -64,6 +64,7 @@ async def serve_process(
                 mode="serve" if workers else "web",
                 health=svc.health,
                 live=feed,
+                kinds=frozenset(app.handlers),
             )
             if workers:
                 context.observe_workers(
@@ -71,6 +72,7 @@ async def serve_process(
                     lambda: svc.in_flight,
                     lambda: svc.runner.threads.statistics().counts(),
                 )
+                context.schedule_ticks = lambda: svc.scheduler.statistics().ticks
                 metrics = context.metrics
                 svc.observe_ends(
                     lambda task, outcome, lag_s, run_s: metrics.observe_end(

@@ -247,6 +247,29 @@ VALUES ($1, $2, $3::jsonb, $4,
         $7, make_interval(secs => $8::float8), $9)
 RETURNING *;
 
+-- name: enqueue_unique
+-- Add one task with unique_key $9 (concurrency_key $10) unless a live task of queue $1
+-- holds that key; returns
+-- the new task (added true) or the live one (added false). No row: the live one ended or
+-- committed after this statement's snapshot; the caller runs it again.
+WITH added AS (
+    INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
+                               unique_key, concurrency_key)
+    VALUES ($1, $2, $3::jsonb, $4,
+            coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
+            $7, make_interval(secs => $8::float8), $9, $10)
+    ON CONFLICT (queue, unique_key)
+        WHERE status IN ('pending', 'in_progress') AND unique_key IS NOT NULL
+        DO NOTHING
+    RETURNING *
+)
+SELECT true AS added, * FROM added
+UNION ALL
+SELECT false, t.*
+  FROM notifyq.tasks t
+ WHERE NOT EXISTS (SELECT 1 FROM added)
+   AND t.queue = $1 AND t.unique_key = $9 AND t.status IN ('pending', 'in_progress');
+
 -- name: seed
 -- Add $1 demo tasks in one statement (one notification).
 INSERT INTO notifyq.tasks (kind, payload)
@@ -260,13 +283,18 @@ SELECT * FROM notifyq.tasks WHERE id = $1;
 
 -- name: task_history
 -- A task's events, oldest first. 'queued' is not stored (it would cost every producer an
--- extra row): it is the task's created_at, listed first with id 0.
+-- extra row): it is the task's created_at, listed first with id 0; its detail names the
+-- schedule and tick that created the task, if one did.
 SELECT 0::bigint AS id, t.id AS task_id, t.created_at AS at, 'queued' AS event,
-       0 AS attempt, NULL::text AS worker, NULL::text AS error
+       0 AS attempt, NULL::text AS worker, NULL::text AS error,
+       CASE WHEN t.schedule_name IS NOT NULL
+            THEN format('schedule %s, tick %s', t.schedule_name,
+                        to_char(t.schedule_tick AT TIME ZONE 'UTC',
+                                'YYYY-MM-DD"T"HH24:MI:SS"Z"')) END AS detail
   FROM notifyq.tasks t
  WHERE t.id = $1
 UNION ALL
-SELECT id, task_id, at, event, attempt, worker, error
+SELECT id, task_id, at, event, attempt, worker, error, NULL
   FROM notifyq.task_events
  WHERE task_id = $1
 ORDER BY id;
@@ -449,6 +477,14 @@ SELECT notifyq.grant_producer($1::text::regrole, $2) AS statement;
 -- statements.
 SELECT notifyq.grant_worker($1::text::regrole, $2) AS statement;
 
+-- name: grant_producer_unique
+-- `notifyq roles`: a producer may also set unique_key (migration 0005).
+SELECT notifyq.grant_producer_unique($1::text::regrole, $2) AS statement;
+
+-- name: grant_worker_schedules
+-- `notifyq roles`: a worker also manages notifyq.schedules (migration 0005).
+SELECT notifyq.grant_worker_schedules($1::text::regrole, $2) AS statement;
+
 -- name: ended_per_minute
 -- Tasks that ended from $1 to $2 (unix seconds), by minute and final status: the status
 -- page's throughput series, read over tasks_finished_idx once per sampling round.
@@ -467,6 +503,69 @@ SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60
 -- Bounds the first sampling round (an hour of history) on a very busy database: a
 -- statement timeout for the rest of this transaction.
 SELECT set_config('statement_timeout', '5s', true);
+
+-- name: list_schedules
+-- Every schedule, with the database's clock (the processes' clocks may differ; ticks are
+-- due by the database's).
+SELECT s.*, extract(epoch FROM s.every)::float8 AS every_s, clock_timestamp() AS db_now
+  FROM notifyq.schedules s
+ ORDER BY s.name;
+
+-- name: schedule_first_run
+-- Set the first tick $2 of schedule $1 if no process set one yet; returns the tick in
+-- force (NULL: the schedule is gone).
+WITH chosen AS (
+    UPDATE notifyq.schedules SET next_run_at = $2
+     WHERE name = $1 AND next_run_at IS NULL
+    RETURNING next_run_at
+)
+SELECT next_run_at FROM chosen
+UNION ALL
+SELECT next_run_at FROM notifyq.schedules WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM chosen);
+
+-- name: fire_schedule
+-- Fire tick $3 of schedule $1, read as due at $2, and move it to $4 (see migration 0005):
+-- exactly one of many racing processes fires; returns whether this one did and the task.
+SELECT fired, task_id FROM notifyq.fire_schedule($1, $2, $3, $4);
+
+-- name: upsert_schedule
+-- Add schedule $1 or replace its definition. $11 is its first tick, used when it is new or
+-- its timing (cron $2, every $3 s, tz $8) changed; otherwise the tick in force stays. An
+-- unchanged definition writes nothing (and wakes nobody). Returns 'added', 'replaced' or
+-- nothing (unchanged). Pausing is kept.
+INSERT INTO notifyq.schedules AS s (name, cron, every, kind, payload, queue, priority, tz,
+                                    catch_up, catch_up_limit, next_run_at)
+VALUES ($1, $2, make_interval(secs => $3::float8), $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (name) DO UPDATE
+   SET cron = excluded.cron, every = excluded.every, kind = excluded.kind,
+       payload = excluded.payload, queue = excluded.queue, priority = excluded.priority,
+       tz = excluded.tz, catch_up = excluded.catch_up, catch_up_limit = excluded.catch_up_limit,
+       next_run_at = CASE
+            WHEN (s.cron, s.every, s.tz) IS NOT DISTINCT FROM
+                 (excluded.cron, excluded.every, excluded.tz) AND s.next_run_at IS NOT NULL
+                THEN s.next_run_at
+            ELSE excluded.next_run_at END,
+       updated_at = now()
+ WHERE (s.cron, s.every, s.kind, s.payload, s.queue, s.priority, s.tz, s.catch_up,
+        s.catch_up_limit)
+       IS DISTINCT FROM
+       (excluded.cron, excluded.every, excluded.kind, excluded.payload, excluded.queue,
+        excluded.priority, excluded.tz, excluded.catch_up, excluded.catch_up_limit)
+RETURNING CASE WHEN xmax = 0 THEN 'added' ELSE 'replaced' END AS change;
+
+-- name: pause_schedule
+-- Pause ($2 true) or resume schedule $1. Resuming starts from the next tick after now
+-- (next_run_at NULL: the next process to look computes it), so the ticks that came due
+-- while paused are not caught up. NULL: no such schedule.
+UPDATE notifyq.schedules
+   SET paused = $2, updated_at = now(),
+       next_run_at = CASE WHEN $2 OR NOT paused THEN next_run_at END
+ WHERE name = $1
+RETURNING name;
+
+-- name: remove_schedule
+-- Delete schedule $1; NULL when there is none such (its tasks stay).
+DELETE FROM notifyq.schedules WHERE name = $1 RETURNING name;
 
 -- name: produce
 -- notifyq.enqueue on the caller's own connection, in its transaction. Values travel as

@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from notifyq import db, errors, limits, sql
+from notifyq import db, errors, limits, schedules, sql
 from notifyq.version import __version__
 
 MAX_ERROR_CHARS = 4000
@@ -386,6 +386,60 @@ async def enqueue(
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What an enqueue with a unique key did: added ``row``, or found it live (duplicate)."""
+
+    row: Row
+    duplicate: bool
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+
+# A duplicate whose live task ends (or commits) between the insert's check and its read
+# makes the statement return nothing; running it again settles it.
+UNIQUE_ATTEMPTS = 20
+
+
+async def enqueue_unique(
+    database: db.Database,
+    *,
+    queue: str,
+    kind: str,
+    payload: Any,
+    priority: int,
+    run_at: datetime | None,
+    delay_s: float,
+    max_attempts: int,
+    timeout_s: float | None,
+    unique_key: str,
+    concurrency_key: str | None = None,
+) -> Enqueued:
+    """Add a task unless a live task of ``queue`` holds ``unique_key`` (then return that)."""
+    for _ in range(UNIQUE_ATTEMPTS):
+        row: Row | None = await database.fetchrow(
+            sql.queries["enqueue_unique"],
+            queue,
+            kind,
+            payload,
+            priority,
+            run_at,
+            delay_s,
+            max_attempts,
+            timeout_s,
+            unique_key,
+            concurrency_key,
+        )
+        if row is not None:
+            task = {k: v for k, v in row.items() if k != "added"}
+            return Enqueued(task, duplicate=not row["added"])
+    raise errors.NotifyqError(
+        f"unique key {unique_key!r} of queue {queue!r} kept changing hands; try again"
+    )
+
+
 async def due_or_running(database: db.Database, queues: Sequence[str]) -> int:
     """Tasks of ``queues`` running, or pending and due now (notifyq.testing's "idle")."""
     return int(await database.fetchval(sql.queries["testing_busy"], list(queues)))
@@ -547,14 +601,20 @@ async def grant(
     async def statements(conn: db.Connection) -> list[str]:
         done: list[str] = []
         for privileges, role in wanted:
-            query = {"producer": "grant_producer", "worker": "grant_worker"}[privileges]
-            try:
-                rows = await conn.fetch(sql.queries[query], role, apply)
-            except db.CONNECTION_ERRORS:
-                raise
-            except Exception as exc:  # PostgreSQL's refusal: no such role, no privilege
-                raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
-            done += [f"{r['statement']};" for r in rows]
+            # Each role's base grants, then those of later features, which live in functions
+            # of their own so that a migration replacing the base function keeps them.
+            names = {
+                "producer": ("grant_producer", "grant_producer_unique"),
+                "worker": ("grant_worker", "grant_worker_schedules"),
+            }[privileges]
+            for query in names:
+                try:
+                    rows = await conn.fetch(sql.queries[query], role, apply)
+                except db.CONNECTION_ERRORS:
+                    raise
+                except Exception as exc:  # PostgreSQL's refusal: no such role, no privilege
+                    raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
+                done += [f"{r['statement']};" for r in rows]
         return done
 
     return await database.run_in_transaction(statements)
@@ -616,3 +676,119 @@ async def set_queue_limits(database: db.Database, change: limits.LimitChange) ->
 async def clear_queue_limits(database: db.Database, name: str) -> bool:
     """Remove every limit of queue ``name``; whether it had a row."""
     return bool(await database.fetch(sql.queries["queue_clear"], name))
+
+
+# --- schedules --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A row of ``notifyq.schedules`` as stored (not checked: see ``schedules.define``)."""
+
+    name: str
+    cron: str | None
+    every_s: float | None
+    kind: str
+    payload: Any
+    queue: str
+    priority: int
+    tz: str
+    catch_up: str
+    catch_up_limit: int
+    paused: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTable:
+    """Every schedule, and the database's clock when they were read (None: no rows)."""
+
+    rows: list[ScheduleRow]
+    now: datetime | None
+
+
+async def list_schedules(database: db.Database) -> ScheduleTable:
+    rows = await database.fetch(sql.queries["list_schedules"])
+    now = rows[0]["db_now"] if rows else None
+    return ScheduleTable(
+        [
+            ScheduleRow(
+                r["name"],
+                r["cron"],
+                r["every_s"],
+                r["kind"],
+                r["payload"],
+                r["queue"],
+                r["priority"],
+                r["tz"],
+                r["catch_up"],
+                r["catch_up_limit"],
+                r["paused"],
+                r["next_run_at"],
+                r["last_run_at"],
+                r["created_at"],
+                r["updated_at"],
+            )
+            for r in rows
+        ],
+        now,
+    )
+
+
+async def schedule_first_run(database: db.Database, name: str, first: datetime) -> datetime | None:
+    """Set schedule ``name``'s first tick unless a process did; the tick in force (None:
+    the schedule is gone)."""
+    tick: datetime | None = await database.fetchval(sql.queries["schedule_first_run"], name, first)
+    return tick
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    fired: bool  # this call advanced the schedule (exactly one caller per tick does)
+    task_id: int | None  # the tick's new task; None if not fired or its task was live
+
+
+async def fire_schedule(
+    database: db.Database, *, name: str, due: datetime, tick: datetime, next_run_at: datetime
+) -> Fired:
+    """Fire ``tick`` of schedule ``name`` read as due at ``due``; move it to ``next_run_at``."""
+    row = await database.fetchrow(sql.queries["fire_schedule"], name, due, tick, next_run_at)
+    assert row is not None  # the function returns one row
+    return Fired(bool(row["fired"]), row["task_id"])
+
+
+async def upsert_schedule(
+    database: db.Database, schedule: schedules.Schedule, *, first_run: datetime
+) -> str | None:
+    """Add or replace a schedule's definition: 'added', 'replaced' or None (unchanged).
+
+    ``first_run`` is its next tick if it is new or its timing changed; pausing is kept."""
+    t = schedule.timing
+    change: str | None = await database.fetchval(
+        sql.queries["upsert_schedule"],
+        schedule.name,
+        t.cron,
+        t.every_s,
+        schedule.kind,
+        {} if schedule.payload is None else schedule.payload,  # null means {}, as for tasks
+        schedule.queue,
+        schedule.priority,
+        t.tz,
+        schedule.catch_up,
+        schedule.catch_up_limit,
+        first_run,
+    )
+    return change
+
+
+async def pause_schedule(database: db.Database, name: str, *, paused: bool) -> bool:
+    """Pause or resume; False if there is no such schedule."""
+    return await database.fetchval(sql.queries["pause_schedule"], name, paused) is not None
+
+
+async def remove_schedule(database: db.Database, name: str) -> bool:
+    """Delete a schedule (its tasks stay); False if there is none such."""
+    return await database.fetchval(sql.queries["remove_schedule"], name) is not None

@@ -150,21 +150,28 @@ def noop_app(runtime: str) -> App:
 
 
 async def measure_drain(
-    settings: Settings, tasks: int, handler: str = "trio", *, concurrency: int | None = None
+    settings: Settings,
+    tasks: int,
+    handler: str = "trio",
+    *,
+    concurrency: int | None = None,
+    unique: bool = False,
 ) -> dict[str, Any]:
     """Throughput: N ``noop`` rows enqueued first, then time from service start to all done.
     ``handler``: the runtime of the ``noop`` handler (trio, thread or asyncio).
 
     The end is seen from the service's own count of outcomes written ``done`` (read every
     5 ms, no load on the database), then verified with a count in the database. With
-    ``concurrency`` the queue gets that fleet-wide limit (claims go through claim_limited).
+    ``concurrency`` the queue gets that fleet-wide limit (claims go through claim_limited);
+    ``unique`` every task has a unique_key of its own.
     """
     async with scratch(settings) as s:
         if concurrency is not None:
             await store.set_queue_limits(
                 s.database, limits.change(settings.queues[0], concurrency=concurrency)
             )
-        await s.database.execute(queries["enqueue_noops"], tasks)
+        enqueue = queries["enqueue_noops_unique"] if unique else queries["enqueue_noops"]
+        await s.database.execute(enqueue, tasks)
         await s.database.execute(queries["analyze"])
         progress(f"drain: {tasks} noop tasks enqueued; starting the service")
         started = time.monotonic()
@@ -179,6 +186,7 @@ async def measure_drain(
     return {
         "benchmark": "drain",
         **header,
+        "unique_keys": unique,
         "handler": handler,
         "tasks": tasks,
         "done": done,

@@ -7,6 +7,7 @@ exits with status 2 and one line naming the setting.
 - :mod:`~notifyq.cli.serve`: serve, worker, web, migrate
 - :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune, dsn
 - :mod:`~notifyq.cli.queues`: queue set, queue list (per-queue limits)
+- :mod:`~notifyq.cli.schedules`: schedule add, list, pause, resume, remove
 - :mod:`~notifyq.cli.deploy`: health (a container's liveness check), roles (least-privilege grants)
 - :mod:`~notifyq.cli.bench`: bench and its subcommands (over :mod:`notifyq.bench`)
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from notifyq.cli import bench, deploy, queues, serve, tasks
+from notifyq.cli import bench, deploy, queues, schedules, serve, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -59,7 +60,7 @@ _add(
     tasks.prune,
     tasks.dsn,
 )
-_add(main, deploy.health, deploy.roles, queues.queue)
+_add(main, deploy.health, deploy.roles, queues.queue, schedules.schedule)
 _add(
     bench.bench,
     bench.latency,

@@ -98,6 +98,11 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
     type=click.IntRange(1, 1_000_000),
     help="Give the queue this fleet-wide concurrency limit (one process only).",
 )
+@click.option(
+    "--unique",
+    is_flag=True,
+    help="Measure twice in one run: without, then with a unique_key on every task.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
@@ -107,37 +112,65 @@ def drain(
     processes: int,
     handler: str,
     concurrency: int | None,
+    unique: bool,
     as_json: bool,
     **flags: int | None,
 ) -> None:
     """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
     settings = _settings(ctx, **flags)
     if processes > 1:
+        if unique:
+            fail("--unique measures the in-process drain: leave out --processes", EXIT_USAGE)
         if handler != "trio":
             raise click.BadParameter("only with --processes 1", param_hint="--handler")
         if concurrency is not None:
             fail("--concurrency measures one process: leave out --processes", EXIT_USAGE)
         r = run(lambda: load.measure_drain_processes(settings, tasks, processes))
+    elif unique:
+
+        async def both() -> dict[str, Any]:
+            plain = await inprocess.measure_drain(settings, tasks, handler)
+            keyed = await inprocess.measure_drain(settings, tasks, handler, unique=True)
+            return {**plain, "unique_keys": keyed}
+
+        r = run(both)
     else:
         r = run(lambda: inprocess.measure_drain(settings, tasks, handler, concurrency=concurrency))
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
-    _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
+    rows += [("tasks/s", f"{r['tasks_per_s']:.1f}")]
+    if unique:
+        keyed = r["unique_keys"]
+        rows += [("seconds, unique keys", f"{keyed['seconds']:.3f}")]
+        rows += [("tasks/s, unique keys", f"{keyed['tasks_per_s']:.1f}")]
+    _report(r, as_json, rows)
 
 
 @click.command()
 @click.option("--clients", type=click.IntRange(1, 200), default=16, show_default=True)
 @click.option("--seconds", type=click.FloatRange(0.1, 600), default=5.0, show_default=True)
 @click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
+@click.option(
+    "--unique",
+    is_flag=True,
+    help="Also busy with a unique_key per row, and with one key for all (duplicates).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def insert(
-    ctx: click.Context, /, clients: int, seconds: float, as_json: bool, **flags: int | None
+    ctx: click.Context,
+    /,
+    clients: int,
+    seconds: float,
+    unique: bool,
+    as_json: bool,
+    **flags: int | None,
 ) -> None:
     """Producers' cost: CLIENTS single-row insert transactions at once into notifyq.tasks,
     against the same table without triggers, with a serve process idle and then busy."""
     settings = _settings(ctx, **flags)
-    r = run(lambda: load.measure_insert(settings, clients, seconds))
-    rows = [(f"{k} /s", f"{r[k + '_per_s']:.0f}") for k in ("plain", "idle", "busy")]
+    r = run(lambda: load.measure_insert(settings, clients, seconds, unique=unique))
+    kinds = ("plain", "idle", "busy") + (("busy_unique", "busy_duplicate") if unique else ())
+    rows = [(f"{k} /s", f"{r[k + '_per_s']:.0f}") for k in kinds]
     rows += [("idle", f"{r['idle_ratio']:.1%}"), ("busy", f"{r['busy_ratio']:.1%}")]
     _report(r, as_json, rows, "(ratios: inserts/s into notifyq.tasks / plain table)")
 

@@ -128,11 +128,12 @@ def handlers_for(settings: Settings) -> App:
         demo_max_delay_s=settings.demo_max_delay_s,
         demo_failure_rate=settings.demo_failure_rate,
     )
-    if settings.app:
-        try:
+    try:
+        if settings.app:
             app = app.merged(load_app(settings.app))
-        except errors.ConfigError as exc:
-            fail(str(exc), EXIT_USAGE)
+        app.check_schedules()
+    except errors.ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
     return app
 
 

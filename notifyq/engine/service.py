@@ -35,6 +35,7 @@ from notifyq.engine.listener import (
 )
 from notifyq.engine.maintenance import prune
 from notifyq.engine.runner import Runner
+from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler
 from notifyq.engine.watchdog import LoopWatch
 from notifyq.engine.writer import EndObserver, Writer
 from notifyq.settings import Settings
@@ -101,12 +102,21 @@ class Service:
         tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
         self.writer = Writer(database, settings, self.ledger, self.worker_id, out_receive)
         self.reaper = maintenance.Reaper(database, settings)
+        self.scheduler = Scheduler(
+            database,
+            queues=settings.queues,
+            kinds=app.handlers,
+            sweep_s=settings.fetch_interval_s,
+            declared=app.schedules.values(),
+        )
         self.watch = LoopWatch(threshold_s=min(1.0, settings.lease_s / 4))
         if workers:
             self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
             self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
             self.listener.subscribe(LIMITS_CHANNEL, self.claimer.on_limits_notification)
+            self.listener.subscribe(SCHEDULES_CHANNEL, self.scheduler.on_schedules_changed)
             self.listener.on_gap(self.claimer.rows_appeared)
+            self.listener.on_gap(self.scheduler.on_schedules_changed)
 
     @property
     def health(self) -> Health:
@@ -152,6 +162,7 @@ class Service:
         self, stop: trio.Event, force: trio.Event, task_status: trio.TaskStatus[None]
     ) -> None:
         s = self.settings
+        await self.scheduler.declare()
         await store.register(self.db, self.registration)
         # The limits the code declares: for the fields it names, the code wins at each start
         # (README, "Queue limits"); the claimer reads the table after this.
@@ -206,6 +217,7 @@ class Service:
                 return
             housekeeping.start_soon(leases.serve_heartbeat, self.db, s, ledger, self.registration)
             housekeeping.start_soon(self.reaper.serve)
+            housekeeping.start_soon(self.scheduler.serve)
             housekeeping.start_soon(self.watch.serve)
             if s.retention_s:
                 housekeeping.start_soon(maintenance.serve_pruner, self.db, s.retention_s)

@@ -6,6 +6,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -14,14 +15,14 @@ from pydantic import BaseModel, ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
-from notifyq import errors, limits, store
+from notifyq import errors, limits, schedules, store
 from notifyq.client import Client
 from notifyq.web import models
 from notifyq.web.context import PROBE_STALE_S, Context, current
 from notifyq.web.live import RESYNC, Subscription
 from notifyq.web.metrics import CONTENT_TYPE
 from notifyq.web.replies import ApiError, error_response, json_response
-from notifyq.web.views import build_stats, existing_id
+from notifyq.web.views import build_stats, existing_id, schedule_out
 
 blueprint = Blueprint("api", __name__)
 M = TypeVar("M", bound=BaseModel)
@@ -64,7 +65,8 @@ def _validate(model: type[M], data: Any) -> M:
 
 @blueprint.post("/tasks")
 @document_request(models.NewTask)
-@document_response(models.TaskOut, 201)
+@document_response(models.CreatedTask, 201)
+@document_response(models.CreatedTask, 200)
 @document_response(models.ErrorOut, 400)
 @document_response(models.ErrorOut, 401)
 @document_response(models.ErrorOut, 413)
@@ -72,21 +74,26 @@ def _validate(model: type[M], data: Any) -> M:
 @document_response(models.ErrorOut, 422)
 @security_scheme([{"bearer": []}])
 async def create_task() -> Response:
-    """Add a task. 201 with the task and its Location."""
+    """Add a task: 201 with the task and its Location. With a unique_key that a live task
+    of the queue holds: 200 with that task and duplicate true."""
     new = await _body(models.NewTask)
+    c = current()
+    options: dict[str, Any] = {
+        "queue": new.queue,
+        "kind": new.kind,
+        "payload": {} if new.payload is None else new.payload,
+        "priority": new.priority,
+        "run_at": new.run_at,
+        "delay_s": new.delay or 0.0,
+        "max_attempts": new.max_attempts,
+        "timeout_s": new.timeout,
+        "concurrency_key": new.concurrency_key,
+    }
     try:
-        row = await store.enqueue(
-            current().database,
-            queue=new.queue,
-            kind=new.kind,
-            payload={} if new.payload is None else new.payload,
-            priority=new.priority,
-            run_at=new.run_at,
-            delay_s=new.delay or 0.0,
-            max_attempts=new.max_attempts,
-            timeout_s=new.timeout,
-            concurrency_key=new.concurrency_key,
-        )
+        if new.unique_key is None:
+            found = store.Enqueued(await store.enqueue(c.database, **options), duplicate=False)
+        else:
+            found = await store.enqueue_unique(c.database, unique_key=new.unique_key, **options)
     except errors.QueryError as exc:
         # Data PostgreSQL refuses (a NUL in JSON text, a number out of range).
         if exc.sqlstate and exc.sqlstate[:2] in ("22", "23"):
@@ -95,7 +102,12 @@ async def create_task() -> Response:
                 422, "validation_failed", f"the database refused the task: {first_line}"
             ) from None
         raise
-    task = models.TaskOut.from_row(row)
+    task = models.CreatedTask.model_validate(
+        models.TaskOut.from_row(found.row).model_dump() | {"duplicate": found.duplicate}
+    )
+    if found.duplicate:
+        c.metrics.duplicates.inc()
+        return json_response(task, 200, {"Location": f"/tasks/{task.id}"})
     return json_response(task, 201, {"Location": f"/tasks/{task.id}"})
 
 
@@ -239,6 +251,111 @@ async def retry_task(task_id: int) -> Response:
 
 
 # --- the fleet -----------------------------------------------------------------------
+
+
+# --- schedules -------------------------------------------------------------------------
+
+
+@blueprint.get("/schedules")
+@document_response(models.Schedules)
+async def list_schedules() -> Response:
+    """Every schedule with its last and next run."""
+    table = await store.list_schedules(current().database)
+    return json_response(models.Schedules(schedules=[schedule_out(r) for r in table.rows]))
+
+
+@blueprint.post("/schedules")
+@document_request(models.NewSchedule)
+@document_response(models.ScheduleChange, 200)
+@document_response(models.ErrorOut, 400)
+@document_response(models.ErrorOut, 401)
+@document_response(models.ErrorOut, 415)
+@document_response(models.ErrorOut, 422)
+@security_scheme([{"bearer": []}])
+async def put_schedule() -> Response:
+    """Add a schedule, or replace the definition of the one with that name (pausing is
+    kept). 422 for a bad cron expression, interval or time zone."""
+    new = await _body(models.NewSchedule)
+    try:
+        definition = schedules.define(
+            new.name,
+            cron=new.cron,
+            every=new.every,
+            kind=new.kind,
+            payload=new.payload,
+            queue=new.queue,
+            priority=new.priority,
+            tz=new.tz,
+            catch_up=new.catch_up,
+            catch_up_limit=new.catch_up_limit,
+        )
+    except schedules.ScheduleError as exc:
+        raise ApiError(422, "validation_failed", str(exc)) from None
+    c = current()
+    if c.kinds and new.kind not in c.kinds:
+        raise ApiError(
+            422,
+            "validation_failed",
+            f"no handler for kind {new.kind!r} (known: {', '.join(sorted(c.kinds))})",
+        )
+    change = await store.upsert_schedule(
+        c.database, definition, first_run=definition.timing.next_after(datetime.now(UTC))
+    )
+    row = next(r for r in (await store.list_schedules(c.database)).rows if r.name == new.name)
+    out = models.ScheduleChange(
+        name=new.name,
+        change=change or "unchanged",
+        schedule=schedule_out(row),
+    )
+    return json_response(out, 200)
+
+
+@blueprint.post("/schedules/<name>/pause")
+@document_response(models.ScheduleOut)
+@document_response(models.ErrorOut, 401)
+@document_response(models.ErrorOut, 404)
+@security_scheme([{"bearer": []}])
+async def pause_schedule(name: str) -> Response:
+    """Stop enqueueing the schedule's ticks."""
+    return await _set_paused(name, True)
+
+
+@blueprint.post("/schedules/<name>/resume")
+@document_response(models.ScheduleOut)
+@document_response(models.ErrorOut, 401)
+@document_response(models.ErrorOut, 404)
+@security_scheme([{"bearer": []}])
+async def resume_schedule(name: str) -> Response:
+    """Enqueue the schedule's ticks again, from the next one."""
+    return await _set_paused(name, False)
+
+
+@blueprint.delete("/schedules/<name>")
+@document_response(models.ScheduleOut)
+@document_response(models.ErrorOut, 401)
+@document_response(models.ErrorOut, 404)
+@security_scheme([{"bearer": []}])
+async def remove_schedule(name: str) -> Response:
+    """Delete the schedule (the tasks it added stay)."""
+    database = current().database
+    row = await _existing_schedule(name)
+    if not await store.remove_schedule(database, name):
+        raise ApiError(404, "not_found", f"no schedule named {name!r}")
+    return json_response(schedule_out(row))
+
+
+async def _existing_schedule(name: str) -> store.ScheduleRow:
+    for row in (await store.list_schedules(current().database)).rows:
+        if row.name == name:
+            return row
+    raise ApiError(404, "not_found", f"no schedule named {name!r}")
+
+
+async def _set_paused(name: str, paused: bool) -> Response:
+    await _existing_schedule(name)
+    if not await store.pause_schedule(current().database, name, paused=paused):
+        raise ApiError(404, "not_found", f"no schedule named {name!r}")
+    return json_response(schedule_out(await _existing_schedule(name)))
 
 
 @blueprint.get("/stats")

@@ -100,6 +100,10 @@ class Context:
     # This process's worker counters (empty for a web-only process).
     worker_stats: Callable[[], dict[str, int]] = dict
     in_flight: Callable[[], int] = lambda: 0
+    # Kinds this process has handlers for (POST /schedules checks them); empty: unchecked.
+    kinds: frozenset[str] = frozenset()
+    # This process's scheduler: ticks fired, missed, and fired onto a live task.
+    schedule_ticks: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
     handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
     started: float = field(default_factory=time.monotonic)
     _counts: _Cached = field(default_factory=_Cached)
@@ -119,6 +123,7 @@ class Context:
         snap.listener_connected = lambda: self.health.listener_connected
         snap.subscribers = lambda: self.live.subscribers
         snap.reconnects = lambda: self.health.reconnects
+        snap.schedule_ticks = lambda: self.schedule_ticks()
         # A notification means the counts changed: the next reader (the page refreshing
         # because of that very event) must not get the older numbers.
         self.live.on_change = lambda: self._counts.changed(COUNTS_MIN_AGE_S)

@@ -130,6 +130,14 @@ class NewTask(BaseModel):
         None, description="What the queue's per-key limit counts by (a customer id, say)"
     )
 
+    unique_key: (
+        Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_storable_text)] | None
+    ) = Field(
+        None,
+        description="While a live (pending or in_progress) task of the queue has this key, "
+        "nothing is added: the answer is that task (200, duplicate true)",
+    )
+
     @model_validator(mode="after")
     def _one_schedule(self) -> NewTask:
         if self.run_at is not None and self.delay is not None:
@@ -191,6 +199,9 @@ class TaskOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     concurrency_key: str | None = None
+    unique_key: str | None = None
+    schedule_name: str | None = Field(None, description="The schedule whose tick added it")
+    schedule_tick: datetime | None = Field(None, description="That tick")
 
     @classmethod
     def from_row(cls, row: Any) -> TaskOut:
@@ -206,6 +217,12 @@ class TaskOut(BaseModel):
         return cls.model_validate(data)
 
 
+class CreatedTask(TaskOut):
+    duplicate: bool = Field(
+        description="true: not added, this is the live task that holds the unique_key"
+    )
+
+
 class TaskPage(BaseModel):
     tasks: list[TaskOut]
     next: str | None = Field(description="URL of the next (older) page, or null at the end")
@@ -219,6 +236,9 @@ class EventOut(BaseModel):
     worker: str | None
     error: str | None
     at: datetime
+    detail: str | None = Field(
+        None, description="On 'queued': the schedule and tick that added the task, if one did"
+    )
 
 
 class History(BaseModel):
@@ -359,3 +379,51 @@ class QueueChange(BaseModel):
         False, description="true: claim nothing; false: claim again (left out: unchanged)"
     )
     clear: bool = False
+
+class NewSchedule(BaseModel):
+    """A periodic schedule: a task of ``kind`` at every tick of ``cron`` or ``every``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    cron: (
+        Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_storable_text)] | None
+    ) = Field(None, description="Cron expression: 5 fields, or 6 with seconds first, or @daily ...")
+    every: (
+        Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable_text)] | None
+    ) = Field(None, description="Interval: a whole number of seconds (30, 30s, 5m, 1h, 1d)")
+    kind: Name
+    payload: Annotated[Any, AfterValidator(_shallow)] = None
+    queue: Name = "default"
+    priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX)
+    tz: Name = Field("UTC", description="IANA time zone of cron")
+    catch_up: Literal["coalesce", "all"] = Field(
+        "coalesce", description="After downtime: one run for the missed ticks, or each of them"
+    )
+    catch_up_limit: int = Field(100, ge=1, le=10_000)
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    cron: str | None
+    every_s: float | None
+    tz: str
+    kind: str
+    payload: Any
+    queue: str
+    priority: int
+    catch_up: str
+    catch_up_limit: int
+    paused: bool
+    last_run_at: datetime | None = Field(description="The tick fired last")
+    next_run_at: datetime | None = Field(description="The next tick; null until computed")
+
+
+class Schedules(BaseModel):
+    schedules: list[ScheduleOut]
+
+
+class ScheduleChange(BaseModel):
+    name: str
+    change: str = Field(description="added, replaced or unchanged")
+    schedule: ScheduleOut

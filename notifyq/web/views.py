@@ -50,3 +50,21 @@ async def build_stats(c: Context) -> models.Stats:
         pickup_latency=models.Latency(**latency),
         last_hour=points,
     )
+
+
+def schedule_out(row: store.ScheduleRow) -> models.ScheduleOut:
+    return models.ScheduleOut(
+        name=row.name,
+        cron=row.cron,
+        every_s=row.every_s,
+        tz=row.tz,
+        kind=row.kind,
+        payload=row.payload,
+        queue=row.queue,
+        priority=row.priority,
+        catch_up=row.catch_up,
+        catch_up_limit=row.catch_up_limit,
+        paused=row.paused,
+        last_run_at=row.last_run_at,
+        next_run_at=row.next_run_at,
+    )

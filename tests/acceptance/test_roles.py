@@ -77,12 +77,13 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
         "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, meta) "
         f"ON notifyq.tasks TO {roles.producer};",
         f"GRANT SELECT (id) ON notifyq.tasks TO {roles.producer};",
+        f"GRANT INSERT (unique_key) ON notifyq.tasks TO {roles.producer};",
     ]
     # The dry run changed nothing.
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.splitlines()) == 7
+    assert len(done.stdout.splitlines()) == 9
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
@@ -121,6 +122,24 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
     )
     assert pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.waiters") == "0"
     refused(producer, "SELECT * FROM notifyq.waiters")
+    # Unique tasks: a producer skips a duplicate with a plain ON CONFLICT DO NOTHING. Naming
+    # the index's columns would need SELECT on them, which a producer does not get.
+    for _ in range(2):
+        pg.psql(
+            producer,
+            "INSERT INTO notifyq.tasks (kind, unique_key) VALUES ('noop', 'once') "
+            "ON CONFLICT DO NOTHING",
+        )
+    refused(
+        producer,
+        "INSERT INTO notifyq.tasks (kind, unique_key) VALUES ('noop', 'once') "
+        "ON CONFLICT (queue, unique_key) WHERE status IN ('pending', 'in_progress') "
+        "AND unique_key IS NOT NULL DO NOTHING",
+    )
+    assert (
+        pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.tasks WHERE unique_key = 'once'")
+        == "1"
+    )
     # Nothing else: no reading, changing or deleting rows, its own or others'.
     refused(producer, "SELECT payload FROM notifyq.tasks")
     refused(producer, f"SELECT status FROM notifyq.tasks WHERE id = {theirs}")

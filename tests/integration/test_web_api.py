@@ -586,9 +586,14 @@ async def test_openapi_documents_every_endpoint(idle_web: Web) -> None:
         ("GET", "/events"),
         ("GET", "/queues"),
         ("POST", "/queues/{name}"),
+        ("GET", "/schedules"),
+        ("POST", "/schedules"),
+        ("POST", "/schedules/{name}/pause"),
+        ("POST", "/schedules/{name}/resume"),
+        ("DELETE", "/schedules/{name}"),
     }
     create = spec["paths"]["/tasks"]["post"]
     assert create["security"] == [{"bearer": []}]
-    assert {"201", "400", "401", "413", "415", "422"} <= set(create["responses"])
+    assert {"200", "201", "400", "401", "413", "415", "422"} <= set(create["responses"])
     docs = await idle_web.test_client().get("/docs")
     assert docs.status_code == 200 and "/static/docs.js" in await docs.get_data(as_text=True)

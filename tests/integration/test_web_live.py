@@ -45,8 +45,8 @@ async def test_events_stream_says_when_a_task_ends(database: db.Database) -> Non
             first = await anext(lines)
         assert first == "retry: 2000"
         assert web.ctx.live.listening == {"notifyq_done"}
-        # The 'queued' event needs a notification, sent only while a process waits: let the
-        # service run out of work first (its start claims, then records itself waiting).
+        # The 'queued' notification is sent only while a process waits for the queue
+        # (notifyq.waiters): insert once the service has gone idle, or it may not be sent.
         await eventually(lambda: database.fetchval("SELECT count(*) FROM notifyq.waiters"))
         # Inserted by plain SQL: the event comes from the service's own LISTEN.
         task_id = await database.fetchval(

@@ -143,6 +143,20 @@ function renderWorkers(workers) {
   );
 }
 
+function utcTime(iso) {
+  return iso ? new Date(iso).toISOString().slice(0, 19).replace("T", " ") + "Z" : "–";
+}
+
+function renderSchedules(schedules) {
+  fillTable(
+    "schedules",
+    schedules.map((s) => row([s.name + (s.paused ? " (paused)" : ""),
+      s.cron ? "cron " + s.cron + " (" + s.tz + ")" : "every " + s.every_s + " s",
+      s.kind, s.queue, utcTime(s.last_run_at), s.paused ? "–" : utcTime(s.next_run_at)])),
+    "no schedules", 6
+  );
+}
+
 function renderFailures(tasks) {
   fillTable(
     "failures",
@@ -161,6 +175,7 @@ async function refreshStatus() {
   renderRunning(data.running);
   renderFailures(data.failures);
   renderWorkers(data.workers);
+  renderSchedules(data.schedules);
 }
 
 function logEvent(name, data) {
@@ -201,7 +216,7 @@ async function refreshTask(id) {
   document.getElementById("task-result").textContent = JSON.stringify(task.result, null, 2);
   fillTable(
     "history",
-    history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker, e.error])),
+    history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker, e.error || e.detail])),
     "no events", 5
   );
 }
