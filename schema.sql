@@ -620,6 +620,7 @@ BEGIN
                       CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END);
     RETURN NULL;
 END;
+$$;
 
 -- Fire the tick `tick` of schedule `schedule_name`, whose stored next_run_at the caller
 -- read as `due`, and move next_run_at to `next_run`, in one statement: of many processes
@@ -663,12 +664,18 @@ RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE
     stmt text;
+    cols text;
 BEGIN
+    SELECT string_agg(quote_ident(c.name), ', ' ORDER BY c.n) INTO cols
+      FROM unnest(ARRAY['queue', 'kind', 'payload', 'priority', 'run_at', 'max_attempts',
+                        'timeout', 'meta', 'unique_key', 'concurrency_key'])
+           WITH ORDINALITY AS c(name, n)
+      JOIN pg_attribute a ON a.attname = c.name
+     WHERE a.attrelid = 'notifyq.tasks'::regclass AND NOT a.attisdropped;
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
-        -- Column privileges: a producer sets what a task is, never its state or its lease.
-        format('GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, '
-               'meta) ON notifyq.tasks TO %s', grantee),
+        format('GRANT INSERT (%s) ON notifyq.tasks TO %s', cols, grantee),
+        -- RETURNING id of a producer's INSERT (notifyq.enqueue reads it back).
         format('GRANT SELECT (id) ON notifyq.tasks TO %s', grantee)
     ] LOOP
         IF apply THEN

@@ -380,6 +380,7 @@ class QueueChange(BaseModel):
     )
     clear: bool = False
 
+
 class NewSchedule(BaseModel):
     """A periodic schedule: a task of ``kind`` at every tick of ``cron`` or ``every``."""
 

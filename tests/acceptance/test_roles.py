@@ -72,10 +72,9 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
         f"GRANT USAGE ON SCHEMA notifyq TO {roles.producer};",
-        # Migration 0008 (applied after 0006) sets the producer's grant last: without
-        # concurrency_key (see the limits branch's report).
-        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, meta) "
-        f"ON notifyq.tasks TO {roles.producer};",
+        # Every column a producer may set (migration 0009), never a state or a lease.
+        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, meta, "
+        f"unique_key, concurrency_key) ON notifyq.tasks TO {roles.producer};",
         f"GRANT SELECT (id) ON notifyq.tasks TO {roles.producer};",
         f"GRANT INSERT (unique_key) ON notifyq.tasks TO {roles.producer};",
     ]

@@ -353,11 +353,6 @@ async def test_the_worker_role_may_use_notifyq_queues(database: db.Database) -> 
     assert any("notifyq.queues" in s and "UPDATE" in s for s in worker)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="migration 0008 (applied after 0006) replaces grant_producer with a fixed column "
-    "list without concurrency_key; a later migration must restore it",
-)
 async def test_the_producer_role_may_set_a_concurrency_key(database: db.Database) -> None:
     producer = [
         r[0]
