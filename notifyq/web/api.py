@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import trio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
-from notifyq import errors, limits, schedules, store
+from notifyq import errors, store
 from notifyq.client import Client
 from notifyq.web import models
+from notifyq.web.bodies import body, validate
 from notifyq.web.context import PROBE_STALE_S, Context, current
 from notifyq.web.live import RESYNC, Subscription
 from notifyq.web.metrics import CONTENT_TYPE
 from notifyq.web.replies import ApiError, error_response, json_response
-from notifyq.web.views import build_stats, existing_id, schedule_out
+from notifyq.web.views import build_stats, existing_id
 
 blueprint = Blueprint("api", __name__)
 M = TypeVar("M", bound=BaseModel)
@@ -31,33 +30,6 @@ HEALTH_DB_TIMEOUT_S = 2.0
 SSE_PING_S = 15.0
 STREAMS_RETRY_AFTER_S = 5
 LISTEN_WAIT_S = 2.0  # no LISTEN at all (NO_LISTEN, reconnecting): start anyway
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-async def _body(model: type[M]) -> M:
-    if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    raw = await request.get_data(as_text=False)  # over MAX_CONTENT_LENGTH: 413
-    try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
-    return _validate(model, data)
-
-
-def _validate(model: type[M], data: Any) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
-        raise ApiError(422, "validation_failed", summary, details=details) from None
 
 
 # --- tasks ---------------------------------------------------------------------------
@@ -76,7 +48,7 @@ def _validate(model: type[M], data: Any) -> M:
 async def create_task() -> Response:
     """Add a task: 201 with the task and its Location. With a unique_key that a live task
     of the queue holds: 200 with that task and duplicate true."""
-    new = await _body(models.NewTask)
+    new = await body(models.NewTask)
     c = current()
     options: dict[str, Any] = {
         "queue": new.queue,
@@ -120,7 +92,7 @@ async def list_tasks() -> Response:
     repeated = sorted(k for k, values in request.args.lists() if len(values) > 1)
     if repeated:
         raise ApiError(422, "validation_failed", f"give each filter once: {', '.join(repeated)}")
-    query = _validate(models.TaskFilter, request.args.to_dict(flat=True))
+    query = validate(models.TaskFilter, request.args.to_dict(flat=True))
     rows = await store.list_tasks(
         current().database,
         status=query.status,
@@ -135,74 +107,6 @@ async def list_tasks() -> Response:
         args = query.model_dump(exclude_none=True) | {"before": tasks[-1].id}
         next_url = f"/tasks?{urlencode(args)}"
     return json_response(models.TaskPage(tasks=tasks, next=next_url))
-
-
-# --- queue limits --------------------------------------------------------------------
-
-
-def _queue_out(q: store.QueueInfo) -> models.QueueOut:
-    return models.QueueOut(
-        name=q.name,
-        concurrency=q.concurrency,
-        rate=str(q.rate) if q.rate else None,
-        per_key_concurrency=q.per_key_concurrency,
-        paused=q.paused,
-        pending=q.pending,
-        in_progress=q.in_progress,
-    )
-
-
-@blueprint.get("/queues")
-@document_response(models.Queues)
-async def list_queues() -> Response:
-    """Queues with limits or live tasks: their limits, pending and in_progress counts."""
-    queues = await store.list_queues(current().database)
-    return json_response(models.Queues(queues=[_queue_out(q) for q in queues]))
-
-
-@blueprint.post("/queues/<name>")
-@document_request(models.QueueChange)
-@document_response(models.QueueOut)
-@document_response(models.ErrorOut, 400)
-@document_response(models.ErrorOut, 401)
-@document_response(models.ErrorOut, 415)
-@document_response(models.ErrorOut, 422)
-@security_scheme([{"bearer": []}])
-async def set_queue(name: str) -> Response:
-    """Set a queue's limits: the fields given change, null removes one, clear removes all."""
-    body = await _body(models.QueueChange)
-    given = body.model_fields_set
-    try:
-        change = limits.change(
-            _validate(models.QueueName, {"name": name}).name,
-            concurrency=body.concurrency if "concurrency" in given else limits.KEEP,
-            rate=body.rate if "rate" in given else limits.KEEP,
-            per_key_concurrency=(
-                body.per_key_concurrency if "per_key_concurrency" in given else limits.KEEP
-            ),
-            paused=body.paused if "paused" in given else None,
-        )
-    except limits.LimitError as exc:
-        raise ApiError(422, "validation_failed", str(exc)) from None
-    database = current().database
-    if body.clear:
-        await store.clear_queue_limits(database, change.name)
-    if change.fields:
-        await store.set_queue_limits(database, change)
-    shown = [q for q in await store.list_queues(database) if q.name == change.name]
-    if shown:
-        return json_response(_queue_out(shown[0]))
-    return json_response(
-        models.QueueOut(
-            name=change.name,
-            concurrency=None,
-            rate=None,
-            per_key_concurrency=None,
-            paused=False,
-            pending=0,
-            in_progress=0,
-        )
-    )
 
 
 @blueprint.get("/tasks/<int:task_id>")
@@ -251,111 +155,6 @@ async def retry_task(task_id: int) -> Response:
 
 
 # --- the fleet -----------------------------------------------------------------------
-
-
-# --- schedules -------------------------------------------------------------------------
-
-
-@blueprint.get("/schedules")
-@document_response(models.Schedules)
-async def list_schedules() -> Response:
-    """Every schedule with its last and next run."""
-    table = await store.list_schedules(current().database)
-    return json_response(models.Schedules(schedules=[schedule_out(r) for r in table.rows]))
-
-
-@blueprint.post("/schedules")
-@document_request(models.NewSchedule)
-@document_response(models.ScheduleChange, 200)
-@document_response(models.ErrorOut, 400)
-@document_response(models.ErrorOut, 401)
-@document_response(models.ErrorOut, 415)
-@document_response(models.ErrorOut, 422)
-@security_scheme([{"bearer": []}])
-async def put_schedule() -> Response:
-    """Add a schedule, or replace the definition of the one with that name (pausing is
-    kept). 422 for a bad cron expression, interval or time zone."""
-    new = await _body(models.NewSchedule)
-    try:
-        definition = schedules.define(
-            new.name,
-            cron=new.cron,
-            every=new.every,
-            kind=new.kind,
-            payload=new.payload,
-            queue=new.queue,
-            priority=new.priority,
-            tz=new.tz,
-            catch_up=new.catch_up,
-            catch_up_limit=new.catch_up_limit,
-        )
-    except schedules.ScheduleError as exc:
-        raise ApiError(422, "validation_failed", str(exc)) from None
-    c = current()
-    if c.kinds and new.kind not in c.kinds:
-        raise ApiError(
-            422,
-            "validation_failed",
-            f"no handler for kind {new.kind!r} (known: {', '.join(sorted(c.kinds))})",
-        )
-    change = await store.upsert_schedule(
-        c.database, definition, first_run=definition.timing.next_after(datetime.now(UTC))
-    )
-    row = next(r for r in (await store.list_schedules(c.database)).rows if r.name == new.name)
-    out = models.ScheduleChange(
-        name=new.name,
-        change=change or "unchanged",
-        schedule=schedule_out(row),
-    )
-    return json_response(out, 200)
-
-
-@blueprint.post("/schedules/<name>/pause")
-@document_response(models.ScheduleOut)
-@document_response(models.ErrorOut, 401)
-@document_response(models.ErrorOut, 404)
-@security_scheme([{"bearer": []}])
-async def pause_schedule(name: str) -> Response:
-    """Stop enqueueing the schedule's ticks."""
-    return await _set_paused(name, True)
-
-
-@blueprint.post("/schedules/<name>/resume")
-@document_response(models.ScheduleOut)
-@document_response(models.ErrorOut, 401)
-@document_response(models.ErrorOut, 404)
-@security_scheme([{"bearer": []}])
-async def resume_schedule(name: str) -> Response:
-    """Enqueue the schedule's ticks again, from the next one."""
-    return await _set_paused(name, False)
-
-
-@blueprint.delete("/schedules/<name>")
-@document_response(models.ScheduleOut)
-@document_response(models.ErrorOut, 401)
-@document_response(models.ErrorOut, 404)
-@security_scheme([{"bearer": []}])
-async def remove_schedule(name: str) -> Response:
-    """Delete the schedule (the tasks it added stay)."""
-    database = current().database
-    row = await _existing_schedule(name)
-    if not await store.remove_schedule(database, name):
-        raise ApiError(404, "not_found", f"no schedule named {name!r}")
-    return json_response(schedule_out(row))
-
-
-async def _existing_schedule(name: str) -> store.ScheduleRow:
-    for row in (await store.list_schedules(current().database)).rows:
-        if row.name == name:
-            return row
-    raise ApiError(404, "not_found", f"no schedule named {name!r}")
-
-
-async def _set_paused(name: str, paused: bool) -> Response:
-    await _existing_schedule(name)
-    if not await store.pause_schedule(current().database, name, paused=paused):
-        raise ApiError(404, "not_found", f"no schedule named {name!r}")
-    return json_response(schedule_out(await _existing_schedule(name)))
 
 
 @blueprint.get("/stats")

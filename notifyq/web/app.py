@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from notifyq import errors, logs
 from notifyq.version import __version__
-from notifyq.web import api, page
+from notifyq.web import api, fleet_api, page
 from notifyq.web.bind import is_loopback
 from notifyq.web.context import Context
 from notifyq.web.replies import ApiError, error_response
@@ -106,6 +106,7 @@ def create_app(ctx: Context) -> QuartTrio:
         openapi_provider_class=Document,
     )
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(fleet_api.blueprint)
     app.register_blueprint(page.blueprint)
 
     token = ctx.settings.api_token.encode() if ctx.settings.api_token else None

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from notifyq import errors, store
-from notifyq.web import models
+from notifyq.web import fleet_models, models
 from notifyq.web.context import Context
 
 
@@ -52,8 +52,8 @@ async def build_stats(c: Context) -> models.Stats:
     )
 
 
-def schedule_out(row: store.ScheduleRow) -> models.ScheduleOut:
-    return models.ScheduleOut(
+def schedule_out(row: store.ScheduleRow) -> fleet_models.ScheduleOut:
+    return fleet_models.ScheduleOut(
         name=row.name,
         cron=row.cron,
         every_s=row.every_s,
