@@ -30,4 +30,4 @@ system-deps:
 	.ci/system-deps
 
 test: lint system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2

@@ -229,7 +229,7 @@ def test_all_writes_table_json_and_chart_without_peers(server_url: str, tmp_path
     assert data["drain"]["done"] == 300 and data["latency"]["count"] == 5
     assert all(isinstance(t["met"], bool) for t in data["targets"])
     assert (out / "bench.md").read_text().strip() == result.stdout.split("\n\nwritten:")[0].strip()
-    assert "| notifyq (1 process, 5 workers, FETCH_LIMIT=200) |" in result.stdout
+    assert "| notifyq (1 process, 200 workers, FETCH_LIMIT=200) |" in result.stdout
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
     assert scratch_databases(server_url) == []
