@@ -17,14 +17,23 @@ from notifyq.web import check_bind
 
 
 @click.command()
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: exit 0 if every migration is applied, else 1 (a pod's init check).",
+)
 @click.pass_context
-def migrate(ctx: click.Context) -> None:
+def migrate(ctx: click.Context, check: bool) -> None:
     """Apply pending schema migrations (safe to run twice, or from two processes)."""
     settings = settings_from(ctx)
 
     async def go() -> None:
         dsn = await embedded.resolve_dsn(settings)
         async with db.open_database(dsn, min_size=1, max_size=2) as database:
+            if check:
+                await migrations.check(database)  # SchemaError: one line, exit 1
+                click.echo("schema is up to date")
+                return
             applied = await migrations.migrate(database)
         click.echo(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
 
