@@ -255,6 +255,27 @@ async def prune(database: db.Database, *, older_than_s: float, limit: int) -> in
     return len(await database.fetch(sql.queries["prune"], older_than_s, limit))
 
 
+async def prune_history(database: db.Database, *, older_than_s: float) -> list[str]:
+    """Drop the history partitions older than ``older_than_s``; their names."""
+    rows = await database.fetch(sql.queries["prune_history"], older_than_s)
+    return [r["dropped"] for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Partitions:
+    """What one turn of the partition job did."""
+
+    created: list[str]
+    legacy_attached: bool
+
+
+async def maintain_partitions(database: db.Database, *, days_ahead: int) -> Partitions:
+    """Create the history's missing day partitions, attach the pre-0007 rows if detached."""
+    rows = await database.fetch(sql.queries["ensure_event_partitions"], days_ahead)
+    attached = await database.fetchval(sql.queries["attach_legacy_events"])
+    return Partitions([r["created"] for r in rows], attached is not None)
+
+
 async def send_probe(listener: db.Listener, channel: str) -> None:
     """The listener's round-trip probe: NOTIFY ``channel`` on the LISTEN connection itself."""
     await listener.execute(sql.queries["probe"], channel)

@@ -97,3 +97,57 @@ SELECT 'noop', 'done', 1, 'null', now(), now(), now(), now()
 -- name: vacuum
 -- `bench backlog`: settle visibility and statistics after the bulk load.
 VACUUM ANALYZE notifyq.tasks;
+
+-- name: past_event_partitions
+-- `bench scale-table`: the history's day partitions of the last 9 days (the fill spreads
+-- rows over the last 8; the partition job makes today's and the next ones).
+DO $$
+DECLARE
+    day date;
+BEGIN
+    FOR d IN 1..9 LOOP
+        day := (now() AT TIME ZONE 'UTC')::date - d;
+        EXECUTE format('CREATE TABLE IF NOT EXISTS notifyq.%I PARTITION OF notifyq.task_events '
+                       'FOR VALUES FROM (%L) TO (%L)', 'task_events_p' || to_char(day, 'YYYYMMDD'),
+                       day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
+    END LOOP;
+END;
+$$;
+
+-- name: fill_ended_spread
+-- `bench scale-table`: ended tasks $1+1 .. $1+$2 of $3, finished evenly over the last $4 days.
+INSERT INTO notifyq.tasks (kind, status, attempts, result, created_at, updated_at,
+                           started_at, finished_at)
+SELECT 'noop', 'done', 1, 'null', t, t, t, t
+  FROM (SELECT now() - ($4::float8 * g / $3::float8) * interval '1 day' AS t
+          FROM generate_series($1::bigint + 1, $1::bigint + $2::bigint) AS g) AS s;
+
+-- name: fill_history_spread
+-- `bench scale-table`, `bench migrate-history`: history rows $1+1 .. $1+$2 of $3, evenly
+-- over the last $4 days.
+INSERT INTO notifyq.task_events (task_id, event, attempt, worker, at)
+SELECT g, CASE WHEN g % 2 = 0 THEN 'started' ELSE 'done' END, 1, 'bench',
+       now() - ($4::float8 * g / $3::float8) * interval '1 day'
+  FROM generate_series($1::bigint + 1, $1::bigint + $2::bigint) AS g;
+
+-- name: vacuum_events
+-- Settle visibility and statistics of the history after a bulk load.
+VACUUM ANALYZE notifyq.task_events;
+
+-- name: count_events
+-- How many history rows there are.
+SELECT count(*) FROM notifyq.task_events;
+
+-- name: insert_event
+-- `bench migrate-history`: one event insert, as a claim or an outcome write makes.
+INSERT INTO notifyq.task_events (task_id, event) VALUES (0, 'started');
+
+-- name: table_sizes
+-- `bench scale-table`: sizes of the tasks table and of the history (all its partitions).
+SELECT name, (sum(pg_table_size(relid)) / 1048576.0)::float8 AS table_mb,
+       (sum(pg_indexes_size(relid)) / 1048576.0)::float8 AS indexes_mb
+  FROM (SELECT 'tasks' AS name, 'notifyq.tasks'::regclass AS relid
+        UNION ALL
+        SELECT 'task_events', inhrelid::regclass FROM pg_inherits
+         WHERE inhparent = to_regclass('notifyq.task_events')) AS s
+ GROUP BY name ORDER BY name;

@@ -69,5 +69,7 @@ _add(
     bench.peers,
     bench.all_,
     bench.scale,
+    bench.scale_table,
+    bench.migrate_history,
 )
 _add(main, bench.bench)
