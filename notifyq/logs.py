@@ -38,6 +38,26 @@ def configure(level: str = "info", fmt: str = "console") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # The driver logs through the standard library (asyncpg's pool: "Failed to restore the
+    # pool connection floor; retrying" with a traceback, once per retry while the server
+    # refuses connections). Render those as one structured line each, without traceback.
+    driver = logging.getLogger("asyncpg")
+    driver.handlers[:] = [_DriverHandler()]
+    driver.propagate = False
+    driver.setLevel(max(_LEVELS[level], logging.WARNING))
+
+
+class _DriverHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        fields: dict[str, object] = {"message": record.getMessage()}
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            fields["error"] = f"{type(exc).__name__}: {exc}"
+        log = get(record.name)
+        if record.levelno >= logging.ERROR:
+            log.error("driver.error", **fields)
+        else:
+            log.warning("driver.warning", **fields)
 
 
 class Logger(Protocol):

@@ -151,3 +151,78 @@ SELECT name, (sum(pg_table_size(relid)) / 1048576.0)::float8 AS table_mb,
         SELECT 'task_events', inhrelid::regclass FROM pg_inherits
          WHERE inhparent = to_regclass('notifyq.task_events')) AS s
  GROUP BY name ORDER BY name;
+
+-- name: harsh_enqueue
+-- `bench harsh`: $1 noop tasks in one statement; their ids (the ledger's list).
+INSERT INTO notifyq.tasks (kind, max_attempts)
+SELECT 'noop', 1000 FROM generate_series(1, $1::int)
+RETURNING id;
+
+-- name: harsh_now
+-- `bench harsh`: the server's clock (every figure is read against it).
+SELECT clock_timestamp();
+
+-- name: harsh_ledger
+-- `bench harsh`: of the task ids $1, how many have no 'done' event, and how many more
+-- than one.
+SELECT count(*) AS tasks,
+       count(*) FILTER (WHERE n = 0) AS lost,
+       count(*) FILTER (WHERE n > 1) AS twice
+  FROM (SELECT i.id, count(e.task_id) AS n
+          FROM unnest($1::bigint[]) AS i(id)
+          LEFT JOIN notifyq.task_events e ON e.task_id = i.id AND e.event = 'done'
+         GROUP BY i.id) AS per_task;
+
+-- name: harsh_done_count
+-- `bench harsh`: how many of the task ids $1 are done.
+SELECT count(*) FROM notifyq.tasks WHERE id = ANY($1::bigint[]) AND status = 'done';
+
+-- name: harsh_rate
+-- `bench harsh`: 'done' events per second since $1 (second 0 = $1).
+SELECT floor(extract(epoch FROM at - $1::timestamptz))::int AS second, count(*)::int AS n
+  FROM notifyq.task_events
+ WHERE event = 'done' AND at >= $1::timestamptz
+ GROUP BY 1 ORDER BY 1;
+
+-- name: harsh_pickup
+-- `bench harsh`: pickup latency (first 'started' event minus created_at) in ms of the
+-- tasks created from $1 to $2: p50, p95.
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95_ms
+  FROM (SELECT extract(epoch FROM min(e.at) - t.created_at)::float8 * 1000 AS ms
+          FROM notifyq.tasks t JOIN notifyq.task_events e ON e.task_id = t.id
+         WHERE e.event = 'started' AND t.created_at >= $1::timestamptz
+           AND t.created_at < $2::timestamptz
+         GROUP BY t.id, t.created_at) AS s;
+
+-- name: harsh_dead_tuples
+-- `bench harsh`: dead rows of notifyq.tasks as the statistics see them.
+SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'notifyq.tasks'::regclass;
+
+-- name: harsh_hold_xmin
+-- `bench harsh idle-in-transaction`: open a transaction that holds the xmin horizon.
+BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current();
+
+-- name: harsh_rollback
+-- `bench harsh`: end the transaction of a harness session.
+ROLLBACK;
+
+-- name: harsh_begin_rr
+-- `bench harsh repeatable-read`: a reader's REPEATABLE READ transaction.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+
+-- name: harsh_scan
+-- `bench harsh repeatable-read`: a reader's scan of the whole tasks table.
+SELECT count(*), sum(attempts) FROM notifyq.tasks;
+
+-- name: harsh_commit
+-- `bench harsh repeatable-read`: the end of a reader's transaction.
+COMMIT;
+
+-- name: harsh_terminate
+-- `bench harsh terminate | connections`: end every client backend of this database but the
+-- harness's own (application_name notifyq-harsh); how many.
+SELECT count(pg_terminate_backend(pid))::int
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND backend_type = 'client backend'
+   AND pid <> pg_backend_pid() AND application_name <> 'notifyq-harsh';

@@ -71,5 +71,6 @@ _add(
     bench.scale,
     bench.scale_table,
     bench.migrate_history,
+    bench.harsh_,
 )
 _add(main, bench.bench)

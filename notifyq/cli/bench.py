@@ -13,10 +13,11 @@ from typing import Any
 
 import click
 
-from notifyq.bench import bigtables, inprocess, load, report
+from notifyq.bench import bigtables, harsh, inprocess, load, report
+from notifyq.bench.common import scratch
 from notifyq.bench.peers import measure_peers
 from notifyq.bench.scale import describe, measure_scale
-from notifyq.cli.common import run, settings_from
+from notifyq.cli.common import fail, run, settings_from
 from notifyq.settings import Settings
 
 
@@ -381,3 +382,74 @@ def migrate_history(ctx: click.Context, rows: int, as_json: bool) -> None:
         f"  attach of the old rows: {r['attach_s']} s ({r['inserts_during_attach']} inserts"
         f" beside it, the slowest {r['insert_wait_max_during_attach_ms']} ms)"
     )
+
+
+@click.command("harsh")
+@click.option(
+    "--scenario",
+    "scenarios",
+    type=click.Choice([*harsh.SCENARIOS, "all"]),
+    multiple=True,
+    default=["all"],
+    show_default=True,
+    help="Repeat for several.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(1),
+    default=60,
+    show_default=True,
+    help="How long the fault lasts.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(1),
+    default=100,
+    show_default=True,
+    help="Offered load, tasks per second.",
+)
+@click.option(
+    "--kill-every",
+    type=click.FloatRange(1),
+    default=20,
+    show_default=True,
+    help="kill-9: seconds between two kills.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def harsh_(
+    ctx: click.Context,
+    scenarios: tuple[str, ...],
+    seconds: float,
+    rate: float,
+    kill_every: float,
+    as_json: bool,
+) -> None:
+    """The harsh-database scenarios with an exact per-task ledger: two `notifyq worker`
+    processes under a steady offered load while a fault lasts SECONDS (a scratch database
+    each); reports tasks, faults, rates, the seconds back to 90 % of the rate before, and
+    tasks lost or completed twice (both must be 0)."""
+    settings = _settings(ctx)
+    chosen = harsh.SCENARIOS if "all" in scenarios else scenarios
+
+    async def go() -> list[dict[str, Any]]:
+        reports = []
+        for name in chosen:
+            plan = harsh.Plan(
+                name,
+                rate=rate,
+                before_s=10,
+                fault_s=seconds,
+                after_s=15,
+                kill_every_s=kill_every,
+                lease_s=5,
+                drain_timeout_s=120,
+            )
+            async with scratch(settings) as s:
+                reports.append(await harsh.run_scenario(s.settings.database_url or "", plan))
+        return reports
+
+    reports = run(go)
+    click.echo(json.dumps(reports, indent=2) if as_json else harsh.summary(reports))
+    if any(r["lost"] or r["twice"] or r["worker_crashes"] for r in reports):
+        fail("a task was lost or completed twice, or a worker crashed")

@@ -11,7 +11,14 @@ import trio
 
 from notifyq import db, embedded, errors, migrations, process
 from notifyq.app import App, builtin_app, load_app
-from notifyq.cli.common import EXIT_USAGE, fail, log, open_db, run, settings_from
+from notifyq.cli.common import (
+    EXIT_USAGE,
+    fail,
+    log,
+    open_db_when_ready,
+    run,
+    settings_from,
+)
 from notifyq.settings import Settings
 from notifyq.web import check_bind
 
@@ -166,7 +173,11 @@ async def serve_until_signalled(
                         force.set()
 
             nursery.start_soon(watch)
-            async with open_db(settings) as database:
+            async with open_db_when_ready(settings, stop) as database:
+                if database is None:
+                    log.info("shutdown.before_start")
+                    nursery.cancel_scope.cancel()
+                    return
                 await process.serve_process(
                     database,
                     settings,
