@@ -118,11 +118,7 @@ class Fleet:
         ]
 
     def log_lines(self) -> list[str]:
-        lines = []
-        for w in self.workers:
-            w.log.seek(0)
-            lines += w.log.read().splitlines()
-        return lines
+        return [line for w in self.workers for line in _read(w.log).splitlines()]
 
     async def stop_all(self) -> None:
         with trio.CancelScope(shield=True):
@@ -237,11 +233,22 @@ async def _connections(
         f.notes["idle_clients"] = len(held)
         # A process that starts now finds no slot at all.
         late = await fleet.start()
-        f.notes["started_during_fault"] = late.proc.pid
+        # Hold the slots until it has tried (its start-up takes a second or two).
+        with trio.move_on_after(15):
+            while True:  # a state in another process: its log, read every 100 ms
+                if "db.waiting" in _read(late.log):
+                    break
+                await trio.sleep(0.1)
+        f.notes["late_worker_waited"] = "db.waiting" in _read(late.log)
         await trio.sleep(max(0.0, plan.fault_s - (trio.current_time() - began)))
     finally:
         for conn in held:
             await _on(database, conn.close())
+
+
+def _read(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()
 
 
 async def _terminate(database: db.Database, url: str, plan: Plan, f: FaultLog) -> None:
@@ -268,21 +275,23 @@ async def _kill_9(plan: Plan, f: FaultLog, fleet: Fleet) -> None:
 # --- the run ----------------------------------------------------------------------------
 
 
-def _rate(per_second: dict[int, int], lo: float, hi: float) -> float:
-    seconds = [s for s in range(int(lo), int(hi))]
-    if not seconds:
+def _rate(per_tenth: dict[int, int], lo_s: float, hi_s: float) -> float:
+    """Completions per second from ``lo_s`` to ``hi_s`` (seconds since the start)."""
+    lo, hi = round(lo_s * 10), round(hi_s * 10)
+    if hi <= lo:
         return 0.0
-    return sum(per_second.get(s, 0) for s in seconds) / len(seconds)
+    return sum(per_tenth.get(t, 0) for t in range(lo, hi)) * 10 / (hi - lo)
 
 
-def _seconds_back_to_90(per_second: dict[int, int], prev: float, fault_end: float) -> float | None:
-    """Seconds after the fault's end until a whole second completes >= 90 % of ``prev``."""
-    last = max(per_second, default=0)
-    s = int(fault_end)
-    while s <= last:
-        if per_second.get(s, 0) >= 0.9 * prev:
-            return max(0.0, s - fault_end)
-        s += 1
+def _seconds_back_to_90(per_tenth: dict[int, int], prev: float, fault_end_s: float) -> float | None:
+    """Seconds from the fault's end until a one-second window completes >= 90 % of
+    ``prev`` per second (0 when the rate never fell below that)."""
+    last = max(per_tenth, default=0)
+    t = round(fault_end_s * 10)
+    while t + 10 <= last + 1:
+        if sum(per_tenth.get(i, 0) for i in range(t, t + 10)) >= 0.9 * prev:
+            return max(0.0, t / 10 - fault_end_s)
+        t += 1
     return None
 
 
@@ -351,7 +360,7 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
         drained_at: datetime = await database.fetchval(queries["harsh_now"])
         ledger = await database.fetchrow(queries["harsh_ledger"], ids)
         rows = await database.fetch(queries["harsh_rate"], t0)
-        per_second = {r["second"]: r["n"] for r in rows}
+        per_tenth = {r["tenth"]: r["n"] for r in rows}
         pickup_before = await database.fetchrow(queries["harsh_pickup"], t0, fault_start)
         pickup_during = await database.fetchrow(queries["harsh_pickup"], fault_start, fault_end)
         crashed = fleet.crashed()
@@ -360,8 +369,10 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
     assert ledger is not None and pickup_before is not None and pickup_during is not None
     start_s = (fault_start - t0).total_seconds()
     end_s = (fault_end - t0).total_seconds()
-    prev = _rate(per_second, max(1.0, start_s - plan.before_s + 1), start_s)
-    back = _seconds_back_to_90(per_second, prev, end_s)
+    # The rate before: the steady part of the load before the fault (its first half second
+    # is the start-up).
+    prev = _rate(per_tenth, min(0.5, start_s / 2), start_s)
+    back = _seconds_back_to_90(per_tenth, prev, end_s)
     report: dict[str, Any] = {
         "scenario": plan.scenario,
         "offered_per_s": plan.rate,
@@ -369,7 +380,8 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
         "faults": fault.actions,
         "fault_s": round(end_s - start_s, 2),
         "rate_before_per_s": round(prev, 1),
-        "rate_during_per_s": round(_rate(per_second, start_s, end_s), 1),
+        "rate_during_per_s": round(_rate(per_tenth, start_s, end_s), 1),
+        "rate_after_per_s": round(_rate(per_tenth, end_s, end_s + plan.after_s), 1),
         "seconds_back_to_90pct": None if back is None else round(back, 2),
         "seconds_to_drain_after_load": round((drained_at - load_stopped).total_seconds(), 2),
         "pickup_before_ms": _ms(pickup_before),
