@@ -99,35 +99,30 @@ SELECT 'noop', 'done', 1, 'null', now(), now(), now(), now()
 VACUUM ANALYZE notifyq.tasks;
 
 -- name: past_event_partitions
--- `bench scale-table`: the history's day partitions of the last 9 days (the fill spreads
--- rows over the last 8; the partition job makes today's and the next ones).
-DO $$
-DECLARE
-    day date;
-BEGIN
-    FOR d IN 1..9 LOOP
-        day := (now() AT TIME ZONE 'UTC')::date - d;
-        EXECUTE format('CREATE TABLE IF NOT EXISTS notifyq.%I PARTITION OF notifyq.task_events '
-                       'FOR VALUES FROM (%L) TO (%L)', 'task_events_p' || to_char(day, 'YYYYMMDD'),
-                       day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
-    END LOOP;
-END;
-$$;
+-- `bench scale-table`: the statements that create the history's day partitions of the last
+-- 9 days (the fill spreads rows over the last 8; the partition job makes today's and the
+-- next ones). The benchmark runs each.
+SELECT format('CREATE TABLE IF NOT EXISTS notifyq.%I PARTITION OF notifyq.task_events '
+              'FOR VALUES FROM (%L) TO (%L)', 'task_events_p' || to_char(day, 'YYYYMMDD'),
+              day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC') AS ddl
+  FROM (SELECT (now() AT TIME ZONE 'UTC')::date - d AS day
+          FROM generate_series(1, 9) AS d) AS days;
 
 -- name: fill_ended_spread
--- `bench scale-table`: ended tasks $1+1 .. $1+$2 of $3, finished evenly over the last $4 days.
+-- `bench scale-table`: ended tasks $1+1 .. $1+$2 of $3, finished evenly over the last $4
+-- days, in id order as a real queue's are (the last one now).
 INSERT INTO notifyq.tasks (kind, status, attempts, result, created_at, updated_at,
                            started_at, finished_at)
 SELECT 'noop', 'done', 1, 'null', t, t, t, t
-  FROM (SELECT now() - ($4::float8 * g / $3::float8) * interval '1 day' AS t
+  FROM (SELECT now() - ($4::float8 * ($3 - g) / $3::float8) * interval '1 day' AS t
           FROM generate_series($1::bigint + 1, $1::bigint + $2::bigint) AS g) AS s;
 
 -- name: fill_history_spread
 -- `bench scale-table`, `bench migrate-history`: history rows $1+1 .. $1+$2 of $3, evenly
--- over the last $4 days.
+-- over the last $4 days, the newest with the highest task ids (as a real history's).
 INSERT INTO notifyq.task_events (task_id, event, attempt, worker, at)
 SELECT g, CASE WHEN g % 2 = 0 THEN 'started' ELSE 'done' END, 1, 'bench',
-       now() - ($4::float8 * g / $3::float8) * interval '1 day'
+       now() - ($4::float8 * ($3 - g) / $3::float8) * interval '1 day'
   FROM generate_series($1::bigint + 1, $1::bigint + $2::bigint) AS g;
 
 -- name: vacuum_events
@@ -199,25 +194,15 @@ SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50_ms,
 -- `bench harsh`: dead rows of notifyq.tasks as the statistics see them.
 SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'notifyq.tasks'::regclass;
 
--- name: harsh_hold_xmin
--- `bench harsh idle-in-transaction`: open a transaction that holds the xmin horizon.
-BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current();
-
--- name: harsh_rollback
--- `bench harsh`: end the transaction of a harness session.
-ROLLBACK;
-
--- name: harsh_begin_rr
--- `bench harsh repeatable-read`: a reader's REPEATABLE READ transaction.
-BEGIN ISOLATION LEVEL REPEATABLE READ;
+-- name: harsh_xid
+-- `bench harsh idle-in-transaction`: take a transaction id (the session then holds the
+-- xmin horizon until it ends).
+SELECT txid_current();
 
 -- name: harsh_scan
--- `bench harsh repeatable-read`: a reader's scan of the whole tasks table.
+-- `bench harsh repeatable-read`: a reader's scan of the whole tasks table (in a
+-- REPEATABLE READ transaction).
 SELECT count(*), sum(attempts) FROM notifyq.tasks;
-
--- name: harsh_commit
--- `bench harsh repeatable-read`: the end of a reader's transaction.
-COMMIT;
 
 -- name: harsh_terminate
 -- `bench harsh terminate | connections`: end every client backend of this database but the

@@ -67,7 +67,8 @@ async def measure_scale_table(
     async with scratch(settings) as s:
         database = s.database
         await database.fetch(sql.queries["ensure_event_partitions"], 3)
-        await database.execute(queries["past_event_partitions"])
+        for row in await database.fetch(queries["past_event_partitions"]):
+            await database.execute(row["ddl"])
         await database.execute(queries["enqueue_noops"], want * 10)
         await database.execute(queries["vacuum"])
         progress(f"scale-table: {rounds} claims of {want} on an empty table")

@@ -171,23 +171,27 @@ class FaultLog:
 async def _idle_in_transaction(database: db.Database, url: str, plan: Plan, f: FaultLog) -> None:
     conn = await _connect(database, url)
     try:
-        await _on(database, conn.execute(queries["harsh_hold_xmin"]))
+        held = conn.transaction(isolation="repeatable_read")
+        await _on(database, held.start())
+        await _on(database, conn.fetchval(queries["harsh_xid"]))
         f.actions = 1
         deadline = trio.current_time() + plan.fault_s
         while trio.current_time() < deadline:
             f.dead_tuples.append(int(await database.fetchval(queries["harsh_dead_tuples"]) or 0))
             await trio.sleep(min(1.0, plan.fault_s / 4))
-        await _on(database, conn.execute(queries["harsh_rollback"]))
+        await _on(database, held.rollback())
     finally:
         await _on(database, conn.close())
 
 
 async def _repeatable_read(database: db.Database, url: str, plan: Plan, f: FaultLog) -> None:
+    async def scan(conn: asyncpg.Connection) -> None:
+        async with conn.transaction(isolation="repeatable_read"):
+            await conn.fetch(queries["harsh_scan"])
+
     async def reader(conn: asyncpg.Connection, deadline: float) -> None:
         while trio.current_time() < deadline:
-            await _on(database, conn.execute(queries["harsh_begin_rr"]))
-            await _on(database, conn.fetch(queries["harsh_scan"]))
-            await _on(database, conn.execute(queries["harsh_commit"]))
+            await _on(database, scan(conn))
             f.actions += 1
 
     conns = [await _connect(database, url) for _ in range(4)]
