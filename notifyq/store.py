@@ -156,7 +156,10 @@ async def finish(
     """Write the outcomes of ``owner``'s attempts (fenced); returns {task id: new status}.
 
     An id missing from the result was no longer owned by ``owner`` at that attempt.
+    Rows are locked in id order, as the heartbeat locks them, so that the two never
+    deadlock on rows they both write (found by `notifyq bench harsh --scenario kill-9`).
     """
+    outcomes = sorted(outcomes, key=lambda o: o.task_id)
     rows = await database.fetch(
         sql.queries["finish"],
         owner,
@@ -207,8 +210,9 @@ async def heartbeat(
     """Extend the leases of ``task_ids`` and refresh the registry, in one hop.
 
     Returns {task id still owned: cancel requested}; an id missing has lost its lease.
+    The ids go in ascending order, the order ``finish`` locks its rows in.
     """
-    ids = list(task_ids)
+    ids = sorted(task_ids)
 
     async def beat(conn: db.Connection) -> dict[int, bool]:
         kept: dict[int, bool] = {}
