@@ -148,10 +148,15 @@ SELECT name, (sum(pg_table_size(relid)) / 1048576.0)::float8 AS table_mb,
  GROUP BY name ORDER BY name;
 
 -- name: harsh_enqueue
--- `bench harsh`: $1 noop tasks in one statement; their ids (the ledger's list).
-INSERT INTO notifyq.tasks (kind, max_attempts)
-SELECT 'noop', 1000 FROM generate_series(1, $1::int)
+-- `bench harsh`: $1 tasks of kind $2 with payload $3 in one statement; their ids (the
+-- ledger's list).
+INSERT INTO notifyq.tasks (kind, payload, max_attempts)
+SELECT $2, $3::jsonb, 1000 FROM generate_series(1, $1::int)
 RETURNING id;
+
+-- name: harsh_recovered
+-- `bench harsh`: 'recovered' events (a lost worker's task given back) of the task ids $1.
+SELECT count(*) FROM notifyq.task_events WHERE event = 'recovered' AND task_id = ANY($1::bigint[]);
 
 -- name: harsh_now
 -- `bench harsh`: the server's clock (every figure is read against it).

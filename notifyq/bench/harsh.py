@@ -57,6 +57,7 @@ class Plan:
     kill_every_s: float = 2.0  # kill-9: one kill per interval
     lease_s: float = 2.0  # workers' LEASE: a killed worker's tasks come back after it
     drain_timeout_s: float = 60.0
+    task_s: float = 0.0  # 0: noop tasks; else `sleep` tasks of this long (work in flight)
 
 
 def harness_url(url: str) -> str:
@@ -315,6 +316,7 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
                     raise errors.NotifyqError(f"a worker exited: {fleet.crashed()}")
                 await trio.sleep(0.05)
 
+        kind, payload = ("sleep", plan.task_s) if plan.task_s else ("noop", {})
         t0: datetime = await database.fetchval(queries["harsh_now"])
         stop_load = trio.Event()
 
@@ -329,7 +331,7 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
                 n = int(owed)
                 if n:
                     owed -= n
-                    rows = await database.fetch(queries["harsh_enqueue"], n)
+                    rows = await database.fetch(queries["harsh_enqueue"], n, kind, payload)
                     ids.extend(r["id"] for r in rows)
                 await trio.sleep(tick)
 
@@ -363,6 +365,7 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
                 await trio.sleep(0.2)
         drained_at: datetime = await database.fetchval(queries["harsh_now"])
         ledger = await database.fetchrow(queries["harsh_ledger"], ids)
+        recovered = int(await database.fetchval(queries["harsh_recovered"], ids))
         rows = await database.fetch(queries["harsh_rate"], t0)
         per_tenth = {r["tenth"]: r["n"] for r in rows}
         pickup_before = await database.fetchrow(queries["harsh_pickup"], t0, fault_start)
@@ -390,6 +393,8 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
         "seconds_to_drain_after_load": round((drained_at - load_stopped).total_seconds(), 2),
         "pickup_before_ms": _ms(pickup_before),
         "pickup_during_ms": _ms(pickup_during),
+        "task_kind": kind if not plan.task_s else f"sleep {plan.task_s:g} s",
+        "recovered": recovered,
         "lost": ledger["lost"],
         "twice": ledger["twice"],
         "worker_crashes": crashed,

@@ -444,6 +444,8 @@ def harsh_(
                 kill_every_s=kill_every,
                 lease_s=5,
                 drain_timeout_s=120,
+                # kill -9 matters when work is in flight: handlers that take 50 ms
+                task_s=0.05 if name == "kill-9" else 0.0,
             )
             async with scratch(settings) as s:
                 reports.append(await harsh.run_scenario(s.settings.database_url or "", plan))

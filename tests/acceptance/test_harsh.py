@@ -25,6 +25,7 @@ from tests import pg
 def quick(scenario: str) -> harsh.Plan:
     return harsh.Plan(
         scenario,
+        task_s=0.05 if scenario == "kill-9" else 0.0,
         rate=100,
         before_s=1.5,
         fault_s=3,
