@@ -48,6 +48,11 @@ CREATE TABLE notifyq.tasks (
     updated_at          timestamptz NOT NULL DEFAULT now(),
     started_at          timestamptz,
     finished_at         timestamptz,
+    unique_key          text,          -- at most one live task per (queue, unique_key)
+    schedule_name       text,          -- the schedule whose tick created the task
+    schedule_tick       timestamptz,   -- and that tick
+    concurrency_key     text,                                     -- what a per-key limit counts by
+    meta                jsonb,                   -- besides the payload: trace context
     CONSTRAINT tasks_status_valid
         CHECK (status IN ('pending', 'in_progress', 'done', 'error', 'cancelled')),
     CONSTRAINT tasks_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
@@ -66,11 +71,20 @@ CREATE TABLE notifyq.tasks (
         NOT isfinite(run_at)
         OR (run_at >= '0001-01-01 00:00:00+00' AND run_at < '10000-01-01 00:00:00+00')),
     CONSTRAINT tasks_created_at_in_range CHECK (
-        created_at >= '0001-01-01 00:00:00+00' AND created_at < '10000-01-01 00:00:00+00')
+        created_at >= '0001-01-01 00:00:00+00' AND created_at < '10000-01-01 00:00:00+00'),
+    CONSTRAINT tasks_unique_key_valid
+        CHECK (unique_key IS NULL OR (unique_key <> '' AND length(unique_key) <= 512))
 );
 
 COMMENT ON TABLE notifyq.tasks IS
     'notifyq task queue: INSERT a row to enqueue; see the README for columns and states';
+COMMENT ON COLUMN notifyq.tasks.meta IS
+    'what travels with a task besides its payload (trace context); NULL when none';
+
+-- NOT VALID as in migration 0006, which adds it without scanning the table (the rows it
+-- found all had a NULL key); it holds for every row written since.
+ALTER TABLE notifyq.tasks ADD CONSTRAINT tasks_concurrency_key_valid
+    CHECK (concurrency_key <> '' AND length(concurrency_key) <= 256) NOT VALID;
 
 -- History, one row per event of a task, partitioned by day of `at` (migration 0007): one
 -- partition per UTC day, task_events_pYYYYMMDD, created ahead by the notifyq processes
@@ -133,6 +147,70 @@ CREATE TABLE notifyq.waiters (
     since     timestamptz NOT NULL DEFAULT now()
 );
 
+-- Per-queue limits, enforced by notifyq.claim_limited (migration 0006 explains the locking).
+-- A queue without a row, or whose row sets no limit, is claimed by the plain claim.
+CREATE TABLE notifyq.queues (
+    name                text        PRIMARY KEY,
+    concurrency         integer,
+    rate_count          integer,
+    rate_period         interval,
+    per_key_concurrency integer,
+    paused              boolean     NOT NULL DEFAULT false,
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- The rate's sliding log: claim times (ascending) and how many rows each claimed. Only
+    -- claims within the last rate_period are kept, at most 64 entries (older entries are
+    -- merged into their successor, which can only make the limit stricter).
+    rate_log_at         timestamptz[] NOT NULL DEFAULT '{}',
+    rate_log_n          integer[]     NOT NULL DEFAULT '{}',
+    CONSTRAINT queues_name_valid CHECK (name <> '' AND length(name) <= 128),
+    CONSTRAINT queues_concurrency_valid CHECK (concurrency BETWEEN 1 AND 1000000),
+    CONSTRAINT queues_per_key_concurrency_valid CHECK (per_key_concurrency BETWEEN 1 AND 1000000),
+    CONSTRAINT queues_rate_valid CHECK (
+        (rate_count IS NULL) = (rate_period IS NULL)
+        AND rate_count BETWEEN 1 AND 1000000
+        AND rate_period > interval '0' AND rate_period <= interval '1000 days')
+);
+
+COMMENT ON TABLE notifyq.queues IS
+    'notifyq per-queue limits (concurrency, rate, per-key concurrency, paused); see the README';
+
+-- Periodic schedules: one task per tick of cron (in time zone tz) or of every (multiples
+-- of the interval counted from the Unix epoch). The processes compute the ticks (in
+-- Python, with cronsim) and fire them with fire_schedule. See migrations/0005.
+CREATE TABLE notifyq.schedules (
+    name           text        PRIMARY KEY,
+    cron           text,
+    every          interval,
+    kind           text        NOT NULL,
+    payload        jsonb       NOT NULL DEFAULT '{}',
+    queue          text        NOT NULL DEFAULT 'default',
+    priority       integer     NOT NULL DEFAULT 0,
+    tz             text        NOT NULL DEFAULT 'UTC',
+    -- After downtime: 'coalesce' enqueues one task for all the missed ticks; 'all' enqueues
+    -- one per missed tick, the latest catch_up_limit of them.
+    catch_up       text        NOT NULL DEFAULT 'coalesce',
+    catch_up_limit integer     NOT NULL DEFAULT 100,
+    paused         boolean     NOT NULL DEFAULT false,
+    -- The tick to fire next; NULL until a process computed it (a row added from SQL).
+    next_run_at    timestamptz,
+    -- The tick fired last.
+    last_run_at    timestamptz,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schedules_name_valid CHECK (name <> '' AND length(name) <= 128),
+    CONSTRAINT schedules_timing_valid CHECK ((cron IS NULL) <> (every IS NULL)),
+    CONSTRAINT schedules_every_valid
+        CHECK (every IS NULL OR (every >= interval '1 second'
+                                 AND every = date_trunc('second', every))),
+    CONSTRAINT schedules_kind_valid CHECK (kind <> '' AND length(kind) <= 128),
+    CONSTRAINT schedules_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
+    CONSTRAINT schedules_catch_up_valid CHECK (catch_up IN ('coalesce', 'all')),
+    CONSTRAINT schedules_catch_up_limit_valid CHECK (catch_up_limit BETWEEN 1 AND 10000)
+);
+
+COMMENT ON TABLE notifyq.schedules IS
+    'notifyq periodic schedules: one task per tick of cron or every; see the README';
+
 
 -- ---------------------------------------------------------------------------------------
 -- Indexes (besides the primary keys)
@@ -148,6 +226,11 @@ CREATE INDEX tasks_due_idx ON notifyq.tasks (queue, run_at) WHERE status = 'pend
 CREATE INDEX tasks_lease_idx ON notifyq.tasks (locked_until) WHERE status = 'in_progress';
 -- Retention: ended rows by age.
 CREATE INDEX tasks_finished_idx ON notifyq.tasks (finished_at) WHERE finished_at IS NOT NULL;
+-- Unique tasks: at most one live (pending or in_progress) task per queue and key. Partial:
+-- a task that ends leaves it, and its key is free again. INSERT ... ON CONFLICT DO NOTHING
+-- skips a duplicate.
+CREATE UNIQUE INDEX tasks_unique_live_idx ON notifyq.tasks (queue, unique_key)
+    WHERE status IN ('pending', 'in_progress') AND unique_key IS NOT NULL;
 -- A task's history in order (on every partition).
 CREATE INDEX task_events_task_idx ON notifyq.task_events (task_id, id);
 
@@ -258,6 +341,21 @@ BEGIN
 END;
 $$;
 
+-- After INSERT, DELETE, TRUNCATE (per statement) or a change of a definition (per row) on
+-- schedules: wake the processes' schedulers (channel notifyq_schedules). A firing moves
+-- last_run_at and does not notify.
+CREATE FUNCTION notifyq.schedules_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_LEVEL = 'ROW' THEN
+        PERFORM pg_notify('notifyq_schedules', NEW.name);
+    ELSE
+        PERFORM pg_notify('notifyq_schedules', '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 -- Functions that clients call.
 
 -- Cancel a task. Pending: cancelled at once. Running: the owning process is told through
@@ -291,7 +389,8 @@ END;
 $$;
 
 -- Put an ended task ('error' or 'cancelled') back to pending with a fresh attempt budget.
--- Returns 'requeued' when it did, else the task's unchanged status; NULL if no such task.
+-- Returns 'requeued' when it did, 'duplicate' when another live task holds its unique_key,
+-- else the task's unchanged status; NULL if no such task.
 CREATE FUNCTION notifyq.retry(task_id bigint) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -301,17 +400,273 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     ELSIF t.status IN ('error', 'cancelled') THEN
-        UPDATE notifyq.tasks
-           SET status = 'pending', attempts = 0, run_at = now(), result = NULL,
-               cancel_requested_at = NULL, started_at = NULL, finished_at = NULL,
-               updated_at = now()
-         WHERE id = t.id;
+        BEGIN
+            UPDATE notifyq.tasks
+               SET status = 'pending', attempts = 0, run_at = now(), result = NULL,
+                   cancel_requested_at = NULL, started_at = NULL, finished_at = NULL,
+                   updated_at = now()
+             WHERE id = t.id;
+        EXCEPTION WHEN unique_violation THEN
+            RETURN 'duplicate';
+        END;
         INSERT INTO notifyq.task_events (task_id, event, attempt)
             VALUES (t.id, 'requeued', 0);
         RETURN 'requeued';
     END IF;
     RETURN t.status;
 END;
+$$;
+
+-- Whether a queue row sets any limit (paused counts as one).
+CREATE FUNCTION notifyq.queue_is_limited(q notifyq.queues) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT q.paused OR q.concurrency IS NOT NULL OR q.rate_count IS NOT NULL
+           OR q.per_key_concurrency IS NOT NULL
+$$;
+
+-- Claim up to `want` due pending rows of `queues` (in that order: the caller rotates it),
+-- obeying each queue's limits. Returns the claimed rows with the columns of the `claim`
+-- statement, and for each queue that a limit held back one extra row with `id` NULL,
+-- `queue` set and `held_s`: 'Infinity' when it waits for a slot (an outcome or the
+-- reaper frees one; a notification says so) or for a change of its row (resume, a raised
+-- limit); else the seconds until its next rate token is due.
+CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8)
+RETURNS TABLE (id bigint, queue text, kind text, payload_json text, priority integer,
+               attempts integer, max_attempts integer, timeout_s float8, lag_s float8,
+               meta_json text, held_s float8)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    v_queue     text;
+    v_cfg       notifyq.queues%ROWTYPE;
+    v_limited   boolean;
+    v_now       timestamptz;
+    v_at        timestamptz;
+    v_allowed   integer;
+    v_taken     integer;
+    v_n         integer;
+    v_running   integer;
+    v_per_key   integer;
+    v_picked    bigint[];
+    v_log_at    timestamptz[];
+    v_log_n     integer[];
+    v_used      integer;
+    v_held      timestamptz;
+BEGIN
+    -- As in `claim`: a claim lost in a server crash only leaves its rows pending.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    FOREACH v_queue IN ARRAY queues LOOP
+        EXIT WHEN want <= 0;
+        -- The lock that serialises the claimers of one limited queue across the fleet.
+        SELECT * INTO v_cfg FROM notifyq.queues q WHERE q.name = v_queue FOR UPDATE;
+        v_limited := FOUND AND notifyq.queue_is_limited(v_cfg);
+        v_allowed := want;
+        v_taken := 0;
+        v_per_key := NULL;
+        v_used := 0;
+        v_running := 0;
+        IF v_limited THEN
+            v_per_key := v_cfg.per_key_concurrency;
+            IF v_cfg.paused THEN
+                v_allowed := 0;
+            END IF;
+            IF v_cfg.concurrency IS NOT NULL AND v_allowed > 0 THEN
+                -- Read after the lock: a fresh snapshot that sees every earlier claim.
+                SELECT count(*) INTO v_running
+                  FROM notifyq.tasks t
+                 WHERE t.status = 'in_progress' AND t.queue = v_queue;
+                v_allowed := least(v_allowed, v_cfg.concurrency - v_running);
+            END IF;
+        END IF;
+        v_now := clock_timestamp();
+        v_at := v_now;
+        IF v_limited THEN
+            IF v_cfg.rate_count IS NOT NULL THEN
+                SELECT coalesce(array_agg(e.at ORDER BY e.at), '{}'),
+                       coalesce(array_agg(e.n ORDER BY e.at), '{}'),
+                       coalesce(sum(e.n), 0)
+                  INTO v_log_at, v_log_n, v_used
+                  FROM unnest(v_cfg.rate_log_at, v_cfg.rate_log_n) AS e(at, n)
+                 WHERE e.at > v_now - v_cfg.rate_period;
+                v_allowed := least(v_allowed, v_cfg.rate_count - v_used);
+            END IF;
+        END IF;
+        -- Rounds: each takes the first due rows in claim order, skipping keys at their
+        -- limit; a row of a key that fills up within the round waits for the next round
+        -- (which skips that key). Without a per-key limit one round takes all it can.
+        WHILE v_taken < v_allowed LOOP
+            WITH full_keys AS (
+                SELECT t.concurrency_key AS k
+                  FROM notifyq.tasks t
+                 WHERE v_per_key IS NOT NULL
+                   AND t.status = 'in_progress' AND t.queue = v_queue
+                   AND t.concurrency_key IS NOT NULL
+                 GROUP BY t.concurrency_key
+                HAVING count(*) >= v_per_key
+            ), candidates AS (
+                SELECT t.id, t.concurrency_key AS k, t.priority, t.run_at
+                  FROM notifyq.tasks t
+                 WHERE t.status = 'pending' AND t.run_at <= v_now AND t.queue = v_queue
+                   AND (t.concurrency_key IS NULL
+                        OR t.concurrency_key NOT IN (SELECT f.k FROM full_keys f))
+                 ORDER BY t.priority DESC, t.run_at, t.id
+                 LIMIT v_allowed - v_taken
+                   FOR UPDATE OF t SKIP LOCKED
+            ), ranked AS (
+                SELECT c.id, c.k,
+                       row_number() OVER (PARTITION BY c.k
+                                          ORDER BY c.priority DESC, c.run_at, c.id) AS rn
+                  FROM candidates c
+            ), running AS (
+                SELECT t.concurrency_key AS k, count(*) AS n
+                  FROM notifyq.tasks t
+                 WHERE v_per_key IS NOT NULL
+                   AND t.status = 'in_progress' AND t.queue = v_queue
+                   AND t.concurrency_key IS NOT NULL
+                 GROUP BY t.concurrency_key
+            )
+            SELECT array_agg(r.id) INTO v_picked
+              FROM ranked r LEFT JOIN running u ON u.k = r.k
+             WHERE v_per_key IS NULL OR r.k IS NULL OR r.rn + coalesce(u.n, 0) <= v_per_key;
+            -- Every key in `candidates` is below its limit, so its first row is picked:
+            -- nothing picked means no due row is left.
+            EXIT WHEN v_picked IS NULL;
+            -- The rows' started_at (and the rate log's time), taken under the lock and after
+            -- the counts: claim times increase in lock order, and a task that a count saw
+            -- ended has its finished_at before it. So started_at/finished_at intervals never
+            -- overlap more than a limit allows, and no rate_period window holds more than
+            -- rate_count claims (the tests recompute both from the rows).
+            v_at := clock_timestamp();
+            RETURN QUERY
+            WITH claimed AS (
+                UPDATE notifyq.tasks t
+                   SET status = 'in_progress', attempts = t.attempts + 1, locked_by = worker,
+                       locked_until = v_at + make_interval(secs => lease_s),
+                       started_at = v_at, updated_at = v_at
+                 WHERE t.id = ANY (v_picked) AND t.status = 'pending'
+                -- As in `claim`: the payload as text, no timestamps, an infinite run_at has
+                -- lag 0. meta is migration 0008's column (resolved when this runs).
+                RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority,
+                          t.attempts, t.max_attempts,
+                          extract(epoch FROM t.timeout)::float8 AS timeout_s,
+                          CASE WHEN isfinite(t.run_at)
+                               THEN extract(epoch FROM v_at - t.run_at)::float8
+                               ELSE 0 END AS lag_s,
+                          t.meta::text AS meta_json, t.run_at
+            ), started AS (
+                INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
+                SELECT c.id, 'started', c.attempts, worker FROM claimed c
+            )
+            SELECT c.id, c.queue, c.kind, c.payload_json, c.priority, c.attempts,
+                   c.max_attempts, c.timeout_s, c.lag_s, c.meta_json, NULL::float8
+              FROM claimed c
+             ORDER BY c.priority DESC, c.run_at, c.id;
+            GET DIAGNOSTICS v_n = ROW_COUNT;
+            v_taken := v_taken + v_n;
+            EXIT WHEN v_per_key IS NULL OR v_n = 0;
+        END LOOP;
+        want := want - v_taken;
+        CONTINUE WHEN NOT v_limited;
+        v_held := NULL;
+        IF v_cfg.rate_count IS NOT NULL THEN
+            IF v_taken > 0 THEN
+                v_log_at := v_log_at || v_at;
+                v_log_n := v_log_n || v_taken;
+                IF cardinality(v_log_at) > 64 THEN
+                    -- Merge the oldest entry into the next: it then leaves the window later,
+                    -- which can only hold claims back, never let more through.
+                    v_log_n[2] := v_log_n[2] + v_log_n[1];
+                    v_log_at := v_log_at[2:];
+                    v_log_n := v_log_n[2:];
+                END IF;
+            END IF;
+            -- Written even without a claim: it drops the entries that left the window.
+            UPDATE notifyq.queues q SET rate_log_at = v_log_at, rate_log_n = v_log_n
+             WHERE q.name = v_queue
+               AND (q.rate_log_at IS DISTINCT FROM v_log_at OR q.rate_log_n IS DISTINCT FROM v_log_n);
+            IF v_used + v_taken >= v_cfg.rate_count THEN
+                v_held := v_log_at[1] + v_cfg.rate_period;
+            END IF;
+        END IF;
+        IF v_cfg.paused THEN
+            v_held := 'infinity';
+        ELSIF v_cfg.concurrency IS NOT NULL AND v_running + v_taken >= v_cfg.concurrency THEN
+            -- Every slot taken: wait for an outcome (slots_freed) rather than a token.
+            v_held := 'infinity';
+        ELSIF v_per_key IS NOT NULL AND v_held IS NULL AND v_taken < v_allowed
+              AND EXISTS (SELECT 1 FROM notifyq.tasks t
+                           WHERE t.status = 'pending' AND t.queue = v_queue
+                             AND t.run_at <= v_now) THEN
+            -- Due rows left behind: their keys are at the limit.
+            v_held := 'infinity';
+        END IF;
+        IF v_held IS NOT NULL THEN
+            RETURN QUERY SELECT NULL::bigint, v_queue, NULL::text, NULL::text, NULL::integer,
+                                NULL::integer, NULL::integer, NULL::float8, NULL::float8,
+                                NULL::text,
+                                CASE WHEN v_held = 'infinity' THEN 'Infinity'::float8
+                                     ELSE greatest(0, extract(epoch FROM
+                                                   v_held - clock_timestamp()))::float8 END;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- An outcome ended tasks of `queues`: wake the processes waiting for a slot of those that
+-- have a concurrency limit (through notifyq.waiters, as an insert does; nobody waiting:
+-- nothing sent). Rows that go back to pending notify through their own trigger already.
+CREATE FUNCTION notifyq.slots_freed(queues text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM notifyq.wake_waiters(ARRAY(
+        SELECT q.name FROM notifyq.queues q
+         WHERE q.name = ANY (slots_freed.queues)
+           AND (q.concurrency IS NOT NULL OR q.per_key_concurrency IS NOT NULL)));
+END;
+$$;
+
+-- A queue's limits changed: tell every process at once (they keep the set of limited
+-- queues in memory and claim again: a resume or a raised limit takes effect now). Not on
+-- the claims' own writes to the rate log.
+CREATE FUNCTION notifyq.queue_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('notifyq_queues',
+                      CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END);
+    RETURN NULL;
+END;
+$$;
+
+-- Fire the tick `tick` of schedule `schedule_name`, whose stored next_run_at the caller
+-- read as `due`, and move next_run_at to `next_run`, in one statement: of many processes
+-- racing for one tick exactly one advances the row and inserts the task (unique_key
+-- 'schedule:<name>:<tick in UTC>'). Returns whether this call advanced the schedule and the
+-- new task's id (NULL: not fired, or the tick's task already live).
+CREATE FUNCTION notifyq.fire_schedule(
+    schedule_name text, due timestamptz, tick timestamptz, next_run timestamptz)
+RETURNS TABLE (fired boolean, task_id bigint)
+LANGUAGE sql VOLATILE AS $$
+    WITH advanced AS (
+        UPDATE notifyq.schedules s
+           SET next_run_at = fire_schedule.next_run, last_run_at = fire_schedule.tick,
+               updated_at = now()
+         WHERE s.name = fire_schedule.schedule_name
+           AND s.next_run_at = fire_schedule.due
+           AND NOT s.paused
+        RETURNING s.name, s.kind, s.payload, s.queue, s.priority
+    ), added AS (
+        INSERT INTO notifyq.tasks (queue, kind, payload, priority, unique_key,
+                                   schedule_name, schedule_tick)
+        SELECT a.queue, a.kind, a.payload, a.priority,
+               format('schedule:%s:%s', a.name,
+                      to_char(fire_schedule.tick AT TIME ZONE 'UTC',
+                              'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+               a.name, fire_schedule.tick
+          FROM advanced a
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    )
+    SELECT EXISTS (SELECT 1 FROM advanced), (SELECT id FROM added);
 $$;
 
 -- Least-privilege roles (see docs/operations.md): the roles themselves are the DBA's; these
@@ -324,12 +679,19 @@ RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE
     stmt text;
+    cols text;
 BEGIN
+    SELECT string_agg(quote_ident(c.name), ', ' ORDER BY c.n) INTO cols
+      FROM unnest(ARRAY['queue', 'kind', 'payload', 'priority', 'run_at', 'max_attempts',
+                        'timeout', 'meta', 'unique_key', 'concurrency_key'])
+           WITH ORDINALITY AS c(name, n)
+      JOIN pg_attribute a ON a.attname = c.name
+     WHERE a.attrelid = 'notifyq.tasks'::regclass AND NOT a.attisdropped;
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
-        -- Column privileges: a producer sets what a task is, never its state or its lease.
-        format('GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout) '
-               'ON notifyq.tasks TO %s', grantee)
+        format('GRANT INSERT (%s) ON notifyq.tasks TO %s', cols, grantee),
+        -- RETURNING id of a producer's INSERT (notifyq.enqueue reads it back).
+        format('GRANT SELECT (id) ON notifyq.tasks TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;
@@ -347,13 +709,54 @@ RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE
     stmt text;
+    tables text;
 BEGIN
+    SELECT string_agg(format('notifyq.%I', c.relname), ', ' ORDER BY c.relname) INTO tables
+      FROM pg_class c
+     WHERE c.relnamespace = 'notifyq'::regnamespace AND c.relkind IN ('r', 'p')
+       AND c.relname IN ('tasks', 'task_events', 'workers', 'waiters', 'queues', 'schedules');
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
-        format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.tasks, notifyq.task_events, '
-               'notifyq.workers, notifyq.waiters TO %s', grantee),
+        format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s', tables, grantee),
         format('GRANT SELECT, UPDATE ON notifyq.maintenance TO %s', grantee),
         format('GRANT SELECT ON notifyq.schema_migrations TO %s', grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
+END;
+$$;
+
+-- Unique tasks and schedules (migration 0005), in functions of their own that `notifyq
+-- roles` runs after the two above: a producer may set unique_key, a worker manages
+-- schedules.
+CREATE FUNCTION notifyq.grant_producer_unique(grantee regrole, apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    stmt text;
+BEGIN
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT INSERT (unique_key) ON notifyq.tasks TO %s', grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
+END;
+$$;
+
+CREATE FUNCTION notifyq.grant_worker_schedules(grantee regrole, apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    stmt text;
+BEGIN
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.schedules TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;
@@ -484,7 +887,7 @@ END;
 $$;
 
 -- ---------------------------------------------------------------------------------------
--- Triggers (all on notifyq.tasks)
+-- Triggers
 -- ---------------------------------------------------------------------------------------
 
 -- Statement-level with a transition table: a bulk INSERT of a million rows runs the
@@ -509,6 +912,35 @@ CREATE TRIGGER tasks_ended
     WHEN (NEW.status IN ('done', 'error', 'cancelled') AND OLD.status <> NEW.status)
     EXECUTE FUNCTION notifyq.task_ended();
 
+-- Schedules: added, removed, or a definition changed (not a firing, which moves
+-- last_run_at).
+CREATE TRIGGER schedules_added_or_removed
+    AFTER INSERT OR DELETE OR TRUNCATE ON notifyq.schedules
+    FOR EACH STATEMENT EXECUTE FUNCTION notifyq.schedules_changed();
+
+CREATE TRIGGER schedules_changed
+    AFTER UPDATE ON notifyq.schedules
+    FOR EACH ROW
+    WHEN (OLD.last_run_at IS NOT DISTINCT FROM NEW.last_run_at
+          AND OLD.* IS DISTINCT FROM NEW.*)
+    EXECUTE FUNCTION notifyq.schedules_changed();
+
+
+-- notifyq.queues: a change of limits (not a claim's write to the rate log) notifies.
+CREATE TRIGGER queues_changed
+    AFTER INSERT OR DELETE ON notifyq.queues
+    FOR EACH ROW EXECUTE FUNCTION notifyq.queue_changed();
+
+CREATE TRIGGER queues_limits_changed
+    AFTER UPDATE ON notifyq.queues
+    FOR EACH ROW
+    WHEN (OLD.concurrency IS DISTINCT FROM NEW.concurrency
+          OR OLD.rate_count IS DISTINCT FROM NEW.rate_count
+          OR OLD.rate_period IS DISTINCT FROM NEW.rate_period
+          OR OLD.per_key_concurrency IS DISTINCT FROM NEW.per_key_concurrency
+          OR OLD.paused IS DISTINCT FROM NEW.paused
+          OR OLD.name IS DISTINCT FROM NEW.name)
+    EXECUTE FUNCTION notifyq.queue_changed();
 
 -- ---------------------------------------------------------------------------------------
 -- Privileges
@@ -518,3 +950,5 @@ CREATE TRIGGER tasks_ended
 -- privileges: roles get theirs from grant_producer / grant_worker.
 REVOKE EXECUTE ON FUNCTION notifyq.grant_producer(regrole, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION notifyq.grant_worker(regrole, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION notifyq.grant_producer_unique(regrole, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION notifyq.grant_worker_schedules(regrole, boolean) FROM PUBLIC;

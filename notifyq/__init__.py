@@ -1,19 +1,66 @@
-"""notifyq: a PostgreSQL task queue woken by NOTIFY, run on trio."""
+"""notifyq: a PostgreSQL task queue woken by NOTIFY, run on trio.
 
-from notifyq.app import App, Task
-from notifyq.client import Client, open_client
-from notifyq.errors import Fail, NotifyqError, PayloadError, Retry, TaskNotFound
+``import notifyq`` is light: the producers (:func:`enqueue`, :func:`enqueue_many`,
+:func:`wait`) import no driver, and the trio side (``App``, ``Client``, ...) is imported on
+first use, so a Django or FastAPI process that only enqueues never loads trio or asyncpg.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from notifyq.errors import (
+    Fail,
+    InvalidTask,
+    NotifyqError,
+    PayloadError,
+    Retry,
+    TaskNotFound,
+    WaitTimeout,
+)
+from notifyq.producers import NewTask, TaskOutcome, enqueue, enqueue_many, new_task, wait
 from notifyq.version import __version__
+
+if TYPE_CHECKING:
+    from notifyq.app import App, Task
+    from notifyq.client import Client, open_client
+
+# Imported on first use (PEP 562): name -> module.
+_LAZY = {
+    "App": "notifyq.app",
+    "Task": "notifyq.app",
+    "Client": "notifyq.client",
+    "open_client": "notifyq.client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'notifyq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "App",
     "Client",
     "Fail",
+    "InvalidTask",
+    "NewTask",
     "NotifyqError",
     "PayloadError",
     "Retry",
     "Task",
     "TaskNotFound",
+    "TaskOutcome",
+    "WaitTimeout",
     "__version__",
+    "enqueue",
+    "enqueue_many",
+    "new_task",
     "open_client",
+    "wait",
 ]

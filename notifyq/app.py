@@ -1,12 +1,22 @@
-"""Handlers: async functions that do a task's work, registered by ``kind``.
+"""Handlers: functions that do a task's work, registered by ``kind``.
 
     import notifyq
 
     app = notifyq.App()
 
     @app.handler("resize", timeout_s=60)
-    async def resize(task: notifyq.Task) -> dict:
+    async def resize(task: notifyq.Task) -> dict:      # on trio
         ...
+
+    @app.handler("report")
+    def report(task: notifyq.Task) -> dict:             # blocking code, in a worker thread
+        ...
+
+    @app.handler("fetch", runtime="asyncio")
+    async def fetch(task: notifyq.Task) -> dict:       # asyncio libraries (asyncpg, aiohttp)
+        ...
+
+How each runs: :mod:`notifyq.engine.runtimes`.
 
 Load it with ``notifyq serve --app mymodule:app`` (or ``NOTIFYQ_APP``). The built-in kinds
 (reverse, demo, sleep, noop, fetch_url) are always there; an app may replace them.
@@ -19,14 +29,16 @@ import inspect
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import trio
 
+from notifyq import limits
 from notifyq.errors import ConfigError, PayloadError
+from notifyq.schedules import Schedule, ScheduleError, define
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +52,31 @@ class Task:
     attempt: int
     max_attempts: int
     priority: int = 0
+    meta: Any = None  # what travels with the task besides its payload (trace context)
 
 
-HandlerFn = Callable[[Task], Awaitable[Any]]
+HandlerFn = Callable[[Task], Any]
+"""``async def`` (trio or, with ``runtime="asyncio"``, asyncio) or a plain ``def``."""
+
+Runtime = Literal["trio", "thread", "asyncio"]
+
+
+def runtime_of(kind: str, fn: Callable[..., Any], runtime: str | None) -> Runtime:
+    """Where ``fn`` runs: ``runtime="asyncio"`` as asked, else trio for an ``async def``
+    and a worker thread for a plain ``def``."""
+    if not callable(fn):
+        raise TypeError(f"handler {kind!r} is not callable: {fn!r}")
+    # An object whose __call__ is an async def counts as async too.
+    is_async = inspect.iscoroutinefunction(fn) or (
+        not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
+    )
+    if runtime == "asyncio":
+        if not is_async:
+            raise TypeError(f"handler {kind!r}: runtime='asyncio' needs an async def, got {fn!r}")
+        return "asyncio"
+    if runtime is not None:
+        raise ValueError(f"handler {kind!r}: runtime must be 'asyncio' or omitted, got {runtime!r}")
+    return "trio" if is_async else "thread"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,31 +84,96 @@ class Handler:
     kind: str
     fn: HandlerFn
     timeout_s: float | None = None
+    runtime: Runtime = "trio"
 
 
 @dataclass
 class App:
-    """A registry of handlers by kind."""
+    """A registry of handlers by kind, the queue limits and the schedules the code declares."""
 
     handlers: dict[str, Handler] = field(default_factory=dict)
+    queues: dict[str, limits.LimitChange] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | limits.Keep | None = limits.KEEP,
+        rate: str | limits.Keep | None = limits.KEEP,
+        per_key_concurrency: int | limits.Keep | None = limits.KEEP,
+        paused: bool | None = None,
+    ) -> None:
+        """Declare limits of queue ``name``, written to notifyq.queues when a process starts.
+
+        Only the fields given are written (None: no limit of that kind); the others keep
+        what the table holds, so ``notifyq queue set`` can still pause the queue. A bad
+        value raises :class:`notifyq.limits.LimitError` here.
+        """
+        self.queues[name] = limits.change(
+            name,
+            concurrency=concurrency,
+            rate=rate,
+            per_key_concurrency=per_key_concurrency,
+            paused=paused,
+        )
+
+    def schedule(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        every: str | float | None = None,
+        kind: str,
+        payload: Any = None,
+        queue: str = "default",
+        priority: int = 0,
+        tz: str = "UTC",
+        catch_up: str = "coalesce",
+        catch_up_limit: int = 100,
+    ) -> Schedule:
+        """Declare a periodic schedule: a task of ``kind`` at every tick of ``cron`` (in
+        ``tz``) or of ``every`` (``"30s"``, ``"1h"``). Every process of the app adds it to
+        ``notifyq.schedules`` at start. A bad definition raises ``ScheduleError`` here."""
+        schedule = define(
+            name,
+            cron=cron,
+            every=every,
+            kind=kind,
+            payload=payload,
+            queue=queue,
+            priority=priority,
+            tz=tz,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+        )
+        self.schedules[name] = schedule
+        return schedule
+
+    def check_schedules(self) -> None:
+        """Every declared schedule names a kind this app handles (checked at start)."""
+        for schedule in self.schedules.values():
+            if schedule.kind not in self.handlers:
+                raise ConfigError(
+                    f"invalid schedule {schedule.name!r}: no handler for kind "
+                    f"{schedule.kind!r} (known: {', '.join(sorted(self.handlers))})"
+                )
 
     def handler(
-        self, kind: str, *, timeout_s: float | None = None
+        self, kind: str, *, timeout_s: float | None = None, runtime: str | None = None
     ) -> Callable[[HandlerFn], HandlerFn]:
-        """Register ``fn`` for ``kind``; ``timeout_s`` is the kind's default time limit."""
+        """Register ``fn`` for ``kind``; ``timeout_s`` is the kind's default time limit.
+
+        An ``async def`` runs on trio, a plain ``def`` in a worker thread;
+        ``runtime="asyncio"`` runs an ``async def`` on the process's asyncio loop.
+        """
         if not kind or len(kind) > 128:
             raise ValueError(f"kind must be 1-128 characters, got {kind!r}")
         if timeout_s is not None and not (0 < timeout_s < math.inf):
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
 
         def register(fn: HandlerFn) -> HandlerFn:
-            if not _is_async(fn):
-                raise TypeError(
-                    f"handler {getattr(fn, '__name__', fn)!r} for kind {kind!r} must be an "
-                    "async def function (a plain def would run its side effects, then fail "
-                    "every attempt)"
-                )
-            self.handlers[kind] = Handler(kind, fn, timeout_s)
+            self.handlers[kind] = Handler(kind, fn, timeout_s, runtime_of(kind, fn, runtime))
             return fn
 
         return register
@@ -84,13 +183,11 @@ class App:
 
     def merged(self, other: App) -> App:
         """This app's handlers, replaced by ``other``'s where both name a kind."""
-        return App({**self.handlers, **other.handlers})
-
-
-def _is_async(fn: object) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004  (an object with an async __call__)
-    )
+        return App(
+            {**self.handlers, **other.handlers},
+            {**self.queues, **other.queues},
+            {**self.schedules, **other.schedules},
+        )
 
 
 def load_app(spec: str) -> App:
@@ -102,6 +199,8 @@ def load_app(spec: str) -> App:
         raise ConfigError(
             f"invalid NOTIFYQ_APP={spec!r}: cannot import {module_name}: {exc}"
         ) from exc
+    except ScheduleError as exc:  # app.schedule(...) refused a definition
+        raise ConfigError(f"invalid NOTIFYQ_APP={spec!r}: {exc}") from exc
     app = getattr(module, attr, None)
     if not isinstance(app, App):
         raise ConfigError(

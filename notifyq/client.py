@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from notifyq import db, errors, store
+from notifyq import db, errors, priorities, store
 from notifyq.store import ENDED
 
 
@@ -35,30 +35,91 @@ class Client:
         payload: Any = None,
         *,
         queue: str = "default",
-        priority: int = 0,
+        priority: int | str = 0,
         delay_s: float = 0.0,
         run_at: datetime | None = None,
         max_attempts: int = 3,
         timeout_s: float | None = None,
+        concurrency_key: str | None = None,
+        unique_key: str | None = None,
     ) -> int:
-        """Add a task and return its id. ``payload`` must be JSON-serialisable."""
-        if not math.isfinite(delay_s) or delay_s < 0:
-            raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s}")
-        if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-        json.dumps(payload, allow_nan=False)  # fail here, with the caller's stack
+        """Add a task and return its id. ``payload`` must be JSON-serialisable;
+        ``priority`` an integer or low, normal, high, urgent; ``concurrency_key`` is what
+        the queue's per-key limit counts by.
+
+        With ``unique_key``, a live task of the same queue and key is not added again: its id
+        is returned instead (``enqueue_unique`` says which happened)."""
+        if unique_key is not None:
+            found = await self.enqueue_unique(
+                kind,
+                payload,
+                unique_key=unique_key,
+                queue=queue,
+                priority=priority,
+                delay_s=delay_s,
+                run_at=run_at,
+                max_attempts=max_attempts,
+                timeout_s=timeout_s,
+                concurrency_key=concurrency_key,
+            )
+            return found.id
+        number = priorities.parse(priority)
+        self._check(payload, delay_s, timeout_s)
         row = await store.enqueue(
             self.db,
             queue=queue,
             kind=kind,
             payload={} if payload is None else payload,
-            priority=priority,
+            priority=number,
             run_at=run_at,
             delay_s=delay_s,
             max_attempts=max_attempts,
             timeout_s=timeout_s,
+            concurrency_key=concurrency_key,
         )
         return int(row["id"])
+
+    async def enqueue_unique(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        unique_key: str,
+        queue: str = "default",
+        priority: int | str = 0,
+        delay_s: float = 0.0,
+        run_at: datetime | None = None,
+        max_attempts: int = 3,
+        timeout_s: float | None = None,
+        concurrency_key: str | None = None,
+    ) -> store.Enqueued:
+        """Add a task unless a live (pending or in_progress) task of ``queue`` holds
+        ``unique_key``; ``.duplicate`` says whether ``.row`` is that existing task."""
+        number = priorities.parse(priority)
+        self._check(payload, delay_s, timeout_s)
+        if not unique_key or len(unique_key) > 512:
+            raise ValueError(f"unique_key must be 1-512 characters, got {unique_key!r}")
+        return await store.enqueue_unique(
+            self.db,
+            queue=queue,
+            kind=kind,
+            payload={} if payload is None else payload,
+            priority=number,
+            run_at=run_at,
+            delay_s=delay_s,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+            unique_key=unique_key,
+            concurrency_key=concurrency_key,
+        )
+
+    @staticmethod
+    def _check(payload: Any, delay_s: float, timeout_s: float | None) -> None:
+        if not math.isfinite(delay_s) or delay_s < 0:
+            raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s}")
+        if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        json.dumps(payload, allow_nan=False)  # fail here, with the caller's stack
 
     async def get(self, task_id: int) -> dict[str, Any]:
         row = await store.get_task(self.db, task_id)
@@ -84,6 +145,10 @@ class Client:
         status = await store.retry(self.db, task_id)
         if status is None:
             raise errors.TaskNotFound(task_id)
+        if status == "duplicate":
+            raise errors.InvalidTransition(
+                task_id, "a duplicate of a live task (same queue and unique key)", "retry"
+            )
         if status != "requeued":
             raise errors.InvalidTransition(task_id, status, "retry")
         return "pending"

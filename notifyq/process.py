@@ -64,9 +64,15 @@ async def serve_process(
                 mode="serve" if workers else "web",
                 health=svc.health,
                 live=feed,
+                kinds=frozenset(app.handlers),
             )
             if workers:
-                context.observe_workers(lambda: svc.stats().as_dict(), lambda: svc.in_flight)
+                context.observe_workers(
+                    lambda: svc.stats().as_dict(),
+                    lambda: svc.in_flight,
+                    lambda: svc.runner.threads.statistics().counts(),
+                )
+                context.schedule_ticks = lambda: svc.scheduler.statistics().ticks
                 metrics = context.metrics
                 svc.observe_ends(
                     lambda task, outcome, lag_s, run_s: metrics.observe_end(

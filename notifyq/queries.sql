@@ -28,7 +28,8 @@ WITH quick AS MATERIALIZED (
     -- back as text (decoded per row by the claimer), no timestamp is returned (the driver
     -- cannot decode every value PostgreSQL accepts), and an infinite run_at has lag 0.
     RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority, t.attempts,
-              t.max_attempts, extract(epoch FROM t.timeout)::float8 AS timeout_s,
+              t.max_attempts, t.meta::text AS meta_json,
+              extract(epoch FROM t.timeout)::float8 AS timeout_s,
               CASE WHEN isfinite(t.run_at)
                    THEN extract(epoch FROM now() - t.run_at)::float8 ELSE 0 END AS lag_s,
               t.run_at
@@ -36,8 +37,66 @@ WITH quick AS MATERIALIZED (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
     SELECT id, 'started', attempts, $3 FROM claimed
 )
-SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s
+SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s,
+       meta_json
   FROM claimed ORDER BY priority DESC, run_at, id;
+
+-- name: claim_limited
+-- Claim up to $2 due pending rows of the limited queues $1 (in that order) for owner $3,
+-- with a lease of $4 s, within each queue's limits (migration 0006). Rows with id NULL
+-- name a queue that a limit held back and for how long (held_s; Infinity: until a slot
+-- frees or its limits change). Unlimited queues never come here: they keep `claim`.
+SELECT * FROM notifyq.claim_limited($1::text[], $2, $3, $4::float8);
+
+-- name: limited_queues
+-- The queues that have a limit (a process claims those with claim_limited).
+SELECT q.name FROM notifyq.queues q WHERE notifyq.queue_is_limited(q) ORDER BY q.name;
+
+-- name: slots_freed
+-- Outcomes ended tasks of the limited queues $1: wake the processes waiting for a slot.
+SELECT notifyq.slots_freed($1::text[]);
+
+-- name: queue_list
+-- Every queue with limits or tasks: its limits and how many of its tasks are pending and
+-- in_progress.
+SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
+       extract(epoch FROM q.rate_period)::float8 AS rate_period_s, q.per_key_concurrency,
+       coalesce(q.paused, false) AS paused, q.updated_at,
+       coalesce(c.pending, 0)::int AS pending, coalesce(c.in_progress, 0)::int AS in_progress
+  FROM notifyq.queues q
+  FULL JOIN (SELECT t.queue,
+                    count(*) FILTER (WHERE t.status = 'pending') AS pending,
+                    count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
+               FROM notifyq.tasks t
+              WHERE t.status IN ('pending', 'in_progress')
+              GROUP BY t.queue) AS c ON c.queue = q.name
+ ORDER BY 1;
+
+-- name: queue_set
+-- Set the limits of queue $1: $2 concurrency, $3 rate count per $4 s, $5 per-key
+-- concurrency, $6 paused. Each of $2..$6 is applied when its flag in $7 (names of the
+-- fields to set) says so; the others keep their value (NULL: no limit).
+INSERT INTO notifyq.queues AS q (name, concurrency, rate_count, rate_period,
+                                 per_key_concurrency, paused)
+VALUES ($1, $2, $3, make_interval(secs => $4::float8), $5, coalesce($6, false))
+ON CONFLICT (name) DO UPDATE SET
+    concurrency = CASE WHEN 'concurrency' = ANY($7::text[])
+                       THEN excluded.concurrency ELSE q.concurrency END,
+    rate_count = CASE WHEN 'rate' = ANY($7::text[])
+                      THEN excluded.rate_count ELSE q.rate_count END,
+    rate_period = CASE WHEN 'rate' = ANY($7::text[])
+                       THEN excluded.rate_period ELSE q.rate_period END,
+    per_key_concurrency = CASE WHEN 'per_key_concurrency' = ANY($7::text[])
+                               THEN excluded.per_key_concurrency ELSE q.per_key_concurrency END,
+    paused = CASE WHEN 'paused' = ANY($7::text[]) THEN excluded.paused ELSE q.paused END,
+    updated_at = now()
+RETURNING q.name, q.concurrency, q.rate_count,
+          extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
+          q.per_key_concurrency, q.paused, q.updated_at;
+
+-- name: queue_clear
+-- Remove every limit of queue $1 (its row); true when it had one.
+DELETE FROM notifyq.queues WHERE name = $1 RETURNING name;
 
 -- name: next_due
 -- Seconds until the earliest pending row of the queues $1 is due (negative: overdue;
@@ -162,7 +221,7 @@ WITH expired AS (
            locked_by = NULL, locked_until = NULL, updated_at = now()
       FROM expired e
      WHERE t.id = e.id
-    RETURNING t.id, t.status, t.attempts, t.error, e.locked_by AS lost_worker
+    RETURNING t.id, t.queue, t.status, t.attempts, t.error, e.locked_by AS lost_worker
 ), events AS (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error)
     SELECT id,
@@ -171,7 +230,7 @@ WITH expired AS (
            attempts, lost_worker, error
       FROM recovered
 )
-SELECT id, status, lost_worker FROM recovered;
+SELECT id, queue, status, lost_worker FROM recovered;
 
 -- name: forget_stale_workers
 -- Drop registry rows of processes that stopped heart-beating $1 seconds ago.
@@ -180,12 +239,36 @@ DELETE FROM notifyq.workers
 RETURNING id;
 
 -- name: enqueue
--- Add one task. run_at is $5 (NULL: now) plus $6 seconds.
-INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout)
+-- Add one task. run_at is $5 (NULL: now) plus $6 seconds; $9 its concurrency_key.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
+                           concurrency_key)
 VALUES ($1, $2, $3::jsonb, $4,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7, make_interval(secs => $8::float8))
+        $7, make_interval(secs => $8::float8), $9)
 RETURNING *;
+
+-- name: enqueue_unique
+-- Add one task with unique_key $9 (concurrency_key $10) unless a live task of queue $1
+-- holds that key; returns
+-- the new task (added true) or the live one (added false). No row: the live one ended or
+-- committed after this statement's snapshot; the caller runs it again.
+WITH added AS (
+    INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
+                               unique_key, concurrency_key)
+    VALUES ($1, $2, $3::jsonb, $4,
+            coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
+            $7, make_interval(secs => $8::float8), $9, $10)
+    ON CONFLICT (queue, unique_key)
+        WHERE status IN ('pending', 'in_progress') AND unique_key IS NOT NULL
+        DO NOTHING
+    RETURNING *
+)
+SELECT true AS added, * FROM added
+UNION ALL
+SELECT false, t.*
+  FROM notifyq.tasks t
+ WHERE NOT EXISTS (SELECT 1 FROM added)
+   AND t.queue = $1 AND t.unique_key = $9 AND t.status IN ('pending', 'in_progress');
 
 -- name: seed
 -- Add $1 demo tasks in one statement (one notification).
@@ -200,13 +283,18 @@ SELECT * FROM notifyq.tasks WHERE id = $1;
 
 -- name: task_history
 -- A task's events, oldest first. 'queued' is not stored (it would cost every producer an
--- extra row): it is the task's created_at, listed first with id 0.
+-- extra row): it is the task's created_at, listed first with id 0; its detail names the
+-- schedule and tick that created the task, if one did.
 SELECT 0::bigint AS id, t.id AS task_id, t.created_at AS at, 'queued' AS event,
-       0 AS attempt, NULL::text AS worker, NULL::text AS error
+       0 AS attempt, NULL::text AS worker, NULL::text AS error,
+       CASE WHEN t.schedule_name IS NOT NULL
+            THEN format('schedule %s, tick %s', t.schedule_name,
+                        to_char(t.schedule_tick AT TIME ZONE 'UTC',
+                                'YYYY-MM-DD"T"HH24:MI:SS"Z"')) END AS detail
   FROM notifyq.tasks t
  WHERE t.id = $1
 UNION ALL
-SELECT id, task_id, at, event, attempt, worker, error
+SELECT id, task_id, at, event, attempt, worker, error, NULL
   FROM notifyq.task_events
  WHERE task_id = $1
 ORDER BY id;
@@ -297,30 +385,78 @@ INSERT INTO notifyq.schema_migrations (version, name, checksum) VALUES ($1, $2, 
 -- name: list_tasks
 -- Tasks newest first, filtered by status $1, queue $2, kind $3 (NULL: any), with ids below
 -- $4 (NULL: from the newest); at most $5. Keyset pagination over the primary key.
-SELECT *
-  FROM notifyq.tasks
- WHERE ($1::text IS NULL OR status = $1)
-   AND ($2::text IS NULL OR queue = $2)
-   AND ($3::text IS NULL OR kind = $3)
-   AND ($4::bigint IS NULL OR id < $4)
- ORDER BY id DESC
- LIMIT $5;
+-- A payload or result whose JSON text is longer than $6 characters comes as NULL with its
+-- first $6 characters in payload_preview / result_preview: cut here, so that a big value
+-- never leaves the database (the page's lists run the same shape; get_task has it whole).
+-- The text is made once per listed row (OFFSET 0 keeps the planner from repeating it).
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at,
+       CASE WHEN length(p.text) <= $6 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $6 THEN left(p.text, $6) END AS payload_preview,
+       CASE WHEN length(r.text) <= $6 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $6 THEN left(r.text, $6) END AS result_preview
+  FROM (SELECT * FROM notifyq.tasks
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::text IS NULL OR queue = $2)
+           AND ($3::text IS NULL OR kind = $3)
+           AND ($4::bigint IS NULL OR id < $4)
+         ORDER BY id DESC
+         LIMIT $5) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.id DESC;
 
 -- name: running_tasks
--- The $1 longest-running tasks (the status page's "running" table), over tasks_lease_idx.
-SELECT *
-  FROM notifyq.tasks
- WHERE status = 'in_progress'
- ORDER BY started_at
- LIMIT $1;
+-- The $1 longest-running tasks (the status page's "running" table), over tasks_lease_idx,
+-- with payloads and results over $2 characters cut to previews (see list_tasks).
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at,
+       CASE WHEN length(p.text) <= $2 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $2 THEN left(p.text, $2) END AS payload_preview,
+       CASE WHEN length(r.text) <= $2 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $2 THEN left(r.text, $2) END AS result_preview
+  FROM (SELECT * FROM notifyq.tasks
+         WHERE status = 'in_progress'
+         ORDER BY started_at
+         LIMIT $1) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.started_at, t.id;
 
 -- name: recent_failures
--- The $1 tasks that most recently ended in 'error', newest first (over tasks_finished_idx).
-SELECT *
+-- The $1 tasks that most recently ended in 'error', newest first (over tasks_finished_idx),
+-- with payloads and results over $2 characters cut to previews (see list_tasks).
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at,
+       CASE WHEN length(p.text) <= $2 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $2 THEN left(p.text, $2) END AS payload_preview,
+       CASE WHEN length(r.text) <= $2 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $2 THEN left(r.text, $2) END AS result_preview
+  FROM (SELECT * FROM notifyq.tasks
+         WHERE status = 'error' AND finished_at IS NOT NULL
+         ORDER BY finished_at DESC
+         LIMIT $1) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.finished_at DESC, t.id DESC;
+
+-- name: confirm_events
+-- What the table says about the ids that notifications named, for the /events feed (any
+-- database role can NOTIFY, so a notification is only a hint): of the ids $1 (said to have
+-- ended), those that ended within the last $3 seconds, with their real status; of the ids
+-- $2 (said to have a cancel requested), those whose cancel was requested within the last
+-- $3 seconds. One probe of tasks_pkey per id.
+SELECT id, status, queue, kind,
+       id = ANY($1::bigint[]) AND status IN ('done', 'error', 'cancelled')
+           AND finished_at > now() - make_interval(secs => $3::float8) AS ended,
+       id = ANY($2::bigint[])
+           AND cancel_requested_at > now() - make_interval(secs => $3::float8)
+           AS cancel_requested
   FROM notifyq.tasks
- WHERE status = 'error' AND finished_at IS NOT NULL
- ORDER BY finished_at DESC
- LIMIT $1;
+ WHERE id = ANY($1::bigint[] || $2::bigint[]);
 
 -- name: pickup_sample
 -- Pickup latency (claim time minus run_at) in ms over at most $2 tasks that ended in the
@@ -354,6 +490,14 @@ SELECT notifyq.grant_producer($1::text::regrole, $2) AS statement;
 -- statements.
 SELECT notifyq.grant_worker($1::text::regrole, $2) AS statement;
 
+-- name: grant_producer_unique
+-- `notifyq roles`: a producer may also set unique_key (migration 0005).
+SELECT notifyq.grant_producer_unique($1::text::regrole, $2) AS statement;
+
+-- name: grant_worker_schedules
+-- `notifyq roles`: a worker also manages notifyq.schedules (migration 0005).
+SELECT notifyq.grant_worker_schedules($1::text::regrole, $2) AS statement;
+
 -- name: ended_per_minute
 -- Tasks that ended from $1 to $2 (unix seconds), by minute and final status: the status
 -- page's throughput series, read over tasks_finished_idx once per sampling round.
@@ -372,3 +516,111 @@ SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60
 -- Bounds the first sampling round (an hour of history) on a very busy database: a
 -- statement timeout for the rest of this transaction.
 SELECT set_config('statement_timeout', '5s', true);
+
+-- name: list_schedules
+-- Every schedule, with the database's clock (the processes' clocks may differ; ticks are
+-- due by the database's).
+SELECT s.*, extract(epoch FROM s.every)::float8 AS every_s, clock_timestamp() AS db_now
+  FROM notifyq.schedules s
+ ORDER BY s.name;
+
+-- name: schedule_first_run
+-- Set the first tick $2 of schedule $1 if no process set one yet; returns the tick in
+-- force (NULL: the schedule is gone).
+WITH chosen AS (
+    UPDATE notifyq.schedules SET next_run_at = $2
+     WHERE name = $1 AND next_run_at IS NULL
+    RETURNING next_run_at
+)
+SELECT next_run_at FROM chosen
+UNION ALL
+SELECT next_run_at FROM notifyq.schedules WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM chosen);
+
+-- name: fire_schedule
+-- Fire tick $3 of schedule $1, read as due at $2, and move it to $4 (see migration 0005):
+-- exactly one of many racing processes fires; returns whether this one did and the task.
+SELECT fired, task_id FROM notifyq.fire_schedule($1, $2, $3, $4);
+
+-- name: upsert_schedule
+-- Add schedule $1 or replace its definition. $11 is its first tick, used when it is new or
+-- its timing (cron $2, every $3 s, tz $8) changed; otherwise the tick in force stays. An
+-- unchanged definition writes nothing (and wakes nobody). Returns 'added', 'replaced' or
+-- nothing (unchanged). Pausing is kept.
+INSERT INTO notifyq.schedules AS s (name, cron, every, kind, payload, queue, priority, tz,
+                                    catch_up, catch_up_limit, next_run_at)
+VALUES ($1, $2, make_interval(secs => $3::float8), $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (name) DO UPDATE
+   SET cron = excluded.cron, every = excluded.every, kind = excluded.kind,
+       payload = excluded.payload, queue = excluded.queue, priority = excluded.priority,
+       tz = excluded.tz, catch_up = excluded.catch_up, catch_up_limit = excluded.catch_up_limit,
+       next_run_at = CASE
+            WHEN (s.cron, s.every, s.tz) IS NOT DISTINCT FROM
+                 (excluded.cron, excluded.every, excluded.tz) AND s.next_run_at IS NOT NULL
+                THEN s.next_run_at
+            ELSE excluded.next_run_at END,
+       updated_at = now()
+ WHERE (s.cron, s.every, s.kind, s.payload, s.queue, s.priority, s.tz, s.catch_up,
+        s.catch_up_limit)
+       IS DISTINCT FROM
+       (excluded.cron, excluded.every, excluded.kind, excluded.payload, excluded.queue,
+        excluded.priority, excluded.tz, excluded.catch_up, excluded.catch_up_limit)
+RETURNING CASE WHEN xmax = 0 THEN 'added' ELSE 'replaced' END AS change;
+
+-- name: pause_schedule
+-- Pause ($2 true) or resume schedule $1. Resuming starts from the next tick after now
+-- (next_run_at NULL: the next process to look computes it), so the ticks that came due
+-- while paused are not caught up. NULL: no such schedule.
+UPDATE notifyq.schedules
+   SET paused = $2, updated_at = now(),
+       next_run_at = CASE WHEN $2 OR NOT paused THEN next_run_at END
+ WHERE name = $1
+RETURNING name;
+
+-- name: remove_schedule
+-- Delete schedule $1; NULL when there is none such (its tasks stay).
+DELETE FROM notifyq.schedules WHERE name = $1 RETURNING name;
+
+-- name: produce
+-- notifyq.enqueue on the caller's own connection, in its transaction. Values travel as
+-- text and numbers (JSON as text), so the caller's driver needs no type codec. run_at is
+-- $5 (NULL: now) plus $6 seconds; $9 is the task's meta (trace context) or NULL.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+VALUES ($1::text, $2::text, $3::text::jsonb, $4::int,
+        coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
+        $7::int, make_interval(secs => $8::float8), $9::text::jsonb)
+RETURNING id;
+
+-- name: produce_many
+-- notifyq.enqueue_many: any number of tasks in one statement, one array per column (the
+-- values of `produce`, row by row); the ids come back in the order given.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
+       coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
+       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
+              $6::float8[], $7::int[], $8::float8[], $9::text[])
+       WITH ORDINALITY
+       AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta, n)
+ ORDER BY t.n
+RETURNING id;
+
+-- name: produce_outcome
+-- notifyq.wait: where a task stands (the result as JSON text, for any driver).
+SELECT id, status, result::text AS result, error, attempts
+  FROM notifyq.tasks WHERE id = $1::bigint;
+
+-- name: listen_done
+-- notifyq.wait: hear of tasks that end (a hint; the row says what happened).
+LISTEN notifyq_done;
+
+-- name: unlisten_done
+-- notifyq.wait: leave the caller's connection as it was.
+UNLISTEN notifyq_done;
+
+-- name: testing_busy
+-- notifyq.testing: tasks of the queues $1 that are running, or pending and due now.
+-- clock_timestamp(), not now(): a retry written just after this statement's transaction
+-- began (run_at = that write's now()) is due, and must keep the queue busy.
+SELECT count(*) FROM notifyq.tasks
+ WHERE queue = ANY($1::text[])
+   AND (status = 'in_progress' OR (status = 'pending' AND run_at <= clock_timestamp()));

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,6 +36,30 @@ def parse_duration(value: object) -> float:
     if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
         raise ValueError(DURATION_HELP)
     return seconds
+
+
+_HOST_PORT = re.compile(r"^(\[[^\[\]]*\]|[^\[\]:]*)(:(\d*))?$")
+
+
+def _is_postgres_url(url: str) -> bool:
+    """A postgresql:// URL the driver can parse: a bad port or bracket fails here, at
+    start-up, instead of deep inside the driver. Several hosts (``h1:5432,h2:5433``) are
+    allowed, as libpq and asyncpg take them."""
+    try:
+        parts = urlsplit(url)  # raises on an unbalanced [ or ]
+    except ValueError:
+        return False
+    if parts.scheme not in ("postgres", "postgresql") or not url.startswith(f"{parts.scheme}://"):
+        return False
+    hosts = parts.netloc.rpartition("@")[2]
+    for spec in hosts.split(",") if hosts else []:
+        match = _HOST_PORT.match(spec)
+        if match is None:
+            return False
+        port = match.group(3)
+        if port and not 0 < int(port) <= 65535:
+            return False
+    return True
 
 
 def _env(*names: str) -> AliasChoices:
@@ -79,6 +104,13 @@ class Settings(BaseSettings):
         validation_alias=_env("NOTIFYQ_DATA_DIR"),
         description="a directory for the embedded PostgreSQL's data",
     )
+    embedded_restarts: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        validation_alias=_env("EMBEDDED_RESTARTS"),
+        description="an integer from 0 to 1000 (restarts of a stopped embedded PostgreSQL)",
+    )
     app: str | None = Field(
         None,
         validation_alias=_env("NOTIFYQ_APP"),
@@ -98,6 +130,13 @@ class Settings(BaseSettings):
         le=10_000,
         validation_alias=_env("FETCH_LIMIT"),
         description="an integer from 1 to 10000",
+    )
+    prefetch: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        validation_alias=_env("PREFETCH"),
+        description="an integer from 0 to 10000",
     )
     fetch_interval_s: float = Field(
         5.0,
@@ -202,6 +241,13 @@ class Settings(BaseSettings):
         validation_alias=_env("HTTP_BODY_LIMIT"),
         description="a size in bytes from 1024 to 1073741824",
     )
+    http_max_streams: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        validation_alias=_env("HTTP_MAX_STREAMS"),
+        description="an integer from 1 to 100000 (open /events streams; 503 above it)",
+    )
     insecure_http: bool = Field(
         False,
         validation_alias=_env("INSECURE_HTTP"),
@@ -249,7 +295,7 @@ class Settings(BaseSettings):
     @field_validator("database_url", "listen_database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^postgres(ql)?://", value):
+        if value is not None and not _is_postgres_url(value):
             raise ValueError("not a postgresql:// URL")
         return value
 

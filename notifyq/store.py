@@ -22,10 +22,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from notifyq import db, errors, sql
+from notifyq import db, errors, limits, schedules, sql
 from notifyq.version import __version__
 
 MAX_ERROR_CHARS = 4000
+PREVIEW_CHARS = 4096
+"""Lists show a payload or result whose JSON text is longer than this as a preview."""
 
 Row = Mapping[str, Any]
 """A display row (tasks, workers, history) as the HTTP models and the CLI read it."""
@@ -77,6 +79,7 @@ class Claimed:
     timeout_s: float | None
     lag_s: float
     undecodable: str | None = None  # why the payload could not be decoded (payload is None)
+    meta: Any = None  # the task's meta column (trace context); NULL or undecodable: None
 
 
 def _decode_payload(text: str) -> tuple[Any, str | None]:
@@ -89,29 +92,89 @@ def _decode_payload(text: str) -> tuple[Any, str | None]:
         return None, f"payload cannot be decoded: {exc}"
 
 
+def _decode_meta(text: str | None) -> Any:
+    """A claimed row's meta; one that cannot be decoded is dropped (it is only a hint)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError):
+        return None
+
+
 async def claim(
     database: db.Database, *, queues: Sequence[str], limit: int, owner: str, lease_s: float
 ) -> list[Claimed]:
     """Claim up to ``limit`` due rows of ``queues`` for ``owner`` (see queries.sql)."""
     rows = await database.fetch(sql.queries["claim"], list(queues), limit, owner, lease_s)
-    claimed = []
-    for r in rows:
-        payload, undecodable = _decode_payload(r["payload_json"])
-        claimed.append(
-            Claimed(
-                r["id"],
-                r["queue"],
-                r["kind"],
-                payload,
-                r["priority"],
-                r["attempts"],
-                r["max_attempts"],
-                r["timeout_s"],
-                r["lag_s"],
-                undecodable,
+    return [_claimed(r) for r in rows]
+
+
+def _claimed(r: Any) -> Claimed:
+    payload, undecodable = _decode_payload(r["payload_json"])
+    return Claimed(
+        r["id"],
+        r["queue"],
+        r["kind"],
+        payload,
+        r["priority"],
+        r["attempts"],
+        r["max_attempts"],
+        r["timeout_s"],
+        r["lag_s"],
+        undecodable,
+        _decode_meta(r["meta_json"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitedClaim:
+    """What a claim over limited queues took, and which queues a limit held back."""
+
+    rows: list[Claimed]
+    held_s: dict[str, float]  # queue -> seconds until its next rate token; inf: a slot
+
+
+async def claim_with_limits(
+    database: db.Database,
+    *,
+    limited: Sequence[str],
+    limited_limit: int,
+    unlimited: Sequence[str],
+    limit: int,
+    owner: str,
+    lease_s: float,
+) -> LimitedClaim:
+    """Claim up to ``limited_limit`` rows of the ``limited`` queues within their limits
+    (claim_limited), then up to ``limit`` in all with ``unlimited`` (the plain claim); one hop."""
+    limited_list, unlimited_list = list(limited), list(unlimited)
+
+    async def statements(conn: db.Connection) -> LimitedClaim:
+        rows: list[Claimed] = []
+        held: dict[str, float] = {}
+        if limited_list and limited_limit > 0:
+            for r in await conn.fetch(
+                sql.queries["claim_limited"], limited_list, limited_limit, owner, lease_s
+            ):
+                if r["id"] is None:
+                    held[r["queue"]] = r["held_s"]
+                else:
+                    rows.append(_claimed(r))
+        if unlimited_list and limit > len(rows):
+            rows.extend(
+                _claimed(r)
+                for r in await conn.fetch(
+                    sql.queries["claim"], unlimited_list, limit - len(rows), owner, lease_s
+                )
             )
-        )
-    return claimed
+        return LimitedClaim(rows, held)
+
+    return await database.run(statements)
+
+
+async def limited_queues(database: db.Database) -> frozenset[str]:
+    """The queues that have a limit (paused counts as one)."""
+    return frozenset(r["name"] for r in await database.fetch(sql.queries["limited_queues"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,16 +186,25 @@ class Idle:
 
 
 async def go_idle(
-    database: db.Database, *, owner: str, queues: Sequence[str], register: bool
+    database: db.Database,
+    *,
+    owner: str,
+    queues: Sequence[str],
+    register: bool,
+    due_queues: Sequence[str] | None = None,
 ) -> Idle:
-    """Record ``owner`` as waiting (when ``register``) and read the next due time, one hop."""
+    """Record ``owner`` as waiting for ``queues`` (when ``register``) and read the next due
+    time of ``due_queues`` (default: ``queues``), one hop."""
     queue_list = list(queues)
+    due_list = queue_list if due_queues is None else list(due_queues)
 
     async def statements(conn: db.Connection) -> Idle:
         registered = False
         if register:
             registered = bool(await conn.fetchval(sql.queries["go_idle"], owner, queue_list))
-        due_in = await conn.fetchval(sql.queries["next_due"], queue_list)
+        due_in = None
+        if due_list:
+            due_in = await conn.fetchval(sql.queries["next_due"], due_list)
         return Idle(registered, due_in)
 
     return await database.run(statements)
@@ -151,17 +223,22 @@ class Outcome:
 
 
 async def finish(
-    database: db.Database, *, owner: str, outcomes: Sequence[Outcome]
+    database: db.Database,
+    *,
+    owner: str,
+    outcomes: Sequence[Outcome],
+    freed_queues: Sequence[str] = (),
 ) -> dict[int, str]:
     """Write the outcomes of ``owner``'s attempts (fenced); returns {task id: new status}.
 
-    An id missing from the result was no longer owned by ``owner`` at that attempt.
+    An id missing from the result was no longer owned by ``owner`` at that attempt. With
+    ``freed_queues`` (limited queues among the outcomes' queues) the processes waiting for
+    a slot of those are woken after the write, in the same hop (``slots_freed``).
     Rows are locked in id order, as the heartbeat locks them, so that the two never
     deadlock on rows they both write (found by `notifyq bench harsh --scenario kill-9`).
     """
     outcomes = sorted(outcomes, key=lambda o: o.task_id)
-    rows = await database.fetch(
-        sql.queries["finish"],
+    args = (
         owner,
         [o.task_id for o in outcomes],
         [o.attempt for o in outcomes],
@@ -170,7 +247,19 @@ async def finish(
         [clean_text(o.error) if o.error is not None else None for o in outcomes],
         [o.delay_s for o in outcomes],
     )
-    return {r["id"]: r["status"] for r in rows}
+    if not freed_queues:
+        rows = await database.fetch(sql.queries["finish"], *args)
+        return {r["id"]: r["status"] for r in rows}
+    freed = list(freed_queues)
+
+    async def statements(conn: db.Connection) -> dict[int, str]:
+        # Two transactions: the wake-up reads the waiters after the slots are free, so a
+        # process either is woken or registered after the write (and claims once more).
+        written = await conn.fetch(sql.queries["finish"], *args)
+        await conn.execute(sql.queries["slots_freed"], freed)
+        return {r["id"]: r["status"] for r in written}
+
+    return await database.run(statements)
 
 
 def clean_text(text: str) -> str:
@@ -230,6 +319,7 @@ class Recovered:
     """A task the reaper took back from a lost process."""
 
     id: int
+    queue: str
     status: str
     lost_worker: str
 
@@ -244,7 +334,11 @@ async def reap(
             return []
         rows = await conn.fetch(sql.queries["recover_expired"], limit)
         await conn.execute(sql.queries["forget_stale_workers"], forget_after_s)
-        return [Recovered(r["id"], r["status"], r["lost_worker"]) for r in rows]
+        if rows:
+            # Their slots are free: wake the processes waiting for limited queues (rows
+            # back to pending notify through their trigger; ended ones would not).
+            await conn.execute(sql.queries["slots_freed"], sorted({r["queue"] for r in rows}))
+        return [Recovered(r["id"], r["queue"], r["status"], r["lost_worker"]) for r in rows]
 
     return await database.run_in_transaction(turn)
 
@@ -299,6 +393,7 @@ async def enqueue(
     delay_s: float,
     max_attempts: int,
     timeout_s: float | None,
+    concurrency_key: str | None = None,
 ) -> Row:
     row: Row | None = await database.fetchrow(
         sql.queries["enqueue"],
@@ -310,9 +405,69 @@ async def enqueue(
         delay_s,
         max_attempts,
         timeout_s,
+        concurrency_key,
     )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What an enqueue with a unique key did: added ``row``, or found it live (duplicate)."""
+
+    row: Row
+    duplicate: bool
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+
+# A duplicate whose live task ends (or commits) between the insert's check and its read
+# makes the statement return nothing; running it again settles it.
+UNIQUE_ATTEMPTS = 20
+
+
+async def enqueue_unique(
+    database: db.Database,
+    *,
+    queue: str,
+    kind: str,
+    payload: Any,
+    priority: int,
+    run_at: datetime | None,
+    delay_s: float,
+    max_attempts: int,
+    timeout_s: float | None,
+    unique_key: str,
+    concurrency_key: str | None = None,
+) -> Enqueued:
+    """Add a task unless a live task of ``queue`` holds ``unique_key`` (then return that)."""
+    for _ in range(UNIQUE_ATTEMPTS):
+        row: Row | None = await database.fetchrow(
+            sql.queries["enqueue_unique"],
+            queue,
+            kind,
+            payload,
+            priority,
+            run_at,
+            delay_s,
+            max_attempts,
+            timeout_s,
+            unique_key,
+            concurrency_key,
+        )
+        if row is not None:
+            task = {k: v for k, v in row.items() if k != "added"}
+            return Enqueued(task, duplicate=not row["added"])
+    raise errors.NotifyqError(
+        f"unique key {unique_key!r} of queue {queue!r} kept changing hands; try again"
+    )
+
+
+async def due_or_running(database: db.Database, queues: Sequence[str]) -> int:
+    """Tasks of ``queues`` running, or pending and due now (notifyq.testing's "idle")."""
+    return int(await database.fetchval(sql.queries["testing_busy"], list(queues)))
 
 
 async def seed(database: db.Database, count: int) -> list[int]:
@@ -361,16 +516,62 @@ async def list_tasks(
     kind: str | None,
     before: int | None,
     limit: int,
+    preview_chars: int = PREVIEW_CHARS,
 ) -> list[Row]:
-    return list(await database.fetch(sql.queries["list_tasks"], status, queue, kind, before, limit))
+    """Display rows whose payload or result, when longer than ``preview_chars`` characters
+    of JSON text, is None with its first characters in ``payload_preview``/``result_preview``
+    (cut in SQL: the big value never leaves the database)."""
+    return list(
+        await database.fetch(
+            sql.queries["list_tasks"], status, queue, kind, before, limit, preview_chars
+        )
+    )
 
 
-async def running_tasks(database: db.Database, limit: int) -> list[Row]:
-    return list(await database.fetch(sql.queries["running_tasks"], limit))
+async def running_tasks(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The longest-running tasks, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["running_tasks"], limit, preview_chars))
 
 
-async def recent_failures(database: db.Database, limit: int) -> list[Row]:
-    return list(await database.fetch(sql.queries["recent_failures"], limit))
+async def recent_failures(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The latest failures, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["recent_failures"], limit, preview_chars))
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A task as the table has it, for an id a notification named."""
+
+    id: int
+    status: str
+    queue: str
+    kind: str
+    ended: bool  # ended (done, error, cancelled) recently
+    cancel_requested: bool  # its cancel was requested recently
+
+
+async def confirm_events(
+    database: db.Database,
+    *,
+    ended: Sequence[int],
+    cancel_requested: Sequence[int],
+    within_s: float,
+) -> dict[int, Confirmed]:
+    """What the table says about ids that notifications named (one statement for all):
+    {id: row} for the ids that exist; check ``ended`` / ``cancel_requested`` on each."""
+    rows = await database.fetch(
+        sql.queries["confirm_events"], list(ended), list(cancel_requested), within_s
+    )
+    return {
+        r["id"]: Confirmed(
+            r["id"], r["status"], r["queue"], r["kind"], r["ended"], r["cancel_requested"]
+        )
+        for r in rows
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,14 +626,194 @@ async def grant(
     async def statements(conn: db.Connection) -> list[str]:
         done: list[str] = []
         for privileges, role in wanted:
-            query = {"producer": "grant_producer", "worker": "grant_worker"}[privileges]
-            try:
-                rows = await conn.fetch(sql.queries[query], role, apply)
-            except db.CONNECTION_ERRORS:
-                raise
-            except Exception as exc:  # PostgreSQL's refusal: no such role, no privilege
-                raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
-            done += [f"{r['statement']};" for r in rows]
+            # Each role's base grants, then those of later features, which live in functions
+            # of their own so that a migration replacing the base function keeps them.
+            names = {
+                "producer": ("grant_producer", "grant_producer_unique"),
+                "worker": ("grant_worker", "grant_worker_schedules"),
+            }[privileges]
+            for query in names:
+                try:
+                    rows = await conn.fetch(sql.queries[query], role, apply)
+                except db.CONNECTION_ERRORS:
+                    raise
+                except Exception as exc:  # PostgreSQL's refusal: no such role, no privilege
+                    raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
+                done += [f"{r['statement']};" for r in rows]
         return done
 
     return await database.run_in_transaction(statements)
+
+
+# --- queue limits: CLI, HTTP, App declarations ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue's limits (None: none of that kind) and its live task counts."""
+
+    name: str
+    concurrency: int | None
+    rate: limits.Rate | None
+    per_key_concurrency: int | None
+    paused: bool
+    pending: int
+    in_progress: int
+    updated_at: datetime | None  # None: the queue has tasks but no row in notifyq.queues
+
+
+def _rate(count: int | None, period_s: float | None) -> limits.Rate | None:
+    return None if count is None or period_s is None else limits.Rate(count, period_s)
+
+
+async def list_queues(database: db.Database) -> list[QueueInfo]:
+    """Every queue that has limits or live tasks, by name."""
+    return [
+        QueueInfo(
+            r["name"],
+            r["concurrency"],
+            _rate(r["rate_count"], r["rate_period_s"]),
+            r["per_key_concurrency"],
+            r["paused"],
+            r["pending"],
+            r["in_progress"],
+            r["updated_at"],
+        )
+        for r in await database.fetch(sql.queries["queue_list"])
+    ]
+
+
+async def set_queue_limits(database: db.Database, change: limits.LimitChange) -> None:
+    """Apply ``change`` (only its fields; a queue without a row gets one)."""
+    rate = change.rate
+    await database.fetch(
+        sql.queries["queue_set"],
+        change.name,
+        change.concurrency,
+        rate.count if rate else None,
+        rate.period_s if rate else None,
+        change.per_key_concurrency,
+        change.paused,
+        sorted(change.fields),
+    )
+
+
+async def clear_queue_limits(database: db.Database, name: str) -> bool:
+    """Remove every limit of queue ``name``; whether it had a row."""
+    return bool(await database.fetch(sql.queries["queue_clear"], name))
+
+
+# --- schedules --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A row of ``notifyq.schedules`` as stored (not checked: see ``schedules.define``)."""
+
+    name: str
+    cron: str | None
+    every_s: float | None
+    kind: str
+    payload: Any
+    queue: str
+    priority: int
+    tz: str
+    catch_up: str
+    catch_up_limit: int
+    paused: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTable:
+    """Every schedule, and the database's clock when they were read (None: no rows)."""
+
+    rows: list[ScheduleRow]
+    now: datetime | None
+
+
+async def list_schedules(database: db.Database) -> ScheduleTable:
+    rows = await database.fetch(sql.queries["list_schedules"])
+    now = rows[0]["db_now"] if rows else None
+    return ScheduleTable(
+        [
+            ScheduleRow(
+                r["name"],
+                r["cron"],
+                r["every_s"],
+                r["kind"],
+                r["payload"],
+                r["queue"],
+                r["priority"],
+                r["tz"],
+                r["catch_up"],
+                r["catch_up_limit"],
+                r["paused"],
+                r["next_run_at"],
+                r["last_run_at"],
+                r["created_at"],
+                r["updated_at"],
+            )
+            for r in rows
+        ],
+        now,
+    )
+
+
+async def schedule_first_run(database: db.Database, name: str, first: datetime) -> datetime | None:
+    """Set schedule ``name``'s first tick unless a process did; the tick in force (None:
+    the schedule is gone)."""
+    tick: datetime | None = await database.fetchval(sql.queries["schedule_first_run"], name, first)
+    return tick
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    fired: bool  # this call advanced the schedule (exactly one caller per tick does)
+    task_id: int | None  # the tick's new task; None if not fired or its task was live
+
+
+async def fire_schedule(
+    database: db.Database, *, name: str, due: datetime, tick: datetime, next_run_at: datetime
+) -> Fired:
+    """Fire ``tick`` of schedule ``name`` read as due at ``due``; move it to ``next_run_at``."""
+    row = await database.fetchrow(sql.queries["fire_schedule"], name, due, tick, next_run_at)
+    assert row is not None  # the function returns one row
+    return Fired(bool(row["fired"]), row["task_id"])
+
+
+async def upsert_schedule(
+    database: db.Database, schedule: schedules.Schedule, *, first_run: datetime
+) -> str | None:
+    """Add or replace a schedule's definition: 'added', 'replaced' or None (unchanged).
+
+    ``first_run`` is its next tick if it is new or its timing changed; pausing is kept."""
+    t = schedule.timing
+    change: str | None = await database.fetchval(
+        sql.queries["upsert_schedule"],
+        schedule.name,
+        t.cron,
+        t.every_s,
+        schedule.kind,
+        {} if schedule.payload is None else schedule.payload,  # null means {}, as for tasks
+        schedule.queue,
+        schedule.priority,
+        t.tz,
+        schedule.catch_up,
+        schedule.catch_up_limit,
+        first_run,
+    )
+    return change
+
+
+async def pause_schedule(database: db.Database, name: str, *, paused: bool) -> bool:
+    """Pause or resume; False if there is no such schedule."""
+    return await database.fetchval(sql.queries["pause_schedule"], name, paused) is not None
+
+
+async def remove_schedule(database: db.Database, name: str) -> bool:
+    """Delete a schedule (its tasks stay); False if there is none such."""
+    return await database.fetchval(sql.queries["remove_schedule"], name) is not None

@@ -17,6 +17,12 @@ INSERT INTO notifyq.tasks (kind, payload) VALUES ('bench_probe', $1) RETURNING i
 -- rows of `bench backlog`).
 INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int);
 
+-- name: enqueue_noops_unique
+-- `bench drain --unique`: $1 pending noop tasks, each with a unique_key of its own (so the
+-- partial unique index is written on insert and left on every task's end).
+INSERT INTO notifyq.tasks (kind, unique_key)
+SELECT 'noop', 'bench:' || g FROM generate_series(1, $1::int) AS g;
+
 -- name: enqueue_sleeps
 -- `bench scale --sleep`: $1 sleep tasks of $2 seconds each, in one statement.
 INSERT INTO notifyq.tasks (kind, payload)
@@ -69,6 +75,20 @@ CREATE TABLE notifyq.bench_plain_tasks (LIKE notifyq.tasks INCLUDING ALL);
 -- name: insert_task
 -- `bench insert`: one producer's single-row insert into notifyq.tasks.
 INSERT INTO notifyq.tasks (kind, payload) VALUES ('noop', $1::jsonb);
+
+-- name: insert_task_unique
+-- `bench insert --unique`: the same insert with a unique_key of its own (client and
+-- sequence number from the payload) and ON CONFLICT DO NOTHING.
+INSERT INTO notifyq.tasks (kind, payload, unique_key)
+VALUES ('noop', $1::jsonb, ($1::jsonb ->> 'client') || ':' || ($1::jsonb ->> 'n'))
+ON CONFLICT DO NOTHING;
+
+-- name: insert_task_duplicate
+-- `bench insert --unique`: every producer inserts the same key: after the first, each
+-- insert is a skipped duplicate.
+INSERT INTO notifyq.tasks (kind, payload, unique_key)
+VALUES ('noop', $1::jsonb, 'bench:duplicate')
+ON CONFLICT DO NOTHING;
 
 -- name: insert_plain
 -- `bench insert`: the same insert into the table without triggers.

@@ -15,8 +15,8 @@ from typing import Any
 
 import trio
 
-from notifyq import db, errors
-from notifyq.app import Task, builtin_app
+from notifyq import db, errors, limits, store
+from notifyq.app import App, Task, builtin_app
 from notifyq.bench.common import (
     PROBE_TIMEOUT_S,
     STALL_TIMEOUT_S,
@@ -125,18 +125,57 @@ async def measure_latency(
 # --- drain ----------------------------------------------------------------------------
 
 
-async def measure_drain(settings: Settings, tasks: int) -> dict[str, Any]:
+HANDLER_RUNTIMES = ("trio", "thread", "asyncio")
+
+
+def noop_app(runtime: str) -> App:
+    """The built-in kinds, with ``noop`` as a handler of ``runtime``: an ``async def`` on
+    trio (the built-in one), a plain ``def`` (in a worker thread) or an asyncio coroutine."""
+    app = builtin_app()
+    if runtime == "thread":
+
+        def noop_in_a_thread(task: Task) -> None:
+            return None
+
+        app.handler("noop")(noop_in_a_thread)
+    elif runtime == "asyncio":
+
+        async def noop_on_asyncio(task: Task) -> None:
+            return None
+
+        app.handler("noop", runtime="asyncio")(noop_on_asyncio)
+    elif runtime != "trio":
+        raise ValueError(f"handler runtime must be one of {HANDLER_RUNTIMES}, got {runtime!r}")
+    return app
+
+
+async def measure_drain(
+    settings: Settings,
+    tasks: int,
+    handler: str = "trio",
+    *,
+    concurrency: int | None = None,
+    unique: bool = False,
+) -> dict[str, Any]:
     """Throughput: N ``noop`` rows enqueued first, then time from service start to all done.
+    ``handler``: the runtime of the ``noop`` handler (trio, thread or asyncio).
 
     The end is seen from the service's own count of outcomes written ``done`` (read every
-    5 ms, no load on the database), then verified with a count in the database.
+    5 ms, no load on the database), then verified with a count in the database. With
+    ``concurrency`` the queue gets that fleet-wide limit (claims go through claim_limited);
+    ``unique`` every task has a unique_key of its own.
     """
     async with scratch(settings) as s:
-        await s.database.execute(queries["enqueue_noops"], tasks)
+        if concurrency is not None:
+            await store.set_queue_limits(
+                s.database, limits.change(settings.queues[0], concurrency=concurrency)
+            )
+        enqueue = queries["enqueue_noops_unique"] if unique else queries["enqueue_noops"]
+        await s.database.execute(enqueue, tasks)
         await s.database.execute(queries["analyze"])
         progress(f"drain: {tasks} noop tasks enqueued; starting the service")
         started = time.monotonic()
-        async with running(s.database, s.settings, builtin_app()) as svc:
+        async with running(s.database, s.settings, noop_app(handler)) as svc:
             await _wait_drained(svc, tasks, started)
             finished = time.monotonic()
             done = int(await s.database.fetchval(queries["count_done"]))
@@ -147,8 +186,11 @@ async def measure_drain(settings: Settings, tasks: int) -> dict[str, Any]:
     return {
         "benchmark": "drain",
         **header,
+        "unique_keys": unique,
+        "handler": handler,
         "tasks": tasks,
         "done": done,
+        "concurrency_limit": concurrency,
         "seconds": round(seconds, 3),
         "tasks_per_s": round(tasks / seconds, 1),
     }

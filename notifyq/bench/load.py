@@ -54,11 +54,19 @@ def rss_mb(pid: int) -> float:
 
 
 @asynccontextmanager
-async def serving(database: db.Database, settings: Settings) -> AsyncIterator[trio.Process]:
-    """``notifyq serve`` on the scratch database, ready (registered) when the block starts.
+async def serving(
+    database: db.Database,
+    settings: Settings,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> AsyncIterator[trio.Process]:
+    """``notifyq serve`` on the scratch database, ready (registered) when the block starts;
+    ``env`` adds to (or overrides) its environment, ``cwd`` is its working directory.
 
     Stopped with two SIGINTs (the second skips the grace for running handlers).
     """
+    extra = env or {}
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
@@ -67,11 +75,12 @@ async def serving(database: db.Database, settings: Settings) -> AsyncIterator[tr
         "FETCH_LIMIT": str(settings.fetch_limit),
         "LOG_LEVEL": "warning",
         "HTTP_PORT": "0",  # several processes at once: each on a free port
+        **extra,
     }
     command = [sys.executable, "-m", "notifyq", "serve"]
     async with trio.open_nursery() as nursery:
         run = functools.partial(
-            trio.run_process, command, env=env, check=False, stdout=subprocess.DEVNULL
+            trio.run_process, command, env=env, cwd=cwd, check=False, stdout=subprocess.DEVNULL
         )
         proc: trio.Process = await nursery.start(run)
         try:
@@ -125,9 +134,12 @@ async def _storm(producers: db.Database, query: str, clients: int, seconds: floa
     return sum(counts)
 
 
-async def measure_insert(settings: Settings, clients: int, seconds: float) -> dict[str, Any]:
+async def measure_insert(
+    settings: Settings, clients: int, seconds: float, *, unique: bool = False
+) -> dict[str, Any]:
     """Producers' single-row insert rate into notifyq.tasks vs the same table without
-    triggers, with the service's workers idle (waiting) and busy."""
+    triggers, with the service's workers idle (waiting) and busy. With ``unique``, also busy
+    with a unique_key per row, and busy with one key for all (skipped duplicates)."""
     phases: dict[str, float] = {}
     async with scratch(settings) as s:
         await s.database.execute(queries["plain_table"])
@@ -156,6 +168,9 @@ async def measure_insert(settings: Settings, clients: int, seconds: float) -> di
 
                 await poll_until(occupied)
                 await phase("busy", tasks)  # nobody waits: inserts never notify
+                if unique:
+                    await phase("busy_unique", queries["insert_task_unique"])
+                    await phase("busy_duplicate", queries["insert_task_duplicate"])
         header = s.header
     baseline = (phases["plain"] + phases["plain_again"]) / 2
     return {
@@ -169,6 +184,15 @@ async def measure_insert(settings: Settings, clients: int, seconds: float) -> di
         "plain_runs_per_s": [round(phases["plain"], 1), round(phases["plain_again"], 1)],
         "idle_ratio": round(phases["idle"] / baseline, 3),
         "busy_ratio": round(phases["busy"] / baseline, 3),
+        **(
+            {
+                "busy_unique_per_s": round(phases["busy_unique"], 1),
+                "busy_duplicate_per_s": round(phases["busy_duplicate"], 1),
+                "busy_unique_ratio": round(phases["busy_unique"] / baseline, 3),
+            }
+            if unique
+            else {}
+        ),
     }
 
 

@@ -40,7 +40,10 @@ class Plan:
 
 
 async def measure_all(settings: Settings, plan: Plan) -> dict[str, Any]:
-    drain_settings = settings.model_copy(update={"fetch_limit": plan.drain_fetch_limit})
+    # Batches of FETCH_LIMIT need as many free workers (no claim ahead: PREFETCH=0).
+    drain_settings = settings.model_copy(
+        update={"fetch_limit": plan.drain_fetch_limit, "worker_count": plan.drain_fetch_limit}
+    )
     results: dict[str, Any] = {}
     results["latency"] = await inprocess.measure_latency(settings, plan.probes, plan.spacing_s, 5)
     results["drain"] = await inprocess.measure_drain(drain_settings, plan.drain_tasks)

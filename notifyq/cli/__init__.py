@@ -6,6 +6,8 @@ exits with status 2 and one line naming the setting.
 - :mod:`~notifyq.cli.common`: exit codes, settings from flags, the trio runner, open_db
 - :mod:`~notifyq.cli.serve`: serve, worker, web, migrate
 - :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune, dsn
+- :mod:`~notifyq.cli.queues`: queue set, queue list (per-queue limits)
+- :mod:`~notifyq.cli.schedules`: schedule add, list, pause, resume, remove
 - :mod:`~notifyq.cli.deploy`: health (a container's liveness check), roles (least-privilege grants)
 - :mod:`~notifyq.cli.bench`: bench and its subcommands (over :mod:`notifyq.bench`)
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from notifyq.cli import bench, deploy, serve, tasks
+from notifyq.cli import bench, deploy, queues, schedules, serve, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -58,7 +60,7 @@ _add(
     tasks.prune,
     tasks.dsn,
 )
-_add(main, deploy.health, deploy.roles)
+_add(main, deploy.health, deploy.roles, queues.queue, schedules.schedule)
 _add(
     bench.bench,
     bench.latency,
@@ -72,5 +74,6 @@ _add(
     bench.scale_table,
     bench.migrate_history,
     bench.harsh_,
+    bench.events,
 )
 _add(main, bench.bench)

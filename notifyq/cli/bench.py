@@ -15,9 +15,10 @@ import click
 
 from notifyq.bench import bigtables, harsh, inprocess, load, report
 from notifyq.bench.common import scratch
+from notifyq.bench.events import measure_events
 from notifyq.bench.peers import measure_peers
 from notifyq.bench.scale import describe, measure_scale
-from notifyq.cli.common import fail, run, settings_from
+from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
 from notifyq.settings import Settings
 
 
@@ -86,35 +87,91 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
     show_default=True,
     help="Above 1: that many `notifyq serve` subprocesses, woken by the INSERT.",
 )
+@click.option(
+    "--handler",
+    type=click.Choice(inprocess.HANDLER_RUNTIMES),
+    default="trio",
+    show_default=True,
+    help="The noop handler: async def on trio, a plain def (thread) or an asyncio coroutine.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1_000_000),
+    help="Give the queue this fleet-wide concurrency limit (one process only).",
+)
+@click.option(
+    "--unique",
+    is_flag=True,
+    help="Measure twice in one run: without, then with a unique_key on every task.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
-    ctx: click.Context, /, tasks: int, processes: int, as_json: bool, **flags: int | None
+    ctx: click.Context,
+    /,
+    tasks: int,
+    processes: int,
+    handler: str,
+    concurrency: int | None,
+    unique: bool,
+    as_json: bool,
+    **flags: int | None,
 ) -> None:
     """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
     settings = _settings(ctx, **flags)
     if processes > 1:
+        if unique:
+            fail("--unique measures the in-process drain: leave out --processes", EXIT_USAGE)
+        if handler != "trio":
+            raise click.BadParameter("only with --processes 1", param_hint="--handler")
+        if concurrency is not None:
+            fail("--concurrency measures one process: leave out --processes", EXIT_USAGE)
         r = run(lambda: load.measure_drain_processes(settings, tasks, processes))
+    elif unique:
+
+        async def both() -> dict[str, Any]:
+            plain = await inprocess.measure_drain(settings, tasks, handler)
+            keyed = await inprocess.measure_drain(settings, tasks, handler, unique=True)
+            return {**plain, "unique_keys": keyed}
+
+        r = run(both)
     else:
-        r = run(lambda: inprocess.measure_drain(settings, tasks))
+        r = run(lambda: inprocess.measure_drain(settings, tasks, handler, concurrency=concurrency))
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
-    _report(r, as_json, [*rows, ("tasks/s", f"{r['tasks_per_s']:.1f}")])
+    rows += [("tasks/s", f"{r['tasks_per_s']:.1f}")]
+    if unique:
+        keyed = r["unique_keys"]
+        rows += [("seconds, unique keys", f"{keyed['seconds']:.3f}")]
+        rows += [("tasks/s, unique keys", f"{keyed['tasks_per_s']:.1f}")]
+    _report(r, as_json, rows)
 
 
 @click.command()
 @click.option("--clients", type=click.IntRange(1, 200), default=16, show_default=True)
 @click.option("--seconds", type=click.FloatRange(0.1, 600), default=5.0, show_default=True)
 @click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
+@click.option(
+    "--unique",
+    is_flag=True,
+    help="Also busy with a unique_key per row, and with one key for all (duplicates).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def insert(
-    ctx: click.Context, /, clients: int, seconds: float, as_json: bool, **flags: int | None
+    ctx: click.Context,
+    /,
+    clients: int,
+    seconds: float,
+    unique: bool,
+    as_json: bool,
+    **flags: int | None,
 ) -> None:
     """Producers' cost: CLIENTS single-row insert transactions at once into notifyq.tasks,
     against the same table without triggers, with a serve process idle and then busy."""
     settings = _settings(ctx, **flags)
-    r = run(lambda: load.measure_insert(settings, clients, seconds))
-    rows = [(f"{k} /s", f"{r[k + '_per_s']:.0f}") for k in ("plain", "idle", "busy")]
+    r = run(lambda: load.measure_insert(settings, clients, seconds, unique=unique))
+    kinds = ("plain", "idle", "busy") + (("busy_unique", "busy_duplicate") if unique else ())
+    rows = [(f"{k} /s", f"{r[k + '_per_s']:.0f}") for k in kinds]
     rows += [("idle", f"{r['idle_ratio']:.1%}"), ("busy", f"{r['busy_ratio']:.1%}")]
     _report(r, as_json, rows, "(ratios: inserts/s into notifyq.tasks / plain table)")
 
@@ -193,7 +250,7 @@ def peers(ctx: click.Context, tasks: int, count: int, spacing: float) -> None:
     type=click.IntRange(1, 10_000),
     default=200,
     show_default=True,
-    help="FETCH_LIMIT of the drain and rss runs.",
+    help="FETCH_LIMIT and WORKER_COUNT of the drain and rss runs.",
 )
 @click.option(
     "--count", type=click.IntRange(1), default=200, show_default=True, help="Pickup-latency probes."
@@ -241,6 +298,61 @@ def all_(
     written = report.write(r, out)
     click.echo(report.table(r))
     click.echo("\nwritten: " + ", ".join(str(p) for p in written))
+
+
+def _subscriber_counts(_ctx: Any, _param: Any, value: str) -> list[int]:
+    try:
+        counts = [int(v) for v in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(not 0 <= n <= 10_000 for n in counts):
+        raise click.BadParameter("expected comma-separated numbers from 0 to 10000")
+    return counts
+
+
+@click.command()
+@click.option(
+    "--subscribers",
+    default="0,10,300",
+    show_default=True,
+    callback=_subscriber_counts,
+    help="Comma-separated numbers of open /events streams to measure with.",
+)
+@click.option("--tasks", type=click.IntRange(1), default=5000, show_default=True)
+@click.option(
+    "--baseline",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Also measure the notifyq package in this directory (e.g. an export of main).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def events(
+    ctx: click.Context, subscribers: list[int], tasks: int, baseline: Path | None, as_json: bool
+) -> None:
+    """Drain of a `notifyq serve` process while N /events streams are open."""
+    settings = _settings(ctx)
+    if baseline is not None:
+        baseline = baseline.resolve()
+        if not (baseline / "notifyq" / "__init__.py").is_file():
+            raise click.BadParameter(f"no notifyq package in {baseline}", param_hint="--baseline")
+    r = run(lambda: measure_events(settings, tasks, subscribers, baseline))
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(
+        f"notifyq bench events: {tasks} noop tasks, PostgreSQL {r['server_version']} ({r['server']})"
+    )
+    click.echo(f"  server: fsync={r['fsync']} synchronous_commit={r['synchronous_commit']}")
+    click.echo("  settings: " + " ".join(f"{k}={v}" for k, v in r["settings"].items()))
+    click.echo(
+        f"  {'version':>8}  {'streams':>7}  {'refused':>7}  {'seconds':>8}  {'tasks/s':>8}  "
+        f"{'KiB/stream':>10}"
+    )
+    for row in r["runs"]:
+        click.echo(
+            f"  {row['version']:>8}  {row['open']:>7}  {row['refused']:>7}  "
+            f"{row['seconds']:>8.3f}  {row['tasks_per_s']:>8.1f}  {row['kib_per_stream']:>10.1f}"
+        )
 
 
 def _counts(_ctx: Any, _param: Any, value: str) -> list[int]:

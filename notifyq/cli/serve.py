@@ -94,8 +94,8 @@ def http_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @http_options
 @click.pass_context
 def serve(ctx: click.Context, /, seed: int, no_http: bool, **flags: Any) -> None:
-    """Run the workers and the HTTP side until SIGINT or SIGTERM (a second signal skips
-    the grace period)."""
+    """Run the workers and the HTTP side until SIGINT, SIGTERM or SIGHUP (a second signal
+    skips the grace period)."""
     settings = settings_from(ctx, **flags)
     app = handlers_for(settings)
     if not no_http:
@@ -128,10 +128,14 @@ _HTTP_PARAMS = {"no_http", "http_host", "http_port", "insecure_http"}
 @click.command("worker", params=[p for p in serve.params if p.name not in _HTTP_PARAMS])
 @click.pass_context
 def worker(ctx: click.Context, /, seed: int, **flags: Any) -> None:
-    """Run the workers only (no HTTP server) until SIGINT or SIGTERM."""
+    """Run the workers only (no HTTP server) until SIGINT, SIGTERM or SIGHUP."""
     settings = settings_from(ctx, **flags)
     app = handlers_for(settings)
     run(lambda: serve_until_signalled(settings, app, seed=seed, http=False))
+
+
+# The signals that stop a long-running command gracefully (a second one skips the grace).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def handlers_for(settings: Settings) -> App:
@@ -140,11 +144,12 @@ def handlers_for(settings: Settings) -> App:
         demo_max_delay_s=settings.demo_max_delay_s,
         demo_failure_rate=settings.demo_failure_rate,
     )
-    if settings.app:
-        try:
+    try:
+        if settings.app:
             app = app.merged(load_app(settings.app))
-        except errors.ConfigError as exc:
-            fail(str(exc), EXIT_USAGE)
+        app.check_schedules()
+    except errors.ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
     return app
 
 
@@ -153,7 +158,11 @@ async def serve_until_signalled(
 ) -> None:
     stop, force = trio.Event(), trio.Event()
     # Opened first, so that a signal during start-up is a request to stop, not a crash.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # SIGHUP (the terminal of `make run` closed, an SSH session dropped) is a stop request
+    # too: its default action would end the process with tasks in progress, the registry
+    # row in place and the embedded server left running
+    # (tests/acceptance/test_serve.py::test_sighup_shuts_down_like_sigterm).
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
@@ -178,6 +187,11 @@ async def serve_until_signalled(
                     log.info("shutdown.before_start")
                     nursery.cancel_scope.cancel()
                     return
+                if settings.database_url is None:
+                    # This process uses the embedded server: it restarts it if it stops.
+                    await nursery.start(
+                        embedded.serve_watchdog, settings.data_dir, settings.embedded_restarts
+                    )
                 await process.serve_process(
                     database,
                     settings,

@@ -13,10 +13,12 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from notifyq import embedded, engine, store
+from notifyq import embedded, engine, priorities, store
 from notifyq.cli.common import (
     EXIT_FAILED,
+    EXIT_USAGE,
     duration,
+    fail,
     open_db,
     positive_duration,
     run,
@@ -53,11 +55,24 @@ def _parse_payload(text: str | None) -> Any:
         return text
 
 
+def _priority(_ctx: Any, _param: Any, value: str) -> int:
+    try:
+        return priorities.parse(value)
+    except priorities.PriorityError as exc:
+        raise click.BadParameter(f"expected {exc.expected}") from None
+
+
 @click.command()
 @click.argument("kind")
 @click.argument("payload", required=False)
 @click.option("--queue", default="default", show_default=True)
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option(
+    "--priority",
+    default="0",
+    show_default=True,
+    callback=_priority,
+    help="Higher runs first: an integer, or low (-10), normal (0), high (10), urgent (20).",
+)
 @click.option("--delay", callback=duration, help="Run no sooner than this from now (e.g. 30s).")
 @click.option(
     "--at",
@@ -67,6 +82,11 @@ def _parse_payload(text: str | None) -> Any:
 )
 @click.option("--max-attempts", type=click.IntRange(1, 1000), default=3, show_default=True)
 @click.option("--timeout", callback=positive_duration, help="Time limit of one attempt.")
+@click.option("--concurrency-key", help="What the queue's per-key limit counts by.")
+@click.option(
+    "--unique-key",
+    help="Add nothing while a live task of the queue has this key; print that task's id.",
+)
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -78,24 +98,41 @@ def enqueue(
     run_at: datetime | None,
     max_attempts: int,
     timeout: float | None,
+    concurrency_key: str | None,
+    unique_key: str | None,
 ) -> None:
     """Add a task. PAYLOAD is JSON; text that is not JSON is taken as a string."""
     settings = settings_from(ctx)
     if run_at is not None and run_at.tzinfo is None:
         run_at = run_at.astimezone()  # naive: local time
+    if unique_key is not None and not 1 <= len(unique_key) <= 512:
+        fail(f"invalid --unique-key {unique_key!r}: 1 to 512 characters", EXIT_USAGE)
 
     async def go() -> None:
         async with open_db(settings, pool_size=2) as database:
-            task_id = await Client(database).enqueue(
-                kind,
-                _parse_payload(payload),
-                queue=queue,
-                priority=priority,
-                delay_s=delay or 0.0,
-                run_at=run_at,
-                max_attempts=max_attempts,
-                timeout_s=timeout,
-            )
+            client = Client(database)
+            options: dict[str, Any] = {
+                "queue": queue,
+                "priority": priority,
+                "delay_s": delay or 0.0,
+                "run_at": run_at,
+                "max_attempts": max_attempts,
+                "timeout_s": timeout,
+                "concurrency_key": concurrency_key,
+            }
+            if unique_key is None:
+                task_id = await client.enqueue(kind, _parse_payload(payload), **options)
+            else:
+                found = await client.enqueue_unique(
+                    kind, _parse_payload(payload), unique_key=unique_key, **options
+                )
+                task_id = found.id
+                if found.duplicate:
+                    click.echo(
+                        f"notifyq: not added: task {task_id} with unique key {unique_key!r} is "
+                        f"{found.row['status']} in queue {queue!r}",
+                        err=True,
+                    )
         click.echo(task_id)
 
     run(go)
@@ -173,8 +210,10 @@ def history(ctx: click.Context, task_id: int) -> None:
     for e in events:
         worker = e["worker"] or "-"
         error = f"  {e['error']}" if e["error"] else ""
+        detail = f"  ({e['detail']})" if e.get("detail") else ""
         click.echo(
-            f"{e['at']:%Y-%m-%d %H:%M:%S.%f}  {e['event']:<10} attempt={e['attempt']}  {worker}{error}"
+            f"{e['at']:%Y-%m-%d %H:%M:%S.%f}  {e['event']:<10} attempt={e['attempt']}  "
+            f"{worker}{error}{detail}"
         )
 
 

@@ -2,21 +2,30 @@
 
 It wakes on a notification (rows appeared), a freed worker (the ledger's doorbell), the
 earliest known ``run_at``, or the FETCH_INTERVAL safety-net sweep, and claims up to
-FETCH_LIMIT rows. A process holds at most ``ledger.capacity`` = max(WORKER_COUNT,
-FETCH_LIMIT) claimed attempts: those beyond the free workers wait in the jobs channel,
-their leases kept by the heartbeat, so a worker that finishes finds its next task without
-a round trip. When a claim comes back short the process records itself as waiting
+FETCH_LIMIT rows, never more than the free workers (plus PREFETCH, 0 by default: claimed
+tasks that wait in the jobs channel for a worker, their leases kept by the heartbeat).
+When a claim comes back short the process records itself as waiting
 (``store.go_idle``, see migration 0002): only then do producers' inserts notify.
+
+Limited queues (``notifyq.queues``, migration 0006) are claimed by a second statement that
+enforces their limits under a lock on the queue's row, and only for free workers (a slot
+is never held by a task waiting in this process's buffer). The claimer knows which of its
+queues are limited (read at start, on a ``notifyq_queues`` notification and at every
+sweep); a process without limited queues runs the plain claim alone, as before. A queue
+held back by a limit is left out of the claims and of the next-due question until it can
+move: until its next rate token is due (a timer), or until a slot frees or its limits
+change (a notification; the process is in ``notifyq.waiters`` like any idle process).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import trio
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.settings import Settings
@@ -53,6 +62,18 @@ class Claimer:
         self._claim_failures = 0
         self._due_at = math.inf
         self._next_sweep = math.inf
+        # Queue limits: which of our queues are limited, and until when (trio clock; inf:
+        # until a notification) a limit holds each back.
+        self._limits_stale = True  # read them before the first claim
+        self._held: dict[str, float] = {}
+        # A limited queue may have due rows that we left because no worker was free.
+        self._limited_backlog = False
+        self._turn = 0  # rotates the order of limited queues between claims
+
+    @property
+    def limited(self) -> frozenset[str]:
+        """Those of our queues that have limits (as last read)."""
+        return self.ledger.limited
 
     def rows_appeared(self) -> None:
         """Rows may be claimable now: a notification, a reconnect, an overflow."""
@@ -65,6 +86,17 @@ class Claimer:
 
     def on_queue_notification(self, queue: str) -> None:
         if queue in self.queues:
+            # Rows appeared or a slot freed: a queue waiting for a slot may move now (one
+            # waiting for a rate token keeps its timer).
+            if self._held.get(queue) == math.inf:
+                del self._held[queue]
+            self.rows_appeared()
+
+    def on_limits_notification(self, queue: str) -> None:
+        """The limits of ``queue`` changed (channel notifyq_queues)."""
+        if queue in self.queues:
+            self._limits_stale = True
+            self._held.pop(queue, None)
             self.rows_appeared()
 
     async def serve(self) -> None:
@@ -74,16 +106,31 @@ class Claimer:
         async with self._jobs:
             self._next_sweep = trio.current_time() + s.fetch_interval_s
             while not ledger.stopping:
-                # Bounded by written outcomes, not by finished handlers: a writer that
-                # falls behind holds the claimer back instead of piling up leases.
+                if self._limits_stale:
+                    await self._read_limits()
                 room = ledger.room
-                # Claim when a worker is free, or when the buffer ahead of the workers has
-                # room for half a batch (fewer, bigger claims while tasks are short).
-                worth_it = ledger.busy < s.worker_count or 2 * room >= ledger.capacity
-                if self._rows_may_exist and room > 0 and worth_it:
+                free = ledger.busy < s.worker_count
+                # Claim when a worker is free, or when the PREFETCH buffer ahead of the
+                # workers has room for half a batch (fewer, bigger claims).
+                worth_it = free or 2 * room >= ledger.capacity
+                may_exist = self._rows_may_exist or (self._limited_backlog and free)
+                if may_exist and room > 0 and worth_it:
                     await self._claim_once(min(room, s.fetch_limit))
                 else:
                     await self._sleep()
+
+    async def _read_limits(self) -> None:
+        try:
+            limited = await store.limited_queues(self.db)
+        except errors.DatabaseUnavailable as exc:
+            log.warning("limits.read_failed", error=str(exc))
+            return  # keep what we knew; the next sweep reads them again
+        self._limits_stale = False
+        mine = limited & frozenset(self.queues)
+        if mine != self.limited:
+            log.info("limits.queues", limited=sorted(mine))
+        self.ledger.limited = mine
+        self._held = {q: t for q, t in self._held.items() if q in mine}
 
     async def _claim_once(self, want: int) -> None:
         appeared_before = self._appeared
@@ -97,7 +144,7 @@ class Claimer:
             return
         self._claim_failures = 0
         for attempt in attempts:
-            # Never blocks: the channel holds `capacity` jobs and unwritten <= capacity.
+            # Never blocks: the channel holds `capacity` jobs and busy <= capacity.
             # Claimed while stopping: the worker gives the row straight back.
             self._jobs.send_nowait(attempt)
         if len(attempts) == want:
@@ -113,7 +160,11 @@ class Claimer:
         appeared_before = self._appeared
         try:
             idle = await store.go_idle(
-                self.db, owner=self.owner, queues=self.queues, register=register
+                self.db,
+                owner=self.owner,
+                queues=self.queues,
+                register=register,
+                due_queues=self._due_queues() if self.limited else None,
             )
             registered, due_in = idle.registered, idle.due_in_s
         except errors.DatabaseUnavailable:
@@ -132,6 +183,14 @@ class Claimer:
                 pause = min(first * 2 ** min(self._idle_failures, 10), longest)
                 due_in = pause if due_in is None else min(due_in, pause)
             self._rows_may_exist = self._rows_may_exist or registered
+            if registered:
+                # Now that a freed slot wakes us, look at every queue once more: a slot
+                # may have freed between the claim and the registration.
+                self._held = {q: t for q, t in self._held.items() if t != math.inf}
+        next_token = min(self._held.values(), default=math.inf)
+        if next_token != math.inf:
+            token_in = max(0.0, next_token - trio.current_time())
+            due_in = token_in if due_in is None else min(due_in, token_in)
         if due_in is None:
             self._due_at = math.inf
         else:
@@ -145,6 +204,8 @@ class Claimer:
             self._rows_may_exist = True  # the safety net for notifications lost on the way
             self._waiting = False
             self._next_sweep = now + self.settings.fetch_interval_s
+            self._limits_stale = True
+            self._held.clear()
         if now >= self._due_at:
             self._rows_may_exist = True
             self._due_at = math.inf
@@ -157,9 +218,13 @@ class Claimer:
         # in_progress that nobody runs until their lease expires. The time limit still
         # bounds it (the server then cancels the statement and nothing was claimed).
         with trio.CancelScope(shield=True), trio.fail_after(lease_s / 2):
-            rows = await store.claim(
-                self.db, queues=self.queues, limit=want, owner=self.owner, lease_s=lease_s
-            )
+            tracer = tracing.active
+            if tracer is None:
+                rows = await self._fetch(want, lease_s)
+            else:
+                with tracer.claim(self.queues) as span:
+                    rows = await self._fetch(want, lease_s)
+                    tracer.claimed(span, [(row.id, row.meta) for row in rows])
         attempts = []
         for row in rows:
             task = Task(
@@ -170,6 +235,7 @@ class Claimer:
                 row.attempt,
                 row.max_attempts,
                 row.priority,
+                row.meta,
             )
             attempt = Attempt(task, sent_at + lease_s, row.lag_s, row.timeout_s)
             attempt.undecodable = row.undecodable
@@ -179,3 +245,56 @@ class Claimer:
         if rows:
             log.debug("claim", rows=len(rows), ms=round((time.perf_counter() - started) * 1000, 2))
         return attempts
+
+    async def _fetch(self, want: int, lease_s: float) -> list[store.Claimed]:
+        if self.limited:
+            return await self._claim_with_limits(want, lease_s)
+        return await store.claim(
+            self.db, queues=self.queues, limit=want, owner=self.owner, lease_s=lease_s
+        )
+
+    def _due_queues(self) -> list[str]:
+        """Queues whose next due row should wake us: not held back by a limit, and not
+        limited while they wait for a worker of ours."""
+        return [
+            q
+            for q in self.queues
+            if q not in self._held and not (self._limited_backlog and q in self.limited)
+        ]
+
+    async def _claim_with_limits(self, want: int, lease_s: float) -> list[store.Claimed]:
+        now = trio.current_time()
+        ready = [q for q in self.queues if q in self.limited and self._held.get(q, 0.0) <= now]
+        # Limited queues take turns at being first, so that one cannot starve another.
+        self._turn += 1
+        if ready:
+            k = self._turn % len(ready)
+            ready = ready[k:] + ready[:k]
+        free_workers = max(0, self.settings.worker_count - self.ledger.busy)
+        limited_want = min(want, free_workers) if ready else 0
+        got = await store.claim_with_limits(
+            self.db,
+            limited=ready,
+            limited_limit=limited_want,
+            unlimited=[q for q in self.queues if q not in self.limited],
+            limit=want,
+            owner=self.owner,
+            lease_s=lease_s,
+        )
+        for queue in ready:
+            self._held.pop(queue, None)
+        for queue, held_s in got.held_s.items():
+            self._held[queue] = now + held_s  # inf stays inf
+        from_limited = sum(1 for r in got.rows if r.queue in self.limited)
+        # Our own free workers, not a limit, bounded the limited claim: more rows may wait
+        # for the next worker that frees (no timer, no notification needed for that).
+        unheld = [q for q in ready if q not in got.held_s]
+        self._limited_backlog = bool(unheld) and (
+            limited_want == 0 or (from_limited == limited_want and limited_want < want)
+        )
+        return _sorted_like_claim(got.rows)
+
+
+def _sorted_like_claim(rows: Sequence[store.Claimed]) -> list[store.Claimed]:
+    """Rows of two statements in one claim order: priority first (a stable sort)."""
+    return sorted(rows, key=lambda r: -r.priority)

@@ -9,6 +9,7 @@ written (or given up). Every field has one owner:
 ``handed_over``    the runner (attempts whose outcome went to the writer)
 ``written``        the writer (outcomes written or given up)
 ``stopping``       the service (set once, when shutdown starts)
+``limited``        the claimer (which of the process's queues have limits)
 ``doorbell``       rung by anyone who frees room; waited on by the claimer only
 ``recheck``        rung when the rows of running attempts must be read again now (a
                    cancel notification); waited on by the lease keeper only
@@ -77,14 +78,17 @@ class Doorbell:
 
 class Ledger:
     def __init__(self, capacity: int) -> None:
-        # Claimed tasks a process holds at most: claiming ahead of the free workers saves
-        # a round trip per task when tasks are short.
+        # Claimed attempts not yet handed to the writer a process holds at most:
+        # WORKER_COUNT + PREFETCH. With PREFETCH 0 (the default) every claimed attempt has
+        # a worker: `in_progress` means a handler runs it, and the priority order decides
+        # the moment a worker frees (tests/integration/test_priority.py).
         self.capacity = capacity
         self.attempts: dict[int, Attempt] = {}
         self.claimed = 0
         self.handed_over = 0
         self.written = 0
         self.stopping = False
+        self.limited: frozenset[str] = frozenset()
         self.doorbell = Doorbell()
         self.recheck = Doorbell()
 
@@ -95,11 +99,18 @@ class Ledger:
 
     @property
     def unwritten(self) -> int:
-        """Claimed attempts whose outcome is not written yet (at most ``capacity``)."""
+        """Claimed attempts whose outcome is not written yet."""
         return self.claimed - self.written
 
     @property
     def room(self) -> int:
+        """How many more attempts the claimer may take now.
+
+        Counted against written outcomes, not finished handlers: a row stays
+        `in_progress` until its outcome is written, so a process never has more rows
+        `in_progress` than WORKER_COUNT + PREFETCH, and a writer that falls behind holds
+        the claimer back instead of piling up leases.
+        """
         return self.capacity - self.unwritten
 
     def running_ids(self) -> list[int]:

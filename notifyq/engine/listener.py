@@ -29,6 +29,7 @@ PROBE_TIMEOUT_S = 2.0
 # The channels every worker process listens to (see DESIGN.md).
 QUEUE_CHANNEL = "notifyq"
 CANCEL_CHANNEL = "notifyq_cancel"
+LIMITS_CHANNEL = "notifyq_queues"  # a queue's limits changed (migration 0006)
 
 
 @dataclass

@@ -5,6 +5,11 @@ time limits and shutdown can stop it, and one that ignores cancellation is aband
 instead of holding a worker forever. What the handler did becomes
 :class:`~notifyq.engine.verdict.Facts`; :func:`~notifyq.engine.verdict.judge` decides the
 outcome, which goes to the writer.
+
+Where a handler runs depends on what it is (:mod:`notifyq.engine.runtimes`): an ``async
+def`` on trio, a plain ``def`` in a worker thread (abandoned, not interrupted, when it must
+stop), a ``runtime="asyncio"`` coroutine on the process's asyncio loop. Verdicts are the
+same for all three.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from typing import Any
 
 import trio
 
-from notifyq import logs
-from notifyq.app import App, Handler
+from notifyq import logs, tracing
+from notifyq.app import App, Handler, Task
 from notifyq.engine.ledger import CANCEL_GRACE_S, Attempt, Ledger
+from notifyq.engine.runtimes import Threads, run_asyncio
 from notifyq.engine.verdict import Facts, Retries, judge
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
@@ -32,8 +38,14 @@ class Runner:
         ledger: Ledger,
         jobs: trio.MemoryReceiveChannel[Attempt],
         outcomes: trio.MemorySendChannel[tuple[Outcome, Attempt]],
+        *,
+        loop: Any = None,
     ) -> None:
         self.settings = settings
+        # The process's trio-asyncio loop (the database's), for runtime="asyncio" handlers.
+        self.loop = loop
+        # Sync handlers' threads: at most WORKER_COUNT at once, abandoned ones included.
+        self.threads = Threads(settings.worker_count)
         self.app = app
         self.ledger = ledger
         self.retries = Retries(settings.retry_base_s, settings.retry_max_s)
@@ -91,8 +103,27 @@ class Runner:
                 attempt=task.attempt,
                 lag_ms=round(attempt.lag_s * 1000, 2),
             )
-        facts = await self._call(attempt, handler, timeout_s, handlers)
-        self._hand_over(attempt, judge(facts, self.retries))
+        tracer = tracing.active
+        if tracer is None:
+            facts = await self._call(attempt, handler, timeout_s, handlers)
+            self._hand_over(attempt, judge(facts, self.retries))
+            return
+        # Current while the handler runs: the handler's task (and thread, and asyncio task)
+        # copies this context, so its own spans are children of the attempt's.
+        with tracer.attempt(task.id, task.kind, task.queue, task.attempt, task.meta) as span:
+            facts = await self._call(attempt, handler, timeout_s, handlers)
+            outcome = judge(facts, self.retries)
+            tracer.outcome(span, outcome.verdict.value, outcome.error)
+        self._hand_over(attempt, outcome)
+
+    async def _invoke(self, handler: Handler, task: Task) -> Any:
+        if handler.runtime == "trio":
+            return await handler.fn(task)
+        if handler.runtime == "thread":
+            return await self.threads.run(handler.fn, task)
+        if self.loop is None:
+            raise RuntimeError("runtime='asyncio' handlers need the process's asyncio loop")
+        return await run_asyncio(self.loop, handler.fn, task)
 
     async def _call(
         self, attempt: Attempt, handler: Handler, timeout_s: float | None, nursery: trio.Nursery
@@ -106,7 +137,7 @@ class Runner:
             try:
                 with attempt.handler_scope:
                     try:
-                        box.append((True, await handler.fn(task)))
+                        box.append((True, await self._invoke(handler, task)))
                     except BaseException as exc:
                         if _is_our_cancellation(exc, attempt.handler_scope, nursery):
                             raise  # the scope that was cancelled catches it

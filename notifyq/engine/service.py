@@ -20,13 +20,14 @@ from dataclasses import dataclass
 
 import trio
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, logs, store, tracing
 from notifyq.app import App
 from notifyq.engine import leases, maintenance
 from notifyq.engine.claimer import Claimer
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.engine.listener import (
     CANCEL_CHANNEL,
+    LIMITS_CHANNEL,
     QUEUE_CHANNEL,
     Health,
     Listener,
@@ -34,6 +35,7 @@ from notifyq.engine.listener import (
 )
 from notifyq.engine.maintenance import prune
 from notifyq.engine.runner import Runner
+from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler
 from notifyq.engine.watchdog import LoopWatch
 from notifyq.engine.writer import EndObserver, Writer
 from notifyq.settings import Settings
@@ -86,7 +88,7 @@ class Service:
         # asks for it); otherwise the service waits for them.
         self.exit_on_abandoned = exit_on_abandoned
         self.stopped = trio.Event()  # set once serve() has returned (or failed)
-        self.ledger = Ledger(max(settings.worker_count, settings.fetch_limit))
+        self.ledger = Ledger(settings.worker_count + settings.prefetch)
         self.registration = store.Registration(
             self.worker_id, tuple(settings.queues), settings.worker_count
         )
@@ -95,14 +97,26 @@ class Service:
         self._outcomes_send = out_send
         self.listener = Listener(database, settings, sink=sink)
         self.claimer = Claimer(database, settings, self.ledger, self.worker_id, jobs_send)
-        self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send)
+        self.app = app
+        self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send, loop=database.loop)
+        tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
         self.writer = Writer(database, settings, self.ledger, self.worker_id, out_receive)
         self.reaper = maintenance.Reaper(database, settings)
+        self.scheduler = Scheduler(
+            database,
+            queues=settings.queues,
+            kinds=app.handlers,
+            sweep_s=settings.fetch_interval_s,
+            declared=app.schedules.values(),
+        )
         self.watch = LoopWatch(threshold_s=min(1.0, settings.lease_s / 4))
         if workers:
             self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
             self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
+            self.listener.subscribe(LIMITS_CHANNEL, self.claimer.on_limits_notification)
+            self.listener.subscribe(SCHEDULES_CHANNEL, self.scheduler.on_schedules_changed)
             self.listener.on_gap(self.claimer.rows_appeared)
+            self.listener.on_gap(self.scheduler.on_schedules_changed)
 
     @property
     def health(self) -> Health:
@@ -148,7 +162,13 @@ class Service:
         self, stop: trio.Event, force: trio.Event, task_status: trio.TaskStatus[None]
     ) -> None:
         s = self.settings
+        await self.scheduler.declare()
         await store.register(self.db, self.registration)
+        # The limits the code declares: for the fields it names, the code wins at each start
+        # (README, "Queue limits"); the claimer reads the table after this.
+        for change in self.app.queues.values():
+            await store.set_queue_limits(self.db, change)
+            log.info("limits.declared", queue=change.name, fields=sorted(change.fields))
         log.info(
             "service.start",
             worker_id=self.worker_id,
@@ -198,6 +218,7 @@ class Service:
             housekeeping.start_soon(leases.serve_heartbeat, self.db, s, ledger, self.registration)
             housekeeping.start_soon(self.reaper.serve)
             housekeeping.start_soon(maintenance.serve_partitioner, self.db)
+            housekeeping.start_soon(self.scheduler.serve)
             housekeeping.start_soon(self.watch.serve)
             if s.retention_s:
                 housekeeping.start_soon(maintenance.serve_pruner, self.db, s.retention_s)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import trio
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.settings import Settings
@@ -86,11 +86,14 @@ class Writer:
 
     async def _write(self, batch: list[tuple[Outcome, Attempt]], force: trio.Event) -> None:
         failures = 0
+        # Outcomes of limited queues free slots: the same hop wakes whoever waits for one.
+        limited = self.ledger.limited
+        freed = sorted({a.task.queue for _, a in batch} & limited) if limited else []
         while batch:
             try:
                 # Shielded: an outcome in flight must land even while the process stops.
                 with trio.CancelScope(shield=True), trio.fail_after(self.settings.lease_s):
-                    written = await self._write_rows([o for o, _ in batch])
+                    written = await self._write_rows([o for o, _ in batch], freed=freed)
             except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
                 failures += 1
                 batch = self._give_up_expired(batch, exc, force)
@@ -132,17 +135,25 @@ class Writer:
         return kept
 
     async def _write_rows(
-        self, outcomes: Sequence[Outcome], *, substitute: bool = True
+        self, outcomes: Sequence[Outcome], *, substitute: bool = True, freed: Sequence[str] = ()
     ) -> dict[int, str]:
         try:
-            return await store.finish(self.db, owner=self.owner, outcomes=outcomes)
+            tracer = tracing.active
+            if tracer is None:
+                return await store.finish(
+                    self.db, owner=self.owner, outcomes=outcomes, freed_queues=freed
+                )
+            with tracer.write([(o.task_id, o.verdict.value) for o in outcomes]):
+                return await store.finish(
+                    self.db, owner=self.owner, outcomes=outcomes, freed_queues=freed
+                )
         except errors.QueryError as exc:
             # Bad data in one outcome must not block the others: write them one by one,
             # and store what PostgreSQL refused as that task's error instead.
             if len(outcomes) > 1:
                 written: dict[int, str] = {}
                 for one in outcomes:
-                    written |= await self._write_rows([one])
+                    written |= await self._write_rows([one], freed=freed)
                 return written
             if not substitute:
                 raise

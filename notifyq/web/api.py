@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import trio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
 from notifyq import errors, store
 from notifyq.client import Client
 from notifyq.web import models
+from notifyq.web.bodies import body, validate
 from notifyq.web.context import PROBE_STALE_S, Context, current
-from notifyq.web.live import Event
+from notifyq.web.live import RESYNC, Subscription
 from notifyq.web.metrics import CONTENT_TYPE
-from notifyq.web.replies import ApiError, json_response
+from notifyq.web.replies import ApiError, error_response, json_response
 from notifyq.web.views import build_stats, existing_id
 
 blueprint = Blueprint("api", __name__)
@@ -28,34 +28,8 @@ M = TypeVar("M", bound=BaseModel)
 
 HEALTH_DB_TIMEOUT_S = 2.0
 SSE_PING_S = 15.0
+STREAMS_RETRY_AFTER_S = 5
 LISTEN_WAIT_S = 2.0  # no LISTEN at all (NO_LISTEN, reconnecting): start anyway
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-async def _body(model: type[M]) -> M:
-    if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    raw = await request.get_data(as_text=False)  # over MAX_CONTENT_LENGTH: 413
-    try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
-    return _validate(model, data)
-
-
-def _validate(model: type[M], data: Any) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
-        raise ApiError(422, "validation_failed", summary, details=details) from None
 
 
 # --- tasks ---------------------------------------------------------------------------
@@ -63,7 +37,8 @@ def _validate(model: type[M], data: Any) -> M:
 
 @blueprint.post("/tasks")
 @document_request(models.NewTask)
-@document_response(models.TaskOut, 201)
+@document_response(models.CreatedTask, 201)
+@document_response(models.CreatedTask, 200)
 @document_response(models.ErrorOut, 400)
 @document_response(models.ErrorOut, 401)
 @document_response(models.ErrorOut, 413)
@@ -71,20 +46,26 @@ def _validate(model: type[M], data: Any) -> M:
 @document_response(models.ErrorOut, 422)
 @security_scheme([{"bearer": []}])
 async def create_task() -> Response:
-    """Add a task. 201 with the task and its Location."""
-    new = await _body(models.NewTask)
+    """Add a task: 201 with the task and its Location. With a unique_key that a live task
+    of the queue holds: 200 with that task and duplicate true."""
+    new = await body(models.NewTask)
+    c = current()
+    options: dict[str, Any] = {
+        "queue": new.queue,
+        "kind": new.kind,
+        "payload": {} if new.payload is None else new.payload,
+        "priority": new.priority,
+        "run_at": new.run_at,
+        "delay_s": new.delay or 0.0,
+        "max_attempts": new.max_attempts,
+        "timeout_s": new.timeout,
+        "concurrency_key": new.concurrency_key,
+    }
     try:
-        row = await store.enqueue(
-            current().database,
-            queue=new.queue,
-            kind=new.kind,
-            payload={} if new.payload is None else new.payload,
-            priority=new.priority,
-            run_at=new.run_at,
-            delay_s=new.delay or 0.0,
-            max_attempts=new.max_attempts,
-            timeout_s=new.timeout,
-        )
+        if new.unique_key is None:
+            found = store.Enqueued(await store.enqueue(c.database, **options), duplicate=False)
+        else:
+            found = await store.enqueue_unique(c.database, unique_key=new.unique_key, **options)
     except errors.QueryError as exc:
         # Data PostgreSQL refuses (a NUL in JSON text, a number out of range).
         if exc.sqlstate and exc.sqlstate[:2] in ("22", "23"):
@@ -93,7 +74,12 @@ async def create_task() -> Response:
                 422, "validation_failed", f"the database refused the task: {first_line}"
             ) from None
         raise
-    task = models.TaskOut.from_row(row)
+    task = models.CreatedTask.model_validate(
+        models.TaskOut.from_row(found.row).model_dump() | {"duplicate": found.duplicate}
+    )
+    if found.duplicate:
+        c.metrics.duplicates.inc()
+        return json_response(task, 200, {"Location": f"/tasks/{task.id}"})
     return json_response(task, 201, {"Location": f"/tasks/{task.id}"})
 
 
@@ -106,7 +92,7 @@ async def list_tasks() -> Response:
     repeated = sorted(k for k, values in request.args.lists() if len(values) > 1)
     if repeated:
         raise ApiError(422, "validation_failed", f"give each filter once: {', '.join(repeated)}")
-    query = _validate(models.TaskFilter, request.args.to_dict(flat=True))
+    query = validate(models.TaskFilter, request.args.to_dict(flat=True))
     rows = await store.list_tasks(
         current().database,
         status=query.status,
@@ -244,14 +230,28 @@ async def metrics() -> Response:
 
 
 @blueprint.get("/events")
+@document_response(models.ErrorOut, 503)
 async def events() -> Response:
     """Server-sent events, fed by this process's LISTEN connection: first `ready` (from then
     on no task end is missed), then `task` ({id, status, queue, kind}) when a task ends,
     `queued` ({queue}) when a queue got claimable rows while a worker waited,
-    `cancel_requested` ({id}); a `: ping` comment every 15 s."""
+    `cancel_requested` ({id}), `resync` (more happened than one message lists: read the
+    table); a `: ping` comment every 15 s. Events come in batches, one per ~150 ms; what a
+    notification claims is published only as the table confirms it. At most
+    HTTP_MAX_STREAMS streams at once: 503 `too_many_streams` beyond."""
     c = current()
+    limit = c.settings.http_max_streams
+    subscription = c.live.open(limit=limit)
+    if subscription is None:
+        return error_response(
+            503,
+            "too_many_streams",
+            f"{limit} /events streams are open, the most this process serves "
+            "(HTTP_MAX_STREAMS); try again later",
+            headers={"Retry-After": str(STREAMS_RETRY_AFTER_S)},
+        )
     response = Response(
-        _stream(c),
+        _stream(c, subscription),
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -259,8 +259,8 @@ async def events() -> Response:
     return response
 
 
-async def _stream(c: Context) -> AsyncIterator[bytes]:
-    with c.live.subscribe() as receive:
+async def _stream(c: Context, subscription: Subscription) -> AsyncIterator[bytes]:
+    with subscription:
         # The first line says "subscribed": only once the LISTEN for task ends is in
         # effect (within a round trip), so a client that acts on it misses nothing.
         with trio.move_on_after(LISTEN_WAIT_S):
@@ -269,15 +269,15 @@ async def _stream(c: Context) -> AsyncIterator[bytes]:
         # Open until the HTTP side closes (after the workers have stopped): close_all()
         # then ends every stream at once.
         while True:
-            event: Event | None = None
+            message: bytes | None = None
             ended = False
             with trio.move_on_after(SSE_PING_S):
                 try:
-                    event = await receive.receive()
-                except trio.EndOfChannel:
+                    message = await subscription.receive.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
                     ended = True
             if ended:
                 if not c.stopping.is_set():
-                    yield b"event: resync\ndata: {}\n\n"  # fell behind: start afresh
+                    yield RESYNC  # fell behind: start afresh
                 return
-            yield event.encode() if event is not None else b": ping\n\n"
+            yield message if message is not None else b": ping\n\n"

@@ -100,6 +100,11 @@ class Context:
     # This process's worker counters (empty for a web-only process).
     worker_stats: Callable[[], dict[str, int]] = dict
     in_flight: Callable[[], int] = lambda: 0
+    # Kinds this process has handlers for (POST /schedules checks them); empty: unchecked.
+    kinds: frozenset[str] = frozenset()
+    # This process's scheduler: ticks fired, missed, and fired onto a live task.
+    schedule_ticks: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
+    handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
     started: float = field(default_factory=time.monotonic)
     _counts: _Cached = field(default_factory=_Cached)
     _latency: _Cached = field(default_factory=_Cached)
@@ -114,9 +119,11 @@ class Context:
     def __post_init__(self) -> None:
         snap = self.metrics.snapshot
         snap.in_flight = lambda: self.in_flight()
+        snap.handler_threads = lambda: self.handler_threads()
         snap.listener_connected = lambda: self.health.listener_connected
         snap.subscribers = lambda: self.live.subscribers
         snap.reconnects = lambda: self.health.reconnects
+        snap.schedule_ticks = lambda: self.schedule_ticks()
         # A notification means the counts changed: the next reader (the page refreshing
         # because of that very event) must not get the older numbers.
         self.live.on_change = lambda: self._counts.changed(COUNTS_MIN_AGE_S)
@@ -180,11 +187,16 @@ class Context:
         return value
 
     def observe_workers(
-        self, stats: Callable[[], dict[str, int]], in_flight: Callable[[], int]
+        self,
+        stats: Callable[[], dict[str, int]],
+        in_flight: Callable[[], int],
+        handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
-        """Report this process's workers (``/stats`` since_start, the in-flight gauge)."""
+        """Report this process's workers (``/stats`` since_start, the in-flight gauge, the
+        sync handlers' threads)."""
         self.worker_stats = stats
         self.in_flight = in_flight
+        self.handler_threads = handler_threads
 
     def probe_age_s(self) -> float | None:
         if self.health.last_probe_ok < 0:

@@ -58,6 +58,11 @@ class _Snapshot(Collector):
         self.listener_connected: Callable[[], bool] = lambda: False
         self.subscribers: Callable[[], int] = lambda: 0
         self.reconnects: Callable[[], int] = lambda: 0
+        # This process's scheduler: (ticks fired, ticks missed, ticks whose task was live).
+        self.schedule_ticks: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
+        self.http_duplicates: Callable[[], int] = lambda: 0
+        # (running, abandoned) threads of sync handlers.
+        self.handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
@@ -73,6 +78,18 @@ class _Snapshot(Collector):
             "Tasks this process has claimed and not yet recorded",
             value=self.in_flight(),
         )
+        running, abandoned = self.handler_threads()
+        yield GaugeMetricFamily(
+            "notifyq_handler_threads",
+            "Threads running sync (def) handlers now, abandoned ones included",
+            value=running,
+        )
+        yield GaugeMetricFamily(
+            "notifyq_abandoned_threads",
+            "Threads of sync handlers still running after their attempt was given up "
+            "(cancel, time limit, shutdown); each holds a worker thread slot until it returns",
+            value=abandoned,
+        )
         yield GaugeMetricFamily(
             "notifyq_listener_connected",
             "1 while the LISTEN connection is up",
@@ -86,6 +103,32 @@ class _Snapshot(Collector):
             "Times the LISTEN connection was re-established since start",
             value=self.reconnects(),
         )
+        fired, missed, live = self.schedule_ticks()
+        yield CounterMetricFamily(
+            "notifyq_schedule_ticks_fired",
+            "Schedule ticks this process enqueued (each tick is fired by one process)",
+            value=fired,
+        )
+        yield CounterMetricFamily(
+            "notifyq_schedule_ticks_missed",
+            "Due schedule ticks skipped by the catch-up policy after downtime (counted by the "
+            "process that fired the catch-up run)",
+            value=missed,
+        )
+        yield CounterMetricFamily(
+            "notifyq_duplicates_skipped",
+            "Tasks not added because a live task of the queue held the unique key: POST "
+            "/tasks duplicates and schedule ticks whose task was still live",
+            value=self.http_duplicates() + live,
+        )
+
+
+class _Count:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self) -> None:
+        self.value += 1
 
 
 class Metrics:
@@ -113,6 +156,8 @@ class Metrics:
         )
         self.snapshot = _Snapshot()
         self.registry.register(self.snapshot)
+        self.duplicates = _Count()  # POST /tasks answered with the live task
+        self.snapshot.http_duplicates = lambda: self.duplicates.value
         # labels() validates and locks on every call; the hot path keeps the children.
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 

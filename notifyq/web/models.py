@@ -4,11 +4,41 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
+
+from notifyq import priorities
+from notifyq.store import PREVIEW_CHARS
 
 Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
+# The names of notifyq.priorities.NAMED (a test keeps the two the same).
+PriorityName = Literal["low", "normal", "high", "urgent"]
+# One validator (one error, on the field itself); the document shows both forms.
+Priority = Annotated[
+    int,
+    PlainValidator(priorities.parse),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "integer",
+                    "minimum": priorities.INT32_MIN,
+                    "maximum": priorities.INT32_MAX,
+                },
+                {"type": "string", "enum": list(get_args(PriorityName))},
+            ]
+        }
+    ),
+]
 INT32_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 # Far enough for any schedule, near enough that PostgreSQL's interval arithmetic holds.
@@ -64,7 +94,19 @@ def _finite(value: float) -> float:
 class NewTask(BaseModel):
     """A task to add. ``run_at`` and ``delay`` are exclusive; neither means now."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # The document says what _one_schedule checks: not both run_at and delay non-null.
+        json_schema_extra={
+            "not": {
+                "required": ["run_at", "delay"],
+                "properties": {
+                    "run_at": {"not": {"type": "null"}},
+                    "delay": {"not": {"type": "null"}},
+                },
+            }
+        },
+    )
 
     kind: Name = Field(description="Which handler runs it")
     payload: Annotated[Any, AfterValidator(_shallow)] = Field(
@@ -72,16 +114,28 @@ class NewTask(BaseModel):
         description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}",
     )
     queue: Name = "default"
-    priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX, description="Higher runs first")
+    priority: Priority = Field(0, description=f"Higher runs first: {priorities.HELP}")
     run_at: datetime | None = Field(
         None, description="Run no sooner than this (ISO 8601 with a time zone)"
     )
-    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_S), AfterValidator(_finite)] | None = Field(
-        None, description="Seconds from now to run no sooner than"
-    )
+    delay: (
+        Annotated[float, Field(ge=0, le=MAX_DELAY_S, strict=True), AfterValidator(_finite)] | None
+    ) = Field(None, description="Seconds from now to run no sooner than")
     max_attempts: int = Field(3, ge=1, le=1000)
-    timeout: Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S), AfterValidator(_finite)] | None = (
-        Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
+    timeout: (
+        Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S, strict=True), AfterValidator(_finite)]
+        | None
+    ) = Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
+    concurrency_key: ConcurrencyKey | None = Field(
+        None, description="What the queue's per-key limit counts by (a customer id, say)"
+    )
+
+    unique_key: (
+        Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_storable_text)] | None
+    ) = Field(
+        None,
+        description="While a live (pending or in_progress) task of the queue has this key, "
+        "nothing is added: the answer is that task (200, duplicate true)",
     )
 
     @model_validator(mode="after")
@@ -91,6 +145,13 @@ class NewTask(BaseModel):
         if self.run_at is not None and self.run_at.utcoffset() is None:
             raise ValueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
         return self
+
+
+ConcurrencyKey = Annotated[
+    str,
+    Field(min_length=1, max_length=256, json_schema_extra={"pattern": r"^[^\x00\ud800-\udfff]+$"}),
+    AfterValidator(_storable_text),
+]
 
 
 class TaskFilter(BaseModel):
@@ -111,7 +172,14 @@ class TaskOut(BaseModel):
     id: int
     queue: str
     kind: str
-    payload: Any
+    payload: Any = Field(
+        description="The task's JSON value; in lists, when its JSON text is longer than "
+        f"{PREVIEW_CHARS} characters, the first {PREVIEW_CHARS} characters of that text instead "
+        "(see payload_truncated; GET /tasks/{id} has it whole)"
+    )
+    payload_truncated: bool = Field(
+        False, description="True when payload is a cut preview of the JSON text, in a list"
+    )
     priority: int
     status: Status
     attempts: int
@@ -121,19 +189,38 @@ class TaskOut(BaseModel):
     locked_by: str | None
     locked_until: datetime | None
     cancel_requested_at: datetime | None
-    result: Any
+    result: Any = Field(description="The handler's return value; in lists cut like payload")
+    result_truncated: bool = Field(
+        False, description="True when result is a cut preview of the JSON text, in a list"
+    )
     error: str | None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    concurrency_key: str | None = None
+    unique_key: str | None = None
+    schedule_name: str | None = Field(None, description="The schedule whose tick added it")
+    schedule_tick: datetime | None = Field(None, description="That tick")
 
     @classmethod
     def from_row(cls, row: Any) -> TaskOut:
         data = dict(row)
+        # A list row cut in SQL: its preview stands for the value, flagged as cut.
+        for name in ("payload", "result"):
+            preview = data.pop(f"{name}_preview", None)
+            if preview is not None:
+                data[name] = preview
+                data[f"{name}_truncated"] = True
         timeout = data.get("timeout")
         data["timeout"] = timeout.total_seconds() if isinstance(timeout, timedelta) else None
         return cls.model_validate(data)
+
+
+class CreatedTask(TaskOut):
+    duplicate: bool = Field(
+        description="true: not added, this is the live task that holds the unique_key"
+    )
 
 
 class TaskPage(BaseModel):
@@ -149,6 +236,9 @@ class EventOut(BaseModel):
     worker: str | None
     error: str | None
     at: datetime
+    detail: str | None = Field(
+        None, description="On 'queued': the schedule and tick that added the task, if one did"
+    )
 
 
 class History(BaseModel):

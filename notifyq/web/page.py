@@ -19,12 +19,13 @@ from notifyq.client import Client
 from notifyq.version import __version__
 from notifyq.web import models, replies
 from notifyq.web.context import Context, current
-from notifyq.web.views import build_stats, existing_id
+from notifyq.web.views import build_stats, existing_id, schedule_out
 
 blueprint = Blueprint("page", __name__)
 
 RUNNING_SHOWN = 20
 FAILURES_SHOWN = 10
+SCHEDULES_SHOWN = 50
 
 
 async def summary(c: Context) -> dict[str, Any]:
@@ -33,12 +34,28 @@ async def summary(c: Context) -> dict[str, Any]:
     running = await store.running_tasks(c.database, RUNNING_SHOWN)
     failures = await store.recent_failures(c.database, FAILURES_SHOWN)
     workers = await store.workers(c.database)
+    queues = await store.list_queues(c.database)
+    table = await store.list_schedules(c.database)
     return {
         "stats": stats,
+        "queue_limits": {q.name: limits_text(q) for q in queues if q.updated_at is not None},
+        "schedules": [schedule_out(r) for r in table.rows[:SCHEDULES_SHOWN]],
         "running": [models.TaskOut.from_row(r) for r in running],
         "failures": [models.TaskOut.from_row(r) for r in failures],
         "workers": [models.WorkerOut.model_validate(dict(r)) for r in workers],
     }
+
+
+def limits_text(q: store.QueueInfo) -> str:
+    """A queue's limits in a few words, as the page shows them."""
+    parts = ["paused"] if q.paused else []
+    if q.concurrency is not None:
+        parts.append(f"≤ {q.concurrency} at once")
+    if q.rate is not None:
+        parts.append(str(q.rate))
+    if q.per_key_concurrency is not None:
+        parts.append(f"≤ {q.per_key_concurrency} per key")
+    return ", ".join(parts) or "none"
 
 
 @blueprint.get("/")
@@ -51,7 +68,7 @@ async def status_page() -> Response:
         now=data["stats"].now,
         initial=_script_json(data),
         version=__version__,
-        limits={"running": RUNNING_SHOWN, "failures": FAILURES_SHOWN},
+        limits={"running": RUNNING_SHOWN, "failures": FAILURES_SHOWN, "schedules": SCHEDULES_SHOWN},
     )
     return Response(html, content_type="text/html; charset=utf-8")
 

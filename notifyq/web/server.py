@@ -68,6 +68,7 @@ async def serve_http(
 
         helpers.start_soon(stopping)
         helpers.start_soon(_serve_sampler, ctx)
+        helpers.start_soon(ctx.live.run, ctx.database)  # /events: one message per window
         async with trio.open_nursery() as server:
             try:
                 urls = await server.start(

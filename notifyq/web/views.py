@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from notifyq import errors, store
-from notifyq.web import models
+from notifyq.web import fleet_models, models
 from notifyq.web.context import Context
 
 
@@ -49,4 +49,22 @@ async def build_stats(c: Context) -> models.Stats:
         throughput_per_s=await c.throughput_per_s(),
         pickup_latency=models.Latency(**latency),
         last_hour=points,
+    )
+
+
+def schedule_out(row: store.ScheduleRow) -> fleet_models.ScheduleOut:
+    return fleet_models.ScheduleOut(
+        name=row.name,
+        cron=row.cron,
+        every_s=row.every_s,
+        tz=row.tz,
+        kind=row.kind,
+        payload=row.payload,
+        queue=row.queue,
+        priority=row.priority,
+        catch_up=row.catch_up,
+        catch_up_limit=row.catch_up_limit,
+        paused=row.paused,
+        last_run_at=row.last_run_at,
+        next_run_at=row.next_run_at,
     )

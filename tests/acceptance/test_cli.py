@@ -199,6 +199,24 @@ def test_enqueue_zero_timeout_is_a_usage_error(database_url: str, tmp_path: Path
     assert scalar(database_url, "SELECT count(*) FROM notifyq.tasks") == "0"
 
 
+def test_enqueue_takes_named_priorities(database_url: str, tmp_path: Path) -> None:
+    urgent, bad = nq_all(
+        database_url,
+        tmp_path,
+        ["enqueue", "noop", "--priority", "urgent"],
+        ["enqueue", "noop", "--priority", "highest"],
+    )
+    assert urgent.code == 0, urgent
+    assert (
+        scalar(database_url, f"SELECT priority FROM notifyq.tasks WHERE id = {urgent.out}") == "20"
+    )
+    assert bad.code == 2, bad
+    assert (
+        "Error: Invalid value for '--priority': expected an integer (higher runs first) "
+        "or one of low (-10), normal (0), high (10), urgent (20)"
+    ) in bad.err, bad
+
+
 # --- status and history --------------------------------------------------------------------
 
 
@@ -396,6 +414,22 @@ def test_dsn_prints_database_url_unchanged(tmp_path: Path) -> None:
     )
     assert (from_env.code, from_env.out, from_env.err) == (0, url + "\n", ""), from_env
     assert (from_flag.code, from_flag.out) == (0, "postgres://other@h/db\n"), from_flag
+
+
+def test_malformed_database_url_exits_2_with_one_line(tmp_path: Path) -> None:
+    # Before: asyncpg's ValueError while parsing the port, an 86-line traceback.
+    bad_port, bad_host = nq_all(
+        NOWHERE,
+        tmp_path,
+        ["--database-url", "postgresql://u@127.0.0.1:notaport/db", "status"],
+        ["--database-url", "postgresql://u@[::1/db", "serve"],
+    )
+    expected = (
+        "notifyq: invalid DATABASE_URL: expected a postgresql:// URL "
+        "(unset: the embedded PostgreSQL)\n"
+    )
+    assert (bad_port.code, bad_port.err) == (2, expected), bad_port
+    assert (bad_host.code, bad_host.err) == (2, expected), bad_host
 
 
 def _all_commands() -> list[list[str]]:

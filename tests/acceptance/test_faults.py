@@ -289,3 +289,32 @@ def test_sigterm_during_a_database_outage(
     other.signal(signal.SIGINT)
     other.signal(signal.SIGINT)
     assert other.wait(timeout=20) == 0
+
+
+def test_every_stderr_line_is_json_while_the_database_is_down(
+    private_server: pg.EmbeddedServer, notifyq: Start
+) -> None:
+    # asyncpg's own reports (its pool's "Failed to restore the pool connection floor"
+    # warning, with a traceback) used to come out as plain text in the middle of the JSON log.
+    url = private_server.url
+    serve = notifyq(url, "serve", "--no-http")
+    serve.wait_for("listener.connected")
+    private_server.stop()
+    until(lambda: "restore the pool connection" in serve.stderr(), timeout=30)
+    private_server.start()
+    scalar(url, "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '0.01')")
+    until(lambda: status_counts(url) == {"done": 1}, timeout=60)
+    serve.signal(signal.SIGTERM)
+    assert serve.wait(timeout=20) == 0
+    lines = serve.stderr().splitlines()
+    assert [line for line in lines if not _is_json_object(line)] == []
+    [warning] = [json.loads(line) for line in lines if "restore the pool connection" in line][:1]
+    assert warning["logger"] == "asyncpg.pool" and warning["level"] == "warning"
+    assert "Traceback" in warning["exception"]
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False

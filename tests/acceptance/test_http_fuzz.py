@@ -19,6 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests import pg
 from tests.acceptance.proc import Notifyq
@@ -90,4 +91,9 @@ def call_and_check(case: Any) -> None:
         assert response.headers["content-type"] == ["application/json"], response.text
         error = json.loads(response.text)["error"]
         assert isinstance(error["code"], str) and isinstance(error["message"], str)
-    case.validate_response(response)
+    # POST /schedules checks more than its schema can say (a cron expression that parses, an
+    # interval of whole seconds, a known time zone and kind): schema-valid bodies get 422.
+    semantic = case.method == "POST" and case.path == "/schedules"
+    case.validate_response(
+        response, excluded_checks=[positive_data_acceptance] if semantic else None
+    )

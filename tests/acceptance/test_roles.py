@@ -72,14 +72,17 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
         f"GRANT USAGE ON SCHEMA notifyq TO {roles.producer};",
-        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout) "
-        f"ON notifyq.tasks TO {roles.producer};",
+        # Every column a producer may set (migration 0009), never a state or a lease.
+        "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, meta, "
+        f"unique_key, concurrency_key) ON notifyq.tasks TO {roles.producer};",
+        f"GRANT SELECT (id) ON notifyq.tasks TO {roles.producer};",
+        f"GRANT INSERT (unique_key) ON notifyq.tasks TO {roles.producer};",
     ]
     # The dry run changed nothing.
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.splitlines()) == 6
+    assert len(done.stdout.splitlines()) == 9
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
@@ -118,9 +121,27 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
     )
     assert pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.waiters") == "0"
     refused(producer, "SELECT * FROM notifyq.waiters")
+    # Unique tasks: a producer skips a duplicate with a plain ON CONFLICT DO NOTHING. Naming
+    # the index's columns would need SELECT on them, which a producer does not get.
+    for _ in range(2):
+        pg.psql(
+            producer,
+            "INSERT INTO notifyq.tasks (kind, unique_key) VALUES ('noop', 'once') "
+            "ON CONFLICT DO NOTHING",
+        )
+    refused(
+        producer,
+        "INSERT INTO notifyq.tasks (kind, unique_key) VALUES ('noop', 'once') "
+        "ON CONFLICT (queue, unique_key) WHERE status IN ('pending', 'in_progress') "
+        "AND unique_key IS NOT NULL DO NOTHING",
+    )
+    assert (
+        pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.tasks WHERE unique_key = 'once'")
+        == "1"
+    )
     # Nothing else: no reading, changing or deleting rows, its own or others'.
     refused(producer, "SELECT payload FROM notifyq.tasks")
-    refused(producer, f"SELECT count(*) FROM notifyq.tasks WHERE id = {theirs}")
+    refused(producer, f"SELECT status FROM notifyq.tasks WHERE id = {theirs}")
     refused(producer, f"UPDATE notifyq.tasks SET payload = '\"x\"' WHERE id = {theirs}")
     refused(producer, f"DELETE FROM notifyq.tasks WHERE id = {theirs}")
     refused(producer, "SELECT * FROM notifyq.task_events")
@@ -133,8 +154,11 @@ def test_producer_can_only_insert_and_listen(roles: Roles) -> None:
         "INSERT INTO notifyq.tasks (kind, locked_by, locked_until, status) "
         "VALUES ('noop', 'me', now(), 'in_progress')",
     )
-    # RETURNING reads the row back, which needs SELECT.
-    refused(producer, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
+    # RETURNING reads the row back: the id only (notifyq.enqueue returns it, migration 8).
+    refused(producer, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING payload")
+    assert pg.psql(
+        producer, "INSERT INTO notifyq.tasks (kind, meta) VALUES ('noop', '{}') RETURNING id"
+    ).isdigit()
     refused(producer, f"SELECT notifyq.cancel({theirs})")
     assert (
         pg.psql(roles.owner_url, f"SELECT payload FROM notifyq.tasks WHERE id = {theirs}")

@@ -58,6 +58,20 @@ def test_sigterm_after_shutdown_timeout_releases_running_tasks(
     assert "shutdown.cancelling" in serve.names()
 
 
+def test_sighup_shuts_down_like_sigterm(database_url: str, notifyq: Start) -> None:
+    # Closing the terminal of `make run`, or an SSH session dropping, sends SIGHUP.
+    serve = notifyq(database_url, "serve", "--shutdown-timeout", "0.5")
+    serve.wait_for("service.start")
+    scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '30')")
+    until(lambda: counts(database_url).get("in_progress") == 1)
+    serve.signal(signal.SIGHUP)
+    assert serve.wait(timeout=15) == 0
+    assert counts(database_url) == {"pending": 1}
+    assert scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "0"
+    assert serve.wait_for("shutdown.signal")["signal"] == "SIGHUP"
+    assert "service.stopped" in serve.names()
+
+
 def test_second_signal_skips_the_grace_period(database_url: str, notifyq: Start) -> None:
     serve = notifyq(database_url, "serve")  # SHUTDOWN_TIMEOUT defaults to 30 s
     serve.wait_for("service.start")

@@ -97,6 +97,13 @@ def test_drain_table(server_url: str, tmp_path: Path) -> None:
     assert "drain: 50 noop tasks enqueued" in result.stderr  # progress goes to stderr
 
 
+def test_drain_with_and_without_unique_keys_in_one_run(server_url: str, tmp_path: Path) -> None:
+    data = bench_json(server_url, tmp_path, "drain", "--tasks", "200", "--unique")
+    assert (data["unique_keys"]["unique_keys"], data["unique_keys"]["done"]) == (True, 200)
+    assert is_number(data["tasks_per_s"]) and is_number(data["unique_keys"]["tasks_per_s"])
+    assert scratch_databases(server_url) == []
+
+
 def test_bad_setting_exits_2_without_touching_the_server(tmp_path: Path) -> None:
     result = run_bench("postgresql://nobody@127.0.0.1:1/none", tmp_path, "drain", "-w", "0")
     assert result.returncode == 2
@@ -112,11 +119,29 @@ def test_percentile_is_nearest_rank(p: float, expected: float) -> None:
 
 def test_insert_json(server_url: str, tmp_path: Path) -> None:
     data = bench_json(
-        server_url, tmp_path, "insert", "--clients", "4", "--seconds", "0.5", "--workers", "2"
+        server_url,
+        tmp_path,
+        "insert",
+        "--clients",
+        "4",
+        "--seconds",
+        "0.5",
+        "--workers",
+        "2",
+        "--unique",
     )
     assert data["benchmark"] == "insert"
     assert data["clients"] == 4
-    for key in ("plain_per_s", "idle_per_s", "busy_per_s", "idle_ratio", "busy_ratio"):
+    for key in (
+        "plain_per_s",
+        "idle_per_s",
+        "busy_per_s",
+        "idle_ratio",
+        "busy_ratio",
+        "busy_unique_per_s",
+        "busy_duplicate_per_s",
+        "busy_unique_ratio",
+    ):
         assert is_number(data[key]) and data[key] > 0, (key, data)
     assert len(data["plain_runs_per_s"]) == 2
     assert data["idle_ratio"] == round(data["idle_per_s"] / data["plain_per_s"], 3)
@@ -160,6 +185,16 @@ def test_drain_with_serve_processes(server_url: str, tmp_path: Path) -> None:
     )
     assert (data["processes"], data["tasks"], data["done"]) == (2, 400, 400)
     assert is_number(data["tasks_per_s"]) and data["tasks_per_s"] > 0
+    assert scratch_databases(server_url) == []
+
+
+def test_events_drains_with_open_streams(server_url: str, tmp_path: Path) -> None:
+    data = bench_json(server_url, tmp_path, "events", "--subscribers", "0,3", "--tasks", "200")
+    assert [(r["version"], r["subscribers"], r["open"]) for r in data["runs"]] == [
+        ("this", 0, 0),
+        ("this", 3, 3),
+    ]
+    assert all(is_number(r["tasks_per_s"]) and r["tasks_per_s"] > 0 for r in data["runs"])
     assert scratch_databases(server_url) == []
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 
-from notifyq import db
+from notifyq import db, priorities
 from notifyq.engine import Health
 from notifyq.settings import load
 from notifyq.web import Context as WebContext
@@ -87,6 +87,22 @@ async def test_create_returns_the_task_and_its_location(web: Web, database: db.D
     assert (await task_row(database, task["id"]))["result"] == "olleh"
 
 
+async def test_create_takes_named_priorities(idle_web: Web, database: db.Database) -> None:
+    client = idle_web.test_client()
+    for name, number in priorities.NAMED.items():
+        task = await (await post(client, "/tasks", {"kind": "noop", "priority": name})).get_json()
+        assert task["priority"] == number
+        assert (await task_row(database, task["id"]))["priority"] == number
+    schema = await (await client.get("/openapi.json")).get_json()
+    body = schema["paths"]["/tasks"]["post"]["requestBody"]["content"]["application/json"]
+    new_task = body["schema"]
+    if "$ref" in new_task:
+        new_task = schema["components"]["schemas"][new_task["$ref"].rsplit("/", 1)[1]]
+    priority = new_task["properties"]["priority"]
+    assert {"type": "string", "enum": list(priorities.NAMED)} in priority["anyOf"]
+    assert any(s.get("type") == "integer" for s in priority["anyOf"])
+
+
 async def test_create_schedules_with_delay_or_run_at(idle_web: Web) -> None:
     client = idle_web.test_client()
     before = datetime.now(UTC)
@@ -111,7 +127,7 @@ async def test_create_schedules_with_delay_or_run_at(idle_web: Web) -> None:
         ({"kind": "a\u0000b"}, "kind"),
         ({"kind": "noop", "queue": ""}, "queue"),
         ({"kind": "noop", "priority": 2**31}, "priority"),
-        ({"kind": "noop", "priority": "high"}, "priority"),
+        ({"kind": "noop", "priority": "highest"}, "priority"),
         ({"kind": "noop", "max_attempts": 0}, "max_attempts"),
         ({"kind": "noop", "max_attempts": 1001}, "max_attempts"),
         ({"kind": "noop", "timeout": 0}, "timeout"),
@@ -568,9 +584,16 @@ async def test_openapi_documents_every_endpoint(idle_web: Web) -> None:
         ("GET", "/health"),
         ("GET", "/metrics"),
         ("GET", "/events"),
+        ("GET", "/queues"),
+        ("POST", "/queues/{name}"),
+        ("GET", "/schedules"),
+        ("POST", "/schedules"),
+        ("POST", "/schedules/{name}/pause"),
+        ("POST", "/schedules/{name}/resume"),
+        ("DELETE", "/schedules/{name}"),
     }
     create = spec["paths"]["/tasks"]["post"]
     assert create["security"] == [{"bearer": []}]
-    assert {"201", "400", "401", "413", "415", "422"} <= set(create["responses"])
+    assert {"200", "201", "400", "401", "413", "415", "422"} <= set(create["responses"])
     docs = await idle_web.test_client().get("/docs")
     assert docs.status_code == 200 and "/static/docs.js" in await docs.get_data(as_text=True)

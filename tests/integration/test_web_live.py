@@ -8,7 +8,6 @@ from contextlib import aclosing
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from notifyq import db
@@ -46,6 +45,9 @@ async def test_events_stream_says_when_a_task_ends(database: db.Database) -> Non
             first = await anext(lines)
         assert first == "retry: 2000"
         assert web.ctx.live.listening == {"notifyq_done"}
+        # The 'queued' notification is sent only while a process waits for the queue
+        # (notifyq.waiters): insert once the service has gone idle, or it may not be sent.
+        await eventually(lambda: database.fetchval("SELECT count(*) FROM notifyq.waiters"))
         # Inserted by plain SQL: the event comes from the service's own LISTEN.
         task_id = await database.fetchval(
             "INSERT INTO notifyq.tasks (kind, payload) VALUES ('reverse', '\"abc\"') RETURNING id"
@@ -181,22 +183,3 @@ def test_the_feed_wants_task_ends_only_while_watched() -> None:
         with feed.subscribe():
             assert feed.wanted_channels() == ("notifyq_done",)
     assert feed.wanted_channels() == ()
-
-
-def test_a_bad_notification_is_dropped_and_a_slow_subscriber_is_cut_off() -> None:
-    feed = LiveFeed()
-    with feed.subscribe(buffer=2) as receive:
-        feed.on_notification("notifyq_done", "not json")
-        feed.on_notification("notifyq_done", '{"id": 1}')
-        assert feed.bad_payloads == 2
-        feed.on_notification("notifyq_cancel", "42")
-        assert receive.receive_nowait().data == {"id": 42}
-        for i in range(3):
-            feed.on_notification(
-                "notifyq_done", json.dumps({"id": i, "status": "done", "queue": "q", "kind": "k"})
-            )
-        assert feed.subscribers == 0  # fell behind: its stream ends, the browser reconnects
-        got = [receive.receive_nowait().data["id"] for _ in range(2)]
-        assert got == [0, 1]
-        with pytest.raises(trio.EndOfChannel):
-            receive.receive_nowait()

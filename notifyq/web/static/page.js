@@ -61,7 +61,7 @@ async function getJSON(url) {
 
 // --- the status page -------------------------------------------------------------
 
-function renderStats(stats) {
+function renderStats(stats, queueLimits) {
   serverSkewMs = Date.parse(stats.now) - Date.now();
   for (const status of STATUSES) {
     const node = document.querySelector('[data-count="' + status + '"]');
@@ -70,10 +70,14 @@ function renderStats(stats) {
   document.getElementById("throughput").textContent = stats.throughput_per_s.toFixed(2);
   document.getElementById("p50").textContent = ms(stats.pickup_latency.p50_ms);
   document.getElementById("p95").textContent = ms(stats.pickup_latency.p95_ms);
-  const queues = Object.entries(stats.counts_by_queue).map(([queue, by]) =>
-    row([queue, by.pending || 0, by.in_progress || 0, by.done || 0, by.error || 0, by.cancelled || 0])
-  );
-  fillTable("queues", queues, "no tasks yet", 6);
+  const limits = queueLimits || {};
+  const names = [...new Set([...Object.keys(stats.counts_by_queue), ...Object.keys(limits)])].sort();
+  const queues = names.map((queue) => {
+    const by = stats.counts_by_queue[queue] || {};
+    return row([queue, by.pending || 0, by.in_progress || 0, by.done || 0, by.error || 0,
+                by.cancelled || 0, limits[queue] || ""]);
+  });
+  fillTable("queues", queues, "no tasks yet", 7);
   drawChart(stats.last_hour);
 }
 
@@ -139,6 +143,20 @@ function renderWorkers(workers) {
   );
 }
 
+function utcTime(iso) {
+  return iso ? new Date(iso).toISOString().slice(0, 19).replace("T", " ") + "Z" : "–";
+}
+
+function renderSchedules(schedules) {
+  fillTable(
+    "schedules",
+    schedules.map((s) => row([s.name + (s.paused ? " (paused)" : ""),
+      s.cron ? "cron " + s.cron + " (" + s.tz + ")" : "every " + s.every_s + " s",
+      s.kind, s.queue, utcTime(s.last_run_at), s.paused ? "–" : utcTime(s.next_run_at)])),
+    "no schedules", 6
+  );
+}
+
 function renderFailures(tasks) {
   fillTable(
     "failures",
@@ -153,10 +171,11 @@ function renderFailures(tasks) {
 
 async function refreshStatus() {
   const data = await getJSON("/ui/summary");
-  renderStats(data.stats);
+  renderStats(data.stats, data.queue_limits);
   renderRunning(data.running);
   renderFailures(data.failures);
   renderWorkers(data.workers);
+  renderSchedules(data.schedules);
 }
 
 function logEvent(name, data) {
@@ -197,7 +216,7 @@ async function refreshTask(id) {
   document.getElementById("task-result").textContent = JSON.stringify(task.result, null, 2);
   fillTable(
     "history",
-    history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker, e.error])),
+    history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker, e.error || e.detail])),
     "no events", 5
   );
 }
@@ -254,7 +273,7 @@ function connect() {
 }
 
 if (onStatusPage) {
-  renderStats(initial.stats);
+  renderStats(initial.stats, initial.queue_limits);
   renderRunning(initial.running);
   renderWorkers(initial.workers);
   // Running ages and worker heartbeats move without events: redraw those every few seconds.

@@ -1,0 +1,117 @@
+"""The JSON shapes of the fleet's configuration: queue limits and periodic schedules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from notifyq import limits
+from notifyq.web.models import INT32_MAX, Name, _shallow, _storable_text
+
+Limit = Annotated[int, Field(ge=1, le=1_000_000)]
+RATE_PATTERN = r"^[1-9][0-9]{0,5}/([1-9][0-9]{0,2})?(ms|s|m|h|d)$"
+
+
+def _rate_text(value: str) -> str:
+    try:
+        return str(limits.parse_rate(value))
+    except limits.LimitError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class QueueOut(BaseModel):
+    """A queue's limits (null: none of that kind) and its live task counts."""
+
+    name: str
+    concurrency: int | None
+    rate: str | None = Field(description="COUNT/PERIOD, e.g. 100/s, 10/m, 5/10s")
+    per_key_concurrency: int | None
+    paused: bool
+    pending: int
+    in_progress: int
+
+
+class QueueName(BaseModel):
+    """The ``{name}`` of ``/queues/{name}``: the rule of a task's queue."""
+
+    name: Name
+
+
+class Queues(BaseModel):
+    queues: list[QueueOut]
+
+
+class QueueChange(BaseModel):
+    """Limits to set. A field left out keeps its value; null removes that limit; ``clear``
+    removes every limit first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: Limit | None = Field(None, description="At most N tasks in_progress at once")
+    rate: (
+        Annotated[
+            str,
+            # Every text the pattern allows is accepted (parse_rate also takes spaces).
+            Field(max_length=64, json_schema_extra={"pattern": RATE_PATTERN}),
+            AfterValidator(_rate_text),
+        ]
+        | None
+    ) = Field(None, description="At most COUNT claims per PERIOD: 100/s, 10/m, 1000/h, 5/10s")
+    per_key_concurrency: Limit | None = Field(
+        None, description="At most N in_progress tasks per concurrency_key"
+    )
+    paused: bool = Field(
+        False, description="true: claim nothing; false: claim again (left out: unchanged)"
+    )
+    clear: bool = False
+
+
+class NewSchedule(BaseModel):
+    """A periodic schedule: a task of ``kind`` at every tick of ``cron`` or ``every``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    cron: (
+        Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_storable_text)] | None
+    ) = Field(None, description="Cron expression: 5 fields, or 6 with seconds first, or @daily ...")
+    every: (
+        Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable_text)] | None
+    ) = Field(None, description="Interval: a whole number of seconds (30, 30s, 5m, 1h, 1d)")
+    kind: Name
+    payload: Annotated[Any, AfterValidator(_shallow)] = None
+    queue: Name = "default"
+    priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX)
+    tz: Name = Field("UTC", description="IANA time zone of cron")
+    catch_up: Literal["coalesce", "all"] = Field(
+        "coalesce", description="After downtime: one run for the missed ticks, or each of them"
+    )
+    catch_up_limit: int = Field(100, ge=1, le=10_000)
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    cron: str | None
+    every_s: float | None
+    tz: str
+    kind: str
+    payload: Any
+    queue: str
+    priority: int
+    catch_up: str
+    catch_up_limit: int
+    paused: bool
+    last_run_at: datetime | None = Field(description="The tick fired last")
+    next_run_at: datetime | None = Field(description="The next tick; null until computed")
+
+
+class Schedules(BaseModel):
+    schedules: list[ScheduleOut]
+
+
+class ScheduleChange(BaseModel):
+    name: str
+    change: str = Field(description="added, replaced or unchanged")
+    schedule: ScheduleOut

