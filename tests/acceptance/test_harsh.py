@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ import pytest
 from notifyq import settings
 from notifyq.bench import harsh
 from tests import pg
+from tests.acceptance.proc import Notifyq
 
 
 def quick(scenario: str) -> harsh.Plan:
@@ -97,3 +99,14 @@ async def test_connections_exhausted(small_server: str) -> None:
     # The worker started while no slot was free waited for one instead of exiting.
     assert report["late_worker_waited"] is True
     assert report["log_events"]["db.waiting"] >= 1
+
+
+def test_a_worker_waits_for_an_unreachable_database_and_stops_on_sigterm(
+    notifyq: Callable[..., Notifyq],
+) -> None:
+    worker = notifyq("postgresql://nobody@127.0.0.1:1/nothing", "worker")
+    first = worker.wait_for("db.waiting", timeout=30)
+    assert first["level"] == "warning" and "cannot connect" in first["error"]
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    assert "shutdown.before_start" in worker.names()
