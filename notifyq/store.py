@@ -234,8 +234,9 @@ async def finish(
     An id missing from the result was no longer owned by ``owner`` at that attempt. With
     ``freed_queues`` (limited queues among the outcomes' queues) the processes waiting for
     a slot of those are woken after the write, in the same hop (``slots_freed``).
-    Rows are locked in id order, as the heartbeat locks them, so that the two never
-    deadlock on rows they both write (found by `notifyq bench harsh --scenario kill-9`).
+    The outcomes go in id order, as the heartbeat's ids do, so that the two lock the rows
+    they both write in the same order and do not deadlock (found by `notifyq bench harsh
+    --scenario kill-9`); one that happens anyway is a StatementAborted, retried.
     """
     outcomes = sorted(outcomes, key=lambda o: o.task_id)
     args = (
