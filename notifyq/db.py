@@ -99,6 +99,8 @@ class Database:
             raise errors.DatabaseUnavailable(
                 f"database unavailable: {exc or type(exc).__name__}"
             ) from exc
+        except asyncpg.exceptions.DeadlockDetectedError as exc:
+            raise errors.StatementAborted(f"statement aborted: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise errors.QueryError(str(exc), sqlstate=exc.sqlstate) from exc
 

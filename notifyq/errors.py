@@ -19,6 +19,12 @@ class DatabaseUnavailable(NotifyqError):
     """The database could not be reached, or the connection died mid-statement."""
 
 
+class StatementAborted(DatabaseUnavailable):
+    """PostgreSQL aborted the statement for a reason that passes (a deadlock between two
+    statements): nothing of it was written, so it is safe to try again. Handled wherever
+    :class:`DatabaseUnavailable` is (logged, retried)."""
+
+
 class QueryError(NotifyqError):
     """PostgreSQL refused a statement (a constraint, bad data); ``sqlstate`` says why."""
 

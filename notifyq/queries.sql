@@ -319,7 +319,8 @@ SELECT queue, status, count(*) AS n
 SELECT * FROM notifyq.workers ORDER BY started_at;
 
 -- name: prune
--- Delete up to $2 tasks that ended more than $1 seconds ago, and their events.
+-- Delete up to $2 tasks that ended more than $1 seconds ago. Their history goes with the
+-- day partitions it lives in (prune_history), not row by row.
 WITH doomed AS (
     SELECT id
       FROM notifyq.tasks
@@ -328,11 +329,23 @@ WITH doomed AS (
      ORDER BY finished_at
      LIMIT $2
        FOR UPDATE SKIP LOCKED
-), events AS (
-    DELETE FROM notifyq.task_events e USING doomed d WHERE e.task_id = d.id
 )
 DELETE FROM notifyq.tasks t USING doomed d WHERE t.id = d.id
 RETURNING t.id;
+
+-- name: prune_history
+-- Drop the history partitions whose every event is older than $1 seconds (migration 0007);
+-- returns their names.
+SELECT notifyq.drop_event_partitions(make_interval(secs => $1::float8)) AS dropped;
+
+-- name: ensure_event_partitions
+-- Create the history's day partitions from today to $1 days ahead that are missing;
+-- returns their names.
+SELECT notifyq.ensure_event_partitions($1) AS created;
+
+-- name: attach_legacy_events
+-- Attach the history rows from before migration 0007, if still detached: 'attached' or NULL.
+SELECT notifyq.attach_legacy_events();
 
 -- name: probe
 -- The listener's round-trip probe: a notification on channel $1, which only this

@@ -234,7 +234,11 @@ async def finish(
     An id missing from the result was no longer owned by ``owner`` at that attempt. With
     ``freed_queues`` (limited queues among the outcomes' queues) the processes waiting for
     a slot of those are woken after the write, in the same hop (``slots_freed``).
+    The outcomes go in id order, as the heartbeat's ids do, so that the two lock the rows
+    they both write in the same order and do not deadlock (found by `notifyq bench harsh
+    --scenario kill-9`); one that happens anyway is a StatementAborted, retried.
     """
+    outcomes = sorted(outcomes, key=lambda o: o.task_id)
     args = (
         owner,
         [o.task_id for o in outcomes],
@@ -296,8 +300,9 @@ async def heartbeat(
     """Extend the leases of ``task_ids`` and refresh the registry, in one hop.
 
     Returns {task id still owned: cancel requested}; an id missing has lost its lease.
+    The ids go in ascending order, the order ``finish`` locks its rows in.
     """
-    ids = list(task_ids)
+    ids = sorted(task_ids)
 
     async def beat(conn: db.Connection) -> dict[int, bool]:
         kept: dict[int, bool] = {}
@@ -347,6 +352,27 @@ async def take_turn(database: db.Database, job: str, every_s: float) -> bool:
 async def prune(database: db.Database, *, older_than_s: float, limit: int) -> int:
     """Delete up to ``limit`` tasks that ended more than ``older_than_s`` ago; how many."""
     return len(await database.fetch(sql.queries["prune"], older_than_s, limit))
+
+
+async def prune_history(database: db.Database, *, older_than_s: float) -> list[str]:
+    """Drop the history partitions older than ``older_than_s``; their names."""
+    rows = await database.fetch(sql.queries["prune_history"], older_than_s)
+    return [r["dropped"] for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Partitions:
+    """What one turn of the partition job did."""
+
+    created: list[str]
+    legacy_attached: bool
+
+
+async def maintain_partitions(database: db.Database, *, days_ahead: int) -> Partitions:
+    """Create the history's missing day partitions, attach the pre-0007 rows if detached."""
+    rows = await database.fetch(sql.queries["ensure_event_partitions"], days_ahead)
+    attached = await database.fetchval(sql.queries["attach_legacy_events"])
+    return Partitions([r["created"] for r in rows], attached is not None)
 
 
 async def send_probe(listener: db.Listener, channel: str) -> None:

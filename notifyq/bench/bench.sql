@@ -117,3 +117,122 @@ SELECT 'noop', 'done', 1, 'null', now(), now(), now(), now()
 -- name: vacuum
 -- `bench backlog`: settle visibility and statistics after the bulk load.
 VACUUM ANALYZE notifyq.tasks;
+
+-- name: past_event_partitions
+-- `bench scale-table`: the statements that create the history's day partitions of the last
+-- 9 days (the fill spreads rows over the last 8; the partition job makes today's and the
+-- next ones). The benchmark runs each.
+SELECT format('CREATE TABLE IF NOT EXISTS notifyq.%I PARTITION OF notifyq.task_events '
+              'FOR VALUES FROM (%L) TO (%L)', 'task_events_p' || to_char(day, 'YYYYMMDD'),
+              day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC') AS ddl
+  FROM (SELECT (now() AT TIME ZONE 'UTC')::date - d AS day
+          FROM generate_series(1, 9) AS d) AS days;
+
+-- name: fill_ended_spread
+-- `bench scale-table`: ended tasks $1+1 .. $1+$2 of $3, finished evenly over the last $4
+-- days, in id order as a real queue's are (the last one now).
+INSERT INTO notifyq.tasks (kind, status, attempts, result, created_at, updated_at,
+                           started_at, finished_at)
+SELECT 'noop', 'done', 1, 'null', t, t, t, t
+  FROM (SELECT now() - ($4::float8 * ($3 - g) / $3::float8) * interval '1 day' AS t
+          FROM generate_series($1::bigint + 1, $1::bigint + $2::bigint) AS g) AS s;
+
+-- name: fill_history_spread
+-- `bench scale-table`, `bench migrate-history`: history rows $1+1 .. $1+$2 of $3, evenly
+-- over the last $4 days, the newest with the highest task ids (as a real history's).
+INSERT INTO notifyq.task_events (task_id, event, attempt, worker, at)
+SELECT g, CASE WHEN g % 2 = 0 THEN 'started' ELSE 'done' END, 1, 'bench',
+       now() - ($4::float8 * ($3 - g) / $3::float8) * interval '1 day'
+  FROM generate_series($1::bigint + 1, $1::bigint + $2::bigint) AS g;
+
+-- name: vacuum_events
+-- Settle visibility and statistics of the history after a bulk load.
+VACUUM ANALYZE notifyq.task_events;
+
+-- name: count_events
+-- How many history rows there are.
+SELECT count(*) FROM notifyq.task_events;
+
+-- name: insert_event
+-- `bench migrate-history`: one event insert, as a claim or an outcome write makes.
+INSERT INTO notifyq.task_events (task_id, event) VALUES (0, 'started');
+
+-- name: table_sizes
+-- `bench scale-table`: sizes of the tasks table and of the history (all its partitions).
+SELECT name, (sum(pg_table_size(relid)) / 1048576.0)::float8 AS table_mb,
+       (sum(pg_indexes_size(relid)) / 1048576.0)::float8 AS indexes_mb
+  FROM (SELECT 'tasks' AS name, 'notifyq.tasks'::regclass AS relid
+        UNION ALL
+        SELECT 'task_events', inhrelid::regclass FROM pg_inherits
+         WHERE inhparent = to_regclass('notifyq.task_events')) AS s
+ GROUP BY name ORDER BY name;
+
+-- name: harsh_enqueue
+-- `bench harsh`: $1 tasks of kind $2 with payload $3 in one statement; their ids (the
+-- ledger's list).
+INSERT INTO notifyq.tasks (kind, payload, max_attempts)
+SELECT $2, $3::jsonb, 1000 FROM generate_series(1, $1::int)
+RETURNING id;
+
+-- name: harsh_recovered
+-- `bench harsh`: 'recovered' events (a lost worker's task given back) of the task ids $1.
+SELECT count(*) FROM notifyq.task_events WHERE event = 'recovered' AND task_id = ANY($1::bigint[]);
+
+-- name: harsh_now
+-- `bench harsh`: the server's clock (every figure is read against it).
+SELECT clock_timestamp();
+
+-- name: harsh_ledger
+-- `bench harsh`: of the task ids $1, how many have no 'done' event, and how many more
+-- than one.
+SELECT count(*) AS tasks,
+       count(*) FILTER (WHERE n = 0) AS lost,
+       count(*) FILTER (WHERE n > 1) AS twice
+  FROM (SELECT i.id, count(e.task_id) AS n
+          FROM unnest($1::bigint[]) AS i(id)
+          LEFT JOIN notifyq.task_events e ON e.task_id = i.id AND e.event = 'done'
+         GROUP BY i.id) AS per_task;
+
+-- name: harsh_done_count
+-- `bench harsh`: how many of the task ids $1 are done.
+SELECT count(*) FROM notifyq.tasks WHERE id = ANY($1::bigint[]) AND status = 'done';
+
+-- name: harsh_rate
+-- `bench harsh`: 'done' events per tenth of a second since $1 (tenth 0 starts at $1).
+SELECT floor(extract(epoch FROM at - $1::timestamptz) * 10)::int AS tenth, count(*)::int AS n
+  FROM notifyq.task_events
+ WHERE event = 'done' AND at >= $1::timestamptz
+ GROUP BY 1 ORDER BY 1;
+
+-- name: harsh_pickup
+-- `bench harsh`: pickup latency (first 'started' event minus created_at) in ms of the
+-- tasks created from $1 to $2: p50, p95.
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95_ms
+  FROM (SELECT extract(epoch FROM min(e.at) - t.created_at)::float8 * 1000 AS ms
+          FROM notifyq.tasks t JOIN notifyq.task_events e ON e.task_id = t.id
+         WHERE e.event = 'started' AND t.created_at >= $1::timestamptz
+           AND t.created_at < $2::timestamptz
+         GROUP BY t.id, t.created_at) AS s;
+
+-- name: harsh_dead_tuples
+-- `bench harsh`: dead rows of notifyq.tasks as the statistics see them.
+SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'notifyq.tasks'::regclass;
+
+-- name: harsh_xid
+-- `bench harsh idle-in-transaction`: take a transaction id (the session then holds the
+-- xmin horizon until it ends).
+SELECT txid_current();
+
+-- name: harsh_scan
+-- `bench harsh repeatable-read`: a reader's scan of the whole tasks table (in a
+-- REPEATABLE READ transaction).
+SELECT count(*), sum(attempts) FROM notifyq.tasks;
+
+-- name: harsh_terminate
+-- `bench harsh terminate | connections`: end every client backend of this database but the
+-- harness's own (application_name notifyq-harsh); how many.
+SELECT count(pg_terminate_backend(pid))::int
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND backend_type = 'client backend'
+   AND pid <> pg_backend_pid() AND application_name <> 'notifyq-harsh';

@@ -71,6 +71,9 @@ _add(
     bench.peers,
     bench.all_,
     bench.scale,
+    bench.scale_table,
+    bench.migrate_history,
+    bench.harsh_,
     bench.events,
 )
 _add(main, bench.bench)

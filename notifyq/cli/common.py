@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -78,6 +78,36 @@ async def open_db(
         else:
             await migrations.check(database)
         yield database
+
+
+DB_WAIT_MAX_S = 10.0
+
+
+@asynccontextmanager
+async def open_db_when_ready(
+    settings: Settings, stop: trio.Event
+) -> AsyncIterator[db.Database | None]:
+    """:func:`open_db` for the long-running commands: while the database cannot be reached
+    (down, or every connection slot taken), wait and try again, with one ``db.waiting``
+    line per try (1, 2, 4, ... up to 10 s apart), instead of exiting. Yields None when
+    ``stop`` is set meanwhile. Any other error (bad password, outdated schema) still ends
+    the command."""
+    delay = 1.0
+    while True:
+        async with AsyncExitStack() as stack:
+            try:
+                database = await stack.enter_async_context(open_db(settings))
+            except errors.DatabaseUnavailable as exc:
+                log.warning("db.waiting", error=str(exc), retry_in_s=delay)
+            else:
+                yield database
+                return
+        with trio.move_on_after(delay):
+            await stop.wait()
+        if stop.is_set():
+            yield None
+            return
+        delay = min(delay * 2, DB_WAIT_MAX_S)
 
 
 def duration(_ctx: Any, _param: Any, value: str | None) -> float | None:

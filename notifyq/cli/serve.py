@@ -11,20 +11,36 @@ import trio
 
 from notifyq import db, embedded, errors, migrations, process
 from notifyq.app import App, builtin_app, load_app
-from notifyq.cli.common import EXIT_USAGE, fail, log, open_db, run, settings_from
+from notifyq.cli.common import (
+    EXIT_USAGE,
+    fail,
+    log,
+    open_db_when_ready,
+    run,
+    settings_from,
+)
 from notifyq.settings import Settings
 from notifyq.web import check_bind
 
 
 @click.command()
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: exit 0 if every migration is applied, else 1 (a pod's init check).",
+)
 @click.pass_context
-def migrate(ctx: click.Context) -> None:
+def migrate(ctx: click.Context, check: bool) -> None:
     """Apply pending schema migrations (safe to run twice, or from two processes)."""
     settings = settings_from(ctx)
 
     async def go() -> None:
         dsn = await embedded.resolve_dsn(settings)
         async with db.open_database(dsn, min_size=1, max_size=2) as database:
+            if check:
+                await migrations.check(database)  # SchemaError: one line, exit 1
+                click.echo("schema is up to date")
+                return
             applied = await migrations.migrate(database)
         click.echo(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
 
@@ -166,7 +182,11 @@ async def serve_until_signalled(
                         force.set()
 
             nursery.start_soon(watch)
-            async with open_db(settings) as database:
+            async with open_db_when_ready(settings, stop) as database:
+                if database is None:
+                    log.info("shutdown.before_start")
+                    nursery.cancel_scope.cancel()
+                    return
                 if settings.database_url is None:
                     # This process uses the embedded server: it restarts it if it stops.
                     await nursery.start(

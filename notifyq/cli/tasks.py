@@ -249,7 +249,8 @@ def wait(ctx: click.Context, task_id: int, timeout: float | None) -> None:
 )
 @click.pass_context
 def prune(ctx: click.Context, older_than: float) -> None:
-    """Delete ended tasks (and their history) older than --older-than, in batches."""
+    """Delete ended tasks older than --older-than, in batches, and drop the history's day
+    partitions whose every event is older than that."""
     settings = settings_from(ctx)
 
     async def go() -> int:

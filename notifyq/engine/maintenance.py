@@ -2,7 +2,10 @@
 
 - the reaper returns tasks of lost processes (expired leases) to pending, or ends them
   when their attempts are used up, and forgets registry rows that stopped heart-beating;
-- the pruner deletes tasks that ended more than RETENTION ago, in bounded batches.
+- the pruner deletes tasks that ended more than RETENTION ago, in bounded batches, and
+  drops the history's day partitions older than that (no row-by-row DELETE);
+- the partitioner creates the history's day partitions ahead of time and, once after an
+  upgrade from a schema before version 7, attaches the old history (migration 0007).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ REAP_INTERVAL_S = 5.0
 REAP_BATCH = 1000
 PRUNE_INTERVAL_S = 60.0
 PRUNE_BATCH = 1000
+PARTITION_INTERVAL_S = 600.0
+PARTITION_DAYS_AHEAD = 3  # today and three more days: a fleet down for days still has them
 
 
 class Reaper:
@@ -60,7 +65,8 @@ async def serve_pruner(database: db.Database, retention_s: float) -> None:
 
 
 async def prune(database: db.Database, older_than_s: float, batch: int = PRUNE_BATCH) -> int:
-    """Delete tasks that ended more than ``older_than_s`` ago, in bounded batches."""
+    """Delete tasks that ended more than ``older_than_s`` ago, in bounded batches, and drop
+    the history partitions older than that. Returns the tasks deleted."""
     total = 0
     while True:
         deleted = await store.prune(database, older_than_s=older_than_s, limit=batch)
@@ -68,6 +74,31 @@ async def prune(database: db.Database, older_than_s: float, batch: int = PRUNE_B
         if deleted < batch:
             break
         await trio.lowlevel.checkpoint()  # let others run between batches
-    if total:
-        log.info("prune", deleted=total, older_than_s=older_than_s)
+    dropped = await store.prune_history(database, older_than_s=older_than_s)
+    if total or dropped:
+        log.info("prune", deleted=total, partitions_dropped=dropped, older_than_s=older_than_s)
     return total
+
+
+async def serve_partitioner(
+    database: db.Database, *, interval_s: float = PARTITION_INTERVAL_S
+) -> None:
+    """Keep the history's day partitions ahead of time, one process per turn.
+
+    Runs at start-up too (a fresh fleet, or one back after days down). A failure (the
+    database away, a lock not granted within 2 s) is logged and retried at the next turn:
+    until then events land in the default partition, and the next turn moves them.
+    """
+    while True:
+        try:
+            if await store.take_turn(database, "partitions", interval_s * 0.9):
+                done = await store.maintain_partitions(database, days_ahead=PARTITION_DAYS_AHEAD)
+                if done.created or done.legacy_attached:
+                    log.info(
+                        "partitions",
+                        created=done.created,
+                        legacy_attached=done.legacy_attached,
+                    )
+        except errors.NotifyqError as exc:
+            log.warning("partitions.failed", error=str(exc))
+        await trio.sleep(interval_s * random.uniform(0.8, 1.2))

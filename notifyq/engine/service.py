@@ -217,6 +217,7 @@ class Service:
                 return
             housekeeping.start_soon(leases.serve_heartbeat, self.db, s, ledger, self.registration)
             housekeeping.start_soon(self.reaper.serve)
+            housekeeping.start_soon(maintenance.serve_partitioner, self.db)
             housekeeping.start_soon(self.scheduler.serve)
             housekeeping.start_soon(self.watch.serve)
             if s.retention_s:

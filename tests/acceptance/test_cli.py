@@ -373,12 +373,17 @@ def test_prune_deletes_old_ended_tasks(database_url: str, tmp_path: Path) -> Non
     )
     recent = insert(database_url, "noop", "{}", status="done", finished="now() - interval '6 days'")
     pending = insert(database_url, "noop", "{}")
-    for task_id in (old_done, old_error, recent, pending):
+    # History goes by its own age (whole day partitions, migration 0007), not by task.
+    for task_id, age in ((old_done, "8 days"), (old_error, "30 days"), (recent, "6 days")):
         scalar(
             database_url,
-            "INSERT INTO notifyq.task_events (task_id, event) "
-            f"VALUES ({task_id}, 'started') RETURNING 1",
+            "INSERT INTO notifyq.task_events (task_id, event, at) "
+            f"VALUES ({task_id}, 'started', now() - interval '{age}') RETURNING 1",
         )
+    scalar(
+        database_url,
+        f"INSERT INTO notifyq.task_events (task_id, event) VALUES ({pending}, 'started') RETURNING 1",
+    )
 
     result = nq(database_url, tmp_path, "prune", "--older-than", "7d")
     assert (result.code, result.out) == (0, "deleted 2 task(s)\n"), result

@@ -153,6 +153,12 @@ def test_migration_applies_on_postgresql_15() -> None:
             f"PREPARE due(text[]) AS {sql.queries['next_due']}; EXECUTE due('{{default}}')",
         )
         assert parked_only == ""  # NULL: nothing will come due
+        # The history's partitions (migration 0007): made ahead, the claim's 'started'
+        # event moved from the default partition into today's.
+        assert pg.psql(url, "SELECT count(*) FROM notifyq.ensure_event_partitions(1)") == "2"
+        assert pg.psql(
+            url, "SELECT tableoid::regclass::text FROM notifyq.task_events WHERE event = 'started'"
+        ).startswith("notifyq.task_events_p")
     finally:
         subprocess.run(
             [*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"],
