@@ -80,7 +80,9 @@ async def test_handler_can_ask_for_a_delay_or_fail_at_once(database: db.Database
     assert rows[0]["error"] == "Retry: not yet"  # the last error stays on the row
     history = await events_of(database, later_id)
     gap = (history[3]["at"] - history[2]["at"]).total_seconds()  # retried -> started
-    assert gap >= 0.49
+    # run_at is the outcome write's now() + 0.5 s; the event's time is the clock a moment
+    # later (clock_timestamp), so on a loaded machine the gap can be a few ms under 0.5 s.
+    assert gap >= 0.4
     assert (rows[1]["status"], rows[1]["attempts"]) == ("error", 1)
     assert rows[1]["error"] == "Fail: this cannot work"
 
