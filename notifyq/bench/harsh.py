@@ -21,7 +21,6 @@ before and during, and for ``idle-in-transaction`` the dead rows of the tasks ta
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -39,6 +38,12 @@ import trio
 
 from notifyq import db, errors, settings
 from notifyq.bench.common import progress, queries
+from notifyq.bench.harsh_report import (
+    event_counts,
+    ms_of,
+    rate_between,
+    seconds_back_to_90,
+)
 
 SCENARIOS = ("idle-in-transaction", "repeatable-read", "connections", "terminate", "kill-9")
 HARNESS_APP = "notifyq-harsh"  # the harness's own sessions, spared by harsh_terminate
@@ -280,26 +285,6 @@ async def _kill_9(plan: Plan, f: FaultLog, fleet: Fleet) -> None:
 # --- the run ----------------------------------------------------------------------------
 
 
-def _rate(per_tenth: dict[int, int], lo_s: float, hi_s: float) -> float:
-    """Completions per second from ``lo_s`` to ``hi_s`` (seconds since the start)."""
-    lo, hi = round(lo_s * 10), round(hi_s * 10)
-    if hi <= lo:
-        return 0.0
-    return sum(per_tenth.get(t, 0) for t in range(lo, hi)) * 10 / (hi - lo)
-
-
-def _seconds_back_to_90(per_tenth: dict[int, int], prev: float, fault_end_s: float) -> float | None:
-    """Seconds from the fault's end until a one-second window completes >= 90 % of
-    ``prev`` per second (0 when the rate never fell below that)."""
-    last = max(per_tenth, default=0)
-    t = round(fault_end_s * 10)
-    while t + 10 <= last + 1:
-        if sum(per_tenth.get(i, 0) for i in range(t, t + 10)) >= 0.9 * prev:
-            return max(0.0, t / 10 - fault_end_s)
-        t += 1
-    return None
-
-
 async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
     """Run one scenario against the migrated database at ``url``; the report."""
     if plan.scenario not in SCENARIOS:
@@ -378,8 +363,8 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
     end_s = (fault_end - t0).total_seconds()
     # The rate before: the steady part of the load before the fault (its first half second
     # is the start-up).
-    prev = _rate(per_tenth, min(0.5, start_s / 2), start_s)
-    back = _seconds_back_to_90(per_tenth, prev, end_s)
+    prev = rate_between(per_tenth, min(0.5, start_s / 2), start_s)
+    back = seconds_back_to_90(per_tenth, prev, end_s)
     report: dict[str, Any] = {
         "scenario": plan.scenario,
         "offered_per_s": plan.rate,
@@ -387,19 +372,19 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
         "faults": fault.actions,
         "fault_s": round(end_s - start_s, 2),
         "rate_before_per_s": round(prev, 1),
-        "rate_during_per_s": round(_rate(per_tenth, start_s, end_s), 1),
-        "rate_after_per_s": round(_rate(per_tenth, end_s, end_s + plan.after_s), 1),
+        "rate_during_per_s": round(rate_between(per_tenth, start_s, end_s), 1),
+        "rate_after_per_s": round(rate_between(per_tenth, end_s, end_s + plan.after_s), 1),
         "seconds_back_to_90pct": None if back is None else round(back, 2),
         "seconds_to_drain_after_load": round((drained_at - load_stopped).total_seconds(), 2),
-        "pickup_before_ms": _ms(pickup_before),
-        "pickup_during_ms": _ms(pickup_during),
+        "pickup_before_ms": ms_of(pickup_before),
+        "pickup_during_ms": ms_of(pickup_during),
         "task_kind": kind if not plan.task_s else f"sleep {plan.task_s:g} s",
         "recovered": recovered,
         "lost": ledger["lost"],
         "twice": ledger["twice"],
         "worker_crashes": crashed,
         "log_lines": len(lines),
-        "log_events": _event_counts(lines),
+        "log_events": event_counts(lines),
         "unstructured_log_lines": [ln for ln in lines if not ln.startswith("{")][:40],
     }
     if fault.dead_tuples:
@@ -407,34 +392,3 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
         report["dead_tuples_after"] = dead_after
     report.update(fault.notes)
     return report
-
-
-def _ms(row: Any) -> dict[str, float | None]:
-    return {k: None if row[k] is None else round(row[k], 1) for k in ("p50_ms", "p95_ms")}
-
-
-def _event_counts(lines: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for line in lines:
-        try:
-            event = str(json.loads(line).get("event", "?"))
-        except ValueError:
-            event = "<text>"
-        counts[event] = counts.get(event, 0) + 1
-    return counts
-
-
-def summary(reports: list[dict[str, Any]]) -> str:
-    keys = [
-        "tasks",
-        "faults",
-        "rate_before_per_s",
-        "rate_during_per_s",
-        "seconds_back_to_90pct",
-        "lost",
-        "twice",
-    ]
-    lines = ["scenario             " + " ".join(f"{k:>22}" for k in keys)]
-    for r in reports:
-        lines.append(f"{r['scenario']:<20} " + " ".join(f"{r[k]!s:>22}" for k in keys))
-    return "\n".join(lines)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from notifyq.cli import bench, deploy, queues, schedules, serve, tasks
+from notifyq.cli import bench, bench_scale, deploy, queues, schedules, serve, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -70,10 +70,10 @@ _add(
     bench.rss,
     bench.peers,
     bench.all_,
-    bench.scale,
-    bench.scale_table,
-    bench.migrate_history,
-    bench.harsh_,
-    bench.events,
+    bench_scale.scale,
+    bench_scale.scale_table,
+    bench_scale.migrate_history,
+    bench_scale.harsh_,
+    bench_scale.events,
 )
 _add(main, bench.bench)

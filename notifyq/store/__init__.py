@@ -1,0 +1,213 @@
+"""The one data-access layer: a typed function for every statement notifyq runs.
+
+Every statement lives in ``queries.sql`` under a name; this package is the only place that
+looks them up and passes their parameters, so callers read ``await store.claim(...)`` with
+keyword arguments and get typed rows back. ``db.py`` (the driver wrapper), ``migrations.py``
+and the ``bench`` package aside, no other module runs SQL or holds asyncpg objects.
+
+The vocabulary the SQL and the Python share is defined here once: :class:`Status` (the
+``status`` column's values, pinned to the table's CHECK constraint by
+``tests/integration/test_store.py``) and :class:`Verdict` (what one attempt ended as, the
+``finish`` statement's ``outcome`` values, which are also the history's event names).
+"""
+
+from __future__ import annotations
+
+from notifyq.store.engine import (
+    Claimed as Claimed,
+)
+from notifyq.store.engine import (
+    Idle as Idle,
+)
+from notifyq.store.engine import (
+    LimitedClaim as LimitedClaim,
+)
+from notifyq.store.engine import (
+    Outcome as Outcome,
+)
+from notifyq.store.engine import (
+    Partitions as Partitions,
+)
+from notifyq.store.engine import (
+    Recovered as Recovered,
+)
+from notifyq.store.engine import (
+    Registration as Registration,
+)
+from notifyq.store.engine import (
+    claim as claim,
+)
+from notifyq.store.engine import (
+    claim_with_limits as claim_with_limits,
+)
+from notifyq.store.engine import (
+    finish as finish,
+)
+from notifyq.store.engine import (
+    go_idle as go_idle,
+)
+from notifyq.store.engine import (
+    heartbeat as heartbeat,
+)
+from notifyq.store.engine import (
+    limited_queues as limited_queues,
+)
+from notifyq.store.engine import (
+    maintain_partitions as maintain_partitions,
+)
+from notifyq.store.engine import (
+    prune as prune,
+)
+from notifyq.store.engine import (
+    prune_history as prune_history,
+)
+from notifyq.store.engine import (
+    reap as reap,
+)
+from notifyq.store.engine import (
+    register as register,
+)
+from notifyq.store.engine import (
+    send_probe as send_probe,
+)
+from notifyq.store.engine import (
+    take_turn as take_turn,
+)
+from notifyq.store.engine import (
+    unregister as unregister,
+)
+from notifyq.store.fleet import (
+    Fired as Fired,
+)
+from notifyq.store.fleet import (
+    QueueInfo as QueueInfo,
+)
+from notifyq.store.fleet import (
+    ScheduleRow as ScheduleRow,
+)
+from notifyq.store.fleet import (
+    ScheduleTable as ScheduleTable,
+)
+from notifyq.store.fleet import (
+    clear_queue_limits as clear_queue_limits,
+)
+from notifyq.store.fleet import (
+    fire_schedule as fire_schedule,
+)
+from notifyq.store.fleet import (
+    list_queues as list_queues,
+)
+from notifyq.store.fleet import (
+    list_schedules as list_schedules,
+)
+from notifyq.store.fleet import (
+    pause_schedule as pause_schedule,
+)
+from notifyq.store.fleet import (
+    remove_schedule as remove_schedule,
+)
+from notifyq.store.fleet import (
+    schedule_first_run as schedule_first_run,
+)
+from notifyq.store.fleet import (
+    set_queue_limits as set_queue_limits,
+)
+from notifyq.store.fleet import (
+    upsert_schedule as upsert_schedule,
+)
+from notifyq.store.reads import (
+    Confirmed as Confirmed,
+)
+from notifyq.store.reads import (
+    Pickup as Pickup,
+)
+from notifyq.store.reads import (
+    confirm_events as confirm_events,
+)
+from notifyq.store.reads import (
+    counts as counts,
+)
+from notifyq.store.reads import (
+    ended_last_minute as ended_last_minute,
+)
+from notifyq.store.reads import (
+    ended_per_minute as ended_per_minute,
+)
+from notifyq.store.reads import (
+    grant as grant,
+)
+from notifyq.store.reads import (
+    list_tasks as list_tasks,
+)
+from notifyq.store.reads import (
+    live_processes as live_processes,
+)
+from notifyq.store.reads import (
+    pickup_sample as pickup_sample,
+)
+from notifyq.store.reads import (
+    ping as ping,
+)
+from notifyq.store.reads import (
+    recent_failures as recent_failures,
+)
+from notifyq.store.reads import (
+    running_tasks as running_tasks,
+)
+from notifyq.store.reads import (
+    workers as workers,
+)
+from notifyq.store.tasks import (
+    UNIQUE_ATTEMPTS as UNIQUE_ATTEMPTS,
+)
+from notifyq.store.tasks import (
+    Enqueued as Enqueued,
+)
+from notifyq.store.tasks import (
+    cancel as cancel,
+)
+from notifyq.store.tasks import (
+    due_or_running as due_or_running,
+)
+from notifyq.store.tasks import (
+    enqueue as enqueue,
+)
+from notifyq.store.tasks import (
+    enqueue_unique as enqueue_unique,
+)
+from notifyq.store.tasks import (
+    get_task as get_task,
+)
+from notifyq.store.tasks import (
+    retry as retry,
+)
+from notifyq.store.tasks import (
+    seed as seed,
+)
+from notifyq.store.tasks import (
+    task_history as task_history,
+)
+from notifyq.store.vocabulary import (
+    ENDED as ENDED,
+)
+from notifyq.store.vocabulary import (
+    LIVE as LIVE,
+)
+from notifyq.store.vocabulary import (
+    MAX_ERROR_CHARS as MAX_ERROR_CHARS,
+)
+from notifyq.store.vocabulary import (
+    PREVIEW_CHARS as PREVIEW_CHARS,
+)
+from notifyq.store.vocabulary import (
+    Row as Row,
+)
+from notifyq.store.vocabulary import (
+    Status as Status,
+)
+from notifyq.store.vocabulary import (
+    Verdict as Verdict,
+)
+from notifyq.store.vocabulary import (
+    clean_text as clean_text,
+)

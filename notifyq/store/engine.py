@@ -1,0 +1,323 @@
+"""The engine's statements: claim, idle, finish, heartbeat, registry, reaper, prune, partitions."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from notifyq import db, sql
+from notifyq.store.vocabulary import Verdict, clean_text
+from notifyq.version import __version__
+
+# --- the engine -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row the claim took: the attempt it starts."""
+
+    id: int
+    queue: str
+    kind: str
+    payload: Any
+    priority: int
+    attempt: int
+    max_attempts: int
+    timeout_s: float | None
+    lag_s: float
+    undecodable: str | None = None  # why the payload could not be decoded (payload is None)
+    meta: Any = None  # the task's meta column (trace context); NULL or undecodable: None
+
+
+def _decode_payload(text: str) -> tuple[Any, str | None]:
+    """A claimed row's payload; a payload Python cannot decode is that row's problem."""
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, "payload cannot be decoded: nested too deeply for Python's JSON decoder"
+    except ValueError as exc:  # not expected from jsonb text; never let it fail the batch
+        return None, f"payload cannot be decoded: {exc}"
+
+
+def _decode_meta(text: str | None) -> Any:
+    """A claimed row's meta; one that cannot be decoded is dropped (it is only a hint)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError):
+        return None
+
+
+async def claim(
+    database: db.Database, *, queues: Sequence[str], limit: int, owner: str, lease_s: float
+) -> list[Claimed]:
+    """Claim up to ``limit`` due rows of ``queues`` for ``owner`` (see queries.sql)."""
+    rows = await database.fetch(sql.queries["claim"], list(queues), limit, owner, lease_s)
+    return [_claimed(r) for r in rows]
+
+
+def _claimed(r: Any) -> Claimed:
+    payload, undecodable = _decode_payload(r["payload_json"])
+    return Claimed(
+        r["id"],
+        r["queue"],
+        r["kind"],
+        payload,
+        r["priority"],
+        r["attempts"],
+        r["max_attempts"],
+        r["timeout_s"],
+        r["lag_s"],
+        undecodable,
+        _decode_meta(r["meta_json"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitedClaim:
+    """What a claim over limited queues took, and which queues a limit held back."""
+
+    rows: list[Claimed]
+    held_s: dict[str, float]  # queue -> seconds until its next rate token; inf: a slot
+
+
+async def claim_with_limits(
+    database: db.Database,
+    *,
+    limited: Sequence[str],
+    limited_limit: int,
+    unlimited: Sequence[str],
+    limit: int,
+    owner: str,
+    lease_s: float,
+) -> LimitedClaim:
+    """Claim up to ``limited_limit`` rows of the ``limited`` queues within their limits
+    (claim_limited), then up to ``limit`` in all with ``unlimited`` (the plain claim); one hop."""
+    limited_list, unlimited_list = list(limited), list(unlimited)
+
+    async def statements(conn: db.Connection) -> LimitedClaim:
+        rows: list[Claimed] = []
+        held: dict[str, float] = {}
+        if limited_list and limited_limit > 0:
+            for r in await conn.fetch(
+                sql.queries["claim_limited"], limited_list, limited_limit, owner, lease_s
+            ):
+                if r["id"] is None:
+                    held[r["queue"]] = r["held_s"]
+                else:
+                    rows.append(_claimed(r))
+        if unlimited_list and limit > len(rows):
+            rows.extend(
+                _claimed(r)
+                for r in await conn.fetch(
+                    sql.queries["claim"], unlimited_list, limit - len(rows), owner, lease_s
+                )
+            )
+        return LimitedClaim(rows, held)
+
+    return await database.run(statements)
+
+
+async def limited_queues(database: db.Database) -> frozenset[str]:
+    """The queues that have a limit (paused counts as one)."""
+    return frozenset(r["name"] for r in await database.fetch(sql.queries["limited_queues"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """What a claimer learns when a claim came back short."""
+
+    registered: bool  # our waiters row is in place and no producer was mid-commit
+    due_in_s: float | None  # seconds until the earliest pending row is due; None: none
+
+
+async def go_idle(
+    database: db.Database,
+    *,
+    owner: str,
+    queues: Sequence[str],
+    register: bool,
+    due_queues: Sequence[str] | None = None,
+) -> Idle:
+    """Record ``owner`` as waiting for ``queues`` (when ``register``) and read the next due
+    time of ``due_queues`` (default: ``queues``), one hop."""
+    queue_list = list(queues)
+    due_list = queue_list if due_queues is None else list(due_queues)
+
+    async def statements(conn: db.Connection) -> Idle:
+        registered = False
+        if register:
+            registered = bool(await conn.fetchval(sql.queries["go_idle"], owner, queue_list))
+        due_in = None
+        if due_list:
+            due_in = await conn.fetchval(sql.queries["next_due"], due_list)
+        return Idle(registered, due_in)
+
+    return await database.run(statements)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's verdict as the ``finish`` statement writes it."""
+
+    task_id: int
+    attempt: int
+    verdict: Verdict
+    result_json: str | None = None
+    error: str | None = None
+    delay_s: float = 0.0
+
+
+async def finish(
+    database: db.Database,
+    *,
+    owner: str,
+    outcomes: Sequence[Outcome],
+    freed_queues: Sequence[str] = (),
+) -> dict[int, str]:
+    """Write the outcomes of ``owner``'s attempts (fenced); returns {task id: new status}.
+
+    An id missing from the result was no longer owned by ``owner`` at that attempt. With
+    ``freed_queues`` (limited queues among the outcomes' queues) the processes waiting for
+    a slot of those are woken after the write, in the same hop (``slots_freed``).
+    The outcomes go in id order, as the heartbeat's ids do, so that the two lock the rows
+    they both write in the same order and do not deadlock (found by `notifyq bench harsh
+    --scenario kill-9`); one that happens anyway is a StatementAborted, retried.
+    """
+    outcomes = sorted(outcomes, key=lambda o: o.task_id)
+    args = (
+        owner,
+        [o.task_id for o in outcomes],
+        [o.attempt for o in outcomes],
+        [o.verdict.value for o in outcomes],
+        [o.result_json for o in outcomes],
+        [clean_text(o.error) if o.error is not None else None for o in outcomes],
+        [o.delay_s for o in outcomes],
+    )
+    if not freed_queues:
+        rows = await database.fetch(sql.queries["finish"], *args)
+        return {r["id"]: r["status"] for r in rows}
+    freed = list(freed_queues)
+
+    async def statements(conn: db.Connection) -> dict[int, str]:
+        # Two transactions: the wake-up reads the waiters after the slots are free, so a
+        # process either is woken or registered after the write (and claims once more).
+        written = await conn.fetch(sql.queries["finish"], *args)
+        await conn.execute(sql.queries["slots_freed"], freed)
+        return {r["id"]: r["status"] for r in written}
+
+    return await database.run(statements)
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One process's row in the worker registry."""
+
+    owner: str
+    queues: tuple[str, ...]
+    concurrency: int
+    host: str = socket.gethostname()
+    pid: int = os.getpid()
+
+
+async def register(database: db.Database, me: Registration, *, in_flight: int = 0) -> None:
+    await database.execute(sql.queries["register_worker"], *_registry_args(me, in_flight))
+
+
+async def unregister(database: db.Database, owner: str) -> None:
+    await database.execute(sql.queries["unregister_worker"], owner)
+
+
+def _registry_args(me: Registration, in_flight: int) -> tuple[Any, ...]:
+    return (me.owner, me.host, me.pid, list(me.queues), me.concurrency, in_flight, __version__)
+
+
+async def heartbeat(
+    database: db.Database, me: Registration, *, task_ids: Sequence[int], lease_s: float
+) -> dict[int, bool]:
+    """Extend the leases of ``task_ids`` and refresh the registry, in one hop.
+
+    Returns {task id still owned: cancel requested}; an id missing has lost its lease.
+    The ids go in ascending order, the order ``finish`` locks its rows in.
+    """
+    ids = sorted(task_ids)
+
+    async def beat(conn: db.Connection) -> dict[int, bool]:
+        kept: dict[int, bool] = {}
+        if ids:
+            rows = await conn.fetch(sql.queries["extend_leases"], me.owner, lease_s, ids)
+            kept = {r["id"]: r["cancel_requested"] for r in rows}
+        await conn.execute(sql.queries["register_worker"], *_registry_args(me, len(ids)))
+        return kept
+
+    return await database.run(beat)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A task the reaper took back from a lost process."""
+
+    id: int
+    queue: str
+    status: str
+    lost_worker: str
+
+
+async def reap(
+    database: db.Database, *, every_s: float, limit: int, forget_after_s: float
+) -> list[Recovered]:
+    """If it is this process's turn: recover expired leases, forget stale registry rows."""
+
+    async def turn(conn: db.Connection) -> list[Recovered]:
+        if not await conn.fetchval(sql.queries["take_maintenance_turn"], "reaper", every_s):
+            return []
+        rows = await conn.fetch(sql.queries["recover_expired"], limit)
+        await conn.execute(sql.queries["forget_stale_workers"], forget_after_s)
+        if rows:
+            # Their slots are free: wake the processes waiting for limited queues (rows
+            # back to pending notify through their trigger; ended ones would not).
+            await conn.execute(sql.queries["slots_freed"], sorted({r["queue"] for r in rows}))
+        return [Recovered(r["id"], r["queue"], r["status"], r["lost_worker"]) for r in rows]
+
+    return await database.run_in_transaction(turn)
+
+
+async def take_turn(database: db.Database, job: str, every_s: float) -> bool:
+    """Whether this process gets the fleet's turn for maintenance ``job`` now."""
+    return bool(await database.fetchval(sql.queries["take_maintenance_turn"], job, every_s))
+
+
+async def prune(database: db.Database, *, older_than_s: float, limit: int) -> int:
+    """Delete up to ``limit`` tasks that ended more than ``older_than_s`` ago; how many."""
+    return len(await database.fetch(sql.queries["prune"], older_than_s, limit))
+
+
+async def prune_history(database: db.Database, *, older_than_s: float) -> list[str]:
+    """Drop the history partitions older than ``older_than_s``; their names."""
+    rows = await database.fetch(sql.queries["prune_history"], older_than_s)
+    return [r["dropped"] for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Partitions:
+    """What one turn of the partition job did."""
+
+    created: list[str]
+    legacy_attached: bool
+
+
+async def maintain_partitions(database: db.Database, *, days_ahead: int) -> Partitions:
+    """Create the history's missing day partitions, attach the pre-0007 rows if detached."""
+    rows = await database.fetch(sql.queries["ensure_event_partitions"], days_ahead)
+    attached = await database.fetchval(sql.queries["attach_legacy_events"])
+    return Partitions([r["created"] for r in rows], attached is not None)
+
+
+async def send_probe(listener: db.Listener, channel: str) -> None:
+    """The listener's round-trip probe: NOTIFY ``channel`` on the LISTEN connection itself."""
+    await listener.execute(sql.queries["probe"], channel)

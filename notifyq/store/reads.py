@@ -1,0 +1,157 @@
+"""What the status page, the HTTP API and the CLI read: counts, lists, samples, grants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from notifyq import db, errors, sql
+from notifyq.store.vocabulary import PREVIEW_CHARS, Row
+
+# --- reading: status page, HTTP API, CLI ------------------------------------------------
+
+
+async def counts(database: db.Database) -> list[tuple[str, str, int]]:
+    """(queue, status, rows) for every queue and status present."""
+    return [(r["queue"], r["status"], r["n"]) for r in await database.fetch(sql.queries["counts"])]
+
+
+async def workers(database: db.Database) -> list[Row]:
+    return list(await database.fetch(sql.queries["workers"]))
+
+
+async def list_tasks(
+    database: db.Database,
+    *,
+    status: str | None,
+    queue: str | None,
+    kind: str | None,
+    before: int | None,
+    limit: int,
+    preview_chars: int = PREVIEW_CHARS,
+) -> list[Row]:
+    """Display rows whose payload or result, when longer than ``preview_chars`` characters
+    of JSON text, is None with its first characters in ``payload_preview``/``result_preview``
+    (cut in SQL: the big value never leaves the database)."""
+    return list(
+        await database.fetch(
+            sql.queries["list_tasks"], status, queue, kind, before, limit, preview_chars
+        )
+    )
+
+
+async def running_tasks(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The longest-running tasks, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["running_tasks"], limit, preview_chars))
+
+
+async def recent_failures(
+    database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
+) -> list[Row]:
+    """The latest failures, with previews as :func:`list_tasks` has them."""
+    return list(await database.fetch(sql.queries["recent_failures"], limit, preview_chars))
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A task as the table has it, for an id a notification named."""
+
+    id: int
+    status: str
+    queue: str
+    kind: str
+    ended: bool  # ended (done, error, cancelled) recently
+    cancel_requested: bool  # its cancel was requested recently
+
+
+async def confirm_events(
+    database: db.Database,
+    *,
+    ended: Sequence[int],
+    cancel_requested: Sequence[int],
+    within_s: float,
+) -> dict[int, Confirmed]:
+    """What the table says about ids that notifications named (one statement for all):
+    {id: row} for the ids that exist; check ``ended`` / ``cancel_requested`` on each."""
+    rows = await database.fetch(
+        sql.queries["confirm_events"], list(ended), list(cancel_requested), within_s
+    )
+    return {
+        r["id"]: Confirmed(
+            r["id"], r["status"], r["queue"], r["kind"], r["ended"], r["cancel_requested"]
+        )
+        for r in rows
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Pickup:
+    samples: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+async def pickup_sample(database: db.Database, *, window_s: float, limit: int) -> Pickup:
+    row = await database.fetchrow(sql.queries["pickup_sample"], window_s, limit)
+    assert row is not None  # an aggregate always returns one row
+    return Pickup(row["n"], row["p50_ms"], row["p95_ms"])
+
+
+async def ended_per_minute(
+    database: db.Database, *, since: float, until: float, bounded: bool = False
+) -> list[tuple[int, str, int]]:
+    """(minute, status, count) of tasks that ended in [since, until) (unix seconds).
+
+    ``bounded`` runs it under a short statement timeout (a first read of a busy hour).
+    """
+
+    async def read(conn: db.Connection) -> list[tuple[int, str, int]]:
+        if bounded:
+            await conn.execute(sql.queries["sample_timeout"])
+        rows = await conn.fetch(sql.queries["ended_per_minute"], since, until)
+        return [(r["minute"], r["status"], r["n"]) for r in rows]
+
+    return await database.run_in_transaction(read)
+
+
+async def ended_last_minute(database: db.Database) -> int:
+    return int(await database.fetchval(sql.queries["ended_last_minute"]))
+
+
+async def ping(database: db.Database) -> None:
+    await database.fetchval(sql.queries["ping"])
+
+
+async def live_processes(database: db.Database, *, host: str, within_s: float) -> int:
+    """Processes on ``host`` that heart-beat within ``within_s`` seconds."""
+    return int(await database.fetchval(sql.queries["host_alive"], host, within_s))
+
+
+async def grant(
+    database: db.Database, wanted: Sequence[tuple[str, str]], *, apply: bool
+) -> list[str]:
+    """The GRANT statements for each (privileges, role) of ``wanted``, privileges being
+    "producer" or "worker"; run (all or none, in one transaction) when ``apply``."""
+
+    async def statements(conn: db.Connection) -> list[str]:
+        done: list[str] = []
+        for privileges, role in wanted:
+            # Each role's base grants, then those of later features, which live in functions
+            # of their own so that a migration replacing the base function keeps them.
+            names = {
+                "producer": ("grant_producer", "grant_producer_unique"),
+                "worker": ("grant_worker", "grant_worker_schedules"),
+            }[privileges]
+            for query in names:
+                try:
+                    rows = await conn.fetch(sql.queries[query], role, apply)
+                except db.CONNECTION_ERRORS:
+                    raise
+                except Exception as exc:  # PostgreSQL's refusal: no such role, no privilege
+                    raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
+                done += [f"{r['statement']};" for r in rows]
+        return done
+
+    return await database.run_in_transaction(statements)
