@@ -17,10 +17,11 @@ import trio
 
 from notifyq import db, logs, store
 from notifyq.app import App
-from notifyq.engine import Service
+from notifyq.engine.service import Service
 from notifyq.settings import Settings
-from notifyq.web import Context, serve_http
+from notifyq.web.context import Context
 from notifyq.web.live import LiveFeed
+from notifyq.web.server import serve_http
 
 log = logs.get("notifyq.process")
 

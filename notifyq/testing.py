@@ -166,7 +166,7 @@ class TestQueue:
 
         from notifyq import logs, store
         from notifyq.app import builtin_app
-        from notifyq.engine import Service
+        from notifyq.engine.service import Service
         from notifyq.settings import load
 
         s = load(database_url=self.dsn, log_level="warning", **{"retry_base_s": 0.0, **settings})

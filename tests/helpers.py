@@ -12,10 +12,10 @@ import trio
 
 from notifyq import db, process
 from notifyq.app import App, builtin_app
-from notifyq.engine import Service
+from notifyq.engine.service import Service
 from notifyq.settings import load
-from notifyq.web import Context as WebContext
 from notifyq.web.app import create_app
+from notifyq.web.context import Context as WebContext
 
 
 @asynccontextmanager

@@ -22,7 +22,7 @@ import trio
 
 from notifyq import db, embedded, errors, logs, migrations, sql
 from notifyq.app import App
-from notifyq.engine import Service
+from notifyq.engine.service import Service
 from notifyq.settings import Settings
 
 queries: Final = sql.load("notifyq.bench", "bench.sql")

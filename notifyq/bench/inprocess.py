@@ -1,5 +1,5 @@
 """`notifyq bench latency | drain`: pickup latency and drain throughput of an in-process
-:class:`~notifyq.engine.Service`, measured on a real PostgreSQL.
+:class:`~notifyq.engine.service.Service`, measured on a real PostgreSQL.
 
 Both run in a scratch database (see :mod:`notifyq.bench.common`). Everything runs in this
 one process and trio thread, so the service, the inserter and the measurement share one
@@ -26,7 +26,7 @@ from notifyq.bench.common import (
     running,
     scratch,
 )
-from notifyq.engine import Service
+from notifyq.engine.service import Service
 from notifyq.settings import Settings
 
 # --- latency --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from notifyq.cli.common import (
     settings_from,
 )
 from notifyq.settings import Settings
-from notifyq.web import check_bind
+from notifyq.web.bind import check_bind
 
 
 @click.command()

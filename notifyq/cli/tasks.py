@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from notifyq import embedded, engine, priorities, store
+from notifyq import embedded, priorities, store
 from notifyq.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -25,6 +25,7 @@ from notifyq.cli.common import (
     settings_from,
 )
 from notifyq.client import Client
+from notifyq.engine import maintenance
 from notifyq.settings import Settings
 
 T = TypeVar("T")
@@ -255,7 +256,7 @@ def prune(ctx: click.Context, older_than: float) -> None:
 
     async def go() -> int:
         async with open_db(settings, pool_size=2) as database:
-            return await engine.prune(database, older_than)
+            return await maintenance.prune(database, older_than)
 
     click.echo(f"deleted {run(go)} task(s)")
 

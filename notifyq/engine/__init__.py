@@ -7,7 +7,3 @@
 
 The engine never imports the web, the CLI or the benchmarks (import-linter checks it).
 """
-
-from notifyq.engine.service import Health, NotificationSink, Service, WorkerStats, prune
-
-__all__ = ["Health", "NotificationSink", "Service", "WorkerStats", "prune"]

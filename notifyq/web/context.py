@@ -12,7 +12,7 @@ import trio
 from quart import current_app
 
 from notifyq import db, errors, logs, store
-from notifyq.engine import Health
+from notifyq.engine.listener import Health
 from notifyq.settings import Settings
 from notifyq.web.live import LiveFeed
 from notifyq.web.metrics import Metrics

@@ -9,7 +9,8 @@ import functools
 import pytest
 
 from notifyq import db, migrations, store
-from notifyq.engine import maintenance, prune
+from notifyq.engine import maintenance
+from notifyq.engine.maintenance import prune
 from tests import pg
 from tests.helpers import insert, running_service, wait_ended
 

@@ -222,7 +222,7 @@ async def test_handler_that_swallows_its_timeout_still_times_out(database: db.Da
 
 
 async def test_prune_deletes_old_ended_tasks_and_old_history(database: db.Database) -> None:
-    from notifyq.engine import prune
+    from notifyq.engine.maintenance import prune
 
     old = await insert(database, "noop")
     await database.execute(

@@ -10,10 +10,10 @@ import pytest
 import trio
 
 from notifyq import db, priorities
-from notifyq.engine import Health
+from notifyq.engine.listener import Health
 from notifyq.settings import load
-from notifyq.web import Context as WebContext
 from notifyq.web.app import create_app
+from notifyq.web.context import Context as WebContext
 from tests.helpers import Web, eventually, running_web, task_row
 
 JSON = {"Content-Type": "application/json"}
