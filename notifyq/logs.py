@@ -5,8 +5,11 @@ Logs go to stderr so that commands such as ``notifyq dsn`` keep stdout for their
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any, Protocol, TextIO, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -21,11 +24,16 @@ _LEVELS = {
 
 
 def configure(level: str = "info", fmt: str = "console") -> None:
+    global _lines
     renderer: Any
+    colors = sys.stderr.isatty()
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+    # Many lines of one event at once (`task.end`, one per task) skip structlog's chain;
+    # on a terminal with colours they go through it (a person reads them: speed is moot).
+    _lines = None if fmt == "console" and colors else _Lines(renderer, fmt, level, sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -39,6 +47,80 @@ def configure(level: str = "info", fmt: str = "console") -> None:
         cache_logger_on_first_use=False,
     )
     _route_stdlib_logging(level, renderer)
+
+
+def info_many(log: Logger, event: str, records: Sequence[dict[str, Any]]) -> None:
+    """``log.info(event, **fields)`` for every record, written as one block.
+
+    The lines are the ones ``log.info`` writes (same format, fields and order; one
+    timestamp for the block), without structlog's per-line chain: about 4 µs a line instead
+    of 40 (`task.end`, logged once per task, cost a third of the drain rate). Falls back to
+    ``log.info`` per record when structlog is configured otherwise (a test capturing logs,
+    colours on a terminal).
+    """
+    lines = _lines
+    if lines is None or not lines.current():
+        for fields in records:
+            log.info(event, **fields)
+        return
+    if lines.info and records:
+        lines.write(event, records)
+
+
+class _Lines:
+    """Renders and writes many info lines of one event, as ``configure``'s chain would."""
+
+    def __init__(self, renderer: Any, fmt: str, level: str, stream: TextIO) -> None:
+        self.renderer = renderer
+        self.json = fmt == "json"
+        self.info = _LEVELS[level] <= logging.INFO
+        self.stream = stream
+
+    def current(self) -> bool:
+        """Whether structlog still renders with our renderer (capture_logs replaces it)."""
+        processors = structlog.get_config()["processors"]
+        return bool(processors) and processors[-1] is self.renderer
+
+    def write(self, event: str, records: Sequence[dict[str, Any]]) -> None:
+        now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+        context = structlog.contextvars.get_contextvars()
+        if self.json:
+            # structlog's order: the fields, the event, the context not overridden, then
+            # the level and the time.
+            tail = {"level": "info", "timestamp": now}
+            text = "".join(
+                json.dumps(
+                    {**fields, "event": event}
+                    | {k: v for k, v in context.items() if k not in fields}
+                    | tail,
+                    default=repr,
+                )
+                + "\n"
+                for fields in records
+            )
+        else:
+            head = f"{now} [info     ] {event:<30} "
+            text = "".join(
+                head
+                + " ".join(f"{k}={_console_repr(v)}" for k, v in sorted({**context, **f}.items()))
+                + "\n"
+                for f in records
+            )
+        self.stream.write(text)
+        self.stream.flush()
+
+
+_SPECIAL = frozenset(" \t=\r\n\"'")
+
+
+def _console_repr(value: object) -> str:
+    """A value as structlog's ConsoleRenderer shows it."""
+    if isinstance(value, str):
+        return repr(value) if _SPECIAL.intersection(value) else value
+    return repr(value)
+
+
+_lines: _Lines | None = None
 
 
 # Libraries that log through the standard library. Their info lines are chatty (the

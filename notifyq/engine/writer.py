@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -108,9 +109,14 @@ class Writer:
                     with trio.move_on_after(delay):
                         await force.wait()
                 continue
+            ends = []
             for outcome, attempt in batch:
                 self.ledger.attempts.pop(outcome.task_id, None)
-                self._log_end(outcome, attempt, written.get(outcome.task_id))
+                end = self._end(outcome, attempt, written.get(outcome.task_id))
+                if end is not None:
+                    ends.append(end)
+            # One `task.end` line per task, written as one block per batch.
+            logs.info_many(log, "task.end", ends)
             return
 
     def _give_up_expired(
@@ -164,9 +170,10 @@ class Writer:
             )
             return await self._write_rows([stand_in], substitute=False)
 
-    def _log_end(self, outcome: Outcome, attempt: Attempt, status: str | None) -> None:
+    def _end(self, outcome: Outcome, attempt: Attempt, status: str | None) -> dict[str, Any] | None:
+        """Count a written outcome and tell the observers; its `task.end` fields (None:
+        the fence refused the write, which is logged here)."""
         task = attempt.task
-        now = trio.current_time()
         if status is None:
             self._counts["fenced"] += 1
             log.warning(
@@ -177,19 +184,20 @@ class Writer:
                 outcome=outcome.verdict.value,
                 why="no longer owned by this process (lease lost)",
             )
-            return
+            return None
         verdict = Verdict.CANCELLED if status == store.Status.CANCELLED else outcome.verdict
         self._counts[verdict] += 1
-        run_s = now - attempt.started if attempt.started else 0.0
+        run_s = trio.current_time() - attempt.started if attempt.started else 0.0
         for observer in self._observers:
             observer(task, verdict.value, attempt.lag_s, run_s)
-        log.info(
-            "task.end",
-            task_id=task.id,
-            kind=task.kind,
-            attempt=task.attempt,
-            outcome=verdict.value,
-            status=status,
-            duration_ms=round(run_s * 1000, 2),
-            **({"error": outcome.error} if outcome.error and verdict != Verdict.DONE else {}),
-        )
+        end = {
+            "task_id": task.id,
+            "kind": task.kind,
+            "attempt": task.attempt,
+            "outcome": verdict.value,
+            "status": status,
+            "duration_ms": round(run_s * 1000, 2),
+        }
+        if outcome.error and verdict != Verdict.DONE:
+            end["error"] = outcome.error
+        return end

@@ -168,3 +168,58 @@ def test_standard_library_records_are_rendered_like_notifyq_events(
         "asyncpg.pool",
     )
     assert "ConnectionRefusedError: server gone" in str(line["exception"])
+
+
+END_RECORDS: list[dict[str, object]] = [
+    {"task_id": 1, "kind": "noop", "attempt": 1, "outcome": "done", "status": "done"},
+    {"task_id": 2, "kind": "two words", "attempt": 3, "duration_ms": 0.12, "status": "error"},
+    {"task_id": 3, "kind": "k", "error": 'line\nbreak "quoted" a=b', "ratio": 1.5, "none": None},
+    {"task_id": 4, "kind": "é", "flag": True, "tags": ["a", 1]},
+]
+
+
+def _without_timestamps(lines: list[str]) -> list[str]:
+    return [line.split(" ", 1)[1] for line in lines]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_lines_written_as_a_block_are_the_lines_log_info_writes(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure("info", fmt)
+    log = logs.get("notifyq.test")
+    structlog.contextvars.bind_contextvars(process=2)
+    try:
+        for fields in END_RECORDS:
+            log.info("task.end", **fields)
+        one_by_one = capsys.readouterr().err.splitlines()
+        logs.info_many(log, "task.end", END_RECORDS)
+        block = capsys.readouterr().err.splitlines()
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert len(block) == len(END_RECORDS)
+    if fmt == "json":
+        parsed = json_lines("\n".join(block))
+        expected = json_lines("\n".join(one_by_one))
+        for line in (*parsed, *expected):
+            assert isinstance(line.pop("timestamp"), str)
+        assert [list(line) for line in parsed] == [list(line) for line in expected]
+        assert parsed == expected
+    else:
+        assert _without_timestamps(block) == _without_timestamps(one_by_one)
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_lines_written_as_a_block_respect_the_level_and_a_log_capture(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("warning", "console")
+    logs.info_many(logs.get("notifyq.test"), "task.end", END_RECORDS)
+    assert capsys.readouterr().err == ""
+    logs.configure("info", "console")
+    with structlog.testing.capture_logs() as captured:
+        logs.info_many(logs.get("notifyq.test"), "task.end", END_RECORDS)
+    assert capsys.readouterr().err == ""
+    assert [c["task_id"] for c in captured] == [1, 2, 3, 4]
+    assert all(c["event"] == "task.end" and c["log_level"] == "info" for c in captured)
