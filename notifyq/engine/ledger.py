@@ -15,13 +15,14 @@ written (or given up). Every field has one owner:
                    cancel notification); waited on by the lease keeper only
 =================  ==========================================================
 
-The other stages read them. On an Attempt, the claimer sets the task and the first lease,
-the runner ``started`` and the scopes, the heartbeat ``lease_until``; ``request_stop`` may
-be called by anyone (cancel, shutdown, lease lost, time limit).
+The other stages read them. On an Attempt, the claimer sets the task and the first lease;
+the runner ``started``, ``stop_at`` and ``over``; the heartbeat ``lease_until``.
+``request_stop`` may be called by anyone (cancel, shutdown, lease lost).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,22 +43,23 @@ class Attempt:
     task: Task
     lease_until: float  # trio clock; the lease is surely valid before this
     lag_s: float = 0.0  # claim time minus run_at
-    timeout_s: float | None = None  # the row's own time limit
+    timeout_s: float | None = None  # the row's own time limit; once started, the one applied
     started: float = 0.0  # trio clock when the handler started; 0: not started
     handler_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    wait_scope: trio.CancelScope | None = None
     stop_reason: StopReason | None = None
     undecodable: str | None = None  # the payload could not be decoded: fail without running
+    # trio clock when the handler must be over: its time limit, or a stop asked; the
+    # overseer abandons a handler still running CANCEL_GRACE_S after that.
+    stop_at: float = math.inf
+    over: bool = False  # its outcome went to the writer (the runner sets it, once)
+    abandoned: bool = False  # given up while its handler ignored cancellation
 
     def request_stop(self, reason: StopReason) -> None:
         """Cancel the handler; the first reason given decides the verdict."""
         if self.stop_reason is None:
             self.stop_reason = reason
         self.handler_scope.cancel()
-        if self.wait_scope is not None:
-            self.wait_scope.deadline = min(
-                self.wait_scope.deadline, trio.current_time() + CANCEL_GRACE_S
-            )
+        self.stop_at = min(self.stop_at, trio.current_time())
 
 
 class Doorbell:

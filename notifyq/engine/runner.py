@@ -14,7 +14,6 @@ same for all three.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import trio
@@ -30,7 +29,21 @@ from notifyq.store import Outcome, Verdict
 log = logs.get("notifyq.worker")
 
 
+# How often the overseer looks for handlers to abandon: one is abandoned between
+# CANCEL_GRACE_S and CANCEL_GRACE_S + OVERSEE_S after its time limit or stop.
+OVERSEE_S = 0.25
+
+
 class Runner:
+    """WORKER_COUNT workers; each runs its attempts' handlers itself, one at a time.
+
+    A worker calls the handler in its own task (no task, event or scope per attempt beyond
+    the attempt's cancel scope, whose deadline is the time limit). A handler that ignores
+    cancellation for CANCEL_GRACE_S after its limit or stop is abandoned by the overseer:
+    its outcome goes to the writer without it, and a new worker takes the stuck one's
+    place; the stuck worker ends when its handler does, and its late result goes nowhere.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -53,16 +66,61 @@ class Runner:
         self._jobs = jobs
         self._outcomes = outcomes
         self._debug = settings.log_level == "debug"
+        self._workers = 0  # workers not abandoned and not ended
+        self._all_ended = trio.Event()
 
-    async def serve_worker(self, handlers: trio.Nursery) -> None:
-        """One worker: run attempts until the claimer closes the jobs channel."""
+    async def serve(self, handlers: trio.Nursery) -> None:
+        """Run WORKER_COUNT workers in ``handlers`` until the claimer closes the jobs
+        channel and each has ended (abandoned ones aside)."""
+        for _ in range(self.settings.worker_count):
+            self._start_worker(handlers)
+        async with trio.open_nursery() as overseer:
+            overseer.start_soon(self._oversee, handlers)
+            await self._all_ended.wait()
+            overseer.cancel_scope.cancel()
+
+    def _start_worker(self, handlers: trio.Nursery) -> None:
+        self._workers += 1
+        handlers.start_soon(self._serve_worker, handlers, name="notifyq worker")
+
+    async def _serve_worker(self, handlers: trio.Nursery) -> None:
+        """One worker: run attempts until the jobs channel is closed and empty."""
         async for attempt in self._jobs:
-            task = attempt.task
             if self.ledger.stopping:
                 # Claimed but never started: straight back to pending.
+                task = attempt.task
                 self._hand_over(attempt, Outcome(task.id, task.attempt, Verdict.RELEASED))
                 continue
             await self._run(attempt, handlers)
+            if attempt.abandoned:
+                return  # the overseer gave up on this handler; another worker took over
+        self._workers -= 1
+        if self._workers == 0:
+            self._all_ended.set()
+
+    async def _oversee(self, handlers: trio.Nursery) -> None:
+        """Abandon handlers that ignore cancellation (see the class)."""
+        while True:
+            await trio.sleep(OVERSEE_S)
+            give_up = trio.current_time() - CANCEL_GRACE_S
+            for attempt in list(self.ledger.attempts.values()):
+                if attempt.started and not attempt.over and attempt.stop_at <= give_up:
+                    self._abandon(attempt, handlers)
+
+    def _abandon(self, attempt: Attempt, handlers: trio.Nursery) -> None:
+        task = attempt.task
+        self.abandoned += 1
+        log.error(
+            "task.abandoned",
+            task_id=task.id,
+            kind=task.kind,
+            reason="the handler ignored cancellation",
+        )
+        attempt.abandoned = True
+        self._hand_over(attempt, judge(self._facts(attempt, None), self.retries))
+        # The stuck worker leaves the count; a new one takes its place.
+        self._workers -= 1
+        self._start_worker(handlers)
 
     def on_cancel_notification(self, payload: str) -> None:
         """``notifyq_cancel``: stop the running attempt of that task, if it is ours."""
@@ -79,7 +137,7 @@ class Runner:
     def stop_running(self) -> None:
         """Cancel every running handler; its task goes back to pending."""
         for attempt in list(self.ledger.attempts.values()):
-            if attempt.started:
+            if attempt.started and not attempt.over:
                 attempt.request_stop("shutdown")
 
     async def _run(self, attempt: Attempt, handlers: trio.Nursery) -> None:
@@ -94,7 +152,11 @@ class Runner:
             self._hand_over(attempt, Outcome(task.id, task.attempt, Verdict.FAILED, error=error))
             return
         timeout_s = attempt.timeout_s or handler.timeout_s or self.settings.task_timeout_s
+        attempt.timeout_s = timeout_s
         attempt.started = trio.current_time()
+        if timeout_s:
+            attempt.stop_at = attempt.started + timeout_s
+            attempt.handler_scope.deadline = attempt.stop_at
         if self._debug:  # the logger proxy costs ~5 µs per call even when filtered out
             log.debug(
                 "task.start",
@@ -105,14 +167,17 @@ class Runner:
             )
         tracer = tracing.active
         if tracer is None:
-            facts = await self._call(attempt, handler, timeout_s, handlers)
-            self._hand_over(attempt, judge(facts, self.retries))
+            box = await self.call(attempt, handler, handlers)
+            if not attempt.over:
+                self._hand_over(attempt, judge(self._facts(attempt, box), self.retries))
             return
         # Current while the handler runs: the handler's task (and thread, and asyncio task)
         # copies this context, so its own spans are children of the attempt's.
         with tracer.attempt(task.id, task.kind, task.queue, task.attempt, task.meta) as span:
-            facts = await self._call(attempt, handler, timeout_s, handlers)
-            outcome = judge(facts, self.retries)
+            box = await self.call(attempt, handler, handlers)
+            if attempt.over:
+                return
+            outcome = judge(self._facts(attempt, box), self.retries)
             tracer.outcome(span, outcome.verdict.value, outcome.error)
         self._hand_over(attempt, outcome)
 
@@ -125,47 +190,31 @@ class Runner:
             raise RuntimeError("runtime='asyncio' handlers need the process's asyncio loop")
         return await run_asyncio(self.loop, handler.fn, task)
 
-    async def _call(
-        self, attempt: Attempt, handler: Handler, timeout_s: float | None, nursery: trio.Nursery
-    ) -> Facts:
-        """Run the handler and say how it ended."""
+    async def call(
+        self, attempt: Attempt, handler: Handler, handlers: trio.Nursery
+    ) -> tuple[bool, Any] | None:
+        """Run the handler: (returned, value or exception); None if its own cancel scope
+        stopped it. (The loop watchdog finds the running task by this function's name.)"""
         task = attempt.task
-        box: list[tuple[bool, Any]] = []  # (returned, value or exception)
-        finished = trio.Event()
-
-        async def call() -> None:
+        with attempt.handler_scope:
             try:
-                with attempt.handler_scope:
-                    try:
-                        box.append((True, await self._invoke(handler, task)))
-                    except BaseException as exc:
-                        if _is_our_cancellation(exc, attempt.handler_scope, nursery):
-                            raise  # the scope that was cancelled catches it
-                        # Any other exception, KeyboardInterrupt, SystemExit and a stray
-                        # trio.Cancelled included, is this attempt's failure: it must
-                        # never end the process (tests/integration/test_poison.py).
-                        box.append((False, exc))
-            finally:
-                finished.set()
+                return True, await self._invoke(handler, task)
+            except BaseException as exc:
+                if _is_our_cancellation(exc, attempt.handler_scope, handlers):
+                    raise  # the scope that was cancelled catches it
+                # Any other exception, KeyboardInterrupt, SystemExit and a stray
+                # trio.Cancelled included, is this attempt's failure: it must never end
+                # the process (tests/integration/test_poison.py).
+                return False, exc
+        return None
 
-        nursery.start_soon(call, name=f"notifyq task {task.id}")
-        deadline = attempt.started + timeout_s if timeout_s else math.inf
-        with trio.move_on_at(deadline) as attempt.wait_scope:
-            await finished.wait()
-        if not finished.is_set():
-            attempt.request_stop("timeout")
-            with trio.move_on_after(CANCEL_GRACE_S):
-                await finished.wait()
-        if not finished.is_set():
-            self.abandoned += 1
-            log.error(
-                "task.abandoned",
-                task_id=task.id,
-                kind=task.kind,
-                reason="the handler ignored cancellation",
-            )
+    def _facts(self, attempt: Attempt, box: tuple[bool, Any] | None) -> Facts:
+        """How the attempt ended; ``box`` None: stopped (or abandoned) without a result."""
+        task, timeout_s = attempt.task, attempt.timeout_s
         overran = timeout_s is not None and trio.current_time() - attempt.started >= timeout_s
-        returned, value = box[0] if box else (False, None)
+        if overran and attempt.stop_reason is None:
+            attempt.stop_reason = "timeout"
+        returned, value = box if box is not None else (False, None)
         return Facts(
             task.id,
             task.attempt,
@@ -183,6 +232,7 @@ class Runner:
         if attempt.stop_reason == "lease_lost":
             # Another process owns the task now; the fenced write would be refused anyway.
             log.warning("task.lease_lost", task_id=attempt.task.id, outcome=outcome.verdict.value)
+        attempt.over = True
         self._outcomes.send_nowait((outcome, attempt))
         self.ledger.handed_over += 1
         self.ledger.doorbell.ring()

@@ -178,8 +178,8 @@ class Service:
         )
         try:
             async with trio.open_nursery() as handlers:
-                # Handlers run here; one that ignores cancellation is abandoned by its worker
-                # and keeps only this nursery open.
+                # The workers run here; one whose handler ignores cancellation is
+                # abandoned (replaced by a new worker) and keeps only this nursery open.
                 await self._run_stages(stop, force, handlers, task_status)
                 if self.runner.abandoned and self.exit_on_abandoned:
                     log.error(
@@ -227,8 +227,7 @@ class Service:
                 grace = trio.CancelScope()
                 async with trio.open_nursery() as workers:
                     workers.start_soon(self.claimer.serve)
-                    for _ in range(s.worker_count):
-                        workers.start_soon(self.runner.serve_worker, handlers)
+                    workers.start_soon(self.runner.serve, handlers)
                     task_status.started()
                     await stop.wait()
                     log.info("shutdown.stop_claiming", in_flight=ledger.busy)
