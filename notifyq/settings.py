@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         validation_alias=_env("FETCH_INTERVAL"),
         description=f"{DURATION_HELP}, above 0",
     )
+    claim_linger_s: float = Field(
+        0.005,
+        ge=0,
+        le=1.0,
+        validation_alias=_env("CLAIM_LINGER"),
+        description=f"{DURATION_HELP}, at most 1 s",
+    )
     queues: Annotated[tuple[str, ...], NoDecode] = Field(
         ("default",),
         validation_alias=_env("QUEUES"),
@@ -266,6 +273,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "fetch_interval_s",
+        "claim_linger_s",
         "shutdown_timeout_s",
         "task_timeout_s",
         "lease_s",

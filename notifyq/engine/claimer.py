@@ -152,6 +152,14 @@ class Claimer:
         # Only a wake-up that came before the claim is answered by it: one that arrived
         # while the claim ran may be for a row the claim could not see yet.
         self._rows_may_exist = self._appeared != appeared_before
+        linger = self.settings.claim_linger_s
+        if attempts and linger and not self._waiting and not self._rows_may_exist:
+            # A short claim that took rows: producers are busy. Claim again after a
+            # short linger instead of recording ourselves as waiting: meanwhile their
+            # inserts send no notification (each one would, and NOTIFY serialises their
+            # commits). An empty claim records us (README, CLAIM_LINGER).
+            self._due_at = min(self._due_at, trio.current_time() + linger)
+            return
         await self._go_idle()
 
     async def _go_idle(self) -> None:

@@ -46,3 +46,37 @@ async def test_inserts_racing_workers_going_idle_are_all_woken(database: db.Data
     assert all(r["status"] == "done" for r in rows)
     # A lost wake-up waits for the 60 s sweep; a slow, shared CI machine takes seconds.
     assert waits.total_seconds() < 10, f"a row waited {waits}: a wake-up was lost"
+
+
+async def _notified(listener: db.Listener, within_s: float) -> int:
+    """Notifications on the listener's channel in the next ``within_s`` seconds."""
+    count = 0
+    with trio.move_on_after(within_s):
+        async for _ in listener:
+            count += 1
+    return count
+
+
+async def test_inserts_during_the_claim_linger_send_no_notification(
+    database: db.Database,
+) -> None:
+    """A: wakes the idle process (one notification), whose claim takes it and lingers. B,
+    inserted during the linger: no notification, claimed when the linger ends. Then an
+    empty claim records the process again: C notifies. Without a linger B notifies too."""
+    for linger_s, expected in ((1.0, 2), (0.0, 3)):
+        async with (
+            running_service(database, fetch_interval_s=60, claim_linger_s=linger_s),
+            db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener,
+        ):
+            await trio.sleep(0.3)  # the service has claimed nothing and waits
+            notes = 0
+            a = int(await database.fetchval(INSERT))
+            await wait_ended(database, a, timeout=10)
+            b = int(await database.fetchval(INSERT))
+            notes += await _notified(listener, 0.1)
+            await wait_ended(database, b, timeout=10)
+            await trio.sleep(linger_s + 0.3)  # the empty claim after the linger, and idle
+            c = int(await database.fetchval(INSERT))
+            await wait_ended(database, c, timeout=10)
+            notes += await _notified(listener, 0.2)
+        assert notes == expected, f"CLAIM_LINGER={linger_s}: {notes} notifications"
