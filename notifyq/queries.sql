@@ -157,6 +157,77 @@ WITH outcome AS (
 )
 SELECT id, status FROM written;
 
+-- name: finish_and_claim
+-- `finish` and `claim` in one statement: the writer records the outcomes of owner $1
+-- ($2..$7, as `finish`) and claims up to $9 due rows of the queues $8 with a lease of
+-- $10 s for the workers those outcomes free, in one round trip and one commit (durable, as
+-- `finish` is). Rows are never more in_progress than workers, and the next claim no
+-- longer waits for the last outcome's round trip. The CTEs are those of `finish` and
+-- `claim` (tests/integration/test_store.py keeps them the same). Returns the written rows
+-- (id, status; claim_order NULL), then the claimed rows (status NULL), claim_order 1, 2, ...
+WITH outcome AS (
+    SELECT *
+      FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[])
+           AS o(id, attempt, outcome, result, error, delay_s)
+), written AS (
+    UPDATE notifyq.tasks t
+       SET status = CASE
+                WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NOT NULL
+                    THEN 'cancelled'
+                WHEN o.outcome IN ('retried', 'released') THEN 'pending'
+                WHEN o.outcome = 'failed' THEN 'error'
+                ELSE o.outcome END,
+           attempts = CASE WHEN o.outcome = 'released' THEN t.attempts - 1 ELSE t.attempts END,
+           result = o.result::jsonb,
+           error = CASE WHEN o.outcome IN ('done', 'released') THEN t.error ELSE o.error END,
+           run_at = CASE WHEN o.outcome = 'retried'
+                         THEN now() + make_interval(secs => o.delay_s) ELSE t.run_at END,
+           locked_by = NULL, locked_until = NULL,
+           finished_at = CASE
+                WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NULL
+                    THEN NULL
+                ELSE now() END,
+           updated_at = now()
+      FROM outcome o
+     WHERE t.id = o.id AND t.locked_by = $1 AND t.attempts = o.attempt
+    RETURNING t.id, t.status, o.attempt, o.outcome, o.error
+), events AS (
+    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error)
+    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled' ELSE outcome END,
+           attempt, $1, error
+      FROM written
+), picked AS (
+    SELECT id
+      FROM notifyq.tasks
+     WHERE status = 'pending' AND run_at <= now() AND queue = ANY($8::text[])
+     ORDER BY priority DESC, run_at, id
+     LIMIT $9
+       FOR UPDATE OF tasks SKIP LOCKED
+), claimed AS (
+    UPDATE notifyq.tasks t
+       SET status = 'in_progress', attempts = t.attempts + 1,
+           locked_by = $1, locked_until = now() + make_interval(secs => $10::float8),
+           started_at = now(), updated_at = now()
+     WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
+    RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority, t.attempts,
+              t.max_attempts, t.meta::text AS meta_json,
+              extract(epoch FROM t.timeout)::float8 AS timeout_s,
+              CASE WHEN isfinite(t.run_at)
+                   THEN extract(epoch FROM now() - t.run_at)::float8 ELSE 0 END AS lag_s,
+              t.run_at
+), started AS (
+    INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
+    SELECT id, 'started', attempts, $1 FROM claimed
+)
+SELECT id, status, NULL AS queue, NULL AS kind, NULL AS payload_json, NULL::int AS priority,
+       NULL::int AS attempts, NULL::int AS max_attempts, NULL::float8 AS timeout_s,
+       NULL::float8 AS lag_s, NULL AS meta_json, NULL::bigint AS claim_order
+  FROM written
+UNION ALL
+SELECT id, NULL, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s,
+       meta_json, row_number() OVER (ORDER BY priority DESC, run_at, id)
+  FROM claimed;
+
 -- name: extend_leases
 -- The batched heartbeat: extend the leases of all of $1's running tasks $3 by $2 s.
 -- Returns the ids still owned (a missing id has lost its lease) and whether a cancel was

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import trio
 
@@ -38,6 +39,15 @@ MIN_CLAIM_GAP_S = 0.005
 MAX_RETRY_SLEEP_S = 2.0
 # First and longest pause before go_idle is tried again after a producer held its lock.
 IDLE_RETRY_S = (0.002, 0.25)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A claim the writer makes for the claimer (see :meth:`Claimer.reserve`)."""
+
+    want: int
+    appeared: int  # the claimer's count of wake-ups when it was made
+    sent_at: float  # trio clock: the leases run from here
 
 
 class Claimer:
@@ -69,6 +79,9 @@ class Claimer:
         # A limited queue may have due rows that we left because no worker was free.
         self._limited_backlog = False
         self._turn = 0  # rotates the order of limited queues between claims
+        # A claim is on its way: ours, or one the writer makes for us (`reserve`).
+        self._claiming = False
+        self._idle_due = False  # the writer's claim came back short: record us as waiting
 
     @property
     def limited(self) -> frozenset[str]:
@@ -106,6 +119,13 @@ class Claimer:
         async with self._jobs:
             self._next_sweep = trio.current_time() + s.fetch_interval_s
             while not ledger.stopping:
+                if self._claiming:
+                    await self._sleep()  # the writer claims for us; it rings when done
+                    continue
+                if self._idle_due:
+                    self._idle_due = False
+                    await self._go_idle()
+                    continue
                 if self._limits_stale:
                     await self._read_limits()
                 room = ledger.room
@@ -134,6 +154,7 @@ class Claimer:
 
     async def _claim_once(self, want: int) -> None:
         appeared_before = self._appeared
+        self._claiming = True
         try:
             attempts = await self._claim(want)
         except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
@@ -142,25 +163,64 @@ class Claimer:
             log.warning("claim.failed", error=str(exc) or "timed out", retry_in_s=round(delay, 3))
             await trio.sleep(delay)
             return
+        finally:
+            self._claiming = False
         self._claim_failures = 0
+        self._hand_out(attempts)
+        if len(attempts) < want and self._short_claim(bool(attempts), appeared_before):
+            await self._go_idle()
+
+    def _hand_out(self, attempts: list[Attempt]) -> None:
         for attempt in attempts:
             # Never blocks: the channel holds `capacity` jobs and busy <= capacity.
             # Claimed while stopping: the worker gives the row straight back.
             self._jobs.send_nowait(attempt)
-        if len(attempts) == want:
-            return  # a full claim: more rows may be waiting, claim again at once
+
+    def _short_claim(self, took_rows: bool, appeared_before: int) -> bool:
+        """After a claim that took fewer rows than it asked for: whether to go idle now
+        (record ourselves as waiting) rather than linger."""
         # Only a wake-up that came before the claim is answered by it: one that arrived
         # while the claim ran may be for a row the claim could not see yet.
         self._rows_may_exist = self._appeared != appeared_before
         linger = self.settings.claim_linger_s
-        if attempts and linger and not self._waiting and not self._rows_may_exist:
+        if took_rows and linger and not self._waiting and not self._rows_may_exist:
             # A short claim that took rows: producers are busy. Claim again after a
             # short linger instead of recording ourselves as waiting: meanwhile their
             # inserts send no notification (each one would, and NOTIFY serialises their
             # commits). An empty claim records us (README, CLAIM_LINGER).
             self._due_at = min(self._due_at, trio.current_time() + linger)
-            return
-        await self._go_idle()
+            return False
+        return True
+
+    # --- claims the writer makes for us (store.finish_and_claim) ---------------------
+
+    def reserve(self, outcomes: int) -> Reservation | None:
+        """How many rows the writer may claim for us in the statement that writes
+        ``outcomes`` outcomes: what we would claim once they are written (None: none).
+
+        Only the plain claim (no limited queues), only while rows may exist, and never
+        while a claim of ours is on its way; until :meth:`settle`, we claim nothing.
+        """
+        ledger = self.ledger
+        if self._claiming or ledger.stopping or self.limited or self._limits_stale:
+            return None
+        if not self._rows_may_exist:
+            return None
+        want = min(ledger.room + outcomes, self.settings.fetch_limit)
+        if want <= 0:
+            return None
+        self._claiming = True
+        return Reservation(want, self._appeared, trio.current_time())
+
+    def settle(self, reservation: Reservation, rows: list[store.Claimed] | None) -> None:
+        """The writer's claim is over: ``rows`` it took for us (None: the statement failed,
+        nothing was claimed)."""
+        self._claiming = False
+        if rows is not None:
+            self._hand_out(self._attempts(rows, reservation.sent_at))
+            if len(rows) < reservation.want and self._short_claim(bool(rows), reservation.appeared):
+                self._idle_due = True
+        self.ledger.doorbell.ring()
 
     async def _go_idle(self) -> None:
         # Asked after the rows went to the workers, so that handlers do not wait for it.
@@ -233,6 +293,14 @@ class Claimer:
                 with tracer.claim(self.queues) as span:
                     rows = await self._fetch(want, lease_s)
                     tracer.claimed(span, [(row.id, row.meta) for row in rows])
+        attempts = self._attempts(rows, sent_at)
+        if rows:
+            log.debug("claim", rows=len(rows), ms=round((time.perf_counter() - started) * 1000, 2))
+        return attempts
+
+    def _attempts(self, rows: list[store.Claimed], sent_at: float) -> list[Attempt]:
+        """The attempts ``rows`` start (a claim sent at ``sent_at``), in the ledger."""
+        lease_s = self.settings.lease_s
         attempts = []
         for row in rows:
             task = Task(
@@ -250,8 +318,6 @@ class Claimer:
             self.ledger.attempts[row.id] = attempt
             attempts.append(attempt)
         self.ledger.claimed += len(rows)
-        if rows:
-            log.debug("claim", rows=len(rows), ms=round((time.perf_counter() - started) * 1000, 2))
         return attempts
 
     async def _fetch(self, want: int, lease_s: float) -> list[store.Claimed]:

@@ -100,7 +100,9 @@ class Service:
         self.app = app
         self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send, loop=database.loop)
         tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
-        self.writer = Writer(database, settings, self.ledger, self.worker_id, out_receive)
+        self.writer = Writer(
+            database, settings, self.ledger, self.worker_id, out_receive, self.claimer
+        )
         self.reaper = maintenance.Reaper(database, settings)
         self.scheduler = Scheduler(
             database,

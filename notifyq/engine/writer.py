@@ -15,6 +15,7 @@ import trio
 
 from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
+from notifyq.engine.claimer import Claimer
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
@@ -48,8 +49,11 @@ class Writer:
         ledger: Ledger,
         owner: str,
         outcomes: trio.MemoryReceiveChannel[tuple[Outcome, Attempt]],
+        claimer: Claimer | None = None,
     ) -> None:
         self.db = database
+        # Claims for the workers the outcomes free, in the same statement (None: never).
+        self.claimer = claimer
         self.settings = settings
         self.ledger = ledger
         self.owner = owner
@@ -94,7 +98,7 @@ class Writer:
             try:
                 # Shielded: an outcome in flight must land even while the process stops.
                 with trio.CancelScope(shield=True), trio.fail_after(self.settings.lease_s):
-                    written = await self._write_rows([o for o, _ in batch], freed=freed)
+                    written = await self._write_and_claim([o for o, _ in batch], freed)
             except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
                 failures += 1
                 batch = self._give_up_expired(batch, exc, force)
@@ -139,6 +143,37 @@ class Writer:
             else:
                 kept.append((outcome, attempt))
         return kept
+
+    async def _write_and_claim(self, outcomes: list[Outcome], freed: list[str]) -> dict[int, str]:
+        """Write the outcomes; claim the claimer's next rows in the same statement when it
+        wants some (no limited queues, no tracing: those keep their own statements)."""
+        claimer = self.claimer
+        reservation = None
+        if claimer is not None and not freed and tracing.active is None:
+            reservation = claimer.reserve(len(outcomes))
+        if claimer is None or reservation is None:
+            return await self._write_rows(outcomes, freed=freed)
+        claimed = None
+        try:
+            exchange = await store.finish_and_claim(
+                self.db,
+                owner=self.owner,
+                outcomes=outcomes,
+                queues=claimer.queues,
+                limit=reservation.want,
+                lease_s=self.settings.lease_s,
+            )
+            claimed = exchange.claimed
+            return exchange.written
+        except errors.QueryError:
+            # Bad data in an outcome: nothing was written or claimed. The plain path
+            # writes them one by one and stores what PostgreSQL refused.
+            claimer.settle(reservation, None)
+            reservation = None
+            return await self._write_rows(outcomes, freed=freed)
+        finally:
+            if reservation is not None:
+                claimer.settle(reservation, claimed)
 
     async def _write_rows(
         self, outcomes: Sequence[Outcome], *, substitute: bool = True, freed: Sequence[str] = ()

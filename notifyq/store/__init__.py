@@ -17,6 +17,9 @@ from notifyq.store.engine import (
     Claimed as Claimed,
 )
 from notifyq.store.engine import (
+    Exchange as Exchange,
+)
+from notifyq.store.engine import (
     Idle as Idle,
 )
 from notifyq.store.engine import (
@@ -42,6 +45,9 @@ from notifyq.store.engine import (
 )
 from notifyq.store.engine import (
     finish as finish,
+)
+from notifyq.store.engine import (
+    finish_and_claim as finish_and_claim,
 )
 from notifyq.store.engine import (
     go_idle as go_idle,

@@ -189,16 +189,7 @@ async def finish(
     they both write in the same order and do not deadlock (found by `notifyq bench harsh
     --scenario kill-9`); one that happens anyway is a StatementAborted, retried.
     """
-    outcomes = sorted(outcomes, key=lambda o: o.task_id)
-    args = (
-        owner,
-        [o.task_id for o in outcomes],
-        [o.attempt for o in outcomes],
-        [o.verdict.value for o in outcomes],
-        [o.result_json for o in outcomes],
-        [clean_text(o.error) if o.error is not None else None for o in outcomes],
-        [o.delay_s for o in outcomes],
-    )
+    args = _finish_args(owner, outcomes)
     if not freed_queues:
         rows = await database.fetch(sql.queries["finish"], *args)
         return {r["id"]: r["status"] for r in rows}
@@ -212,6 +203,54 @@ async def finish(
         return {r["id"]: r["status"] for r in written}
 
     return await database.run(statements)
+
+
+def _finish_args(owner: str, outcomes: Sequence[Outcome]) -> tuple[Any, ...]:
+    outcomes = sorted(outcomes, key=lambda o: o.task_id)
+    return (
+        owner,
+        [o.task_id for o in outcomes],
+        [o.attempt for o in outcomes],
+        [o.verdict.value for o in outcomes],
+        [o.result_json for o in outcomes],
+        [clean_text(o.error) if o.error is not None else None for o in outcomes],
+        [o.delay_s for o in outcomes],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What ``finish_and_claim`` did: the outcomes written, and the rows claimed."""
+
+    written: dict[int, str]  # as `finish` returns it
+    claimed: list[Claimed]  # in claim order
+
+
+async def finish_and_claim(
+    database: db.Database,
+    *,
+    owner: str,
+    outcomes: Sequence[Outcome],
+    queues: Sequence[str],
+    limit: int,
+    lease_s: float,
+) -> Exchange:
+    """``finish`` the outcomes and ``claim`` up to ``limit`` rows, in one statement and one
+    commit (see queries.sql); fenced and ordered as ``finish`` is."""
+    rows = await database.fetch(
+        sql.queries["finish_and_claim"],
+        *_finish_args(owner, outcomes),
+        list(queues),
+        limit,
+        lease_s,
+    )
+    written = {r["id"]: r["status"] for r in rows if r["claim_order"] is None}
+    claimed = sorted((r for r in rows if r["claim_order"] is not None), key=_claim_order)
+    return Exchange(written, [_claimed(r) for r in claimed])
+
+
+def _claim_order(r: Any) -> int:
+    return int(r["claim_order"])
 
 
 @dataclass(frozen=True, slots=True)

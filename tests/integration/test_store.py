@@ -32,3 +32,75 @@ def test_the_finish_statement_speaks_the_verdicts() -> None:
     mentioned = {name for pair in named for name in pair if name}
     assert mentioned == {"retried", "released", "failed", "done"}
     assert "'retry'" not in finish and "'release'" not in finish
+
+
+def _ctes(statement: str) -> dict[str, str]:
+    """The named CTEs of a statement, comments and spacing removed, parameters kept."""
+    text = " ".join(re.sub(r"--[^\n]*", "", statement).split())
+    ctes: dict[str, str] = {}
+    for match in re.finditer(r"(\w+) AS (?:MATERIALIZED )?\(", text):
+        depth, start = 1, match.end()
+        end = start
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            end += 1
+        ctes.setdefault(match.group(1), text[start : end - 1].strip())
+    return ctes
+
+
+def test_finish_and_claim_is_finish_then_claim() -> None:
+    """The writer's combined statement does what `finish` and `claim` do, CTE for CTE."""
+    both = _ctes(sql.queries["finish_and_claim"])
+    finish = _ctes(sql.queries["finish"])
+    for name in ("outcome", "written", "events"):
+        assert both[name] == finish[name], name
+    claim = _ctes(sql.queries["claim"])
+    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4 are $8, $9, $1, $10.
+    renumber = {"$1": "$8", "$2": "$9", "$3": "$1", "$4": "$10"}
+    for name in ("picked", "claimed", "started"):
+        expected = re.sub(r"\$\d+", lambda m: renumber[m.group(0)], claim[name])
+        expected = expected.replace("FROM notifyq.tasks, quick", "FROM notifyq.tasks")
+        assert both[name] == expected, name
+
+
+async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.Database) -> None:
+    ids = [
+        await database.fetchval(
+            "INSERT INTO notifyq.tasks (kind, priority) VALUES ('noop', $1) RETURNING id", p
+        )
+        for p in (0, 5, 1, 9)
+    ]
+    [mine, other] = await store.claim(database, queues=["default"], limit=2, owner="me", lease_s=30)
+    assert [mine.id, other.id] == [ids[3], ids[1]]
+    exchange = await store.finish_and_claim(
+        database,
+        owner="me",
+        outcomes=[
+            store.Outcome(mine.id, 1, store.Verdict.DONE, result_json="1"),
+            store.Outcome(other.id, 2, store.Verdict.DONE),  # not its attempt: fenced
+        ],
+        queues=["default"],
+        limit=5,
+        lease_s=30,
+    )
+    assert exchange.written == {mine.id: "done"}
+    assert [c.id for c in exchange.claimed] == [ids[2], ids[0]]  # priority order
+    rows = await database.fetch("SELECT id, status, locked_by FROM notifyq.tasks ORDER BY id")
+    assert [(r["status"], r["locked_by"]) for r in rows] == [
+        ("in_progress", "me"),
+        ("in_progress", "me"),
+        ("in_progress", "me"),
+        ("done", None),
+    ]
+    events = await database.fetch(
+        "SELECT task_id, event FROM notifyq.task_events WHERE event <> 'queued'"
+    )
+    assert sorted((e["task_id"], e["event"]) for e in events) == sorted(
+        [
+            (mine.id, "started"),
+            (other.id, "started"),
+            (mine.id, "done"),
+            (ids[2], "started"),
+            (ids[0], "started"),
+        ]
+    )
