@@ -51,6 +51,10 @@ class SupervisorError(errors.NotifyqError):
     """A child failed: it ended before it was ready, crashed too often, or failed to stop."""
 
 
+class ChildConfigError(SupervisorError, errors.ConfigError):
+    """A child refused its configuration (exit status 2) at start: the supervisor exits 2."""
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
     """The settings as environment variables, so that a child builds the same Settings
     whatever flags, ``.env`` or environment the supervisor got them from (a child's
@@ -149,10 +153,11 @@ class Supervisor:
         self.plan = plan
         self.stop = trio.Event()  # set once: no more restarts; the children are stopping
         self.failures: list[str] = []
+        self.config_failed = False  # a child exited 2 (a bad setting) before it was ready
         self._children: dict[int, _Child] = {}
         self._signals_sent: list[int] = []
+        self.ready = trio.Event()  # set once every child has been ready (at least once)
         self._ever_ready: set[int] = set()
-        self._all_ready_logged = False
 
     def signal(self, signum: int) -> None:
         """A stop signal reached the supervisor: forward it to every child."""
@@ -186,7 +191,8 @@ class Supervisor:
             for index in range(1, self.plan.count + 1):
                 nursery.start_soon(self._keep, index)
         if self.failures:
-            raise SupervisorError("; ".join(self.failures))
+            error = ChildConfigError if self.config_failed else SupervisorError
+            raise error("; ".join(self.failures))
         log.info("supervisor.stopped")
 
     async def _keep(self, index: int) -> None:
@@ -199,16 +205,17 @@ class Supervisor:
             how = describe_exit(code)
             if self.stop.is_set():
                 if not self._stopped_cleanly(code):
-                    self.fail(f"process {index} ended with {how} while stopping")
+                    self.fail(f"process {index} ended ({how}) while stopping")
                 return
             if not child.ready:
-                self.fail(f"process {index} ended with {how} before it was ready")
+                self.config_failed |= code == 2
+                self.fail(f"process {index} ended ({how}) before it was ready")
                 return
             crashes = crashes + 1 if ran_s < STABLE_S else 1
             if crashes > MAX_RESTARTS:
                 self.fail(
-                    f"process {index} ended with {how}, {crashes} times in a row "
-                    f"within {STABLE_S:g}s of starting"
+                    f"process {index} crashed {crashes} times in a row, each within "
+                    f"{STABLE_S:g}s of starting (last: {how})"
                 )
                 return
             delay = min(RESTART_DELAY_S * 2 ** (crashes - 1), RESTART_DELAY_MAX_S)
@@ -284,6 +291,6 @@ class Supervisor:
     def _became_ready(self, child: _Child) -> None:
         log.info("supervisor.child_ready", process=child.index, pid=child.process.pid)
         self._ever_ready.add(child.index)
-        if len(self._ever_ready) == self.plan.count and not self._all_ready_logged:
-            self._all_ready_logged = True
+        if len(self._ever_ready) == self.plan.count and not self.ready.is_set():
+            self.ready.set()
             log.info("supervisor.ready", processes=self.plan.count)
