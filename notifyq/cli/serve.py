@@ -165,9 +165,6 @@ def _run_role(
     run(partial(serve_until_signalled, settings, app, seed=seed, http=http, link_fd=link_fd))
 
 
-__all__ = ["STOP_SIGNALS", "handlers_for", "migrate", "serve", "web", "worker"]
-
-
 def handlers_for(settings: Settings) -> App:
     app = builtin_app(
         demo_min_delay_s=settings.demo_min_delay_s,

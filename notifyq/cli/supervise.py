@@ -57,9 +57,9 @@ async def supervise_until_signalled(settings: Settings, *, seed: int, http: bool
                     log.info("shutdown.before_start")
                     nursery.cancel_scope.cancel()
                     return
+                url = database.dsn
             embedded_server = settings.database_url is None
-            if embedded_server:
-                url = await embedded.resolve_dsn(settings)  # running: this joins it
+            if embedded_server:  # the children use the server this process started
                 plan_settings = settings.model_copy(update={"database_url": url})
             boss = supervisor.Supervisor(
                 supervisor.Plan(
