@@ -96,6 +96,9 @@ def test_sigterm_releases_the_running_tasks_of_every_process(
     until(lambda: counts(database_url).get("in_progress") == 4)
     owners = scalar(database_url, "SELECT count(DISTINCT locked_by) FROM notifyq.tasks")
     assert owners == "2"  # two workers each: both processes hold tasks
+    # Each child leads a session of its own: a Ctrl+C meant for the terminal's process
+    # group reaches the supervisor alone, which forwards it once.
+    assert [os.getsid(pid) for pid in child_pids(serve)] == child_pids(serve)
     serve.signal(signal.SIGTERM)
     assert serve.wait(timeout=15) == 0
     assert counts(database_url) == {"pending": 4}
