@@ -136,6 +136,7 @@ def _route_stdlib_logging(level: str, renderer: Any) -> None:
     test_every_stderr_line_is_json_while_the_database_is_down)."""
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -176,6 +177,12 @@ class Logger(Protocol):
     def warning(self, event: str, /, **fields: object) -> None: ...
     def error(self, event: str, /, **fields: object) -> None: ...
     def exception(self, event: str, /, **fields: object) -> None: ...
+
+
+def bind(**fields: object) -> None:
+    """Add ``fields`` to every later event of this process: called before ``trio.run``,
+    every task inherits them (a supervisor's child binds ``process=N``)."""
+    structlog.contextvars.bind_contextvars(**fields)
 
 
 def get(name: str) -> Logger:

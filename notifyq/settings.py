@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         validation_alias=_env("WORKER_COUNT"),
         description="an integer from 1 to 10000",
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        validation_alias=_env("PROCESSES"),
+        description="an integer from 1 to 64",
+    )
     fetch_limit: int = Field(
         10,
         ge=1,
@@ -324,14 +331,14 @@ class Settings(BaseSettings):
         return self.listen_database_url or self.database_url
 
 
-def _env_name(field: str) -> str:
+def env_name(field: str) -> str:
     alias = Settings.model_fields[field].validation_alias
     assert isinstance(alias, AliasChoices)
     return str(alias.choices[0])
 
 
 # Environment name -> field name, to explain errors whichever way the value came in.
-_FIELD_BY_ENV = {_env_name(name): name for name in Settings.model_fields}
+_FIELD_BY_ENV = {env_name(name): name for name in Settings.model_fields}
 ENV_NAMES = frozenset(_FIELD_BY_ENV)  # every environment variable notifyq reads
 
 
@@ -346,7 +353,7 @@ def load(**overrides: Any) -> Settings:
         field = _FIELD_BY_ENV.get(where.upper(), where)
         if field not in Settings.model_fields:
             raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
-        name = _env_name(field)
+        name = env_name(field)
         # Never echo a URL or a token: they hold secrets.
         shown = "" if name.endswith(("URL", "TOKEN")) else f"={err.get('input')!r}"
         accepts = Settings.model_fields[field].description

@@ -3,6 +3,7 @@ database opener and the duration options."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,6 +21,9 @@ log = logs.get("notifyq.cli")
 EXIT_FAILED = 1  # the command ran and the answer is "no" (task failed, not found, ...)
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
+
+# The signals that stop a long-running command gracefully (a second one skips the grace).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -85,7 +89,7 @@ DB_WAIT_MAX_S = 10.0
 
 @asynccontextmanager
 async def open_db_when_ready(
-    settings: Settings, stop: trio.Event
+    settings: Settings, stop: trio.Event, *, pool_size: int | None = None
 ) -> AsyncIterator[db.Database | None]:
     """:func:`open_db` for the long-running commands: while the database cannot be reached
     (down, or every connection slot taken), wait and try again, with one ``db.waiting``
@@ -96,7 +100,7 @@ async def open_db_when_ready(
     while True:
         async with AsyncExitStack() as stack:
             try:
-                database = await stack.enter_async_context(open_db(settings))
+                database = await stack.enter_async_context(open_db(settings, pool_size=pool_size))
             except errors.DatabaseUnavailable as exc:
                 log.warning("db.waiting", error=str(exc), retry_in_s=delay)
             else:

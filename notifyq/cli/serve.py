@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import click
 import trio
 
-from notifyq import db, embedded, errors, migrations, process
+from notifyq import db, embedded, errors, logs, migrations, process, supervisor
 from notifyq.app import App, builtin_app, load_app
 from notifyq.cli.common import (
     EXIT_USAGE,
+    STOP_SIGNALS,
     fail,
     log,
     open_db_when_ready,
     run,
     settings_from,
 )
+from notifyq.cli.supervise import supervise_until_signalled
 from notifyq.settings import Settings
 from notifyq.web.bind import check_bind
 
@@ -90,17 +93,26 @@ def http_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     default=0,
     help="Enqueue this many demo tasks once started.",
 )
+@click.option(
+    "--processes",
+    type=int,
+    help="Processes under one supervisor, each with its workers [PROCESSES=1]",
+)
+# Set by the supervisor on each child's command line: its number and the link's descriptor.
+@click.option("--child", type=click.IntRange(1), hidden=True)
+@click.option("--link-fd", type=click.IntRange(0), hidden=True)
 @click.option("--no-http", is_flag=True, help="Run the workers only, without the HTTP side.")
 @http_options
 @click.pass_context
 def serve(ctx: click.Context, /, seed: int, no_http: bool, **flags: Any) -> None:
     """Run the workers and the HTTP side until SIGINT, SIGTERM or SIGHUP (a second signal
     skips the grace period)."""
+    child, link_fd = flags.pop("child"), flags.pop("link_fd")
     settings = settings_from(ctx, **flags)
     app = handlers_for(settings)
     if not no_http:
         _check_bind(settings)
-    run(lambda: serve_until_signalled(settings, app, seed=seed, http=not no_http))
+    _run_role(settings, app, seed=seed, http=not no_http, child=child, link_fd=link_fd)
 
 
 @click.command()
@@ -129,13 +141,28 @@ _HTTP_PARAMS = {"no_http", "http_host", "http_port", "insecure_http"}
 @click.pass_context
 def worker(ctx: click.Context, /, seed: int, **flags: Any) -> None:
     """Run the workers only (no HTTP server) until SIGINT, SIGTERM or SIGHUP."""
+    child, link_fd = flags.pop("child"), flags.pop("link_fd")
     settings = settings_from(ctx, **flags)
     app = handlers_for(settings)
-    run(lambda: serve_until_signalled(settings, app, seed=seed, http=False))
+    _run_role(settings, app, seed=seed, http=False, child=child, link_fd=link_fd)
 
 
-# The signals that stop a long-running command gracefully (a second one skips the grace).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+def _run_role(
+    settings: Settings,
+    app: App,
+    *,
+    seed: int,
+    http: bool,
+    child: int | None,
+    link_fd: int | None,
+) -> None:
+    """One process (PROCESSES=1, or a supervisor's child), or the supervisor of several."""
+    if child is not None:
+        logs.bind(process=child)  # on every line of this child, to tell the children apart
+    elif settings.processes > 1:
+        run(partial(supervise_until_signalled, settings, seed=seed, http=http))
+        return
+    run(partial(serve_until_signalled, settings, app, seed=seed, http=http, link_fd=link_fd))
 
 
 def handlers_for(settings: Settings) -> App:
@@ -154,7 +181,13 @@ def handlers_for(settings: Settings) -> App:
 
 
 async def serve_until_signalled(
-    settings: Settings, app: App, *, seed: int = 0, http: bool = True, workers: bool = True
+    settings: Settings,
+    app: App,
+    *,
+    seed: int = 0,
+    http: bool = True,
+    workers: bool = True,
+    link_fd: int | None = None,
 ) -> None:
     stop, force = trio.Event(), trio.Event()
     # Opened first, so that a signal during start-up is a request to stop, not a crash.
@@ -182,6 +215,9 @@ async def serve_until_signalled(
                         force.set()
 
             nursery.start_soon(watch)
+            ready = trio.Event()
+            if link_fd is not None:  # a supervisor's child: tell it when ready, watch it
+                await nursery.start(supervisor.serve_link, link_fd, stop, ready)
             async with open_db_when_ready(settings, stop) as database:
                 if database is None:
                     log.info("shutdown.before_start")
@@ -192,15 +228,20 @@ async def serve_until_signalled(
                     await nursery.start(
                         embedded.serve_watchdog, settings.data_dir, settings.embedded_restarts
                     )
-                await process.serve_process(
-                    database,
-                    settings,
-                    app,
-                    stop,
-                    force,
-                    seed=seed,
-                    http=http,
-                    workers=workers,
-                    exit_on_abandoned=True,
-                )
+                async with trio.open_nursery() as serving:
+                    await serving.start(
+                        partial(
+                            process.serve_process,
+                            database,
+                            settings,
+                            app,
+                            stop,
+                            force,
+                            seed=seed,
+                            http=http,
+                            workers=workers,
+                            exit_on_abandoned=True,
+                        )
+                    )
+                    ready.set()
             nursery.cancel_scope.cancel()
