@@ -1,5 +1,5 @@
 """The scale and resilience benchmarks: several processes, big tables, the history's
-upgrade, harsh databases, and the /events fan-out."""
+upgrade, harsh databases, the soak, and the /events fan-out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from notifyq.bench import bigtables, harsh, harsh_report, own_server
+from notifyq import errors
+from notifyq.bench import bigtables, harsh, harsh_report, own_server, soak
 from notifyq.bench.common import scratch
 from notifyq.bench.events import measure_events
 from notifyq.bench.scale import describe, measure_scale
@@ -299,3 +300,53 @@ def harsh_(
     click.echo(json.dumps(reports, indent=2) if as_json else harsh_report.summary(reports))
     if any(r["lost"] or r["twice"] or r["worker_crashes"] for r in reports):
         fail("a task was lost or completed twice, or a worker crashed")
+
+
+@click.command("soak")
+@click.option("--minutes", type=click.FloatRange(0.1), default=30, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(1),
+    default=100,
+    show_default=True,
+    help="Offered load, tasks per second.",
+)
+@click.option(
+    "--sample",
+    "sample_s",
+    type=click.FloatRange(1),
+    default=10,
+    show_default=True,
+    help="Seconds between two samples.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def soak_(ctx: click.Context, minutes: float, rate: float, sample_s: float, as_json: bool) -> None:
+    """A steady offered load for MINUTES on two `notifyq worker` processes (a scratch
+    database): every SAMPLE seconds the workers' RSS, the live and dead rows and size of
+    notifyq.tasks, the backlog, and the pickup and end-to-end latency percentiles of the
+    tasks inserted in that interval; then the exact ledger (lost and twice must be 0)."""
+    settings = bench_settings(ctx)
+    plan = soak.SoakPlan(minutes=minutes, rate=rate, sample_s=sample_s)
+
+    async def go() -> dict[str, Any]:
+        async with scratch(settings) as s:
+            return await soak.run_soak(s.settings.database_url or "", plan)
+
+    r = run(go)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+    else:
+        click.echo(
+            f"notifyq bench soak: {minutes:g} min at {rate:g} tasks/s, PostgreSQL"
+            f" {r['server_version']} (fsync={r['fsync']}), two workers"
+        )
+        click.echo(soak.table(r))
+        click.echo(
+            f"tasks {r['tasks']}, lost {r['lost']}, twice {r['twice']},"
+            f" worker crashes {r['worker_crashes']}, log events {r['log_events']}"
+        )
+    try:
+        soak.check(r)
+    except errors.NotifyqError as exc:
+        fail(str(exc))
