@@ -68,8 +68,9 @@ def _remove(own: OwnServer, root: Path) -> None:
         warnings.simplefilter("ignore")
         with contextlib.suppress(Exception):  # the wheel's stop and delete
             own._server.cleanup()
-        with contextlib.suppress(Exception):  # a server it did not stop (left mid-restart)
-            own._pg_ctl("-w", "-m", "immediate", "stop")
+        if (root / "pgdata" / "postmaster.pid").exists():  # one it left running
+            with contextlib.suppress(Exception):
+                own._pg_ctl("-w", "-m", "immediate", "stop")
     shutil.rmtree(root, ignore_errors=True)
 
 
