@@ -7,6 +7,7 @@ URL, the plan, the fault log and the worker fleet). It returns when the fault is
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -189,6 +190,20 @@ async def restart(c: Faulting) -> None:
         raise errors.ConfigError("the restart scenario needs a server the harness owns")
     deadline = trio.current_time() + c.plan.fault_s
     down: list[float] = []
+    # The harness's own pool retries its connections while the server is down, each try a
+    # warning with a traceback on this process's stderr; the workers' logs are what counts.
+    pool_log = logging.getLogger("asyncpg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
+    try:
+        await _restarts(c, deadline, down)
+    finally:
+        pool_log.setLevel(level)
+    c.log.notes["seconds_down"] = down
+
+
+async def _restarts(c: Faulting, deadline: float, down: list[float]) -> None:
+    assert c.server is not None
     while True:
         began = trio.current_time()
         await c.server.stop()
@@ -200,7 +215,6 @@ async def restart(c: Faulting) -> None:
         if trio.current_time() + c.plan.down_s + 1 >= deadline:
             break
         await trio.sleep(min(c.plan.kill_every_s, max(0.0, deadline - trio.current_time())))
-    c.log.notes["seconds_down"] = down
 
 
 FAULTS: dict[str, Fault] = {
