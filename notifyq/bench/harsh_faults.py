@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -19,9 +19,7 @@ import trio
 
 from notifyq import db, errors
 from notifyq.bench.common import progress, queries
-
-if TYPE_CHECKING:
-    from notifyq.bench.harsh import Fleet, Plan
+from notifyq.bench.fleet import Fleet, Plan, read_log
 
 HARNESS_APP = "notifyq-harsh"  # the harness's own sessions, spared by harsh_terminate
 
@@ -73,11 +71,6 @@ async def _connect(database: db.Database, url: str) -> asyncpg.Connection:
 
 async def _on(database: db.Database, coro: Awaitable[Any]) -> Any:
     return await database.loop.run_aio_coroutine(coro)
-
-
-def read_log(log: IO[str]) -> str:
-    log.seek(0)
-    return log.read()
 
 
 async def idle_in_transaction(c: Faulting) -> None:

@@ -21,6 +21,7 @@ import trio
 from notifyq import db, errors
 from notifyq.bench import harsh
 from notifyq.bench.common import progress, queries
+from notifyq.bench.fleet import Plan, fleet_of
 from notifyq.bench.harsh_faults import FaultLog, harness_url
 from notifyq.bench.harsh_report import event_counts
 
@@ -55,19 +56,28 @@ async def run_soak(url: str, plan: SoakPlan) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     notes = FaultLog()
     # The fleet's settings (LEASE 30 s as in production; no fault here).
-    fleet_plan = harsh.Plan("soak", rate=plan.rate, lease_s=30.0)
+    fleet_plan = Plan("soak", rate=plan.rate, lease_s=30.0)
     async with (
         db.open_database(harness_url(url), min_size=2, max_size=2) as database,
-        harsh.fleet_of(url, fleet_plan, 2) as fleet,
+        fleet_of(url, fleet_plan, 2) as fleet,
     ):
         await harsh.wait_for_workers(database, fleet, 2)
-        stop = trio.Event()
+        stop, load_done = trio.Event(), trio.Event()
+
+        async def load() -> None:
+            await harsh.offer_load(database, fleet_plan, ids, stop, notes)
+            load_done.set()
+
         began = trio.current_time()
+        end = began + plan.minutes * 60
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(harsh.offer_load, database, fleet_plan, ids, stop, notes)
-            end = began + plan.minutes * 60
-            while trio.current_time() < end:
-                await trio.sleep(min(plan.sample_s, end - trio.current_time()))
+            nursery.start_soon(load)
+            while True:  # whole intervals; the load stops before the last mark
+                await trio.sleep(plan.sample_s)
+                last = trio.current_time() + plan.sample_s / 2 >= end or bool(fleet.crashed())
+                if last:
+                    stop.set()
+                    await load_done.wait()
                 marks.append(len(ids))
                 table = await database.fetchrow(queries["soak_table"])
                 assert table is not None
@@ -83,9 +93,8 @@ async def run_soak(url: str, plan: SoakPlan) -> dict[str, Any]:
                     f"soak {s['t_s']:>5} s: rss {s['worker_rss_mb']} MB, dead rows "
                     f"{s['dead_rows']}, pending {s['pending']}"
                 )
-                if fleet.crashed():
+                if last:
                     break
-            stop.set()
         progress(f"soak: waiting for all {len(ids)} tasks")
         with trio.move_on_after(plan.drain_timeout_s):
             while True:  # a state in other processes: asked every 500 ms

@@ -13,6 +13,7 @@ from notifyq import errors
 from notifyq.bench import bigtables, harsh, harsh_report, own_server, soak
 from notifyq.bench.common import scratch
 from notifyq.bench.events import measure_events
+from notifyq.bench.fleet import Plan
 from notifyq.bench.scale import describe, measure_scale
 from notifyq.cli.bench import bench_settings
 from notifyq.cli.common import fail, run
@@ -274,7 +275,7 @@ def harsh_(
     async def go() -> list[dict[str, Any]]:
         reports = []
         for name in chosen:
-            plan = harsh.Plan(
+            plan = Plan(
                 name,
                 rate=rate,
                 before_s=10,

@@ -27,6 +27,7 @@ import trio
 import notifyq
 from notifyq import settings
 from notifyq.bench import harsh
+from notifyq.bench.fleet import Plan
 from notifyq.bench.harsh_faults import Faulting
 
 REPO = Path(notifyq.__file__).resolve().parent.parent
@@ -128,7 +129,7 @@ async def test_migrate_under_load_of_the_previous_versions_workers(
         await harsh.wait_for_workers(c.database, c.fleet, 4)
         await trio.sleep(max(0.0, c.plan.fault_s - (trio.current_time() - began)))
 
-    plan = harsh.Plan(
+    plan = Plan(
         "upgrade",
         rate=100,
         before_s=1.0,
