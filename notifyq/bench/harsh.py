@@ -1,7 +1,8 @@
 """`notifyq bench harsh`: the harsh-database scenarios, each with an exact per-task ledger.
 
 Real ``notifyq worker`` processes serve a database while this process offers a steady rate
-of ``noop`` tasks and, for a while, does something a database administrator dreads:
+of ``noop`` tasks and, for a while, does something a database administrator dreads (the
+faults are in :mod:`notifyq.bench.harsh_faults`):
 
 - ``idle-in-transaction``: a session holds the xmin horizon (REPEATABLE READ, idle);
 - ``repeatable-read``: four REPEATABLE READ readers scan the tasks table back to back;
@@ -10,8 +11,11 @@ of ``noop`` tasks and, for a while, does something a database administrator drea
   it must wait too);
 - ``terminate``: notifyq's backends are ended (``pg_terminate_backend``) twice a second;
 - ``kill-9``: one of the two worker processes is killed with SIGKILL (and restarted) at
-  every interval.
+  every interval;
+- ``restart``: the PostgreSQL server is stopped and started again (a server the harness
+  owns: :mod:`notifyq.bench.own_server`).
 
+A caller may also pass a fault of its own (the upgrade test runs ``notifyq migrate``).
 Then the offered load stops and every task id that was inserted is accounted for from the
 history: ``lost`` (no 'done' event) and ``twice`` (more than one) must be 0. The report has
 the tasks, the faults, the completion rate before, during and after, the seconds from the
@@ -21,23 +25,16 @@ before and during, and for ``idle-in-transaction`` the dead rows of the tasks ta
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import IO, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, TypeVar
 
-import asyncpg
 import trio
 
-from notifyq import db, errors, settings
+from notifyq import db, errors
 from notifyq.bench.common import progress, queries
+from notifyq.bench.fleet import Fleet, Plan, fleet_of
+from notifyq.bench.harsh_faults import FAULTS, Fault, Faulting, FaultLog, Server, harness_url
 from notifyq.bench.harsh_report import (
     event_counts,
     ms_of,
@@ -45,301 +42,94 @@ from notifyq.bench.harsh_report import (
     seconds_back_to_90,
 )
 
-SCENARIOS = ("idle-in-transaction", "repeatable-read", "connections", "terminate", "kill-9")
-HARNESS_APP = "notifyq-harsh"  # the harness's own sessions, spared by harsh_terminate
+SCENARIOS = tuple(FAULTS)
 READY_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How long each phase lasts and how hard the load is."""
-
-    scenario: str
-    rate: float = 100.0  # offered tasks per second
-    before_s: float = 3.0  # steady load before the fault
-    fault_s: float = 5.0
-    after_s: float = 3.0  # steady load after the fault
-    kill_every_s: float = 2.0  # kill-9: one kill per interval
-    lease_s: float = 2.0  # workers' LEASE: a killed worker's tasks come back after it
-    drain_timeout_s: float = 60.0
-    task_s: float = 0.0  # 0: noop tasks; else `sleep` tasks of this long (work in flight)
-
-
-def harness_url(url: str) -> str:
-    """``url`` with application_name=notifyq-harsh (asyncpg sends it as a setting)."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query["application_name"] = HARNESS_APP
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-@dataclass
-class Worker:
-    """One ``notifyq worker`` subprocess with its JSON log in a temporary file."""
-
-    proc: trio.Process
-    log: IO[str]
-    killed: bool = False
-
-
-@dataclass
-class Fleet:
-    url: str
-    plan: Plan
-    workers: list[Worker] = field(default_factory=list)
-
-    def env(self) -> dict[str, str]:
-        own = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
-        return {
-            **own,
-            "DATABASE_URL": self.url,
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "warning",
-            "LEASE": str(self.plan.lease_s),
-            "WORKER_COUNT": "10",
-            "FETCH_LIMIT": "50",
-            "FETCH_INTERVAL": "1",
-            "POOL_SIZE": "4",
-        }
-
-    async def start(self) -> Worker:
-        log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop_all)
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "notifyq", "worker"], env=self.env(), stderr=log
-        )
-        worker = Worker(proc, log)
-        self.workers.append(worker)
-        return worker
-
-    def kill(self, worker: Worker) -> None:
-        worker.killed = True
-        worker.proc.kill()
-
-    def crashed(self) -> list[int]:
-        """Exit codes of workers that ended without being killed here."""
-        return [
-            w.proc.returncode
-            for w in self.workers
-            if w.proc.returncode is not None and not w.killed
-        ]
-
-    def log_lines(self) -> list[str]:
-        return [line for w in self.workers for line in _read(w.log).splitlines()]
-
-    async def stop_all(self) -> None:
-        with trio.CancelScope(shield=True):
-            for w in self.workers:
-                if w.proc.returncode is None:
-                    w.proc.send_signal(signal.SIGINT)
-            with trio.move_on_after(10):
-                for w in self.workers:
-                    await w.proc.wait()
-            for w in self.workers:
-                if w.proc.returncode is None:
-                    w.proc.kill()
-                    await w.proc.wait()
-            for w in self.workers:
-                w.log.close()
-
-
-@asynccontextmanager
-async def fleet_of(url: str, plan: Plan, count: int) -> AsyncIterator[Fleet]:
-    fleet = Fleet(url, plan)
-    try:
-        for _ in range(count):
-            await fleet.start()
-        yield fleet
-    finally:
-        await fleet.stop_all()
-
-
-async def _connect(database: db.Database, url: str) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await database.loop.run_aio_coroutine(
-        asyncpg.connect(harness_url(url))
-    )
-    return conn
-
-
-async def _on(database: db.Database, coro: Awaitable[Any]) -> Any:
-    return await database.loop.run_aio_coroutine(coro)
-
-
-# --- the faults -----------------------------------------------------------------------
-
-
-@dataclass
-class FaultLog:
-    actions: int = 0  # faults injected (kills, terminated backends, reader transactions, ...)
-    dead_tuples: list[int] = field(default_factory=list)  # sampled during the fault
-    notes: dict[str, Any] = field(default_factory=dict)
-
-
-async def _idle_in_transaction(database: db.Database, url: str, plan: Plan, f: FaultLog) -> None:
-    conn = await _connect(database, url)
-    try:
-        held = conn.transaction(isolation="repeatable_read")
-        await _on(database, held.start())
-        await _on(database, conn.fetchval(queries["harsh_xid"]))
-        f.actions = 1
-        deadline = trio.current_time() + plan.fault_s
-        while trio.current_time() < deadline:
-            f.dead_tuples.append(int(await database.fetchval(queries["harsh_dead_tuples"]) or 0))
-            await trio.sleep(min(1.0, plan.fault_s / 4))
-        await _on(database, held.rollback())
-    finally:
-        await _on(database, conn.close())
-
-
-async def _repeatable_read(database: db.Database, url: str, plan: Plan, f: FaultLog) -> None:
-    async def scan(conn: asyncpg.Connection) -> None:
-        async with conn.transaction(isolation="repeatable_read"):
-            await conn.fetch(queries["harsh_scan"])
-
-    async def reader(conn: asyncpg.Connection, deadline: float) -> None:
-        while trio.current_time() < deadline:
-            await _on(database, scan(conn))
-            f.actions += 1
-
-    conns = [await _connect(database, url) for _ in range(4)]
-    try:
-        deadline = trio.current_time() + plan.fault_s
-        async with trio.open_nursery() as nursery:
-            for conn in conns:
-                nursery.start_soon(reader, conn, deadline)
-    finally:
-        for conn in conns:
-            await _on(database, conn.close())
-
-
-async def _fill_slots(url: str, held: list[asyncpg.Connection], budget_s: float) -> None:
-    """Open idle connections until the server refuses one (or ``budget_s`` runs out)."""
-    deadline = time.monotonic() + budget_s
-    while time.monotonic() < deadline:
-        try:
-            held.append(await asyncpg.connect(harness_url(url), timeout=5))
-        except asyncpg.TooManyConnectionsError:
-            if time.monotonic() + 0.05 > deadline:
-                return
-            continue  # a slot may free up (a backend we terminated); keep trying a bit
-
-
-async def _connections(
-    database: db.Database, url: str, plan: Plan, f: FaultLog, fleet: Fleet
-) -> None:
-    held: list[asyncpg.Connection] = []
-    began = trio.current_time()
-    try:
-        await _on(database, _fill_slots(url, held, 0.5))
-        # notifyq's own sessions hold slots too: end them and take the slots they free,
-        # until notifyq holds none (it reconnects within milliseconds, so it takes a few
-        # rounds).
-        with trio.move_on_after(5):
-            while True:
-                ended = int(await database.fetchval(queries["harsh_terminate"]))
-                f.actions += ended
-                if not ended:
-                    break
-                await _on(database, _fill_slots(url, held, 0.3))
-        f.notes["idle_clients"] = len(held)
-        # A process that starts now finds no slot at all.
-        late = await fleet.start()
-        # Hold the slots until it has tried (its start-up takes a second or two).
-        with trio.move_on_after(15):
-            while True:  # a state in another process: its log, read every 100 ms
-                if "db.waiting" in _read(late.log):
-                    break
-                await trio.sleep(0.1)
-        f.notes["late_worker_waited"] = "db.waiting" in _read(late.log)
-        await trio.sleep(max(0.0, plan.fault_s - (trio.current_time() - began)))
-    finally:
-        for conn in held:
-            await _on(database, conn.close())
-
-
-def _read(log: IO[str]) -> str:
-    log.seek(0)
-    return log.read()
-
-
-async def _terminate(database: db.Database, url: str, plan: Plan, f: FaultLog) -> None:
-    deadline = trio.current_time() + plan.fault_s
-    while trio.current_time() < deadline:
-        f.actions += int(await database.fetchval(queries["harsh_terminate"]))
-        await trio.sleep(0.5)
-
-
-async def _kill_9(plan: Plan, f: FaultLog, fleet: Fleet) -> None:
-    deadline = trio.current_time() + plan.fault_s
-    victim = 0
-    while trio.current_time() < deadline:
-        alive = [w for w in fleet.workers if w.proc.returncode is None and not w.killed]
-        target = alive[victim % len(alive)]
-        fleet.kill(target)
-        await target.proc.wait()
-        f.actions += 1
-        victim += 1
-        await fleet.start()  # a supervisor restarts it
-        await trio.sleep(plan.kill_every_s)
+RECONNECT_TIMEOUT_S = 60.0  # the harness's own statements wait this long for the server
+T = TypeVar("T")
 
 
 # --- the run ----------------------------------------------------------------------------
 
 
-async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
-    """Run one scenario against the migrated database at ``url``; the report."""
-    if plan.scenario not in SCENARIOS:
-        raise errors.ConfigError(f"unknown scenario {plan.scenario!r}: one of {SCENARIOS}")
+async def retrying(fn: Callable[[], Awaitable[T]], timeout_s: float = RECONNECT_TIMEOUT_S) -> T:
+    """``fn()``, tried again while the server cannot be reached (it is restarting)."""
+    with trio.fail_after(timeout_s):
+        while True:
+            try:
+                return await fn()
+            except errors.DatabaseUnavailable:
+                await trio.sleep(0.2)
+
+
+async def offer_load(
+    database: db.Database, plan: Plan, ids: list[int], stop: trio.Event, faults: FaultLog
+) -> None:
+    """Insert ``plan.rate`` tasks a second (one statement per 50 ms) until ``stop``; their
+    ids go to ``ids``. While the server cannot be reached the tasks owed pile up and go in
+    one statement once it is back (``notes['insert_retries']`` counts the failed tries; one
+    whose connection dropped after its commit leaves tasks outside the ledger, not in
+    it)."""
+    kind, payload = ("sleep", plan.task_s) if plan.task_s else ("noop", {})
+    owed = 0.0
+    last = trio.current_time()
+    while not stop.is_set():
+        now = trio.current_time()
+        owed += plan.rate * (now - last)
+        last = now
+        n = int(owed)
+        if n:
+            try:
+                rows = await database.fetch(queries["harsh_enqueue"], n, kind, payload)
+            except errors.DatabaseUnavailable:
+                notes = faults.notes
+                notes["insert_retries"] = notes.get("insert_retries", 0) + 1
+            else:
+                owed -= n
+                ids.extend(r["id"] for r in rows)
+        await trio.sleep(0.05)
+
+
+async def wait_for_workers(database: db.Database, fleet: Fleet, count: int) -> None:
+    with trio.fail_after(READY_TIMEOUT_S):
+        while int(await database.fetchval(queries["count_workers"])) < count:
+            if fleet.crashed():
+                raise errors.NotifyqError(f"a worker exited: {fleet.crashed()}")
+            await trio.sleep(0.05)
+
+
+async def run_scenario(
+    url: str, plan: Plan, *, fault: Fault | None = None, server: Server | None = None
+) -> dict[str, Any]:
+    """Run one scenario against the migrated database at ``url``; the report. ``fault``
+    replaces the scenario's own (any name then); ``restart`` needs ``server``."""
+    if fault is None:
+        if plan.scenario not in SCENARIOS:
+            raise errors.ConfigError(f"unknown scenario {plan.scenario!r}: one of {SCENARIOS}")
+        fault = FAULTS[plan.scenario]
     ids: list[int] = []
-    fault = FaultLog()
+    faults = FaultLog()
     async with (
         db.open_database(harness_url(url), min_size=3, max_size=3) as database,
         fleet_of(url, plan, 2) as fleet,
     ):
-        with trio.fail_after(READY_TIMEOUT_S):
-            while int(await database.fetchval(queries["count_workers"])) < 2:
-                if fleet.crashed():
-                    raise errors.NotifyqError(f"a worker exited: {fleet.crashed()}")
-                await trio.sleep(0.05)
+        await wait_for_workers(database, fleet, 2)
 
-        kind, payload = ("sleep", plan.task_s) if plan.task_s else ("noop", {})
-        t0: datetime = await database.fetchval(queries["harsh_now"])
+        def now() -> Awaitable[datetime]:
+            return retrying(lambda: database.fetchval(queries["harsh_now"]))
+
+        t0 = await now()
         stop_load = trio.Event()
-
-        async def offer_load() -> None:
-            tick = 0.05
-            owed = 0.0
-            last = trio.current_time()
-            while not stop_load.is_set():
-                now = trio.current_time()
-                owed += plan.rate * (now - last)
-                last = now
-                n = int(owed)
-                if n:
-                    owed -= n
-                    rows = await database.fetch(queries["harsh_enqueue"], n, kind, payload)
-                    ids.extend(r["id"] for r in rows)
-                await trio.sleep(tick)
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(offer_load)
+            nursery.start_soon(offer_load, database, plan, ids, stop_load, faults)
             await trio.sleep(plan.before_s)
-            fault_start: datetime = await database.fetchval(queries["harsh_now"])
+            fault_start = await now()
             progress(f"harsh {plan.scenario}: fault for {plan.fault_s:g} s")
-            if plan.scenario == "idle-in-transaction":
-                await _idle_in_transaction(database, url, plan, fault)
-            elif plan.scenario == "repeatable-read":
-                await _repeatable_read(database, url, plan, fault)
-            elif plan.scenario == "connections":
-                await _connections(database, url, plan, fault, fleet)
-            elif plan.scenario == "terminate":
-                await _terminate(database, url, plan, fault)
-            else:
-                await _kill_9(plan, fault, fleet)
-            fault_end: datetime = await database.fetchval(queries["harsh_now"])
+            await fault(Faulting(database, url, plan, faults, fleet, server))
+            fault_end = await now()
             progress(f"harsh {plan.scenario}: fault over; load goes on for {plan.after_s:g} s")
             await trio.sleep(plan.after_s)
             stop_load.set()
-        load_stopped: datetime = await database.fetchval(queries["harsh_now"])
+        load_stopped = await now()
         dead_after = int(await database.fetchval(queries["harsh_dead_tuples"]) or 0)
 
         progress(f"harsh {plan.scenario}: waiting for all {len(ids)} tasks")
@@ -348,7 +138,7 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
                 if int(await database.fetchval(queries["harsh_done_count"], ids)) == len(ids):
                     break
                 await trio.sleep(0.2)
-        drained_at: datetime = await database.fetchval(queries["harsh_now"])
+        drained_at = await now()
         ledger = await database.fetchrow(queries["harsh_ledger"], ids)
         recovered = int(await database.fetchval(queries["harsh_recovered"], ids))
         rows = await database.fetch(queries["harsh_rate"], t0)
@@ -369,7 +159,7 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
         "scenario": plan.scenario,
         "offered_per_s": plan.rate,
         "tasks": ledger["tasks"],
-        "faults": fault.actions,
+        "faults": faults.actions,
         "fault_s": round(end_s - start_s, 2),
         "rate_before_per_s": round(prev, 1),
         "rate_during_per_s": round(rate_between(per_tenth, start_s, end_s), 1),
@@ -378,7 +168,7 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
         "seconds_to_drain_after_load": round((drained_at - load_stopped).total_seconds(), 2),
         "pickup_before_ms": ms_of(pickup_before),
         "pickup_during_ms": ms_of(pickup_during),
-        "task_kind": kind if not plan.task_s else f"sleep {plan.task_s:g} s",
+        "task_kind": f"sleep {plan.task_s:g} s" if plan.task_s else "noop",
         "recovered": recovered,
         "lost": ledger["lost"],
         "twice": ledger["twice"],
@@ -387,8 +177,8 @@ async def run_scenario(url: str, plan: Plan) -> dict[str, Any]:
         "log_events": event_counts(lines),
         "unstructured_log_lines": [ln for ln in lines if not ln.startswith("{")][:40],
     }
-    if fault.dead_tuples:
-        report["dead_tuples_during_max"] = max(fault.dead_tuples)
+    if faults.dead_tuples:
+        report["dead_tuples_during_max"] = max(faults.dead_tuples)
         report["dead_tuples_after"] = dead_after
-    report.update(fault.notes)
+    report.update(faults.notes)
     return report

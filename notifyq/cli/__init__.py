@@ -74,6 +74,7 @@ _add(
     bench_scale.scale_table,
     bench_scale.migrate_history,
     bench_scale.harsh_,
+    bench_scale.soak_,
     bench_scale.events,
 )
 _add(main, bench.bench)

