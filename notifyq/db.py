@@ -135,6 +135,15 @@ class Database:
         return await self._hop(self._pool.execute(query, *args))
 
     @asynccontextmanager
+    async def held(self) -> AsyncIterator[HeldConnection]:
+        """A connection of the pool held for the block (see :class:`HeldConnection`)."""
+        held = HeldConnection(self)
+        try:
+            yield held
+        finally:
+            await held.release()
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[TransactionConnection]:
         """A connection inside a transaction, one hop per statement.
 
@@ -157,6 +166,74 @@ class Database:
         finally:
             with trio.CancelScope(shield=True):
                 await self._hop(self._pool.release(conn))
+
+
+class HeldConnection(Database):
+    """The same methods as :class:`Database`, on one pooled connection held from call to
+    call (``Database.held``): for a stage that runs a statement every few hundred
+    microseconds (the claimer, the writer).
+
+    Taking a connection from asyncpg's pool and giving it back costs ~140 µs of CPU per
+    statement (measured: ``SELECT 1`` 196 µs through the pool, 58 µs on a connection, on
+    plain asyncio), more than the statement itself. The connection goes back to the pool
+    (and a new one is taken at the next call) after an error of the connection or a
+    cancelled call, so that a broken or half-used connection is never reused as is.
+    """
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database._pool, database.loop, database.dsn)
+        self._conn: asyncpg.Connection | None = None
+
+    async def _on_conn(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """(asyncio side) ``fn`` on the held connection, taken first if need be."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = await self._pool.acquire()
+        try:
+            return await fn(conn)
+        except asyncpg.PostgresError:
+            if conn.is_in_transaction():
+                await self._give_back()
+            raise
+        except BaseException:  # the connection broke, or the call was cancelled mid-way
+            await self._give_back()
+            raise
+
+    async def _give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
+
+    async def release(self) -> None:
+        """Give the connection back to the pool (the stage is done)."""
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(5),
+            contextlib.suppress(*CONNECTION_ERRORS),
+        ):
+            await self.loop.run_aio_coroutine(self._give_back())
+
+    async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        return await self._hop(self._on_conn(fn))
+
+    async def run_in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async def in_transaction(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():
+                return await fn(conn)
+
+        return await self._hop(self._on_conn(in_transaction))
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._hop(self._on_conn(lambda c: c.fetch(query, *args)))
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._hop(self._on_conn(lambda c: c.fetchrow(query, *args)))
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._hop(self._on_conn(lambda c: c.fetchval(query, *args)))
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await self._hop(self._on_conn(lambda c: c.execute(query, *args)))
 
 
 class TransactionConnection:

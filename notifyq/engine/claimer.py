@@ -116,7 +116,8 @@ class Claimer:
         # The claimer is the only sender of jobs: closing on exit lets the workers drain
         # what is queued (releasing it, since we are stopping) and then end.
         ledger, s = self.ledger, self.settings
-        async with self._jobs:
+        # One connection held for the claims (no pool round per statement: db.HeldConnection).
+        async with self._jobs, self.db.held() as self.db:
             self._next_sweep = trio.current_time() + s.fetch_interval_s
             while not ledger.stopping:
                 if self._claiming:

@@ -78,6 +78,11 @@ class Writer:
 
     async def serve(self, force: trio.Event) -> None:
         """Write outcomes until the workers are done and every outcome is written."""
+        # One connection held for the writes (no pool round per statement: db.HeldConnection).
+        async with self.db.held() as self.db:
+            await self._serve(force)
+
+    async def _serve(self, force: trio.Event) -> None:
         async for first in self._outcomes:
             batch = [first]
             while len(batch) < MAX_BATCH:
