@@ -1,0 +1,157 @@
+"""`notifyq bench floor`: what the database alone allows, and what notifyq's statements cost it.
+
+Two queues drained by the same bare asyncpg loop (claim a batch, mark it done in one
+statement; no handler, no trio between the statements), on one connection and on two:
+
+- **floor**: the minimal ``SKIP LOCKED`` queue, a three-column table (id, status, payload)
+  with a partial index over its pending rows (``floor_*`` in ``bench.sql``).
+- **notifyq**: notifyq's own ``claim`` and ``finish`` statements, read from
+  ``notifyq/queries.sql`` through :mod:`notifyq.sql` as the engine reads them, so their
+  history rows (``started``, ``done``) are written too.
+
+The ratio notifyq / floor is the database's share of notifyq's cost per task (issue 14,
+goal 4: at least 60 %). Everything runs in one scratch database; each run starts from a
+freshly filled, analysed table, and is timed from the loops' start until every loop found
+the queue empty, then verified with a count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import trio
+
+from notifyq import db, errors, sql
+from notifyq.bench import cpu
+from notifyq.bench.common import progress, queries, scratch
+from notifyq.settings import Settings
+
+NAMES = {"floor": "minimal SKIP LOCKED queue", "notifyq": "notifyq claim + finish"}
+BATCH = 100
+OWNER = "bench-floor"
+LEASE_S = 300.0
+
+Loop = Callable[[asyncpg.Connection], Awaitable[int]]
+
+
+def floor_loop(batch: int) -> Loop:
+    """Claim ``batch`` rows of the minimal queue, mark them done; until none is left."""
+    claim, done = queries["floor_claim"], queries["floor_done"]
+
+    async def loop(conn: asyncpg.Connection) -> int:
+        drained = 0
+        while rows := await conn.fetch(claim, batch):
+            await conn.execute(done, [r["id"] for r in rows])
+            drained += len(rows)
+        return drained
+
+    return loop
+
+
+def notifyq_loop(batch: int, owner: str) -> Loop:
+    """notifyq's ``claim`` then ``finish`` (outcome done, result null) of ``batch`` rows,
+    with the arguments the engine passes (store.claim, store.finish); until none is left."""
+    claim, finish = sql.queries["claim"], sql.queries["finish"]
+
+    async def loop(conn: asyncpg.Connection) -> int:
+        drained = 0
+        while rows := await conn.fetch(claim, ["default"], batch, owner, LEASE_S):
+            n = len(rows)
+            ids = sorted(r["id"] for r in rows)  # id order, as store.finish writes them
+            attempts = {r["id"]: r["attempts"] for r in rows}
+            await conn.execute(
+                finish,
+                owner,
+                ids,
+                [attempts[i] for i in ids],
+                ["done"] * n,
+                ["null"] * n,
+                [None] * n,
+                [0.0] * n,
+            )
+            drained += n
+        return drained
+
+    return loop
+
+
+# Per queue: the statements that fill it, analyse it and count its done rows.
+_STATEMENTS = {
+    "floor": ("floor_fill", "floor_analyze", "floor_count_done"),
+    "notifyq": ("enqueue_noops", "analyze", "count_done"),
+}
+
+
+def _loops(queue: str, batch: int) -> Callable[[int], Loop]:
+    """The loop of connection ``i`` for ``queue`` (each notifyq connection its own owner)."""
+    if queue == "floor":
+        return lambda _i: floor_loop(batch)
+    return lambda i: notifyq_loop(batch, f"{OWNER}-{i}")
+
+
+async def _drain(
+    pool: db.Database, make_loop: Callable[[int], Loop], connections: int, rows: int
+) -> dict[str, Any]:
+    counts = [0] * connections
+    meter = cpu.Meter(int(await pool.fetchval(queries["backend_pid"])))
+
+    async def one(i: int) -> None:
+        counts[i] = await pool.run(make_loop(i))
+
+    meter.start()
+    started = time.monotonic()
+    async with trio.open_nursery() as nursery:
+        for i in range(connections):
+            nursery.start_soon(one, i)
+    seconds = time.monotonic() - started
+    return {
+        "connections": connections,
+        "rows": sum(counts),
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds, 1),
+        **meter.per_task(rows),
+    }
+
+
+async def measure_floor(
+    settings: Settings, rows: int, batch: int = BATCH, connections: tuple[int, ...] = (1, 2)
+) -> dict[str, Any]:
+    """Rows/s of the minimal queue and of notifyq's statements, on each number of
+    ``connections``, and their ratio."""
+    runs: dict[str, list[dict[str, Any]]] = {"floor": [], "notifyq": []}
+    async with scratch(settings) as s:
+        await s.database.execute(queries["floor_table"])
+        width = max(connections)
+        async with db.open_database(
+            s.settings.database_url or "", min_size=width, max_size=width
+        ) as pool:
+            for n in connections:
+                for queue in ("floor", "notifyq"):
+                    await s.database.execute(queries["floor_reset"])
+                    fill, analyze, count = _STATEMENTS[queue]
+                    await s.database.execute(queries[fill], rows)
+                    await s.database.execute(queries[analyze])
+                    progress(f"floor: {queue}, {rows} rows on {n} connection(s)")
+                    run = await _drain(pool, _loops(queue, batch), n, rows)
+                    done = int(await s.database.fetchval(queries[count]))
+                    if done != rows or run["rows"] != rows:
+                        raise errors.NotifyqError(
+                            f"floor: {queue} on {n} connection(s): {done} of {rows} rows done"
+                        )
+                    runs[queue].append(run)
+        header = s.header
+    ratios = {
+        str(f["connections"]): round(q["rows_per_s"] / f["rows_per_s"], 3)
+        for f, q in zip(runs["floor"], runs["notifyq"], strict=True)
+    }
+    return {
+        "benchmark": "floor",
+        **header,
+        "rows": rows,
+        "batch": batch,
+        **runs,
+        "ratio": ratios,
+    }
