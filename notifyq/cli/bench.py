@@ -15,14 +15,14 @@ import click
 
 from notifyq.bench import floor as floor_
 from notifyq.bench import inprocess, load, report
-from notifyq.bench.peers import measure_peers
+from notifyq.bench.peers import PEERS, measure_peers
 from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
 from notifyq.settings import Settings
 
 
 @click.group()
 def bench() -> None:
-    """Benchmarks on a real PostgreSQL: latency, drain, insert, backlog, rss, peers, all."""
+    """Benchmarks on a real PostgreSQL: latency, drain, insert, backlog, rss, floor, peers, all."""
 
 
 # The subcommands below are added to `bench` in notifyq/cli/__init__.py.
@@ -261,12 +261,22 @@ def rss(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -
 @click.option("--tasks", type=click.IntRange(1), default=20_000, show_default=True)
 @click.option("--count", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--spacing", type=click.FloatRange(0, 60), default=0.02, show_default=True)
+@click.option(
+    "--peer",
+    "only",
+    type=click.Choice(list(PEERS)),
+    multiple=True,
+    help="Only this peer configuration (repeatable); default: all.",
+)
 @click.pass_context
-def peers(ctx: click.Context, tasks: int, count: int, spacing: float) -> None:
-    """Drain and pickup latency of PgQueuer and procrastinate (pip install notifyq[bench]),
-    each in its own scratch database on the same server, as JSON."""
+def peers(
+    ctx: click.Context, tasks: int, count: int, spacing: float, only: tuple[str, ...]
+) -> None:
+    """Drain and pickup latency of PgQueuer, procrastinate (pip install notifyq[bench]) and
+    graphile-worker (make bench-peers), each in its own scratch database on the same server,
+    as JSON."""
     settings = bench_settings(ctx)
-    r = run(lambda: measure_peers(settings, tasks, count, spacing, 5))
+    r = run(lambda: measure_peers(settings, tasks, count, spacing, 5, only))
     click.echo(json.dumps(r, indent=2))
 
 
@@ -306,7 +316,16 @@ def peers(ctx: click.Context, tasks: int, count: int, spacing: float) -> None:
     show_default=True,
     help="An extra drain with this many serve processes (1: skip it).",
 )
-@click.option("--no-peers", is_flag=True, help="Skip PgQueuer and procrastinate.")
+@click.option(
+    "--floor-rows",
+    type=click.IntRange(0),
+    default=20_000,
+    show_default=True,
+    help="Rows of each `bench floor` run (0: skip the floor).",
+)
+@click.option(
+    "--no-peers", is_flag=True, help="Skip the peers (PgQueuer, procrastinate, graphile-worker)."
+)
 @click.pass_context
 def all_(
     ctx: click.Context,
@@ -319,6 +338,7 @@ def all_(
     pending: int,
     rss_tasks: int,
     processes: int,
+    floor_rows: int,
     no_peers: bool,
 ) -> None:
     """Every benchmark and the peers in one run: a table, bench.json and a chart."""
@@ -332,6 +352,7 @@ def all_(
         pending=pending,
         rss_tasks=rss_tasks,
         processes=processes,
+        floor_rows=floor_rows,
         peers=not no_peers,
     )
     r = run(lambda: report.measure_all(settings, plan))
