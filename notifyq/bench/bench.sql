@@ -270,10 +270,6 @@ UPDATE bench_floor SET status = 'done' WHERE id = ANY ($1::bigint[]);
 -- `bench floor`: how many rows of the minimal queue are done.
 SELECT count(*) FROM bench_floor WHERE status = 'done';
 
--- name: floor_reset
--- `bench floor`: empty both queues (and notifyq's history) before the next run.
-TRUNCATE bench_floor, notifyq.tasks, notifyq.task_events;
-
 -- name: floor_analyze
 -- `bench floor`: fresh planner statistics after a fill.
 ANALYZE bench_floor;
