@@ -23,6 +23,13 @@ PEER_NAMES = {
     "graphile_c24_lq500": "graphile-worker (concurrency 24, local queue 500, batched completes)",
     "graphile_c24": "graphile-worker (concurrency 24, no local queue, batched completes)",
 }
+CHART_LABELS = {  # under the chart's bars: short enough for seven side by side
+    "pgqueuer_b100": "PgQueuer\nbatch 100",
+    "pgqueuer_b10": "PgQueuer\nbatch 10",
+    "procrastinate_c10": "procrastinate\nconcurrency 10",
+    "graphile_c24_lq500": "graphile-worker\nlocal queue 500",
+    "graphile_c24": "graphile-worker\nno local queue",
+}
 
 
 @dataclass(frozen=True)
@@ -240,8 +247,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     names = ["notifyq"]
     drains = [results["drain"]["tasks_per_s"]]
     p50s, p99s = [results["latency"]["p50_ms"]], [results["latency"]["p99_ms"]]
-    for name, e in _peer_rows(results):
-        names.append(name.split(" (")[0] + "\n" + name.split("(")[1].split(")")[0])
+    for _, e in _peer_rows(results):
+        names.append(CHART_LABELS[e["drain"]["peer"]])
         drains.append(e["drain"]["tasks_per_s"])
         p50s.append(e["latency"]["p50_ms"])
         p99s.append(e["latency"]["p99_ms"])

@@ -124,29 +124,30 @@ async function drain(utils) {
   const left = async () =>
     (await utils.withPgClient((c) => c.query("SELECT count(*)::int AS n FROM graphile_worker.jobs")))
       .rows[0].n;
-  // Until every handler ran (no database load meanwhile), then until the completes are in.
-  while (ran < n) {
-    if (ran !== lastRan) {
-      lastRan = ran;
-      lastChange = performance.now();
-    } else if (performance.now() - lastChange > STALL_S * 1000) {
-      throw new Error(`drain stalled: ${ran}/${n} handlers ran, none for ${STALL_S} s`);
+  let measured;
+  try {
+    // Until every handler ran (no database load meanwhile), then until the completes are in.
+    while (ran < n) {
+      if (ran !== lastRan) {
+        lastRan = ran;
+        lastChange = performance.now();
+      } else if (performance.now() - lastChange > STALL_S * 1000) {
+        throw new Error(`drain stalled: ${ran}/${n} handlers ran, none for ${STALL_S} s`);
+      }
+      await sleep(2);
     }
-    await sleep(2);
+    await waitUntil(async () => (await left()) === 0, "completes written", STALL_S);
+    const seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    measured = {
+      seconds,
+      cpu_s: (cpu.user + cpu.system) / 1e6,
+      server_cpu_s: postmaster === null ? null : serverCpuS(postmaster) - server0,
+    };
+  } finally {
+    await runner.stop();
   }
-  await waitUntil(async () => (await left()) === 0, "completes written", STALL_S);
-  const seconds = (performance.now() - started) / 1000;
-  const cpu = process.cpuUsage(cpu0);
-  const serverS = postmaster === null ? null : serverCpuS(postmaster) - server0;
-  await runner.stop();
-  return {
-    tasks: n,
-    done: n - (await left()),
-    handler_runs: ran,
-    seconds,
-    cpu_s: (cpu.user + cpu.system) / 1e6,
-    server_cpu_s: serverS,
-  };
+  return { tasks: n, done: n - (await left()), handler_runs: ran, ...measured };
 }
 
 async function latency(utils) {
@@ -156,17 +157,20 @@ async function latency(utils) {
       starts.set(payload.seq, performance.now());
     },
   });
-  await sleep(500);
   const samples = [];
-  for (let seq = 0; seq < opts.warmup + opts.count; seq++) {
-    await utils.addJob("probe", { seq });
-    const acked = performance.now();
-    await waitUntil(async () => starts.has(seq), `probe ${seq} started`, PROBE_TIMEOUT_S);
-    if (seq >= opts.warmup) samples.push((starts.get(seq) - acked) / 1000);
-    starts.delete(seq);
-    await sleep(opts.spacing * 1000);
+  try {
+    await sleep(500);
+    for (let seq = 0; seq < opts.warmup + opts.count; seq++) {
+      await utils.addJob("probe", { seq });
+      const acked = performance.now();
+      await waitUntil(async () => starts.has(seq), `probe ${seq} started`, PROBE_TIMEOUT_S);
+      if (seq >= opts.warmup) samples.push((starts.get(seq) - acked) / 1000);
+      starts.delete(seq);
+      await sleep(opts.spacing * 1000);
+    }
+  } finally {
+    await runner.stop();
   }
-  await runner.stop();
   return { samples_s: samples };
 }
 
