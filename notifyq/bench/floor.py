@@ -148,6 +148,12 @@ async def measure_floor(
         str(f["connections"]): round(q["rows_per_s"] / f["rows_per_s"], 3)
         for f, q in zip(runs["floor"], runs["notifyq"], strict=True)
     }
+    # The database's cost per row, notifyq / minimal (when the server's CPU was readable).
+    server_ratios = {
+        str(f["connections"]): round(q["server_cpu_us_per_task"] / f["server_cpu_us_per_task"], 2)
+        for f, q in zip(runs["floor"], runs["notifyq"], strict=True)
+        if q["server_cpu_us_per_task"] and f["server_cpu_us_per_task"]
+    }
     return {
         "benchmark": "floor",
         **header,
@@ -155,4 +161,5 @@ async def measure_floor(
         "batch": batch,
         **runs,
         "ratio": ratios,
+        "server_cpu_ratio": server_ratios,
     }
