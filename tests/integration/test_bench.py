@@ -98,7 +98,16 @@ def test_drain_table(server_url: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("notifyq bench drain: PostgreSQL ")
-    assert lines[-2].split() == ["tasks", "seconds", "tasks/s"]
+    assert lines[-2].split() == [
+        "tasks",
+        "seconds",
+        "tasks/s",
+        "cpu",
+        "µs/task",
+        "db",
+        "cpu",
+        "µs/task",
+    ]
     assert lines[-1].split()[0] == "50"
     assert "drain: 50 noop tasks enqueued" in result.stderr  # progress goes to stderr
 
