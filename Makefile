@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint setup system-deps test-pg-versions
+.PHONY: run test lint setup system-deps test-pg-versions bench-peers
 
 $(BIN)/notifyq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ lint: setup
 	$(BIN)/ruff format --check notifyq tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The peers of `notifyq bench peers` / `bench all`: PgQueuer and procrastinate (the
+# `bench` extra), and graphile-worker (Node 20+ and npm needed) pinned by
+# notifyq/bench/node/package-lock.json, installed in NOTIFYQ_PEERS_DIR (default
+# ~/.cache/notifyq/peers), outside the source tree.
+bench-peers: setup
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m notifyq.bench.graphile install
 
 # System packages the tests need (pgbouncer, chromium, chromedriver); installs only what
 # is missing.

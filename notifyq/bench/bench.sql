@@ -264,3 +264,40 @@ SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY pickup) AS pickup_p50_ms,
           FROM notifyq.tasks t JOIN notifyq.task_events e ON e.task_id = t.id
          WHERE t.id = ANY($1::bigint[])
          GROUP BY t.id, t.created_at) AS per_task;
+
+-- name: backend_pid
+-- The pid of this connection's server process (to find the server's processes: cpu.py).
+SELECT pg_backend_pid();
+
+-- name: floor_table
+-- `bench floor`: the minimal SKIP LOCKED queue, three columns and a partial index over the
+-- pending rows (as small as a queue that claims in id order can be).
+CREATE TABLE bench_floor (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    status text NOT NULL DEFAULT 'pending',
+    payload jsonb
+);
+CREATE INDEX bench_floor_pending_idx ON bench_floor (id) WHERE status = 'pending';
+
+-- name: floor_fill
+-- `bench floor`: $1 pending rows of the minimal queue.
+INSERT INTO bench_floor (payload) SELECT '{}' FROM generate_series(1, $1::int);
+
+-- name: floor_claim
+-- `bench floor`: claim up to $1 pending rows of the minimal queue.
+UPDATE bench_floor SET status = 'running'
+ WHERE id = ANY (ARRAY(SELECT id FROM bench_floor WHERE status = 'pending'
+                        ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
+RETURNING id, payload;
+
+-- name: floor_done
+-- `bench floor`: mark the claimed rows $1 done, in one statement.
+UPDATE bench_floor SET status = 'done' WHERE id = ANY ($1::bigint[]);
+
+-- name: floor_count_done
+-- `bench floor`: how many rows of the minimal queue are done.
+SELECT count(*) FROM bench_floor WHERE status = 'done';
+
+-- name: floor_analyze
+-- `bench floor`: fresh planner statistics after a fill.
+ANALYZE bench_floor;

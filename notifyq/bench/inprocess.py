@@ -17,6 +17,7 @@ import trio
 
 from notifyq import db, errors, limits, store
 from notifyq.app import App, Task, builtin_app
+from notifyq.bench import cpu
 from notifyq.bench.common import (
     PROBE_TIMEOUT_S,
     STALL_TIMEOUT_S,
@@ -163,7 +164,9 @@ async def measure_drain(
     The end is seen from the service's own count of outcomes written ``done`` (read every
     5 ms, no load on the database), then verified with a count in the database. With
     ``concurrency`` the queue gets that fleet-wide limit (claims go through claim_limited);
-    ``unique`` every task has a unique_key of its own.
+    ``unique`` every task has a unique_key of its own. ``cpu_us_per_task``: user + system
+    CPU of this process over the drain, per task; ``server_cpu_us_per_task``: the
+    server's, when it runs on this machine (see :mod:`notifyq.bench.cpu`), else None.
     """
     async with scratch(settings) as s:
         if concurrency is not None:
@@ -174,10 +177,13 @@ async def measure_drain(
         await s.database.execute(enqueue, tasks)
         await s.database.execute(queries["analyze"])
         progress(f"drain: {tasks} noop tasks enqueued; starting the service")
+        # CPU of this whole process: the service, and the 5 ms progress loop here.
+        meter = cpu.Meter(int(await s.database.fetchval(queries["backend_pid"])))
         started = time.monotonic()
         async with running(s.database, s.settings, noop_app(handler)) as svc:
             await _wait_drained(svc, tasks, started)
             finished = time.monotonic()
+            spent = meter.per_task(tasks)
             done = int(await s.database.fetchval(queries["count_done"]))
         header = s.header
     if done != tasks:
@@ -193,6 +199,7 @@ async def measure_drain(
         "concurrency_limit": concurrency,
         "seconds": round(seconds, 3),
         "tasks_per_s": round(tasks / seconds, 1),
+        **spent,
     }
 
 

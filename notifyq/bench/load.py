@@ -25,6 +25,7 @@ import asyncpg
 import trio
 
 from notifyq import db, errors, sql
+from notifyq.bench import cpu
 from notifyq.bench.common import STALL_TIMEOUT_S, percentile, progress, queries, scratch
 from notifyq.settings import Settings
 
@@ -278,9 +279,11 @@ async def measure_drain_processes(settings: Settings, tasks: int, processes: int
     rows arrive in one INSERT (whose NOTIFY wakes them); timed from that commit until the
     database has no pending or running row, then verified with a count."""
     async with scratch(settings) as s, contextlib.AsyncExitStack() as stack:
+        pids = []
         for _ in range(processes):
-            await stack.enter_async_context(serving(s.database, s.settings))
+            pids.append((await stack.enter_async_context(serving(s.database, s.settings))).pid)
         progress(f"drain: {processes} serve processes up; enqueueing {tasks} noop tasks")
+        meter = cpu.Meter(int(await s.database.fetchval(queries["backend_pid"])), pids)
         started = time.monotonic()
         await s.database.execute(queries["enqueue_noops"], tasks)
         await s.database.execute(queries["analyze"])
@@ -290,6 +293,7 @@ async def measure_drain_processes(settings: Settings, tasks: int, processes: int
 
         await poll_until(drained, timeout_s=STALL_TIMEOUT_S + tasks / 100)
         seconds = time.monotonic() - started
+        spent = meter.per_task(tasks)
         done = int(await s.database.fetchval(queries["count_done"]))
         header = s.header
     if done != tasks:
@@ -302,6 +306,7 @@ async def measure_drain_processes(settings: Settings, tasks: int, processes: int
         "done": done,
         "seconds": round(seconds, 3),
         "tasks_per_s": round(tasks / seconds, 1),
+        **spent,  # the serve processes' CPU (from /proc), and the server's
     }
 
 

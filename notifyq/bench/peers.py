@@ -1,15 +1,21 @@
-"""`notifyq bench peers`: the same drain and latency runs for PgQueuer and procrastinate.
+"""`notifyq bench peers`: the same drain and latency runs for PgQueuer, procrastinate and
+graphile-worker.
 
-Each peer runs in its own subprocess (``python -m notifyq.bench.peers``), on plain asyncio
-(PgQueuer on uvloop, as its CLI does), against its own scratch database on the same server,
-used the way its documentation shows: PgQueuer's ``PgQueuer(AsyncpgDriver(conn))`` with an
-entrypoint and ``qm.run(batch_size=...)``; procrastinate's ``App(PsycopgConnector)`` with a
-task and ``run_worker_async(concurrency=...)``. They are optional (`pip install
-notifyq[bench]`); a peer that is not installed is reported as skipped, not faked.
+Each peer runs in its own subprocess against its own scratch database on the same server,
+used the way its documentation shows. The Python peers run as ``python -m
+notifyq.bench.peers``, on plain asyncio (PgQueuer on uvloop, as its CLI does): PgQueuer's
+``PgQueuer(AsyncpgDriver(conn))`` with an entrypoint and ``qm.run(batch_size=...)``;
+procrastinate's ``App(PsycopgConnector)`` with a task and ``run_worker_async(concurrency=
+...)``. graphile-worker runs as ``node graphile_runner.mjs`` (:mod:`notifyq.bench.graphile`):
+``run({taskList, preset: {worker: {...}}})``, one process. All are optional (`pip install
+notifyq[bench]`, `make bench-peers`); a peer that is not installed is reported as skipped,
+with the reason, not faked.
 
 Measured as notifyq is: drain = N no-op jobs enqueued in one call, then time from the
-worker's start until all are done (verified in the database); latency = one job at a time
-from a separate connection, commit acknowledgement -> handler start on one monotonic clock.
+worker's start until all are done (verified in the database), with the CPU time of the
+worker process and of the server per task (:mod:`notifyq.bench.cpu`); latency = one job at
+a time from a separate connection, commit acknowledgement -> handler start on one
+monotonic clock.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import trio
 
 from notifyq import errors
-from notifyq.bench.common import empty_database, percentile, progress
+from notifyq.bench import cpu, graphile
+from notifyq.bench.common import empty_database, percentile, progress, queries
 from notifyq.settings import Settings
 
 PEERS: dict[str, dict[str, Any]] = {
@@ -40,11 +48,32 @@ PEERS: dict[str, dict[str, Any]] = {
     "pgqueuer_b10": {"package": "pgqueuer", "batch_size": 10},
     # procrastinate with 10 concurrent jobs per worker.
     "procrastinate_c10": {"package": "procrastinate", "concurrency": 10},
+    # graphile-worker as issue 14 runs it: one process, 24 concurrent jobs, a local queue of
+    # 500 and batched completes (delay 0: what one turn of the event loop completed).
+    "graphile_c24_lq500": {
+        "package": "graphile-worker",
+        "concurrency": 24,
+        "local_queue": 500,
+        "complete_batch_delay_ms": 0,
+    },
+    # The same without the local queue (each worker fetches its own job).
+    "graphile_c24": {
+        "package": "graphile-worker",
+        "concurrency": 24,
+        "local_queue": None,
+        "complete_batch_delay_ms": 0,
+    },
 }
 
 
-def installed(peer: str) -> bool:
-    return importlib.util.find_spec(PEERS[peer]["package"]) is not None
+def skip_reason(peer: str) -> str | None:
+    """Why ``peer`` cannot run here (None: it can)."""
+    package = PEERS[peer]["package"]
+    if package == "graphile-worker":
+        return graphile.missing()
+    if importlib.util.find_spec(package) is None:
+        return f"{package} is not installed"
+    return None
 
 
 def latency_stats(samples: list[float]) -> dict[str, float]:
@@ -90,6 +119,8 @@ async def probe_loop(
     return samples
 
 
+BACKEND_PID = queries["backend_pid"]
+
 # --- PgQueuer -------------------------------------------------------------------------
 
 
@@ -117,14 +148,16 @@ async def pgqueuer_run(dsn: str, mode: str, opts: dict[str, Any]) -> dict[str, A
     if mode == "drain":
         n = opts["tasks"]
         await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+        meter = cpu.Meter(await producer.fetchval(BACKEND_PID))
         started = time.monotonic()
         await pgq.qm.run(batch_size=batch, mode=QueueExecutionMode.drain)
         seconds = time.monotonic() - started
+        spent = meter.per_task(n)
         left = await producer.fetchval("SELECT count(*) FROM pgqueuer")
         done = await producer.fetchval(
             "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'"
         )
-        return {"tasks": n, "done": done - left, "seconds": seconds, "tasks_per_s": n / seconds}
+        return {"tasks": n, "done": done - left, "seconds": seconds, **spent}
     worker = asyncio.create_task(pgq.qm.run(batch_size=batch))
 
     async def insert(seq: int) -> None:
@@ -160,13 +193,16 @@ async def procrastinate_run(dsn: str, mode: str, opts: dict[str, Any]) -> dict[s
         if mode == "drain":
             n = opts["tasks"]
             await noop.batch_defer_async(*([{}] * n))
+            backend = await app.connector.execute_query_one_async(BACKEND_PID + " AS pid")
+            meter = cpu.Meter(backend["pid"])
             started = time.monotonic()
             await app.run_worker_async(wait=False, **worker_opts)
             seconds = time.monotonic() - started
+            spent = meter.per_task(n)
             row = await app.connector.execute_query_one_async(
                 "SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'succeeded'"
             )
-            return {"tasks": n, "done": row["n"], "seconds": seconds, "tasks_per_s": n / seconds}
+            return {"tasks": n, "done": row["n"], "seconds": seconds, **spent}
         worker = asyncio.create_task(app.run_worker_async(**worker_opts))
 
         async def insert(seq: int) -> None:
@@ -184,14 +220,21 @@ async def procrastinate_run(dsn: str, mode: str, opts: dict[str, Any]) -> dict[s
 
 
 async def measure_peers(
-    settings: Settings, tasks: int, count: int, spacing_s: float, warmup: int
+    settings: Settings,
+    tasks: int,
+    count: int,
+    spacing_s: float,
+    warmup: int,
+    only: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Drain and latency of every peer configuration, each in a fresh database."""
+    """Drain and latency of every peer configuration (or of those in ``only``), each in a
+    fresh database."""
     results: dict[str, Any] = {}
-    for peer in PEERS:
-        if not installed(peer):
-            results[peer] = {"skipped": f"{PEERS[peer]['package']} is not installed"}
-            progress(f"peers: {peer} skipped (not installed)")
+    for peer in only or PEERS:
+        reason = skip_reason(peer)
+        if reason is not None:
+            results[peer] = {"skipped": reason}
+            progress(f"peers: {peer} skipped ({reason})")
             continue
         entry: dict[str, Any] = {}
         runs: list[tuple[str, dict[str, Any]]] = [
@@ -213,19 +256,34 @@ async def measure_peers(
 
 
 def run_peer(peer: str, dsn: str, mode: str, **opts: Any) -> dict[str, Any]:
-    """Run one peer benchmark in a subprocess; its JSON result."""
-    args = [sys.executable, "-m", "notifyq.bench.peers", peer, mode, dsn, json.dumps(opts)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
-    if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"{peer} {mode} failed: {tail[0]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    """Run one peer benchmark in a subprocess; its result, with the drain's rates per task."""
+    if PEERS[peer]["package"] == "graphile-worker":
+        raw = graphile.run(dsn, mode, {**PEERS[peer], **opts})
+        result: dict[str, Any] = {"peer": peer, "version": raw["version"]}
+        result["loop"] = f"node {raw['node']}"
+        if mode == "latency":
+            return {**result, **latency_stats(raw["samples_s"])}
+        n = raw["tasks"]
+        result |= {k: raw[k] for k in ("tasks", "done", "seconds")}
+        result["cpu_us_per_task"] = cpu.per_task_us(raw["cpu_s"], n)
+        result["server_cpu_us_per_task"] = cpu.per_task_us(raw["server_cpu_s"], n)
+    else:
+        args = [sys.executable, "-m", "notifyq.bench.peers", peer, mode, dsn, json.dumps(opts)]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
+        if done.returncode != 0:
+            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"{peer} {mode} failed: {tail[0]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    if mode == "drain":
+        result["tasks_per_s"] = round(result["tasks"] / result["seconds"], 1)
+        result["seconds"] = round(result["seconds"], 3)
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m notifyq.bench.peers")
-    parser.add_argument("peer", choices=sorted(PEERS))
+    python_peers = sorted(p for p, o in PEERS.items() if o["package"] != "graphile-worker")
+    parser.add_argument("peer", choices=python_peers)
     parser.add_argument("mode", choices=["drain", "latency"])
     parser.add_argument("dsn")
     parser.add_argument("options", help="JSON: tasks | count, spacing, warmup")

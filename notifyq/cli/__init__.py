@@ -69,6 +69,7 @@ _add(
     bench.backlog,
     bench.rss,
     bench.peers,
+    bench.floor,
     bench.all_,
     bench_scale.scale,
     bench_scale.scale_table,

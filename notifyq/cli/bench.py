@@ -13,15 +13,16 @@ from typing import Any
 
 import click
 
+from notifyq.bench import floor as floor_
 from notifyq.bench import inprocess, load, report
-from notifyq.bench.peers import measure_peers
+from notifyq.bench.peers import PEERS, measure_peers
 from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
 from notifyq.settings import Settings
 
 
 @click.group()
 def bench() -> None:
-    """Benchmarks on a real PostgreSQL: latency, drain, insert, backlog, rss, peers, all."""
+    """Benchmarks on a real PostgreSQL: latency, drain, insert, backlog, rss, floor, peers, all."""
 
 
 # The subcommands below are added to `bench` in notifyq/cli/__init__.py.
@@ -135,12 +136,57 @@ def drain(
     else:
         r = run(lambda: inprocess.measure_drain(settings, tasks, handler, concurrency=concurrency))
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
-    rows += [("tasks/s", f"{r['tasks_per_s']:.1f}")]
+    rows += [("tasks/s", f"{r['tasks_per_s']:.1f}"), ("cpu µs/task", cpu_us(r))]
+    rows += [("db cpu µs/task", cpu_us(r, "server_cpu_us_per_task"))]
     if unique:
         keyed = r["unique_keys"]
         rows += [("seconds, unique keys", f"{keyed['seconds']:.3f}")]
         rows += [("tasks/s, unique keys", f"{keyed['tasks_per_s']:.1f}")]
     print_report(r, as_json, rows)
+
+
+def cpu_us(r: dict[str, Any], key: str = "cpu_us_per_task") -> str:
+    """A CPU-per-task figure for the table; '-' when not measured (a remote server)."""
+    return "-" if r.get(key) is None else f"{r[key]:.1f}"
+
+
+@click.command()
+@click.option(
+    "--rows", type=click.IntRange(100), default=20_000, show_default=True, help="Rows per run."
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Rows per claim.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def floor(ctx: click.Context, rows: int, batch: int, as_json: bool) -> None:
+    """The database's floor: a minimal SKIP LOCKED queue, then notifyq's own claim and
+    finish statements (history included), drained by a bare asyncpg loop, BATCH rows per
+    claim, on one connection and on two; rows/s and the ratio notifyq / minimal."""
+    settings = bench_settings(ctx)
+    r = run(lambda: floor_.measure_floor(settings, rows, batch))
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(f"notifyq bench floor: PostgreSQL {r['server_version']} ({r['server']})")
+    click.echo(f"  server: fsync={r['fsync']} synchronous_commit={r['synchronous_commit']}")
+    click.echo(f"  {rows:,} rows per run, claimed {batch} at a time, marked done in one statement")
+    header = ("queue", "conns", "rows/s", "cpu µs/row", "db cpu µs/row")
+    click.echo("  " + f"{header[0]:<28}" + "".join(f"{h:>15}" for h in header[1:]))
+    for queue, name in floor_.NAMES.items():
+        for one in r[queue]:
+            cells = [str(one["connections"]), f"{one['rows_per_s']:,.0f}", cpu_us(one)]
+            cells.append(cpu_us(one, "server_cpu_us_per_task"))
+            click.echo("  " + f"{name:<28}" + "".join(f"{c:>15}" for c in cells))
+    ratios = ", ".join(f"{v:.0%} on {k} connection(s)" for k, v in r["ratio"].items())
+    click.echo(f"  notifyq / minimal: {ratios} (issue 14, goal 4: at least 60%)")
+    if r["server_cpu_ratio"]:
+        costs = ", ".join(f"{v:.1f}x on {k}" for k, v in r["server_cpu_ratio"].items())
+        click.echo(f"  server CPU per row, notifyq / minimal: {costs}")
 
 
 @click.command()
@@ -218,12 +264,22 @@ def rss(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -
 @click.option("--tasks", type=click.IntRange(1), default=20_000, show_default=True)
 @click.option("--count", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--spacing", type=click.FloatRange(0, 60), default=0.02, show_default=True)
+@click.option(
+    "--peer",
+    "only",
+    type=click.Choice(list(PEERS)),
+    multiple=True,
+    help="Only this peer configuration (repeatable); default: all.",
+)
 @click.pass_context
-def peers(ctx: click.Context, tasks: int, count: int, spacing: float) -> None:
-    """Drain and pickup latency of PgQueuer and procrastinate (pip install notifyq[bench]),
-    each in its own scratch database on the same server, as JSON."""
+def peers(
+    ctx: click.Context, tasks: int, count: int, spacing: float, only: tuple[str, ...]
+) -> None:
+    """Drain and pickup latency of PgQueuer, procrastinate (pip install notifyq[bench]) and
+    graphile-worker (make bench-peers), each in its own scratch database on the same server,
+    as JSON."""
     settings = bench_settings(ctx)
-    r = run(lambda: measure_peers(settings, tasks, count, spacing, 5))
+    r = run(lambda: measure_peers(settings, tasks, count, spacing, 5, only))
     click.echo(json.dumps(r, indent=2))
 
 
@@ -263,7 +319,16 @@ def peers(ctx: click.Context, tasks: int, count: int, spacing: float) -> None:
     show_default=True,
     help="An extra drain with this many serve processes (1: skip it).",
 )
-@click.option("--no-peers", is_flag=True, help="Skip PgQueuer and procrastinate.")
+@click.option(
+    "--floor-rows",
+    type=click.IntRange(0),
+    default=20_000,
+    show_default=True,
+    help="Rows of each `bench floor` run (0: skip the floor).",
+)
+@click.option(
+    "--no-peers", is_flag=True, help="Skip the peers (PgQueuer, procrastinate, graphile-worker)."
+)
 @click.pass_context
 def all_(
     ctx: click.Context,
@@ -276,6 +341,7 @@ def all_(
     pending: int,
     rss_tasks: int,
     processes: int,
+    floor_rows: int,
     no_peers: bool,
 ) -> None:
     """Every benchmark and the peers in one run: a table, bench.json and a chart."""
@@ -289,6 +355,7 @@ def all_(
         pending=pending,
         rss_tasks=rss_tasks,
         processes=processes,
+        floor_rows=floor_rows,
         peers=not no_peers,
     )
     r = run(lambda: report.measure_all(settings, plan))

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from notifyq.bench import graphile
 from notifyq.bench.common import percentile
 from tests import pg
 
@@ -84,6 +86,10 @@ def test_drain_json_with_flags(server_url: str, tmp_path: Path) -> None:
     assert is_number(data["tasks_per_s"]) and data["tasks_per_s"] > 0
     assert data["settings"]["worker_count"] == 3
     assert data["settings"]["fetch_limit"] == 7
+    # CPU of this process per task; the server's when it runs on this machine (else None).
+    assert is_number(data["cpu_us_per_task"]) and data["cpu_us_per_task"] > 0
+    server_cpu = data["server_cpu_us_per_task"]
+    assert server_cpu is None or (is_number(server_cpu) and server_cpu >= 0)
     assert scratch_databases(server_url) == []
 
 
@@ -92,7 +98,16 @@ def test_drain_table(server_url: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("notifyq bench drain: PostgreSQL ")
-    assert lines[-2].split() == ["tasks", "seconds", "tasks/s"]
+    assert lines[-2].split() == [
+        "tasks",
+        "seconds",
+        "tasks/s",
+        "cpu",
+        "µs/task",
+        "db",
+        "cpu",
+        "µs/task",
+    ]
     assert lines[-1].split()[0] == "50"
     assert "drain: 50 noop tasks enqueued" in result.stderr  # progress goes to stderr
 
@@ -221,10 +236,13 @@ def test_all_writes_table_json_and_chart_without_peers(server_url: str, tmp_path
         "200",
         "--processes",
         "1",
+        "--floor-rows",
+        "200",
     )
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "bench.json").read_text())
-    assert {"latency", "drain", "insert", "backlog", "rss", "targets"} <= data.keys()
+    assert {"latency", "drain", "insert", "backlog", "rss", "floor", "targets"} <= data.keys()
+    assert "| notifyq claim + finish | 2 |" in result.stdout
     assert "peers" not in data and "drain_processes" not in data
     assert data["drain"]["done"] == 300 and data["latency"]["count"] == 5
     assert all(isinstance(t["met"], bool) for t in data["targets"])
@@ -246,3 +264,65 @@ def test_peers_runs_by_the_module_path_bench_launches() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "pgqueuer_b100" in result.stdout
+
+
+def test_floor_drains_both_queues_on_one_and_two_connections(
+    server_url: str, tmp_path: Path
+) -> None:
+    data = bench_json(server_url, tmp_path, "floor", "--rows", "500")
+    assert (data["benchmark"], data["rows"], data["batch"]) == ("floor", 500, 100)
+    for queue in ("floor", "notifyq"):
+        assert [r["connections"] for r in data[queue]] == [1, 2]
+        for run in data[queue]:
+            assert run["rows"] == 500  # and counted done in the database
+            assert is_number(run["rows_per_s"]) and run["rows_per_s"] > 0
+            assert is_number(run["cpu_us_per_task"]) and run["cpu_us_per_task"] > 0
+    for conns, ratio in data["ratio"].items():
+        floor, ours = data["floor"][int(conns) - 1], data["notifyq"][int(conns) - 1]
+        assert ratio == round(ours["rows_per_s"] / floor["rows_per_s"], 3)
+    assert scratch_databases(server_url) == []
+
+
+def peers_json(server_url: str, cwd: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
+    clean = {k: v for k, v in os.environ.items() if k not in (*_OURS, "NOTIFYQ_PEERS_DIR")}
+    result = subprocess.run(
+        [sys.executable, "-m", "notifyq", "bench", "peers", *args],
+        env={**clean, "DATABASE_URL": server_url, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_graphile_is_skipped_with_the_reason(server_url: str, tmp_path: Path) -> None:
+    # No node on PATH (an empty directory), whatever the peers directory holds.
+    no_node = tmp_path / "bin"
+    no_node.mkdir()
+    data = peers_json(server_url, tmp_path, {"PATH": str(no_node)}, "--peer", "graphile_c24")
+    assert data == {"graphile_c24": {"skipped": "node is not on PATH"}}
+    if shutil.which("node") is not None:
+        # node, but graphile-worker not installed in NOTIFYQ_PEERS_DIR.
+        empty = tmp_path / "peers"
+        env = {"NOTIFYQ_PEERS_DIR": str(empty)}
+        data = peers_json(server_url, tmp_path, env, "--peer", "graphile_c24_lq500")
+        reason = f"graphile-worker is not installed in {empty} (make bench-peers)"
+        assert data == {"graphile_c24_lq500": {"skipped": reason}}
+
+
+def test_graphile_drain_and_latency_when_installed(server_url: str, tmp_path: Path) -> None:
+    if graphile.missing() is not None:
+        pytest.skip(f"graphile-worker peer: {graphile.missing()}")
+    env = {"NOTIFYQ_PEERS_DIR": str(graphile.peers_dir())}
+    args = ("--peer", "graphile_c24_lq500", "--tasks", "300", "--count", "3")
+    entry = peers_json(server_url, tmp_path, env, *args)["graphile_c24_lq500"]
+    drain, latency = entry["drain"], entry["latency"]
+    assert (drain["tasks"], drain["done"]) == (300, 300)  # graphile_worker.jobs left empty
+    assert drain["version"] == "0.18.0" and drain["loop"].startswith("node v")
+    assert drain["tasks_per_s"] > 0 and drain["cpu_us_per_task"] > 0
+    assert 0 < latency["p50_ms"] <= latency["max_ms"]
+    assert scratch_databases(server_url) == []
