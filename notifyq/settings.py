@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         description=f"{DURATION_HELP}, above 0",
     )
     claim_linger_s: float = Field(
-        0.005,
+        0.0,
         ge=0,
         le=1.0,
         validation_alias=_env("CLAIM_LINGER"),
