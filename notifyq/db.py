@@ -135,8 +135,12 @@ class Database:
         return await self._hop(self._pool.execute(query, *args))
 
     @asynccontextmanager
-    async def held(self) -> AsyncIterator[HeldConnection]:
-        """A connection of the pool held for the block (see :class:`HeldConnection`)."""
+    async def held(self, *, hold: bool = True) -> AsyncIterator[Database]:
+        """A connection of the pool held for the block (see :class:`HeldConnection`);
+        with ``hold`` false, this database itself (a connection from the pool per call)."""
+        if not hold:
+            yield self
+            return
         held = HeldConnection(self)
         try:
             yield held

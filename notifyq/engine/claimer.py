@@ -41,6 +41,12 @@ MAX_RETRY_SLEEP_S = 2.0
 IDLE_RETRY_S = (0.002, 0.25)
 
 
+def holds_connections(settings: Settings) -> bool:
+    """Whether the claimer and the writer hold a connection each: only if the pool keeps
+    two more for the heartbeat, the reaper and the rest (POOL_SIZE at least 4)."""
+    return settings.pool_size >= 4
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """A claim the writer makes for the claimer (see :meth:`Claimer.reserve`)."""
@@ -117,7 +123,7 @@ class Claimer:
         # what is queued (releasing it, since we are stopping) and then end.
         ledger, s = self.ledger, self.settings
         # One connection held for the claims (no pool round per statement: db.HeldConnection).
-        async with self._jobs, self.db.held() as self.db:
+        async with self._jobs, self.db.held(hold=holds_connections(s)) as self.db:
             self._next_sweep = trio.current_time() + s.fetch_interval_s
             while not ledger.stopping:
                 if self._claiming:

@@ -15,7 +15,7 @@ import trio
 
 from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
-from notifyq.engine.claimer import Claimer
+from notifyq.engine.claimer import Claimer, holds_connections
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
@@ -79,7 +79,7 @@ class Writer:
     async def serve(self, force: trio.Event) -> None:
         """Write outcomes until the workers are done and every outcome is written."""
         # One connection held for the writes (no pool round per statement: db.HeldConnection).
-        async with self.db.held() as self.db:
+        async with self.db.held(hold=holds_connections(self.settings)) as self.db:
             await self._serve(force)
 
     async def _serve(self, force: trio.Event) -> None:

@@ -256,3 +256,27 @@ async def test_bad_cancel_notification_is_dropped(database: db.Database) -> None
         [row] = await wait_ended(database, task_id)
         assert service.health.listener_connected
     assert row["status"] == "done"
+
+
+@pytest.mark.parametrize("pool_size", [2, 4])
+async def test_a_small_pool_still_keeps_leases(database: db.Database, pool_size: int) -> None:
+    """From POOL_SIZE 4 the claimer and the writer hold a connection each; the heartbeat
+    still gets one. Below 4 nothing is held. Either way a task longer than its lease ends
+    `done` at its first attempt."""
+    async with (
+        db.open_database(database.dsn, min_size=1, max_size=pool_size) as small,
+        running_service(small, pool_size=pool_size, lease_s=1) as service,
+    ):
+        long = await insert(database, "sleep", 2.2)
+        short = [await insert(database, "noop") for _ in range(20)]
+        await trio.sleep(1.6)
+        # The heartbeat has extended the lease beyond the first one.
+        extended = await database.fetchval(
+            "SELECT locked_until - started_at > interval '1.2 s' FROM notifyq.tasks WHERE id = $1",
+            long,
+        )
+        assert extended, "the lease was not extended: the heartbeat got no connection"
+        [row, *rows] = await wait_ended(database, long, *short, timeout=20)
+        assert service.stats().recovered == 0
+    assert (row["status"], row["attempts"]) == ("done", 1)
+    assert all(r["status"] == "done" for r in rows)
