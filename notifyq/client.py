@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from notifyq import db, errors, priorities, store
+from notifyq import db, errors, listen, priorities, store
 from notifyq.store import ENDED
 
 
@@ -162,11 +162,13 @@ class Client:
             while True:
                 try:
                     return await self._wait_once(task_id)
-                except db.ListenerLost:
+                except listen.ListenerLost:
                     await trio.sleep(0.2)  # reconnect, and look at the row again
 
     async def _wait_once(self, task_id: int) -> dict[str, Any]:
-        async with db.open_listener(self.db.loop, self.listen_dsn, ["notifyq_done"]) as listener:
+        async with listen.open_listener(
+            self.db.loop, self.listen_dsn, ["notifyq_done"]
+        ) as listener:
             # Subscribed first, then look: an end between the two is not missed.
             task = await self.get(task_id)
             if task["status"] in ENDED:
@@ -178,7 +180,7 @@ class Client:
                     continue  # a bad payload never kills a waiter
                 if ended:
                     return await self.get(task_id)
-        raise db.ListenerLost("the listener closed")
+        raise listen.ListenerLost("the listener closed")
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import trio
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, listen, logs, store
 from notifyq.settings import Settings
 
 log = logs.get("notifyq.service")
@@ -114,7 +114,7 @@ class Listener:
     ) -> None:
         channels = [*self._subscribers, self._probe_channel]
         url = self.settings.listen_url or self.db.dsn
-        async with db.open_listener(self.db.loop, url, channels) as conn:
+        async with listen.open_listener(self.db.loop, url, channels) as conn:
             self.health.listener_connected = True
             if connected_once.is_set():
                 self.health.reconnects += 1
@@ -134,13 +134,13 @@ class Listener:
                     if conn.overflowed:
                         conn.overflowed = False
                         self._gap()
-            raise db.ListenerLost("the LISTEN connection closed")
+            raise listen.ListenerLost("the LISTEN connection closed")
 
     def _gap(self) -> None:
         for callback in self._gap_subscribers:
             callback()
 
-    def _dispatch(self, note: db.Notification) -> None:
+    def _dispatch(self, note: listen.Notification) -> None:
         if note.channel == self._probe_channel:
             self._probe_back.set()
             return
@@ -151,7 +151,7 @@ class Listener:
         if self.sink is not None:
             self.sink.on_notification(note.channel, note.payload)
 
-    async def _follow_sink(self, conn: db.Listener, sink: NotificationSink) -> None:
+    async def _follow_sink(self, conn: listen.Listener, sink: NotificationSink) -> None:
         """LISTEN to the sink's extra channels while it wants them, and only then."""
         listening: set[str] = set()
         while True:
@@ -164,7 +164,7 @@ class Listener:
             sink.now_listening(frozenset(listening))
             await sink.wait_channels_changed()
 
-    async def _serve_probe(self, conn: db.Listener) -> None:
+    async def _serve_probe(self, conn: listen.Listener) -> None:
         """A NOTIFY round trip on the listening connection itself, every second.
 
         The driver reports a closed socket at once; this catches the silent cases (a
@@ -176,6 +176,6 @@ class Listener:
                 await store.send_probe(conn, self._probe_channel)
                 await self._probe_back.wait()
             if not self._probe_back.is_set():
-                raise db.ListenerLost(f"no probe notification within {PROBE_TIMEOUT_S:g} s")
+                raise listen.ListenerLost(f"no probe notification within {PROBE_TIMEOUT_S:g} s")
             self.health.last_probe_ok = trio.current_time()
             await trio.sleep(PROBE_INTERVAL_S)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifyq import db, sql
+from notifyq import db, listen, sql
 from notifyq.store.vocabulary import Verdict, clean_text
 from notifyq.version import __version__
 
@@ -357,6 +357,6 @@ async def maintain_partitions(database: db.Database, *, days_ahead: int) -> Part
     return Partitions([r["created"] for r in rows], attached is not None)
 
 
-async def send_probe(listener: db.Listener, channel: str) -> None:
+async def send_probe(listener: listen.Listener, channel: str) -> None:
     """The listener's round-trip probe: NOTIFY ``channel`` on the LISTEN connection itself."""
     await listener.execute(sql.queries["probe"], channel)

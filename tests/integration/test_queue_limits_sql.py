@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import trio
 
-from notifyq import db, errors, sql
+from notifyq import db, errors, listen, sql
 
 LEASE_S = 30.0
 # held_s of a queue that waits for a slot or a change of its limits.
@@ -208,7 +208,7 @@ async def test_paused_claims_nothing_and_resuming_notifies_at_once(database: db.
     ids = await add_tasks(database, "q", 3)
     rows, held = await claim(database, ["q"], 10)
     assert rows == [] and held == {"q": WAIT_FOR_SLOT}
-    async with db.open_listener(database.loop, database.dsn, ["notifyq_queues"]) as listener:
+    async with listen.open_listener(database.loop, database.dsn, ["notifyq_queues"]) as listener:
         await database.execute("UPDATE notifyq.queues SET paused = false WHERE name = 'q'")
         with trio.fail_after(5):
             note = await listener.__anext__()
@@ -222,7 +222,7 @@ async def test_claims_write_the_rate_log_without_notifying(database: db.Database
         "INSERT INTO notifyq.queues (name, rate_count, rate_period) VALUES ('r', 5, '1 h')"
     )
     await add_tasks(database, "r", 3)
-    async with db.open_listener(database.loop, database.dsn, ["notifyq_queues"]) as listener:
+    async with listen.open_listener(database.loop, database.dsn, ["notifyq_queues"]) as listener:
         rows, held = await claim(database, ["r"], 10)
         assert len(rows) == 3 and held == {}
         await database.execute("SELECT pg_notify('notifyq_queues', 'sentinel')")
@@ -319,7 +319,7 @@ async def test_the_claim_plan_of_unlimited_queues_is_unchanged(database: db.Data
 async def test_outcomes_of_limited_queues_wake_the_waiters(database: db.Database) -> None:
     await database.execute("INSERT INTO notifyq.queues (name, concurrency) VALUES ('lim', 1)")
     await database.fetchval(sql.queries["go_idle"], "w", ["lim", "free"])
-    async with db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
+    async with listen.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
         await database.execute(sql.queries["slots_freed"], ["free"])  # not limited: nothing
         await database.execute("SELECT pg_notify('notifyq', 'sentinel')")
         with trio.fail_after(5):

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from notifyq import db, errors
+from notifyq import db, errors, listen
 
 T0 = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 30, 12, 0, 1, tzinfo=UTC)
@@ -90,7 +90,7 @@ async def test_a_tick_whose_task_is_still_live_is_advanced_without_a_second_task
 
 
 async def test_definition_changes_notify_and_firings_do_not(database: db.Database) -> None:
-    async with db.open_listener(database.loop, database.dsn, ["notifyq_schedules"]) as listener:
+    async with listen.open_listener(database.loop, database.dsn, ["notifyq_schedules"]) as listener:
         await add_schedule(database)
         with trio.fail_after(5):
             assert (await listener.__anext__()).payload == ""

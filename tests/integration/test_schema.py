@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from notifyq import db, migrations, sql
+from notifyq import db, listen, migrations, sql
 from tests import pg
 
 SHIPPED = migrations.available()
@@ -171,7 +171,7 @@ def test_migration_applies_on_postgresql_15() -> None:
 
 async def test_bulk_insert_sends_one_notification_per_queue(database: db.Database) -> None:
     assert await database.fetchval(sql.queries["go_idle"], "w", ["even", "odd"]) is True
-    async with db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
+    async with listen.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
         await database.execute(
             "INSERT INTO notifyq.tasks (queue, kind) "
             "SELECT CASE WHEN g % 2 = 0 THEN 'even' ELSE 'odd' END, 'noop' "
@@ -190,7 +190,7 @@ async def test_bulk_insert_sends_one_notification_per_queue(database: db.Databas
 
 async def test_insert_notifies_only_while_a_process_waits(database: db.Database) -> None:
     async def notes_after(statement: str) -> list[str]:
-        async with db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
+        async with listen.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
             await database.execute(statement)
             received = []
             with trio.move_on_after(0.3):
@@ -226,7 +226,7 @@ async def test_task_end_notifies_notifyq_done(database: db.Database) -> None:
         "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id"
     )
     await database.fetch(sql.queries["claim"], ["default"], 1, "me", 30.0)
-    async with db.open_listener(database.loop, database.dsn, ["notifyq_done"]) as listener:
+    async with listen.open_listener(database.loop, database.dsn, ["notifyq_done"]) as listener:
         await database.fetch(
             sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"], [None], [0.0]
         )

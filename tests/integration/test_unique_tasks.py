@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from notifyq import db
+from notifyq import db, listen
 from notifyq.client import Client
 
 INSERT_KEYED = """
@@ -104,7 +104,7 @@ async def test_skipped_rows_do_not_reach_the_insert_trigger(database: db.Databas
     await database.execute(
         "INSERT INTO notifyq.waiters (worker_id, queues) VALUES ('w', '{other}')"
     )
-    async with db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
+    async with listen.open_listener(database.loop, database.dsn, ["notifyq"]) as listener:
         await database.execute(
             "INSERT INTO notifyq.tasks (queue, kind, unique_key)"
             " VALUES ('default', 'noop', 'x') ON CONFLICT DO NOTHING"

@@ -6,7 +6,7 @@ import random
 
 import trio
 
-from notifyq import db
+from notifyq import db, listen
 from tests.helpers import running_service, wait_ended
 
 INSERT = "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id"
@@ -48,7 +48,7 @@ async def test_inserts_racing_workers_going_idle_are_all_woken(database: db.Data
     assert waits.total_seconds() < 10, f"a row waited {waits}: a wake-up was lost"
 
 
-async def _notified(listener: db.Listener, within_s: float) -> int:
+async def _notified(listener: listen.Listener, within_s: float) -> int:
     """Notifications on the listener's channel in the next ``within_s`` seconds."""
     count = 0
     with trio.move_on_after(within_s):
@@ -66,7 +66,7 @@ async def test_inserts_during_the_claim_linger_send_no_notification(
     for linger_s, expected in ((1.0, 2), (0.0, 3)):
         async with (
             running_service(database, fetch_interval_s=60, claim_linger_s=linger_s),
-            db.open_listener(database.loop, database.dsn, ["notifyq"]) as listener,
+            listen.open_listener(database.loop, database.dsn, ["notifyq"]) as listener,
         ):
             await trio.sleep(0.3)  # the service has claimed nothing and waits
             notes = 0

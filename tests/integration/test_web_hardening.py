@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from notifyq import db
+from notifyq import db, listen
 from notifyq.web import live
 from notifyq.web.live import LiveFeed
 from tests.helpers import eventually, insert, running_web
@@ -210,7 +210,7 @@ async def _true(value: bool) -> bool:
 async def test_listen_unlisten_and_the_probe_may_overlap(database: db.Database) -> None:
     """The events feed (LISTEN/UNLISTEN) and the probe (a statement) use one connection at
     the same time: each waits for the other instead of failing the connection."""
-    async with db.open_listener(database.loop, database.dsn, ["notifyq_probe_test"]) as conn:
+    async with listen.open_listener(database.loop, database.dsn, ["notifyq_probe_test"]) as conn:
 
         async def feed() -> None:
             for _ in range(30):
