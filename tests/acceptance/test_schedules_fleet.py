@@ -1,5 +1,5 @@
 """A 1 s schedule served by three `notifyq serve` processes: one task per tick, none
-missed; all stopped for 5 s and started again: the missed ticks coalesce into one run."""
+missed; all stopped for 3 s and started again: the missed ticks coalesce into one run."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from tests.acceptance.proc import Notifyq, scalar, until
 
 Start = Callable[..., Notifyq]
-RUN_S = 20
-DOWN_S = 5
+RUN_S = 8
+DOWN_S = 3
 
 
 def ticks(url: str) -> list[datetime]:
