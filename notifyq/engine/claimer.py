@@ -145,6 +145,11 @@ class Claimer:
                     await self._claim_once(min(room, s.fetch_limit))
                 else:
                     await self._sleep()
+            # A claim the writer makes for us may still be on its way: its rows must reach
+            # the workers (who give them straight back, as we stop) before the jobs
+            # channel closes.
+            while self._claiming:
+                await ledger.doorbell.wait_until(math.inf)
 
     async def _read_limits(self) -> None:
         try:

@@ -11,8 +11,10 @@ import pytest
 import trio
 
 from notifyq import db, errors, sql, store
-from notifyq.app import App, Task
+from notifyq.app import App, Task, builtin_app
 from notifyq.client import Client
+from notifyq.engine.service import Service
+from notifyq.settings import load
 from tests.helpers import (
     eventually,
     insert,
@@ -280,3 +282,39 @@ async def test_a_small_pool_still_keeps_leases(database: db.Database, pool_size:
         assert service.stats().recovered == 0
     assert (row["status"], row["attempts"]) == ("done", 1)
     assert all(r["status"] == "done" for r in rows)
+
+
+async def test_stopping_while_the_writer_claims_for_the_claimer(database: db.Database) -> None:
+    """The writer's statement records A's outcome and claims B for the worker it frees. A
+    stop arrives while that statement waits (a lock held on A's row): B still reaches the
+    worker, which gives it back (released), and the process stops cleanly."""
+    a = await insert(database, "sleep", 0.3)
+    settings = load(database_url=database.dsn, worker_count=1, pool_size=6)
+    stop, force = trio.Event(), trio.Event()
+    with trio.fail_after(20):
+        async with (
+            db.open_database(database.dsn, max_size=settings.pool_size) as own,
+            trio.open_nursery() as nursery,
+        ):
+            service = Service(own, settings, builtin_app())
+            await nursery.start(service.serve, stop, force)
+            await until_running(service, a)
+            b = await insert(database, "noop")  # pending: the only worker runs A
+            async with database.transaction() as blocker:
+                await blocker.execute("SELECT 1 FROM notifyq.tasks WHERE id = $1 FOR UPDATE", a)
+
+                async def writer_waits() -> bool:
+                    return bool(
+                        await database.fetchval(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE wait_event_type = 'Lock' AND query LIKE '%WITH outcome AS%'"
+                        )
+                    )
+
+                await eventually(writer_waits, timeout=10)
+                stop.set()
+                await trio.sleep(0.2)  # the claimer has seen the stop meanwhile
+    assert (await task_row(database, a))["status"] == "done"
+    row_b = await task_row(database, b)
+    assert (row_b["status"], row_b["attempts"]) == ("pending", 0)
+    assert service.stats().released == 1
