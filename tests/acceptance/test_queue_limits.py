@@ -160,14 +160,16 @@ async def test_kill_9_gives_the_slots_back_within_the_lease(
         ),
         interval=0.01,
     )
-    # A second process and more work: both wait for a slot.
-    start(url, notifyq, 1, QUEUES="work", **lease)
+    # More work, and the victim dies holding both slots (killed before its 2-second tasks
+    # can end, however slowly the next process starts on a loaded machine).
     await database.execute(
         "INSERT INTO notifyq.tasks (queue, kind, payload) "
         "SELECT 'work', 'sleep', '0.1' FROM generate_series(1, 6)"
     )
     victim.proc.kill()
     killed = await database.fetchval("SELECT clock_timestamp()")
+    # A second process: it waits for a slot until the victim's leases expire.
+    start(url, notifyq, 1, QUEUES="work", **lease)
     await eventually(lambda: database.fetchval(ALL_DONE), timeout=30, interval=0.05)
     back = await database.fetchval(
         "SELECT min(at) FROM notifyq.task_events WHERE event = 'recovered'"
