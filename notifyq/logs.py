@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import select
 import sys
 from collections.abc import Sequence
 from typing import Any, Protocol, TextIO, cast
@@ -88,7 +89,7 @@ class _Lines:
             # structlog's order: the fields, the event, the context not overridden, then
             # the level and the time.
             tail = {"level": "info", "timestamp": now}
-            text = "".join(
+            lines = [
                 json.dumps(
                     {**fields, "event": event}
                     | {k: v for k, v in context.items() if k not in fields}
@@ -97,18 +98,36 @@ class _Lines:
                 )
                 + "\n"
                 for fields in records
-            )
+            ]
         else:
             head = f"{now} [info     ] {event:<30} "
-            text = "".join(
+            lines = [
                 head
                 + " ".join(f"{k}={_console_repr(v)}" for k, v in sorted({**context, **f}.items()))
                 + "\n"
                 for f in records
-            )
+            ]
+        # Whole lines, at most PIPE_BUF bytes per write: several processes writing to one
+        # pipe (`serve --processes`, a container's stderr) never cut into each other's lines.
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            n = len(line.encode())
+            if chunk and size + n > _ATOMIC_WRITE:
+                self._write("".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += n
+        if chunk:
+            self._write("".join(chunk))
+
+    def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
 
+
+# Writes of at most this many bytes to a pipe are atomic (POSIX PIPE_BUF; 4096 on Linux).
+_ATOMIC_WRITE = getattr(select, "PIPE_BUF", 512)
 
 _SPECIAL = frozenset(" \t=\r\n\"'")
 

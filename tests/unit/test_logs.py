@@ -3,7 +3,10 @@ to print."""
 
 from __future__ import annotations
 
+import io
 import json
+import select
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -223,3 +226,34 @@ def test_lines_written_as_a_block_respect_the_level_and_a_log_capture(
     assert capsys.readouterr().err == ""
     assert [c["task_id"] for c in captured] == [1, 2, 3, 4]
     assert all(c["event"] == "task.end" and c["log_level"] == "info" for c in captured)
+
+
+class _Writes(io.StringIO):
+    """A stderr that records each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_a_block_is_written_in_whole_lines_of_at_most_pipe_buf_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Several processes may share one pipe (serve --processes): a write of at most
+    PIPE_BUF bytes is atomic, so no other process's line lands inside one of ours."""
+    stream = _Writes()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.configure("info", "json")
+    records = [{"task_id": i, "kind": "k" * 40, "error": "e" * (i % 300)} for i in range(400)]
+    logs.info_many(logs.get("notifyq.test"), "task.end", records)
+    assert len(stream.calls) > 1
+    assert all(len(c.encode()) <= select.PIPE_BUF and c.endswith("\n") for c in stream.calls)
+    assert [line["task_id"] for line in json_lines(stream.getvalue())] == list(range(400))
