@@ -44,7 +44,9 @@ def configure(level: str = "info", fmt: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per line, newline included (PrintLogger's print() writes the newline
+        # separately): processes sharing one pipe (serve --processes) never merge lines.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
     _route_stdlib_logging(level, renderer)

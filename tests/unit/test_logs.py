@@ -257,3 +257,18 @@ def test_a_block_is_written_in_whole_lines_of_at_most_pipe_buf_bytes(
     assert len(stream.calls) > 1
     assert all(len(c.encode()) <= select.PIPE_BUF and c.endswith("\n") for c in stream.calls)
     assert [line["task_id"] for line in json_lines(stream.getvalue())] == list(range(400))
+
+
+@pytest.mark.usefixtures("restore_structlog")
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_every_line_is_one_write_with_its_newline(
+    fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """print() wrote the newline apart from the line: two processes on one pipe merged two
+    lines into one (seen with serve --processes)."""
+    stream = _Writes()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.configure("info", fmt)
+    logs.get("notifyq.test").warning("supervisor.gone", next="exiting")
+    assert len(stream.calls) == 1 and stream.calls[0].endswith("\n")
+    assert stream.calls[0].count("\n") == 1
