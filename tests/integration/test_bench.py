@@ -324,5 +324,7 @@ def test_graphile_drain_and_latency_when_installed(server_url: str, tmp_path: Pa
     assert (drain["tasks"], drain["done"]) == (300, 300)  # graphile_worker.jobs left empty
     assert drain["version"] == "0.18.0" and drain["loop"].startswith("node v")
     assert drain["tasks_per_s"] > 0 and drain["cpu_us_per_task"] > 0
-    assert 0 < latency["p50_ms"] <= latency["max_ms"]
+    # graphile-worker may start a job before its inserting client has read the commit's
+    # acknowledgement: a sample can be below 0 (kept, as for every system).
+    assert latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"] < 1000
     assert scratch_databases(server_url) == []
