@@ -28,6 +28,8 @@ PROBE_STALE_S = 3.5  # the listener's probe runs every second with a 2 s timeout
 THROUGHPUT_MAX_AGE_S = 5.0
 ENDED = ("done", "error", "cancelled")
 HOUR_S = 3600
+# Minutes this recent are read again each round (see EndedSeries.apply).
+REREAD_S = 120
 
 
 @dataclass
@@ -39,27 +41,46 @@ class EndedSeries:
     start_minute: int  # unix seconds of the minute this process started in
     minutes: dict[int, dict[str, int]] = field(default_factory=dict)  # minute -> status -> n
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDED, 0))
-    sampled_until: int | None = None  # minutes before it are final and counted in totals
+    sampled_until: int | None = None  # the open minute of the last round
+    final_until: int | None = None  # minutes before it are final and counted in totals
 
     def apply(self, lower: int, current: int, rows: list[tuple[int, str, int]]) -> None:
-        """Store the counts of the minutes from ``lower`` up to ``current`` (still open)."""
+        """Store the counts of the minutes from ``lower`` up to ``current`` (still open).
+
+        A minute is final, and added to the totals once, only REREAD_S after it ended: a
+        task's ``finished_at`` is its outcome transaction's start, which may commit in a
+        later minute than it names (seen at a minute's turn), so the recent minutes are
+        read again each round (:meth:`reread_from`).
+        """
         buckets = {m: dict.fromkeys(ENDED, 0) for m in range(lower, current + 60, 60)}
         for minute, status, n in rows:
             if minute in buckets:
                 buckets[minute][status] = n
-        for minute, counts in buckets.items():
-            self.minutes[minute] = counts
-            if self.start_minute <= minute < current:  # final now, counted once
-                for status, n in counts.items():
+        self.minutes.update(buckets)
+        final = current - REREAD_S
+        for minute in range(self.final_until or lower, final, 60):
+            if minute >= self.start_minute:  # final now, counted once
+                for status, n in self.minutes.get(minute, {}).items():
                     self.totals[status] += n
+        self.final_until = max(final, self.final_until or final)
         self.sampled_until = current
         for minute in [m for m in self.minutes if m <= current - HOUR_S]:
             del self.minutes[minute]
 
+    def reread_from(self) -> int | None:
+        """Where the next round reads from: the first minute that is not final yet."""
+        return self.final_until
+
     def since_start(self) -> dict[str, int]:
-        """Ended in the whole minutes since this process started (the open one included)."""
-        open_minute = self.minutes.get(self.sampled_until or -1, {})
-        return {s: self.totals[s] + open_minute.get(s, 0) for s in ENDED}
+        """Ended in the whole minutes since this process started (the open ones included)."""
+        counts = dict(self.totals)
+        if self.final_until is not None and self.sampled_until is not None:
+            for minute in range(
+                max(self.final_until, self.start_minute), self.sampled_until + 60, 60
+            ):
+                for status, n in self.minutes.get(minute, {}).items():
+                    counts[status] += n
+        return counts
 
     def last_hour(self) -> list[tuple[int, dict[str, int]]]:
         """The last 60 minutes, oldest first, the open minute last."""
@@ -162,7 +183,7 @@ class Context:
         async with self._sampling:
             now = time.time()
             current = int(now // 60) * 60
-            lower = self.ended.sampled_until
+            lower = self.ended.reread_from()
             if lower is None:
                 lower = current - HOUR_S + 60
                 try:

@@ -183,3 +183,19 @@ def test_the_feed_wants_task_ends_only_while_watched() -> None:
         with feed.subscribe():
             assert feed.wanted_channels() == ("notifyq_done",)
     assert feed.wanted_channels() == ()
+
+
+def test_a_task_ended_in_a_minute_that_is_over_is_still_counted() -> None:
+    """finished_at is the outcome transaction's start: a task can show up in a minute after
+    the round that closed it (it committed at the minute's turn). The recent minutes are
+    read again, so it is counted, once."""
+    series = EndedSeries(start_minute=600)
+    series.apply(600 - 3540, 600, [])
+    series.apply(series.reread_from() or 0, 660, [])  # 600 looked empty at 660:00.01
+    late = [(600, "done", 4)]
+    series.apply(series.reread_from() or 0, 660, late)  # committed at 660:00.02
+    assert series.since_start() == {"done": 4, "error": 0, "cancelled": 0}
+    series.apply(series.reread_from() or 0, 900, late)  # minute 600 is final now
+    assert series.since_start() == {"done": 4, "error": 0, "cancelled": 0}
+    series.apply(series.reread_from() or 0, 960, [])
+    assert series.since_start() == {"done": 4, "error": 0, "cancelled": 0}
