@@ -445,11 +445,14 @@ async def test_stats_count_by_status_and_queue_and_since_start(
         web.ctx._throughput.expires = 0
         await web.ctx.sample_ended()  # the sampler's round, now rather than in 10 s
         stats = await (await client.get("/stats")).get_json()
-        return (
-            stats
-            if stats["counts_by_status"]["done"] == 4 and stats["since_start"]["done"] == 4
-            else None
+        # The sampling round above may have read the table just before the outcomes'
+        # commit that the counts below see: wait until every figure has them.
+        done = (
+            stats["counts_by_status"]["done"],
+            stats["since_start"]["done"],
+            stats["ended_since_start"]["done"],
         )
+        return stats if done == (4, 4, 4) else None
 
     stats = await eventually(all_done)
     assert stats["mode"] == stats["role"] == "serve"
