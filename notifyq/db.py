@@ -102,35 +102,35 @@ class Database:
         except asyncpg.PostgresError as exc:
             raise errors.QueryError(str(exc), sqlstate=exc.sqlstate) from exc
 
+    async def _on_conn(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """(asyncio side) ``fn`` on a connection of the pool, given back after it."""
+        async with self._pool.acquire() as conn:
+            return await fn(conn)
+
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``fn(connection)`` — an asyncio coroutine function — in one hop."""
-
-        async def call() -> T:
-            async with self._pool.acquire() as conn:
-                return await fn(conn)
-
-        return await self._hop(call())
+        return await self._hop(self._on_conn(fn))
 
     async def run_in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Like :meth:`run`, inside one transaction (rolled back if ``fn`` raises)."""
 
-        async def call() -> T:
-            async with self._pool.acquire() as conn, conn.transaction():
+        async def in_transaction(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():
                 return await fn(conn)
 
-        return await self._hop(call())
+        return await self._hop(self._on_conn(in_transaction))
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._hop(self._pool.fetch(query, *args))
+        return await self._hop(self._on_conn(lambda c: c.fetch(query, *args)))
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        return await self._hop(self._pool.fetchrow(query, *args))
+        return await self._hop(self._on_conn(lambda c: c.fetchrow(query, *args)))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self._hop(self._pool.fetchval(query, *args))
+        return await self._hop(self._on_conn(lambda c: c.fetchval(query, *args)))
 
     async def execute(self, query: str, *args: Any) -> str:
-        return await self._hop(self._pool.execute(query, *args))
+        return await self._hop(self._on_conn(lambda c: c.execute(query, *args)))
 
     @asynccontextmanager
     async def held(self, *, hold: bool = True) -> AsyncIterator[Database]:
@@ -171,7 +171,7 @@ class Database:
 
 
 class HeldConnection(Database):
-    """The same methods as :class:`Database`, on one pooled connection held from call to
+    """The methods of :class:`Database`, on one pooled connection held from call to
     call (``Database.held``): for a stage that runs a statement every few hundred
     microseconds (the claimer, the writer).
 
@@ -214,28 +214,6 @@ class HeldConnection(Database):
             contextlib.suppress(*CONNECTION_ERRORS),
         ):
             await self.loop.run_aio_coroutine(self._give_back())
-
-    async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        return await self._hop(self._on_conn(fn))
-
-    async def run_in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        async def in_transaction(conn: asyncpg.Connection) -> T:
-            async with conn.transaction():
-                return await fn(conn)
-
-        return await self._hop(self._on_conn(in_transaction))
-
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._hop(self._on_conn(lambda c: c.fetch(query, *args)))
-
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        return await self._hop(self._on_conn(lambda c: c.fetchrow(query, *args)))
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self._hop(self._on_conn(lambda c: c.fetchval(query, *args)))
-
-    async def execute(self, query: str, *args: Any) -> str:
-        return await self._hop(self._on_conn(lambda c: c.execute(query, *args)))
 
 
 class TransactionConnection:
