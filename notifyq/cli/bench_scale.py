@@ -215,6 +215,16 @@ def migrate_history(ctx: click.Context, rows: int, as_json: bool) -> None:
     )
 
 
+# The offered load of the steady-load benchmarks (harsh, soak).
+_rate_option = click.option(
+    "--rate",
+    type=click.FloatRange(1),
+    default=100,
+    show_default=True,
+    help="Offered load, tasks per second.",
+)
+
+
 @click.command("harsh")
 @click.option(
     "--scenario",
@@ -232,13 +242,7 @@ def migrate_history(ctx: click.Context, rows: int, as_json: bool) -> None:
     show_default=True,
     help="How long the fault lasts.",
 )
-@click.option(
-    "--rate",
-    type=click.FloatRange(1),
-    default=100,
-    show_default=True,
-    help="Offered load, tasks per second.",
-)
+@_rate_option
 @click.option(
     "--kill-every",
     type=click.FloatRange(1),
@@ -305,13 +309,7 @@ def harsh_(
 
 @click.command("soak")
 @click.option("--minutes", type=click.FloatRange(0.1), default=30, show_default=True)
-@click.option(
-    "--rate",
-    type=click.FloatRange(1),
-    default=100,
-    show_default=True,
-    help="Offered load, tasks per second.",
-)
+@_rate_option
 @click.option(
     "--sample",
     "sample_s",
