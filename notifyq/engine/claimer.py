@@ -7,6 +7,11 @@ tasks that wait in the jobs channel for a worker, their leases kept by the heart
 When a claim comes back short the process records itself as waiting
 (``store.go_idle``, see migration 0002): only then do producers' inserts notify.
 
+The writer often claims for it: the statement that records a batch's outcomes also claims
+the rows for the workers they free (``store.finish_and_claim``). The claimer reserves such
+a claim (:meth:`Claimer.reserve`), claims nothing itself meanwhile, and takes its rows as
+its own (:meth:`Claimer.settle`), short claims and idling included.
+
 Limited queues (``notifyq.queues``, migration 0006) are claimed by a second statement that
 enforces their limits under a lock on the queue's row, and only for free workers (a slot
 is never held by a task waiting in this process's buffer). The claimer knows which of its
