@@ -67,6 +67,13 @@ class Notifyq:
             time.sleep(0.02)
         raise AssertionError(f"no {event!r} within {timeout}s: {self.names()}")
 
+    def wait_running(self, n: int, timeout: float = 20) -> None:
+        """Wait until n handlers have started (needs LOG_LEVEL=debug for task.start lines).
+
+        A row turns in_progress when it is claimed, a moment before a worker starts its
+        handler: a test that signals "while tasks run" waits for this, not for the row."""
+        until(lambda: self.names().count("task.start") >= n, timeout=timeout)
+
     def http_url(self, timeout: float = 20) -> str:
         """The base URL the process serves HTTP on (from its http.listening line)."""
         urls = self.wait_for("http.listening", timeout)["urls"]

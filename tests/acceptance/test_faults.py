@@ -258,13 +258,13 @@ def test_sigterm_during_a_database_outage(
 ) -> None:
     url = private_server.url
     env = {"LEASE": "3", "SHUTDOWN_TIMEOUT": "0.5"}
-    serve = notifyq(url, "serve", env=env)
+    serve = notifyq(url, "serve", env={**env, "LOG_LEVEL": "debug"})
     serve.wait_for("listener.connected")
     scalar(
         url,
         "INSERT INTO notifyq.tasks (kind, payload) SELECT 'sleep', '60' FROM generate_series(1, 3)",
     )
-    until(lambda: status_counts(url).get("in_progress") == 3)
+    serve.wait_running(3)
     private_server.stop()
     signalled = time.monotonic()
     serve.signal(signal.SIGTERM)

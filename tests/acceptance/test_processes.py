@@ -111,10 +111,12 @@ def test_sigterm_releases_the_running_tasks_of_every_process(
 def test_second_signal_reaches_every_process_and_skips_the_grace(
     database_url: str, supervised: Start
 ) -> None:
-    serve = supervised(database_url, "serve", "--processes", "2", "-w", "1")
+    serve = supervised(
+        database_url, "serve", "--processes", "2", "-w", "1", env={"LOG_LEVEL": "debug"}
+    )
     serve.wait_for("supervisor.ready")
     insert(database_url, 2, "sleep", "30")
-    until(lambda: counts(database_url).get("in_progress") == 2)
+    serve.wait_running(2)
     serve.signal(signal.SIGINT)
     until(lambda: serve.names().count("shutdown.waiting") == 2, timeout=10)
     serve.signal(signal.SIGINT)

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from tests.acceptance.proc import Notifyq, scalar, until
 
 Start = Callable[..., Notifyq]
-DEMO = {"DEMO_MIN_DELAY": "1", "DEMO_MAX_DELAY": "1.5", "DEMO_FAILURE_RATE": "0"}
+# LOG_LEVEL=debug for the task.start lines that Notifyq.wait_running counts.
+DEBUG = {"LOG_LEVEL": "debug"}
+DEMO = {"DEMO_MIN_DELAY": "1", "DEMO_MAX_DELAY": "1.5", "DEMO_FAILURE_RATE": "0", **DEBUG}
 
 
 def counts(url: str) -> dict[str, int]:
@@ -19,7 +21,7 @@ def counts(url: str) -> dict[str, int]:
 def test_sigint_lets_running_demo_tasks_finish(database_url: str, notifyq: Start) -> None:
     serve = notifyq(database_url, "serve", "--seed", "5", env=DEMO)
     serve.wait_for("service.start")
-    until(lambda: counts(database_url).get("in_progress") == 5)
+    serve.wait_running(5)
     serve.signal(signal.SIGINT)
     assert serve.wait(timeout=20) == 0
     assert counts(database_url) == {"done": 5}
@@ -39,13 +41,13 @@ def test_sigint_lets_running_demo_tasks_finish(database_url: str, notifyq: Start
 def test_sigterm_after_shutdown_timeout_releases_running_tasks(
     database_url: str, notifyq: Start
 ) -> None:
-    serve = notifyq(database_url, "serve", "--shutdown-timeout", "0.5")
+    serve = notifyq(database_url, "serve", "--shutdown-timeout", "0.5", env=DEBUG)
     serve.wait_for("service.start")
     scalar(
         database_url,
         "INSERT INTO notifyq.tasks (kind, payload) SELECT 'sleep', '30' FROM generate_series(1, 3)",
     )
-    until(lambda: counts(database_url).get("in_progress") == 3)
+    serve.wait_running(3)
     serve.signal(signal.SIGTERM)
     assert serve.wait(timeout=15) == 0
     assert counts(database_url) == {"pending": 3}
@@ -60,10 +62,10 @@ def test_sigterm_after_shutdown_timeout_releases_running_tasks(
 
 def test_sighup_shuts_down_like_sigterm(database_url: str, notifyq: Start) -> None:
     # Closing the terminal of `make run`, or an SSH session dropping, sends SIGHUP.
-    serve = notifyq(database_url, "serve", "--shutdown-timeout", "0.5")
+    serve = notifyq(database_url, "serve", "--shutdown-timeout", "0.5", env=DEBUG)
     serve.wait_for("service.start")
     scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '30')")
-    until(lambda: counts(database_url).get("in_progress") == 1)
+    serve.wait_running(1)
     serve.signal(signal.SIGHUP)
     assert serve.wait(timeout=15) == 0
     assert counts(database_url) == {"pending": 1}
@@ -73,10 +75,10 @@ def test_sighup_shuts_down_like_sigterm(database_url: str, notifyq: Start) -> No
 
 
 def test_second_signal_skips_the_grace_period(database_url: str, notifyq: Start) -> None:
-    serve = notifyq(database_url, "serve")  # SHUTDOWN_TIMEOUT defaults to 30 s
+    serve = notifyq(database_url, "serve", env=DEBUG)  # SHUTDOWN_TIMEOUT defaults to 30 s
     serve.wait_for("service.start")
     scalar(database_url, "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '30')")
-    until(lambda: counts(database_url).get("in_progress") == 1)
+    serve.wait_running(1)
     serve.signal(signal.SIGINT)
     serve.wait_for("shutdown.waiting")
     serve.signal(signal.SIGINT)
