@@ -94,16 +94,34 @@ class Listener:
 
 @asynccontextmanager
 async def open_listener(
-    loop: trio_asyncio.TrioEventLoop, dsn: str, channels: Sequence[str], *, buffer: int = 10_000
+    loop: trio_asyncio.TrioEventLoop,
+    dsn: str,
+    channels: Sequence[str],
+    *,
+    buffer: int = 10_000,
+    at_once: Callable[[Notification], None] | None = None,
 ) -> AsyncIterator[Listener]:
+    """The listening connection. With ``at_once``, each notification is handed to it as
+    it arrives, in the driver's callback (on this trio thread, so it may ring trio events),
+    and is not queued: a claimer is woken one trio task switch sooner (~0.1-0.2 ms of the
+    pickup). A notification that ``at_once`` raises on is queued instead, so that the
+    consumer meets the same error in its own task."""
     send, receive = trio.open_memory_channel[Notification](math.inf if buffer <= 0 else buffer)
     closing = False
     listener: Listener | None = None
 
     def on_notification(_conn: object, _pid: int, channel: str, payload: str) -> None:
         # Runs on the loop, which is this trio thread: send_nowait is safe here.
+        note = Notification(channel, payload)
+        if at_once is not None:
+            try:
+                at_once(note)
+            except Exception:  # queued below: the consumer's own dispatch raises it
+                pass
+            else:
+                return
         try:
-            send.send_nowait(Notification(channel, payload))
+            send.send_nowait(note)
         except trio.WouldBlock:
             # The consumer is far behind. Dropping is safe as long as someone sweeps;
             # the flag tells the consumer to do so.

@@ -114,7 +114,9 @@ class Listener:
     ) -> None:
         channels = [*self._subscribers, self._probe_channel]
         url = self.settings.listen_url or self.db.dsn
-        async with listen.open_listener(self.db.loop, url, channels) as conn:
+        async with listen.open_listener(
+            self.db.loop, url, channels, at_once=self._dispatch
+        ) as conn:
             self.health.listener_connected = True
             if connected_once.is_set():
                 self.health.reconnects += 1

@@ -283,3 +283,28 @@ def test_migration_files_are_shipped_in_order() -> None:
     found = migrations.available()
     assert [m.version for m in found] == sorted(m.version for m in found)
     assert found[0].name == "init"
+
+
+async def test_at_once_takes_notifications_as_they_arrive(database: db.Database) -> None:
+    """``at_once`` gets each notification in the driver's callback and it is not queued;
+    one that ``at_once`` raises on is queued, for the consumer's own dispatch to meet."""
+    taken: list[str] = []
+    arrived = trio.Event()
+
+    def at_once(note: listen.Notification) -> None:
+        if note.payload == "bad":
+            raise ValueError("a subscriber's bug")
+        taken.append(note.payload)
+        arrived.set()  # the callback runs on the trio thread: trio calls are allowed
+
+    async with listen.open_listener(
+        database.loop, database.dsn, ["notifyq_test"], at_once=at_once
+    ) as listener:
+        await database.execute("SELECT pg_notify('notifyq_test', 'good')")
+        with trio.fail_after(2):
+            await arrived.wait()
+        await database.execute("SELECT pg_notify('notifyq_test', 'bad')")
+        with trio.fail_after(2):
+            queued = await listener.__anext__()
+    assert taken == ["good"]
+    assert queued == listen.Notification("notifyq_test", "bad")
