@@ -7,7 +7,7 @@ statement; no handler, no trio between the statements), on one connection and on
   with a partial index over its pending rows (``floor_*`` in ``bench.sql``).
 - **notifyq**: notifyq's own ``claim`` and ``finish`` statements, read from
   ``notifyq/queries.sql`` through :mod:`notifyq.sql` as the engine reads them, so their
-  history rows (``started``, ``done``) are written too.
+  history row (the ``done`` outcome, carrying the attempt's start) is written too.
 
 The ratio notifyq / floor is the database's share of notifyq's cost per task (issue 14,
 goal 4: at least 60 %). The runs on one connection share a scratch database, and those on

@@ -43,11 +43,9 @@ async def test_priority_order(database: db.Database) -> None:
         ids[name] = await insert(database, "noop", priority=priority)
     async with running_service(database, worker_count=1, fetch_limit=1):
         await wait_ended(database, *ids.values())
-    rows = await database.fetch(
-        "SELECT task_id FROM notifyq.task_events WHERE event = 'started' ORDER BY id"
-    )
+    rows = await database.fetch("SELECT id FROM notifyq.tasks ORDER BY started_at")
     by_id = {v: k for k, v in ids.items()}
-    assert [by_id[r["task_id"]] for r in rows] == ["high", "mid", "mid2", "low"]
+    assert [by_id[r["id"]] for r in rows] == ["high", "mid", "mid2", "low"]
 
 
 async def test_unknown_kind_ends_error_without_retry(database: db.Database) -> None:

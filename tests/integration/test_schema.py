@@ -153,12 +153,25 @@ def test_migration_applies_on_postgresql_15() -> None:
             f"PREPARE due(text[]) AS {sql.queries['next_due']}; EXECUTE due('{{default}}')",
         )
         assert parked_only == ""  # NULL: nothing will come due
-        # The history's partitions (migration 0007): made ahead, the claim's 'started'
-        # event moved from the default partition into today's.
+        # The history's partitions (migration 0007): made ahead, the outcome's event moved
+        # from the default partition into today's.
+        running = pg.psql(url, "SELECT id FROM notifyq.tasks WHERE status = 'in_progress'")
+        finished = pg.psql(
+            url,
+            f"PREPARE f(text, bigint[], int[], text[], text[], text[], float8[]) AS "
+            f"{sql.queries['finish']}; "
+            f"EXECUTE f('pg15', '{{{running}}}', '{{1}}', '{{done}}', '{{null}}', '{{NULL}}', "
+            "'{0}')",
+        )
+        assert finished == f"{running}|done"
         assert pg.psql(url, "SELECT count(*) FROM notifyq.ensure_event_partitions(1)") == "2"
-        assert pg.psql(
-            url, "SELECT tableoid::regclass::text FROM notifyq.task_events WHERE event = 'started'"
-        ).startswith("notifyq.task_events_p")
+        partition, has_start = pg.psql(
+            url,
+            "SELECT tableoid::regclass::text || ' ' || (started_at IS NOT NULL) "
+            "FROM notifyq.task_events WHERE event = 'done'",
+        ).split()
+        assert partition.startswith("notifyq.task_events_p")
+        assert has_start == "true"
     finally:
         subprocess.run(
             [*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"],

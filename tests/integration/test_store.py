@@ -57,7 +57,7 @@ def test_finish_and_claim_is_finish_then_claim() -> None:
     claim = _ctes(sql.queries["claim"])
     # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4 are $8, $9, $1, $10.
     renumber = {"$1": "$8", "$2": "$9", "$3": "$1", "$4": "$10"}
-    for name in ("picked", "claimed", "started"):
+    for name in ("picked", "claimed"):
         expected = re.sub(r"\$\d+", lambda m: renumber[m.group(0)], claim[name])
         expected = expected.replace("FROM notifyq.tasks, quick", "FROM notifyq.tasks")
         assert both[name] == expected, name
@@ -92,15 +92,67 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
         ("in_progress", "me"),
         ("done", None),
     ]
+    # One stored row: the outcome, with its attempt's start; the claims store none.
     events = await database.fetch(
-        "SELECT task_id, event FROM notifyq.task_events WHERE event <> 'queued'"
+        "SELECT task_id, event, started_at FROM notifyq.task_events WHERE event <> 'queued'"
     )
-    assert sorted((e["task_id"], e["event"]) for e in events) == sorted(
-        [
-            (mine.id, "started"),
-            (other.id, "started"),
-            (mine.id, "done"),
-            (ids[2], "started"),
-            (ids[0], "started"),
-        ]
+    assert [(e["task_id"], e["event"]) for e in events] == [(mine.id, "done")]
+    assert events[0]["started_at"] is not None
+
+
+async def _outcome(database: db.Database, task_id: int, attempt: int, verdict: str) -> None:
+    await database.fetch(
+        sql.queries["finish"], "me", [task_id], [attempt], [verdict], ["null"], [None], [0.0]
     )
+
+
+async def _events(database: db.Database, task_id: int) -> list[tuple[str, int]]:
+    return [(r["event"], r["attempt"]) for r in await store.task_history(database, task_id)]
+
+
+async def test_history_derives_each_attempts_start(database: db.Database) -> None:
+    """No 'started' row is stored (migration 0010): the history derives one per attempt,
+    from its outcome row or, while it runs, from the task row; an attempt that has a stored
+    one (an older process wrote it) gets no second."""
+    task_id = await database.fetchval(
+        "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id"
+    )
+    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    assert await _events(database, task_id) == [("queued", 0), ("started", 1)]
+    [started] = [r for r in await store.task_history(database, task_id) if r["event"] == "started"]
+    started_at = await database.fetchval(
+        "SELECT started_at FROM notifyq.tasks WHERE id = $1", task_id
+    )
+    assert (started["at"], started["worker"], started["id"]) == (started_at, "me", 0)
+    await _outcome(database, task_id, 1, "released")  # shutdown: attempt 1 again next time
+    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await _outcome(database, task_id, 1, "retried")
+    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await _outcome(database, task_id, 2, "done")
+    assert await _events(database, task_id) == [
+        ("queued", 0),
+        ("started", 1),
+        ("released", 1),
+        ("started", 1),
+        ("retried", 1),
+        ("started", 2),
+        ("done", 2),
+    ]
+    assert (
+        await database.fetchval(
+            "SELECT count(*) FROM notifyq.task_events WHERE task_id = $1", task_id
+        )
+        == 3
+    )
+
+    # A process of the previous version stores its claim's 'started' row.
+    old = await database.fetchval("INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
+    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await database.execute(
+        "INSERT INTO notifyq.task_events (task_id, event, attempt, worker) "
+        "VALUES ($1, 'started', 1, 'me')",
+        old,
+    )
+    assert await _events(database, old) == [("queued", 0), ("started", 1)]
+    await _outcome(database, old, 1, "done")
+    assert await _events(database, old) == [("queued", 0), ("started", 1), ("done", 1)]
