@@ -547,8 +547,7 @@ BEGIN
                        started_at = v_at, updated_at = v_at
                  WHERE t.id = ANY (v_picked) AND t.status = 'pending'
                 -- As in `claim`: the payload as text, no timestamps, an infinite run_at has
-                -- lag 0. meta is migration 0008's column (resolved when this runs). No
-                -- 'started' row: the attempt's start is started_at (migration 0010).
+                -- lag 0. meta is migration 0008's column (resolved when this runs).
                 RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority,
                           t.attempts, t.max_attempts,
                           extract(epoch FROM t.timeout)::float8 AS timeout_s,
@@ -556,6 +555,9 @@ BEGIN
                                THEN extract(epoch FROM v_at - t.run_at)::float8
                                ELSE 0 END AS lag_s,
                           t.meta::text AS meta_json, t.run_at
+            ), started AS (
+                INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
+                SELECT c.id, 'started', c.attempts, worker FROM claimed c
             )
             SELECT c.id, c.queue, c.kind, c.payload_json, c.priority, c.attempts,
                    c.max_attempts, c.timeout_s, c.lag_s, c.meta_json, NULL::float8

@@ -105,13 +105,17 @@ async def open_listener(
     it arrives, in the driver's callback (on this trio thread, so it may ring trio events),
     and is not queued: a claimer is woken one trio task switch sooner (~0.1-0.2 ms of the
     pickup). A notification that ``at_once`` raises on is queued instead, so that the
-    consumer meets the same error in its own task."""
+    consumer meets the same error in its own task (a consumer that dispatches it again
+    calls the callbacks that ran before the error once more: they must be hints, safe to
+    repeat, as notifyq's are)."""
     send, receive = trio.open_memory_channel[Notification](math.inf if buffer <= 0 else buffer)
     closing = False
     listener: Listener | None = None
 
     def on_notification(_conn: object, _pid: int, channel: str, payload: str) -> None:
         # Runs on the loop, which is this trio thread: send_nowait is safe here.
+        if closing:
+            return  # a late delivery while the connection closes: nobody reads it now
         note = Notification(channel, payload)
         if at_once is not None:
             try:

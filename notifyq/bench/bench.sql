@@ -154,7 +154,8 @@ VACUUM ANALYZE notifyq.task_events;
 SELECT count(*) FROM notifyq.task_events;
 
 -- name: insert_event
--- `bench migrate-history`: one event insert, as a claim or an outcome write makes.
+-- `bench migrate-history`: one event insert, as an outcome write makes (and a claim did
+-- before migration 0010).
 INSERT INTO notifyq.task_events (task_id, event) VALUES (0, 'started');
 
 -- name: table_sizes

@@ -55,8 +55,8 @@ def _insert_probe(seq: int) -> Callable[[db.Connection], Awaitable[tuple[int, fl
     async def insert(conn: db.Connection) -> tuple[int, float]:
         task_id = await conn.fetchval(queries["insert_probe"], {"seq": seq})
         # Autocommit: the statement's result is the commit's acknowledgement. Read the
-        # clock here, on the asyncio side, before the pool's reset query and the hop back
-        # to trio (both would make t_commit late and the latency look smaller).
+        # clock here, on the asyncio side, before the hop back to trio (which would make
+        # t_commit late and the latency look smaller).
         return int(task_id), time.monotonic()
 
     return insert

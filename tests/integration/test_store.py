@@ -156,3 +156,23 @@ async def test_history_derives_each_attempts_start(database: db.Database) -> Non
     assert await _events(database, old) == [("queued", 0), ("started", 1)]
     await _outcome(database, old, 1, "done")
     assert await _events(database, old) == [("queued", 0), ("started", 1), ("done", 1)]
+
+
+async def test_a_limited_queues_claim_still_stores_its_start_once(database: db.Database) -> None:
+    """claim_limited (a function that processes of the previous version call too) keeps
+    its stored 'started' row; the outcome's start then derives no second one."""
+    await database.execute("INSERT INTO notifyq.queues (name, concurrency) VALUES ('lim', 5)")
+    task_id = await database.fetchval(
+        "INSERT INTO notifyq.tasks (queue, kind) VALUES ('lim', 'noop') RETURNING id"
+    )
+    claimed = await database.fetch(sql.queries["claim_limited"], ["lim"], 1, "me", 30.0)
+    assert [r["id"] for r in claimed] == [task_id]
+    assert await _events(database, task_id) == [("queued", 0), ("started", 1)]
+    await _outcome(database, task_id, 1, "done")
+    assert await _events(database, task_id) == [("queued", 0), ("started", 1), ("done", 1)]
+    stored = await database.fetch(
+        "SELECT event, started_at IS NOT NULL AS has_start FROM notifyq.task_events "
+        "WHERE task_id = $1 ORDER BY id",
+        task_id,
+    )
+    assert [(r["event"], r["has_start"]) for r in stored] == [("started", False), ("done", True)]
