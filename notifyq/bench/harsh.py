@@ -51,6 +51,19 @@ T = TypeVar("T")
 # --- the run ----------------------------------------------------------------------------
 
 
+async def wait_all_done(
+    database: db.Database, ids: list[int], timeout_s: float, *, every_s: float
+) -> None:
+    """Until every task of ``ids`` has a 'done' event, or ``timeout_s`` (the ledger that
+    follows then reports what is missing). A state of other processes: asked every
+    ``every_s`` seconds."""
+    with trio.move_on_after(timeout_s):
+        while True:
+            if int(await database.fetchval(queries["harsh_done_count"], ids)) == len(ids):
+                return
+            await trio.sleep(every_s)
+
+
 async def retrying(fn: Callable[[], Awaitable[T]], timeout_s: float = RECONNECT_TIMEOUT_S) -> T:
     """``fn()``, tried again while the server cannot be reached (it is restarting)."""
     with trio.fail_after(timeout_s):
@@ -133,11 +146,7 @@ async def run_scenario(
         dead_after = int(await database.fetchval(queries["harsh_dead_tuples"]) or 0)
 
         progress(f"harsh {plan.scenario}: waiting for all {len(ids)} tasks")
-        with trio.move_on_after(plan.drain_timeout_s):
-            while True:  # a state in other processes: asked every 200 ms
-                if int(await database.fetchval(queries["harsh_done_count"], ids)) == len(ids):
-                    break
-                await trio.sleep(0.2)
+        await wait_all_done(database, ids, plan.drain_timeout_s, every_s=0.2)
         drained_at = await now()
         ledger = await database.fetchrow(queries["harsh_ledger"], ids)
         recovered = int(await database.fetchval(queries["harsh_recovered"], ids))

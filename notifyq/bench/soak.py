@@ -96,11 +96,7 @@ async def run_soak(url: str, plan: SoakPlan) -> dict[str, Any]:
                 if last:
                     break
         progress(f"soak: waiting for all {len(ids)} tasks")
-        with trio.move_on_after(plan.drain_timeout_s):
-            while True:  # a state in other processes: asked every 500 ms
-                if int(await database.fetchval(queries["harsh_done_count"], ids)) == len(ids):
-                    break
-                await trio.sleep(0.5)
+        await harsh.wait_all_done(database, ids, plan.drain_timeout_s, every_s=0.5)
         ledger = await database.fetchrow(queries["harsh_ledger"], ids)
         lo = 0
         for sample, hi in zip(samples, marks, strict=True):
