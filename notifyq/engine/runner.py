@@ -131,7 +131,7 @@ class Runner:
             return
         # A notification is only a hint (any database role may send one): the lease keeper
         # reads the row now and stops the attempt only if its cancel was really asked.
-        if task_id in self.ledger.attempts:
+        if self.ledger.holds(task_id):
             self.ledger.recheck.ring()
 
     def stop_running(self) -> None:

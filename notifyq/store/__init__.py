@@ -20,6 +20,9 @@ from notifyq.store.engine import (
     Exchange as Exchange,
 )
 from notifyq.store.engine import (
+    HistoryPrune as HistoryPrune,
+)
+from notifyq.store.engine import (
     Idle as Idle,
 )
 from notifyq.store.engine import (

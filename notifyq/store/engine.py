@@ -31,6 +31,7 @@ class Claimed:
     lag_s: float
     undecodable: str | None = None  # why the payload could not be decoded (payload is None)
     meta: Any = None  # the task's meta column (trace context); NULL or undecodable: None
+    token: int = 0  # the claim token: (id, token) names this attempt (the fence)
 
 
 def _decode_payload(text: str) -> tuple[Any, str | None]:
@@ -75,6 +76,7 @@ def _claimed(r: Any) -> Claimed:
         r["lag_s"],
         undecodable,
         _decode_meta(r["meta_json"]),
+        r["claim_token"],
     )
 
 
@@ -171,6 +173,7 @@ class Outcome:
     result_json: str | None = None
     error: str | None = None
     delay_s: float = 0.0
+    token: int = 0  # the attempt's claim token (Claimed.token): the write is fenced on it
 
 
 async def finish(
@@ -215,6 +218,7 @@ def _finish_args(owner: str, outcomes: Sequence[Outcome]) -> tuple[Any, ...]:
         [o.result_json for o in outcomes],
         [clean_text(o.error) if o.error is not None else None for o in outcomes],
         [o.delay_s for o in outcomes],
+        [o.token for o in outcomes],
     )
 
 
@@ -277,21 +281,33 @@ def _registry_args(me: Registration, in_flight: int) -> tuple[Any, ...]:
 
 
 async def heartbeat(
-    database: db.Database, me: Registration, *, task_ids: Sequence[int], lease_s: float
-) -> dict[int, bool]:
-    """Extend the leases of ``task_ids`` and refresh the registry, in one hop.
+    database: db.Database,
+    me: Registration,
+    *,
+    attempts: Sequence[tuple[int, int]],
+    lease_s: float,
+) -> dict[tuple[int, int], bool]:
+    """Extend the leases of ``attempts`` (task id, claim token) and refresh the registry,
+    in one hop.
 
-    Returns {task id still owned: cancel requested}; an id missing has lost its lease.
-    The ids go in ascending order, the order ``finish`` locks its rows in.
+    Returns {attempt still owned: cancel requested}; one missing has lost its lease. The
+    statement never waits for a row lock (see queries.sql), so it cannot deadlock with
+    ``finish``.
     """
-    ids = sorted(task_ids)
+    held = sorted(attempts)
 
-    async def beat(conn: db.Connection) -> dict[int, bool]:
-        kept: dict[int, bool] = {}
-        if ids:
-            rows = await conn.fetch(sql.queries["extend_leases"], me.owner, lease_s, ids)
-            kept = {r["id"]: r["cancel_requested"] for r in rows}
-        await conn.execute(sql.queries["register_worker"], *_registry_args(me, len(ids)))
+    async def beat(conn: db.Connection) -> dict[tuple[int, int], bool]:
+        kept: dict[tuple[int, int], bool] = {}
+        if held:
+            rows = await conn.fetch(
+                sql.queries["extend_leases"],
+                me.owner,
+                lease_s,
+                [i for i, _ in held],
+                [t for _, t in held],
+            )
+            kept = {(r["id"], r["claim_token"]): r["cancel_requested"] for r in rows}
+        await conn.execute(sql.queries["register_worker"], *_registry_args(me, len(held)))
         return kept
 
     return await database.run(beat)
@@ -336,10 +352,22 @@ async def prune(database: db.Database, *, older_than_s: float, limit: int) -> in
     return len(await database.fetch(sql.queries["prune"], older_than_s, limit))
 
 
-async def prune_history(database: db.Database, *, older_than_s: float) -> list[str]:
-    """Drop the history partitions older than ``older_than_s``; their names."""
+@dataclass(frozen=True, slots=True)
+class HistoryPrune:
+    """The history partitions a retention turn dropped, and those it left for the next
+    turn because the history was in use (a long reader)."""
+
+    dropped: list[str]
+    busy: list[str]
+
+
+async def prune_history(database: db.Database, *, older_than_s: float) -> HistoryPrune:
+    """Drop the history partitions older than ``older_than_s``, never waiting for a lock."""
     rows = await database.fetch(sql.queries["prune_history"], older_than_s)
-    return [r["dropped"] for r in rows]
+    return HistoryPrune(
+        [r["partition"] for r in rows if r["dropped"]],
+        [r["partition"] for r in rows if not r["dropped"]],
+    )
 
 
 @dataclass(frozen=True, slots=True)

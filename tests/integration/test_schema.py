@@ -241,7 +241,7 @@ async def test_task_end_notifies_notifyq_done(database: db.Database) -> None:
     await database.fetch(sql.queries["claim"], ["default"], 1, "me", 30.0)
     async with listen.open_listener(database.loop, database.dsn, ["notifyq_done"]) as listener:
         await database.fetch(
-            sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"], [None], [0.0]
+            sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"], [None], [0.0], [1]
         )
         with trio.fail_after(2):
             note = await listener.__anext__()

@@ -55,8 +55,8 @@ def test_finish_and_claim_is_finish_then_claim() -> None:
     for name in ("outcome", "written", "events"):
         assert both[name] == finish[name], name
     claim = _ctes(sql.queries["claim"])
-    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4 are $8, $9, $1, $10.
-    renumber = {"$1": "$8", "$2": "$9", "$3": "$1", "$4": "$10"}
+    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4 are $9, $10, $1, $11.
+    renumber = {"$1": "$9", "$2": "$10", "$3": "$1", "$4": "$11"}
     for name in ("picked", "claimed"):
         expected = re.sub(r"\$\d+", lambda m: renumber[m.group(0)], claim[name])
         expected = expected.replace("FROM notifyq.tasks, quick", "FROM notifyq.tasks")
@@ -76,8 +76,8 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
         database,
         owner="me",
         outcomes=[
-            store.Outcome(mine.id, 1, store.Verdict.DONE, result_json="1"),
-            store.Outcome(other.id, 2, store.Verdict.DONE),  # not its attempt: fenced
+            store.Outcome(mine.id, 1, store.Verdict.DONE, result_json="1", token=mine.token),
+            store.Outcome(other.id, 1, store.Verdict.DONE),  # not its claim token: fenced
         ],
         queues=["default"],
         limit=5,
@@ -101,8 +101,17 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
 
 
 async def _outcome(database: db.Database, task_id: int, attempt: int, verdict: str) -> None:
+    token = await database.fetchval("SELECT claim_token FROM notifyq.tasks WHERE id = $1", task_id)
     await database.fetch(
-        sql.queries["finish"], "me", [task_id], [attempt], [verdict], ["null"], [None], [0.0]
+        sql.queries["finish"],
+        "me",
+        [task_id],
+        [attempt],
+        [verdict],
+        ["null"],
+        [None],
+        [0.0],
+        [token],
     )
 
 
