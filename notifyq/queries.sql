@@ -240,15 +240,16 @@ SELECT id, NULL, queue, kind, payload_json, priority, attempts, max_attempts, ti
 -- extended at the next beat if it is still running then.
 WITH owned AS (
     SELECT t.id, t.claim_token, t.cancel_requested_at IS NOT NULL AS cancel_requested
-      FROM notifyq.tasks t
-      JOIN unnest($3::bigint[], $4::bigint[]) AS a(id, token)
-        ON t.id = a.id AND t.claim_token = a.token
+      FROM unnest($3::bigint[], $4::bigint[]) AS a(id, token)
+      JOIN notifyq.tasks t ON t.id = a.id AND t.claim_token = a.token
      WHERE t.locked_by = $1
 ), locked AS (
+    -- The same rows, locked in id order; a row that changed since the snapshot is checked
+    -- again (owner and token) before it is locked.
     SELECT t.id
-      FROM notifyq.tasks t
-     WHERE t.id = ANY (ARRAY(SELECT id FROM owned)) AND t.locked_by = $1
-       AND (t.id, t.claim_token) IN (SELECT id, claim_token FROM owned)
+      FROM unnest($3::bigint[], $4::bigint[]) AS a(id, token)
+      JOIN notifyq.tasks t ON t.id = a.id AND t.claim_token = a.token
+     WHERE t.locked_by = $1
      ORDER BY t.id
        FOR UPDATE OF t SKIP LOCKED
 ), extended AS (
