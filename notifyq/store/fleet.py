@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from notifyq import db, limits, schedules, sql
+from notifyq import db, errors, limits, schedules, sql
 from notifyq.store.vocabulary import PREVIEW_CHARS
 
 # --- queue limits: CLI, HTTP, App declarations ---------------------------------------
@@ -69,6 +69,8 @@ async def clear_queue_limits(database: db.Database, name: str) -> bool:
 
 
 # --- schedules --------------------------------------------------------------------------
+
+CHECK_VIOLATION = "23514"
 
 # The longest page of schedules one read returns (GET /schedules, `schedule list`).
 SCHEDULES_PAGE_MAX = 500
@@ -256,8 +258,17 @@ async def upsert_schedule(database: db.Database, schedule: schedules.Schedule) -
 
 
 async def pause_schedule(database: db.Database, name: str, *, paused: bool) -> bool:
-    """Pause or resume; False if there is no such schedule."""
-    return await database.fetchval(sql.queries["pause_schedule"], name, paused) is not None
+    """Pause or resume; False if there is no such schedule. A row stored before migration
+    0012 that breaks its checks (paused by it) cannot be resumed: ScheduleError."""
+    try:
+        return await database.fetchval(sql.queries["pause_schedule"], name, paused) is not None
+    except errors.QueryError as exc:
+        if exc.sqlstate != CHECK_VIOLATION:
+            raise
+        raise schedules.ScheduleError(
+            f"schedule {name!r} breaks the table's checks ({exc}): replace its definition "
+            "(schedule add) or remove it"
+        ) from None
 
 
 async def remove_schedule(database: db.Database, name: str) -> bool:

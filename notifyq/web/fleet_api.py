@@ -198,6 +198,10 @@ async def _existing_schedule(name: str) -> store.ScheduleRow:
 
 async def _set_paused(name: str, paused: bool) -> Response:
     await _existing_schedule(name)
-    if not await store.pause_schedule(current().database, name, paused=paused):
+    try:
+        found = await store.pause_schedule(current().database, name, paused=paused)
+    except schedules.ScheduleError as exc:
+        raise ApiError(422, "validation_failed", str(exc)) from None
+    if not found:
         raise ApiError(404, "not_found", f"no schedule named {name!r}")
     return json_response(schedule_out(await _existing_schedule(name)))

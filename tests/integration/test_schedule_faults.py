@@ -12,7 +12,7 @@ import pytest
 import structlog
 import trio
 
-from notifyq import db, errors, migrations, schedules
+from notifyq import db, errors, migrations, schedules, store
 from notifyq.engine.scheduler import Scheduler
 from tests.helpers import eventually, running_service, running_web
 from tests.integration.test_web_api import post
@@ -175,6 +175,8 @@ async def test_migration_0012_keeps_bad_rows_out_of_the_way_and_refuses_new_ones
         for name in ("bc_paused", "bc_elsewhere", "infinite"):
             assert (rows[name]["next_run_at"], rows[name]["last_run_at"]) == (None, None), name
         assert not rows["good"]["paused"] and not rows["zone_dir"]["paused"]
+        with pytest.raises(schedules.ScheduleError, match="'zone_long' breaks the table's checks"):
+            await store.pause_schedule(database, "zone_long", paused=False)
         refused = [
             "UPDATE notifyq.schedules SET tz = repeat('x', 300) WHERE name = 'good'",
             "UPDATE notifyq.schedules SET every = interval '9000 years' WHERE name = 'good'",
