@@ -74,6 +74,8 @@ class Scheduler:
         self._changed = trio.Event()
         self._reported: dict[str, tuple[Any, ...]] = {}
         self._timings: dict[tuple[Any, ...], schedules.Timing] = {}
+        # Schedules whose last firing PostgreSQL refused (reported as skipped).
+        self._refused: set[str] = set()
         self._fired = 0
         self._missed = 0
         self._duplicates = 0
@@ -134,6 +136,7 @@ class Scheduler:
 
         earliest = clock.next_due
         firings: list[tuple[str, datetime, schedules.Firing]] = []
+        rows: dict[str, DueSchedule] = {}
         for row in await store.due_schedules(self.db, queues=self.queues):
             if not self._serves(row):
                 continue
@@ -163,10 +166,13 @@ class Scheduler:
                 earliest = due if earliest is None else min(earliest, due)
             else:
                 firings.append((row.name, due, firing))
+                rows[row.name] = row
         for batch in _batches(firings):
-            fired = await store.fire_schedules(self.db, batch)
+            fired = await self._fire_batch(batch, rows)
             for name, _due, firing in batch:
                 result = fired.get(name)
+                if result is None and name in self._refused:
+                    continue  # reported; due again at the next pass, not sooner
                 if result is None:
                     # Another process fired it, the row changed, or a transaction holds it:
                     # read again shortly (not at once: a held row would spin this loop).
@@ -179,6 +185,26 @@ class Scheduler:
         if earliest is None:
             return self.sweep_s
         return max(0.0, (earliest - now()).total_seconds())
+
+    async def _fire_batch(
+        self, batch: list[tuple[str, datetime, schedules.Firing]], rows: dict[str, DueSchedule]
+    ) -> dict[str, store.Fired]:
+        """Fire a batch in one statement. If PostgreSQL refuses it (a task check the row's
+        payload breaks, say), fire its schedules one by one, so that the one it refuses is
+        skipped and reported and the others fire."""
+        self._refused.difference_update(name for name, _, _ in batch)
+        try:
+            return await store.fire_schedules(self.db, batch)
+        except errors.QueryError as exc:
+            if len(batch) == 1:
+                name = batch[0][0]
+                self._refused.add(name)
+                self._report(rows[name], f"the database refuses its task: {exc}")
+                return {}
+        fired: dict[str, store.Fired] = {}
+        for one in batch:
+            fired.update(await self._fire_batch([one], rows))
+        return fired
 
     def _record(self, name: str, firing: schedules.Firing, result: store.Fired) -> None:
         self._fired += result.tasks
@@ -212,7 +238,8 @@ class Scheduler:
                 self._report(row, str(exc))
                 return None
             self._timings[key] = timing
-        self._reported.pop(row.name, None)
+        if row.name not in self._refused:  # a refused one stays reported (logged once)
+            self._reported.pop(row.name, None)
         return timing
 
     def _report(self, row: DueSchedule, why: str) -> None:

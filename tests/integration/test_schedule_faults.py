@@ -216,3 +216,26 @@ async def test_every_row_check_is_in_force_after_the_migration(database: db.Data
         " WHERE conrelid = 'notifyq.schedules'::regclass AND conname LIKE 'schedules_%_at_valid'"
     )
     assert valid is True
+
+
+async def test_a_schedule_the_database_refuses_to_fire_does_not_hold_up_the_others(
+    database: db.Database,
+) -> None:
+    # A check on tasks that the schedule row does not meet (a later limit, say): that row
+    # may not stop the batch it shares with others.
+    await database.execute(
+        "ALTER TABLE notifyq.tasks ADD CONSTRAINT no_poison CHECK (payload <> '\"poison\"')"
+    )
+    await database.execute(
+        "INSERT INTO notifyq.schedules (name, every, kind, payload, next_run_at) VALUES"
+        " ('a', interval '1 h', 'noop', '{}', date_trunc('hour', now())),"
+        " ('b_poison', interval '1 h', 'noop', '\"poison\"', date_trunc('hour', now())),"
+        " ('c', interval '1 h', 'noop', '{}', date_trunc('hour', now()))"
+    )
+    s = scheduler(database)
+    with structlog.testing.capture_logs() as logs:
+        await s.fire_due()
+        await s.fire_due()  # b_poison is still due: tried again, reported once
+    assert (await tick_count(database, "a"), await tick_count(database, "c")) == (1, 1)
+    skipped = [e["schedule"] for e in logs if e["event"] == "schedule.skipped"]
+    assert skipped == ["b_poison"]
