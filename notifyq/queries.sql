@@ -608,11 +608,78 @@ SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60
 SELECT set_config('statement_timeout', '5s', true);
 
 -- name: list_schedules
--- Every schedule, with the database's clock (the processes' clocks may differ; ticks are
--- due by the database's).
-SELECT s.*, extract(epoch FROM s.every)::float8 AS every_s, clock_timestamp() AS db_now
-  FROM notifyq.schedules s
+-- Schedules by name after $1 (NULL: from the first), at most $2: keyset pagination over the
+-- primary key. A payload whose JSON text is longer than $3 characters comes as NULL with its
+-- first $3 characters in payload_preview (as list_tasks cuts tasks'); a next_run_at or
+-- last_run_at no process can read (outside [1970, 9000): a row from before migration 0012's
+-- checks) comes as NULL.
+SELECT s.name, s.cron, extract(epoch FROM s.every)::float8 AS every_s, s.kind,
+       CASE WHEN length(p.text) <= $3 THEN s.payload END AS payload,
+       CASE WHEN length(p.text) > $3 THEN left(p.text, $3) END AS payload_preview,
+       s.queue, s.priority, s.tz, s.catch_up, s.catch_up_limit, s.paused,
+       CASE WHEN s.next_run_at >= timestamptz '1970-01-01 00:00:00+00'
+             AND s.next_run_at < timestamptz '9000-01-01 00:00:00+00'
+            THEN s.next_run_at END AS next_run_at,
+       CASE WHEN s.last_run_at >= timestamptz '1970-01-01 00:00:00+00'
+             AND s.last_run_at < timestamptz '9000-01-01 00:00:00+00'
+            THEN s.last_run_at END AS last_run_at,
+       s.created_at, s.updated_at
+  FROM (SELECT * FROM notifyq.schedules
+         WHERE $1::text IS NULL OR name > $1
+         ORDER BY name
+         LIMIT $2) AS s
+ CROSS JOIN LATERAL (SELECT s.payload::text OFFSET 0) AS p(text)
  ORDER BY s.name;
+
+-- name: get_schedule
+-- Schedule $1 as list_schedules shows it (payload cut past $2 characters); no row: none such.
+SELECT s.name, s.cron, extract(epoch FROM s.every)::float8 AS every_s, s.kind,
+       CASE WHEN length(p.text) <= $2 THEN s.payload END AS payload,
+       CASE WHEN length(p.text) > $2 THEN left(p.text, $2) END AS payload_preview,
+       s.queue, s.priority, s.tz, s.catch_up, s.catch_up_limit, s.paused,
+       CASE WHEN s.next_run_at >= timestamptz '1970-01-01 00:00:00+00'
+             AND s.next_run_at < timestamptz '9000-01-01 00:00:00+00'
+            THEN s.next_run_at END AS next_run_at,
+       CASE WHEN s.last_run_at >= timestamptz '1970-01-01 00:00:00+00'
+             AND s.last_run_at < timestamptz '9000-01-01 00:00:00+00'
+            THEN s.last_run_at END AS last_run_at,
+       s.created_at, s.updated_at
+  FROM notifyq.schedules s
+ CROSS JOIN LATERAL (SELECT s.payload::text OFFSET 0) AS p(text)
+ WHERE s.name = $1;
+
+-- name: schedules_clock
+-- The database's clock, and the earliest next_run_at after it of the active schedules of
+-- queues $1 and kinds $2 (NULL: none): a scheduler sleeps until then.
+SELECT clock_timestamp() AS db_now,
+       (SELECT min(next_run_at) FROM notifyq.schedules
+         WHERE queue = ANY($1::text[]) AND kind = ANY($2::text[]) AND NOT paused
+           AND next_run_at > clock_timestamp()
+           AND next_run_at < timestamptz '9000-01-01 00:00:00+00') AS next_due;
+
+-- name: due_schedules
+-- The active schedules of queues $1 that are due by the database's clock or have no next
+-- run yet, without their payloads (fire_schedules takes them from the row); `readable` is
+-- false for a next_run_at or last_run_at outside [1970, 9000) (read as NULL), which a
+-- process skips.
+SELECT s.name, s.cron, extract(epoch FROM s.every)::float8 AS every_s, s.kind, s.queue, s.tz,
+       s.catch_up, s.catch_up_limit, r.readable,
+       CASE WHEN r.readable THEN s.next_run_at END AS next_run_at
+  FROM notifyq.schedules s
+ CROSS JOIN LATERAL (
+        SELECT (s.next_run_at IS NULL
+                OR (s.next_run_at >= timestamptz '1970-01-01 00:00:00+00'
+                    AND s.next_run_at < timestamptz '9000-01-01 00:00:00+00'))
+           AND (s.last_run_at IS NULL
+                OR (s.last_run_at >= timestamptz '1970-01-01 00:00:00+00'
+                    AND s.last_run_at < timestamptz '9000-01-01 00:00:00+00'))) AS r(readable)
+ WHERE s.queue = ANY($1::text[]) AND NOT s.paused
+   AND (s.next_run_at IS NULL OR s.next_run_at <= clock_timestamp() OR NOT r.readable)
+ ORDER BY s.name;
+
+-- name: db_now
+-- The database's clock (a new schedule's first tick is the first after it).
+SELECT clock_timestamp();
 
 -- name: schedule_first_run
 -- Set the first tick $2 of schedule $1 if no process set one yet; returns the tick in
@@ -626,10 +693,11 @@ SELECT next_run_at FROM chosen
 UNION ALL
 SELECT next_run_at FROM notifyq.schedules WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM chosen);
 
--- name: fire_schedule
--- Fire tick $3 of schedule $1, read as due at $2, and move it to $4 (see migration 0005):
--- exactly one of many racing processes fires; returns whether this one did and the task.
-SELECT fired, task_id FROM notifyq.fire_schedule($1, $2, $3, $4);
+-- name: fire_schedules
+-- Fire due schedules in one statement (see migration 0012): schedules $1 read as due at $2,
+-- their latest ticks $3, next runs $4, and every tick to enqueue as the pairs ($5, $6).
+-- Returns the schedules this call fired, with the tasks added and the last one's id.
+SELECT name, tasks, last_task_id FROM notifyq.fire_schedules($1, $2, $3, $4, $5, $6);
 
 -- name: upsert_schedule
 -- Add schedule $1 or replace its definition. $11 is its first tick, used when it is new or

@@ -22,6 +22,15 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.
 DURATION_HELP = "a duration: seconds, or a number with ms, s, m, h or d (e.g. 30, 2.5s, 7d)"
 
 
+# The longest duration notifyq takes (about a hundred years): PostgreSQL's intervals and
+# Python's dates overflow not far beyond what a longer one would reach.
+MAX_DURATION_DAYS = 36_500
+
+
+class DurationTooLong(ValueError):
+    """A duration above ``MAX_DURATION_DAYS``; the message says the bound."""
+
+
 def parse_duration(value: object) -> float:
     """``30`` / ``"30"`` / ``"2.5s"`` / ``"5m"`` / ``"7d"`` -> seconds."""
     if isinstance(value, bool):
@@ -35,6 +44,8 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
     if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
         raise ValueError(DURATION_HELP)
+    if seconds > MAX_DURATION_DAYS * 86_400:
+        raise DurationTooLong(f"at most {MAX_DURATION_DAYS}d")
     return seconds
 
 

@@ -13,7 +13,7 @@ import click
 import trio
 
 from notifyq import db, embedded, errors, logs, migrations
-from notifyq.settings import DURATION_HELP, Settings, load, parse_duration
+from notifyq.settings import DURATION_HELP, DurationTooLong, Settings, load, parse_duration
 
 T = TypeVar("T")
 log = logs.get("notifyq.cli")
@@ -114,12 +114,15 @@ async def open_db_when_ready(
         delay = min(delay * 2, DB_WAIT_MAX_S)
 
 
-def duration(_ctx: Any, _param: Any, value: str | None) -> float | None:
+def duration(_ctx: Any, param: Any, value: str | None) -> float | None:
     """Option callback: a duration (``30s``, ``5m``, ...) in seconds."""
     if value is None:
         return None
     try:
         return parse_duration(value)
+    except DurationTooLong as exc:
+        name = param.opts[0] if isinstance(param, click.Parameter) and param.opts else "duration"
+        fail(f"invalid {name} {value!r}: {exc}", EXIT_USAGE)
     except ValueError:
         raise click.BadParameter(f"expected {DURATION_HELP}") from None
 

@@ -83,22 +83,34 @@ from notifyq.store.engine import (
     unregister as unregister,
 )
 from notifyq.store.fleet import (
+    SCHEDULES_PAGE_MAX as SCHEDULES_PAGE_MAX,
+)
+from notifyq.store.fleet import (
+    DueSchedule as DueSchedule,
+)
+from notifyq.store.fleet import (
     Fired as Fired,
 )
 from notifyq.store.fleet import (
     QueueInfo as QueueInfo,
 )
 from notifyq.store.fleet import (
-    ScheduleRow as ScheduleRow,
+    ScheduleClock as ScheduleClock,
 )
 from notifyq.store.fleet import (
-    ScheduleTable as ScheduleTable,
+    ScheduleRow as ScheduleRow,
 )
 from notifyq.store.fleet import (
     clear_queue_limits as clear_queue_limits,
 )
 from notifyq.store.fleet import (
-    fire_schedule as fire_schedule,
+    due_schedules as due_schedules,
+)
+from notifyq.store.fleet import (
+    fire_schedules as fire_schedules,
+)
+from notifyq.store.fleet import (
+    get_schedule as get_schedule,
 )
 from notifyq.store.fleet import (
     list_queues as list_queues,
@@ -114,6 +126,9 @@ from notifyq.store.fleet import (
 )
 from notifyq.store.fleet import (
     schedule_first_run as schedule_first_run,
+)
+from notifyq.store.fleet import (
+    schedules_clock as schedules_clock,
 )
 from notifyq.store.fleet import (
     set_queue_limits as set_queue_limits,

@@ -82,7 +82,9 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.splitlines()) == 9
+    # 4 producer lines, 5 worker lines, and since migration 0012 EXECUTE on the two
+    # functions that fire schedules.
+    assert len(done.stdout.splitlines()) == 11
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
