@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import notifyq
-from notifyq import spec
+from notifyq import schedules, spec
 
 LONE = "\ud800"
 
@@ -130,3 +130,21 @@ def test_the_spec_imports_no_driver() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"kind": "a\x00"}, "schedule 'tick': invalid kind 'a\\x00': PostgreSQL text cannot"),
+        ({"queue": LONE}, "schedule 'tick': invalid queue '\\ud800': expected valid Unicode"),
+        ({"payload": {"k": LONE}}, "schedule 'tick': invalid payload {'k': '\\ud800'}: expected"),
+        ({"payload": "x" * 2_000_000}, "schedule 'tick': invalid payload 'xxxxx"),
+    ],
+)
+def test_a_schedule_creates_tasks_by_the_same_check(options: dict[str, Any], message: str) -> None:
+    arguments = {"kind": "noop", **options}
+    with pytest.raises(schedules.ScheduleError) as caught:
+        schedules.define("tick", every="1m", **arguments)
+    assert str(caught.value).startswith(message)
+    with pytest.raises(schedules.ScheduleError, match="invalid schedule name 't\\\\x00'"):
+        schedules.define("t\x00", every="1m", kind="noop")
