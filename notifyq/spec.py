@@ -179,15 +179,18 @@ def seconds(option: str, value: object, low: float, high: float) -> float:
     if isinstance(value, timedelta):
         number = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            number = math.inf
     else:
         raise InvalidTask(option, value, "expected seconds (a number) or a timedelta")
     if not (math.isfinite(number) and low <= number <= high):
+        at_least = "0 or more" if low == 0 else f"at least {low:g}"
         raise InvalidTask(
             option,
             value,
-            f"expected a finite number of seconds, {'0 or more' if low == 0 else f'at least {low:g}'}"
-            f", at most {high:.0f}",
+            f"expected a finite number of seconds, {at_least}, at most {high:.0f}",
         )
     return number
 

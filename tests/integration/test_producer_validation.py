@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import notifyq
@@ -143,6 +144,15 @@ JSON_LIKE = st.recursive(
 )
 
 
+SECONDS = (
+    st.none()
+    | st.floats()
+    | st.floats(min_value=0, max_value=0.01)
+    | st.integers(min_value=-(10**20), max_value=10**400)
+    | st.timedeltas()
+)
+
+
 @pytest.fixture
 def asyncpg_in_a_loop(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Any]]:
     loop = asyncio.new_event_loop()
@@ -162,13 +172,23 @@ def asyncpg_in_a_loop(database_url: str) -> Iterator[tuple[asyncio.AbstractEvent
 )
 @given(
     kind=ANY_TEXT,
-    queue=st.sampled_from(["default", "\x00", "\udfff"]) | ANY_TEXT,
+    # Each option is mostly valid, so that the others' checks are reached too.
+    queue=st.just("default") | st.just("default") | ANY_TEXT,
     payload=JSON_LIKE,
     meta=st.none() | st.dictionaries(ANY_TEXT, JSON_LIKE, max_size=2),
-    timeout=st.none() | st.floats(min_value=0, max_value=1e9),
-    delay=st.none() | st.floats(min_value=0, max_value=1e9),
-    priority=st.integers(min_value=-(2**33), max_value=2**33),
-    max_attempts=st.integers(min_value=-1, max_value=2000),
+    timeout=st.none() | st.none() | SECONDS,
+    delay=st.none() | st.none() | SECONDS,
+    run_at=st.none()
+    | st.none()
+    | st.datetimes(
+        timezones=st.builds(
+            timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
+        )
+    ),
+    priority=st.integers(min_value=-(2**31), max_value=2**31 - 1)
+    | st.integers(min_value=-(2**33), max_value=2**33),
+    max_attempts=st.integers(min_value=1, max_value=1000)
+    | st.integers(min_value=-1, max_value=2000),
     key=st.none() | ANY_TEXT,
 )
 def test_what_the_check_accepts_postgresql_stores(
@@ -177,8 +197,9 @@ def test_what_the_check_accepts_postgresql_stores(
     queue: str,
     payload: Any,
     meta: dict[str, Any] | None,
-    timeout: float | None,
-    delay: float | None,
+    timeout: float | timedelta | None,
+    delay: float | timedelta | None,
+    run_at: datetime | None,
     priority: int,
     max_attempts: int,
     key: str | None,
@@ -190,6 +211,7 @@ def test_what_the_check_accepts_postgresql_stores(
         "meta": meta,
         "timeout": timeout,
         "delay": delay,
+        "run_at": run_at,
         "priority": priority,
         "max_attempts": max_attempts,
         "unique_key": key,
@@ -200,8 +222,10 @@ def test_what_the_check_accepts_postgresql_stores(
         async with conn.transaction():
             try:
                 task = spec.new_task(kind, **options)
-            except notifyq.InvalidTask:
+            except notifyq.InvalidTask as refused:
+                event(f"refused: {refused.option}")
                 return  # refused first: nothing reached the database
+            event("stored")
             task_id = await notifyq.enqueue(conn, kind, **options)
             stored = await conn.fetchrow(
                 "SELECT kind, payload::text, meta::text FROM notifyq.tasks WHERE id = $1", task_id

@@ -36,6 +36,9 @@ LONE = "\ud800"
         ({"timeout": 1e-7}, "invalid timeout 1e-07: expected a finite number of seconds, at"),
         ({"timeout": timedelta(microseconds=1)}, "invalid timeout datetime.timedelta(micro"),
         ({"timeout": 366 * 86400}, "invalid timeout 31622400: expected a finite number"),
+        ({"delay": 10**400}, "invalid delay 1000000"),
+        ({"priority": 2**31}, "invalid priority 2147483648: expected an integer from"),
+        ({"max_attempts": 1001}, "invalid max_attempts 1001: expected an integer from 1 to"),
         ({"meta": [1]}, "invalid meta [1]: expected a JSON object"),
         ({"meta": {"a": "\x00"}}, "invalid meta {'a': '\\x00'}: PostgreSQL's jsonb cannot"),
         (
