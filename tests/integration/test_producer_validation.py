@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 import notifyq
 from notifyq import db, spec
-from tests.integration.test_producers import query, run_in
+from tests.integration.test_producers import DRIVERS, query, run_in
 from tests.integration.test_web_api import error_of, post
 
-DRIVERS = ["psycopg", "asyncpg", "sqlalchemy-connection", "sqlalchemy-async-session"]
+SYNC = ("psycopg", "psycopg-cursor", "sqlalchemy-connection", "sqlalchemy-session")
 
 # Each would abort the transaction if it reached PostgreSQL (or the driver).
 REFUSED: list[dict[str, Any]] = [
@@ -53,7 +53,7 @@ def test_a_refused_task_leaves_the_callers_transaction_usable(
                 with pytest.raises(notifyq.InvalidTask):
                     notifyq.enqueue_many(conn, [{"kind": "noop"}, arguments])
 
-        if driver in ("psycopg", "sqlalchemy-connection"):
+        if driver in SYNC:
             first = notifyq.enqueue(conn, "noop", 1)
             refused()
             return [first, notifyq.enqueue(conn, "noop", 2)]
@@ -79,7 +79,7 @@ def test_every_option_on_the_callers_connection(driver: str, database_url: str) 
     }
 
     def action(conn: Any) -> Any:
-        if driver in ("psycopg", "sqlalchemy-connection"):
+        if driver in SYNC:
             return [
                 notifyq.enqueue(conn, "report", 1, **options),
                 notifyq.enqueue(conn, "report", 2, **options),  # the key is live: not added
