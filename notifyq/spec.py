@@ -55,6 +55,8 @@ OPTION_NAMES = frozenset(
     }
 )
 
+# Compact JSON, non-ASCII as UTF-8 (so that the size counted is the size sent).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 # An escaped NUL in JSON text: "\u0000" after an even number of backslashes.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # Any surrogate code point in a str is a lone one: UTF-8 cannot encode it.
@@ -141,12 +143,13 @@ def depth_within(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 def json_text(option: str, value: Any) -> str:
     """``value`` as the compact JSON text that jsonb stores."""
     try:
-        written = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        written = _ENCODER.encode(value)
     except RecursionError:
         written = None  # deeper than Python's own limit: named below
     except (TypeError, ValueError) as exc:
         raise InvalidTask(option, value, f"expected a JSON value ({exc})") from None
-    if written is None or not depth_within(value):
+    # Each level takes two characters of the text: a short one cannot be too deep.
+    if written is None or (len(written) > 2 * MAX_JSON_DEPTH and not depth_within(value)):
         raise InvalidTask(option, value, f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         size = len(written.encode("utf-8"))
@@ -156,7 +159,9 @@ def json_text(option: str, value: Any) -> str:
         raise InvalidTask(
             option, value, f"expected at most {MAX_PAYLOAD_BYTES} bytes of JSON, got {size}"
         )
-    if _JSON_NUL.search(written):
+    # The plain search is fast; the pattern tells an escaped NUL from an escaped backslash
+    # followed by "u0000".
+    if "\\u0000" in written and _JSON_NUL.search(written):
         raise InvalidTask(option, value, "PostgreSQL's jsonb cannot store a NUL character")
     return written
 
