@@ -85,7 +85,10 @@ class InvalidTask(NotifyqError, ValueError):
     """A task option has a bad value; raised before anything reaches the database."""
 
     def __init__(self, option: str, value: object, expected: str) -> None:
-        shown = repr(value)
+        try:
+            shown = repr(value)
+        except (ValueError, RecursionError):  # an int over str()'s limit, deep nesting
+            shown = f"<{type(value).__name__} too large to show>"
         if len(shown) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"invalid {option} {shown}: {expected}")

@@ -305,25 +305,26 @@ DELETE FROM notifyq.workers
 RETURNING id;
 
 -- name: enqueue
--- Add one task. run_at is $5 (NULL: now) plus $6 seconds; $9 its concurrency_key.
+-- Add one checked task (notifyq.spec): the JSON of payload $3 and meta $9 as text; run_at is
+-- $5 (NULL: now) plus $6 seconds; $10 its concurrency_key.
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
-                           concurrency_key)
-VALUES ($1, $2, $3::jsonb, $4,
+                           meta, concurrency_key)
+VALUES ($1, $2, $3::text::jsonb, $4,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7, make_interval(secs => $8::float8), $9)
+        $7, make_interval(secs => $8::float8), $9::text::jsonb, $10)
 RETURNING *;
 
 -- name: enqueue_unique
--- Add one task with unique_key $9 (concurrency_key $10) unless a live task of queue $1
--- holds that key; returns
+-- Add one task with unique_key $10 (concurrency_key $11; the rest as in `enqueue`) unless a
+-- live task of queue $1 holds that key; returns
 -- the new task (added true) or the live one (added false). No row: the live one ended or
 -- committed after this statement's snapshot; the caller runs it again.
 WITH added AS (
     INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
-                               unique_key, concurrency_key)
-    VALUES ($1, $2, $3::jsonb, $4,
+                               meta, unique_key, concurrency_key)
+    VALUES ($1, $2, $3::text::jsonb, $4,
             coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-            $7, make_interval(secs => $8::float8), $9, $10)
+            $7, make_interval(secs => $8::float8), $9::text::jsonb, $10, $11)
     ON CONFLICT (queue, unique_key)
         WHERE status IN ('pending', 'in_progress') AND unique_key IS NOT NULL
         DO NOTHING
@@ -334,7 +335,7 @@ UNION ALL
 SELECT false, t.*
   FROM notifyq.tasks t
  WHERE NOT EXISTS (SELECT 1 FROM added)
-   AND t.queue = $1 AND t.unique_key = $9 AND t.status IN ('pending', 'in_progress');
+   AND t.queue = $1 AND t.unique_key = $10 AND t.status IN ('pending', 'in_progress');
 
 -- name: seed
 -- Add $1 demo tasks in one statement (one notification).
@@ -741,24 +742,31 @@ DELETE FROM notifyq.schedules WHERE name = $1 RETURNING name;
 -- name: produce
 -- notifyq.enqueue on the caller's own connection, in its transaction. Values travel as
 -- text and numbers (JSON as text), so the caller's driver needs no type codec. run_at is
--- $5 (NULL: now) plus $6 seconds; $9 is the task's meta (trace context) or NULL.
-INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+-- $5 (NULL: now) plus $6 seconds; $9 is the task's meta or NULL; $10 its unique_key, $11
+-- its concurrency_key. No row: a live task of the queue holds the unique key (the plain
+-- ON CONFLICT needs no SELECT privilege, which a producer role does not have).
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
+                           unique_key, concurrency_key)
 VALUES ($1::text, $2::text, $3::text::jsonb, $4::int,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7::int, make_interval(secs => $8::float8), $9::text::jsonb)
+        $7::int, make_interval(secs => $8::float8), $9::text::jsonb, $10::text, $11::text)
+ON CONFLICT DO NOTHING
 RETURNING id;
 
 -- name: produce_many
--- notifyq.enqueue_many: any number of tasks in one statement, one array per column (the
--- values of `produce`, row by row); the ids come back in the order given.
-INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+-- notifyq.enqueue_many: any number of tasks without a unique key in one statement, one
+-- array per column (the values of `produce`, row by row, but the unique key); the ids come
+-- back in the order given.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
+                           concurrency_key)
 SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
        coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
-       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb
+       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key
   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
-              $6::float8[], $7::int[], $8::float8[], $9::text[])
+              $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[])
        WITH ORDINALITY
-       AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta, n)
+       AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta,
+            concurrency_key, n)
  ORDER BY t.n
 RETURNING id;
 
@@ -772,8 +780,13 @@ SELECT id, status, result::text AS result, error, attempts
 LISTEN notifyq_done;
 
 -- name: unlisten_done
--- notifyq.wait: leave the caller's connection as it was.
+-- notifyq.wait: leave the caller's connection as it was (when it was not listening before).
 UNLISTEN notifyq_done;
+
+-- name: listening_done
+-- notifyq.wait: whether the caller's connection listens to notifyq_done already (then it
+-- keeps that LISTEN after the wait).
+SELECT 'notifyq_done' = ANY (ARRAY(SELECT pg_listening_channels()));
 
 -- name: testing_busy
 -- notifyq.testing: tasks of the queues $1 that are running, or pending and due now.

@@ -33,7 +33,7 @@ from typing import Any, Literal, cast, get_args
 
 import cronsim
 
-from notifyq import errors, settings
+from notifyq import errors, settings, spec
 
 CatchUp = Literal["coalesce", "all"]
 CATCH_UP_POLICIES: tuple[str, ...] = get_args(CatchUp)
@@ -304,6 +304,12 @@ class Schedule:
             raise ScheduleError(
                 f"invalid payload for schedule {self.name!r}: not JSON ({exc})"
             ) from None
+        try:
+            # The tasks it creates pass the check of every entry point (notifyq.spec).
+            spec.storable("schedule name", self.name)
+            spec.new_task(self.kind, self.payload, queue=self.queue, priority=self.priority)
+        except errors.InvalidTask as exc:
+            raise ScheduleError(f"schedule {self.name!r}: {exc}") from None
 
 
 def define(

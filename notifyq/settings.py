@@ -259,8 +259,10 @@ class Settings(BaseSettings):
         validation_alias=_env("API_TOKEN"),
         description="at least 16 printable ASCII characters without spaces",
     )
+    # Twice notifyq.spec.MAX_PAYLOAD_BYTES: room for a payload at that limit, escaped
+    # non-ASCII text and the other fields; a payload over it is a 422 from the task check.
     http_body_limit: int = Field(
-        1024 * 1024,
+        2 * 1024 * 1024,
         ge=1024,
         le=1024**3,
         validation_alias=_env("HTTP_BODY_LIMIT"),

@@ -53,6 +53,7 @@ def test_a_producer_in_a_span_records_its_trace_context(
     span_id = format(request.get_span_context().span_id, "016x")
     flags = format(request.get_span_context().trace_flags, "02x")
     for task_id in (inside, *many):
+        assert task_id is not None
         meta = meta_of(database_url, task_id)
         assert meta == {"trace": {"traceparent": f"00-{trace_id}-{span_id}-{flags}"}}
     assert meta_of(database_url, outside) is None
