@@ -22,7 +22,7 @@ from notifyq import logs, tracing
 from notifyq.app import App, Handler, Task
 from notifyq.engine.ledger import CANCEL_GRACE_S, Attempt, Ledger
 from notifyq.engine.runtimes import Threads, run_asyncio
-from notifyq.engine.verdict import Facts, Retries, judge
+from notifyq.engine.verdict import Facts, Retries, judge, no_handler
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
 
@@ -143,12 +143,14 @@ class Runner:
     async def _run(self, attempt: Attempt, handlers: trio.Nursery) -> None:
         task = attempt.task
         handler = self.app.get(task.kind)
-        refused = attempt.undecodable
         if handler is None:
-            refused = f"no handler for kind {task.kind!r}"
-        if refused is not None or handler is None:
+            # Only a limited queue's claim (claim_limited) takes every kind: another process
+            # may know this one (a rolling deploy), so it is a failure that is retried.
+            self._hand_over(attempt, no_handler(task, self.retries))
+            return
+        if attempt.undecodable is not None:
             # Retrying would not help: the task ends at once, and nothing else is touched.
-            error = refused or "no handler"
+            error = attempt.undecodable
             self._hand_over(attempt, Outcome(task.id, task.attempt, Verdict.FAILED, error=error))
             return
         timeout_s = attempt.timeout_s or handler.timeout_s or self.settings.task_timeout_s

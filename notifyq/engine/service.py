@@ -23,6 +23,7 @@ import trio
 from notifyq import db, errors, logs, store, tracing
 from notifyq.app import App
 from notifyq.engine import leases, maintenance
+from notifyq.engine.capacity import Capacity
 from notifyq.engine.claimer import Claimer
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.engine.listener import (
@@ -96,9 +97,14 @@ class Service:
         out_send, out_receive = trio.open_memory_channel[tuple[Outcome, Attempt]](math.inf)
         self._outcomes_send = out_send
         self.listener = Listener(database, settings, sink=sink)
-        self.claimer = Claimer(database, settings, self.ledger, self.worker_id, jobs_send)
         self.app = app
         self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send, loop=database.loop)
+        self.capacity = Capacity(
+            {kind: h.runtime for kind, h in app.handlers.items()}, self.runner.threads, self.ledger
+        )
+        self.claimer = Claimer(
+            database, settings, self.ledger, self.worker_id, jobs_send, capacity=self.capacity
+        )
         tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
         self.writer = Writer(
             database, settings, self.ledger, self.worker_id, out_receive, self.claimer

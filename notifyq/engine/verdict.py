@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifyq import errors
+from notifyq.app import Task
 from notifyq.engine.ledger import StopReason
 from notifyq.store import Outcome, Verdict
 
@@ -57,6 +58,13 @@ def judge(facts: Facts, retries: Retries) -> Outcome:
     if reason in ("shutdown", "lease_lost"):
         return Outcome(tid, attempt, Verdict.RELEASED)
     return Outcome(tid, attempt, Verdict.CANCELLED, error="cancelled")
+
+
+def no_handler(task: Task, retries: Retries) -> Outcome:
+    """The outcome of an attempt of a kind this process has no handler for: retried (with
+    backoff, an attempt spent) in case another process has one."""
+    facts = Facts(task.id, task.attempt, task.max_attempts)
+    return _retry_or_fail(facts, f"no handler for kind {task.kind!r} in this process", retries)
 
 
 def _failure(facts: Facts, exc: BaseException, retries: Retries) -> Outcome:
