@@ -237,9 +237,9 @@ UPDATE notifyq.tasks
 RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested;
 
 -- name: register_worker
--- Insert or refresh this process in the worker registry.
-INSERT INTO notifyq.workers AS w (id, host, pid, queues, concurrency, in_flight, version)
-VALUES ($1, $2, $3, $4::text[], $5, $6, $7)
+-- Insert or refresh this process in the worker registry (with the kinds $8 it runs).
+INSERT INTO notifyq.workers AS w (id, host, pid, queues, concurrency, in_flight, version, kinds)
+VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8::text[])
 ON CONFLICT (id) DO UPDATE SET in_flight = excluded.in_flight, last_seen = now();
 
 -- name: unregister_worker
@@ -412,6 +412,19 @@ SELECT queue, status, count(*) AS n
 -- name: workers
 -- The worker registry.
 SELECT * FROM notifyq.workers ORDER BY started_at;
+
+-- name: unserved
+-- Pending tasks that no process in the registry can run, by queue and kind: none serves
+-- the queue, or none of those that do has a handler for the kind (kinds NULL: a process
+-- older than migration 0013, which claims every kind).
+SELECT t.queue, t.kind, count(*)::bigint AS n
+  FROM notifyq.tasks t
+ WHERE t.status = 'pending'
+   AND NOT EXISTS (SELECT 1 FROM notifyq.workers w
+                    WHERE t.queue = ANY(w.queues)
+                      AND (w.kinds IS NULL OR t.kind = ANY(w.kinds)))
+ GROUP BY t.queue, t.kind
+ ORDER BY t.queue, t.kind;
 
 -- name: prune
 -- Delete up to $2 tasks that ended more than $1 seconds ago. Their history goes with the
@@ -713,9 +726,11 @@ LISTEN notifyq_done;
 UNLISTEN notifyq_done;
 
 -- name: testing_busy
--- notifyq.testing: tasks of the queues $1 that are running, or pending and due now.
+-- notifyq.testing: tasks of the queues $1 that are running, or pending, due now and of
+-- the kinds $2 (those the app can run: a task of another kind is never claimed).
 -- clock_timestamp(), not now(): a retry written just after this statement's transaction
 -- began (run_at = that write's now()) is due, and must keep the queue busy.
 SELECT count(*) FROM notifyq.tasks
  WHERE queue = ANY($1::text[])
-   AND (status = 'in_progress' OR (status = 'pending' AND run_at <= clock_timestamp()));
+   AND (status = 'in_progress'
+        OR (status = 'pending' AND run_at <= clock_timestamp() AND kind = ANY($2::text[])));

@@ -91,7 +91,10 @@ class Service:
         self.stopped = trio.Event()  # set once serve() has returned (or failed)
         self.ledger = Ledger(settings.worker_count + settings.prefetch)
         self.registration = store.Registration(
-            self.worker_id, tuple(settings.queues), settings.worker_count
+            self.worker_id,
+            tuple(settings.queues),
+            settings.worker_count,
+            tuple(sorted(app.handlers)),
         )
         jobs_send, jobs_receive = trio.open_memory_channel[Attempt](self.ledger.capacity)
         out_send, out_receive = trio.open_memory_channel[tuple[Outcome, Attempt]](math.inf)

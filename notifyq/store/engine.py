@@ -280,6 +280,7 @@ class Registration:
     owner: str
     queues: tuple[str, ...]
     concurrency: int
+    kinds: tuple[str, ...] = ()  # the kinds it has a handler for (it claims only those)
     host: str = socket.gethostname()
     pid: int = os.getpid()
 
@@ -293,7 +294,16 @@ async def unregister(database: db.Database, owner: str) -> None:
 
 
 def _registry_args(me: Registration, in_flight: int) -> tuple[Any, ...]:
-    return (me.owner, me.host, me.pid, list(me.queues), me.concurrency, in_flight, __version__)
+    return (
+        me.owner,
+        me.host,
+        me.pid,
+        list(me.queues),
+        me.concurrency,
+        in_flight,
+        __version__,
+        list(me.kinds),
+    )
 
 
 async def heartbeat(
