@@ -62,6 +62,7 @@ class Runner:
         self.app = app
         self.ledger = ledger
         self.retries = Retries(settings.retry_base_s, settings.retry_max_s)
+        self._max_result = settings.max_result_bytes
         self.abandoned = 0  # handlers that ignored cancellation and were left running
         self._jobs = jobs
         self._outcomes = outcomes
@@ -171,7 +172,9 @@ class Runner:
         if tracer is None:
             box = await self.call(attempt, handler, handlers)
             if not attempt.over:
-                self._hand_over(attempt, judge(self._facts(attempt, box), self.retries))
+                self._hand_over(
+                    attempt, judge(self._facts(attempt, box), self.retries, self._max_result)
+                )
             return
         # Current while the handler runs: the handler's task (and thread, and asyncio task)
         # copies this context, so its own spans are children of the attempt's.
@@ -179,7 +182,7 @@ class Runner:
             box = await self.call(attempt, handler, handlers)
             if attempt.over:
                 return
-            outcome = judge(self._facts(attempt, box), self.retries)
+            outcome = judge(self._facts(attempt, box), self.retries, self._max_result)
             tracer.outcome(span, outcome.verdict.value, outcome.error)
         self._hand_over(attempt, outcome)
 

@@ -130,4 +130,10 @@ async def run_asyncio(loop: Any, fn: Callable[[Any], Any], task: Any) -> Any:
     The loop is passed explicitly: a handler task is not started inside the loop's context,
     where the bare ``aio_as_trio`` helper would look for it.
     """
-    return await loop.run_aio_coroutine(fn(task))
+    return await loop.run_aio_coroutine(run_on_asyncio(fn, task))
+
+
+async def run_on_asyncio(fn: Callable[[Any], Any], task: Any) -> Any:
+    """(asyncio side) The handler's coroutine. The loop watchdog finds the task of a
+    blocking asyncio handler by this function's name and its ``task`` local."""
+    return await fn(task)

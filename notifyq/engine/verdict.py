@@ -41,12 +41,13 @@ class Facts:
     timeout_s: float | None = None
 
 
-def judge(facts: Facts, retries: Retries) -> Outcome:
-    """The outcome of one attempt."""
+def judge(facts: Facts, retries: Retries, max_result_bytes: int | None = None) -> Outcome:
+    """The outcome of one attempt (a result over ``max_result_bytes`` as JSON: failed)."""
     tid, attempt = facts.task_id, facts.attempt
     if facts.returned and not facts.overran:
         try:
-            return Outcome(tid, attempt, Verdict.DONE, result_json=encode_result(facts.value))
+            result_json = encode_result(facts.value, max_result_bytes)
+            return Outcome(tid, attempt, Verdict.DONE, result_json=result_json)
         except ValueError as exc:
             return Outcome(tid, attempt, Verdict.FAILED, error=str(exc))
     if facts.raised is not None and facts.stopped is None:
@@ -97,10 +98,18 @@ def backoff_s(attempt: int, base_s: float, max_s: float, jitter: float = 0.25) -
 _ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 
 
-def encode_result(value: Any) -> str:
-    """JSON text for a handler's return value; ValueError if PostgreSQL cannot store it."""
+def encode_result(value: Any, max_bytes: int | None = None) -> str:
+    """JSON text for a handler's return value; ValueError if PostgreSQL cannot store it, or
+    if it is over ``max_bytes`` of UTF-8 (MAX_RESULT_BYTES).
+
+    Encoded once: a string result already too long is refused before it is encoded, and
+    the UTF-8 size is only counted when the character count cannot decide.
+    """
     if value is None:
         return "null"
+    too_big = ValueError(f"result is over MAX_RESULT_BYTES ({max_bytes} bytes as JSON)")
+    if max_bytes is not None and isinstance(value, str) and len(value) > max_bytes:
+        raise too_big
     try:
         encoded = _ENCODER.encode(value)
         has_nul = _has_nul(value)
@@ -110,6 +119,13 @@ def encode_result(value: Any) -> str:
         raise ValueError("result is nested too deeply to encode as JSON") from None
     if has_nul:
         raise ValueError("result contains a NUL character, which jsonb cannot store")
+    # One to four UTF-8 bytes per character: count the bytes only between the two bounds.
+    if (
+        max_bytes is not None
+        and len(encoded) * 4 > max_bytes
+        and (len(encoded) > max_bytes or len(encoded.encode()) > max_bytes)
+    ):
+        raise too_big
     return encoded
 
 
