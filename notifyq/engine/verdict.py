@@ -64,8 +64,12 @@ def judge(facts: Facts, retries: Retries, max_result_bytes: int | None = None) -
 def no_handler(task: Task, retries: Retries) -> Outcome:
     """The outcome of an attempt of a kind this process has no handler for: retried (with
     backoff, an attempt spent) in case another process has one."""
-    facts = Facts(task.id, task.attempt, task.max_attempts)
-    return _retry_or_fail(facts, f"no handler for kind {task.kind!r} in this process", retries)
+    return failed(task, f"no handler for kind {task.kind!r} in this process", retries)
+
+
+def failed(task: Task, message: str, retries: Retries) -> Outcome:
+    """A failed attempt (``message``, as is), retried while attempts remain."""
+    return _retry_or_fail(Facts(task.id, task.attempt, task.max_attempts), message, retries)
 
 
 def _failure(facts: Facts, exc: BaseException, retries: Retries) -> Outcome:
