@@ -297,11 +297,15 @@ class Service:
                     outcomes.append(failed(task, message, self.runner.retries))
                 else:
                     outcomes.append(Outcome(task.id, task.attempt, Verdict.RELEASED))
-            with trio.move_on_after(10):  # else the reaper takes them back after LEASE
-                async with db.open_database(self.db.dsn, min_size=1, max_size=1) as rescue:
-                    if outcomes:
-                        await store.finish(rescue, owner=self.worker_id, outcomes=outcomes)
-                    await store.unregister(rescue, self.worker_id)
+            # Bounded: else (or if this fails) the reaper takes them back after LEASE.
+            with trio.move_on_after(10):
+                try:
+                    async with db.open_database(self.db.dsn, min_size=1, max_size=1) as rescue:
+                        if outcomes:
+                            await store.finish(rescue, owner=self.worker_id, outcomes=outcomes)
+                        await store.unregister(rescue, self.worker_id)
+                except errors.NotifyqError as exc:
+                    log.error("asyncio.hand_back_failed", error=str(exc), tasks=len(outcomes))
             if self.exit_on_abandoned:  # the CLI: nothing can unwind past the dead loop
                 print(
                     f"notifyq: the asyncio loop stopped: {LOOP_DIED} (a runtime='asyncio' "
