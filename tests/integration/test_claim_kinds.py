@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import httpx
+from structlog.testing import capture_logs
 
 from notifyq import db
 from notifyq.app import App, Task
@@ -80,30 +81,39 @@ async def test_stuck_threads_leave_def_kinds_to_others_and_health_says_so(
         return "ran"
 
     try:
-        async with (
-            running_web(database, app=app, worker_count=1) as web,
-            httpx.AsyncClient(base_url=web.url, timeout=10) as http,
-        ):
-            threads = web.service.runner.threads
-            await insert(database, "stuck")
-            await eventually(lambda: _true(threads.statistics().abandoned == 1))
-            waiting = await insert(database, "quick_def")
-            other = await insert(database, "noop")
-            await wait_ended(database, other)  # async kinds still run
-            # The def task is not claimed (it could not start): no attempt spent, no
-            # "timed out" without running.
-            row = await task_row(database, waiting)
-            assert (row["status"], row["attempts"]) == ("pending", 0)
-            health = (await http.get("/health")).json()
-            assert health["status"] == "degraded"
-            assert health["checks"]["threads"] == {
-                "ok": False,
-                "detail": "1 of 1 thread slots held by handlers that ignored their time "
-                "limit; def kinds are left to other processes until one returns",
-            }
-            gate.set()  # the stuck thread returns: its slot is free again
-            [row] = await wait_ended(database, waiting)
-            assert (row["status"], row["result"], row["attempts"]) == ("done", "ran", 1)
-            assert (await http.get("/health")).json()["status"] == "ok"
+        with capture_logs() as logs:
+            await _stuck_then_freed(database, app, gate)
     finally:
         gate.set()
+    # Said once when it starts and once when it ends, not at every claim.
+    said = [e["event"] for e in logs if e["event"].startswith("claim.threads_")]
+    assert said == ["claim.threads_full", "claim.threads_free"]
+
+
+async def _stuck_then_freed(database: db.Database, app: App, gate: threading.Event) -> None:
+    """One slot, held by `stuck`; then freed by ``gate``."""
+    async with (
+        running_web(database, app=app, worker_count=1) as web,
+        httpx.AsyncClient(base_url=web.url, timeout=10) as http,
+    ):
+        threads = web.service.runner.threads
+        await insert(database, "stuck")
+        await eventually(lambda: _true(threads.statistics().abandoned == 1))
+        waiting = await insert(database, "quick_def")
+        other = await insert(database, "noop")
+        await wait_ended(database, other)  # async kinds still run
+        # The def task is not claimed (it could not start): no attempt spent, no
+        # "timed out" without running.
+        row = await task_row(database, waiting)
+        assert (row["status"], row["attempts"]) == ("pending", 0)
+        health = (await http.get("/health")).json()
+        assert health["status"] == "degraded"
+        assert health["checks"]["threads"] == {
+            "ok": False,
+            "detail": "1 of 1 thread slots held by handlers that ignored their time "
+            "limit; def kinds are left to other processes until one returns",
+        }
+        gate.set()  # the stuck thread returns: its slot is free again
+        [row] = await wait_ended(database, waiting)
+        assert (row["status"], row["result"], row["attempts"]) == ("done", "ran", 1)
+        assert (await http.get("/health")).json()["status"] == "ok"
