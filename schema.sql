@@ -129,7 +129,10 @@ CREATE TABLE notifyq.workers (
     in_flight   integer     NOT NULL DEFAULT 0,
     version     text        NOT NULL,
     started_at  timestamptz NOT NULL DEFAULT now(),
-    last_seen   timestamptz NOT NULL DEFAULT now()
+    last_seen   timestamptz NOT NULL DEFAULT now(),
+    -- The kinds it has a handler for, the only ones it claims (migration 0013); NULL: a
+    -- process of an older version, which claims every kind.
+    kinds       text[]
 );
 
 -- Fleet-wide "last ran at" for periodic jobs (the reaper, retention), so that many

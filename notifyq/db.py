@@ -82,6 +82,10 @@ def _log_loop_error(_loop: object, context: dict[str, Any]) -> None:
     )
 
 
+def _refuse_stop(*_args: object) -> None:
+    raise RuntimeError("a handler cannot stop notifyq's asyncio loop")
+
+
 class Database:
     """A pool of connections with trio-native methods."""
 
@@ -275,8 +279,14 @@ async def open_database(
                     f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
                 ) from exc
             try:
+                # A runtime="asyncio" handler shares this loop: stopping it would leave
+                # every statement of the process waiting forever, past any signal
+                # (tests/acceptance/test_asyncio_loop_attacks.py). Only trio-asyncio's own
+                # exit stops it: the refusal is lifted first.
+                loop.stop = _refuse_stop
                 yield Database(pool, loop, dsn)
             finally:
+                del loop.stop  # the class's own again
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(5) as cleanup:
                         await loop.run_aio_coroutine(pool.close())

@@ -72,6 +72,7 @@ async def serve_process(
                     lambda: svc.stats().as_dict(),
                     lambda: svc.in_flight,
                     lambda: svc.runner.threads.statistics().counts(),
+                    lambda: (svc.capacity.stuck(), svc.runner.threads.slots),
                 )
                 context.schedule_ticks = lambda: svc.scheduler.statistics().ticks
                 metrics = context.metrics

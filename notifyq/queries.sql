@@ -3,8 +3,10 @@
 -- own statements live in notifyq/bench/bench.sql.
 
 -- name: claim
--- Claim up to $2 due pending rows of the queues $1 for owner $3, with a lease of $4 s.
--- One statement over tasks_claim_idx; SKIP LOCKED lets many processes claim at once.
+-- Claim up to $2 due pending rows of the queues $1 and the kinds $5 for owner $3, with a
+-- lease of $4 s: only kinds the process can start now (a row of another kind stays
+-- pending for a process that can). One statement over tasks_claim_idx; SKIP LOCKED lets
+-- many processes claim at once.
 -- Its commit does not wait for the WAL flush (`quick`): a claim lost in a server crash
 -- only leaves its rows pending, to be claimed again, which at-least-once allows; outcome
 -- writes stay durable. This takes the flush (~1-3 ms) out of every task's pickup.
@@ -14,6 +16,7 @@ WITH quick AS MATERIALIZED (
     SELECT id
       FROM notifyq.tasks, quick
      WHERE status = 'pending' AND run_at <= now() AND queue = ANY($1::text[])
+       AND kind = ANY($5::text[])
      ORDER BY priority DESC, run_at, id
      LIMIT $2
        FOR UPDATE OF tasks SKIP LOCKED
@@ -96,16 +99,17 @@ RETURNING q.name, q.concurrency, q.rate_count,
 DELETE FROM notifyq.queues WHERE name = $1 RETURNING name;
 
 -- name: next_due
--- Seconds until the earliest pending row of the queues $1 is due (negative: overdue;
--- NULL: none pending, or only rows parked at run_at 'infinity'). One index probe per queue
--- on tasks_due_idx. '-infinity' is overdue (-1), never subtracted (PostgreSQL 15 refuses).
+-- Seconds until the earliest pending row of the queues $1 and the kinds $2 (those the
+-- claim takes) is due (negative: overdue; NULL: none pending, or only rows parked at
+-- run_at 'infinity'). One index scan per queue on tasks_due_idx, which passes over rows
+-- of other kinds. '-infinity' is overdue (-1), never subtracted (PostgreSQL 15 refuses).
 SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
             WHEN isfinite(min(first.run_at))
                 THEN extract(epoch FROM min(first.run_at) - clock_timestamp())::float8
        END
   FROM unnest($1::text[]) AS q(name),
        LATERAL (SELECT run_at FROM notifyq.tasks
-                 WHERE status = 'pending' AND queue = q.name
+                 WHERE status = 'pending' AND queue = q.name AND kind = ANY($2::text[])
                  ORDER BY run_at LIMIT 1) AS first;
 
 -- name: finish
@@ -156,8 +160,8 @@ SELECT id, status FROM written;
 
 -- name: finish_and_claim
 -- `finish` and `claim` in one statement: the writer records the outcomes of owner $1
--- ($2..$7, as `finish`) and claims up to $9 due rows of the queues $8 with a lease of
--- $10 s for the workers those outcomes free, in one round trip and one commit (durable, as
+-- ($2..$7, as `finish`) and claims up to $9 due rows of the queues $8 and the kinds $11
+-- with a lease of $10 s for the workers those outcomes free, in one round trip and one commit (durable, as
 -- `finish` is). Rows are never more in_progress than workers, and the next claim no
 -- longer waits for the last outcome's round trip. The CTEs are those of `finish` and
 -- `claim` (tests/integration/test_store.py keeps them the same). Returns the written rows
@@ -197,6 +201,7 @@ WITH outcome AS (
     SELECT id
       FROM notifyq.tasks
      WHERE status = 'pending' AND run_at <= now() AND queue = ANY($8::text[])
+       AND kind = ANY($11::text[])
      ORDER BY priority DESC, run_at, id
      LIMIT $9
        FOR UPDATE OF tasks SKIP LOCKED
@@ -232,9 +237,9 @@ UPDATE notifyq.tasks
 RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested;
 
 -- name: register_worker
--- Insert or refresh this process in the worker registry.
-INSERT INTO notifyq.workers AS w (id, host, pid, queues, concurrency, in_flight, version)
-VALUES ($1, $2, $3, $4::text[], $5, $6, $7)
+-- Insert or refresh this process in the worker registry (with the kinds $8 it runs).
+INSERT INTO notifyq.workers AS w (id, host, pid, queues, concurrency, in_flight, version, kinds)
+VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8::text[])
 ON CONFLICT (id) DO UPDATE SET in_flight = excluded.in_flight, last_seen = now();
 
 -- name: unregister_worker
@@ -408,6 +413,19 @@ SELECT queue, status, count(*) AS n
 -- name: workers
 -- The worker registry.
 SELECT * FROM notifyq.workers ORDER BY started_at;
+
+-- name: unserved
+-- Pending tasks that no process in the registry can run, by queue and kind: none serves
+-- the queue, or none of those that do has a handler for the kind (kinds NULL: a process
+-- older than migration 0013, which claims every kind).
+SELECT t.queue, t.kind, count(*)::bigint AS n
+  FROM notifyq.tasks t
+ WHERE t.status = 'pending'
+   AND NOT EXISTS (SELECT 1 FROM notifyq.workers w
+                    WHERE t.queue = ANY(w.queues)
+                      AND (w.kinds IS NULL OR t.kind = ANY(w.kinds)))
+ GROUP BY t.queue, t.kind
+ ORDER BY t.queue, t.kind;
 
 -- name: prune
 -- Delete up to $2 tasks that ended more than $1 seconds ago. Their history goes with the
@@ -789,9 +807,11 @@ UNLISTEN notifyq_done;
 SELECT 'notifyq_done' = ANY (ARRAY(SELECT pg_listening_channels()));
 
 -- name: testing_busy
--- notifyq.testing: tasks of the queues $1 that are running, or pending and due now.
+-- notifyq.testing: tasks of the queues $1 that are running, or pending, due now and of
+-- the kinds $2 (those the app can run: a task of another kind is never claimed).
 -- clock_timestamp(), not now(): a retry written just after this statement's transaction
 -- began (run_at = that write's now()) is due, and must keep the queue busy.
 SELECT count(*) FROM notifyq.tasks
  WHERE queue = ANY($1::text[])
-   AND (status = 'in_progress' OR (status = 'pending' AND run_at <= clock_timestamp()));
+   AND (status = 'in_progress'
+        OR (status = 'pending' AND run_at <= clock_timestamp() AND kind = ANY($2::text[])));

@@ -259,6 +259,13 @@ class Settings(BaseSettings):
         validation_alias=_env("API_TOKEN"),
         description="at least 16 printable ASCII characters without spaces",
     )
+    max_result_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        le=255 * 1024 * 1024,
+        validation_alias=_env("MAX_RESULT_BYTES"),
+        description="a size in bytes from 1024 to 267386880",
+    )
     # Twice notifyq.spec.MAX_PAYLOAD_BYTES: room for a payload at that limit, escaped
     # non-ASCII text and the other fields; a payload over it is a 422 from the task check.
     http_body_limit: int = Field(

@@ -154,7 +154,8 @@ class TestQueue:
         self, app: App | None = None, *, timeout_s: float = 30, **settings: Any
     ) -> None:
         """Serve ``app`` (with the built-in kinds) in this test until no task of its
-        queues is running or due, then stop it gracefully.
+        queues is running or due, then stop it gracefully. A task of a kind the app has no
+        handler for is never claimed: it stays pending.
 
         Retries wait ``RETRY_BASE`` = 0 s here (so a failing task runs out its attempts
         within the call); a ``Retry(delay_s=...)`` or a ``delay`` in the future leaves the
@@ -175,12 +176,12 @@ class TestQueue:
         handlers = builtin_app() if app is None else builtin_app().merged(app)
         service = Service(self.database, s, handlers)
         stop, force = trio.Event(), trio.Event()
-        queues = list(s.queues)
+        queues, kinds = list(s.queues), sorted(handlers.handlers)
         with trio.fail_after(timeout_s):
             async with trio.open_nursery() as nursery:
                 await nursery.start(service.serve, stop, force)
                 while True:
-                    busy = await store.due_or_running(self.database, queues)
+                    busy = await store.due_or_running(self.database, queues, kinds)
                     if busy == 0 and service.in_flight == 0:
                         break
                     await trio.sleep(0.01)

@@ -162,10 +162,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
         async with open_db(settings, pool_size=2) as database:
             counts = [{"queue": q, "status": s, "n": n} for q, s, n in await store.counts(database)]
             workers = await store.workers(database)
+            # With no process at all, every pending task waits: that says nothing more.
+            unserved = [dict(r) for r in await store.unserved(database)] if workers else []
         if as_json:
             click.echo(
                 json.dumps(
-                    {"counts": [dict(r) for r in counts], "workers": [dict(r) for r in workers]},
+                    {
+                        "counts": [dict(r) for r in counts],
+                        "workers": [dict(r) for r in workers],
+                        "unserved": unserved,
+                    },
                     default=str,
                     indent=2,
                 )
@@ -180,6 +186,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 f"  {w['id']}  queues={','.join(w['queues'])}  "
                 f"in_flight={w['in_flight']}/{w['concurrency']}  last_seen={w['last_seen']:%H:%M:%S}"
             )
+        if unserved:
+            click.echo(
+                "\npending tasks no live process can run (no process serves the queue or the kind)"
+            )
+            for u in unserved:
+                click.echo(f"  {u['queue']:<20} {u['kind']:<30} {u['n']:>10}")
 
     run(go)
 

@@ -176,6 +176,9 @@ from notifyq.store.reads import (
     running_tasks as running_tasks,
 )
 from notifyq.store.reads import (
+    unserved as unserved,
+)
+from notifyq.store.reads import (
     workers as workers,
 )
 from notifyq.store.tasks import (

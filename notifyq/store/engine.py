@@ -54,10 +54,19 @@ def _decode_meta(text: str | None) -> Any:
 
 
 async def claim(
-    database: db.Database, *, queues: Sequence[str], limit: int, owner: str, lease_s: float
+    database: db.Database,
+    *,
+    queues: Sequence[str],
+    kinds: Sequence[str],
+    limit: int,
+    owner: str,
+    lease_s: float,
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due rows of ``queues`` for ``owner`` (see queries.sql)."""
-    rows = await database.fetch(sql.queries["claim"], list(queues), limit, owner, lease_s)
+    """Claim up to ``limit`` due rows of ``queues`` and ``kinds`` for ``owner`` (see
+    queries.sql)."""
+    rows = await database.fetch(
+        sql.queries["claim"], list(queues), limit, owner, lease_s, list(kinds)
+    )
     return [_claimed(r) for r in rows]
 
 
@@ -92,13 +101,15 @@ async def claim_with_limits(
     limited: Sequence[str],
     limited_limit: int,
     unlimited: Sequence[str],
+    kinds: Sequence[str],
     limit: int,
     owner: str,
     lease_s: float,
 ) -> LimitedClaim:
     """Claim up to ``limited_limit`` rows of the ``limited`` queues within their limits
-    (claim_limited), then up to ``limit`` in all with ``unlimited`` (the plain claim); one hop."""
-    limited_list, unlimited_list = list(limited), list(unlimited)
+    (claim_limited), then up to ``limit`` in all with ``unlimited`` (the plain claim, of
+    ``kinds`` only; claim_limited takes every kind); one hop."""
+    limited_list, unlimited_list, kind_list = list(limited), list(unlimited), list(kinds)
 
     async def statements(conn: db.Connection) -> LimitedClaim:
         rows: list[Claimed] = []
@@ -115,10 +126,16 @@ async def claim_with_limits(
             rows.extend(
                 _claimed(r)
                 for r in await conn.fetch(
-                    sql.queries["claim"], unlimited_list, limit - len(rows), owner, lease_s
+                    sql.queries["claim"],
+                    unlimited_list,
+                    limit - len(rows),
+                    owner,
+                    lease_s,
+                    kind_list,
                 )
             )
-        return LimitedClaim(rows, held)
+        # Rows of two statements in one claim order: priority first (a stable sort).
+        return LimitedClaim(sorted(rows, key=lambda r: -r.priority), held)
 
     return await database.run(statements)
 
@@ -141,12 +158,13 @@ async def go_idle(
     *,
     owner: str,
     queues: Sequence[str],
+    kinds: Sequence[str],
     register: bool,
     due_queues: Sequence[str] | None = None,
 ) -> Idle:
     """Record ``owner`` as waiting for ``queues`` (when ``register``) and read the next due
-    time of ``due_queues`` (default: ``queues``), one hop."""
-    queue_list = list(queues)
+    time of ``due_queues`` (default: ``queues``) for the ``kinds`` it claims, one hop."""
+    queue_list, kind_list = list(queues), list(kinds)
     due_list = queue_list if due_queues is None else list(due_queues)
 
     async def statements(conn: db.Connection) -> Idle:
@@ -155,7 +173,7 @@ async def go_idle(
             registered = bool(await conn.fetchval(sql.queries["go_idle"], owner, queue_list))
         due_in = None
         if due_list:
-            due_in = await conn.fetchval(sql.queries["next_due"], due_list)
+            due_in = await conn.fetchval(sql.queries["next_due"], due_list, kind_list)
         return Idle(registered, due_in)
 
     return await database.run(statements)
@@ -232,6 +250,7 @@ async def finish_and_claim(
     owner: str,
     outcomes: Sequence[Outcome],
     queues: Sequence[str],
+    kinds: Sequence[str],
     limit: int,
     lease_s: float,
 ) -> Exchange:
@@ -243,6 +262,7 @@ async def finish_and_claim(
         list(queues),
         limit,
         lease_s,
+        list(kinds),
     )
     written = {r["id"]: r["status"] for r in rows if r["claim_order"] is None}
     claimed = sorted((r for r in rows if r["claim_order"] is not None), key=_claim_order)
@@ -260,6 +280,7 @@ class Registration:
     owner: str
     queues: tuple[str, ...]
     concurrency: int
+    kinds: tuple[str, ...] = ()  # the kinds it has a handler for (it claims only those)
     host: str = socket.gethostname()
     pid: int = os.getpid()
 
@@ -273,7 +294,16 @@ async def unregister(database: db.Database, owner: str) -> None:
 
 
 def _registry_args(me: Registration, in_flight: int) -> tuple[Any, ...]:
-    return (me.owner, me.host, me.pid, list(me.queues), me.concurrency, in_flight, __version__)
+    return (
+        me.owner,
+        me.host,
+        me.pid,
+        list(me.queues),
+        me.concurrency,
+        in_flight,
+        __version__,
+        list(me.kinds),
+    )
 
 
 async def heartbeat(

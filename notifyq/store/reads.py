@@ -20,6 +20,11 @@ async def workers(database: db.Database) -> list[Row]:
     return list(await database.fetch(sql.queries["workers"]))
 
 
+async def unserved(database: db.Database) -> list[Row]:
+    """Pending tasks no registered process can run: (queue, kind, n)."""
+    return list(await database.fetch(sql.queries["unserved"]))
+
+
 async def list_tasks(
     database: db.Database,
     *,

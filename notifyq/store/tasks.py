@@ -72,9 +72,10 @@ async def enqueue_unique(database: db.Database, task: NewTask) -> Enqueued:
     )
 
 
-async def due_or_running(database: db.Database, queues: Sequence[str]) -> int:
-    """Tasks of ``queues`` running, or pending and due now (notifyq.testing's "idle")."""
-    return int(await database.fetchval(sql.queries["testing_busy"], list(queues)))
+async def due_or_running(database: db.Database, queues: Sequence[str], kinds: Sequence[str]) -> int:
+    """Tasks of ``queues`` running, or pending, due now and of ``kinds`` (notifyq.testing's
+    "idle")."""
+    return int(await database.fetchval(sql.queries["testing_busy"], list(queues), list(kinds)))
 
 
 async def seed(database: db.Database, count: int) -> list[int]:

@@ -191,7 +191,9 @@ async def workers() -> Response:
 @document_response(models.HealthOut)
 @document_response(models.HealthOut, 503)
 async def health() -> Response:
-    """200 when the database answers and the listener got its own probe back; else 503."""
+    """200 when the database answers and the listener got its own probe back; else 503.
+    ``degraded`` (still 200): handlers that ignored their time limit hold every thread
+    slot, so this process takes no ``def`` task until one returns."""
     c = current()
     checks: dict[str, models.Check] = {}
     started = time.perf_counter()
@@ -210,8 +212,26 @@ async def health() -> Response:
     if c.stopping.is_set():
         checks["process"] = models.Check(ok=False, detail="shutting down")
     ok = all(check.ok for check in checks.values())
-    body = models.HealthOut(status="ok" if ok else "unavailable", checks=checks)
+    threads = _threads_check(c)
+    if threads is not None:
+        checks["threads"] = threads  # after `ok`: it degrades the process, never stops it
+    body = models.HealthOut(
+        status="unavailable" if not ok else "degraded" if threads and not threads.ok else "ok",
+        checks=checks,
+    )
     return json_response(body, 200 if ok else 503)
+
+
+def _threads_check(c: Context) -> models.Check | None:
+    stuck, slots = c.stuck_threads()
+    if not stuck:
+        return None
+    detail = f"{stuck} of {slots} thread slots held by handlers that ignored their time limit"
+    if stuck < slots:
+        return models.Check(ok=True, detail=detail)
+    return models.Check(
+        ok=False, detail=f"{detail}; def kinds are left to other processes until one returns"
+    )
 
 
 def _listener_check(c: Context) -> models.Check:

@@ -309,7 +309,8 @@ class Check(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok", "unavailable"]
+    # degraded: serving, with a problem of its own (stuck threads); still 200
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, Check]
 
 

@@ -247,6 +247,7 @@ def test_status_and_history(database_url: str, tmp_path: Path) -> None:
             {"queue": "q", "status": "error", "n": 1},
         ],
         "workers": [],
+        "unserved": [],
     }
     assert history.code == 0, history
     lines = history.out.splitlines()
@@ -254,6 +255,33 @@ def test_status_and_history(database_url: str, tmp_path: Path) -> None:
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}  queued     attempt=0  -", lines[0]
     ), history
+
+
+def test_status_lists_pending_kinds_no_live_process_can_run(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A process that runs `noop` and `reverse` on the default queue (as a rolling deploy's
+    # old version would be): a `new_kind` task, and any task of a queue nobody serves, wait.
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.workers (id, host, pid, queues, concurrency, version, kinds) "
+        "VALUES ('old', 'h', 1, '{default}', 5, '0', '{noop,reverse}')",
+    )
+    insert(database_url, "noop", "{}")
+    insert(database_url, "new_kind", "{}")
+    insert(database_url, "new_kind", "{}")
+    insert(database_url, "noop", "{}", queue="mail")
+    table, as_json = nq_all(database_url, tmp_path, ["status"], ["status", "--json"])
+    assert table.code == 0, table
+    assert table.out.splitlines()[-3:] == [
+        "pending tasks no live process can run (no process serves the queue or the kind)",
+        "  default              new_kind                                2",
+        "  mail                 noop                                    1",
+    ]
+    assert json.loads(as_json.out)["unserved"] == [
+        {"queue": "default", "kind": "new_kind", "n": 2},
+        {"queue": "mail", "kind": "noop", "n": 1},
+    ]
 
 
 # --- cancel and retry ----------------------------------------------------------------------

@@ -298,7 +298,12 @@ async def test_the_claim_plan_of_unlimited_queues_is_unchanged(database: db.Data
         async def explain(conn: db.Connection) -> Any:
             async with conn.transaction():
                 text = await conn.fetchval(
-                    "EXPLAIN (FORMAT JSON) " + sql.queries["claim"], ["default"], 10, "w", 30.0
+                    "EXPLAIN (FORMAT JSON) " + sql.queries["claim"],
+                    ["default"],
+                    10,
+                    "w",
+                    30.0,
+                    ["noop"],
                 )
             return shape(text[0]["Plan"])
 

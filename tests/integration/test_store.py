@@ -55,8 +55,9 @@ def test_finish_and_claim_is_finish_then_claim() -> None:
     for name in ("outcome", "written", "events"):
         assert both[name] == finish[name], name
     claim = _ctes(sql.queries["claim"])
-    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4 are $8, $9, $1, $10.
-    renumber = {"$1": "$8", "$2": "$9", "$3": "$1", "$4": "$10"}
+    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4, kinds $5 are $8, $9,
+    # $1, $10, $11.
+    renumber = {"$1": "$8", "$2": "$9", "$3": "$1", "$4": "$10", "$5": "$11"}
     for name in ("picked", "claimed"):
         expected = re.sub(r"\$\d+", lambda m: renumber[m.group(0)], claim[name])
         expected = expected.replace("FROM notifyq.tasks, quick", "FROM notifyq.tasks")
@@ -70,7 +71,9 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
         )
         for p in (0, 5, 1, 9)
     ]
-    [mine, other] = await store.claim(database, queues=["default"], limit=2, owner="me", lease_s=30)
+    [mine, other] = await store.claim(
+        database, queues=["default"], kinds=["noop"], limit=2, owner="me", lease_s=30
+    )
     assert [mine.id, other.id] == [ids[3], ids[1]]
     exchange = await store.finish_and_claim(
         database,
@@ -80,6 +83,7 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
             store.Outcome(other.id, 2, store.Verdict.DONE),  # not its attempt: fenced
         ],
         queues=["default"],
+        kinds=["noop"],
         limit=5,
         lease_s=30,
     )
@@ -117,7 +121,7 @@ async def test_history_derives_each_attempts_start(database: db.Database) -> Non
     task_id = await database.fetchval(
         "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id"
     )
-    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     assert await _events(database, task_id) == [("queued", 0), ("started", 1)]
     [started] = [r for r in await store.task_history(database, task_id) if r["event"] == "started"]
     started_at = await database.fetchval(
@@ -125,9 +129,9 @@ async def test_history_derives_each_attempts_start(database: db.Database) -> Non
     )
     assert (started["at"], started["worker"], started["id"]) == (started_at, "me", 0)
     await _outcome(database, task_id, 1, "released")  # shutdown: attempt 1 again next time
-    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     await _outcome(database, task_id, 1, "retried")
-    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     await _outcome(database, task_id, 2, "done")
     assert await _events(database, task_id) == [
         ("queued", 0),
@@ -147,7 +151,7 @@ async def test_history_derives_each_attempts_start(database: db.Database) -> Non
 
     # A process of the previous version stores its claim's 'started' row.
     old = await database.fetchval("INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
-    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     await database.execute(
         "INSERT INTO notifyq.task_events (task_id, event, attempt, worker) "
         "VALUES ($1, 'started', 1, 'me')",
