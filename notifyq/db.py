@@ -274,6 +274,10 @@ async def open_database(
                 raise errors.DatabaseUnavailable(
                     f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
                 ) from exc
+            except asyncpg.PostgresError as exc:  # the server said no (28000, 3D000, ...)
+                raise errors.DatabaseRefused(
+                    f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
+                ) from exc
             try:
                 yield Database(pool, loop, dsn)
             finally:
