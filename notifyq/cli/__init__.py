@@ -5,7 +5,8 @@ exits with status 2 and one line naming the setting.
 
 - :mod:`~notifyq.cli.common`: exit codes, settings from flags, the trio runner, open_db
 - :mod:`~notifyq.cli.serve`: serve, worker, web, migrate
-- :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune, dsn
+- :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune
+- :mod:`~notifyq.cli.database`: dsn, db start|stop|status (the embedded server's lifetime)
 - :mod:`~notifyq.cli.queues`: queue set, queue list (per-queue limits)
 - :mod:`~notifyq.cli.schedules`: schedule add, list, pause, resume, remove
 - :mod:`~notifyq.cli.deploy`: health (a container's liveness check), roles (least-privilege grants)
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import click
 
-from notifyq.cli import deploy, queues, schedules, serve, tasks
+from notifyq.cli import database, deploy, queues, schedules, serve, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -60,7 +61,8 @@ _add(
     tasks.history,
     tasks.wait,
     tasks.prune,
-    tasks.dsn,
+    database.dsn,
+    database.db,
 )
 _add(main, deploy.health, deploy.roles, queues.queue, schedules.schedule)
 

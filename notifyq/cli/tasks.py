@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from notifyq import embedded, priorities, store
+from notifyq import priorities, store
 from notifyq.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -170,14 +170,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
             )
 
     run(go)
-
-
-@click.command()
-@click.pass_context
-def dsn(ctx: click.Context) -> None:
-    """Print the database URL (starting the embedded server if needed): psql "$(notifyq dsn)"."""
-    settings = settings_from(ctx)
-    click.echo(settings.database_url or run(lambda: embedded.resolve_dsn(settings)))
 
 
 def _task_command(action: str) -> Callable[[Callable[..., Any]], click.Command]:
