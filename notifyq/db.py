@@ -278,6 +278,10 @@ async def open_database(
                 raise errors.DatabaseUnavailable(
                     f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
                 ) from exc
+            except asyncpg.PostgresError as exc:  # the server said no (28000, 3D000, ...)
+                raise errors.DatabaseRefused(
+                    f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
+                ) from exc
             try:
                 # A runtime="asyncio" handler shares this loop: stopping it would leave
                 # every statement of the process waiting forever, past any signal

@@ -19,6 +19,12 @@ class DatabaseUnavailable(NotifyqError):
     """The database could not be reached, or the connection died mid-statement."""
 
 
+class DatabaseRefused(NotifyqError):
+    """The server answered and refused the connection: no such database or role, a wrong
+    password, no permission to connect. Unlike :class:`DatabaseUnavailable`, trying again
+    does not help: the URL is wrong."""
+
+
 class StatementAborted(DatabaseUnavailable):
     """PostgreSQL aborted the statement for a reason that passes (a deadlock between two
     statements): nothing of it was written, so it is safe to try again. Handled wherever

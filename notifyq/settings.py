@@ -13,7 +13,12 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from notifyq.errors import ConfigError
 
@@ -362,11 +367,36 @@ _FIELD_BY_ENV = {env_name(name): name for name in Settings.model_fields}
 ENV_NAMES = frozenset(_FIELD_BY_ENV)  # every environment variable notifyq reads
 
 
+class _NoEnvironment(Settings):
+    """Settings from the arguments and the defaults alone (``load(environment=False)``)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def load(**overrides: Any) -> Settings:
     """Build the settings; ``overrides`` (from CLI flags) win. ``None`` means "not given"."""
+    return _build(Settings, overrides)
+
+
+def load_without_environment(**overrides: Any) -> Settings:
+    """:func:`load` reading neither the environment nor ``.env`` (the pytest plugin: a test
+    gets the documented defaults and the settings it passes)."""
+    return _build(_NoEnvironment, overrides)
+
+
+def _build(cls: type[Settings], overrides: dict[str, Any]) -> Settings:
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        settings = Settings(**given)
+        settings = cls(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = str(err["loc"][0]) if err["loc"] else ""

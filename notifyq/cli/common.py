@@ -50,7 +50,8 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         # A nursery wraps errors in groups; one error is still one error to the user.
         while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
             exc = exc.exceptions[0]
-        if isinstance(exc, errors.ConfigError):
+        # A refused connection is a wrong DATABASE_URL (database, role, password): bad input.
+        if isinstance(exc, errors.ConfigError | errors.DatabaseRefused):
             fail(str(exc), EXIT_USAGE)
         if isinstance(exc, errors.NotifyqError):
             fail(str(exc) or type(exc).__name__, EXIT_FAILED)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from notifyq import embedded, errors, priorities, spec, store
+from notifyq import errors, priorities, spec, store
 from notifyq.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -194,14 +194,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 click.echo(f"  {u['queue']:<20} {u['kind']:<30} {u['n']:>10}")
 
     run(go)
-
-
-@click.command()
-@click.pass_context
-def dsn(ctx: click.Context) -> None:
-    """Print the database URL (starting the embedded server if needed): psql "$(notifyq dsn)"."""
-    settings = settings_from(ctx)
-    click.echo(settings.database_url or run(lambda: embedded.resolve_dsn(settings)))
 
 
 def _task_command(action: str) -> Callable[[Callable[..., Any]], click.Command]:
