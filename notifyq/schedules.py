@@ -33,7 +33,7 @@ from typing import Any, Literal, cast, get_args
 
 import cronsim
 
-from notifyq import errors, settings, spec
+from notifyq import durations, errors, spec
 
 CatchUp = Literal["coalesce", "all"]
 CATCH_UP_POLICIES: tuple[str, ...] = get_args(CatchUp)
@@ -41,7 +41,7 @@ CATCH_UP_LIMIT_MAX = 10_000
 # The bounds of the table's checks (migrations 0005 and 0012).
 TZ_MAX_CHARS = 128
 CRON_MAX_CHARS = 256
-EVERY_MAX_S = settings.MAX_DURATION_DAYS * 86_400
+EVERY_MAX_S = durations.MAX_DURATION_DAYS * 86_400
 # Missed ticks are counted one by one for cron schedules; past this many the count stops.
 COUNT_LIMIT = 10_000
 
@@ -83,19 +83,19 @@ def every_seconds(value: object) -> int:
         seconds = value.total_seconds()
     else:
         try:
-            seconds = settings.parse_duration(value)
-        except settings.DurationTooLong as exc:
+            seconds = durations.parse_duration(value)
+        except durations.DurationTooLong as exc:
             raise ScheduleError(f"invalid interval {value!r}: {exc}") from None
         except ValueError:
             raise ScheduleError(
-                f"invalid interval {value!r}: expected {settings.DURATION_HELP}"
+                f"invalid interval {value!r}: expected {durations.DURATION_HELP}"
             ) from None
     if seconds < 1 or seconds != int(seconds):
         raise ScheduleError(
             f"invalid interval {value!r}: an interval is a whole number of seconds, at least 1s"
         )
     if seconds > EVERY_MAX_S:
-        raise ScheduleError(f"invalid interval {value!r}: at most {settings.MAX_DURATION_DAYS}d")
+        raise ScheduleError(f"invalid interval {value!r}: at most {durations.MAX_DURATION_DAYS}d")
     return int(seconds)
 
 
@@ -116,7 +116,7 @@ class Timing:
             raise ScheduleError(f"invalid interval {self.every_s!r}: at least 1s")
         if self.every_s is not None and self.every_s > EVERY_MAX_S:
             raise ScheduleError(
-                f"invalid interval {self.every_s!r}s: at most {settings.MAX_DURATION_DAYS}d"
+                f"invalid interval {self.every_s!r}s: at most {durations.MAX_DURATION_DAYS}d"
             )
         if self.cron is not None:
             if len(self.cron) > CRON_MAX_CHARS:

@@ -13,7 +13,8 @@ import click
 import trio
 
 from notifyq import db, embedded, errors, logs, migrations
-from notifyq.settings import DURATION_HELP, DurationTooLong, Settings, load, parse_duration
+from notifyq.durations import DURATION_HELP, DurationTooLong, parse_duration
+from notifyq.settings import Settings, load
 
 T = TypeVar("T")
 log = logs.get("notifyq.cli")
