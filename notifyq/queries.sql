@@ -405,8 +405,13 @@ SELECT queue, status, count(*) AS n
  ORDER BY queue, status;
 
 -- name: workers
--- The worker registry.
-SELECT * FROM notifyq.workers ORDER BY started_at;
+-- The worker registry; a process whose last heartbeat is older than $1 seconds is 'gone'
+-- (it ended without leaving, e.g. killed, and its row waits for the reaper).
+SELECT *,
+       CASE WHEN last_seen < now() - make_interval(secs => $1::float8)
+            THEN 'gone' ELSE 'alive' END AS state
+  FROM notifyq.workers
+ ORDER BY started_at;
 
 -- name: prune
 -- Delete up to $2 tasks that ended more than $1 seconds ago. Their history goes with the
