@@ -413,6 +413,13 @@ SELECT *,
   FROM notifyq.workers
  ORDER BY started_at;
 
+-- name: connection_limits
+-- The server's connection slots, and those only superusers (and, from PostgreSQL 16, roles
+-- with pg_use_reserved_connections) may take.
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int
+       + coalesce(current_setting('reserved_connections', true)::int, 0) AS reserved;
+
 -- name: prune
 -- Delete up to $2 tasks that ended more than $1 seconds ago. Their history goes with the
 -- day partitions it lives in (prune_history), not row by row.

@@ -22,6 +22,13 @@ async def workers(database: db.Database, *, gone_after_s: float) -> list[Row]:
     return list(await database.fetch(sql.queries["workers"], gone_after_s))
 
 
+async def connection_limits(database: db.Database) -> tuple[int, int]:
+    """The server's ``max_connections``, and how many of them are reserved."""
+    row = await database.fetchrow(sql.queries["connection_limits"])
+    assert row is not None  # one row, always
+    return int(row["max_connections"]), int(row["reserved"])
+
+
 async def list_tasks(
     database: db.Database,
     *,

@@ -7,10 +7,12 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.acceptance.proc import Notifyq, scalar, until
+from tests.acceptance.test_embedded import data_dir as data_dir
 from tests.acceptance.test_serve import counts
 
 Start = Callable[..., Notifyq]
@@ -190,3 +192,17 @@ def test_processes_stop_when_the_supervisor_is_killed(database_url: str, supervi
     assert serve.names().count("supervisor.gone") == 2
     until(lambda: not any(alive(pid) for pid in child_pids(serve)), timeout=10)
     assert scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "0"
+
+
+def test_more_processes_than_the_server_has_connections_for_are_refused(
+    data_dir: Path, supervised: Start
+) -> None:
+    # The embedded server has 100 connections: 64 processes cannot fit, whatever their pools.
+    serve = supervised("", "worker", "--processes", "64", env={"NOTIFYQ_DATA_DIR": str(data_dir)})
+    assert serve.wait(timeout=90) == 2
+    assert serve.stderr().strip().splitlines()[-1] == (
+        "notifyq: --processes 64 needs at least 192 database connections (64 x (POOL_SIZE 2 + 1 "
+        "LISTEN) + 0 HTTP) but the server allows 87 (max_connections 100 - 3 reserved - 10 "
+        "kept for other clients); lower PROCESSES or raise max_connections"
+    )
+    assert child_pids(serve) == []
