@@ -54,20 +54,25 @@ SELECT q.name FROM notifyq.queues q WHERE notifyq.queue_is_limited(q) ORDER BY q
 SELECT notifyq.slots_freed($1::text[]);
 
 -- name: queue_list
--- Every queue with limits or tasks: its limits and how many of its tasks are pending and
--- in_progress.
-SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
-       extract(epoch FROM q.rate_period)::float8 AS rate_period_s, q.per_key_concurrency,
-       coalesce(q.paused, false) AS paused, q.updated_at,
-       coalesce(c.pending, 0)::int AS pending, coalesce(c.in_progress, 0)::int AS in_progress
-  FROM notifyq.queues q
-  FULL JOIN (SELECT t.queue,
-                    count(*) FILTER (WHERE t.status = 'pending') AS pending,
-                    count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
-               FROM notifyq.tasks t
-              WHERE t.status IN ('pending', 'in_progress')
-              GROUP BY t.queue) AS c ON c.queue = q.name
- ORDER BY 1;
+-- Every queue with limits or tasks, by name: its limits and how many of its tasks are
+-- pending and in_progress. A page: names after $1 (NULL: from the first), at most $2 (NULL:
+-- all).
+SELECT *
+  FROM (SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
+               extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
+               q.per_key_concurrency, coalesce(q.paused, false) AS paused, q.updated_at,
+               coalesce(c.pending, 0)::int AS pending,
+               coalesce(c.in_progress, 0)::int AS in_progress
+          FROM notifyq.queues q
+          FULL JOIN (SELECT t.queue,
+                            count(*) FILTER (WHERE t.status = 'pending') AS pending,
+                            count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
+                       FROM notifyq.tasks t
+                      WHERE t.status IN ('pending', 'in_progress')
+                      GROUP BY t.queue) AS c ON c.queue = q.name) AS listed
+ WHERE $1::text IS NULL OR name > $1::text
+ ORDER BY name
+ LIMIT $2::int;
 
 -- name: queue_set
 -- Set the limits of queue $1: $2 concurrency, $3 rate count per $4 s, $5 per-key
