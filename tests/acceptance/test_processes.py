@@ -150,6 +150,35 @@ def test_a_killed_process_is_restarted_and_the_work_completes(
     assert not any(alive(pid) for pid in child_pids(serve))
 
 
+def test_a_restarted_process_killed_before_it_is_ready_is_restarted_again(
+    database_url: str, supervised: Start
+) -> None:
+    serve = supervised(database_url, "worker", "--processes", "2", "-w", "1")
+    serve.wait_for("supervisor.ready")
+    [first] = child_pids(serve, 2)
+    os.kill(first, signal.SIGKILL)
+    # Its restart is killed too, as soon as it started (it takes a second to get ready).
+    until(lambda: len(child_pids(serve, 2)) == 2, timeout=20)
+    os.kill(child_pids(serve, 2)[1], signal.SIGKILL)
+    # A third start, which serves: the fleet was not given up.
+    until(lambda: len(child_pids(serve, 2)) == 3, timeout=20)
+    until(
+        lambda: (
+            sum(
+                1
+                for e in serve.events()
+                if e.get("event") == "supervisor.child_ready" and e.get("process") == 2
+            )
+            >= 2
+        ),
+        timeout=30,
+    )
+    assert "supervisor.giving_up" not in serve.names()
+    serve.signal(signal.SIGTERM)
+    assert serve.wait(timeout=20) == 0
+    assert not any(alive(pid) for pid in child_pids(serve))
+
+
 def test_bad_setting_stops_the_supervisor_before_any_child(
     database_url: str, supervised: Start
 ) -> None:
