@@ -144,12 +144,14 @@ class Database:
     async def open_sibling(self, *, max_size: int) -> AsyncIterator[Database]:
         """A second pool to the same database, on this one's loop: for a side whose
         statements must never wait for this pool's connections (the HTTP side's reads
-        apart from the engine's outcome writes and heartbeats)."""
+        apart from the engine's outcome writes and heartbeats). It opens no connection
+        until its first statement, so a server short of slots fails that statement
+        (DatabaseUnavailable), not the start of the process."""
         try:
             pool = await self.loop.run_aio_coroutine(
                 _create_pool(
                     self.dsn,
-                    min_size=1,
+                    min_size=0,
                     max_size=max_size,
                     statement_cache_size=self.statement_cache_size,
                 )

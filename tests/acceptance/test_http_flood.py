@@ -20,7 +20,7 @@ from tests.acceptance.proc import Notifyq, scalar
 Start = Callable[..., Notifyq]
 
 FLOOD = 400  # requests at once, each wave
-LEASE_S = 2  # short, so that a heartbeat held up by the flood loses the lease
+LEASE_S = 5  # short, so that a heartbeat held up by the flood loses the lease
 
 
 def seed_listable_tasks(url: str, n: int) -> None:
@@ -63,7 +63,7 @@ async def test_a_request_flood_is_answered_and_never_costs_a_task_its_lease(
     # Longer than the lease: it keeps running only if its heartbeats get through.
     task_id = scalar(
         database_url,
-        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '4') RETURNING id",
+        "INSERT INTO notifyq.tasks (kind, payload) VALUES ('sleep', '6') RETURNING id",
     )
     answers: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=FLOOD, max_keepalive_connections=0)
