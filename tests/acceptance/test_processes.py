@@ -179,6 +179,32 @@ def test_a_restarted_process_killed_before_it_is_ready_is_restarted_again(
     assert not any(alive(pid) for pid in child_pids(serve))
 
 
+def test_a_stopped_process_is_killed_after_the_shutdown_timeout(
+    database_url: str, supervised: Start
+) -> None:
+    serve = supervised(
+        database_url,
+        "worker",
+        "--processes",
+        "2",
+        "--shutdown-timeout",
+        "0.5",
+        "--lease",
+        "1",
+    )
+    serve.wait_for("supervisor.ready")
+    [frozen] = child_pids(serve, 2)
+    os.kill(frozen, signal.SIGSTOP)  # it cannot see the SIGTERM the supervisor forwards
+    serve.signal(signal.SIGTERM)
+    # SHUTDOWN_TIMEOUT + LEASE + 10 s after the stop, it is killed and the supervisor exits.
+    assert serve.wait(timeout=60) == 1
+    assert serve.stderr().strip().splitlines()[-1] == (
+        "notifyq: process 2 did not stop within 11.5s: killed with SIGKILL"
+    )
+    assert serve.wait_for("supervisor.killing")["pid"] == frozen
+    assert not any(alive(pid) for pid in child_pids(serve))
+
+
 def test_bad_setting_stops_the_supervisor_before_any_child(
     database_url: str, supervised: Start
 ) -> None:
