@@ -57,20 +57,25 @@ SELECT q.name FROM notifyq.queues q WHERE notifyq.queue_is_limited(q) ORDER BY q
 SELECT notifyq.slots_freed($1::text[]);
 
 -- name: queue_list
--- Every queue with limits or tasks: its limits and how many of its tasks are pending and
--- in_progress.
-SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
-       extract(epoch FROM q.rate_period)::float8 AS rate_period_s, q.per_key_concurrency,
-       coalesce(q.paused, false) AS paused, q.updated_at,
-       coalesce(c.pending, 0)::int AS pending, coalesce(c.in_progress, 0)::int AS in_progress
-  FROM notifyq.queues q
-  FULL JOIN (SELECT t.queue,
-                    count(*) FILTER (WHERE t.status = 'pending') AS pending,
-                    count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
-               FROM notifyq.tasks t
-              WHERE t.status IN ('pending', 'in_progress')
-              GROUP BY t.queue) AS c ON c.queue = q.name
- ORDER BY 1;
+-- Every queue with limits or tasks, by name: its limits and how many of its tasks are
+-- pending and in_progress. A page: names after $1 (NULL: from the first), at most $2 (NULL:
+-- all).
+SELECT *
+  FROM (SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
+               extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
+               q.per_key_concurrency, coalesce(q.paused, false) AS paused, q.updated_at,
+               coalesce(c.pending, 0)::int AS pending,
+               coalesce(c.in_progress, 0)::int AS in_progress
+          FROM notifyq.queues q
+          FULL JOIN (SELECT t.queue,
+                            count(*) FILTER (WHERE t.status = 'pending') AS pending,
+                            count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
+                       FROM notifyq.tasks t
+                      WHERE t.status IN ('pending', 'in_progress')
+                      GROUP BY t.queue) AS c ON c.queue = q.name) AS listed
+ WHERE $1::text IS NULL OR name > $1::text
+ ORDER BY name
+ LIMIT $2::int;
 
 -- name: queue_set
 -- Set the limits of queue $1: $2 concurrency, $3 rate count per $4 s, $5 per-key
@@ -411,8 +416,20 @@ SELECT queue, status, count(*) AS n
  ORDER BY queue, status;
 
 -- name: workers
--- The worker registry.
-SELECT * FROM notifyq.workers ORDER BY started_at;
+-- The worker registry; a process whose last heartbeat is older than $1 seconds is 'gone'
+-- (it ended without leaving, e.g. killed, and its row waits for the reaper).
+SELECT *,
+       CASE WHEN last_seen < now() - make_interval(secs => $1::float8)
+            THEN 'gone' ELSE 'alive' END AS state
+  FROM notifyq.workers
+ ORDER BY started_at;
+
+-- name: connection_limits
+-- The server's connection slots, and those only superusers (and, from PostgreSQL 16, roles
+-- with pg_use_reserved_connections) may take.
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int
+       + coalesce(current_setting('reserved_connections', true)::int, 0) AS reserved;
 
 -- name: unserved
 -- Pending tasks that no process in the registry can run, by queue and kind: none serves

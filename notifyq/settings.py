@@ -256,6 +256,20 @@ class Settings(BaseSettings):
         validation_alias=_env("HTTP_MAX_STREAMS"),
         description="an integer from 1 to 100000 (open /events streams; 503 above it)",
     )
+    http_max_requests: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        validation_alias=_env("HTTP_MAX_REQUESTS"),
+        description="an integer from 1 to 100000 (requests handled at once; 503 above it)",
+    )
+    http_pool_size: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        validation_alias=_env("HTTP_POOL_SIZE"),
+        description="an integer from 1 to 1000",
+    )
     insecure_http: bool = Field(
         False,
         validation_alias=_env("INSECURE_HTTP"),

@@ -161,7 +161,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     async def go() -> None:
         async with open_db(settings, pool_size=2) as database:
             counts = [{"queue": q, "status": s, "n": n} for q, s, n in await store.counts(database)]
-            workers = await store.workers(database)
+            workers = await store.workers(database, gone_after_s=settings.lease_s)
             # With no process at all, every pending task waits: that says nothing more.
             unserved = [dict(r) for r in await store.unserved(database)] if workers else []
         if as_json:
@@ -182,9 +182,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"{r['queue']:<20} {r['status']:<12} {r['n']:>10}")
         click.echo(f"\n{len(workers)} worker process(es)")
         for w in workers:
+            # A process that stopped heart-beating is not busy, whatever its row last said.
+            busy = (
+                "gone" if w["state"] == "gone" else f"in_flight={w['in_flight']}/{w['concurrency']}"
+            )
             click.echo(
                 f"  {w['id']}  queues={','.join(w['queues'])}  "
-                f"in_flight={w['in_flight']}/{w['concurrency']}  last_seen={w['last_seen']:%H:%M:%S}"
+                f"{busy}  last_seen={w['last_seen']:%H:%M:%S}"
             )
         if unserved:
             click.echo(

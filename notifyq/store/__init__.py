@@ -146,6 +146,9 @@ from notifyq.store.reads import (
     confirm_events as confirm_events,
 )
 from notifyq.store.reads import (
+    connection_limits as connection_limits,
+)
+from notifyq.store.reads import (
     counts as counts,
 )
 from notifyq.store.reads import (

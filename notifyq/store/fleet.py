@@ -31,8 +31,11 @@ def _rate(count: int | None, period_s: float | None) -> limits.Rate | None:
     return None if count is None or period_s is None else limits.Rate(count, period_s)
 
 
-async def list_queues(database: db.Database) -> list[QueueInfo]:
-    """Every queue that has limits or live tasks, by name."""
+async def list_queues(
+    database: db.Database, *, after: str | None = None, limit: int | None = None
+) -> list[QueueInfo]:
+    """Every queue that has limits or live tasks, by name; a page of at most ``limit``
+    (None: all) of the names after ``after``."""
     return [
         QueueInfo(
             r["name"],
@@ -44,7 +47,7 @@ async def list_queues(database: db.Database) -> list[QueueInfo]:
             r["in_progress"],
             r["updated_at"],
         )
-        for r in await database.fetch(sql.queries["queue_list"])
+        for r in await database.fetch(sql.queries["queue_list"], after, limit)
     ]
 
 

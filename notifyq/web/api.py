@@ -180,8 +180,10 @@ async def stats() -> Response:
 @blueprint.get("/workers")
 @document_response(models.Workers)
 async def workers() -> Response:
-    """The live worker processes (the registry their heartbeats keep)."""
-    rows = await store.workers(current().database)
+    """The worker processes (the registry their heartbeats keep); `state` is `gone` for a
+    process whose last heartbeat is older than LEASE."""
+    c = current()
+    rows = await store.workers(c.database, gone_after_s=c.settings.lease_s)
     return json_response(
         models.Workers(workers=[models.WorkerOut.model_validate(dict(r)) for r in rows])
     )

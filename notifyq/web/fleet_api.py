@@ -37,11 +37,18 @@ def _queue_out(q: store.QueueInfo) -> fleet_models.QueueOut:
 
 
 @blueprint.get("/queues")
+@document_querystring(fleet_models.QueueFilter)
 @document_response(fleet_models.Queues)
+@document_response(models.ErrorOut, 422)
 async def list_queues() -> Response:
-    """Queues with limits or live tasks: their limits, pending and in_progress counts."""
-    queues = await store.list_queues(current().database)
-    return json_response(fleet_models.Queues(queues=[_queue_out(q) for q in queues]))
+    """Queues with limits or live tasks, by name: their limits, pending and in_progress
+    counts; follow `next` for the following page."""
+    query = bodies.validate(fleet_models.QueueFilter, request.args.to_dict(flat=True))
+    queues = await store.list_queues(current().database, after=query.after, limit=query.limit)
+    next_url = None
+    if len(queues) == query.limit:
+        next_url = "/queues?" + urlencode({"limit": query.limit, "after": queues[-1].name})
+    return json_response(fleet_models.Queues(queues=[_queue_out(q) for q in queues], next=next_url))
 
 
 @blueprint.post("/queues/<name>")

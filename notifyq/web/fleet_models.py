@@ -40,8 +40,18 @@ class QueueName(BaseModel):
     name: Name
 
 
+class QueueFilter(BaseModel):
+    """Query string of ``GET /queues``: by name, ``after`` continues a page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: str | None = Field(None, description="Only names after this (from `next`)")
+    limit: int = Field(100, ge=1, le=500)
+
+
 class Queues(BaseModel):
     queues: list[QueueOut]
+    next: str | None = Field(None, description="The next page, if there may be one")
 
 
 class QueueChange(BaseModel):

@@ -263,6 +263,10 @@ class WorkerOut(BaseModel):
     version: str
     started_at: datetime
     last_seen: datetime
+    state: Literal["alive", "gone"] = Field(
+        description="gone: no heartbeat for longer than LEASE (the process ended without "
+        "leaving, e.g. killed); its row stays until the reaper forgets it"
+    )
 
 
 class Workers(BaseModel):

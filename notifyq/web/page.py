@@ -33,7 +33,7 @@ async def summary(c: Context) -> dict[str, Any]:
     stats = await build_stats(c)
     running = await store.running_tasks(c.database, RUNNING_SHOWN)
     failures = await store.recent_failures(c.database, FAILURES_SHOWN)
-    workers = await store.workers(c.database)
+    workers = await store.workers(c.database, gone_after_s=c.settings.lease_s)
     queues = await store.list_queues(c.database)
     shown = await store.list_schedules(c.database, limit=SCHEDULES_SHOWN)
     return {

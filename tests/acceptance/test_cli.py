@@ -285,6 +285,22 @@ def test_status_lists_pending_kinds_no_live_process_can_run(
     ]
 
 
+def test_status_shows_a_process_that_stopped_heartbeating_as_gone(
+    database_url: str, tmp_path: Path
+) -> None:
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.workers (id, host, pid, queues, concurrency, in_flight, version,"
+        " started_at, last_seen) VALUES ('killed', 'h', 1, '{default}', 5, 5, 'x',"
+        " now() - interval '5 minutes', now() - interval '45 seconds')",
+    )
+    table, as_json = nq_all(database_url, tmp_path, ["status"], ["status", "--json"])
+    assert table.code == 0, table
+    line = next(x for x in table.out.splitlines() if "killed" in x)
+    assert "gone" in line and "5/5" not in line, table
+    assert [w["state"] for w in json.loads(as_json.out)["workers"]] == ["gone"], as_json
+
+
 # --- cancel and retry ----------------------------------------------------------------------
 
 
