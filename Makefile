@@ -37,6 +37,8 @@ bench-peers: setup
 system-deps:
 	.ci/system-deps
 
+# The suite includes the wheel check (tests/acceptance/test_wheel.py): the wheel built and
+# installed without extras into a fresh virtualenv runs a task to done.
 test: lint system-deps
 	$(BIN)/python -m pytest -n 3 --dist worksteal
 

@@ -132,7 +132,10 @@ CREATE TABLE notifyq.workers (
     in_flight   integer     NOT NULL DEFAULT 0,
     version     text        NOT NULL,
     started_at  timestamptz NOT NULL DEFAULT now(),
-    last_seen   timestamptz NOT NULL DEFAULT now()
+    last_seen   timestamptz NOT NULL DEFAULT now(),
+    -- The kinds it has a handler for, the only ones it claims (migration 0013); NULL: a
+    -- process of an older version, which claims every kind.
+    kinds       text[]
 );
 
 -- Fleet-wide "last ran at" for periodic jobs (the reaper, retention), so that many
@@ -181,7 +184,8 @@ COMMENT ON TABLE notifyq.queues IS
 
 -- Periodic schedules: one task per tick of cron (in time zone tz) or of every (multiples
 -- of the interval counted from the Unix epoch). The processes compute the ticks (in
--- Python, with cronsim) and fire them with fire_schedule. See migrations/0005.
+-- Python, with cronsim) and fire them with fire_schedules. See migrations/0005 and 0012
+-- (0012: the checks that keep out rows no process can read).
 CREATE TABLE notifyq.schedules (
     name           text        PRIMARY KEY,
     cron           text,
@@ -210,7 +214,16 @@ CREATE TABLE notifyq.schedules (
     CONSTRAINT schedules_kind_valid CHECK (kind <> '' AND length(kind) <= 128),
     CONSTRAINT schedules_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
     CONSTRAINT schedules_catch_up_valid CHECK (catch_up IN ('coalesce', 'all')),
-    CONSTRAINT schedules_catch_up_limit_valid CHECK (catch_up_limit BETWEEN 1 AND 10000)
+    CONSTRAINT schedules_catch_up_limit_valid CHECK (catch_up_limit BETWEEN 1 AND 10000),
+    CONSTRAINT schedules_tz_valid CHECK (length(tz) BETWEEN 1 AND 128),
+    CONSTRAINT schedules_cron_length_valid CHECK (cron IS NULL OR length(cron) BETWEEN 1 AND 256),
+    CONSTRAINT schedules_every_max_valid CHECK (every IS NULL OR every <= interval '36500 days'),
+    CONSTRAINT schedules_next_run_at_valid
+        CHECK (next_run_at >= timestamptz '1970-01-01 00:00:00+00'
+               AND next_run_at < timestamptz '9000-01-01 00:00:00+00'),
+    CONSTRAINT schedules_last_run_at_valid
+        CHECK (last_run_at >= timestamptz '1970-01-01 00:00:00+00'
+               AND last_run_at < timestamptz '9000-01-01 00:00:00+00')
 );
 
 COMMENT ON TABLE notifyq.schedules IS
@@ -429,13 +442,14 @@ LANGUAGE sql IMMUTABLE AS $$
            OR q.per_key_concurrency IS NOT NULL
 $$;
 
--- Claim up to `want` due pending rows of `queues` (in that order: the caller rotates it),
--- obeying each queue's limits. Returns the claimed rows with the columns of the `claim`
+-- Claim up to `want` due pending rows of `queues` (in that order: the caller rotates it)
+-- and of `kinds` (NULL: every kind), obeying each queue's limits. Returns the claimed rows with the columns of the `claim`
 -- statement, and for each queue that a limit held back one extra row with `id` NULL,
 -- `queue` set and `held_s`: 'Infinity' when it waits for a slot (an outcome or the
 -- reaper frees one; a notification says so) or for a change of its row (resume, a raised
 -- limit); else the seconds until its next rate token is due.
-CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8)
+CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8,
+                                      kinds text[] DEFAULT NULL)
 RETURNS TABLE (id bigint, queue text, kind text, payload_json text, priority integer,
                attempts integer, max_attempts integer, timeout_s float8, lag_s float8,
                meta_json text, claim_token bigint, held_s float8)
@@ -517,6 +531,7 @@ BEGIN
                 SELECT t.id, t.concurrency_key AS k, t.priority, t.run_at
                   FROM notifyq.tasks t
                  WHERE t.status = 'pending' AND t.run_at <= v_now AND t.queue = v_queue
+                   AND (kinds IS NULL OR t.kind = ANY (kinds))
                    AND (t.concurrency_key IS NULL
                         OR t.concurrency_key NOT IN (SELECT f.k FROM full_keys f))
                  ORDER BY t.priority DESC, t.run_at, t.id
@@ -608,7 +623,8 @@ BEGIN
         ELSIF v_per_key IS NOT NULL AND v_held IS NULL AND v_taken < v_allowed
               AND EXISTS (SELECT 1 FROM notifyq.tasks t
                            WHERE t.status = 'pending' AND t.queue = v_queue
-                             AND t.run_at <= v_now) THEN
+                             AND t.run_at <= v_now
+                             AND (kinds IS NULL OR t.kind = ANY (kinds))) THEN
             -- Due rows left behind: their keys are at the limit.
             v_held := 'infinity';
         END IF;
@@ -649,36 +665,82 @@ BEGIN
 END;
 $$;
 
--- Fire the tick `tick` of schedule `schedule_name`, whose stored next_run_at the caller
--- read as `due`, and move next_run_at to `next_run`, in one statement: of many processes
--- racing for one tick exactly one advances the row and inserts the task (unique_key
--- 'schedule:<name>:<tick in UTC>'). Returns whether this call advanced the schedule and the
--- new task's id (NULL: not fired, or the tick's task already live).
+-- Fire one tick of schedule `schedule_name`, read as due at `due`, and move it to
+-- `next_run` (the previous version's call; this one uses fire_schedules): never waits on a
+-- row another transaction holds, and the task carries no unique key (migration 0012).
 CREATE FUNCTION notifyq.fire_schedule(
     schedule_name text, due timestamptz, tick timestamptz, next_run timestamptz)
 RETURNS TABLE (fired boolean, task_id bigint)
 LANGUAGE sql VOLATILE AS $$
-    WITH advanced AS (
-        UPDATE notifyq.schedules s
-           SET next_run_at = fire_schedule.next_run, last_run_at = fire_schedule.tick,
-               updated_at = now()
+    WITH claimed AS (
+        SELECT s.name
+          FROM notifyq.schedules s
          WHERE s.name = fire_schedule.schedule_name
            AND s.next_run_at = fire_schedule.due
            AND NOT s.paused
+           AND (s.last_run_at IS NULL OR s.last_run_at < fire_schedule.tick)
+           FOR UPDATE SKIP LOCKED
+    ), advanced AS (
+        UPDATE notifyq.schedules s
+           SET next_run_at = fire_schedule.next_run, last_run_at = fire_schedule.tick,
+               updated_at = now()
+          FROM claimed c
+         WHERE s.name = c.name
         RETURNING s.name, s.kind, s.payload, s.queue, s.priority
     ), added AS (
-        INSERT INTO notifyq.tasks (queue, kind, payload, priority, unique_key,
-                                   schedule_name, schedule_tick)
-        SELECT a.queue, a.kind, a.payload, a.priority,
-               format('schedule:%s:%s', a.name,
-                      to_char(fire_schedule.tick AT TIME ZONE 'UTC',
-                              'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
-               a.name, fire_schedule.tick
+        INSERT INTO notifyq.tasks (queue, kind, payload, priority, schedule_name, schedule_tick)
+        SELECT a.queue, a.kind, a.payload, a.priority, a.name, fire_schedule.tick
           FROM advanced a
-        ON CONFLICT DO NOTHING
         RETURNING id
     )
     SELECT EXISTS (SELECT 1 FROM advanced), (SELECT id FROM added);
+$$;
+
+-- Fire due schedules in one statement: schedule names[i], read as due at dues[i], fires its
+-- ticks (the pairs tick_names[j], ticks[j]; several for a catch-up) and moves to
+-- next_runs[i] with last_run_at = lasts[i] (its latest tick). A schedule whose next_run_at
+-- moved, that is paused, or whose row another transaction holds (SKIP LOCKED: never a
+-- wait) is left alone and absent from the result; a tick at or before the row's last_run_at
+-- gets no task. Returns, per schedule fired, the tasks added and the id of the last one.
+CREATE FUNCTION notifyq.fire_schedules(
+    names text[], dues timestamptz[], lasts timestamptz[], next_runs timestamptz[],
+    tick_names text[], ticks timestamptz[])
+RETURNS TABLE (name text, tasks integer, last_task_id bigint)
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    WITH wanted AS (
+        SELECT w.name, w.due, w.last_tick, w.next_run
+          FROM unnest(fire_schedules.names, fire_schedules.dues, fire_schedules.lasts,
+                      fire_schedules.next_runs) AS w(name, due, last_tick, next_run)
+    ), claimed AS (
+        SELECT s.name, s.last_run_at AS previous, w.last_tick, w.next_run
+          FROM notifyq.schedules s
+          JOIN wanted w ON w.name = s.name
+         WHERE s.next_run_at = w.due
+           AND NOT s.paused
+         ORDER BY s.name
+           FOR UPDATE OF s SKIP LOCKED
+    ), advanced AS (
+        UPDATE notifyq.schedules s
+           SET next_run_at = c.next_run,
+               last_run_at = greatest(c.previous, c.last_tick),
+               updated_at = now()
+          FROM claimed c
+         WHERE s.name = c.name
+        RETURNING s.name, s.kind, s.payload, s.queue, s.priority, c.previous
+    ), added AS (
+        INSERT INTO notifyq.tasks (queue, kind, payload, priority, schedule_name, schedule_tick)
+        SELECT a.queue, a.kind, a.payload, a.priority, a.name, t.tick
+          FROM advanced a
+          JOIN unnest(fire_schedules.tick_names, fire_schedules.ticks) AS t(name, tick)
+            ON t.name = a.name
+         WHERE a.previous IS NULL OR t.tick > a.previous
+         ORDER BY a.name, t.tick
+        RETURNING id, schedule_name
+    )
+    SELECT a.name, count(d.id)::integer, max(d.id)
+      FROM advanced a
+      LEFT JOIN added d ON d.schedule_name = a.name
+     GROUP BY a.name;
 $$;
 
 -- Least-privilege roles (see docs/operations.md): the roles themselves are the DBA's; these
@@ -768,7 +830,11 @@ DECLARE
     stmt text;
 BEGIN
     FOREACH stmt IN ARRAY ARRAY[
-        format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.schedules TO %s', grantee)
+        format('GRANT SELECT, INSERT, UPDATE, DELETE ON notifyq.schedules TO %s', grantee),
+        format('GRANT EXECUTE ON FUNCTION notifyq.fire_schedule('
+               'text, timestamptz, timestamptz, timestamptz) TO %s', grantee),
+        format('GRANT EXECUTE ON FUNCTION notifyq.fire_schedules(text[], timestamptz[], '
+               'timestamptz[], timestamptz[], text[], timestamptz[]) TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;
@@ -940,7 +1006,7 @@ DECLARE
 BEGIN
     SELECT string_agg(f.oid::regprocedure::text, ', ' ORDER BY f.n) INTO functions
       FROM unnest(ARRAY[
-               'notifyq.claim_limited(text[], integer, text, float8)',
+               'notifyq.claim_limited(text[], integer, text, float8, text[])',
                'notifyq.queue_is_limited(notifyq.queues)',
                'notifyq.go_idle(text, text[])',
                'notifyq.wake_waiters(text[])',

@@ -10,7 +10,9 @@
 -- 2. claim_limited locks the rows of all the queues it was given at once, ordered by
 --    name, before it claims from them in the caller's (rotating) order. Each claimer used
 --    to lock them one by one in its own order, and two processes serving the same limited
---    queues in opposite orders deadlocked.
+--    queues in opposite orders deadlocked. It also claims only the kinds it is given, as
+--    `claim` does (migration 0013's processes claim only kinds they have a handler for);
+--    a caller that gives none (NULL, processes of earlier versions) takes every kind.
 -- 3. Retention never makes the engine wait. Dropping a day needs an ACCESS EXCLUSIVE lock
 --    on notifyq.task_events; behind a long reader that request waited (up to 2 s) and
 --    every outcome write queued behind it. notifyq.prune_event_partitions asks for the
@@ -30,11 +32,12 @@ ALTER TABLE notifyq.tasks ADD COLUMN claim_token bigint NOT NULL DEFAULT 0;
 COMMENT ON COLUMN notifyq.tasks.claim_token IS
     'how many times the task was claimed; names the attempt running now (the fence)';
 
--- Claim up to `want` due pending rows of `queues` (migration 0006); as there, with the
--- lock order and claim_token of this version.
+-- Claim up to `want` due pending rows of `queues` (migration 0006) and of `kinds` (NULL:
+-- every kind); as there, with the lock order and claim_token of this version.
 DROP FUNCTION notifyq.claim_limited(text[], integer, text, float8);
 
-CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8)
+CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8,
+                                      kinds text[] DEFAULT NULL)
 RETURNS TABLE (id bigint, queue text, kind text, payload_json text, priority integer,
                attempts integer, max_attempts integer, timeout_s float8, lag_s float8,
                meta_json text, claim_token bigint, held_s float8)
@@ -116,6 +119,7 @@ BEGIN
                 SELECT t.id, t.concurrency_key AS k, t.priority, t.run_at
                   FROM notifyq.tasks t
                  WHERE t.status = 'pending' AND t.run_at <= v_now AND t.queue = v_queue
+                   AND (kinds IS NULL OR t.kind = ANY (kinds))
                    AND (t.concurrency_key IS NULL
                         OR t.concurrency_key NOT IN (SELECT f.k FROM full_keys f))
                  ORDER BY t.priority DESC, t.run_at, t.id
@@ -207,7 +211,8 @@ BEGIN
         ELSIF v_per_key IS NOT NULL AND v_held IS NULL AND v_taken < v_allowed
               AND EXISTS (SELECT 1 FROM notifyq.tasks t
                            WHERE t.status = 'pending' AND t.queue = v_queue
-                             AND t.run_at <= v_now) THEN
+                             AND t.run_at <= v_now
+                             AND (kinds IS NULL OR t.kind = ANY (kinds))) THEN
             -- Due rows left behind: their keys are at the limit.
             v_held := 'infinity';
         END IF;
@@ -307,7 +312,7 @@ DECLARE
 BEGIN
     SELECT string_agg(f.oid::regprocedure::text, ', ' ORDER BY f.n) INTO functions
       FROM unnest(ARRAY[
-               'notifyq.claim_limited(text[], integer, text, float8)',
+               'notifyq.claim_limited(text[], integer, text, float8, text[])',
                'notifyq.queue_is_limited(notifyq.queues)',
                'notifyq.go_idle(text, text[])',
                'notifyq.wake_waiters(text[])',

@@ -27,8 +27,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import os
 import random
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -191,8 +194,15 @@ class App:
 
 
 def load_app(spec: str) -> App:
-    """Import ``module:attribute`` and check that it is an :class:`App`."""
+    """Import ``module:attribute`` and check that it is an :class:`App`.
+
+    The working directory comes first on the import path, as with ``python -m notifyq``:
+    the ``notifyq`` console script would not find ``myapp.py`` beside the user otherwise
+    (tests/acceptance/test_first_use.py)."""
     module_name, _, attr = spec.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -201,12 +211,32 @@ def load_app(spec: str) -> App:
         ) from exc
     except ScheduleError as exc:  # app.schedule(...) refused a definition
         raise ConfigError(f"invalid NOTIFYQ_APP={spec!r}: {exc}") from exc
+    except Exception as exc:  # the module's own code failed: a missing variable, a typo
+        raise ConfigError(
+            f"invalid NOTIFYQ_APP={spec!r}: importing {module_name} raised {_where(exc)}"
+        ) from exc
     app = getattr(module, attr, None)
     if not isinstance(app, App):
         raise ConfigError(
             f"invalid NOTIFYQ_APP={spec!r}: {attr} is {type(app).__name__}, expected a notifyq.App"
         )
     return app
+
+
+def _where(exc: Exception) -> str:
+    """``KeyError: 'API_KEY' (myapp.py, line 5)``: the error and the line of the user's
+    code that raised it (for a SyntaxError, the line that does not parse)."""
+    if isinstance(exc, SyntaxError):
+        where = (os.path.basename(exc.filename or "?"), exc.lineno)
+        return f"SyntaxError: {exc.msg} ({where[0]}, line {where[1]})"
+    # The user's code: not Python's own, not an installed package's.
+    installed = (sys.base_prefix, sys.prefix, "<frozen")
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if not f.filename.startswith(installed)]
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if not own:
+        return text
+    return f"{text} ({os.path.basename(own[-1].filename)}, line {own[-1].lineno})"
 
 
 # --- built-in kinds ------------------------------------------------------------------

@@ -13,12 +13,11 @@ import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 
-from notifyq import db, errors, listen, priorities, store
+from notifyq import db, errors, listen, spec, store
 from notifyq.store import ENDED
 
 
@@ -34,50 +33,20 @@ class Client:
         kind: str,
         payload: Any = None,
         *,
-        queue: str = "default",
-        priority: int | str = 0,
-        delay_s: float = 0.0,
-        run_at: datetime | None = None,
-        max_attempts: int = 3,
-        timeout_s: float | None = None,
-        concurrency_key: str | None = None,
         unique_key: str | None = None,
+        delay_s: float | None = None,
+        timeout_s: float | None = None,
+        **options: Unpack[spec.PlainOptions],
     ) -> int:
-        """Add a task and return its id. ``payload`` must be JSON-serialisable;
-        ``priority`` an integer or low, normal, high, urgent; ``concurrency_key`` is what
-        the queue's per-key limit counts by.
+        """Add a task and return its id; the options are those of every entry point
+        (:func:`notifyq.new_task`), checked there (:class:`InvalidTask`).
 
         With ``unique_key``, a live task of the same queue and key is not added again: its id
         is returned instead (``enqueue_unique`` says which happened)."""
-        if unique_key is not None:
-            found = await self.enqueue_unique(
-                kind,
-                payload,
-                unique_key=unique_key,
-                queue=queue,
-                priority=priority,
-                delay_s=delay_s,
-                run_at=run_at,
-                max_attempts=max_attempts,
-                timeout_s=timeout_s,
-                concurrency_key=concurrency_key,
-            )
-            return found.id
-        number = priorities.parse(priority)
-        self._check(payload, delay_s, timeout_s)
-        row = await store.enqueue(
-            self.db,
-            queue=queue,
-            kind=kind,
-            payload={} if payload is None else payload,
-            priority=number,
-            run_at=run_at,
-            delay_s=delay_s,
-            max_attempts=max_attempts,
-            timeout_s=timeout_s,
-            concurrency_key=concurrency_key,
-        )
-        return int(row["id"])
+        task = _task(kind, payload, unique_key, delay_s, timeout_s, options)
+        if task.unique_key is not None:
+            return (await store.enqueue_unique(self.db, task)).id
+        return int((await store.enqueue(self.db, task))["id"])
 
     async def enqueue_unique(
         self,
@@ -85,41 +54,16 @@ class Client:
         payload: Any = None,
         *,
         unique_key: str,
-        queue: str = "default",
-        priority: int | str = 0,
-        delay_s: float = 0.0,
-        run_at: datetime | None = None,
-        max_attempts: int = 3,
+        delay_s: float | None = None,
         timeout_s: float | None = None,
-        concurrency_key: str | None = None,
+        **options: Unpack[spec.PlainOptions],
     ) -> store.Enqueued:
         """Add a task unless a live (pending or in_progress) task of ``queue`` holds
         ``unique_key``; ``.duplicate`` says whether ``.row`` is that existing task."""
-        number = priorities.parse(priority)
-        self._check(payload, delay_s, timeout_s)
-        if not unique_key or len(unique_key) > 512:
-            raise ValueError(f"unique_key must be 1-512 characters, got {unique_key!r}")
-        return await store.enqueue_unique(
-            self.db,
-            queue=queue,
-            kind=kind,
-            payload={} if payload is None else payload,
-            priority=number,
-            run_at=run_at,
-            delay_s=delay_s,
-            max_attempts=max_attempts,
-            timeout_s=timeout_s,
-            unique_key=unique_key,
-            concurrency_key=concurrency_key,
-        )
-
-    @staticmethod
-    def _check(payload: Any, delay_s: float, timeout_s: float | None) -> None:
-        if not math.isfinite(delay_s) or delay_s < 0:
-            raise ValueError(f"delay_s must be a finite number >= 0, got {delay_s}")
-        if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-        json.dumps(payload, allow_nan=False)  # fail here, with the caller's stack
+        if unique_key is None:
+            raise errors.InvalidTask("unique_key", unique_key, "expected a string")
+        task = _task(kind, payload, unique_key, delay_s, timeout_s, options)
+        return await store.enqueue_unique(self.db, task)
 
     async def get(self, task_id: int) -> dict[str, Any]:
         row = await store.get_task(self.db, task_id)
@@ -181,6 +125,26 @@ class Client:
                 if ended:
                     return await self.get(task_id)
         raise listen.ListenerLost("the listener closed")
+
+
+def _task(
+    kind: str,
+    payload: Any,
+    unique_key: str | None,
+    delay_s: float | None,
+    timeout_s: float | None,
+    options: spec.PlainOptions,
+) -> spec.NewTask:
+    # delay_s and timeout_s: the names the README showed before delay and timeout.
+    if delay_s is not None:
+        if options.get("delay") is not None:
+            raise TypeError("give delay or delay_s, not both")
+        options = {**options, "delay": delay_s}
+    if timeout_s is not None:
+        if options.get("timeout") is not None:
+            raise TypeError("give timeout or timeout_s, not both")
+        options = {**options, "timeout": timeout_s}
+    return spec.new_task(kind, payload, unique_key=unique_key, **options)
 
 
 @asynccontextmanager

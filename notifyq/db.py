@@ -82,13 +82,25 @@ def _log_loop_error(_loop: object, context: dict[str, Any]) -> None:
     )
 
 
+def _refuse_stop(*_args: object) -> None:
+    raise RuntimeError("a handler cannot stop notifyq's asyncio loop")
+
+
 class Database:
     """A pool of connections with trio-native methods."""
 
-    def __init__(self, pool: asyncpg.Pool, loop: trio_asyncio.TrioEventLoop, dsn: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        loop: trio_asyncio.TrioEventLoop,
+        dsn: str,
+        *,
+        statement_cache_size: int = 100,
+    ) -> None:
         self._pool = pool
         self.loop = loop
         self.dsn = dsn
+        self.statement_cache_size = statement_cache_size
 
     async def _hop(self, coro: Awaitable[T]) -> T:
         try:
@@ -131,6 +143,33 @@ class Database:
 
     async def execute(self, query: str, *args: Any) -> str:
         return await self._hop(self._on_conn(lambda c: c.execute(query, *args)))
+
+    @asynccontextmanager
+    async def open_sibling(self, *, max_size: int) -> AsyncIterator[Database]:
+        """A second pool to the same database, on this one's loop: for a side whose
+        statements must never wait for this pool's connections (the HTTP side's reads
+        apart from the engine's outcome writes and heartbeats). It opens no connection
+        until its first statement, so a server short of slots fails that statement
+        (DatabaseUnavailable), not the start of the process."""
+        try:
+            pool = await self.loop.run_aio_coroutine(
+                _create_pool(
+                    self.dsn,
+                    min_size=0,
+                    max_size=max_size,
+                    statement_cache_size=self.statement_cache_size,
+                )
+            )
+        except CONNECTION_ERRORS as exc:
+            raise errors.DatabaseUnavailable(
+                f"cannot connect to {logs.redact(self.dsn)}: {exc or type(exc).__name__}"
+            ) from exc
+        try:
+            yield Database(
+                pool, self.loop, self.dsn, statement_cache_size=self.statement_cache_size
+            )
+        finally:
+            await _close_pool(self.loop, pool)
 
     @asynccontextmanager
     async def held(self, *, hold: bool = True) -> AsyncIterator[Database]:
@@ -183,7 +222,12 @@ class HeldConnection(Database):
     """
 
     def __init__(self, database: Database) -> None:
-        super().__init__(database._pool, database.loop, database.dsn)
+        super().__init__(
+            database._pool,
+            database.loop,
+            database.dsn,
+            statement_cache_size=database.statement_cache_size,
+        )
         self._conn: asyncpg.Connection | None = None
 
     async def _on_conn(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -236,6 +280,32 @@ class TransactionConnection:
         return await self._db._hop(self._conn.execute(query, *args))
 
 
+def _create_pool(
+    dsn: str, *, min_size: int, max_size: int, statement_cache_size: int
+) -> Awaitable[asyncpg.Pool]:
+    return asyncpg.create_pool(  # type: ignore[no-any-return]
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_no_reset,
+        statement_cache_size=statement_cache_size,
+        # asyncpg arms a 300 s "close if inactive" timer on every release and cancels it on
+        # the next acquire; trio-asyncio keeps cancelled timers until they would have
+        # fired, so a busy process held ~300 s worth of them (tracemalloc: the RSS growth
+        # of a 1,000,000-task drain). Pooled connections stay open instead.
+        max_inactive_connection_lifetime=0,
+    )
+
+
+async def _close_pool(loop: trio_asyncio.TrioEventLoop, pool: asyncpg.Pool) -> None:
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(5) as cleanup:
+            await loop.run_aio_coroutine(pool.close())
+        if cleanup.cancelled_caught:
+            pool.terminate()
+
+
 @asynccontextmanager
 async def open_database(
     dsn: str,
@@ -255,33 +325,31 @@ async def open_database(
             loop.set_exception_handler(_log_loop_error)
             try:
                 pool = await loop.run_aio_coroutine(
-                    asyncpg.create_pool(
+                    _create_pool(
                         dsn,
                         min_size=min_size,
                         max_size=max_size,
-                        init=_init_connection,
-                        reset=_no_reset,
                         statement_cache_size=statement_cache_size,
-                        # asyncpg arms a 300 s "close if inactive" timer on every release
-                        # and cancels it on the next acquire; trio-asyncio keeps cancelled
-                        # timers until they would have fired, so a busy process held
-                        # ~300 s worth of them (tracemalloc: the RSS growth of a 1,000,000-
-                        # task drain). Pooled connections stay open instead.
-                        max_inactive_connection_lifetime=0,
                     )
                 )
             except CONNECTION_ERRORS as exc:
                 raise errors.DatabaseUnavailable(
                     f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
                 ) from exc
+            except asyncpg.PostgresError as exc:  # the server said no (28000, 3D000, ...)
+                raise errors.DatabaseRefused(
+                    f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
+                ) from exc
             try:
-                yield Database(pool, loop, dsn)
+                # A runtime="asyncio" handler shares this loop: stopping it would leave
+                # every statement of the process waiting forever, past any signal
+                # (tests/acceptance/test_asyncio_loop_attacks.py). Only trio-asyncio's own
+                # exit stops it: the refusal is lifted first.
+                loop.stop = _refuse_stop
+                yield Database(pool, loop, dsn, statement_cache_size=statement_cache_size)
             finally:
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(5) as cleanup:
-                        await loop.run_aio_coroutine(pool.close())
-                    if cleanup.cancelled_caught:
-                        pool.terminate()
+                del loop.stop  # the class's own again
+                await _close_pool(loop, pool)
     except BaseExceptionGroup as group:
         inner: BaseException = group
         while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:

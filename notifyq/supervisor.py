@@ -17,9 +17,16 @@ gracefully, a second skips the grace, as with one process.
 
 Restarts: a child that ends while nobody asked it to is restarted after 0.5 s, doubling for
 each crash in a row up to 30 s; a child that ran for ``STABLE_S`` before dying starts the
-count again. After ``MAX_RESTARTS`` restarts in a row, or when a child ends before it was
-ready (a bad configuration does that every time), the supervisor stops the others and exits
-non-zero (tests/acceptance/test_processes.py).
+count again. The supervisor gives up (stops the others and exits non-zero) on two rules
+only: after ``MAX_RESTARTS`` restarts in a row, or when a child that has never been ready
+exits by itself (an exit status, not a signal) before it is ready (a bad configuration does
+that every time). A child that was ready once and ends before it is ready again, or one
+killed by a signal before it was ready (the OOM killer, an operator), is one more crash in
+a row (tests/unit/test_supervisor.py,
+tests/acceptance/test_processes.py).
+
+Stopping: a child that has not ended ``Plan.kill_after_s`` after the stop was forwarded
+(stopped with SIGSTOP, wedged) is killed with SIGKILL, and the supervisor exits non-zero.
 """
 
 from __future__ import annotations
@@ -135,6 +142,8 @@ class Plan:
     count: int
     argv: ChildArgv
     env: Mapping[str, str]
+    # After the stop, how long a child may take to end before it is killed (SIGKILL).
+    kill_after_s: float = 60.0
 
 
 @dataclass
@@ -143,6 +152,7 @@ class _Child:
     process: trio.Process
     started_at: float
     ready: bool = False
+    killed: bool = False  # by the supervisor, for not stopping in time
     link_closed: trio.Event = field(default_factory=trio.Event)
 
 
@@ -204,10 +214,17 @@ class Supervisor:
             ran_s = trio.current_time() - child.started_at
             how = describe_exit(code)
             if self.stop.is_set():
-                if not self._stopped_cleanly(code):
+                if child.killed:
+                    self.fail(
+                        f"process {index} did not stop within {self.plan.kill_after_s:g}s: "
+                        "killed with SIGKILL"
+                    )
+                elif not self._stopped_cleanly(code):
                     self.fail(f"process {index} ended ({how}) while stopping")
                 return
-            if not child.ready:
+            if not child.ready and index not in self._ever_ready and code >= 0:
+                # Its first start exited by itself: the configuration is bad, and would be
+                # at every restart. (A restart, or a start killed by a signal, is a crash.)
                 self.config_failed |= code == 2
                 self.fail(f"process {index} ended ({how}) before it was ready")
                 return
@@ -264,6 +281,7 @@ class Supervisor:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_link, child, link)
+                nursery.start_soon(self._kill_if_it_does_not_stop, child)
                 code = await process.wait()
                 # The child's end of the link closes with it: read a "ready" sent just
                 # before it ended.
@@ -273,6 +291,22 @@ class Supervisor:
         finally:
             del self._children[index]
         return child, code
+
+    async def _kill_if_it_does_not_stop(self, child: _Child) -> None:
+        """SIGKILL ``child`` if it is still there ``kill_after_s`` after the stop: a child
+        stopped with SIGSTOP never sees the forwarded signal, and would hold the whole
+        shutdown forever (tests/unit/test_supervisor.py)."""
+        await self.stop.wait()
+        await trio.sleep(self.plan.kill_after_s)
+        if child.process.returncode is None:
+            log.error(
+                "supervisor.killing",
+                process=child.index,
+                pid=child.process.pid,
+                waited_s=self.plan.kill_after_s,
+            )
+            child.killed = True
+            child.process.kill()
 
     async def _read_link(self, child: _Child, link: trio.SocketStream) -> None:
         received = b""

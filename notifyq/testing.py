@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -83,29 +82,34 @@ def notifyq_server_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _migrate(url: str) -> None:
+    """``notifyq migrate`` in this process: nothing of the developer's environment or
+    ``.env`` takes part."""
+    import structlog
+    import trio
+
+    from notifyq import db, logs, migrations
+
+    if not structlog.is_configured():  # the application's own logging stays as it is
+        logs.configure("warning")
+
+    async def go() -> None:
+        async with db.open_database(url, min_size=1, max_size=1) as database:
+            await migrations.migrate(database)
+
+    trio.run(go)
+
+
 @pytest.fixture(scope="session")
 def notifyq_template_url(notifyq_server_url: str) -> Iterator[str]:
     """The name of a database migrated by ``notifyq migrate``, the template of every test's
     own (dropped at the end of the session)."""
-    from notifyq import settings
-
     name = f"notifyq_testing_template_{os.getpid()}"
     _execute(notifyq_server_url, f"DROP DATABASE IF EXISTS {name}")
     _execute(notifyq_server_url, f"CREATE DATABASE {name}")
     url = _with_database(notifyq_server_url, name)
-    # The developer's own notifyq settings must not reach the migration.
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
-    done = subprocess.run(
-        [sys.executable, "-m", "notifyq", "migrate"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
-    )
     try:
-        if done.returncode != 0:
-            raise RuntimeError(f"notifyq migrate failed: {done.stderr.strip()}")
+        _migrate(url)
         yield name
     finally:
         _execute(notifyq_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -126,7 +130,18 @@ def notifyq_dsn(notifyq_server_url: str, notifyq_template_url: str) -> Iterator[
 
 
 @pytest.fixture
-async def notifyq_queue(notifyq_dsn: str) -> AsyncIterator[TestQueue]:
+def notifyq_trio(request: pytest.FixtureRequest) -> None:
+    """Fails the test with one line when pytest-trio, which runs notifyq_queue, is missing."""
+    if not request.config.pluginmanager.hasplugin("trio"):
+        pytest.fail(
+            'notifyq_queue is a trio fixture: pip install "notifyq[testing]" (pytest-trio), '
+            "then set trio_mode = true or mark the test @pytest.mark.trio",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+async def notifyq_queue(notifyq_trio: None, notifyq_dsn: str) -> AsyncIterator[TestQueue]:
     """A :class:`TestQueue` on this test's own database."""
     from notifyq import db
 
@@ -154,7 +169,8 @@ class TestQueue:
         self, app: App | None = None, *, timeout_s: float = 30, **settings: Any
     ) -> None:
         """Serve ``app`` (with the built-in kinds) in this test until no task of its
-        queues is running or due, then stop it gracefully.
+        queues is running or due, then stop it gracefully. A task of a kind the app has no
+        handler for is never claimed: it stays pending.
 
         Retries wait ``RETRY_BASE`` = 0 s here (so a failing task runs out its attempts
         within the call); a ``Retry(delay_s=...)`` or a ``delay`` in the future leaves the
@@ -167,20 +183,24 @@ class TestQueue:
         from notifyq import logs, store
         from notifyq.app import builtin_app
         from notifyq.engine.service import Service
-        from notifyq.settings import load
+        from notifyq.settings import load_without_environment
 
-        s = load(database_url=self.dsn, log_level="warning", **{"retry_base_s": 0.0, **settings})
+        # The documented defaults and the test's own settings: never the developer's
+        # environment or .env (QUEUES=mail exported would leave the test's tasks pending).
+        s = load_without_environment(
+            database_url=self.dsn, log_level="warning", **{"retry_base_s": 0.0, **settings}
+        )
         if not structlog.is_configured():  # the application's own logging stays as it is
             logs.configure(s.log_level)
         handlers = builtin_app() if app is None else builtin_app().merged(app)
         service = Service(self.database, s, handlers)
         stop, force = trio.Event(), trio.Event()
-        queues = list(s.queues)
+        queues, kinds = list(s.queues), sorted(handlers.handlers)
         with trio.fail_after(timeout_s):
             async with trio.open_nursery() as nursery:
                 await nursery.start(service.serve, stop, force)
                 while True:
-                    busy = await store.due_or_running(self.database, queues)
+                    busy = await store.due_or_running(self.database, queues, kinds)
                     if busy == 0 and service.in_flight == 0:
                         break
                     await trio.sleep(0.01)

@@ -9,8 +9,9 @@ without the extra never imports OpenTelemetry.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
+
+from notifyq import extras
 
 if TYPE_CHECKING:
     from notifyq.otel import Tracing
@@ -21,7 +22,7 @@ active: Tracing | None = None
 def start() -> Tracing | None:
     """Turn tracing on if OpenTelemetry is installed and a provider is set; returns it."""
     global active
-    if active is not None or importlib.util.find_spec("opentelemetry.sdk") is None:
+    if active is not None or not extras.installed("opentelemetry.sdk"):
         return active
     from opentelemetry import trace
 

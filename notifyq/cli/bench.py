@@ -19,13 +19,7 @@ from notifyq.bench.peers import PEERS, measure_peers
 from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
 from notifyq.settings import Settings
 
-
-@click.group()
-def bench() -> None:
-    """Benchmarks on a real PostgreSQL: latency, drain, insert, backlog, rss, floor, peers, all."""
-
-
-# The subcommands below are added to `bench` in notifyq/cli/__init__.py.
+# The subcommands below are added to `bench` in notifyq/cli/__init__.py, when it runs.
 
 
 def bench_settings(ctx: click.Context, **flags: Any) -> Settings:

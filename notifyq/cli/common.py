@@ -13,7 +13,8 @@ import click
 import trio
 
 from notifyq import db, embedded, errors, logs, migrations
-from notifyq.settings import DURATION_HELP, Settings, load, parse_duration
+from notifyq.durations import DURATION_HELP, DurationTooLong, parse_duration
+from notifyq.settings import Settings, load
 
 T = TypeVar("T")
 log = logs.get("notifyq.cli")
@@ -50,7 +51,8 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         # A nursery wraps errors in groups; one error is still one error to the user.
         while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
             exc = exc.exceptions[0]
-        if isinstance(exc, errors.ConfigError):
+        # A refused connection is a wrong DATABASE_URL (database, role, password): bad input.
+        if isinstance(exc, errors.ConfigError | errors.DatabaseRefused):
             fail(str(exc), EXIT_USAGE)
         if isinstance(exc, errors.NotifyqError):
             fail(str(exc) or type(exc).__name__, EXIT_FAILED)
@@ -114,12 +116,15 @@ async def open_db_when_ready(
         delay = min(delay * 2, DB_WAIT_MAX_S)
 
 
-def duration(_ctx: Any, _param: Any, value: str | None) -> float | None:
+def duration(_ctx: Any, param: Any, value: str | None) -> float | None:
     """Option callback: a duration (``30s``, ``5m``, ...) in seconds."""
     if value is None:
         return None
     try:
         return parse_duration(value)
+    except DurationTooLong as exc:
+        name = param.opts[0] if isinstance(param, click.Parameter) and param.opts else "duration"
+        fail(f"invalid {name} {value!r}: {exc}", EXIT_USAGE)
     except ValueError:
         raise click.BadParameter(f"expected {DURATION_HELP}") from None
 

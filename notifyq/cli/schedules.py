@@ -82,11 +82,10 @@ def add(
             "give --app for your own kinds)",
             EXIT_USAGE,
         )
-    first = definition.timing.next_after(datetime.now(UTC))
 
     async def go() -> str | None:
         async with open_db(settings, pool_size=1) as database:
-            return await store.upsert_schedule(database, definition, first_run=first)
+            return await store.upsert_schedule(database, definition)
 
     change = run(go)
     click.echo(f"schedule {name!r} {change or 'unchanged'}: {definition.timing.describe()}")
@@ -94,20 +93,34 @@ def add(
 
 @schedule.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, store.SCHEDULES_PAGE_MAX),
+    default=100,
+    show_default=True,
+    help="Show at most this many (by name).",
+)
+@click.option("--after", help="Start after this name (the previous page's last).")
 @click.pass_context
-def list_(ctx: click.Context, as_json: bool) -> None:
-    """Every schedule with its last and next run."""
+def list_(ctx: click.Context, as_json: bool, limit: int, after: str | None) -> None:
+    """Schedules by name with their last and next run, a page at a time; payloads longer
+    than a preview are cut (`--json` marks them payload_truncated)."""
     settings = settings_from(ctx)
 
-    async def go() -> store.ScheduleTable:
+    async def go() -> list[store.ScheduleRow]:
         async with open_db(settings, pool_size=1) as database:
-            return await store.list_schedules(database)
+            # One more than shown tells whether there is more.
+            return await store.list_schedules(database, after=after, limit=limit + 1)
 
-    table = run(go)
+    rows = run(go)
+    more = len(rows) > limit
+    rows = rows[:limit]
     if as_json:
-        click.echo(json.dumps([_as_json(r) for r in table.rows], indent=2))
+        click.echo(json.dumps([_as_json(r) for r in rows], indent=2))
+        if more:
+            click.echo(f"more: --after {rows[-1].name}", err=True)
         return
-    if not table.rows:
+    if not rows:
         click.echo("no schedules")
         return
     header = ("name", "when", "kind", "queue", "state", "last run", "next run")
@@ -121,11 +134,13 @@ def list_(ctx: click.Context, as_json: bool) -> None:
             _when(r.last_run_at),
             _when(r.next_run_at),
         )
-        for r in table.rows
+        for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    if more:
+        click.echo(f"more: --after {rows[-1].name}")
 
 
 def _set_paused(ctx: click.Context, name: str, paused: bool) -> None:
@@ -192,7 +207,8 @@ def _as_json(r: store.ScheduleRow) -> dict[str, Any]:
         "every_s": r.every_s,
         "tz": r.tz,
         "kind": r.kind,
-        "payload": r.payload,
+        "payload": r.payload if r.payload_preview is None else r.payload_preview,
+        "payload_truncated": r.payload_truncated,
         "queue": r.queue,
         "priority": r.priority,
         "catch_up": r.catch_up,

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import trio
 
-from notifyq import db, embedded, errors, logs, migrations, process, supervisor
+from notifyq import db, embedded, errors, logs, migrations, supervisor
 from notifyq.app import App, builtin_app, load_app
 from notifyq.cli.common import (
     EXIT_USAGE,
@@ -189,6 +189,10 @@ async def serve_until_signalled(
     workers: bool = True,
     link_fd: int | None = None,
 ) -> None:
+    # The engine and the HTTP side (Quart, Hypercorn): imported by the commands that serve
+    # only, not by every `notifyq` start (tests/unit/test_cli_imports.py).
+    from notifyq import process
+
     stop, force = trio.Event(), trio.Event()
     # Opened first, so that a signal during start-up is a request to stop, not a crash.
     # SIGHUP (the terminal of `make run` closed, an SSH session dropped) is a stop request

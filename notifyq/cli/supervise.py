@@ -15,9 +15,14 @@ import sys
 
 import trio
 
-from notifyq import embedded, errors, supervisor
+from notifyq import budget, embedded, errors, store, supervisor
 from notifyq.cli.common import STOP_SIGNALS, log, open_db_when_ready
 from notifyq.settings import Settings
+
+# After the stop, a child gets its SHUTDOWN_TIMEOUT, then up to a LEASE to write its
+# outcomes (while the database is away), then this much (the HTTP side's graceful close)
+# before the supervisor kills it.
+STOP_MARGIN_S = 10.0
 
 
 def child_argv(*, http: bool, seed: int) -> supervisor.ChildArgv:
@@ -58,14 +63,33 @@ async def supervise_until_signalled(settings: Settings, *, seed: int, http: bool
                     nursery.cancel_scope.cancel()
                     return
                 url = database.dsn
+                max_connections, reserved = await store.connection_limits(database)
+            # ConfigError (exit 2, one line) when the fleet cannot fit in the server.
+            pool_size = budget.fit_pool_size(
+                settings,
+                processes=settings.processes,
+                http=http,
+                limits=budget.ServerLimits(max_connections, reserved),
+            )
+            if pool_size != settings.pool_size:
+                log.warning(
+                    "supervisor.pool_sized",
+                    pool_size=pool_size,
+                    configured=settings.pool_size,
+                    max_connections=max_connections,
+                    why=f"{settings.processes} processes of POOL_SIZE {settings.pool_size} "
+                    "would take more connections than the server allows",
+                )
+            plan_settings = settings.model_copy(update={"pool_size": pool_size})
             embedded_server = settings.database_url is None
             if embedded_server:  # the children use the server this process started
-                plan_settings = settings.model_copy(update={"database_url": url})
+                plan_settings = plan_settings.model_copy(update={"database_url": url})
             boss = supervisor.Supervisor(
                 supervisor.Plan(
                     count=settings.processes,
                     argv=child_argv(http=http, seed=seed),
                     env={**os.environ, **supervisor.child_environment(plan_settings)},
+                    kill_after_s=settings.shutdown_timeout_s + settings.lease_s + STOP_MARGIN_S,
                 )
             )
             if stop_before_start.is_set():

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from notifyq import embedded, priorities, store
+from notifyq import errors, priorities, spec, store
 from notifyq.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -56,6 +56,13 @@ def _parse_payload(text: str | None) -> Any:
         return text
 
 
+def _parse_json(option: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        fail(f"invalid {option} {text!r}: expected JSON ({exc})", EXIT_USAGE)
+
+
 def _priority(_ctx: Any, _param: Any, value: str) -> int:
     try:
         return priorities.parse(value)
@@ -88,6 +95,7 @@ def _priority(_ctx: Any, _param: Any, value: str) -> int:
     "--unique-key",
     help="Add nothing while a live task of the queue has this key; print that task's id.",
 )
+@click.option("--meta", help="A JSON object that travels with the task (task.meta).")
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -101,32 +109,36 @@ def enqueue(
     timeout: float | None,
     concurrency_key: str | None,
     unique_key: str | None,
+    meta: str | None,
 ) -> None:
     """Add a task. PAYLOAD is JSON; text that is not JSON is taken as a string."""
     settings = settings_from(ctx)
     if run_at is not None and run_at.tzinfo is None:
         run_at = run_at.astimezone()  # naive: local time
-    if unique_key is not None and not 1 <= len(unique_key) <= 512:
-        fail(f"invalid --unique-key {unique_key!r}: 1 to 512 characters", EXIT_USAGE)
+    try:
+        # The one check of every entry point, before any connection is made.
+        task = spec.new_task(
+            kind,
+            _parse_payload(payload),
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            unique_key=unique_key,
+            concurrency_key=concurrency_key,
+            meta=None if meta is None else _parse_json("--meta", meta),
+        )
+    except errors.InvalidTask as exc:
+        fail(str(exc), EXIT_USAGE)
 
     async def go() -> None:
         async with open_db(settings, pool_size=2) as database:
-            client = Client(database)
-            options: dict[str, Any] = {
-                "queue": queue,
-                "priority": priority,
-                "delay_s": delay or 0.0,
-                "run_at": run_at,
-                "max_attempts": max_attempts,
-                "timeout_s": timeout,
-                "concurrency_key": concurrency_key,
-            }
-            if unique_key is None:
-                task_id = await client.enqueue(kind, _parse_payload(payload), **options)
+            if task.unique_key is None:
+                task_id = int((await store.enqueue(database, task))["id"])
             else:
-                found = await client.enqueue_unique(
-                    kind, _parse_payload(payload), unique_key=unique_key, **options
-                )
+                found = await store.enqueue_unique(database, task)
                 task_id = found.id
                 if found.duplicate:
                     click.echo(
@@ -149,11 +161,17 @@ def status(ctx: click.Context, as_json: bool) -> None:
     async def go() -> None:
         async with open_db(settings, pool_size=2) as database:
             counts = [{"queue": q, "status": s, "n": n} for q, s, n in await store.counts(database)]
-            workers = await store.workers(database)
+            workers = await store.workers(database, gone_after_s=settings.lease_s)
+            # With no process at all, every pending task waits: that says nothing more.
+            unserved = [dict(r) for r in await store.unserved(database)] if workers else []
         if as_json:
             click.echo(
                 json.dumps(
-                    {"counts": [dict(r) for r in counts], "workers": [dict(r) for r in workers]},
+                    {
+                        "counts": [dict(r) for r in counts],
+                        "workers": [dict(r) for r in workers],
+                        "unserved": unserved,
+                    },
                     default=str,
                     indent=2,
                 )
@@ -164,20 +182,22 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"{r['queue']:<20} {r['status']:<12} {r['n']:>10}")
         click.echo(f"\n{len(workers)} worker process(es)")
         for w in workers:
+            # A process that stopped heart-beating is not busy, whatever its row last said.
+            busy = (
+                "gone" if w["state"] == "gone" else f"in_flight={w['in_flight']}/{w['concurrency']}"
+            )
             click.echo(
                 f"  {w['id']}  queues={','.join(w['queues'])}  "
-                f"in_flight={w['in_flight']}/{w['concurrency']}  last_seen={w['last_seen']:%H:%M:%S}"
+                f"{busy}  last_seen={w['last_seen']:%H:%M:%S}"
             )
+        if unserved:
+            click.echo(
+                "\npending tasks no live process can run (no process serves the queue or the kind)"
+            )
+            for u in unserved:
+                click.echo(f"  {u['queue']:<20} {u['kind']:<30} {u['n']:>10}")
 
     run(go)
-
-
-@click.command()
-@click.pass_context
-def dsn(ctx: click.Context) -> None:
-    """Print the database URL (starting the embedded server if needed): psql "$(notifyq dsn)"."""
-    settings = settings_from(ctx)
-    click.echo(settings.database_url or run(lambda: embedded.resolve_dsn(settings)))
 
 
 def _task_command(action: str) -> Callable[[Callable[..., Any]], click.Command]:

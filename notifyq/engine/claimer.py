@@ -12,6 +12,8 @@ the rows for the workers they free (``store.finish_and_claim``). The claimer res
 a claim (:meth:`Claimer.reserve`), claims nothing itself meanwhile, and takes its rows as
 its own (:meth:`Claimer.settle`), short claims and idling included.
 
+Only rows the process can start now are claimed (:mod:`notifyq.engine.capacity`).
+
 Limited queues (``notifyq.queues``, migration 0006) are claimed by a second statement that
 enforces their limits under a lock on the queue's row, and only for free workers (a slot
 is never held by a task waiting in this process's buffer). The claimer knows which of its
@@ -26,13 +28,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
 
 from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
+from notifyq.engine.capacity import Capacity
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.settings import Settings
 
@@ -57,6 +59,7 @@ class Reservation:
     """A claim the writer makes for the claimer (see :meth:`Claimer.reserve`)."""
 
     want: int
+    kinds: list[str]  # the kinds it may take
     appeared: int  # the claimer's count of wake-ups when it was made
     sent_at: float  # trio clock: the leases run from here
 
@@ -69,12 +72,17 @@ class Claimer:
         ledger: Ledger,
         owner: str,
         jobs: trio.MemorySendChannel[Attempt],
+        *,
+        capacity: Capacity,
     ) -> None:
         self.db = database
         self.settings = settings
         self.ledger = ledger
         self.owner = owner
         self.queues = tuple(settings.queues)
+        # Which kinds, and how many rows, the process can start now.
+        self.capacity = capacity
+        capacity.on_thread_freed(self.rows_appeared)
         self._jobs = jobs
         self._rows_may_exist = True  # the first claim runs at start
         self._waiting = False  # our notifyq.waiters row is in place
@@ -93,6 +101,7 @@ class Claimer:
         # A claim is on its way: ours, or one the writer makes for us (`reserve`).
         self._claiming = False
         self._idle_due = False  # the writer's claim came back short: record us as waiting
+        self.claims = 0  # claim statements answered so far (ours and the writer's for us)
 
     @property
     def limited(self) -> frozenset[str]:
@@ -171,9 +180,10 @@ class Claimer:
 
     async def _claim_once(self, want: int) -> None:
         appeared_before = self._appeared
+        kinds, want = self.capacity.claimable(want)
         self._claiming = True
         try:
-            attempts = await self._claim(want)
+            attempts = await self._claim(want, kinds)
         except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
             self._claim_failures += 1
             delay = min(MAX_RETRY_SLEEP_S, 0.05 * 2**self._claim_failures)
@@ -183,6 +193,7 @@ class Claimer:
         finally:
             self._claiming = False
         self._claim_failures = 0
+        self.claims += 1
         self._hand_out(attempts)
         if len(attempts) < want and self._short_claim(bool(attempts), appeared_before):
             await self._go_idle()
@@ -219,21 +230,20 @@ class Claimer:
         while a claim of ours is on its way; until :meth:`settle`, we claim nothing.
         """
         ledger = self.ledger
-        if self._claiming or ledger.stopping or self.limited or self._limits_stale:
-            return None
-        if not self._rows_may_exist:
-            return None
+        busy = self._claiming or ledger.stopping or self.limited or self._limits_stale
         want = min(ledger.room + outcomes, self.settings.fetch_limit)
-        if want <= 0:
+        if busy or not self._rows_may_exist or want <= 0:
             return None
+        kinds, want = self.capacity.claimable(want)
         self._claiming = True
-        return Reservation(want, self._appeared, trio.current_time())
+        return Reservation(want, kinds, self._appeared, trio.current_time())
 
     def settle(self, reservation: Reservation, rows: list[store.Claimed] | None) -> None:
         """The writer's claim is over: ``rows`` it took for us (None: the statement failed,
         nothing was claimed)."""
         self._claiming = False
         if rows is not None:
+            self.claims += 1
             self._hand_out(self._attempts(rows, reservation.sent_at))
             if len(rows) < reservation.want and self._short_claim(bool(rows), reservation.appeared):
                 self._idle_due = True
@@ -248,6 +258,7 @@ class Claimer:
                 self.db,
                 owner=self.owner,
                 queues=self.queues,
+                kinds=self.capacity.claimable(self.settings.fetch_limit)[0],
                 register=register,
                 due_queues=self._due_queues() if self.limited else None,
             )
@@ -295,21 +306,19 @@ class Claimer:
             self._rows_may_exist = True
             self._due_at = math.inf
 
-    async def _claim(self, want: int) -> list[Attempt]:
+    async def _claim(self, want: int, kinds: list[str]) -> list[Attempt]:
         lease_s = self.settings.lease_s
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         sent_at = trio.current_time()
         # Shielded: cancelling a claim after the server committed it would leave rows
         # in_progress that nobody runs until their lease expires. The time limit still
         # bounds it (the server then cancels the statement and nothing was claimed).
         with trio.CancelScope(shield=True), trio.fail_after(lease_s / 2):
-            tracer = tracing.active
-            if tracer is None:
-                rows = await self._fetch(want, lease_s)
-            else:
-                with tracer.claim(self.queues) as span:
-                    rows = await self._fetch(want, lease_s)
-                    tracer.claimed(span, [(row.id, row.meta) for row in rows])
+            rows = await self._fetch(want, kinds, lease_s)
+        tracer = tracing.active
+        if tracer is not None and rows:
+            # A span only for a claim that took rows: an idle process records no traces.
+            tracer.claimed(self.queues, started_ns, [(row.id, row.meta) for row in rows])
         attempts = self._attempts(rows, sent_at)
         if rows:
             log.debug("claim", rows=len(rows), ms=round((time.perf_counter() - started) * 1000, 2))
@@ -337,11 +346,11 @@ class Claimer:
         self.ledger.claimed += len(rows)
         return attempts
 
-    async def _fetch(self, want: int, lease_s: float) -> list[store.Claimed]:
+    async def _fetch(self, want: int, kinds: list[str], lease_s: float) -> list[store.Claimed]:
         if self.limited:
-            return await self._claim_with_limits(want, lease_s)
+            return await self._claim_with_limits(want, kinds, lease_s)
         return await store.claim(
-            self.db, queues=self.queues, limit=want, owner=self.owner, lease_s=lease_s
+            self.db, queues=self.queues, kinds=kinds, limit=want, owner=self.owner, lease_s=lease_s
         )
 
     def _due_queues(self) -> list[str]:
@@ -353,7 +362,9 @@ class Claimer:
             if q not in self._held and not (self._limited_backlog and q in self.limited)
         ]
 
-    async def _claim_with_limits(self, want: int, lease_s: float) -> list[store.Claimed]:
+    async def _claim_with_limits(
+        self, want: int, kinds: list[str], lease_s: float
+    ) -> list[store.Claimed]:
         now = trio.current_time()
         ready = [q for q in self.queues if q in self.limited and self._held.get(q, 0.0) <= now]
         # Limited queues take turns at being first, so that one cannot starve another.
@@ -368,6 +379,7 @@ class Claimer:
             limited=ready,
             limited_limit=limited_want,
             unlimited=[q for q in self.queues if q not in self.limited],
+            kinds=kinds,
             limit=want,
             owner=self.owner,
             lease_s=lease_s,
@@ -383,9 +395,4 @@ class Claimer:
         self._limited_backlog = bool(unheld) and (
             limited_want == 0 or (from_limited == limited_want and limited_want < want)
         )
-        return _sorted_like_claim(got.rows)
-
-
-def _sorted_like_claim(rows: Sequence[store.Claimed]) -> list[store.Claimed]:
-    """Rows of two statements in one claim order: priority first (a stable sort)."""
-    return sorted(rows, key=lambda r: -r.priority)
+        return got.rows

@@ -22,7 +22,7 @@ from notifyq import logs, tracing
 from notifyq.app import App, Handler, Task
 from notifyq.engine.ledger import CANCEL_GRACE_S, Attempt, Ledger
 from notifyq.engine.runtimes import Threads, run_asyncio
-from notifyq.engine.verdict import Facts, Retries, judge
+from notifyq.engine.verdict import Facts, Retries, judge, no_handler
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
 
@@ -62,6 +62,7 @@ class Runner:
         self.app = app
         self.ledger = ledger
         self.retries = Retries(settings.retry_base_s, settings.retry_max_s)
+        self._max_result = settings.max_result_bytes
         self.abandoned = 0  # handlers that ignored cancellation and were left running
         self._jobs = jobs
         self._outcomes = outcomes
@@ -143,12 +144,15 @@ class Runner:
     async def _run(self, attempt: Attempt, handlers: trio.Nursery) -> None:
         task = attempt.task
         handler = self.app.get(task.kind)
-        refused = attempt.undecodable
         if handler is None:
-            refused = f"no handler for kind {task.kind!r}"
-        if refused is not None or handler is None:
+            # Every claim takes only the process's kinds, so this is not expected; should it
+            # happen, another process may know the kind (a rolling deploy): a failure that
+            # is retried.
+            self._hand_over(attempt, no_handler(task, self.retries))
+            return
+        if attempt.undecodable is not None:
             # Retrying would not help: the task ends at once, and nothing else is touched.
-            error = refused or "no handler"
+            error = attempt.undecodable
             self._hand_over(attempt, Outcome(task.id, task.attempt, Verdict.FAILED, error=error))
             return
         timeout_s = attempt.timeout_s or handler.timeout_s or self.settings.task_timeout_s
@@ -169,7 +173,9 @@ class Runner:
         if tracer is None:
             box = await self.call(attempt, handler, handlers)
             if not attempt.over:
-                self._hand_over(attempt, judge(self._facts(attempt, box), self.retries))
+                self._hand_over(
+                    attempt, judge(self._facts(attempt, box), self.retries, self._max_result)
+                )
             return
         # Current while the handler runs: the handler's task (and thread, and asyncio task)
         # copies this context, so its own spans are children of the attempt's.
@@ -177,7 +183,7 @@ class Runner:
             box = await self.call(attempt, handler, handlers)
             if attempt.over:
                 return
-            outcome = judge(self._facts(attempt, box), self.retries)
+            outcome = judge(self._facts(attempt, box), self.retries, self._max_result)
             tracer.outcome(span, outcome.verdict.value, outcome.error)
         self._hand_over(attempt, outcome)
 

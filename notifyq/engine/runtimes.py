@@ -8,7 +8,8 @@
   for it (``abandon_on_cancel``) and the attempt's outcome is decided without it; the thread
   runs to its end in the background, its result is dropped, and it holds its slot until it
   returns. :meth:`Threads.statistics` counts such abandoned threads still running (shown in
-  ``/metrics``).
+  ``/metrics`` and ``/health``); while they hold every slot the claims leave ``def`` kinds
+  out (:mod:`notifyq.engine.capacity`).
 - ``asyncio``: a coroutine function registered with ``runtime="asyncio"``, run on the
   process's own trio-asyncio loop (the one that drives asyncpg, see :mod:`notifyq.db`), so
   asyncio libraries work inside it; trio cancellation becomes asyncio cancellation.
@@ -49,10 +50,28 @@ class Threads:
     """The worker threads of one process's sync handlers."""
 
     def __init__(self, slots: int) -> None:
+        self.slots = slots
         self.limiter = trio.CapacityLimiter(slots)
         self._lock = threading.Lock()  # the counters change in worker threads too
         self._running = 0
         self._abandoned = 0
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._abandoned_ended: list[Callable[[], None]] = []
+
+    def on_abandoned_end(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (in the trio thread) when an abandoned thread returns."""
+        self._abandoned_ended.append(callback)
+
+    def _tell_abandoned_ended(self) -> None:
+        """(in a worker thread) Run the callbacks in the trio thread, if trio still runs."""
+        token = self._token
+        if token is None or not self._abandoned_ended:
+            return
+        for callback in self._abandoned_ended:
+            try:
+                token.run_sync_soon(callback)
+            except trio.RunFinishedError:
+                return  # the process is gone: nobody to tell
 
     def statistics(self) -> ThreadStatistics:
         with self._lock:
@@ -61,6 +80,7 @@ class Threads:
     async def run(self, fn: Callable[[Any], Any], task: Any) -> Any:
         """``fn(task)`` in a worker thread; on cancellation, abandon the thread."""
         state = _State()
+        self._token = trio.lowlevel.current_trio_token()
 
         def in_thread() -> Any:
             with self._lock:
@@ -86,6 +106,8 @@ class Threads:
                     state.done = True
                     if state.abandoned:
                         self._abandoned -= 1
+                if state.abandoned:
+                    self._tell_abandoned_ended()
 
         try:
             return await trio.to_thread.run_sync(
@@ -108,4 +130,10 @@ async def run_asyncio(loop: Any, fn: Callable[[Any], Any], task: Any) -> Any:
     The loop is passed explicitly: a handler task is not started inside the loop's context,
     where the bare ``aio_as_trio`` helper would look for it.
     """
-    return await loop.run_aio_coroutine(fn(task))
+    return await loop.run_aio_coroutine(run_on_asyncio(fn, task))
+
+
+async def run_on_asyncio(fn: Callable[[Any], Any], task: Any) -> Any:
+    """(asyncio side) The handler's coroutine. The loop watchdog finds the task of a
+    blocking asyncio handler by this function's name and its ``task`` local."""
+    return await fn(task)

@@ -1,33 +1,42 @@
 """The scheduler stage: fires the due ticks of the schedules this process serves.
 
-No leader and no polling loop. Every process that runs workers reads ``notifyq.schedules``,
-sleeps until the earliest next tick of the schedules it serves (its queues, kinds it has a
-handler for), and fires a due tick with ``notifyq.fire_schedule``: a compare-and-set on
-``next_run_at`` that inserts the tick's task in the same statement, so of the processes
-that wake for one tick exactly one enqueues it. The losers find the row moved and read the
-schedules again. A change of the schedules (``notifyq_schedules``) wakes the stage; the
-``FETCH_INTERVAL`` sweep covers a notification lost while the LISTEN connection was down.
+No leader and no polling loop. Every process that runs workers sleeps until the earliest
+next tick of the schedules it serves (its queues, kinds it has a handler for; by the
+database's clock), reads the due ones and fires them with ``notifyq.fire_schedules``
+(migration 0012): one statement per batch that moves each row's ``next_run_at`` from the
+value read (a compare-and-set under ``FOR UPDATE SKIP LOCKED``) and inserts the ticks'
+tasks, so of the processes that wake for one tick exactly one enqueues it, and no other
+transaction can make it wait. The losers read the schedules again shortly. A change of the
+schedules (``notifyq_schedules``) wakes the stage; the ``FETCH_INTERVAL`` sweep covers a
+notification lost while the LISTEN connection was down.
 
-A bad row (a cron expression or zone this process cannot read, a kind it has no handler
-for) is logged once per definition and skipped; it never stops the process.
+A bad row (a cron expression, zone, interval or time this process cannot read, a kind it
+has no handler for) is logged once per definition as ``schedule.skipped`` and skipped; it
+never stops the process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import trio
 
 from notifyq import db, errors, logs, schedules, store
-from notifyq.store import ScheduleRow
+from notifyq.store import DueSchedule
 
 log = logs.get("notifyq.scheduler")
 
 # A database that is away is retried after this long.
 RETRY_S = 1.0
+# A due schedule this process could not fire (another one did, or a transaction holds its
+# row) is read again after this long.
+MOVED_RETRY_S = 0.2
+# At most this many ticks (tasks) per statement that fires schedules; a catch-up of more
+# (catch_up_limit is at most 10,000) goes alone.
+BATCH_TICKS = 2_000
 # Notified by a trigger when the schedules change (migration 0005).
 SCHEDULES_CHANNEL = "notifyq_schedules"
 
@@ -65,6 +74,8 @@ class Scheduler:
         self._changed = trio.Event()
         self._reported: dict[str, tuple[Any, ...]] = {}
         self._timings: dict[tuple[Any, ...], schedules.Timing] = {}
+        # Schedules whose last firing PostgreSQL refused (reported as skipped).
+        self._refused: set[str] = set()
         self._fired = 0
         self._missed = 0
         self._duplicates = 0
@@ -83,8 +94,7 @@ class Scheduler:
         schedule removed from the code stays in the table until ``notifyq schedule remove``.
         """
         for schedule in self.declared:
-            first = schedule.timing.next_after(datetime.now(UTC))
-            change = await store.upsert_schedule(self.db, schedule, first_run=first)
+            change = await store.upsert_schedule(self.db, schedule)
             if change is not None:
                 log.info(
                     "schedule.declared",
@@ -112,39 +122,112 @@ class Scheduler:
 
     async def fire_due(self) -> float:
         """Fire every due tick of the schedules this process serves; return the seconds
-        until the next one (the sweep's period when there is none)."""
-        table = await store.list_schedules(self.db)
-        offset = timedelta(0) if table.now is None else table.now - datetime.now(UTC)
-        earliest: datetime | None = None
-        for row in table.rows:
-            if row.paused or not self._serves(row):
+        until the next one (the sweep's period when there is none).
+
+        Reads only the due rows (no payloads: the database copies them into the tasks), so
+        a pass costs little however many schedules wait, and fires them in batches of one
+        statement each, a catch-up's ticks included."""
+        clock = await store.schedules_clock(self.db, queues=self.queues, kinds=self.kinds)
+        read_at = trio.current_time()
+
+        def now() -> datetime:
+            # The database's clock, moved on by the time this pass has taken.
+            return clock.now + timedelta(seconds=trio.current_time() - read_at)
+
+        earliest = clock.next_due
+        firings: list[tuple[str, datetime, schedules.Firing]] = []
+        rows: dict[str, DueSchedule] = {}
+        for row in await store.due_schedules(self.db, queues=self.queues):
+            if not self._serves(row):
+                continue
+            if not row.readable:
+                self._report(row, "next_run_at or last_run_at is outside 1970 to 9000")
                 continue
             timing = self._timing(row)
             if timing is None:
                 continue
             try:
-                next_run_at = await self._fire(row, timing, offset)
-            except schedules.ScheduleError as exc:  # a cron expression that stopped matching
+                due = row.next_run_at
+                if due is None:
+                    due = await store.schedule_first_run(
+                        self.db, row.name, timing.next_after(now())
+                    )
+                    if due is None:
+                        continue  # removed meanwhile
+                catch_up: schedules.CatchUp = "all" if row.catch_up == "all" else "coalesce"
+                firing = schedules.plan(
+                    timing, due, now(), catch_up=catch_up, catch_up_limit=row.catch_up_limit
+                )
+            except (schedules.ScheduleError, OverflowError, ValueError) as exc:
+                # A cron expression that stopped matching, a tick past the dates Python has.
                 self._report(row, str(exc))
                 continue
-            if next_run_at is None:
-                # Another process fired it, or the row changed under us: read again soon.
-                self._changed.set()
-            elif earliest is None or next_run_at < earliest:
-                earliest = next_run_at
+            if firing is None:
+                earliest = due if earliest is None else min(earliest, due)
+            else:
+                firings.append((row.name, due, firing))
+                rows[row.name] = row
+        for batch in _batches(firings):
+            fired = await self._fire_batch(batch, rows)
+            for name, _due, firing in batch:
+                result = fired.get(name)
+                if result is None and name in self._refused:
+                    continue  # reported; due again at the next pass, not sooner
+                if result is None:
+                    # Another process fired it, the row changed, or a transaction holds it:
+                    # read again shortly (not at once: a held row would spin this loop).
+                    moved = now() + timedelta(seconds=MOVED_RETRY_S)
+                    earliest = moved if earliest is None else min(earliest, moved)
+                    continue
+                self._record(name, firing, result)
+                if earliest is None or firing.next_run_at < earliest:
+                    earliest = firing.next_run_at
         if earliest is None:
             return self.sweep_s
-        return max(0.0, (earliest - (datetime.now(UTC) + offset)).total_seconds())
+        return max(0.0, (earliest - now()).total_seconds())
 
-    def _serves(self, row: ScheduleRow) -> bool:
-        if row.queue not in self.queues:
-            return False
+    async def _fire_batch(
+        self, batch: list[tuple[str, datetime, schedules.Firing]], rows: dict[str, DueSchedule]
+    ) -> dict[str, store.Fired]:
+        """Fire a batch in one statement. If PostgreSQL refuses it (a task check the row's
+        payload breaks, say), fire its schedules one by one, so that the one it refuses is
+        skipped and reported and the others fire."""
+        self._refused.difference_update(name for name, _, _ in batch)
+        try:
+            return await store.fire_schedules(self.db, batch)
+        except errors.QueryError as exc:
+            if len(batch) == 1:
+                name = batch[0][0]
+                self._refused.add(name)
+                self._report(rows[name], f"the database refuses its task: {exc}")
+                return {}
+        fired: dict[str, store.Fired] = {}
+        for one in batch:
+            fired.update(await self._fire_batch([one], rows))
+        return fired
+
+    def _record(self, name: str, firing: schedules.Firing, result: store.Fired) -> None:
+        self._fired += result.tasks
+        self._missed += firing.missed
+        # A tick at or before the row's last run is never enqueued twice.
+        self._duplicates += len(firing.ticks) - result.tasks
+        log.info(
+            "schedule.fired",
+            schedule=name,
+            tick=firing.tick.isoformat(),
+            ticks=result.tasks,
+            task_id=result.last_task_id,
+            missed=firing.missed,
+            next_run_at=firing.next_run_at.isoformat(),
+        )
+
+    def _serves(self, row: DueSchedule) -> bool:
         if row.kind not in self.kinds:
             self._report(row, f"no handler for kind {row.kind!r} in this process")
             return False
-        return True
+        return row.queue in self.queues
 
-    def _timing(self, row: ScheduleRow) -> schedules.Timing | None:
+    def _timing(self, row: DueSchedule) -> schedules.Timing | None:
         key = (row.cron, row.every_s, row.tz)
         timing = self._timings.get(key)
         if timing is None:
@@ -155,53 +238,30 @@ class Scheduler:
                 self._report(row, str(exc))
                 return None
             self._timings[key] = timing
-        self._reported.pop(row.name, None)
+        if row.name not in self._refused:  # a refused one stays reported (logged once)
+            self._reported.pop(row.name, None)
         return timing
 
-    def _report(self, row: ScheduleRow, why: str) -> None:
+    def _report(self, row: DueSchedule, why: str) -> None:
         """Log a schedule this process skips, once per definition."""
-        definition = (row.cron, row.every_s, row.tz, row.kind, row.queue)
+        definition = (row.cron, row.every_s, row.tz, row.kind, row.queue, row.readable)
         if self._reported.get(row.name) != definition:
             self._reported[row.name] = definition
             log.warning("schedule.skipped", schedule=row.name, why=why)
 
-    async def _fire(
-        self, row: ScheduleRow, timing: schedules.Timing, offset: timedelta
-    ) -> datetime | None:
-        """Fire the due ticks of one schedule; return its next tick, or None if the row
-        moved under this process."""
-        due = row.next_run_at
-        if due is None:
-            first = timing.next_after(datetime.now(UTC) + offset)
-            due = await store.schedule_first_run(self.db, row.name, first)
-            if due is None:
-                return None
-        catch_up: schedules.CatchUp = "all" if row.catch_up == "all" else "coalesce"
-        while True:
-            firing = schedules.plan(
-                timing,
-                due,
-                datetime.now(UTC) + offset,
-                catch_up=catch_up,
-                catch_up_limit=row.catch_up_limit,
-            )
-            if firing is None:
-                return due
-            result = await store.fire_schedule(
-                self.db, name=row.name, due=due, tick=firing.tick, next_run_at=firing.next_run_at
-            )
-            if not result.fired:
-                return None
-            self._fired += 1
-            self._missed += firing.missed
-            if result.task_id is None:
-                self._duplicates += 1
-            log.info(
-                "schedule.fired",
-                schedule=row.name,
-                tick=firing.tick.isoformat(),
-                task_id=result.task_id,
-                missed=firing.missed,
-                next_run_at=firing.next_run_at.isoformat(),
-            )
-            due = firing.next_run_at
+
+def _batches(
+    firings: list[tuple[str, datetime, schedules.Firing]],
+) -> Iterator[list[tuple[str, datetime, schedules.Firing]]]:
+    """Firings in statements of at most BATCH_TICKS ticks (a bigger catch-up alone)."""
+    batch: list[tuple[str, datetime, schedules.Firing]] = []
+    size = 0
+    for firing in firings:
+        n = len(firing[2].ticks)
+        if batch and size + n > BATCH_TICKS:
+            yield batch
+            batch, size = [], 0
+        batch.append(firing)
+        size += n
+    if batch:
+        yield batch

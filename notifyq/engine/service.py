@@ -7,6 +7,15 @@ Shutdown is a sequence, not one big cancellation, so that nothing is lost:
 3. handlers still running are cancelled and their tasks released to pending;
 4. the writer records every outcome (shielded), then heartbeat and listener stop;
 5. the process leaves the worker registry.
+
+The asyncio loop that drives asyncpg also runs ``runtime="asyncio"`` handlers. A handler
+cannot stop it (:mod:`notifyq.db` refuses), but a callback it schedules that raises
+``SystemExit`` or ``KeyboardInterrupt`` ends it, as in asyncio, and with it every database
+call of the process. Then the process stops at once, without the sequence above (which
+needs the database): the attempts of asyncio handlers running then fail (retried: a poison
+task cannot stop the fleet forever), the others are released, through a connection of
+their own; the process leaves the registry and, under the CLI, exits 1 with one line
+(tests/acceptance/test_asyncio_loop_attacks.py).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import math
 import os
 import secrets
 import socket
+import sys
 from dataclasses import dataclass
 
 import trio
@@ -23,6 +33,7 @@ import trio
 from notifyq import db, errors, logs, store, tracing
 from notifyq.app import App
 from notifyq.engine import leases, maintenance
+from notifyq.engine.capacity import Capacity
 from notifyq.engine.claimer import Claimer
 from notifyq.engine.ledger import Attempt, Ledger
 from notifyq.engine.listener import (
@@ -36,10 +47,11 @@ from notifyq.engine.listener import (
 from notifyq.engine.maintenance import prune
 from notifyq.engine.runner import Runner
 from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler
+from notifyq.engine.verdict import failed
 from notifyq.engine.watchdog import LoopWatch
 from notifyq.engine.writer import EndObserver, Writer
 from notifyq.settings import Settings
-from notifyq.store import Outcome
+from notifyq.store import Outcome, Verdict
 
 log = logs.get("notifyq.service")
 
@@ -90,15 +102,23 @@ class Service:
         self.stopped = trio.Event()  # set once serve() has returned (or failed)
         self.ledger = Ledger(settings.worker_count + settings.prefetch)
         self.registration = store.Registration(
-            self.worker_id, tuple(settings.queues), settings.worker_count
+            self.worker_id,
+            tuple(settings.queues),
+            settings.worker_count,
+            tuple(sorted(app.handlers)),
         )
         jobs_send, jobs_receive = trio.open_memory_channel[Attempt](self.ledger.capacity)
         out_send, out_receive = trio.open_memory_channel[tuple[Outcome, Attempt]](math.inf)
         self._outcomes_send = out_send
         self.listener = Listener(database, settings, sink=sink)
-        self.claimer = Claimer(database, settings, self.ledger, self.worker_id, jobs_send)
         self.app = app
         self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send, loop=database.loop)
+        self.capacity = Capacity(
+            {kind: h.runtime for kind, h in app.handlers.items()}, self.runner.threads, self.ledger
+        )
+        self.claimer = Claimer(
+            database, settings, self.ledger, self.worker_id, jobs_send, capacity=self.capacity
+        )
         tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
         self.writer = Writer(
             database, settings, self.ledger, self.worker_id, out_receive, self.claimer
@@ -154,7 +174,10 @@ class Service:
     ) -> None:
         try:
             if self.workers:
-                await self._serve_workers(stop, force, task_status)
+                async with trio.open_nursery() as guard:
+                    guard.start_soon(self._guard_loop)
+                    await self._serve_workers(stop, force, task_status)
+                    guard.cancel_scope.cancel()
             else:
                 await self._serve_listener_only(stop, task_status)
         finally:
@@ -254,6 +277,44 @@ class Service:
             await stop.wait()
             nursery.cancel_scope.cancel()
 
+    async def _guard_loop(self) -> None:
+        """Wait for the asyncio loop to stop under the service (see the module's doc), then
+        hand back its attempts through a new connection and leave."""
+        await self.db.loop.wait_stopped()
+        # Shielded: trio-asyncio cancels everything inside the loop it lost, this included.
+        with trio.CancelScope(shield=True):
+            log.error("asyncio.loop_stopped", why=LOOP_DIED, running=len(self.ledger.attempts))
+            outcomes = []
+            for attempt in list(self.ledger.attempts.values()):
+                task, handler = attempt.task, self.app.get(attempt.task.kind)
+                if (
+                    attempt.started
+                    and not attempt.over
+                    and handler
+                    and handler.runtime == "asyncio"
+                ):
+                    message = f"the asyncio loop stopped while this handler ran: {LOOP_DIED}"
+                    outcomes.append(failed(task, message, self.runner.retries))
+                else:
+                    outcomes.append(Outcome(task.id, task.attempt, Verdict.RELEASED))
+            # Bounded: else (or if this fails) the reaper takes them back after LEASE.
+            with trio.move_on_after(10):
+                try:
+                    async with db.open_database(self.db.dsn, min_size=1, max_size=1) as rescue:
+                        if outcomes:
+                            await store.finish(rescue, owner=self.worker_id, outcomes=outcomes)
+                        await store.unregister(rescue, self.worker_id)
+                except errors.NotifyqError as exc:
+                    log.error("asyncio.hand_back_failed", error=str(exc), tasks=len(outcomes))
+            if self.exit_on_abandoned:  # the CLI: nothing can unwind past the dead loop
+                print(
+                    f"notifyq: the asyncio loop stopped: {LOOP_DIED} (a runtime='asyncio' "
+                    "handler?); running tasks were handed back",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(1)
+
     async def _enforce_grace(self, grace: trio.CancelScope, force: trio.Event) -> None:
         """Give running handlers SHUTDOWN_TIMEOUT (or until a second signal), then cancel."""
         with grace:
@@ -278,6 +339,9 @@ class Service:
                     error=str(exc),
                     why="the registry entry expires by itself",
                 )
+
+
+LOOP_DIED = "a callback raised SystemExit or KeyboardInterrupt"
 
 
 async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifyq import errors
+from notifyq.app import Task
 from notifyq.engine.ledger import StopReason
 from notifyq.store import Outcome, Verdict
 
@@ -40,12 +41,13 @@ class Facts:
     timeout_s: float | None = None
 
 
-def judge(facts: Facts, retries: Retries) -> Outcome:
-    """The outcome of one attempt."""
+def judge(facts: Facts, retries: Retries, max_result_bytes: int | None = None) -> Outcome:
+    """The outcome of one attempt (a result over ``max_result_bytes`` as JSON: failed)."""
     tid, attempt = facts.task_id, facts.attempt
     if facts.returned and not facts.overran:
         try:
-            return Outcome(tid, attempt, Verdict.DONE, result_json=encode_result(facts.value))
+            result_json = encode_result(facts.value, max_result_bytes)
+            return Outcome(tid, attempt, Verdict.DONE, result_json=result_json)
         except ValueError as exc:
             return Outcome(tid, attempt, Verdict.FAILED, error=str(exc))
     if facts.raised is not None and facts.stopped is None:
@@ -57,6 +59,17 @@ def judge(facts: Facts, retries: Retries) -> Outcome:
     if reason in ("shutdown", "lease_lost"):
         return Outcome(tid, attempt, Verdict.RELEASED)
     return Outcome(tid, attempt, Verdict.CANCELLED, error="cancelled")
+
+
+def no_handler(task: Task, retries: Retries) -> Outcome:
+    """The outcome of an attempt of a kind this process has no handler for: retried (with
+    backoff, an attempt spent) in case another process has one."""
+    return failed(task, f"no handler for kind {task.kind!r} in this process", retries)
+
+
+def failed(task: Task, message: str, retries: Retries) -> Outcome:
+    """A failed attempt (``message``, as is), retried while attempts remain."""
+    return _retry_or_fail(Facts(task.id, task.attempt, task.max_attempts), message, retries)
 
 
 def _failure(facts: Facts, exc: BaseException, retries: Retries) -> Outcome:
@@ -89,10 +102,18 @@ def backoff_s(attempt: int, base_s: float, max_s: float, jitter: float = 0.25) -
 _ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 
 
-def encode_result(value: Any) -> str:
-    """JSON text for a handler's return value; ValueError if PostgreSQL cannot store it."""
+def encode_result(value: Any, max_bytes: int | None = None) -> str:
+    """JSON text for a handler's return value; ValueError if PostgreSQL cannot store it, or
+    if it is over ``max_bytes`` of UTF-8 (MAX_RESULT_BYTES).
+
+    Encoded once: a string result already too long is refused before it is encoded, and
+    the UTF-8 size is only counted when the character count cannot decide.
+    """
     if value is None:
         return "null"
+    too_big = ValueError(f"result is over MAX_RESULT_BYTES ({max_bytes} bytes as JSON)")
+    if max_bytes is not None and isinstance(value, str) and len(value) > max_bytes:
+        raise too_big
     try:
         encoded = _ENCODER.encode(value)
         has_nul = _has_nul(value)
@@ -102,6 +123,13 @@ def encode_result(value: Any) -> str:
         raise ValueError("result is nested too deeply to encode as JSON") from None
     if has_nul:
         raise ValueError("result contains a NUL character, which jsonb cannot store")
+    # One to four UTF-8 bytes per character: count the bytes only between the two bounds.
+    if (
+        max_bytes is not None
+        and len(encoded) * 4 > max_bytes
+        and (len(encoded) > max_bytes or len(encoded.encode()) > max_bytes)
+    ):
+        raise too_big
     return encoded
 
 

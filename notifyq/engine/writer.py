@@ -167,6 +167,7 @@ class Writer:
                 owner=self.owner,
                 outcomes=outcomes,
                 queues=claimer.queues,
+                kinds=reservation.kinds,
                 limit=reservation.want,
                 lease_s=self.settings.lease_s,
             )

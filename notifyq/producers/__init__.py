@@ -11,22 +11,21 @@ driver: on a blocking connection the call returns the value; on an asyncio one
 awaitable, so ``await notifyq.enqueue(conn, ...)``. Nothing commits: the task exists if and
 only if the caller's transaction commits, and a waiting worker wakes at that commit.
 
-The options are checked before anything reaches the database (:class:`InvalidTask` names the
-bad one). No driver is imported here; a connection tells which one it belongs to.
+The options are those of every entry point, checked by :mod:`notifyq.spec` before anything
+reaches the database (:class:`InvalidTask` names the bad one), so a refused task never
+aborts the caller's transaction. No driver is imported here; a connection tells which one
+it belongs to.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Unpack, overload
 
 from notifyq.producers import drivers
-from notifyq.producers.spec import NewTask, TaskOptions, from_item, new_task
-from notifyq.producers.spec import columns as _columns
-from notifyq.producers.spec import row as _row
 from notifyq.producers.waiting import TaskOutcome
+from notifyq.spec import NewTask, PlainOptions, TaskOptions, from_item, new_task
 
 if TYPE_CHECKING:
     import psycopg
@@ -53,120 +52,160 @@ def _with_trace(task: NewTask) -> NewTask:
     return task.with_meta(otel.task_meta())
 
 
+def _row(task: NewTask) -> list[Any]:
+    """The parameters of the ``produce`` statement."""
+    return [
+        task.queue,
+        task.kind,
+        task.payload_json,
+        task.priority,
+        task.run_at,
+        task.delay_s,
+        task.max_attempts,
+        task.timeout_s,
+        task.meta_json,
+        task.unique_key,
+        task.concurrency_key,
+    ]
+
+
+def _columns(tasks: list[NewTask]) -> list[list[Any]]:
+    """The arrays of the ``produce_many`` statement, one per column (no unique keys)."""
+    rows = [_row(t) for t in tasks]
+    return [[r[i] for r in rows] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10)]
+
+
 @overload
 def enqueue(
     conn: SyncConnection,
     kind: str,
     payload: Any = None,
     *,
-    queue: str = ...,
-    priority: int | str = ...,
-    delay: float | timedelta | None = ...,
-    run_at: datetime | None = ...,
-    max_attempts: int = ...,
-    timeout: float | timedelta | None = ...,
+    unique_key: None = None,
+    **options: Unpack[PlainOptions],
 ) -> int: ...
+@overload
+def enqueue(
+    conn: SyncConnection,
+    kind: str,
+    payload: Any = None,
+    *,
+    unique_key: str,
+    **options: Unpack[PlainOptions],
+) -> int | None: ...
 @overload
 def enqueue(
     conn: AsyncConnection,
     kind: str,
     payload: Any = None,
     *,
-    queue: str = ...,
-    priority: int | str = ...,
-    delay: float | timedelta | None = ...,
-    run_at: datetime | None = ...,
-    max_attempts: int = ...,
-    timeout: float | timedelta | None = ...,
+    unique_key: None = None,
+    **options: Unpack[PlainOptions],
 ) -> Awaitable[int]: ...
+@overload
+def enqueue(
+    conn: AsyncConnection,
+    kind: str,
+    payload: Any = None,
+    *,
+    unique_key: str,
+    **options: Unpack[PlainOptions],
+) -> Awaitable[int | None]: ...
 @overload
 def enqueue(
     conn: Any,
     kind: str,
     payload: Any = None,
     *,
-    queue: str = ...,
-    priority: int | str = ...,
-    delay: float | timedelta | None = ...,
-    run_at: datetime | None = ...,
-    max_attempts: int = ...,
-    timeout: float | timedelta | None = ...,
+    unique_key: str | None = None,
+    **options: Unpack[PlainOptions],
 ) -> Any: ...
 def enqueue(
     conn: Any,
     kind: str,
     payload: Any = None,
     *,
-    queue: str = "default",
-    priority: int | str = 0,
-    delay: float | timedelta | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int = 3,
-    timeout: float | timedelta | None = None,
-) -> int | Awaitable[int]:
+    unique_key: str | None = None,
+    **options: Unpack[PlainOptions],
+) -> int | Awaitable[int | None] | None:
     """Add a task in ``conn``'s current transaction and return its id (awaitable on an
-    asyncio connection).
+    asyncio connection); the options are those of :func:`notifyq.new_task`.
 
-    ``priority``: an integer (higher first) or ``low``/``normal``/``high``/``urgent``;
-    ``delay`` (seconds or a timedelta) or ``run_at`` (an aware datetime): not before then;
-    ``timeout``: the limit of one attempt (seconds or a timedelta).
+    With ``unique_key``, while a live task of the queue holds the key nothing is added and
+    the answer is None: a producer may not read other tasks, so it is not told which.
     """
     target = drivers.connection_of(conn)
-    task = _with_trace(
-        new_task(
-            kind,
-            payload,
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            timeout=timeout,
-        )
-    )
-    args = _row(task)
+    task = _with_trace(new_task(kind, payload, unique_key=unique_key, **options))
     if isinstance(target, drivers.Sync):
-        return int(target.run("produce", args)[0][0])
-    return _first_id(target.run("produce", args))
+        return _first_id(target.run("produce", _row(task)))
+    return _await_first_id(target.run("produce", _row(task)))
 
 
-async def _first_id(rows: Awaitable[drivers.Rows]) -> int:
-    return int((await rows)[0][0])
+def _first_id(rows: drivers.Rows) -> int | None:
+    return int(rows[0][0]) if rows else None
+
+
+async def _await_first_id(rows: Awaitable[drivers.Rows]) -> int | None:
+    return _first_id(await rows)
+
+
+def _steps(tasks: list[NewTask]) -> list[NewTask | list[NewTask]]:
+    """The statements that add ``tasks`` in order: one per run of tasks without a unique
+    key, one per task with one (which may be skipped)."""
+    steps: list[NewTask | list[NewTask]] = []
+    for task in tasks:
+        if task.unique_key is not None:
+            steps.append(task)
+        elif steps and isinstance(steps[-1], list):
+            steps[-1].append(task)
+        else:
+            steps.append([task])
+    return steps
 
 
 @overload
 def enqueue_many(
     conn: SyncConnection, tasks: Iterable[NewTask | Mapping[str, Any]]
-) -> list[int]: ...
+) -> list[int | None]: ...
 @overload
 def enqueue_many(
     conn: AsyncConnection, tasks: Iterable[NewTask | Mapping[str, Any]]
-) -> Awaitable[list[int]]: ...
+) -> Awaitable[list[int | None]]: ...
 @overload
 def enqueue_many(conn: Any, tasks: Iterable[NewTask | Mapping[str, Any]]) -> Any: ...
 def enqueue_many(
     conn: Any, tasks: Iterable[NewTask | Mapping[str, Any]]
-) -> list[int] | Awaitable[list[int]]:
-    """Add many tasks in one statement, in ``conn``'s current transaction; returns their
-    ids in the order given (awaitable on an asyncio connection).
+) -> list[int | None] | Awaitable[list[int | None]]:
+    """Add many tasks in ``conn``'s current transaction; returns their ids in the order
+    given (awaitable on an asyncio connection).
 
     Each item is a mapping of :func:`enqueue`'s arguments (``{"kind": ..., "payload": ...,
     "priority": "high"}``) or a :func:`notifyq.new_task` value. Every item is checked
-    before the statement runs, so a bad one adds none.
+    before any statement runs, so a bad one adds none. Tasks without a ``unique_key`` go in
+    one statement per run of them; each task with one takes a statement of its own, and its
+    id is None when a live task holds the key.
     """
     target = drivers.connection_of(conn, "notifyq.enqueue_many")
-    checked = [_with_trace(from_item(item)) for item in tasks]
-    if isinstance(target, drivers.Sync):
-        if not checked:
-            return []
-        return [int(r[0]) for r in target.run("produce_many", _columns(checked))]
-    return _ids(target, checked)
+    steps = _steps([_with_trace(from_item(item)) for item in tasks])
+    if isinstance(target, drivers.Async):
+        return _ids(target, steps)
+    ids: list[int | None] = []
+    for step in steps:
+        if isinstance(step, list):
+            ids.extend(int(r[0]) for r in target.run("produce_many", _columns(step)))
+        else:
+            ids.append(_first_id(target.run("produce", _row(step))))
+    return ids
 
 
-async def _ids(target: drivers.Async, checked: list[NewTask]) -> list[int]:
-    if not checked:
-        return []
-    return [int(r[0]) for r in await target.run("produce_many", _columns(checked))]
+async def _ids(target: drivers.Async, steps: list[NewTask | list[NewTask]]) -> list[int | None]:
+    ids: list[int | None] = []
+    for step in steps:
+        if isinstance(step, list):
+            ids.extend(int(r[0]) for r in await target.run("produce_many", _columns(step)))
+        else:
+            ids.append(_first_id(await target.run("produce", _row(step))))
+    return ids
 
 
 @overload

@@ -86,6 +86,7 @@ def _wait_psycopg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcome:
             conn.commit()  # end the transaction the statement began: back to idle
         return rows
 
+    was_listening = bool(run("listening_done")[0][0])
     run("listen_done")
     try:
         while True:
@@ -99,7 +100,7 @@ def _wait_psycopg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcome:
                 if _is_ours(note.payload, task_id):
                     break
     finally:
-        if not conn.closed:
+        if not conn.closed and not was_listening:
             run("unlisten_done")
 
 
@@ -125,6 +126,7 @@ async def _wait_psycopg_async(conn: Any, task_id: int, timeout_s: float) -> Task
             await conn.commit()
         return rows
 
+    was_listening = bool((await run("listening_done"))[0][0])
     await run("listen_done")
     try:
         while True:
@@ -138,7 +140,7 @@ async def _wait_psycopg_async(conn: Any, task_id: int, timeout_s: float) -> Task
                 if _is_ours(note.payload, task_id):
                     break
     finally:
-        if not conn.closed:
+        if not conn.closed and not was_listening:
             await run("unlisten_done")
 
 
@@ -154,6 +156,7 @@ async def _wait_asyncpg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcom
             heard.set()
 
     deadline = time.monotonic() + timeout_s
+    was_listening = await conn.fetchval(statement("listening_done", "numeric_dollar"))
     await conn.add_listener("notifyq_done", on_done)  # LISTEN, in effect when it returns
     try:
         while True:
@@ -170,4 +173,8 @@ async def _wait_asyncpg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcom
                 await asyncio.wait_for(heard.wait(), remaining)
     finally:
         if not conn.is_closed():
+            # asyncpg UNLISTENs once its last callback goes, even when the application's
+            # own LISTEN (a plain statement) came first: that LISTEN is set again.
             await conn.remove_listener("notifyq_done", on_done)
+            if was_listening:
+                await conn.execute(statement("listen_done", "numeric_dollar"))

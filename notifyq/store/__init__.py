@@ -20,9 +20,6 @@ from notifyq.store.engine import (
     Exchange as Exchange,
 )
 from notifyq.store.engine import (
-    HistoryPrune as HistoryPrune,
-)
-from notifyq.store.engine import (
     Idle as Idle,
 )
 from notifyq.store.engine import (
@@ -30,12 +27,6 @@ from notifyq.store.engine import (
 )
 from notifyq.store.engine import (
     Outcome as Outcome,
-)
-from notifyq.store.engine import (
-    Partitions as Partitions,
-)
-from notifyq.store.engine import (
-    Recovered as Recovered,
 )
 from notifyq.store.engine import (
     Registration as Registration,
@@ -62,28 +53,19 @@ from notifyq.store.engine import (
     limited_queues as limited_queues,
 )
 from notifyq.store.engine import (
-    maintain_partitions as maintain_partitions,
-)
-from notifyq.store.engine import (
-    prune as prune,
-)
-from notifyq.store.engine import (
-    prune_history as prune_history,
-)
-from notifyq.store.engine import (
-    reap as reap,
-)
-from notifyq.store.engine import (
     register as register,
 )
 from notifyq.store.engine import (
     send_probe as send_probe,
 )
 from notifyq.store.engine import (
-    take_turn as take_turn,
-)
-from notifyq.store.engine import (
     unregister as unregister,
+)
+from notifyq.store.fleet import (
+    SCHEDULES_PAGE_MAX as SCHEDULES_PAGE_MAX,
+)
+from notifyq.store.fleet import (
+    DueSchedule as DueSchedule,
 )
 from notifyq.store.fleet import (
     Fired as Fired,
@@ -92,16 +74,22 @@ from notifyq.store.fleet import (
     QueueInfo as QueueInfo,
 )
 from notifyq.store.fleet import (
-    ScheduleRow as ScheduleRow,
+    ScheduleClock as ScheduleClock,
 )
 from notifyq.store.fleet import (
-    ScheduleTable as ScheduleTable,
+    ScheduleRow as ScheduleRow,
 )
 from notifyq.store.fleet import (
     clear_queue_limits as clear_queue_limits,
 )
 from notifyq.store.fleet import (
-    fire_schedule as fire_schedule,
+    due_schedules as due_schedules,
+)
+from notifyq.store.fleet import (
+    fire_schedules as fire_schedules,
+)
+from notifyq.store.fleet import (
+    get_schedule as get_schedule,
 )
 from notifyq.store.fleet import (
     list_queues as list_queues,
@@ -119,6 +107,9 @@ from notifyq.store.fleet import (
     schedule_first_run as schedule_first_run,
 )
 from notifyq.store.fleet import (
+    schedules_clock as schedules_clock,
+)
+from notifyq.store.fleet import (
     set_queue_limits as set_queue_limits,
 )
 from notifyq.store.fleet import (
@@ -132,6 +123,9 @@ from notifyq.store.reads import (
 )
 from notifyq.store.reads import (
     confirm_events as confirm_events,
+)
+from notifyq.store.reads import (
+    connection_limits as connection_limits,
 )
 from notifyq.store.reads import (
     counts as counts,
@@ -162,6 +156,9 @@ from notifyq.store.reads import (
 )
 from notifyq.store.reads import (
     running_tasks as running_tasks,
+)
+from notifyq.store.reads import (
+    unserved as unserved,
 )
 from notifyq.store.reads import (
     workers as workers,
@@ -195,6 +192,30 @@ from notifyq.store.tasks import (
 )
 from notifyq.store.tasks import (
     task_history as task_history,
+)
+from notifyq.store.upkeep import (
+    HistoryPrune as HistoryPrune,
+)
+from notifyq.store.upkeep import (
+    Partitions as Partitions,
+)
+from notifyq.store.upkeep import (
+    Recovered as Recovered,
+)
+from notifyq.store.upkeep import (
+    maintain_partitions as maintain_partitions,
+)
+from notifyq.store.upkeep import (
+    prune as prune,
+)
+from notifyq.store.upkeep import (
+    prune_history as prune_history,
+)
+from notifyq.store.upkeep import (
+    reap as reap,
+)
+from notifyq.store.upkeep import (
+    take_turn as take_turn,
 )
 from notifyq.store.vocabulary import (
     ENDED as ENDED,

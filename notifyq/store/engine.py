@@ -1,4 +1,5 @@
-"""The engine's statements: claim, idle, finish, heartbeat, registry, reaper, prune, partitions."""
+"""The engine's statements: claim, idle, finish, heartbeat, registry (the fleet's upkeep:
+store/upkeep.py)."""
 
 from __future__ import annotations
 
@@ -55,10 +56,19 @@ def _decode_meta(text: str | None) -> Any:
 
 
 async def claim(
-    database: db.Database, *, queues: Sequence[str], limit: int, owner: str, lease_s: float
+    database: db.Database,
+    *,
+    queues: Sequence[str],
+    kinds: Sequence[str],
+    limit: int,
+    owner: str,
+    lease_s: float,
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due rows of ``queues`` for ``owner`` (see queries.sql)."""
-    rows = await database.fetch(sql.queries["claim"], list(queues), limit, owner, lease_s)
+    """Claim up to ``limit`` due rows of ``queues`` and ``kinds`` for ``owner`` (see
+    queries.sql)."""
+    rows = await database.fetch(
+        sql.queries["claim"], list(queues), limit, owner, lease_s, list(kinds)
+    )
     return [_claimed(r) for r in rows]
 
 
@@ -94,20 +104,27 @@ async def claim_with_limits(
     limited: Sequence[str],
     limited_limit: int,
     unlimited: Sequence[str],
+    kinds: Sequence[str],
     limit: int,
     owner: str,
     lease_s: float,
 ) -> LimitedClaim:
     """Claim up to ``limited_limit`` rows of the ``limited`` queues within their limits
-    (claim_limited), then up to ``limit`` in all with ``unlimited`` (the plain claim); one hop."""
-    limited_list, unlimited_list = list(limited), list(unlimited)
+    (claim_limited), then up to ``limit`` in all with ``unlimited`` (the plain claim); both
+    of ``kinds`` only; one hop."""
+    limited_list, unlimited_list, kind_list = list(limited), list(unlimited), list(kinds)
 
     async def statements(conn: db.Connection) -> LimitedClaim:
         rows: list[Claimed] = []
         held: dict[str, float] = {}
         if limited_list and limited_limit > 0:
             for r in await conn.fetch(
-                sql.queries["claim_limited"], limited_list, limited_limit, owner, lease_s
+                sql.queries["claim_limited"],
+                limited_list,
+                limited_limit,
+                owner,
+                lease_s,
+                kind_list,
             ):
                 if r["id"] is None:
                     held[r["queue"]] = r["held_s"]
@@ -117,10 +134,16 @@ async def claim_with_limits(
             rows.extend(
                 _claimed(r)
                 for r in await conn.fetch(
-                    sql.queries["claim"], unlimited_list, limit - len(rows), owner, lease_s
+                    sql.queries["claim"],
+                    unlimited_list,
+                    limit - len(rows),
+                    owner,
+                    lease_s,
+                    kind_list,
                 )
             )
-        return LimitedClaim(rows, held)
+        # Rows of two statements in one claim order: priority first (a stable sort).
+        return LimitedClaim(sorted(rows, key=lambda r: -r.priority), held)
 
     return await database.run(statements)
 
@@ -143,12 +166,13 @@ async def go_idle(
     *,
     owner: str,
     queues: Sequence[str],
+    kinds: Sequence[str],
     register: bool,
     due_queues: Sequence[str] | None = None,
 ) -> Idle:
     """Record ``owner`` as waiting for ``queues`` (when ``register``) and read the next due
-    time of ``due_queues`` (default: ``queues``), one hop."""
-    queue_list = list(queues)
+    time of ``due_queues`` (default: ``queues``) for the ``kinds`` it claims, one hop."""
+    queue_list, kind_list = list(queues), list(kinds)
     due_list = queue_list if due_queues is None else list(due_queues)
 
     async def statements(conn: db.Connection) -> Idle:
@@ -157,7 +181,7 @@ async def go_idle(
             registered = bool(await conn.fetchval(sql.queries["go_idle"], owner, queue_list))
         due_in = None
         if due_list:
-            due_in = await conn.fetchval(sql.queries["next_due"], due_list)
+            due_in = await conn.fetchval(sql.queries["next_due"], due_list, kind_list)
         return Idle(registered, due_in)
 
     return await database.run(statements)
@@ -236,6 +260,7 @@ async def finish_and_claim(
     owner: str,
     outcomes: Sequence[Outcome],
     queues: Sequence[str],
+    kinds: Sequence[str],
     limit: int,
     lease_s: float,
 ) -> Exchange:
@@ -247,6 +272,7 @@ async def finish_and_claim(
         list(queues),
         limit,
         lease_s,
+        list(kinds),
     )
     written = {r["id"]: r["status"] for r in rows if r["claim_order"] is None}
     claimed = sorted((r for r in rows if r["claim_order"] is not None), key=_claim_order)
@@ -264,6 +290,7 @@ class Registration:
     owner: str
     queues: tuple[str, ...]
     concurrency: int
+    kinds: tuple[str, ...] = ()  # the kinds it has a handler for (it claims only those)
     host: str = socket.gethostname()
     pid: int = os.getpid()
 
@@ -277,7 +304,16 @@ async def unregister(database: db.Database, owner: str) -> None:
 
 
 def _registry_args(me: Registration, in_flight: int) -> tuple[Any, ...]:
-    return (me.owner, me.host, me.pid, list(me.queues), me.concurrency, in_flight, __version__)
+    return (
+        me.owner,
+        me.host,
+        me.pid,
+        list(me.queues),
+        me.concurrency,
+        in_flight,
+        __version__,
+        list(me.kinds),
+    )
 
 
 async def heartbeat(
@@ -311,78 +347,6 @@ async def heartbeat(
         return kept
 
     return await database.run(beat)
-
-
-@dataclass(frozen=True, slots=True)
-class Recovered:
-    """A task the reaper took back from a lost process."""
-
-    id: int
-    queue: str
-    status: str
-    lost_worker: str
-
-
-async def reap(
-    database: db.Database, *, every_s: float, limit: int, forget_after_s: float
-) -> list[Recovered]:
-    """If it is this process's turn: recover expired leases, forget stale registry rows."""
-
-    async def turn(conn: db.Connection) -> list[Recovered]:
-        if not await conn.fetchval(sql.queries["take_maintenance_turn"], "reaper", every_s):
-            return []
-        rows = await conn.fetch(sql.queries["recover_expired"], limit)
-        await conn.execute(sql.queries["forget_stale_workers"], forget_after_s)
-        if rows:
-            # Their slots are free: wake the processes waiting for limited queues (rows
-            # back to pending notify through their trigger; ended ones would not).
-            await conn.execute(sql.queries["slots_freed"], sorted({r["queue"] for r in rows}))
-        return [Recovered(r["id"], r["queue"], r["status"], r["lost_worker"]) for r in rows]
-
-    return await database.run_in_transaction(turn)
-
-
-async def take_turn(database: db.Database, job: str, every_s: float) -> bool:
-    """Whether this process gets the fleet's turn for maintenance ``job`` now."""
-    return bool(await database.fetchval(sql.queries["take_maintenance_turn"], job, every_s))
-
-
-async def prune(database: db.Database, *, older_than_s: float, limit: int) -> int:
-    """Delete up to ``limit`` tasks that ended more than ``older_than_s`` ago; how many."""
-    return len(await database.fetch(sql.queries["prune"], older_than_s, limit))
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPrune:
-    """The history partitions a retention turn dropped, and those it left for the next
-    turn because the history was in use (a long reader)."""
-
-    dropped: list[str]
-    busy: list[str]
-
-
-async def prune_history(database: db.Database, *, older_than_s: float) -> HistoryPrune:
-    """Drop the history partitions older than ``older_than_s``, never waiting for a lock."""
-    rows = await database.fetch(sql.queries["prune_history"], older_than_s)
-    return HistoryPrune(
-        [r["partition"] for r in rows if r["dropped"]],
-        [r["partition"] for r in rows if not r["dropped"]],
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Partitions:
-    """What one turn of the partition job did."""
-
-    created: list[str]
-    legacy_attached: bool
-
-
-async def maintain_partitions(database: db.Database, *, days_ahead: int) -> Partitions:
-    """Create the history's missing day partitions, attach the pre-0007 rows if detached."""
-    rows = await database.fetch(sql.queries["ensure_event_partitions"], days_ahead)
-    attached = await database.fetchval(sql.queries["attach_legacy_events"])
-    return Partitions([r["created"] for r in rows], attached is not None)
 
 
 async def send_probe(listener: listen.Listener, channel: str) -> None:

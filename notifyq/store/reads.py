@@ -16,8 +16,22 @@ async def counts(database: db.Database) -> list[tuple[str, str, int]]:
     return [(r["queue"], r["status"], r["n"]) for r in await database.fetch(sql.queries["counts"])]
 
 
-async def workers(database: db.Database) -> list[Row]:
-    return list(await database.fetch(sql.queries["workers"]))
+async def workers(database: db.Database, *, gone_after_s: float) -> list[Row]:
+    """The registry, each row with its ``state``: 'gone' when its last heartbeat is older
+    than ``gone_after_s`` (the reader's LEASE: the process's leases have expired too)."""
+    return list(await database.fetch(sql.queries["workers"], gone_after_s))
+
+
+async def connection_limits(database: db.Database) -> tuple[int, int]:
+    """The server's ``max_connections``, and how many of them are reserved."""
+    row = await database.fetchrow(sql.queries["connection_limits"])
+    assert row is not None  # one row, always
+    return int(row["max_connections"]), int(row["reserved"])
+
+
+async def unserved(database: db.Database) -> list[Row]:
+    """Pending tasks no registered process can run: (queue, kind, n)."""
+    return list(await database.fetch(sql.queries["unserved"]))
 
 
 async def list_tasks(

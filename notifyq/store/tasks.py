@@ -4,39 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from notifyq import db, errors, sql
+from notifyq.spec import NewTask
 from notifyq.store.vocabulary import Row
 
 # --- producers and the client -----------------------------------------------------------
 
 
-async def enqueue(
-    database: db.Database,
-    *,
-    queue: str,
-    kind: str,
-    payload: Any,
-    priority: int,
-    run_at: datetime | None,
-    delay_s: float,
-    max_attempts: int,
-    timeout_s: float | None,
-    concurrency_key: str | None = None,
-) -> Row:
+def _values(task: NewTask) -> tuple[Any, ...]:
+    """The parameters $1-$9 of `enqueue` and `enqueue_unique` (JSON as text)."""
+    return (
+        task.queue,
+        task.kind,
+        task.payload_json,
+        task.priority,
+        task.run_at,
+        task.delay_s,
+        task.max_attempts,
+        task.timeout_s,
+        task.meta_json,
+    )
+
+
+async def enqueue(database: db.Database, task: NewTask) -> Row:
+    """Add a checked task (its unique key is not looked at: see enqueue_unique)."""
     row: Row | None = await database.fetchrow(
-        sql.queries["enqueue"],
-        queue,
-        kind,
-        payload,
-        priority,
-        run_at,
-        delay_s,
-        max_attempts,
-        timeout_s,
-        concurrency_key,
+        sql.queries["enqueue"], *_values(task), task.concurrency_key
     )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return row
@@ -59,46 +54,28 @@ class Enqueued:
 UNIQUE_ATTEMPTS = 20
 
 
-async def enqueue_unique(
-    database: db.Database,
-    *,
-    queue: str,
-    kind: str,
-    payload: Any,
-    priority: int,
-    run_at: datetime | None,
-    delay_s: float,
-    max_attempts: int,
-    timeout_s: float | None,
-    unique_key: str,
-    concurrency_key: str | None = None,
-) -> Enqueued:
-    """Add a task unless a live task of ``queue`` holds ``unique_key`` (then return that)."""
+async def enqueue_unique(database: db.Database, task: NewTask) -> Enqueued:
+    """Add a task unless a live task of its queue holds its unique key (then return that)."""
+    assert task.unique_key is not None
     for _ in range(UNIQUE_ATTEMPTS):
         row: Row | None = await database.fetchrow(
             sql.queries["enqueue_unique"],
-            queue,
-            kind,
-            payload,
-            priority,
-            run_at,
-            delay_s,
-            max_attempts,
-            timeout_s,
-            unique_key,
-            concurrency_key,
+            *_values(task),
+            task.unique_key,
+            task.concurrency_key,
         )
         if row is not None:
-            task = {k: v for k, v in row.items() if k != "added"}
-            return Enqueued(task, duplicate=not row["added"])
+            found = {k: v for k, v in row.items() if k != "added"}
+            return Enqueued(found, duplicate=not row["added"])
     raise errors.NotifyqError(
-        f"unique key {unique_key!r} of queue {queue!r} kept changing hands; try again"
+        f"unique key {task.unique_key!r} of queue {task.queue!r} kept changing hands; try again"
     )
 
 
-async def due_or_running(database: db.Database, queues: Sequence[str]) -> int:
-    """Tasks of ``queues`` running, or pending and due now (notifyq.testing's "idle")."""
-    return int(await database.fetchval(sql.queries["testing_busy"], list(queues)))
+async def due_or_running(database: db.Database, queues: Sequence[str], kinds: Sequence[str]) -> int:
+    """Tasks of ``queues`` running, or pending, due now and of ``kinds`` (notifyq.testing's
+    "idle")."""
+    return int(await database.fetchval(sql.queries["testing_busy"], list(queues), list(kinds)))
 
 
 async def seed(database: db.Database, count: int) -> list[int]:

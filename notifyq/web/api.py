@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlencode
 
 import trio
@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
-from notifyq import errors, store
+from notifyq import errors, spec, store
 from notifyq.client import Client
 from notifyq.web import models
 from notifyq.web.bodies import body, validate
@@ -50,37 +50,50 @@ async def create_task() -> Response:
     of the queue holds: 200 with that task and duplicate true."""
     new = await body(models.NewTask)
     c = current()
-    options: dict[str, Any] = {
-        "queue": new.queue,
-        "kind": new.kind,
-        "payload": {} if new.payload is None else new.payload,
-        "priority": new.priority,
-        "run_at": new.run_at,
-        "delay_s": new.delay or 0.0,
-        "max_attempts": new.max_attempts,
-        "timeout_s": new.timeout,
-        "concurrency_key": new.concurrency_key,
-    }
     try:
-        if new.unique_key is None:
-            found = store.Enqueued(await store.enqueue(c.database, **options), duplicate=False)
+        # The one check of every entry point (notifyq.spec): the model above gives the
+        # shape and the document, this the rules, as for Python producers and the CLI.
+        task = spec.new_task(
+            new.kind,
+            new.payload,
+            queue=new.queue,
+            priority=new.priority,
+            delay=new.delay,
+            run_at=new.run_at,
+            max_attempts=new.max_attempts,
+            timeout=new.timeout,
+            unique_key=new.unique_key,
+            concurrency_key=new.concurrency_key,
+            meta=new.meta,
+        )
+    except errors.InvalidTask as exc:
+        raise ApiError(
+            422,
+            "validation_failed",
+            str(exc),
+            details=[{"field": exc.option, "message": str(exc)}],
+        ) from None
+    try:
+        if task.unique_key is None:
+            found = store.Enqueued(await store.enqueue(c.database, task), duplicate=False)
         else:
-            found = await store.enqueue_unique(c.database, unique_key=new.unique_key, **options)
+            found = await store.enqueue_unique(c.database, task)
     except errors.QueryError as exc:
-        # Data PostgreSQL refuses (a NUL in JSON text, a number out of range).
+        # Data PostgreSQL refuses that the check let through: a bug of the check, but the
+        # client still gets a 422 rather than a 500.
         if exc.sqlstate and exc.sqlstate[:2] in ("22", "23"):
             first_line = str(exc).splitlines()[0]
             raise ApiError(
                 422, "validation_failed", f"the database refused the task: {first_line}"
             ) from None
         raise
-    task = models.CreatedTask.model_validate(
+    created = models.CreatedTask.model_validate(
         models.TaskOut.from_row(found.row).model_dump() | {"duplicate": found.duplicate}
     )
     if found.duplicate:
         c.metrics.duplicates.inc()
-        return json_response(task, 200, {"Location": f"/tasks/{task.id}"})
-    return json_response(task, 201, {"Location": f"/tasks/{task.id}"})
+        return json_response(created, 200, {"Location": f"/tasks/{created.id}"})
+    return json_response(created, 201, {"Location": f"/tasks/{created.id}"})
 
 
 @blueprint.get("/tasks")
@@ -167,8 +180,10 @@ async def stats() -> Response:
 @blueprint.get("/workers")
 @document_response(models.Workers)
 async def workers() -> Response:
-    """The live worker processes (the registry their heartbeats keep)."""
-    rows = await store.workers(current().database)
+    """The worker processes (the registry their heartbeats keep); `state` is `gone` for a
+    process whose last heartbeat is older than LEASE."""
+    c = current()
+    rows = await store.workers(c.database, gone_after_s=c.settings.lease_s)
     return json_response(
         models.Workers(workers=[models.WorkerOut.model_validate(dict(r)) for r in rows])
     )
@@ -178,7 +193,9 @@ async def workers() -> Response:
 @document_response(models.HealthOut)
 @document_response(models.HealthOut, 503)
 async def health() -> Response:
-    """200 when the database answers and the listener got its own probe back; else 503."""
+    """200 when the database answers and the listener got its own probe back; else 503.
+    ``degraded`` (still 200): handlers that ignored their time limit hold every thread
+    slot, so this process takes no ``def`` task until one returns."""
     c = current()
     checks: dict[str, models.Check] = {}
     started = time.perf_counter()
@@ -197,8 +214,26 @@ async def health() -> Response:
     if c.stopping.is_set():
         checks["process"] = models.Check(ok=False, detail="shutting down")
     ok = all(check.ok for check in checks.values())
-    body = models.HealthOut(status="ok" if ok else "unavailable", checks=checks)
+    threads = _threads_check(c)
+    if threads is not None:
+        checks["threads"] = threads  # after `ok`: it degrades the process, never stops it
+    body = models.HealthOut(
+        status="unavailable" if not ok else "degraded" if threads and not threads.ok else "ok",
+        checks=checks,
+    )
     return json_response(body, 200 if ok else 503)
+
+
+def _threads_check(c: Context) -> models.Check | None:
+    stuck, slots = c.stuck_threads()
+    if not stuck:
+        return None
+    detail = f"{stuck} of {slots} thread slots held by handlers that ignored their time limit"
+    if stuck < slots:
+        return models.Check(ok=True, detail=detail)
+    return models.Check(
+        ok=False, detail=f"{detail}; def kinds are left to other processes until one returns"
+    )
 
 
 def _listener_check(c: Context) -> models.Check:

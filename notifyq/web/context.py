@@ -126,6 +126,8 @@ class Context:
     # This process's scheduler: ticks fired, missed, and fired onto a live task.
     schedule_ticks: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
     handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
+    # (stuck, slots): threads of abandoned sync handlers still running, of how many (/health).
+    stuck_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
     started: float = field(default_factory=time.monotonic)
     _counts: _Cached = field(default_factory=_Cached)
     _latency: _Cached = field(default_factory=_Cached)
@@ -212,12 +214,14 @@ class Context:
         stats: Callable[[], dict[str, int]],
         in_flight: Callable[[], int],
         handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        stuck_threads: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         """Report this process's workers (``/stats`` since_start, the in-flight gauge, the
-        sync handlers' threads)."""
+        sync handlers' threads, the stuck ones among them for ``/health``)."""
         self.worker_stats = stats
         self.in_flight = in_flight
         self.handler_threads = handler_threads
+        self.stuck_threads = stuck_threads
 
     def probe_age_s(self) -> float | None:
         if self.health.last_probe_ok < 0:

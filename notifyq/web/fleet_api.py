@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from urllib.parse import urlencode
 
-from quart import Blueprint, Response
-from quart_schema import document_request, document_response, security_scheme
+from quart import Blueprint, Response, request
+from quart_schema import (
+    document_querystring,
+    document_request,
+    document_response,
+    security_scheme,
+)
 
 from notifyq import limits, schedules, store
 from notifyq.web import bodies, fleet_models, models
@@ -32,11 +37,18 @@ def _queue_out(q: store.QueueInfo) -> fleet_models.QueueOut:
 
 
 @blueprint.get("/queues")
+@document_querystring(fleet_models.QueueFilter)
 @document_response(fleet_models.Queues)
+@document_response(models.ErrorOut, 422)
 async def list_queues() -> Response:
-    """Queues with limits or live tasks: their limits, pending and in_progress counts."""
-    queues = await store.list_queues(current().database)
-    return json_response(fleet_models.Queues(queues=[_queue_out(q) for q in queues]))
+    """Queues with limits or live tasks, by name: their limits, pending and in_progress
+    counts; follow `next` for the following page."""
+    query = bodies.validate(fleet_models.QueueFilter, request.args.to_dict(flat=True))
+    queues = await store.list_queues(current().database, after=query.after, limit=query.limit)
+    next_url = None
+    if len(queues) == query.limit:
+        next_url = "/queues?" + urlencode({"limit": query.limit, "after": queues[-1].name})
+    return json_response(fleet_models.Queues(queues=[_queue_out(q) for q in queues], next=next_url))
 
 
 @blueprint.post("/queues/<name>")
@@ -88,11 +100,22 @@ async def set_queue(name: str) -> Response:
 
 
 @blueprint.get("/schedules")
+@document_querystring(fleet_models.ScheduleFilter)
 @document_response(fleet_models.Schedules)
+@document_response(models.ErrorOut, 422)
 async def list_schedules() -> Response:
-    """Every schedule with its last and next run."""
-    table = await store.list_schedules(current().database)
-    return json_response(fleet_models.Schedules(schedules=[schedule_out(r) for r in table.rows]))
+    """Schedules by name with their last and next run, a page at a time (follow `next`);
+    payloads longer than the preview are cut."""
+    query = bodies.validate(fleet_models.ScheduleFilter, request.args.to_dict(flat=True))
+    # One more than shown tells whether there is a next page.
+    rows = await store.list_schedules(current().database, after=query.after, limit=query.limit + 1)
+    next_url = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        next_url = f"/schedules?{urlencode({'limit': query.limit, 'after': rows[-1].name})}"
+    return json_response(
+        fleet_models.Schedules(schedules=[schedule_out(r) for r in rows], next=next_url)
+    )
 
 
 @blueprint.post("/schedules")
@@ -129,10 +152,8 @@ async def put_schedule() -> Response:
             "validation_failed",
             f"no handler for kind {new.kind!r} (known: {', '.join(sorted(c.kinds))})",
         )
-    change = await store.upsert_schedule(
-        c.database, definition, first_run=definition.timing.next_after(datetime.now(UTC))
-    )
-    row = next(r for r in (await store.list_schedules(c.database)).rows if r.name == new.name)
+    change = await store.upsert_schedule(c.database, definition)
+    row = await _existing_schedule(new.name)
     out = fleet_models.ScheduleChange(
         name=new.name,
         change=change or "unchanged",
@@ -176,14 +197,18 @@ async def remove_schedule(name: str) -> Response:
 
 
 async def _existing_schedule(name: str) -> store.ScheduleRow:
-    for row in (await store.list_schedules(current().database)).rows:
-        if row.name == name:
-            return row
-    raise ApiError(404, "not_found", f"no schedule named {name!r}")
+    row = await store.get_schedule(current().database, name)
+    if row is None:
+        raise ApiError(404, "not_found", f"no schedule named {name!r}")
+    return row
 
 
 async def _set_paused(name: str, paused: bool) -> Response:
     await _existing_schedule(name)
-    if not await store.pause_schedule(current().database, name, paused=paused):
+    try:
+        found = await store.pause_schedule(current().database, name, paused=paused)
+    except schedules.ScheduleError as exc:
+        raise ApiError(422, "validation_failed", str(exc)) from None
+    if not found:
         raise ApiError(404, "not_found", f"no schedule named {name!r}")
     return json_response(schedule_out(await _existing_schedule(name)))

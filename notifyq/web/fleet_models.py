@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from notifyq import limits
+from notifyq.store import PREVIEW_CHARS, SCHEDULES_PAGE_MAX
 from notifyq.web.models import INT32_MAX, Name, _shallow, _storable_text
 
 Limit = Annotated[int, Field(ge=1, le=1_000_000)]
@@ -39,8 +40,18 @@ class QueueName(BaseModel):
     name: Name
 
 
+class QueueFilter(BaseModel):
+    """Query string of ``GET /queues``: by name, ``after`` continues a page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: str | None = Field(None, description="Only names after this (from `next`)")
+    limit: int = Field(100, ge=1, le=500)
+
+
 class Queues(BaseModel):
     queues: list[QueueOut]
+    next: str | None = Field(None, description="The next page, if there may be one")
 
 
 class QueueChange(BaseModel):
@@ -91,13 +102,27 @@ class NewSchedule(BaseModel):
     catch_up_limit: int = Field(100, ge=1, le=10_000)
 
 
+class ScheduleFilter(BaseModel):
+    """Query string of ``GET /schedules``: by name, ``after`` continues a page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: Name | None = Field(None, description="Only names after this (the next link has it)")
+    limit: int = Field(100, ge=1, le=SCHEDULES_PAGE_MAX)
+
+
 class ScheduleOut(BaseModel):
     name: str
     cron: str | None
     every_s: float | None
     tz: str
     kind: str
-    payload: Any
+    payload: Any = Field(
+        description="The tasks' JSON payload; when its JSON text is longer than "
+        f"{PREVIEW_CHARS} characters, the first {PREVIEW_CHARS} characters of that text instead "
+        "(see payload_truncated)"
+    )
+    payload_truncated: bool = Field(False, description="True when payload is a cut preview")
     queue: str
     priority: int
     catch_up: str
@@ -109,6 +134,7 @@ class ScheduleOut(BaseModel):
 
 class Schedules(BaseModel):
     schedules: list[ScheduleOut]
+    next: str | None = Field(None, description="The next page, null on the last")
 
 
 class ScheduleChange(BaseModel):

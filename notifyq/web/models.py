@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from notifyq import priorities
+from notifyq import priorities, spec
 from notifyq.store import PREVIEW_CHARS
 
 Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
@@ -41,19 +41,11 @@ Priority = Annotated[
 ]
 INT32_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
-# Far enough for any schedule, near enough that PostgreSQL's interval arithmetic holds.
-MAX_DELAY_S = 10 * 365 * 86400.0
-MAX_TIMEOUT_S = 365 * 86400.0
 
 
 def _storable_text(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    return value
+    # notifyq.spec's rule; its InvalidTask is a ValueError, which pydantic reports.
+    return spec.storable("text", value)
 
 
 # PostgreSQL text holds neither NUL nor lone UTF-16 surrogates; the pattern says so too.
@@ -61,7 +53,7 @@ Name = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=128,
+        max_length=spec.MAX_NAME_CHARS,
         # Checked by _storable_text; pydantic's regex engine cannot name surrogates.
         json_schema_extra={"pattern": r"^[^\x00\ud800-\udfff]+$"},
     ),
@@ -69,19 +61,10 @@ Name = Annotated[
 ]
 
 
-MAX_PAYLOAD_DEPTH = 64
-
-
 def _shallow(value: Any) -> Any:
-    """Refuse JSON nested deeper than MAX_PAYLOAD_DEPTH (checked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > MAX_PAYLOAD_DEPTH:
-                raise ValueError(f"nested deeper than {MAX_PAYLOAD_DEPTH} levels")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+    """Refuse JSON nested deeper than notifyq.spec.MAX_JSON_DEPTH."""
+    if not spec.depth_within(value):
+        raise ValueError(f"nested deeper than {spec.MAX_JSON_DEPTH} levels")
     return value
 
 
@@ -111,7 +94,8 @@ class NewTask(BaseModel):
     kind: Name = Field(description="Which handler runs it")
     payload: Annotated[Any, AfterValidator(_shallow)] = Field(
         None,
-        description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels; null means {{}}",
+        description=f"Any JSON value nested at most {spec.MAX_JSON_DEPTH} levels, at most "
+        f"{spec.MAX_PAYLOAD_BYTES} bytes as compact JSON; null means {{}}",
     )
     queue: Name = "default"
     priority: Priority = Field(0, description=f"Higher runs first: {priorities.HELP}")
@@ -119,11 +103,16 @@ class NewTask(BaseModel):
         None, description="Run no sooner than this (ISO 8601 with a time zone)"
     )
     delay: (
-        Annotated[float, Field(ge=0, le=MAX_DELAY_S, strict=True), AfterValidator(_finite)] | None
+        Annotated[float, Field(ge=0, le=spec.MAX_DELAY_S, strict=True), AfterValidator(_finite)]
+        | None
     ) = Field(None, description="Seconds from now to run no sooner than")
-    max_attempts: int = Field(3, ge=1, le=1000)
+    max_attempts: int = Field(3, ge=1, le=spec.MAX_ATTEMPTS)
     timeout: (
-        Annotated[float, Field(ge=0.001, le=MAX_TIMEOUT_S, strict=True), AfterValidator(_finite)]
+        Annotated[
+            float,
+            Field(ge=spec.MIN_TIMEOUT_S, le=spec.MAX_TIMEOUT_S, strict=True),
+            AfterValidator(_finite),
+        ]
         | None
     ) = Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
     concurrency_key: ConcurrencyKey | None = Field(
@@ -131,11 +120,20 @@ class NewTask(BaseModel):
     )
 
     unique_key: (
-        Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_storable_text)] | None
+        Annotated[
+            str,
+            Field(min_length=1, max_length=spec.MAX_UNIQUE_KEY_CHARS),
+            AfterValidator(_storable_text),
+        ]
+        | None
     ) = Field(
         None,
         description="While a live (pending or in_progress) task of the queue has this key, "
         "nothing is added: the answer is that task (200, duplicate true)",
+    )
+
+    meta: Annotated[dict[str, Any], AfterValidator(_shallow)] | None = Field(
+        None, description="What travels with the task but is not its input (task.meta)"
     )
 
     @model_validator(mode="after")
@@ -149,7 +147,11 @@ class NewTask(BaseModel):
 
 ConcurrencyKey = Annotated[
     str,
-    Field(min_length=1, max_length=256, json_schema_extra={"pattern": r"^[^\x00\ud800-\udfff]+$"}),
+    Field(
+        min_length=1,
+        max_length=spec.MAX_CONCURRENCY_KEY_CHARS,
+        json_schema_extra={"pattern": r"^[^\x00\ud800-\udfff]+$"},
+    ),
     AfterValidator(_storable_text),
 ]
 
@@ -261,6 +263,10 @@ class WorkerOut(BaseModel):
     version: str
     started_at: datetime
     last_seen: datetime
+    state: Literal["alive", "gone"] = Field(
+        description="gone: no heartbeat for longer than LEASE (the process ended without "
+        "leaving, e.g. killed); its row stays until the reaper forgets it"
+    )
 
 
 class Workers(BaseModel):
@@ -307,7 +313,8 @@ class Check(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok", "unavailable"]
+    # degraded: serving, with a problem of its own (stuck threads); still 200
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, Check]
 
 

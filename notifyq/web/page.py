@@ -33,13 +33,13 @@ async def summary(c: Context) -> dict[str, Any]:
     stats = await build_stats(c)
     running = await store.running_tasks(c.database, RUNNING_SHOWN)
     failures = await store.recent_failures(c.database, FAILURES_SHOWN)
-    workers = await store.workers(c.database)
+    workers = await store.workers(c.database, gone_after_s=c.settings.lease_s)
     queues = await store.list_queues(c.database)
-    table = await store.list_schedules(c.database)
+    shown = await store.list_schedules(c.database, limit=SCHEDULES_SHOWN)
     return {
         "stats": stats,
         "queue_limits": {q.name: limits_text(q) for q in queues if q.updated_at is not None},
-        "schedules": [schedule_out(r) for r in table.rows[:SCHEDULES_SHOWN]],
+        "schedules": [schedule_out(r) for r in shown],
         "running": [models.TaskOut.from_row(r) for r in running],
         "failures": [models.TaskOut.from_row(r) for r in failures],
         "workers": [models.WorkerOut.model_validate(dict(r)) for r in workers],

@@ -11,6 +11,7 @@ from hypercorn.trio import serve
 
 from notifyq import errors, logs
 from notifyq.settings import Settings
+from notifyq.web.admission import Admission
 from notifyq.web.app import create_app
 from notifyq.web.bind import check_bind
 from notifyq.web.context import Context
@@ -19,6 +20,10 @@ log = logs.get("notifyq.web")
 
 SAMPLE_INTERVAL_S = 10.0
 GRACEFUL_TIMEOUT_S = 5.0
+# Connections the kernel queues before Hypercorn accepts them (Hypercorn's default is
+# 100; Linux caps it at net.core.somaxconn). Past it, a burst of new connections is
+# dropped or reset instead of answered, if only with 503 (see admission.py).
+BACKLOG = 2048
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -28,6 +33,7 @@ def hypercorn_config(settings: Settings) -> Config:
         f"[{host}]:{settings.http_port}" if ":" in host else f"{host}:{settings.http_port}"
     ]
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
+    config.backlog = BACKLOG
     config.accesslog = None
     # Hypercorn's "Running on" line is replaced by notifyq's http.listening; its warnings
     # and errors (a failing stream, a bad client) go to notifyq's log.
@@ -58,7 +64,11 @@ async def serve_http(
 ) -> None:
     """Serve until ``stop`` is set; ``task_status.started(urls)`` once the socket is bound."""
     check_bind(ctx.settings)
-    app = create_app(ctx)
+    app = Admission(
+        create_app(ctx),
+        limit=ctx.settings.http_max_requests,
+        body_limit=ctx.settings.http_body_limit,
+    )
     async with trio.open_nursery() as helpers:
 
         async def stopping() -> None:

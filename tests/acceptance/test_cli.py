@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -247,6 +248,7 @@ def test_status_and_history(database_url: str, tmp_path: Path) -> None:
             {"queue": "q", "status": "error", "n": 1},
         ],
         "workers": [],
+        "unserved": [],
     }
     assert history.code == 0, history
     lines = history.out.splitlines()
@@ -254,6 +256,49 @@ def test_status_and_history(database_url: str, tmp_path: Path) -> None:
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}  queued     attempt=0  -", lines[0]
     ), history
+
+
+def test_status_lists_pending_kinds_no_live_process_can_run(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A process that runs `noop` and `reverse` on the default queue (as a rolling deploy's
+    # old version would be): a `new_kind` task, and any task of a queue nobody serves, wait.
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.workers (id, host, pid, queues, concurrency, version, kinds) "
+        "VALUES ('old', 'h', 1, '{default}', 5, '0', '{noop,reverse}')",
+    )
+    insert(database_url, "noop", "{}")
+    insert(database_url, "new_kind", "{}")
+    insert(database_url, "new_kind", "{}")
+    insert(database_url, "noop", "{}", queue="mail")
+    table, as_json = nq_all(database_url, tmp_path, ["status"], ["status", "--json"])
+    assert table.code == 0, table
+    assert table.out.splitlines()[-3:] == [
+        "pending tasks no live process can run (no process serves the queue or the kind)",
+        "  default              new_kind                                2",
+        "  mail                 noop                                    1",
+    ]
+    assert json.loads(as_json.out)["unserved"] == [
+        {"queue": "default", "kind": "new_kind", "n": 2},
+        {"queue": "mail", "kind": "noop", "n": 1},
+    ]
+
+
+def test_status_shows_a_process_that_stopped_heartbeating_as_gone(
+    database_url: str, tmp_path: Path
+) -> None:
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.workers (id, host, pid, queues, concurrency, in_flight, version,"
+        " started_at, last_seen) VALUES ('killed', 'h', 1, '{default}', 5, 5, 'x',"
+        " now() - interval '5 minutes', now() - interval '45 seconds')",
+    )
+    table, as_json = nq_all(database_url, tmp_path, ["status"], ["status", "--json"])
+    assert table.code == 0, table
+    line = next(x for x in table.out.splitlines() if "killed" in x)
+    assert "gone" in line and "5/5" not in line, table
+    assert [w["state"] for w in json.loads(as_json.out)["workers"]] == ["gone"], as_json
 
 
 # --- cancel and retry ----------------------------------------------------------------------
@@ -435,8 +480,13 @@ def test_malformed_database_url_exits_2_with_one_line(tmp_path: Path) -> None:
 def _all_commands() -> list[list[str]]:
     found: list[list[str]] = [[]]
 
-    def walk(group: object, prefix: list[str]) -> None:
-        for name, command in sorted(getattr(group, "commands", {}).items()):
+    def walk(group: click.Command, prefix: list[str]) -> None:
+        if not isinstance(group, click.Group):
+            return
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):  # `bench` loads its subcommands here
+            command = group.get_command(ctx, name)
+            assert command is not None, name
             found.append([*prefix, name])
             walk(command, [*prefix, name])
 
@@ -459,6 +509,8 @@ def test_every_command_has_help() -> None:
         "serve",
         "migrate",
         "seed",
+        "bench latency",
+        "bench harsh",
     } <= names
     runner = CliRunner()
     for command in commands:

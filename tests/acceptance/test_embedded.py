@@ -138,3 +138,64 @@ def test_serve_exits_non_zero_when_its_embedded_server_cannot_restart(
         "notifyq: the embedded PostgreSQL stopped and 2 restarts failed; "
         f"see {(data_dir / 'pgdata' / 'log').resolve()}"
     )
+
+
+def _nq(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A short `notifyq` command on the embedded server of ``data_dir``."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
+    return subprocess.run(
+        [sys.executable, "-m", "notifyq", *args],
+        env={**env, "NOTIFYQ_DATA_DIR": str(data_dir), "LOG_LEVEL": "warning"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_dsn_keeps_the_embedded_server_up_until_db_stop(data_dir: Path) -> None:
+    # Before: `dsn` stopped the server as it exited, so psql "$(notifyq dsn)" found no server.
+    dsn = _nq(data_dir, "dsn")
+    assert (dsn.returncode, dsn.stderr) == (0, ""), dsn
+    url = dsn.stdout.strip()
+    assert url == _url(data_dir)
+    assert pg.psql(url, "SELECT count(*) FROM notifyq.tasks") == "0"  # migrated too
+    status = _nq(data_dir, "db", "status")
+    assert (status.returncode, status.stdout) == (
+        0,
+        f"running: {url} (kept up until `notifyq db stop`; no notifyq process uses it)\n",
+    ), status
+    stop = _nq(data_dir, "db", "stop")
+    assert (stop.returncode, stop.stdout, stop.stderr) == (0, "stopped\n", ""), stop
+    assert _postmaster(data_dir) is None
+    status = _nq(data_dir, "db", "status")
+    assert (status.returncode, status.stdout) == (1, "stopped\n"), status
+
+
+def test_db_stop_leaves_the_server_to_the_processes_that_use_it(
+    data_dir: Path, notifyq: Start
+) -> None:
+    started = _nq(data_dir, "db", "start")
+    assert started.returncode == 0, started
+    serve = _serve(notifyq, data_dir)
+    serve.wait_for("service.start", timeout=60)
+    stop = _nq(data_dir, "db", "stop")
+    assert (stop.returncode, stop.stderr) == (
+        1,
+        f"notifyq: the embedded PostgreSQL stays up while notifyq process {serve.proc.pid} "
+        "uses it; the last to exit stops it\n",
+    ), stop
+    assert _postmaster(data_dir) is not None
+    serve.signal(signal.SIGTERM)
+    assert serve.wait(timeout=30) == 0
+    assert _postmaster(data_dir) is None
+
+
+def test_a_held_server_outlives_serve(data_dir: Path, notifyq: Start) -> None:
+    serve = _serve(notifyq, data_dir)
+    serve.wait_for("service.start", timeout=60)
+    assert _nq(data_dir, "dsn").returncode == 0  # psql "$(notifyq dsn)" beside `make run`
+    serve.signal(signal.SIGTERM)
+    assert serve.wait(timeout=30) == 0
+    assert pg.psql(_url(data_dir), "SELECT 1") == "1"
+    assert _nq(data_dir, "db", "stop").returncode == 0
+    assert _postmaster(data_dir) is None

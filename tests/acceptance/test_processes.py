@@ -7,10 +7,12 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.acceptance.proc import Notifyq, scalar, until
+from tests.acceptance.test_embedded import data_dir as data_dir
 from tests.acceptance.test_serve import counts
 
 Start = Callable[..., Notifyq]
@@ -148,6 +150,61 @@ def test_a_killed_process_is_restarted_and_the_work_completes(
     assert not any(alive(pid) for pid in child_pids(serve))
 
 
+def test_a_restarted_process_killed_before_it_is_ready_is_restarted_again(
+    database_url: str, supervised: Start
+) -> None:
+    serve = supervised(database_url, "worker", "--processes", "2", "-w", "1")
+    serve.wait_for("supervisor.ready")
+    [first] = child_pids(serve, 2)
+    os.kill(first, signal.SIGKILL)
+    # Its restart is killed too, as soon as it started (it takes a second to get ready).
+    until(lambda: len(child_pids(serve, 2)) == 2, timeout=20)
+    os.kill(child_pids(serve, 2)[1], signal.SIGKILL)
+    # A third start, which serves: the fleet was not given up.
+    until(lambda: len(child_pids(serve, 2)) == 3, timeout=20)
+    until(
+        lambda: (
+            sum(
+                1
+                for e in serve.events()
+                if e.get("event") == "supervisor.child_ready" and e.get("process") == 2
+            )
+            >= 2
+        ),
+        timeout=30,
+    )
+    assert "supervisor.giving_up" not in serve.names()
+    serve.signal(signal.SIGTERM)
+    assert serve.wait(timeout=20) == 0
+    assert not any(alive(pid) for pid in child_pids(serve))
+
+
+def test_a_stopped_process_is_killed_after_the_shutdown_timeout(
+    database_url: str, supervised: Start
+) -> None:
+    serve = supervised(
+        database_url,
+        "worker",
+        "--processes",
+        "2",
+        "--shutdown-timeout",
+        "0.5",
+        "--lease",
+        "1",
+    )
+    serve.wait_for("supervisor.ready")
+    [frozen] = child_pids(serve, 2)
+    os.kill(frozen, signal.SIGSTOP)  # it cannot see the SIGTERM the supervisor forwards
+    serve.signal(signal.SIGTERM)
+    # SHUTDOWN_TIMEOUT + LEASE + 10 s after the stop, it is killed and the supervisor exits.
+    assert serve.wait(timeout=60) == 1
+    assert serve.stderr().strip().splitlines()[-1] == (
+        "notifyq: process 2 did not stop within 11.5s: killed with SIGKILL"
+    )
+    assert serve.wait_for("supervisor.killing")["pid"] == frozen
+    assert not any(alive(pid) for pid in child_pids(serve))
+
+
 def test_bad_setting_stops_the_supervisor_before_any_child(
     database_url: str, supervised: Start
 ) -> None:
@@ -190,3 +247,17 @@ def test_processes_stop_when_the_supervisor_is_killed(database_url: str, supervi
     assert serve.names().count("supervisor.gone") == 2
     until(lambda: not any(alive(pid) for pid in child_pids(serve)), timeout=10)
     assert scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "0"
+
+
+def test_more_processes_than_the_server_has_connections_for_are_refused(
+    data_dir: Path, supervised: Start
+) -> None:
+    # The embedded server has 100 connections: 64 processes cannot fit, whatever their pools.
+    serve = supervised("", "worker", "--processes", "64", env={"NOTIFYQ_DATA_DIR": str(data_dir)})
+    assert serve.wait(timeout=90) == 2
+    assert serve.stderr().strip().splitlines()[-1] == (
+        "notifyq: --processes 64 needs at least 192 database connections (64 x (POOL_SIZE 2 + 1 "
+        "LISTEN) + 0 HTTP) but the server allows 87 (max_connections 100 - 3 reserved - 10 "
+        "kept for other clients); lower PROCESSES or raise max_connections"
+    )
+    assert child_pids(serve) == []

@@ -84,7 +84,9 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.splitlines()) == 10  # the worker's last: EXECUTE on its functions
+    # 4 producer lines; 7 worker lines (since migration 0012, EXECUTE on the two functions
+    # that fire schedules among them); the worker's last: EXECUTE on its functions (0011).
+    assert len(done.stdout.splitlines()) == 12
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
@@ -221,11 +223,13 @@ def test_health_fails_without_a_live_process(database_url: str) -> None:
 WORKER_FUNCTIONS = {
     "notifyq.attach_legacy_events()",
     "notifyq.cancel(bigint)",
-    "notifyq.claim_limited(text[],integer,text,double precision)",
+    "notifyq.claim_limited(text[],integer,text,double precision,text[])",
     "notifyq.drop_event_partitions(interval)",
     "notifyq.ensure_event_partitions(integer)",
     "notifyq.fire_schedule(text,timestamp with time zone,timestamp with time zone,"
     "timestamp with time zone)",
+    "notifyq.fire_schedules(text[],timestamp with time zone[],timestamp with time zone[],"
+    "timestamp with time zone[],text[],timestamp with time zone[])",
     "notifyq.go_idle(text,text[])",
     "notifyq.next_event_id()",
     "notifyq.prune_event_partitions(interval)",
@@ -365,6 +369,7 @@ def test_every_object_of_the_schema_grants_exactly_what_the_docs_say(roles: Role
         "SELECT notifyq.retry(1)",
         "SELECT * FROM notifyq.claim_limited('{default}', 1, 'x', 30)",
         "SELECT * FROM notifyq.fire_schedule('s', now(), now(), now())",
+        "SELECT * FROM notifyq.fire_schedules('{s}', '{}', '{}', '{}', '{}', '{}')",
     ],
 )
 def test_a_producer_cannot_call_notifyq_functions(roles: Roles, call: str) -> None:

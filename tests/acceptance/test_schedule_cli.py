@@ -167,3 +167,28 @@ def test_enqueue_unique_key_prints_the_live_task_and_says_so(
     scalar(database_url, "UPDATE notifyq.tasks SET status = 'done'")
     third = nq(database_url, tmp_path, "enqueue", "noop", "--unique-key", "k1")
     assert third.code == 0 and third.out != first.out and third.err == "", third
+
+
+def test_schedule_list_is_paged_and_previews_big_payloads(
+    database_url: str, tmp_path: Path
+) -> None:
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.schedules (name, every, kind, payload)"
+        " SELECT 'big' || i, interval '1 h', 'noop', to_jsonb(repeat('x', 100000))"
+        "   FROM generate_series(1, 3) AS i",
+    )
+    page, rest = nq_all(
+        database_url,
+        tmp_path,
+        ["schedule", "list", "--limit", "2"],
+        ["schedule", "list", "--json", "--after", "big2"],
+    )
+    assert page.code == 0, page.err
+    lines = page.out.splitlines()
+    assert [line.split()[0] for line in lines[1:3]] == ["big1", "big2"]
+    assert lines[-1] == "more: --after big2"
+    assert rest.code == 0, rest.err
+    [shown] = json.loads(rest.out)
+    assert shown["name"] == "big3" and shown["payload_truncated"] is True
+    assert len(shown["payload"]) == 4096

@@ -48,15 +48,6 @@ async def test_priority_order(database: db.Database) -> None:
     assert [by_id[r["id"]] for r in rows] == ["high", "mid", "mid2", "low"]
 
 
-async def test_unknown_kind_ends_error_without_retry(database: db.Database) -> None:
-    async with running_service(database):
-        task_id = await insert(database, "no_such_kind", max_attempts=5)
-        [row] = await wait_ended(database, task_id)
-    assert row["status"] == "error"
-    assert row["error"] == "no handler for kind 'no_such_kind'"
-    assert row["attempts"] == 1
-
-
 async def test_bad_payload_ends_error_saying_what_was_expected(database: db.Database) -> None:
     async with running_service(database):
         task_id = await insert(database, "reverse", [1, 2])
@@ -133,7 +124,7 @@ async def test_unstorable_result_ends_error(database: db.Database) -> None:
 
 async def test_fenced_outcome_from_a_stale_owner_is_refused(database: db.Database) -> None:
     task_id = await insert(database, "noop")
-    rows = await database.fetch(sql.queries["claim"], ["default"], 1, "owner-a", 30.0)
+    rows = await database.fetch(sql.queries["claim"], ["default"], 1, "owner-a", 30.0, ["noop"])
     assert [r["id"] for r in rows] == [task_id]
     assert [r["claim_token"] for r in rows] == [1]
     args = ([task_id], [1], ["done"], ['"late"'], [None], [0.0], [1])

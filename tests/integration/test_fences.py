@@ -112,7 +112,9 @@ async def test_the_heartbeat_never_waits_for_a_locked_row(database: db.Database)
     others and reports that one as still owned, without waiting; nothing can deadlock."""
     await insert(database, "noop")
     await insert(database, "noop")
-    claimed = await store.claim(database, queues=["default"], limit=2, owner="me", lease_s=LEASE_S)
+    claimed = await store.claim(
+        database, queues=["default"], kinds=["noop"], limit=2, owner="me", lease_s=LEASE_S
+    )
     low, high = sorted(claimed, key=lambda c: c.id)
     me = store.Registration("me", ("default",), 5)
     before = await deadlocks(database)
@@ -135,9 +137,13 @@ async def test_the_heartbeat_never_waits_for_a_locked_row(database: db.Database)
 
 async def test_the_heartbeat_is_fenced_by_the_claim_token(database: db.Database) -> None:
     task_id = await insert(database, "noop")
-    [old] = await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=LEASE_S)
+    [old] = await store.claim(
+        database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=LEASE_S
+    )
     await database.run_in_transaction(lambda conn: _expire_and_recover(conn, task_id))
-    [new] = await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=LEASE_S)
+    [new] = await store.claim(
+        database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=LEASE_S
+    )
     assert (old.id, old.attempt) == (new.id, new.attempt - 1) and new.token > old.token
     me = store.Registration("me", ("default",), 5)
     kept = await store.heartbeat(
@@ -188,14 +194,14 @@ async def test_claims_of_limited_queues_in_opposite_orders_do_not_deadlock(
     async def second() -> None:
         try:
             outcome["second"] = await database.fetch(
-                sql.queries["claim_limited"], ["b", "a"], 5, "p2", LEASE_S
+                sql.queries["claim_limited"], ["b", "a"], 5, "p2", LEASE_S, None
             )
         except errors.StatementAborted as exc:
             outcome["second"] = exc
 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery, database.transaction() as first:
-            await first.fetch(sql.queries["claim_limited"], ["a"], 5, "p1", LEASE_S)
+            await first.fetch(sql.queries["claim_limited"], ["a"], 5, "p1", LEASE_S, None)
             nursery.start_soon(second)
             # The second claim waits for a lock (or, with the rows locked in one
             # order, for a's row before it takes b's).
@@ -206,7 +212,7 @@ async def test_claims_of_limited_queues_in_opposite_orders_do_not_deadlock(
                 )
             )
             try:
-                await first.fetch(sql.queries["claim_limited"], ["a", "b"], 5, "p1", LEASE_S)
+                await first.fetch(sql.queries["claim_limited"], ["a", "b"], 5, "p1", LEASE_S, None)
                 outcome["first"] = "claimed"
             except errors.StatementAborted as exc:
                 outcome["first"] = exc
@@ -234,7 +240,9 @@ async def test_many_claimers_of_several_limited_queues_never_deadlock(
             turn += 1
             order = queues[turn % 3 :] + queues[: turn % 3]
             try:
-                rows = await database.fetch(sql.queries["claim_limited"], order, 2, f"p{n}", 30.0)
+                rows = await database.fetch(
+                    sql.queries["claim_limited"], order, 2, f"p{n}", 30.0, None
+                )
             except errors.StatementAborted as exc:
                 aborted.append(exc)
                 continue

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from functools import partial
 
 import psycopg
 import pytest
@@ -16,8 +18,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import notifyq
 from notifyq import db, otel, tracing
 from notifyq.app import App, Task
+from notifyq.engine.service import Service
 from notifyq.otel import Tracing
-from tests.helpers import running_service, wait_ended
+from tests.helpers import eventually, running_service, wait_ended
 
 
 @pytest.fixture
@@ -53,6 +56,7 @@ def test_a_producer_in_a_span_records_its_trace_context(
     span_id = format(request.get_span_context().span_id, "016x")
     flags = format(request.get_span_context().trace_flags, "02x")
     for task_id in (inside, *many):
+        assert task_id is not None
         meta = meta_of(database_url, task_id)
         assert meta == {"trace": {"traceparent": f"00-{trace_id}-{span_id}-{flags}"}}
     assert meta_of(database_url, outside) is None
@@ -65,8 +69,7 @@ def test_attempt_claim_and_write_spans_link_to_the_producer(
     with tracer.start_as_current_span("producer") as producer:
         recorded = otel.task_meta()
     tracing = Tracing(tracer)
-    with tracing.claim(["default"]) as claim:
-        tracing.claimed(claim, [(7, recorded), (8, None)])
+    tracing.claimed(["default"], time.time_ns(), [(7, recorded), (8, None)])
     with tracing.attempt(7, "resize", "default", 2, recorded) as span:
         tracing.outcome(span, "retried", "RuntimeError: boom")
     with tracing.write([(7, "retry")]):
@@ -159,3 +162,30 @@ async def test_a_service_records_claim_attempt_and_write_spans(
     write = finished["notifyq write outcomes"]
     assert write.attributes is not None
     assert write.attributes["notifyq.task.ids"] == (task_id,)
+
+
+async def test_an_idle_service_records_no_empty_claim_spans(
+    database: db.Database,
+    spans: tuple[trace.Tracer, InMemorySpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracer, exporter = spans
+    monkeypatch.setattr(tracing, "active", Tracing(tracer))
+    task_id = await database.run(lambda conn: notifyq.enqueue(conn, "noop"))
+    async with running_service(database) as service:
+        await wait_ended(database, task_id)
+        # Wake-ups that find nothing: each runs a claim that takes no rows.
+        for _ in range(3):
+            before = service.claimer.claims
+            await database.execute("SELECT pg_notify('notifyq', 'default')")
+            await eventually(partial(_more_claims, service, before))
+    claimed = [
+        (s.attributes or {}).get("notifyq.claimed")
+        for s in exporter.get_finished_spans()
+        if s.name == "notifyq claim"
+    ]
+    assert claimed == [1]
+
+
+async def _more_claims(service: Service, before: int) -> bool:
+    return service.claimer.claims > before

@@ -165,7 +165,9 @@ async def test_retention_never_stalls_outcome_writes_behind_a_long_reader(
             f"FOR VALUES FROM ('2000-01-{d:02} 00:00+00') TO ('2000-01-{d + 1:02} 00:00+00')"
         )
     task_id = await insert(database, "noop")
-    [claimed] = await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    [claimed] = await store.claim(
+        database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30
+    )
     outcome = store.Outcome(task_id, 1, store.Verdict.DONE, result_json="1", token=claimed.token)
     results: list[store.HistoryPrune] = []
     blocked: list[list[int]] = []

@@ -299,9 +299,12 @@ async def test_wait_from_asyncio_drivers_and_a_dsn(database: db.Database) -> Non
 
     def waits() -> list[notifyq.TaskOutcome]:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            ids = notifyq.enqueue_many(
-                conn, [{"kind": "reverse", "payload": t} for t in ("ab", "cd", "ef")]
-            )
+            ids = [
+                int(str(i))  # no unique keys: never None
+                for i in notifyq.enqueue_many(
+                    conn, [{"kind": "reverse", "payload": t} for t in ("ab", "cd", "ef")]
+                )
+            ]
 
         async def on_asyncio() -> list[notifyq.TaskOutcome]:
             async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as aconn:

@@ -141,6 +141,26 @@ async def test_http_queues_set_and_list(database: db.Database) -> None:
         assert {"/queues", "/queues/{name}"} <= set(spec["paths"])
 
 
+async def test_http_queue_list_is_paginated(database: db.Database) -> None:
+    # Queue names are whatever producers write: the list comes in bounded pages.
+    await database.execute(
+        "INSERT INTO notifyq.queues (name, concurrency)"
+        " SELECT 'q' || lpad(i::text, 3, '0'), i FROM generate_series(1, 120) AS i"
+    )
+    async with running_web(database, workers=False) as web:
+        client = web.test_client()
+        first = await (await client.get("/queues")).get_json()
+        assert [q["name"] for q in first["queues"]] == [f"q{i:03}" for i in range(1, 101)]
+        assert first["next"] == "/queues?limit=100&after=q100"
+        second = await (await client.get(first["next"])).get_json()
+        assert [q["name"] for q in second["queues"]] == [f"q{i:03}" for i in range(101, 121)]
+        assert second["next"] is None
+        small = await (await client.get("/queues?limit=2&after=q050")).get_json()
+        assert [q["name"] for q in small["queues"]] == ["q051", "q052"]
+        response = await client.get("/queues?limit=501")
+        assert response.status_code == 422
+
+
 async def test_http_queue_changes_need_the_token(database: db.Database) -> None:
     async with running_web(database, workers=False, api_token="s" * 20) as web:
         client: Any = web.test_client()

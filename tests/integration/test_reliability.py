@@ -155,7 +155,7 @@ async def test_late_outcome_of_a_lost_lease_is_not_written(database: db.Database
             "UPDATE notifyq.tasks SET locked_until = now() - interval '1 s' WHERE id = $1", task_id
         )
         await conn.fetch(sql.queries["recover_expired"], 100)
-        return list(await conn.fetch(sql.queries["claim"], ["default"], 1, "thief", 30.0))
+        return list(await conn.fetch(sql.queries["claim"], ["default"], 1, "thief", 30.0, ["slow"]))
 
     async with running_service(database, app=app, lease_s=30) as service:
         task_id = await insert(database, "slow")
@@ -175,7 +175,7 @@ async def test_late_outcome_of_a_lost_lease_is_not_written(database: db.Database
 async def test_reaper_recovers_then_errors_at_the_attempt_limit(database: db.Database) -> None:
     task_id = await insert(database, "noop", max_attempts=2)
     for attempt in (1, 2):
-        [row] = await database.fetch(sql.queries["claim"], ["default"], 1, "doomed", 0.01)
+        [row] = await database.fetch(sql.queries["claim"], ["default"], 1, "doomed", 0.01, ["noop"])
         assert row["attempts"] == attempt
         await trio.sleep(0.05)
         [reaped] = await database.fetch(sql.queries["recover_expired"], 100)

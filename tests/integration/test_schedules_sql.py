@@ -1,4 +1,5 @@
-"""notifyq.schedules and notifyq.fire_schedule (migration 0005) against a real PostgreSQL."""
+"""notifyq.schedules, notifyq.fire_schedule (migration 0005, redefined by 0012) and
+notifyq.fire_schedules (0012) against a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ async def test_racing_processes_fire_a_tick_once(database: db.Database) -> None:
         "tick",
         T0,
     )
-    assert task["unique_key"] == "schedule:tick:2026-11-30T12:00:00Z"
+    # No unique key: a tick is fired once because the schedules row says so.
+    assert task["unique_key"] is None
     schedule = await database.fetchrow("SELECT * FROM notifyq.schedules")
     assert schedule is not None
     assert (schedule["next_run_at"], schedule["last_run_at"]) == (T1, T0)
@@ -77,7 +79,7 @@ async def test_a_paused_schedule_fires_nothing(database: db.Database) -> None:
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
 
 
-async def test_a_tick_whose_task_is_still_live_is_advanced_without_a_second_task(
+async def test_a_producers_task_with_the_ticks_old_key_does_not_suppress_the_tick(
     database: db.Database,
 ) -> None:
     await add_schedule(database)
@@ -85,8 +87,40 @@ async def test_a_tick_whose_task_is_still_live_is_advanced_without_a_second_task
         "INSERT INTO notifyq.tasks (kind, unique_key)"
         " VALUES ('noop', 'schedule:tick:2026-11-30T12:00:00Z')"
     )
-    assert tuple(await database.fetchrow(FIRE, "tick", T0, T0, T1)) == (True, None)  # type: ignore[arg-type]
-    assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 1
+    assert tuple(await database.fetchrow(FIRE, "tick", T0, T0, T1)) == (True, 2)  # type: ignore[arg-type]
+    assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 2
+
+
+FIRE_MANY = "SELECT * FROM notifyq.fire_schedules($1, $2, $3, $4, $5, $6)"
+
+
+async def test_fire_schedules_fires_each_schedules_ticks_and_skips_a_held_row(
+    database: db.Database,
+) -> None:
+    await add_schedule(database, "a")
+    await add_schedule(database, "held")
+    async with database.transaction() as other:
+        await other.execute("SELECT 1 FROM notifyq.schedules WHERE name = 'held' FOR UPDATE")
+        with trio.fail_after(10):  # SKIP LOCKED: never a wait on the held row
+            rows = await database.fetch(
+                FIRE_MANY,
+                ["a", "held"],
+                [T0, T0],
+                [T1, T0],
+                [T2, T1],
+                ["a", "a", "held"],
+                [T0, T1, T0],
+            )
+    assert [(r["name"], r["tasks"]) for r in rows] == [("a", 2)]
+    ticks = await database.fetch(
+        "SELECT schedule_name, schedule_tick FROM notifyq.tasks ORDER BY id"
+    )
+    assert [tuple(r) for r in ticks] == [("a", T0), ("a", T1)]
+    # A tick at or before the row's last run is never enqueued again.
+    await database.execute("UPDATE notifyq.schedules SET next_run_at = $1 WHERE name = 'a'", T1)
+    rows = await database.fetch(FIRE_MANY, ["a"], [T1], [T1], [T2], ["a"], [T1])
+    assert [(r["name"], r["tasks"], r["last_task_id"]) for r in rows] == [("a", 0, None)]
+    assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 2
 
 
 async def test_definition_changes_notify_and_firings_do_not(database: db.Database) -> None:
@@ -110,6 +144,11 @@ async def test_definition_changes_notify_and_firings_do_not(database: db.Databas
         ("every", "interval '0.5 s'", "schedules_every_valid"),
         ("every", "interval '1.5 s'", "schedules_every_valid"),
         ("every, catch_up", "interval '1 s', 'some'", "schedules_catch_up_valid"),
+        ("every, tz", "interval '1 s', repeat('x', 129)", "schedules_tz_valid"),
+        ("cron", "repeat('1', 300) || ' * * * *'", "schedules_cron_length_valid"),
+        ("every", "interval '36501 days'", "schedules_every_max_valid"),
+        ("every, next_run_at", "interval '1 s', '-infinity'", "schedules_next_run_at_valid"),
+        ("every, last_run_at", "interval '1 s', '0044-03-15 BC'", "schedules_last_run_at_valid"),
     ],
 )
 async def test_bad_schedule_rows_are_refused(

@@ -138,19 +138,21 @@ def test_migration_applies_on_postgresql_15() -> None:
         )
         due = pg.psql(
             url,
-            f"PREPARE due(text[]) AS {sql.queries['next_due']}; EXECUTE due('{{default}}')",
+            f"PREPARE due(text[], text[]) AS {sql.queries['next_due']}; "
+            "EXECUTE due('{default}', '{noop}')",
         )
         assert float(due) < 0  # the '-infinity' row is overdue
         claimed = pg.psql(
             url,
-            f"PREPARE c(text[], int, text, float8) AS {sql.queries['claim']}; "
-            "EXECUTE c('{default}', 10, 'pg15', 30)",
+            f"PREPARE c(text[], int, text, float8, text[]) AS {sql.queries['claim']}; "
+            "EXECUTE c('{default}', 10, 'pg15', 30, '{noop}')",
         )
         assert len(claimed.splitlines()) == 1  # the '-infinity' row; the parked one waits
         assert pg.psql(url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'pending'") == "1"
         parked_only = pg.psql(
             url,
-            f"PREPARE due(text[]) AS {sql.queries['next_due']}; EXECUTE due('{{default}}')",
+            f"PREPARE due(text[], text[]) AS {sql.queries['next_due']}; "
+            "EXECUTE due('{default}', '{noop}')",
         )
         assert parked_only == ""  # NULL: nothing will come due
         # The history's partitions (migration 0007): made ahead, the outcome's event moved
@@ -241,7 +243,7 @@ async def test_task_end_notifies_notifyq_done(database: db.Database) -> None:
     task_id = await database.fetchval(
         "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id"
     )
-    await database.fetch(sql.queries["claim"], ["default"], 1, "me", 30.0)
+    await database.fetch(sql.queries["claim"], ["default"], 1, "me", 30.0, ["noop"])
     async with listen.open_listener(database.loop, database.dsn, ["notifyq_done"]) as listener:
         await database.fetch(
             sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"], [None], [0.0], [1]
@@ -284,7 +286,12 @@ async def test_claim_uses_the_partial_index_with_many_finished_rows(database: db
     async def explain(conn: db.Connection) -> str:
         async with conn.transaction():
             rows = await conn.fetch(
-                "EXPLAIN (FORMAT JSON) " + sql.queries["claim"], ["default"], 10, "w", 30.0
+                "EXPLAIN (FORMAT JSON) " + sql.queries["claim"],
+                ["default"],
+                10,
+                "w",
+                30.0,
+                ["noop"],
             )
             raise_rollback = rows[0][0]
             await conn.execute("SELECT 1")

@@ -55,8 +55,9 @@ def test_finish_and_claim_is_finish_then_claim() -> None:
     for name in ("outcome", "written", "events"):
         assert both[name] == finish[name], name
     claim = _ctes(sql.queries["claim"])
-    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4 are $9, $10, $1, $11.
-    renumber = {"$1": "$9", "$2": "$10", "$3": "$1", "$4": "$11"}
+    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4, kinds $5 are $9, $10,
+    # $1, $11, $12.
+    renumber = {"$1": "$9", "$2": "$10", "$3": "$1", "$4": "$11", "$5": "$12"}
     for name in ("picked", "claimed"):
         expected = re.sub(r"\$\d+", lambda m: renumber[m.group(0)], claim[name])
         expected = expected.replace("FROM notifyq.tasks, quick", "FROM notifyq.tasks")
@@ -70,7 +71,9 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
         )
         for p in (0, 5, 1, 9)
     ]
-    [mine, other] = await store.claim(database, queues=["default"], limit=2, owner="me", lease_s=30)
+    [mine, other] = await store.claim(
+        database, queues=["default"], kinds=["noop"], limit=2, owner="me", lease_s=30
+    )
     assert [mine.id, other.id] == [ids[3], ids[1]]
     exchange = await store.finish_and_claim(
         database,
@@ -80,6 +83,7 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
             store.Outcome(other.id, 1, store.Verdict.DONE),  # not its claim token: fenced
         ],
         queues=["default"],
+        kinds=["noop"],
         limit=5,
         lease_s=30,
     )
@@ -126,7 +130,7 @@ async def test_history_derives_each_attempts_start(database: db.Database) -> Non
     task_id = await database.fetchval(
         "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id"
     )
-    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     assert await _events(database, task_id) == [("queued", 0), ("started", 1)]
     [started] = [r for r in await store.task_history(database, task_id) if r["event"] == "started"]
     started_at = await database.fetchval(
@@ -134,9 +138,9 @@ async def test_history_derives_each_attempts_start(database: db.Database) -> Non
     )
     assert (started["at"], started["worker"], started["id"]) == (started_at, "me", 0)
     await _outcome(database, task_id, 1, "released")  # shutdown: attempt 1 again next time
-    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     await _outcome(database, task_id, 1, "retried")
-    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     await _outcome(database, task_id, 2, "done")
     assert await _events(database, task_id) == [
         ("queued", 0),
@@ -156,7 +160,7 @@ async def test_history_derives_each_attempts_start(database: db.Database) -> Non
 
     # A process of the previous version stores its claim's 'started' row.
     old = await database.fetchval("INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
-    await store.claim(database, queues=["default"], limit=1, owner="me", lease_s=30)
+    await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     await database.execute(
         "INSERT INTO notifyq.task_events (task_id, event, attempt, worker) "
         "VALUES ($1, 'started', 1, 'me')",
@@ -174,7 +178,14 @@ async def test_a_limited_queues_claim_still_stores_its_start_once(database: db.D
     task_id = await database.fetchval(
         "INSERT INTO notifyq.tasks (queue, kind) VALUES ('lim', 'noop') RETURNING id"
     )
-    claimed = await database.fetch(sql.queries["claim_limited"], ["lim"], 1, "me", 30.0)
+    # As the previous version calls it: without kinds (every kind).
+    claimed = await database.fetch(
+        "SELECT * FROM notifyq.claim_limited($1::text[], $2, $3, $4::float8)",
+        ["lim"],
+        1,
+        "me",
+        30.0,
+    )
     assert [r["id"] for r in claimed] == [task_id]
     assert await _events(database, task_id) == [("queued", 0), ("started", 1)]
     await _outcome(database, task_id, 1, "done")

@@ -107,3 +107,46 @@ def test_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120)
     result.assert_outcomes(passed=1)
+
+
+def test_plugin_ignores_the_developers_environment_and_dotenv(
+    pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: with QUEUES=mail exported (or in .env), run_until_idle served only `mail` and
+    # the task of the default queue stayed pending; a bad value in .env stopped every test.
+    pytester.makepyfile(
+        sample_app=SAMPLE_APP,
+        test_env=(
+            "import sample_app\n"
+            "async def test_defaults(notifyq_queue):\n"
+            "    task_id = await notifyq_queue.enqueue('double', 4)\n"
+            "    await notifyq_queue.run_until_idle(sample_app.app)\n"
+            "    await notifyq_queue.assert_done(task_id, result=8)\n"
+            "async def test_settings_the_test_passes(notifyq_queue):\n"
+            "    mail = await notifyq_queue.enqueue('double', 1, queue='mail')\n"
+            "    other = await notifyq_queue.enqueue('double', 2)\n"
+            "    await notifyq_queue.run_until_idle(sample_app.app, queues=('mail',))\n"
+            "    await notifyq_queue.assert_done(mail, result=2)\n"
+            "    assert (await notifyq_queue.outcome(other)).status == 'pending'\n"
+        ),
+    )
+    pytester.makeini(INI)
+    (pytester.path / ".env").write_text("QUEUES=reports\nWORKER_COUNT=many\n")
+    monkeypatch.setenv("TEST_DATABASE_URL", server_url)
+    monkeypatch.setenv("QUEUES", "mail")
+    monkeypatch.setenv("LEASE", "not-a-duration")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
+    result.assert_outcomes(passed=2)
+
+
+def test_without_pytest_trio_the_fixture_says_what_to_install(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_one="async def test_one(notifyq_queue):\n    pass\n",
+    )
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:trio", timeout=120)
+    result.assert_outcomes(errors=1)
+    assert (
+        'notifyq_queue is a trio fixture: pip install "notifyq[testing]" (pytest-trio), '
+        "then set trio_mode = true or mark the test @pytest.mark.trio"
+    ) in result.stdout.str()

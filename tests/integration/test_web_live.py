@@ -118,7 +118,7 @@ async def test_status_page_and_task_page_render_on_the_server(database: db.Datab
         httpx.AsyncClient(base_url=web.url, timeout=10) as http,
     ):
         task = (
-            await http.post("/tasks", json={"kind": "fail", "payload": "<script>x</script>"})
+            await http.post("/tasks", json={"kind": "reverse", "payload": ["<script>x</script>"]})
         ).json()
 
         async def ended() -> bool:
@@ -130,7 +130,7 @@ async def test_status_page_and_task_page_render_on_the_server(database: db.Datab
         html = page.text
         assert 'data-count="error">1<' in html
         assert f'href="/ui/tasks/{task["id"]}"' in html  # in recent failures
-        assert "no handler for kind" in html
+        assert "PayloadError: expected a JSON string" in html
         assert "https://" not in html  # no CDN: everything is served from here
         for asset in ["/static/page.js", "/static/page.css"]:
             assert asset in html

@@ -10,6 +10,7 @@ from notifyq import db
 from notifyq.app import App
 from notifyq.errors import ConfigError
 from notifyq.schedules import ScheduleError
+from notifyq.store import PREVIEW_CHARS
 from tests.helpers import Web, eventually, running_web
 from tests.integration.test_web_api import error_of, post
 
@@ -130,3 +131,57 @@ def test_an_app_refuses_a_bad_schedule_where_it_is_declared() -> None:
     assert str(caught.value).startswith(
         "invalid schedule 'y': no handler for kind 'unknown_kind' (known: "
     )
+
+
+async def test_bad_zones_intervals_and_rates_are_422_not_500(idle_web: Web) -> None:
+    client = idle_web.test_client()
+    for body, message in [
+        (
+            {"name": "s", "cron": "0 9 * * *", "tz": "Europe", "kind": "noop"},
+            "unknown time zone 'Europe': expected an IANA name such as 'UTC' or 'Europe/Berlin'",
+        ),
+        (
+            {"name": "s", "every": "3000000d", "kind": "noop"},
+            "invalid interval '3000000d': at most 36500d",
+        ),
+    ]:
+        error = await error_of(await post(client, "/schedules", body), 422, "validation_failed")
+        assert error["message"] == message
+    error = await error_of(
+        await post(client, "/queues/x", {"rate": "1/0.0001ms"}), 422, "validation_failed"
+    )
+    assert error["message"].endswith(
+        "invalid rate '1/0.0001ms': the period must be from 1ms to 1000d"
+    )
+
+
+async def test_schedule_payloads_are_previewed_and_the_list_is_paged(
+    idle_web: Web, database: db.Database
+) -> None:
+    big = "x" * 200_000
+    await database.execute(
+        "INSERT INTO notifyq.schedules (name, every, kind, payload)"
+        " SELECT 'big' || i, interval '1 h', 'noop', to_jsonb($1::text)"
+        "   FROM generate_series(1, 3) AS i",
+        big,
+    )
+    await database.execute(
+        "INSERT INTO notifyq.schedules (name, every, kind, payload)"
+        " VALUES ('small', interval '1 h', 'noop', '{\"a\": 1}')"
+    )
+    client = idle_web.test_client()
+    first = await (await client.get("/schedules?limit=2")).get_json()
+    assert [s["name"] for s in first["schedules"]] == ["big1", "big2"]
+    shown = first["schedules"][0]
+    assert shown["payload_truncated"] is True
+    assert len(shown["payload"]) == PREVIEW_CHARS and shown["payload"].startswith('"xxx')
+    assert first["next"] == "/schedules?limit=2&after=big2"
+    rest = await (await client.get(first["next"])).get_json()
+    assert [s["name"] for s in rest["schedules"]] == ["big3", "small"]
+    assert rest["schedules"][1]["payload"] == {"a": 1}
+    assert rest["schedules"][1]["payload_truncated"] is False
+    assert rest["next"] is None
+    await error_of(await client.get("/schedules?limit=100000"), 422, "validation_failed")
+    summary = await (await client.get("/ui/summary")).get_data(as_text=True)
+    page = await (await client.get("/")).get_data(as_text=True)
+    assert len(summary) < 100_000 and len(page) < 200_000, (len(summary), len(page))

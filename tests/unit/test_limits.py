@@ -46,8 +46,10 @@ def test_rates_print_as_they_are_written(rate: Rate, text: str) -> None:
         ("fast", "invalid rate 'fast': expected COUNT/PERIOD, e.g. 100/s, 10/m, 1000/h or 5/10s"),
         ("10", "expected COUNT/PERIOD"),
         ("0/s", "the count must be from 1 to 1000000"),
-        ("5/1001d", "the period must be above 0 and at most 1000d"),
-        ("5/0s", "the period must be above 0"),
+        ("5/1001d", "the period must be from 1ms to 1000d"),
+        ("5/0s", "the period must be from 1ms to 1000d"),
+        # The database keeps whole microseconds: this period would be stored as 0.
+        ("1/0.0001ms", "invalid rate '1/0.0001ms': the period must be from 1ms to 1000d"),
         ("-1/s", "expected COUNT/PERIOD"),
     ],
 )

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import pytest
 
 import notifyq
-from notifyq import priorities
-from notifyq.producers import drivers, spec
+from notifyq import priorities, spec
+from notifyq.producers import drivers
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_a_priority_out_of_range_says_the_range() -> None:
         ),
         ({"max_attempts": 0}, "invalid max_attempts 0: expected an integer from 1 to 1000"),
         ({"max_attempts": True}, "invalid max_attempts True: expected an integer from 1 to"),
-        ({"timeout": 0}, "invalid timeout 0: expected a finite number of seconds, above 0"),
+        ({"timeout": 0}, "invalid timeout 0: expected a finite number of seconds, at least 0.001"),
         ({"timeout": timedelta(0)}, "invalid timeout datetime.timedelta(0): expected"),
         ({"payload": math.nan}, "invalid payload nan: expected a JSON value (Out of range"),
         ({"payload": {"a": object()}}, "invalid payload {'a': <object object at"),
@@ -99,8 +99,8 @@ def test_good_options_become_the_statement_values() -> None:
         max_attempts=7,
         timeout=1.5,
     )
-    assert spec.row(task) == ["img", "resize", '{"w":1}', 20, None, 120.0, 7, 1.5, None]
-    assert spec.row(spec.new_task("noop"))[2] == "{}"  # None: the column's default
+    assert task == spec.NewTask("img", "resize", '{"w":1}', 20, None, 120.0, 7, 1.5)
+    assert spec.new_task("noop").payload_json == "{}"  # None: the column's default
 
 
 def test_enqueue_many_items_are_mappings_or_new_tasks() -> None:

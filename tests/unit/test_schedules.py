@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 
+from notifyq.app import App
+from notifyq.cli import main
 from notifyq.schedules import (
     Firing,
     ScheduleError,
@@ -144,6 +147,28 @@ def test_every_accepts_whole_seconds(value: object, seconds: int) -> None:
             "unknown time zone '../etc/passwd': expected an IANA name such as 'UTC' or 'Europe/Berlin'",
         ),
         (
+            {"cron": "* * * * *", "tz": "Europe"},
+            "unknown time zone 'Europe': expected an IANA name such as 'UTC' or 'Europe/Berlin'",
+        ),
+        (
+            {"cron": "* * * * *", "tz": "America/Argentina"},
+            "unknown time zone 'America/Argentina': expected an IANA name such as 'UTC' or "
+            "'Europe/Berlin'",
+        ),
+        (
+            {"cron": "* * * * *", "tz": "x" * 300},
+            "unknown time zone of 300 characters: an IANA name has at most 128",
+        ),
+        (
+            {"cron": "1" * 4300 + " * * * *"},
+            "invalid cron expression of 4308 characters: at most 256",
+        ),
+        (
+            {"cron": "1" * 200 + " * * * *"},
+            f"invalid cron expression '{'1' * 200} * * * *': bad minute field",
+        ),
+        ({"every": "3000000d"}, "invalid interval '3000000d': at most 36500d"),
+        (
             {"every": "1.5s"},
             "invalid interval '1.5s': an interval is a whole number of seconds, at least 1s",
         ),
@@ -186,7 +211,7 @@ def test_not_due_yet_fires_nothing() -> None:
 def test_on_time_fires_the_tick_and_moves_to_the_next() -> None:
     every10 = Timing(every_s=10)
     assert plan(every10, utc(2026, 1, 1, 0, 0, 10), utc(2026, 1, 1, 0, 0, 10, 300_000)) == Firing(
-        utc(2026, 1, 1, 0, 0, 10), utc(2026, 1, 1, 0, 0, 20), missed=0
+        (utc(2026, 1, 1, 0, 0, 10),), utc(2026, 1, 1, 0, 0, 20), missed=0
     )
 
 
@@ -194,27 +219,51 @@ def test_coalesce_fires_once_as_the_latest_due_tick() -> None:
     every10 = Timing(every_s=10)
     # Down from 00:00:00 to 00:00:35: ticks 0, 10, 20, 30 came due.
     assert plan(every10, utc(2026, 1, 1), utc(2026, 1, 1, 0, 0, 35)) == Firing(
-        utc(2026, 1, 1, 0, 0, 30), utc(2026, 1, 1, 0, 0, 40), missed=3
+        (utc(2026, 1, 1, 0, 0, 30),), utc(2026, 1, 1, 0, 0, 40), missed=3
     )
     daily = Timing(cron="30 2 * * *", tz=BERLIN)
     assert plan(daily, utc(2026, 3, 27, 1, 30), utc(2026, 3, 30, 12)) == Firing(
-        utc(2026, 3, 30, 0, 30), utc(2026, 3, 31, 0, 30), missed=3
+        (utc(2026, 3, 30, 0, 30),), utc(2026, 3, 31, 0, 30), missed=3
     )
 
 
-def test_all_fires_every_missed_tick_up_to_the_limit() -> None:
+def test_all_fires_every_missed_tick_up_to_the_limit_in_one_firing() -> None:
     every10 = Timing(every_s=10)
     due, now = utc(2026, 1, 1), utc(2026, 1, 1, 0, 0, 35)
-    fired, missed = [], 0
-    while (firing := plan(every10, due, now, catch_up="all", catch_up_limit=100)) is not None:
-        fired.append(firing.tick)
-        missed += firing.missed
-        due = firing.next_run_at
-    assert fired == [utc(2026, 1, 1, 0, 0, s) for s in (0, 10, 20, 30)]
-    assert (missed, due) == (0, utc(2026, 1, 1, 0, 0, 40))
+    firing = plan(every10, due, now, catch_up="all", catch_up_limit=100)
+    assert firing == Firing(
+        tuple(utc(2026, 1, 1, 0, 0, s) for s in (0, 10, 20, 30)), utc(2026, 1, 1, 0, 0, 40), 0
+    )
     # Bounded: only the latest two, the two before count as missed.
-    first = plan(every10, utc(2026, 1, 1), now, catch_up="all", catch_up_limit=2)
-    assert first == Firing(utc(2026, 1, 1, 0, 0, 20), utc(2026, 1, 1, 0, 0, 30), missed=2)
+    latest = plan(every10, utc(2026, 1, 1), now, catch_up="all", catch_up_limit=2)
+    assert latest == Firing(
+        (utc(2026, 1, 1, 0, 0, 20), utc(2026, 1, 1, 0, 0, 30)), utc(2026, 1, 1, 0, 0, 40), 2
+    )
+    daily = Timing(cron="30 2 * * *", tz=BERLIN)
+    assert plan(daily, utc(2026, 3, 27, 1, 30), utc(2026, 3, 30, 12), catch_up="all") == Firing(
+        (
+            utc(2026, 3, 27, 1, 30),
+            utc(2026, 3, 28, 1, 30),
+            utc(2026, 3, 29, 1),
+            utc(2026, 3, 30, 0, 30),
+        ),
+        utc(2026, 3, 31, 0, 30),
+        0,
+    )
+
+
+def test_a_long_catch_up_of_every_tick_is_planned_in_one_pass() -> None:
+    # Three hours of a per-second schedule: the latest catch_up_limit ticks, oldest first.
+    for timing in (Timing(every_s=1), Timing(cron="* * * * * *")):
+        firing = plan(
+            timing, utc(2026, 1, 1), utc(2026, 1, 1, 3), catch_up="all", catch_up_limit=10_000
+        )
+        assert firing is not None
+        assert len(firing.ticks) == 10_000
+        assert firing.ticks[0] == utc(2026, 1, 1, 3) - timedelta(seconds=9_999)
+        assert firing.ticks[-1] == firing.tick == utc(2026, 1, 1, 3)
+        assert firing.next_run_at == utc(2026, 1, 1, 3, 0, 1)
+        assert firing.missed == 3 * 3600 + 1 - 10_000
 
 
 def test_a_long_outage_of_a_every_second_cron_is_planned_quickly() -> None:
@@ -223,3 +272,34 @@ def test_a_long_outage_of_a_every_second_cron_is_planned_quickly() -> None:
     assert firing is not None
     assert (firing.tick, firing.next_run_at) == (utc(2026, 1, 2), utc(2026, 1, 2, 0, 0, 1))
     assert firing.missed == 9_999  # counted up to COUNT_LIMIT
+
+
+def test_an_app_refuses_a_zone_that_names_a_folder_of_the_zone_database() -> None:
+    with pytest.raises(ScheduleError, match="unknown time zone 'Europe'"):
+        App().schedule("x", cron="0 9 * * *", tz="Europe", kind="noop")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["schedule", "add", "s", "--every", "3000000d", "--kind", "noop"],
+            "notifyq: invalid interval '3000000d': at most 36500d",
+        ),
+        (
+            ["schedule", "add", "s", "--cron", "* * * * *", "--tz", "Europe", "--kind", "noop"],
+            "notifyq: unknown time zone 'Europe'",
+        ),
+        (
+            ["queue", "set", "x", "--rate", "1/0.0001ms"],
+            "invalid rate '1/0.0001ms': the period must be from 1ms to 1000d",
+        ),
+        (["prune", "--older-than", "99999999999d"], "at most 36500d"),
+    ],
+)
+def test_bad_input_on_the_command_line_is_one_line(args: list[str], message: str) -> None:
+    # Refused before any database is opened.
+    result = CliRunner().invoke(main, args, env={"DATABASE_URL": "postgresql://nowhere.invalid/x"})
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines

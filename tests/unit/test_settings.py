@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from notifyq import settings
+from notifyq.durations import parse_duration
 from notifyq.errors import ConfigError
-from notifyq.settings import load, parse_duration
+from notifyq.settings import load
 
 DURATION = "a duration: seconds, or a number with ms, s, m, h or d (e.g. 30, 2.5s, 7d)"
 

@@ -137,7 +137,9 @@ function renderRunning(tasks) {
 function renderWorkers(workers) {
   fillTable(
     "workers",
-    workers.map((w) => row([w.id, w.queues.join(", "), w.in_flight + "/" + w.concurrency,
+    // A process that stopped heart-beating (killed) is shown as gone, not as busy.
+    workers.map((w) => row([w.id, w.queues.join(", "),
+      w.state === "gone" ? "gone" : w.in_flight + "/" + w.concurrency,
       Math.round(ageSeconds(w.last_seen)) + " s ago"])),
     "no worker processes", 4
   );

@@ -1,0 +1,284 @@
+"""One task specification: the options of a new task and the one check of them, used by every
+entry point (``notifyq.enqueue``/``enqueue_many``, ``Client.enqueue``, ``POST /tasks``,
+``notifyq enqueue``, schedules).
+
+The check refuses, with :class:`InvalidTask` naming the option, everything PostgreSQL or a
+driver would refuse, so that a bad value never reaches the caller's transaction (a refused
+statement aborts it): a NUL or a lone surrogate in any string (text columns and JSON
+strings and keys alike), a number JSON cannot write (NaN, infinity), a timeout that rounds
+to a zero interval, values outside the table's CHECK constraints. It also holds the limits
+that are notifyq's own: :data:`MAX_PAYLOAD_BYTES` and :data:`MAX_JSON_DEPTH`.
+
+Pure and dependency-free (the standard library and notifyq's errors and priorities), so a
+producer imports it without any driver.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypedDict
+
+from notifyq import priorities
+from notifyq.errors import InvalidTask
+
+# The bounds of notifyq.tasks' CHECK constraints (migrations 0001, 0005, 0006).
+MAX_NAME_CHARS = 128  # kind and queue
+MAX_UNIQUE_KEY_CHARS = 512
+MAX_CONCURRENCY_KEY_CHARS = 256
+MAX_ATTEMPTS = 1000
+# Far enough for any schedule, near enough that PostgreSQL's interval arithmetic holds.
+MAX_DELAY_S = 10 * 365 * 86400.0
+# An interval keeps microseconds; below a millisecond a limit means nothing to a handler.
+MIN_TIMEOUT_S = 0.001
+MAX_TIMEOUT_S = 365 * 86400.0
+# notifyq's own limits on a task's JSON (payload and meta), counted on the compact UTF-8
+# text: a payload is the handler's input, not a place for files.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 64
+
+OPTION_NAMES = frozenset(
+    {
+        "queue",
+        "priority",
+        "delay",
+        "run_at",
+        "max_attempts",
+        "timeout",
+        "unique_key",
+        "concurrency_key",
+        "meta",
+    }
+)
+
+# Compact JSON, non-ASCII as UTF-8 (so that the size counted is the size sent).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# An escaped NUL in JSON text: "\u0000" after an even number of backslashes.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# Any surrogate code point in a str is a lone one: UTF-8 cannot encode it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class PlainOptions(TypedDict, total=False):
+    """The options but ``unique_key`` (whose presence changes what a producer returns)."""
+
+    queue: str
+    priority: int | str
+    delay: float | timedelta | None
+    run_at: datetime | None
+    max_attempts: int
+    timeout: float | timedelta | None
+    concurrency_key: str | None
+    meta: Mapping[str, Any] | None
+
+
+class TaskOptions(PlainOptions, total=False):
+    """The options of a new task, the same for every entry point."""
+
+    unique_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """One checked task: the values the statements that add it take (JSON as text)."""
+
+    queue: str
+    kind: str
+    payload_json: str
+    priority: int
+    run_at: datetime | None  # in UTC
+    delay_s: float
+    max_attempts: int
+    timeout_s: float | None
+    meta_json: str | None = None
+    unique_key: str | None = None
+    concurrency_key: str | None = None
+
+    def with_meta(self, extra: Mapping[str, Any] | None) -> NewTask:
+        """The task with ``extra`` added to its meta (the trace context); the task's own
+        keys win."""
+        if not extra:
+            return self
+        own = {} if self.meta_json is None else json.loads(self.meta_json)
+        return replace(self, meta_json=json_text("meta", {**extra, **own}))
+
+
+def text(option: str, value: object, max_chars: int) -> str:
+    """A string PostgreSQL's text holds, of 1 to ``max_chars`` characters."""
+    if not isinstance(value, str) or not 1 <= len(value) <= max_chars:
+        raise InvalidTask(option, value, f"expected a string of 1 to {max_chars} characters")
+    return storable(option, value)
+
+
+def storable(option: str, value: str) -> str:
+    """A string PostgreSQL's text holds: no NUL, no lone surrogate."""
+    if "\x00" in value:
+        raise InvalidTask(option, value, "PostgreSQL text cannot hold a NUL character")
+    if _SURROGATE.search(value):
+        raise InvalidTask(option, value, "expected valid Unicode (no lone surrogates)")
+    return value
+
+
+def depth_within(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether no list or object in ``value`` is nested deeper than ``limit`` (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def json_text(option: str, value: Any) -> str:
+    """``value`` as the compact JSON text that jsonb stores."""
+    try:
+        written = _ENCODER.encode(value)
+    except RecursionError:
+        written = None  # deeper than Python's own limit: named below
+    except (TypeError, ValueError) as exc:
+        raise InvalidTask(option, value, f"expected a JSON value ({exc})") from None
+    # Each level takes two characters of the text: a short one cannot be too deep.
+    if written is None or (len(written) > 2 * MAX_JSON_DEPTH and not depth_within(value)):
+        raise InvalidTask(option, value, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        size = len(written.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidTask(option, value, "expected valid Unicode (no lone surrogates)") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidTask(
+            option, value, f"expected at most {MAX_PAYLOAD_BYTES} bytes of JSON, got {size}"
+        )
+    # The plain search is fast; the pattern tells an escaped NUL from an escaped backslash
+    # followed by "u0000".
+    if "\\u0000" in written and _JSON_NUL.search(written):
+        raise InvalidTask(option, value, "PostgreSQL's jsonb cannot store a NUL character")
+    return written
+
+
+def payload_json(payload: Any) -> str:
+    """The payload as JSON text; None means ``{}`` (the column's default)."""
+    return json_text("payload", {} if payload is None else payload)
+
+
+def meta_json(meta: object) -> str | None:
+    if meta is None:
+        return None
+    if not isinstance(meta, Mapping):
+        raise InvalidTask("meta", meta, "expected a JSON object")
+    return json_text("meta", meta)
+
+
+def seconds(option: str, value: object, low: float, high: float) -> float:
+    """A number of seconds (or a timedelta) from ``low`` to ``high``."""
+    if isinstance(value, timedelta):
+        number = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            number = math.inf
+    else:
+        raise InvalidTask(option, value, "expected seconds (a number) or a timedelta")
+    if not (math.isfinite(number) and low <= number <= high):
+        at_least = "0 or more" if low == 0 else f"at least {low:g}"
+        raise InvalidTask(
+            option,
+            value,
+            f"expected a finite number of seconds, {at_least}, at most {high:.0f}",
+        )
+    return number
+
+
+def _run_at(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidTask("run_at", value, "expected a datetime")
+    if value.utcoffset() is None:
+        raise InvalidTask(
+            "run_at", value, "expected a timezone-aware datetime (e.g. datetime.now(timezone.utc))"
+        )
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidTask("run_at", value, "expected a time from year 1 to 9999 in UTC") from None
+
+
+def new_task(
+    kind: str,
+    payload: Any = None,
+    *,
+    queue: str = "default",
+    priority: int | str = 0,
+    delay: float | timedelta | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int = 3,
+    timeout: float | timedelta | None = None,
+    unique_key: str | None = None,
+    concurrency_key: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> NewTask:
+    """Check one task's options; raises :class:`InvalidTask` naming the bad option."""
+    kind = text("kind", kind, MAX_NAME_CHARS)
+    queue = text("queue", queue, MAX_NAME_CHARS)
+    try:
+        number = priorities.parse(priority)
+    except priorities.PriorityError as exc:
+        raise InvalidTask("priority", priority, f"expected {exc.expected}") from None
+    if delay is not None and run_at is not None:
+        raise InvalidTask("delay", delay, "give delay or run_at, not both")
+    delay_s = 0.0 if delay is None else seconds("delay", delay, 0.0, MAX_DELAY_S)
+    at = None if run_at is None else _run_at(run_at)
+    if (
+        isinstance(max_attempts, bool)
+        or not isinstance(max_attempts, int)
+        or not 1 <= max_attempts <= MAX_ATTEMPTS
+    ):
+        raise InvalidTask(
+            "max_attempts", max_attempts, f"expected an integer from 1 to {MAX_ATTEMPTS}"
+        )
+    timeout_s = (
+        None if timeout is None else seconds("timeout", timeout, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+    )
+    if unique_key is not None:
+        unique_key = text("unique_key", unique_key, MAX_UNIQUE_KEY_CHARS)
+    if concurrency_key is not None:
+        concurrency_key = text("concurrency_key", concurrency_key, MAX_CONCURRENCY_KEY_CHARS)
+    return NewTask(
+        queue,
+        kind,
+        payload_json(payload),
+        number,
+        at,
+        delay_s,
+        max_attempts,
+        timeout_s,
+        meta_json(meta),
+        unique_key,
+        concurrency_key,
+    )
+
+
+def from_item(item: NewTask | Mapping[str, Any]) -> NewTask:
+    """An item of ``enqueue_many``: a :class:`NewTask` or a mapping of new_task's arguments."""
+    if isinstance(item, NewTask):
+        return item
+    if not isinstance(item, Mapping):
+        raise TypeError(
+            f"enqueue_many takes NewTask objects or mappings, got {type(item).__name__}"
+        )
+    unknown = set(item) - OPTION_NAMES - {"kind", "payload"}
+    if unknown:
+        raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+    if "kind" not in item:
+        raise TypeError("a task needs a 'kind'")
+    return new_task(**item)
