@@ -53,6 +53,7 @@ CREATE TABLE notifyq.tasks (
     schedule_tick       timestamptz,   -- and that tick
     concurrency_key     text,                                     -- what a per-key limit counts by
     meta                jsonb,                   -- besides the payload: trace context
+    claim_token         bigint      NOT NULL DEFAULT 0,  -- claims so far: the attempt's fence
     CONSTRAINT tasks_status_valid
         CHECK (status IN ('pending', 'in_progress', 'done', 'error', 'cancelled')),
     CONSTRAINT tasks_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
@@ -80,6 +81,8 @@ COMMENT ON TABLE notifyq.tasks IS
     'notifyq task queue: INSERT a row to enqueue; see the README for columns and states';
 COMMENT ON COLUMN notifyq.tasks.meta IS
     'what travels with a task besides its payload (trace context); NULL when none';
+COMMENT ON COLUMN notifyq.tasks.claim_token IS
+    'how many times the task was claimed; names the attempt running now (the fence)';
 
 -- NOT VALID as in migration 0006, which adds it without scanning the table (the rows it
 -- found all had a NULL key); it holds for every row written since.
@@ -88,7 +91,7 @@ ALTER TABLE notifyq.tasks ADD CONSTRAINT tasks_concurrency_key_valid
 
 -- History, one row per event of a task, partitioned by day of `at` (migration 0007): one
 -- partition per UTC day, task_events_pYYYYMMDD, created ahead by the notifyq processes
--- (ensure_event_partitions) and dropped whole by retention (drop_event_partitions); the
+-- (ensure_event_partitions) and dropped whole by retention (prune_event_partitions); the
 -- default partition catches rows of days not created yet. The day partitions are not in
 -- this file (they are dated). No foreign key to tasks (a lookup on every event insert), no
 -- primary key (a unique index must hold the partition key; nothing reads an event by id).
@@ -439,16 +442,17 @@ LANGUAGE sql IMMUTABLE AS $$
            OR q.per_key_concurrency IS NOT NULL
 $$;
 
--- Claim up to `want` due pending rows of `queues` (in that order: the caller rotates it),
--- obeying each queue's limits. Returns the claimed rows with the columns of the `claim`
+-- Claim up to `want` due pending rows of `queues` (in that order: the caller rotates it)
+-- and of `kinds` (NULL: every kind), obeying each queue's limits. Returns the claimed rows with the columns of the `claim`
 -- statement, and for each queue that a limit held back one extra row with `id` NULL,
 -- `queue` set and `held_s`: 'Infinity' when it waits for a slot (an outcome or the
 -- reaper frees one; a notification says so) or for a change of its row (resume, a raised
 -- limit); else the seconds until its next rate token is due.
-CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8)
+CREATE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8,
+                                      kinds text[] DEFAULT NULL)
 RETURNS TABLE (id bigint, queue text, kind text, payload_json text, priority integer,
                attempts integer, max_attempts integer, timeout_s float8, lag_s float8,
-               meta_json text, held_s float8)
+               meta_json text, claim_token bigint, held_s float8)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -470,9 +474,14 @@ DECLARE
 BEGIN
     -- As in `claim`: a claim lost in a server crash only leaves its rows pending.
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- The rows of every queue asked for, locked at once in one order (by name) however the
+    -- caller rotated them: claimers of the same queues in other orders wait here, and can
+    -- never hold one row while waiting for another (they deadlocked).
+    PERFORM 1 FROM notifyq.queues q WHERE q.name = ANY (queues) ORDER BY q.name FOR UPDATE;
     FOREACH v_queue IN ARRAY queues LOOP
         EXIT WHEN want <= 0;
-        -- The lock that serialises the claimers of one limited queue across the fleet.
+        -- The lock that serialises the claimers of one limited queue across the fleet,
+        -- taken above (and here for a row added since then).
         SELECT * INTO v_cfg FROM notifyq.queues q WHERE q.name = v_queue FOR UPDATE;
         v_limited := FOUND AND notifyq.queue_is_limited(v_cfg);
         v_allowed := want;
@@ -522,6 +531,7 @@ BEGIN
                 SELECT t.id, t.concurrency_key AS k, t.priority, t.run_at
                   FROM notifyq.tasks t
                  WHERE t.status = 'pending' AND t.run_at <= v_now AND t.queue = v_queue
+                   AND (kinds IS NULL OR t.kind = ANY (kinds))
                    AND (t.concurrency_key IS NULL
                         OR t.concurrency_key NOT IN (SELECT f.k FROM full_keys f))
                  ORDER BY t.priority DESC, t.run_at, t.id
@@ -556,6 +566,7 @@ BEGIN
             WITH claimed AS (
                 UPDATE notifyq.tasks t
                    SET status = 'in_progress', attempts = t.attempts + 1, locked_by = worker,
+                       claim_token = t.claim_token + 1,
                        locked_until = v_at + make_interval(secs => lease_s),
                        started_at = v_at, updated_at = v_at
                  WHERE t.id = ANY (v_picked) AND t.status = 'pending'
@@ -567,13 +578,14 @@ BEGIN
                           CASE WHEN isfinite(t.run_at)
                                THEN extract(epoch FROM v_at - t.run_at)::float8
                                ELSE 0 END AS lag_s,
-                          t.meta::text AS meta_json, t.run_at
+                          t.meta::text AS meta_json, t.claim_token, t.run_at
             ), started AS (
                 INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
                 SELECT c.id, 'started', c.attempts, worker FROM claimed c
             )
             SELECT c.id, c.queue, c.kind, c.payload_json, c.priority, c.attempts,
-                   c.max_attempts, c.timeout_s, c.lag_s, c.meta_json, NULL::float8
+                   c.max_attempts, c.timeout_s, c.lag_s, c.meta_json, c.claim_token,
+                   NULL::float8
               FROM claimed c
              ORDER BY c.priority DESC, c.run_at, c.id;
             GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -611,14 +623,15 @@ BEGIN
         ELSIF v_per_key IS NOT NULL AND v_held IS NULL AND v_taken < v_allowed
               AND EXISTS (SELECT 1 FROM notifyq.tasks t
                            WHERE t.status = 'pending' AND t.queue = v_queue
-                             AND t.run_at <= v_now) THEN
+                             AND t.run_at <= v_now
+                             AND (kinds IS NULL OR t.kind = ANY (kinds))) THEN
             -- Due rows left behind: their keys are at the limit.
             v_held := 'infinity';
         END IF;
         IF v_held IS NOT NULL THEN
             RETURN QUERY SELECT NULL::bigint, v_queue, NULL::text, NULL::text, NULL::integer,
                                 NULL::integer, NULL::integer, NULL::float8, NULL::float8,
-                                NULL::text,
+                                NULL::text, NULL::bigint,
                                 CASE WHEN v_held = 'infinity' THEN 'Infinity'::float8
                                      ELSE greatest(0, extract(epoch FROM
                                                    v_held - clock_timestamp()))::float8 END;
@@ -910,44 +923,113 @@ END;
 $$;
 
 -- Retention of the history: drop the partitions whose every row is older than
--- `older_than` (the legacy one too), and delete such rows from the default partition
--- (which holds rows only while day partitions were missing). Returns the dropped names.
--- Detaching takes an ACCESS EXCLUSIVE lock on notifyq.task_events for milliseconds; it
--- waits at most 2 s for it (a long transaction on the table), else that partition is
--- left for the next turn.
-CREATE FUNCTION notifyq.drop_event_partitions(older_than interval) RETURNS SETOF text
+-- `older_than` (the legacy one too), and delete such rows from the default partition.
+-- Returns each partition due and whether it was dropped. The lock on notifyq.task_events
+-- is asked for with NOWAIT, up to 50 times 10 ms apart: it is taken only at a moment when
+-- no one uses the history (a long reader keeps it), so no writer ever queues behind it.
+-- Once it is not had, the remaining days are left for the next turn (dropped false).
+CREATE FUNCTION notifyq.prune_event_partitions(older_than interval)
+RETURNS TABLE (partition text, dropped boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     cutoff timestamptz := now() - older_than;
     r record;
+    busy boolean := false;
 BEGIN
-    PERFORM pg_advisory_xact_lock(1852798818);
-    PERFORM set_config('lock_timeout', '2s', true);
+    PERFORM pg_advisory_xact_lock(1852798818);  -- one partition job at a time ("nqwb")
+    -- First, while nothing is locked: a row-by-row delete may take a while.
+    DELETE FROM notifyq.task_events_default WHERE at < cutoff;
     FOR r IN
-        SELECT c.relname,
-               (regexp_match(pg_get_expr(c.relpartbound, c.oid),
-                             'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_at
-          FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-         WHERE i.inhparent = 'notifyq.task_events'::regclass
+        SELECT b.relname, b.upper_at
+          FROM (SELECT c.relname,
+                       (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                     'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_at
+                  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'notifyq.task_events'::regclass) AS b
+         WHERE b.upper_at <= cutoff  -- NULL: the default partition
+         ORDER BY b.upper_at
     LOOP
-        CONTINUE WHEN r.upper_at IS NULL OR r.upper_at > cutoff;  -- NULL: the default
-        BEGIN
-            EXECUTE format('ALTER TABLE notifyq.task_events DETACH PARTITION notifyq.%I',
-                           r.relname);
-            EXECUTE format('DROP TABLE notifyq.%I', r.relname);
-            RETURN NEXT r.relname;
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'notifyq: % not dropped: notifyq.task_events is busy', r.relname;
-        END;
+        partition := r.relname;
+        dropped := false;
+        FOR attempt IN 1..50 LOOP
+            EXIT WHEN busy;
+            BEGIN
+                LOCK TABLE notifyq.task_events IN ACCESS EXCLUSIVE MODE NOWAIT;
+                EXECUTE format('LOCK TABLE notifyq.%I IN ACCESS EXCLUSIVE MODE NOWAIT', r.relname);
+                EXECUTE format('ALTER TABLE notifyq.task_events DETACH PARTITION notifyq.%I',
+                               r.relname);
+                EXECUTE format('DROP TABLE notifyq.%I', r.relname);
+                dropped := true;
+                EXIT;
+            EXCEPTION WHEN lock_not_available THEN
+                busy := attempt = 50;
+                PERFORM pg_sleep(0.01);
+            END;
+        END LOOP;
+        RETURN NEXT;
     END LOOP;
-    -- Legacy rows not attached yet, all older than the cut-off.
+    -- Legacy rows not attached yet, all older than the cut-off: nobody reads them through
+    -- notifyq.task_events.
     IF notifyq.legacy_events_bound() <= cutoff
        AND NOT EXISTS (SELECT 1 FROM pg_inherits
                         WHERE inhrelid = to_regclass('notifyq.task_events_legacy')) THEN
-        DROP TABLE notifyq.task_events_legacy;
-        RETURN NEXT 'task_events_legacy';
+        partition := 'task_events_legacy';
+        dropped := false;
+        BEGIN
+            LOCK TABLE notifyq.task_events_legacy IN ACCESS EXCLUSIVE MODE NOWAIT;
+            DROP TABLE notifyq.task_events_legacy;
+            dropped := true;
+        EXCEPTION WHEN lock_not_available THEN
+            dropped := false;  -- in use: the next turn
+        END;
+        RETURN NEXT;
     END IF;
-    DELETE FROM notifyq.task_events_default WHERE at < cutoff;
+END;
+$$;
+
+-- The name of migration 0007, which processes of earlier versions call.
+CREATE FUNCTION notifyq.drop_event_partitions(older_than interval)
+RETURNS SETOF text
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.partition FROM notifyq.prune_event_partitions(older_than) AS p WHERE p.dropped
+$$;
+
+-- Grant role `grantee` EXECUTE on the functions `notifyq worker`/`serve` and the CLI call
+-- (those that exist); returns the statements, run when `apply`. Called by `notifyq roles`
+-- after grant_worker and grant_worker_schedules.
+CREATE FUNCTION notifyq.grant_worker_functions(grantee regrole, apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    stmt text;
+    functions text;
+BEGIN
+    SELECT string_agg(f.oid::regprocedure::text, ', ' ORDER BY f.n) INTO functions
+      FROM unnest(ARRAY[
+               'notifyq.claim_limited(text[], integer, text, float8, text[])',
+               'notifyq.queue_is_limited(notifyq.queues)',
+               'notifyq.go_idle(text, text[])',
+               'notifyq.wake_waiters(text[])',
+               'notifyq.slots_freed(text[])',
+               'notifyq.next_event_id()',
+               'notifyq.cancel(bigint)',
+               'notifyq.retry(bigint)',
+               'notifyq.fire_schedule(text, timestamptz, timestamptz, timestamptz)',
+               'notifyq.ensure_event_partitions(integer)',
+               'notifyq.attach_legacy_events()',
+               'notifyq.prune_event_partitions(interval)',
+               'notifyq.drop_event_partitions(interval)'])
+           WITH ORDINALITY AS w(signature, n),
+           LATERAL (SELECT to_regprocedure(w.signature) AS oid, w.n) AS f
+     WHERE f.oid IS NOT NULL;
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT EXECUTE ON FUNCTION %s TO %s', functions, grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
 END;
 $$;
 
@@ -1011,11 +1093,6 @@ CREATE TRIGGER queues_limits_changed
 -- Privileges
 -- ---------------------------------------------------------------------------------------
 
--- Only the owner (or a superuser) hands out privileges. Everything else keeps the default
--- privileges: roles get theirs from grant_producer / grant_worker.
-REVOKE EXECUTE ON FUNCTION notifyq.grant_producer(regrole, boolean) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION notifyq.grant_worker(regrole, boolean) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION notifyq.grant_producer_unique(regrole, boolean) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION notifyq.grant_worker_schedules(regrole, boolean) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION notifyq.fire_schedules(
-    text[], timestamptz[], timestamptz[], timestamptz[], text[], timestamptz[]) FROM PUBLIC;
+-- No function is PUBLIC's (migration 0011): roles get theirs from grant_producer (none),
+-- grant_worker_functions, and the owner alone hands out privileges (grant_*).
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA notifyq FROM PUBLIC;

@@ -22,7 +22,7 @@ WITH quick AS MATERIALIZED (
        FOR UPDATE OF tasks SKIP LOCKED
 ), claimed AS (
     UPDATE notifyq.tasks t
-       SET status = 'in_progress', attempts = t.attempts + 1,
+       SET status = 'in_progress', attempts = t.attempts + 1, claim_token = t.claim_token + 1,
            locked_by = $3, locked_until = now() + make_interval(secs => $4::float8),
            started_at = now(), updated_at = now()
      -- = ANY(ARRAY(...)), not a join: a join may be planned as a scan of the whole table.
@@ -31,22 +31,23 @@ WITH quick AS MATERIALIZED (
     -- back as text (decoded per row by the claimer), no timestamp is returned (the driver
     -- cannot decode every value PostgreSQL accepts), and an infinite run_at has lag 0.
     RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority, t.attempts,
-              t.max_attempts, t.meta::text AS meta_json,
+              t.max_attempts, t.meta::text AS meta_json, t.claim_token,
               extract(epoch FROM t.timeout)::float8 AS timeout_s,
               CASE WHEN isfinite(t.run_at)
                    THEN extract(epoch FROM now() - t.run_at)::float8 ELSE 0 END AS lag_s,
               t.run_at
 )
 SELECT id, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s,
-       meta_json
+       meta_json, claim_token
   FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: claim_limited
--- Claim up to $2 due pending rows of the limited queues $1 (in that order) for owner $3,
--- with a lease of $4 s, within each queue's limits (migration 0006). Rows with id NULL
+-- Claim up to $2 due pending rows of the limited queues $1 (in that order) and the kinds
+-- $5 (as `claim`: a row of another kind stays pending) for owner $3, with a lease of $4 s,
+-- within each queue's limits (migrations 0006, 0011). Rows with id NULL
 -- name a queue that a limit held back and for how long (held_s; Infinity: until a slot
 -- frees or its limits change). Unlimited queues never come here: they keep `claim`.
-SELECT * FROM notifyq.claim_limited($1::text[], $2, $3, $4::float8);
+SELECT * FROM notifyq.claim_limited($1::text[], $2, $3, $4::float8, $5::text[]);
 
 -- name: limited_queues
 -- The queues that have a limit (a process claims those with claim_limited).
@@ -119,16 +120,19 @@ SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
 
 -- name: finish
 -- Record the outcomes of attempts owned by $1, in one statement. Fenced: a row is
--- written only while it is still in_progress, owned by $1, at the same attempt, so a
--- process that lost its lease can never overwrite a newer attempt's outcome.
+-- written only while it is still in_progress, owned by $1, under the claim token $8 that
+-- its attempt's claim took (migration 0011: it never repeats for a task, not even after a
+-- retry resets attempts), so a run that lost its lease can never overwrite a newer
+-- attempt's outcome.
 -- Outcomes (store.Verdict, also the history's event names): done, failed (ends 'error'),
 -- cancelled, retried (pending again after delay_s), released (pending again, the attempt
 -- not counted: shutdown). A retry or release of a task whose cancel was requested ends it
 -- cancelled instead.
 WITH outcome AS (
     SELECT *
-      FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[])
-           AS o(id, attempt, outcome, result, error, delay_s)
+      FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[],
+                  $8::bigint[])
+           AS o(id, attempt, outcome, result, error, delay_s, token)
 ), written AS (
     UPDATE notifyq.tasks t
        SET status = CASE
@@ -153,7 +157,8 @@ WITH outcome AS (
      -- Not spelling the status out keeps the planner on tasks_pkey, one probe per
      -- outcome: with it, a generic plan may scan tasks_lease_idx and rescan the unnest
      -- per row (measured: 720 ms instead of 60 ms for 1,000 outcomes).
-     WHERE t.id = o.id AND t.locked_by = $1 AND t.attempts = o.attempt
+     WHERE t.id = o.id AND t.locked_by = $1 AND t.claim_token = o.token
+       AND t.attempts = o.attempt
     RETURNING t.id, t.status, o.attempt, o.outcome, o.error, t.started_at
 ), events AS (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, started_at)
@@ -165,16 +170,18 @@ SELECT id, status FROM written;
 
 -- name: finish_and_claim
 -- `finish` and `claim` in one statement: the writer records the outcomes of owner $1
--- ($2..$7, as `finish`) and claims up to $9 due rows of the queues $8 and the kinds $11
--- with a lease of $10 s for the workers those outcomes free, in one round trip and one commit (durable, as
+-- ($2..$8, as `finish`) and claims up to $10 due rows of the queues $9 and the kinds $12
+-- with a lease of $11 s for the workers those outcomes free, in one round trip and one
+-- commit (durable, as
 -- `finish` is). Rows are never more in_progress than workers, and the next claim no
 -- longer waits for the last outcome's round trip. The CTEs are those of `finish` and
 -- `claim` (tests/integration/test_store.py keeps them the same). Returns the written rows
 -- (id, status; claim_order NULL), then the claimed rows (status NULL), claim_order 1, 2, ...
 WITH outcome AS (
     SELECT *
-      FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[])
-           AS o(id, attempt, outcome, result, error, delay_s)
+      FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[],
+                  $8::bigint[])
+           AS o(id, attempt, outcome, result, error, delay_s, token)
 ), written AS (
     UPDATE notifyq.tasks t
        SET status = CASE
@@ -195,7 +202,8 @@ WITH outcome AS (
                 ELSE now() END,
            updated_at = now()
       FROM outcome o
-     WHERE t.id = o.id AND t.locked_by = $1 AND t.attempts = o.attempt
+     WHERE t.id = o.id AND t.locked_by = $1 AND t.claim_token = o.token
+       AND t.attempts = o.attempt
     RETURNING t.id, t.status, o.attempt, o.outcome, o.error, t.started_at
 ), events AS (
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, started_at)
@@ -205,19 +213,19 @@ WITH outcome AS (
 ), picked AS (
     SELECT id
       FROM notifyq.tasks
-     WHERE status = 'pending' AND run_at <= now() AND queue = ANY($8::text[])
-       AND kind = ANY($11::text[])
+     WHERE status = 'pending' AND run_at <= now() AND queue = ANY($9::text[])
+       AND kind = ANY($12::text[])
      ORDER BY priority DESC, run_at, id
-     LIMIT $9
+     LIMIT $10
        FOR UPDATE OF tasks SKIP LOCKED
 ), claimed AS (
     UPDATE notifyq.tasks t
-       SET status = 'in_progress', attempts = t.attempts + 1,
-           locked_by = $1, locked_until = now() + make_interval(secs => $10::float8),
+       SET status = 'in_progress', attempts = t.attempts + 1, claim_token = t.claim_token + 1,
+           locked_by = $1, locked_until = now() + make_interval(secs => $11::float8),
            started_at = now(), updated_at = now()
      WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority, t.attempts,
-              t.max_attempts, t.meta::text AS meta_json,
+              t.max_attempts, t.meta::text AS meta_json, t.claim_token,
               extract(epoch FROM t.timeout)::float8 AS timeout_s,
               CASE WHEN isfinite(t.run_at)
                    THEN extract(epoch FROM now() - t.run_at)::float8 ELSE 0 END AS lag_s,
@@ -225,21 +233,43 @@ WITH outcome AS (
 )
 SELECT id, status, NULL AS queue, NULL AS kind, NULL AS payload_json, NULL::int AS priority,
        NULL::int AS attempts, NULL::int AS max_attempts, NULL::float8 AS timeout_s,
-       NULL::float8 AS lag_s, NULL AS meta_json, NULL::bigint AS claim_order
+       NULL::float8 AS lag_s, NULL AS meta_json, NULL::bigint AS claim_token,
+       NULL::bigint AS claim_order
   FROM written
 UNION ALL
 SELECT id, NULL, queue, kind, payload_json, priority, attempts, max_attempts, timeout_s, lag_s,
-       meta_json, row_number() OVER (ORDER BY priority DESC, run_at, id)
+       meta_json, claim_token, row_number() OVER (ORDER BY priority DESC, run_at, id)
   FROM claimed;
 
 -- name: extend_leases
--- The batched heartbeat: extend the leases of all of $1's running tasks $3 by $2 s.
--- Returns the ids still owned (a missing id has lost its lease) and whether a cancel was
--- requested, for a process that missed the notifyq_cancel notification (NO_LISTEN).
-UPDATE notifyq.tasks
-   SET locked_until = now() + make_interval(secs => $2::float8)
- WHERE id = ANY($3::bigint[]) AND status = 'in_progress' AND locked_by = $1
-RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested;
+-- The batched heartbeat: extend by $2 s the leases of $1's running attempts, tasks $3
+-- under claim tokens $4 (fenced as `finish` is). Returns the attempts still owned (one
+-- missing has lost its lease) and whether a cancel was requested, for a process that
+-- missed the notifyq_cancel notification (NO_LISTEN).
+-- It never waits for a row lock, so it can never be part of a deadlock: a row that
+-- another transaction holds (the outcome writer ending it, the reaper, a cancel) is
+-- skipped, and reported owned as this statement's snapshot shows it; its lease is
+-- extended at the next beat if it is still running then.
+WITH owned AS (
+    SELECT t.id, t.claim_token, t.cancel_requested_at IS NOT NULL AS cancel_requested
+      FROM unnest($3::bigint[], $4::bigint[]) AS a(id, token)
+      JOIN notifyq.tasks t ON t.id = a.id AND t.claim_token = a.token
+     WHERE t.locked_by = $1
+), locked AS (
+    -- The same rows, locked in id order; a row that changed since the snapshot is checked
+    -- again (owner and token) before it is locked.
+    SELECT t.id
+      FROM unnest($3::bigint[], $4::bigint[]) AS a(id, token)
+      JOIN notifyq.tasks t ON t.id = a.id AND t.claim_token = a.token
+     WHERE t.locked_by = $1
+     ORDER BY t.id
+       FOR UPDATE OF t SKIP LOCKED
+), extended AS (
+    UPDATE notifyq.tasks t
+       SET locked_until = now() + make_interval(secs => $2::float8)
+     WHERE t.id = ANY (ARRAY(SELECT id FROM locked))
+)
+SELECT id, claim_token, cancel_requested FROM owned;
 
 -- name: register_worker
 -- Insert or refresh this process in the worker registry (with the kinds $8 it runs).
@@ -460,9 +490,11 @@ DELETE FROM notifyq.tasks t USING doomed d WHERE t.id = d.id
 RETURNING t.id;
 
 -- name: prune_history
--- Drop the history partitions whose every event is older than $1 seconds (migration 0007);
--- returns their names.
-SELECT notifyq.drop_event_partitions(make_interval(secs => $1::float8)) AS dropped;
+-- Drop the history partitions whose every event is older than $1 seconds (migrations 0007,
+-- 0011); returns each one due and whether it was dropped (false: the history was in use,
+-- and retention never waits for it).
+SELECT partition, dropped
+  FROM notifyq.prune_event_partitions(make_interval(secs => $1::float8));
 
 -- name: ensure_event_partitions
 -- Create the history's day partitions from today to $1 days ahead that are missing;
@@ -623,6 +655,10 @@ SELECT notifyq.grant_producer_unique($1::text::regrole, $2) AS statement;
 -- name: grant_worker_schedules
 -- `notifyq roles`: a worker also manages notifyq.schedules (migration 0005).
 SELECT notifyq.grant_worker_schedules($1::text::regrole, $2) AS statement;
+
+-- name: grant_worker_functions
+-- `notifyq roles`: a worker may call the functions it runs; nobody else may (0011).
+SELECT notifyq.grant_worker_functions($1::text::regrole, $2) AS statement;
 
 -- name: ended_per_minute
 -- Tasks that ended from $1 to $2 (unix seconds), by minute and final status: the status

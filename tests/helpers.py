@@ -12,6 +12,7 @@ import trio
 
 from notifyq import db, process
 from notifyq.app import App, builtin_app
+from notifyq.engine.ledger import Attempt
 from notifyq.engine.service import Service
 from notifyq.settings import load
 from notifyq.web.app import create_app
@@ -90,10 +91,17 @@ async def until_running(service: Service, task_id: int, timeout: float = 10) -> 
     """Wait until ``service`` has started the handler of ``task_id``."""
 
     async def started() -> bool:
-        entry = service.ledger.attempts.get(task_id)
+        entry = attempt_of(service, task_id)
         return entry is not None and entry.started > 0
 
     await eventually(started, timeout=timeout)
+
+
+def attempt_of(service: Service, task_id: int) -> Attempt | None:
+    """The newest attempt of ``task_id`` that ``service`` holds (its ledger is keyed by
+    task id and claim token)."""
+    held = [a for (i, _), a in service.ledger.attempts.items() if i == task_id]
+    return max(held, key=lambda a: a.token, default=None)
 
 
 @dataclass

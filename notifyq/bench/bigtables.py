@@ -126,7 +126,7 @@ async def measure_scale_table(
         "drain_loaded_per_s": round(loaded_drain, 1),
         "prune_tasks_deleted": deleted,
         "prune_tasks_s": round(prune_tasks_s, 2),
-        "prune_history_dropped": [r["dropped"] for r in dropped],
+        "prune_history_dropped": [r["partition"] for r in dropped if r["dropped"]],
         "prune_history_s": round(prune_history_s, 3),
         "history_rows_left": events_left,
         "sizes_loaded": sizes_before,

@@ -63,16 +63,17 @@ def notifyq_loop(batch: int, owner: str) -> Loop:
         while rows := await conn.fetch(claim, ["default"], batch, owner, LEASE_S, kinds):
             n = len(rows)
             ids = sorted(r["id"] for r in rows)  # id order, as store.finish writes them
-            attempts = {r["id"]: r["attempts"] for r in rows}
+            attempts = {r["id"]: (r["attempts"], r["claim_token"]) for r in rows}
             await conn.execute(
                 finish,
                 owner,
                 ids,
-                [attempts[i] for i in ids],
+                [attempts[i][0] for i in ids],
                 ["done"] * n,
                 ["null"] * n,
                 [None] * n,
                 [0.0] * n,
+                [attempts[i][1] for i in ids],
             )
             drained += n
         return drained

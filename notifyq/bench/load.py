@@ -224,6 +224,7 @@ def _claim_loop(
                 [None] * n,
                 [None] * n,
                 [0.0] * n,
+                [r["claim_token"] for r in rows],
             )
         return times
 

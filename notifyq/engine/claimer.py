@@ -340,8 +340,8 @@ class Claimer:
                 row.meta,
             )
             attempt = Attempt(task, sent_at + lease_s, row.lag_s, row.timeout_s)
-            attempt.undecodable = row.undecodable
-            self.ledger.attempts[row.id] = attempt
+            attempt.undecodable, attempt.token = row.undecodable, row.token
+            self.ledger.attempts[attempt.key] = attempt
             attempts.append(attempt)
         self.ledger.claimed += len(rows)
         return attempts

@@ -25,22 +25,25 @@ async def serve_heartbeat(
     interval = settings.lease_s / 3
     while True:
         await ledger.recheck.wait_until(trio.current_time() + interval * random.uniform(0.9, 1.0))
-        ids = ledger.running_ids()
+        held = ledger.running()
         sent = trio.current_time()
         try:
-            kept = await store.heartbeat(database, me, task_ids=ids, lease_s=settings.lease_s)
+            kept = await store.heartbeat(database, me, attempts=held, lease_s=settings.lease_s)
         except errors.DatabaseUnavailable as exc:
-            log.warning("heartbeat.failed", error=str(exc), tasks=len(ids))
+            log.warning("heartbeat.failed", error=str(exc), tasks=len(held))
             continue
-        for task_id in ids:
-            attempt = ledger.attempts.get(task_id)
+        for key in held:
+            attempt = ledger.attempts.get(key)
             if attempt is None:
                 continue
-            if task_id in kept:
+            task_id = attempt.task.id
+            if key in kept:
                 attempt.lease_until = sent + settings.lease_s
-                if kept[task_id] and attempt.stop_reason is None:
+                if kept[key] and attempt.stop_reason is None:
                     log.info("task.cancel_requested", task_id=task_id)
                     attempt.request_stop("cancel")
             else:
-                log.warning("task.lease_lost", task_id=task_id)
+                # Another attempt may hold the task now (the reaper, a retry, a claim): the
+                # fence (claim token) tells this one apart from it.
+                log.warning("task.lease_lost", task_id=task_id, attempt=attempt.task.attempt)
                 attempt.request_stop("lease_lost")

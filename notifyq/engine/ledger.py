@@ -1,7 +1,9 @@
 """What the stages of one process share: the attempts it holds, and who may change what.
 
 An :class:`Attempt` lives in :attr:`Ledger.attempts` from the claim until its outcome is
-written (or given up). Every field has one owner:
+written (or given up), under its task id and claim token: a task re-claimed while a stale
+run of it still ends is two attempts, each fenced by its own token. Every field has one
+owner:
 
 =================  ==========================================================
 ``attempts``       entries added by the claimer, removed by the writer
@@ -48,11 +50,17 @@ class Attempt:
     handler_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     stop_reason: StopReason | None = None
     undecodable: str | None = None  # the payload could not be decoded: fail without running
+    token: int = 0  # the claim token (store.Claimed.token): outcome and heartbeat name it
     # trio clock when the handler must be over: its time limit, or a stop asked; the
     # overseer abandons a handler still running CANCEL_GRACE_S after that.
     stop_at: float = math.inf
     over: bool = False  # its outcome went to the writer (the runner sets it, once)
     abandoned: bool = False  # given up while its handler ignored cancellation
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Its place in :attr:`Ledger.attempts`."""
+        return (self.task.id, self.token)
 
     def request_stop(self, reason: StopReason) -> None:
         """Cancel the handler; the first reason given decides the verdict."""
@@ -85,7 +93,7 @@ class Ledger:
         # a worker: `in_progress` means a handler runs it, and the priority order decides
         # the moment a worker frees (tests/integration/test_priority.py).
         self.capacity = capacity
-        self.attempts: dict[int, Attempt] = {}
+        self.attempts: dict[tuple[int, int], Attempt] = {}  # by (task id, claim token)
         self.claimed = 0
         self.handed_over = 0
         self.written = 0
@@ -115,5 +123,10 @@ class Ledger:
         """
         return self.capacity - self.unwritten
 
-    def running_ids(self) -> list[int]:
+    def running(self) -> list[tuple[int, int]]:
+        """The (task id, claim token) of every attempt held."""
         return list(self.attempts)
+
+    def holds(self, task_id: int) -> bool:
+        """Whether some attempt of ``task_id`` is held."""
+        return any(held_id == task_id for held_id, _ in self.attempts)

@@ -3,7 +3,8 @@
 - the reaper returns tasks of lost processes (expired leases) to pending, or ends them
   when their attempts are used up, and forgets registry rows that stopped heart-beating;
 - the pruner deletes tasks that ended more than RETENTION ago, in bounded batches, and
-  drops the history's day partitions older than that (no row-by-row DELETE);
+  drops the history's day partitions older than that (no row-by-row DELETE), never
+  waiting for the lock that takes (a day in use is dropped at a later turn);
 - the partitioner creates the history's day partitions ahead of time and, once after an
   upgrade from a schema before version 7, attaches the old history (migration 0007).
 """
@@ -74,9 +75,15 @@ async def prune(database: db.Database, older_than_s: float, batch: int = PRUNE_B
         if deleted < batch:
             break
         await trio.lowlevel.checkpoint()  # let others run between batches
-    dropped = await store.prune_history(database, older_than_s=older_than_s)
-    if total or dropped:
-        log.info("prune", deleted=total, partitions_dropped=dropped, older_than_s=older_than_s)
+    history = await store.prune_history(database, older_than_s=older_than_s)
+    if total or history.dropped:
+        log.info(
+            "prune", deleted=total, partitions_dropped=history.dropped, older_than_s=older_than_s
+        )
+    if history.busy:
+        # A long transaction holds the history: waiting for it would stall every outcome
+        # write queued behind the lock request. The next turn tries again.
+        log.warning("prune.history_busy", partitions_left=history.busy)
     return total
 
 

@@ -132,7 +132,7 @@ class Runner:
             return
         # A notification is only a hint (any database role may send one): the lease keeper
         # reads the row now and stops the attempt only if its cancel was really asked.
-        if task_id in self.ledger.attempts:
+        if self.ledger.holds(task_id):
             self.ledger.recheck.ring()
 
     def stop_running(self) -> None:
@@ -145,8 +145,9 @@ class Runner:
         task = attempt.task
         handler = self.app.get(task.kind)
         if handler is None:
-            # Only a limited queue's claim (claim_limited) takes every kind: another process
-            # may know this one (a rolling deploy), so it is a failure that is retried.
+            # Every claim takes only the process's kinds, so this is not expected; should it
+            # happen, another process may know the kind (a rolling deploy): a failure that
+            # is retried.
             self._hand_over(attempt, no_handler(task, self.retries))
             return
         if attempt.undecodable is not None:

@@ -8,7 +8,7 @@ ran out meanwhile is given up loudly (the reaper hands the task to another attem
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import trio
@@ -103,7 +103,9 @@ class Writer:
             try:
                 # Shielded: an outcome in flight must land even while the process stops.
                 with trio.CancelScope(shield=True), trio.fail_after(self.settings.lease_s):
-                    written = await self._write_and_claim([o for o, _ in batch], freed)
+                    written = await self._write_and_claim(
+                        [replace(o, token=a.token) for o, a in batch], freed
+                    )
             except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
                 failures += 1
                 batch = self._give_up_expired(batch, exc, force)
@@ -120,7 +122,7 @@ class Writer:
                 continue
             ends = []
             for outcome, attempt in batch:
-                self.ledger.attempts.pop(outcome.task_id, None)
+                self.ledger.attempts.pop(attempt.key, None)
                 end = self._end(outcome, attempt, written.get(outcome.task_id))
                 if end is not None:
                     ends.append(end)
@@ -144,7 +146,7 @@ class Writer:
                     error=str(exc) or type(exc).__name__,
                     why="lease expired" if not force.is_set() else "forced stop",
                 )
-                self.ledger.attempts.pop(outcome.task_id, None)
+                self.ledger.attempts.pop(attempt.key, None)
             else:
                 kept.append((outcome, attempt))
         return kept
@@ -207,7 +209,11 @@ class Writer:
             o = outcomes[0]
             log.error("outcome.unstorable", task_id=o.task_id, error=str(exc))
             stand_in = Outcome(
-                o.task_id, o.attempt, Verdict.FAILED, error=f"could not store outcome: {exc}"
+                o.task_id,
+                o.attempt,
+                Verdict.FAILED,
+                error=f"could not store outcome: {exc}",
+                token=o.token,
             )
             return await self._write_rows([stand_in], substitute=False)
 

@@ -29,12 +29,6 @@ from notifyq.store.engine import (
     Outcome as Outcome,
 )
 from notifyq.store.engine import (
-    Partitions as Partitions,
-)
-from notifyq.store.engine import (
-    Recovered as Recovered,
-)
-from notifyq.store.engine import (
     Registration as Registration,
 )
 from notifyq.store.engine import (
@@ -59,25 +53,10 @@ from notifyq.store.engine import (
     limited_queues as limited_queues,
 )
 from notifyq.store.engine import (
-    maintain_partitions as maintain_partitions,
-)
-from notifyq.store.engine import (
-    prune as prune,
-)
-from notifyq.store.engine import (
-    prune_history as prune_history,
-)
-from notifyq.store.engine import (
-    reap as reap,
-)
-from notifyq.store.engine import (
     register as register,
 )
 from notifyq.store.engine import (
     send_probe as send_probe,
-)
-from notifyq.store.engine import (
-    take_turn as take_turn,
 )
 from notifyq.store.engine import (
     unregister as unregister,
@@ -213,6 +192,30 @@ from notifyq.store.tasks import (
 )
 from notifyq.store.tasks import (
     task_history as task_history,
+)
+from notifyq.store.upkeep import (
+    HistoryPrune as HistoryPrune,
+)
+from notifyq.store.upkeep import (
+    Partitions as Partitions,
+)
+from notifyq.store.upkeep import (
+    Recovered as Recovered,
+)
+from notifyq.store.upkeep import (
+    maintain_partitions as maintain_partitions,
+)
+from notifyq.store.upkeep import (
+    prune as prune,
+)
+from notifyq.store.upkeep import (
+    prune_history as prune_history,
+)
+from notifyq.store.upkeep import (
+    reap as reap,
+)
+from notifyq.store.upkeep import (
+    take_turn as take_turn,
 )
 from notifyq.store.vocabulary import (
     ENDED as ENDED,

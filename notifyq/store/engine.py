@@ -1,4 +1,5 @@
-"""The engine's statements: claim, idle, finish, heartbeat, registry, reaper, prune, partitions."""
+"""The engine's statements: claim, idle, finish, heartbeat, registry (the fleet's upkeep:
+store/upkeep.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Claimed:
     lag_s: float
     undecodable: str | None = None  # why the payload could not be decoded (payload is None)
     meta: Any = None  # the task's meta column (trace context); NULL or undecodable: None
+    token: int = 0  # the claim token: (id, token) names this attempt (the fence)
 
 
 def _decode_payload(text: str) -> tuple[Any, str | None]:
@@ -84,6 +86,7 @@ def _claimed(r: Any) -> Claimed:
         r["lag_s"],
         undecodable,
         _decode_meta(r["meta_json"]),
+        r["claim_token"],
     )
 
 
@@ -107,8 +110,8 @@ async def claim_with_limits(
     lease_s: float,
 ) -> LimitedClaim:
     """Claim up to ``limited_limit`` rows of the ``limited`` queues within their limits
-    (claim_limited), then up to ``limit`` in all with ``unlimited`` (the plain claim, of
-    ``kinds`` only; claim_limited takes every kind); one hop."""
+    (claim_limited), then up to ``limit`` in all with ``unlimited`` (the plain claim); both
+    of ``kinds`` only; one hop."""
     limited_list, unlimited_list, kind_list = list(limited), list(unlimited), list(kinds)
 
     async def statements(conn: db.Connection) -> LimitedClaim:
@@ -116,7 +119,12 @@ async def claim_with_limits(
         held: dict[str, float] = {}
         if limited_list and limited_limit > 0:
             for r in await conn.fetch(
-                sql.queries["claim_limited"], limited_list, limited_limit, owner, lease_s
+                sql.queries["claim_limited"],
+                limited_list,
+                limited_limit,
+                owner,
+                lease_s,
+                kind_list,
             ):
                 if r["id"] is None:
                     held[r["queue"]] = r["held_s"]
@@ -189,6 +197,7 @@ class Outcome:
     result_json: str | None = None
     error: str | None = None
     delay_s: float = 0.0
+    token: int = 0  # the attempt's claim token (Claimed.token): the write is fenced on it
 
 
 async def finish(
@@ -233,6 +242,7 @@ def _finish_args(owner: str, outcomes: Sequence[Outcome]) -> tuple[Any, ...]:
         [o.result_json for o in outcomes],
         [clean_text(o.error) if o.error is not None else None for o in outcomes],
         [o.delay_s for o in outcomes],
+        [o.token for o in outcomes],
     )
 
 
@@ -307,84 +317,36 @@ def _registry_args(me: Registration, in_flight: int) -> tuple[Any, ...]:
 
 
 async def heartbeat(
-    database: db.Database, me: Registration, *, task_ids: Sequence[int], lease_s: float
-) -> dict[int, bool]:
-    """Extend the leases of ``task_ids`` and refresh the registry, in one hop.
+    database: db.Database,
+    me: Registration,
+    *,
+    attempts: Sequence[tuple[int, int]],
+    lease_s: float,
+) -> dict[tuple[int, int], bool]:
+    """Extend the leases of ``attempts`` (task id, claim token) and refresh the registry,
+    in one hop.
 
-    Returns {task id still owned: cancel requested}; an id missing has lost its lease.
-    The ids go in ascending order, the order ``finish`` locks its rows in.
+    Returns {attempt still owned: cancel requested}; one missing has lost its lease. The
+    statement never waits for a row lock (see queries.sql), so it cannot deadlock with
+    ``finish``.
     """
-    ids = sorted(task_ids)
+    held = sorted(attempts)
 
-    async def beat(conn: db.Connection) -> dict[int, bool]:
-        kept: dict[int, bool] = {}
-        if ids:
-            rows = await conn.fetch(sql.queries["extend_leases"], me.owner, lease_s, ids)
-            kept = {r["id"]: r["cancel_requested"] for r in rows}
-        await conn.execute(sql.queries["register_worker"], *_registry_args(me, len(ids)))
+    async def beat(conn: db.Connection) -> dict[tuple[int, int], bool]:
+        kept: dict[tuple[int, int], bool] = {}
+        if held:
+            rows = await conn.fetch(
+                sql.queries["extend_leases"],
+                me.owner,
+                lease_s,
+                [i for i, _ in held],
+                [t for _, t in held],
+            )
+            kept = {(r["id"], r["claim_token"]): r["cancel_requested"] for r in rows}
+        await conn.execute(sql.queries["register_worker"], *_registry_args(me, len(held)))
         return kept
 
     return await database.run(beat)
-
-
-@dataclass(frozen=True, slots=True)
-class Recovered:
-    """A task the reaper took back from a lost process."""
-
-    id: int
-    queue: str
-    status: str
-    lost_worker: str
-
-
-async def reap(
-    database: db.Database, *, every_s: float, limit: int, forget_after_s: float
-) -> list[Recovered]:
-    """If it is this process's turn: recover expired leases, forget stale registry rows."""
-
-    async def turn(conn: db.Connection) -> list[Recovered]:
-        if not await conn.fetchval(sql.queries["take_maintenance_turn"], "reaper", every_s):
-            return []
-        rows = await conn.fetch(sql.queries["recover_expired"], limit)
-        await conn.execute(sql.queries["forget_stale_workers"], forget_after_s)
-        if rows:
-            # Their slots are free: wake the processes waiting for limited queues (rows
-            # back to pending notify through their trigger; ended ones would not).
-            await conn.execute(sql.queries["slots_freed"], sorted({r["queue"] for r in rows}))
-        return [Recovered(r["id"], r["queue"], r["status"], r["lost_worker"]) for r in rows]
-
-    return await database.run_in_transaction(turn)
-
-
-async def take_turn(database: db.Database, job: str, every_s: float) -> bool:
-    """Whether this process gets the fleet's turn for maintenance ``job`` now."""
-    return bool(await database.fetchval(sql.queries["take_maintenance_turn"], job, every_s))
-
-
-async def prune(database: db.Database, *, older_than_s: float, limit: int) -> int:
-    """Delete up to ``limit`` tasks that ended more than ``older_than_s`` ago; how many."""
-    return len(await database.fetch(sql.queries["prune"], older_than_s, limit))
-
-
-async def prune_history(database: db.Database, *, older_than_s: float) -> list[str]:
-    """Drop the history partitions older than ``older_than_s``; their names."""
-    rows = await database.fetch(sql.queries["prune_history"], older_than_s)
-    return [r["dropped"] for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class Partitions:
-    """What one turn of the partition job did."""
-
-    created: list[str]
-    legacy_attached: bool
-
-
-async def maintain_partitions(database: db.Database, *, days_ahead: int) -> Partitions:
-    """Create the history's missing day partitions, attach the pre-0007 rows if detached."""
-    rows = await database.fetch(sql.queries["ensure_event_partitions"], days_ahead)
-    attached = await database.fetchval(sql.queries["attach_legacy_events"])
-    return Partitions([r["created"] for r in rows], attached is not None)
 
 
 async def send_probe(listener: listen.Listener, channel: str) -> None:

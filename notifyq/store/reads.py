@@ -156,7 +156,7 @@ async def grant(
             # of their own so that a migration replacing the base function keeps them.
             names = {
                 "producer": ("grant_producer", "grant_producer_unique"),
-                "worker": ("grant_worker", "grant_worker_schedules"),
+                "worker": ("grant_worker", "grant_worker_schedules", "grant_worker_functions"),
             }[privileges]
             for query in names:
                 try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -82,9 +84,9 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    # 4 producer lines, 5 worker lines, and since migration 0012 EXECUTE on the two
-    # functions that fire schedules.
-    assert len(done.stdout.splitlines()) == 11
+    # 4 producer lines; 7 worker lines (since migration 0012, EXECUTE on the two functions
+    # that fire schedules among them); the worker's last: EXECUTE on its functions (0011).
+    assert len(done.stdout.splitlines()) == 12
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
@@ -213,3 +215,172 @@ def test_health_fails_without_a_live_process(database_url: str) -> None:
     down = cli("postgresql://nobody@/nothing?host=/nonexistent", "health")
     assert down.returncode == 1
     assert down.stderr.startswith("notifyq: ")
+
+
+# What each role may do with every object of the schema: the docs' table (docs/operations.md,
+# "Least-privilege database roles"). An object missing here (a later migration's) fails the
+# audit below until its privileges are decided and written down.
+WORKER_FUNCTIONS = {
+    "notifyq.attach_legacy_events()",
+    "notifyq.cancel(bigint)",
+    "notifyq.claim_limited(text[],integer,text,double precision,text[])",
+    "notifyq.drop_event_partitions(interval)",
+    "notifyq.ensure_event_partitions(integer)",
+    "notifyq.fire_schedule(text,timestamp with time zone,timestamp with time zone,"
+    "timestamp with time zone)",
+    "notifyq.fire_schedules(text[],timestamp with time zone[],timestamp with time zone[],"
+    "timestamp with time zone[],text[],timestamp with time zone[])",
+    "notifyq.go_idle(text,text[])",
+    "notifyq.next_event_id()",
+    "notifyq.prune_event_partitions(interval)",
+    "notifyq.queue_is_limited(notifyq.queues)",
+    "notifyq.retry(bigint)",
+    "notifyq.slots_freed(text[])",
+    "notifyq.wake_waiters(text[])",
+}
+# Run by triggers (PostgreSQL checks no EXECUTE privilege for those), by the functions
+# above, or by the schema's owner only (`notifyq roles`).
+NOBODYS_FUNCTIONS = {
+    "notifyq.grant_producer(regrole,boolean)",
+    "notifyq.grant_producer_unique(regrole,boolean)",
+    "notifyq.grant_worker(regrole,boolean)",
+    "notifyq.grant_worker_functions(regrole,boolean)",
+    "notifyq.grant_worker_schedules(regrole,boolean)",
+    "notifyq.legacy_events_bound()",
+    "notifyq.queue_changed()",
+    "notifyq.schedules_changed()",
+    "notifyq.task_became_claimable()",
+    "notifyq.task_ended()",
+    "notifyq.tasks_after_insert()",
+}
+# SECURITY DEFINER (they run as the schema's owner): each with a fixed search_path.
+DEFINERS = {
+    "notifyq.attach_legacy_events()",
+    "notifyq.ensure_event_partitions(integer)",
+    "notifyq.next_event_id()",
+    "notifyq.prune_event_partitions(interval)",
+    "notifyq.tasks_after_insert()",
+}
+READ_WRITE = {"SELECT", "INSERT", "UPDATE", "DELETE"}
+WORKER_TABLES = {
+    "notifyq.tasks": READ_WRITE,
+    "notifyq.task_events": READ_WRITE,
+    "notifyq.workers": READ_WRITE,
+    "notifyq.waiters": READ_WRITE,
+    "notifyq.queues": READ_WRITE,
+    "notifyq.schedules": READ_WRITE,
+    "notifyq.maintenance": {"SELECT", "UPDATE"},
+    "notifyq.schema_migrations": {"SELECT"},
+}
+PRODUCER_INSERTS = {
+    "queue",
+    "kind",
+    "payload",
+    "priority",
+    "run_at",
+    "max_attempts",
+    "timeout",
+    "meta",
+    "unique_key",
+    "concurrency_key",
+}
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+
+AUDIT = """
+SELECT 'function' AS what, p.oid::regprocedure::text AS name,
+       has_function_privilege($1, p.oid, 'EXECUTE') AS may,
+       p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0)
+           AS public_may,
+       p.prosecdef AS definer, coalesce(p.proconfig, '{}') AS config, NULL::text[] AS privileges
+  FROM pg_proc p WHERE p.pronamespace = 'notifyq'::regnamespace
+UNION ALL
+SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'relation' END, c.oid::regclass::text,
+       NULL, NULL, NULL, NULL,
+       ARRAY(SELECT p FROM unnest($2::text[]) p
+              WHERE CASE WHEN c.relkind = 'S'
+                         THEN p IN ('SELECT', 'UPDATE', 'USAGE')
+                              AND has_sequence_privilege($1, c.oid, p)
+                         ELSE p <> 'USAGE' AND has_table_privilege($1, c.oid, p) END)
+  FROM pg_class c
+ WHERE c.relnamespace = 'notifyq'::regnamespace AND c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f')
+"""
+
+
+def audit(url: str, role: str) -> list[dict[str, Any]]:
+    privileges = "{" + ",".join((*TABLE_PRIVILEGES, "USAGE")) + "}"
+    rows = pg.psql(
+        url,
+        "SELECT json_agg(a) FROM ("
+        + AUDIT.replace("$1", f"'{role}'").replace("$2", f"'{privileges}'")
+        + ") a",
+    )
+    return list(json.loads(rows))
+
+
+def test_every_object_of_the_schema_grants_exactly_what_the_docs_say(roles: Roles) -> None:
+    done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
+    assert done.returncode == 0, done.stderr
+    functions = {r["name"] for r in audit(roles.owner_url, roles.worker) if r["what"] == "function"}
+    assert functions == WORKER_FUNCTIONS | NOBODYS_FUNCTIONS, "a function nobody decided on"
+    for row in audit(roles.owner_url, roles.worker):
+        name = row["name"]
+        if row["what"] == "function":
+            assert not row["public_may"], f"PUBLIC may execute {name}"
+            assert row["may"] == (name in WORKER_FUNCTIONS), name
+            assert row["definer"] == (name in DEFINERS), name
+            if row["definer"]:
+                assert "search_path=pg_catalog, pg_temp" in row["config"], name
+        else:
+            assert set(row["privileges"]) == WORKER_TABLES.get(name, set[str]()), name
+    for row in audit(roles.owner_url, roles.producer):
+        name = row["name"]
+        if row["what"] == "function":
+            assert not row["may"], f"a producer may execute {name}"
+        else:  # notifyq.tasks too: column privileges only (below)
+            assert row["privileges"] == [], name
+    columns = json.loads(
+        pg.psql(
+            roles.owner_url,
+            "SELECT json_object_agg(a.attname, json_build_array("
+            f"has_column_privilege('{roles.producer}', a.attrelid, a.attnum, 'INSERT'), "
+            f"has_column_privilege('{roles.producer}', a.attrelid, a.attnum, 'SELECT'), "
+            f"has_column_privilege('{roles.producer}', a.attrelid, a.attnum, 'UPDATE'))) "
+            "FROM pg_attribute a WHERE a.attrelid = 'notifyq.tasks'::regclass "
+            "AND a.attnum > 0 AND NOT a.attisdropped",
+        )
+    )
+    assert {c for c, (ins, _, _) in columns.items() if ins} == PRODUCER_INSERTS
+    # RETURNING id of its own insert needs SELECT on the id (docs/operations.md says what
+    # that lets a producer see).
+    assert {c for c, (_, sel, _) in columns.items() if sel} == {"id"}
+    assert not any(upd for _, _, upd in columns.values())
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "SELECT notifyq.drop_event_partitions('-100 days')",
+        "SELECT notifyq.prune_event_partitions('-100 days')",
+        "SELECT notifyq.ensure_event_partitions(400)",
+        "SELECT notifyq.attach_legacy_events()",
+        "SELECT notifyq.next_event_id()",
+        "SELECT notifyq.go_idle('x', '{default}')",
+        "SELECT notifyq.wake_waiters('{default}')",
+        "SELECT notifyq.retry(1)",
+        "SELECT * FROM notifyq.claim_limited('{default}', 1, 'x', 30)",
+        "SELECT * FROM notifyq.fire_schedule('s', now(), now(), now())",
+        "SELECT * FROM notifyq.fire_schedules('{s}', '{}', '{}', '{}', '{}', '{}')",
+    ],
+)
+def test_a_producer_cannot_call_notifyq_functions(roles: Roles, call: str) -> None:
+    assert cli(roles.owner_url, "roles", "--producer", roles.producer).returncode == 0
+    pg.psql(roles.owner_url, "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
+    before = pg.psql(roles.owner_url, "SELECT count(*) FROM pg_inherits")
+    assert "permission denied for function" in refused(roles.url(roles.producer), call)
+    assert pg.psql(roles.owner_url, "SELECT count(*) FROM pg_inherits") == before
+
+
+def test_the_worker_cannot_hand_out_privileges(roles: Roles) -> None:
+    assert cli(roles.owner_url, "roles", "--worker", roles.worker).returncode == 0
+    refused(roles.url(roles.worker), f"SELECT notifyq.grant_producer('{roles.worker}')")
+    refused(roles.url(roles.worker), f"SELECT notifyq.grant_worker_functions('{roles.worker}')")

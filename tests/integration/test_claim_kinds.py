@@ -47,22 +47,21 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_a_limited_queue_retries_a_kind_without_a_handler(database: db.Database) -> None:
-    # claim_limited takes every kind: such a row is retried later (an attempt spent), in
-    # case another process has the handler, instead of ending `error` at once.
+async def test_a_limited_queue_leaves_a_kind_without_a_handler_pending_unclaimed(
+    database: db.Database,
+) -> None:
+    # claim_limited takes only the process's kinds too (migration 0011): the row stays
+    # pending, no attempt spent, for a process that has the handler.
     await database.execute("INSERT INTO notifyq.queues (name, concurrency) VALUES ('lim', 5)")
-    task_id = await insert(database, "new_kind", queue="lim", max_attempts=5)
-    async with running_service(database, queues=["lim"], retry_base_s=60):
-
-        async def retried() -> bool:
-            return bool((await task_row(database, task_id))["attempts"] == 1)
-
-        await eventually(retried)
-    row = await task_row(database, task_id)
-    assert (row["status"], row["error"]) == (
-        "pending",
-        "no handler for kind 'new_kind' in this process",
-    )
+    unknown = await insert(database, "new_kind", queue="lim", max_attempts=5)
+    known = await insert(database, "noop", queue="lim")
+    async with running_service(database, queues=["lim"]) as service:
+        await wait_ended(database, known)
+        claims = service.claimer.claims
+        await database.execute("SELECT pg_notify('notifyq', 'lim')")
+        await eventually(lambda: _true(service.claimer.claims > claims))
+    row = await task_row(database, unknown)
+    assert (row["status"], row["attempts"], row["error"]) == ("pending", 0, None)
 
 
 async def test_stuck_threads_leave_def_kinds_to_others_and_health_says_so(

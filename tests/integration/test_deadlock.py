@@ -3,7 +3,7 @@ DatabaseUnavailable that every stage retries), not a QueryError that ends the pr
 
 Found by `notifyq bench harsh --scenario kill-9`: under load a process's heartbeat and its
 outcome writer locked the same task rows in opposite orders, and the deadlock error ended
-the process. Both now lock in id order (store.heartbeat, store.finish), and the error
+the process. The heartbeat now never waits for a row lock (store.heartbeat), and the error
 would be retried if it happened anyway.
 """
 

@@ -162,12 +162,9 @@ async def test_an_abandoned_threads_late_result_never_overwrites_the_next_attemp
     async with running_service(database, app, retry_base_s=0.01) as service:
         await eventually(lambda: _status_is(database, task_id, "done"))
         assert service.runner.threads.statistics().abandoned == 1
-        # The outcome write is fenced by owner and attempt: attempt 1's could not land.
-        refused = await store.finish(
-            database,
-            owner=service.worker_id,
-            outcomes=[store.Outcome(task_id, 1, store.Verdict.DONE, result_json='"first"')],
-        )
+        # The outcome write is fenced by owner and claim token: attempt 1's could not land.
+        first = store.Outcome(task_id, 1, store.Verdict.DONE, result_json='"first"', token=1)
+        refused = await store.finish(database, owner=service.worker_id, outcomes=[first])
         assert refused == {}
         release.set()  # the abandoned thread returns now; its value goes nowhere
         await eventually(lambda: _no_threads(service), timeout=10)

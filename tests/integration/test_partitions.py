@@ -7,12 +7,13 @@ import datetime as dt
 import functools
 
 import pytest
+import trio
 
-from notifyq import db, migrations, store
+from notifyq import db, migrations, sql, store
 from notifyq.engine import maintenance
 from notifyq.engine.maintenance import prune
 from tests import pg
-from tests.helpers import insert, running_service, wait_ended
+from tests.helpers import eventually, insert, running_service, wait_ended
 
 PARTITIONS = """
     SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -85,7 +86,7 @@ async def test_prune_drops_old_partitions_whole(database: db.Database) -> None:
     assert await prune(database, 7 * 86400) == 0  # no task rows to delete
     assert "task_events_p20000101" not in await partitions(database)
     assert await database.fetchval("SELECT array_agg(task_id) FROM notifyq.task_events") == [3]
-    assert await store.prune_history(database, older_than_s=7 * 86400) == []
+    assert (await store.prune_history(database, older_than_s=7 * 86400)).dropped == []
 
 
 async def apply(url: str, versions: range) -> None:
@@ -149,3 +150,64 @@ async def test_upgrade_keeps_every_row_of_an_existing_history(
     finally:
         pg.psql(url, f"REVOKE ALL ON ALL TABLES IN SCHEMA notifyq FROM {role}")
         pg.psql(url, f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+async def test_retention_never_stalls_outcome_writes_behind_a_long_reader(
+    database: db.Database,
+) -> None:
+    """Dropping a day needs an ACCESS EXCLUSIVE lock on the history, which a long reader
+    holds off; writers queued behind that lock request would wait too. Retention never
+    queues for it (and says which days it left), and drops them once the reader is gone."""
+    old_days = [f"task_events_p200001{d:02}" for d in range(1, 4)]
+    for d, name in enumerate(old_days, start=1):
+        await database.execute(
+            f"CREATE TABLE notifyq.{name} PARTITION OF notifyq.task_events "
+            f"FOR VALUES FROM ('2000-01-{d:02} 00:00+00') TO ('2000-01-{d + 1:02} 00:00+00')"
+        )
+    task_id = await insert(database, "noop")
+    [claimed] = await store.claim(
+        database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30
+    )
+    outcome = store.Outcome(task_id, 1, store.Verdict.DONE, result_json="1", token=claimed.token)
+    results: list[store.HistoryPrune] = []
+    blocked: list[list[int]] = []
+
+    async def retention() -> None:
+        results.append(await store.prune_history(database, older_than_s=7 * 86400))
+
+    async def retention_waits_or_ended() -> bool:
+        return bool(results) or bool(
+            await database.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%event_partitions%'"
+            )
+        )
+
+    async with database.transaction() as reader, database.transaction() as writer:
+        await reader.fetchval("SELECT count(*) FROM notifyq.task_events")  # held till the end
+        pid = await writer.fetchval("SELECT pg_backend_pid()")
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(retention)
+                await eventually(retention_waits_or_ended)
+
+                async def watch() -> None:
+                    while True:
+                        waits_for = await database.fetchval("SELECT pg_blocking_pids($1)", pid)
+                        if waits_for:
+                            blocked.append(waits_for)
+                        await trio.sleep(0.01)
+
+                nursery.start_soon(watch)
+                # An outcome write while the reader holds the history and retention runs.
+                written = await writer.fetch(
+                    sql.queries["finish"], *store.engine._finish_args("me", [outcome])
+                )
+                nursery.cancel_scope.cancel()
+        assert [(r["id"], r["status"]) for r in written] == [(task_id, "done")]
+        assert blocked == []  # never queued behind retention's lock request
+    [left] = results
+    assert left.dropped == [] and left.busy == old_days
+    gone = await store.prune_history(database, older_than_s=7 * 86400)
+    assert gone.dropped == old_days and gone.busy == []
+    assert not set(old_days) & set(await partitions(database))

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from notifyq import db, errors
 from notifyq.app import App, Task
-from tests.helpers import eventually, insert, running_service, task_row, wait_ended
+from tests.helpers import attempt_of, eventually, insert, running_service, task_row, wait_ended
 
 
 def nested(depth: int) -> str:
@@ -198,9 +198,8 @@ async def test_a_forged_cancel_notification_cancels_nothing(database: db.Databas
         task_id = await insert(database, "sleep", 1.0)
 
         async def running() -> bool:
-            return (
-                task_id in service.ledger.attempts and service.ledger.attempts[task_id].started > 0
-            )
+            attempt = attempt_of(service, task_id)
+            return attempt is not None and attempt.started > 0
 
         await eventually(running)
         # Any role may NOTIFY: the producer role could end anyone's running task this way.
@@ -214,7 +213,7 @@ async def test_a_real_cancel_still_stops_a_running_task_at_once(database: db.Dat
         task_id = await insert(database, "sleep", 20)
 
         async def running() -> bool:
-            attempt = service.ledger.attempts.get(task_id)
+            attempt = attempt_of(service, task_id)
             return attempt is not None and attempt.started > 0
 
         await eventually(running)

@@ -39,7 +39,7 @@ async def add_tasks(
 async def claim(
     database: db.Database, queues: list[str], want: int, worker: str = "w"
 ) -> tuple[list[Any], dict[str, float]]:
-    rows = await database.fetch(sql.queries["claim_limited"], queues, want, worker, LEASE_S)
+    rows = await database.fetch(sql.queries["claim_limited"], queues, want, worker, LEASE_S, None)
     tasks = [r for r in rows if r["id"] is not None]
     held = {r["queue"]: r["held_s"] for r in rows if r["id"] is None}
     return tasks, held
@@ -57,6 +57,7 @@ async def finish(database: db.Database, rows: list[Any], worker: str = "w") -> N
             ["null"] * n,
             [None] * n,
             [0.0] * n,
+            [r["claim_token"] for r in rows],
         )
 
 
@@ -257,7 +258,7 @@ async def test_a_lowered_limit_keeps_running_tasks_and_holds_new_claims(
 async def test_recovered_leases_give_their_slots_back(database: db.Database) -> None:
     await database.execute("INSERT INTO notifyq.queues (name, concurrency) VALUES ('c', 2)")
     await add_tasks(database, "c", 4)
-    rows = await database.fetch(sql.queries["claim_limited"], ["c"], 10, "dead", 0.001)
+    rows = await database.fetch(sql.queries["claim_limited"], ["c"], 10, "dead", 0.001, None)
     assert len([r for r in rows if r["id"]]) == 2
     await trio.sleep(0.01)
     recovered = await database.fetch(sql.queries["recover_expired"], 100)

@@ -160,10 +160,10 @@ def test_migration_applies_on_postgresql_15() -> None:
         running = pg.psql(url, "SELECT id FROM notifyq.tasks WHERE status = 'in_progress'")
         finished = pg.psql(
             url,
-            f"PREPARE f(text, bigint[], int[], text[], text[], text[], float8[]) AS "
+            f"PREPARE f(text, bigint[], int[], text[], text[], text[], float8[], bigint[]) AS "
             f"{sql.queries['finish']}; "
             f"EXECUTE f('pg15', '{{{running}}}', '{{1}}', '{{done}}', '{{null}}', '{{NULL}}', "
-            "'{0}')",
+            "'{0}', '{1}')",
         )
         assert finished == f"{running}|done"
         assert pg.psql(url, "SELECT count(*) FROM notifyq.ensure_event_partitions(1)") == "2"
@@ -174,6 +174,9 @@ def test_migration_applies_on_postgresql_15() -> None:
         ).split()
         assert partition.startswith("notifyq.task_events_p")
         assert has_start == "true"
+        # Retention with its NOWAIT locks (migration 0011): a cut-off a day ahead drops today.
+        dropped = pg.psql(url, "SELECT * FROM notifyq.prune_event_partitions('-1 day')")
+        assert dropped == f"{partition.removeprefix('notifyq.')}|t"
     finally:
         subprocess.run(
             [*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"],
@@ -243,7 +246,7 @@ async def test_task_end_notifies_notifyq_done(database: db.Database) -> None:
     await database.fetch(sql.queries["claim"], ["default"], 1, "me", 30.0, ["noop"])
     async with listen.open_listener(database.loop, database.dsn, ["notifyq_done"]) as listener:
         await database.fetch(
-            sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"], [None], [0.0]
+            sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"], [None], [0.0], [1]
         )
         with trio.fail_after(2):
             note = await listener.__anext__()

@@ -55,9 +55,9 @@ def test_finish_and_claim_is_finish_then_claim() -> None:
     for name in ("outcome", "written", "events"):
         assert both[name] == finish[name], name
     claim = _ctes(sql.queries["claim"])
-    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4, kinds $5 are $8, $9,
-    # $1, $10, $11.
-    renumber = {"$1": "$8", "$2": "$9", "$3": "$1", "$4": "$10", "$5": "$11"}
+    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4, kinds $5 are $9, $10,
+    # $1, $11, $12.
+    renumber = {"$1": "$9", "$2": "$10", "$3": "$1", "$4": "$11", "$5": "$12"}
     for name in ("picked", "claimed"):
         expected = re.sub(r"\$\d+", lambda m: renumber[m.group(0)], claim[name])
         expected = expected.replace("FROM notifyq.tasks, quick", "FROM notifyq.tasks")
@@ -79,8 +79,8 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
         database,
         owner="me",
         outcomes=[
-            store.Outcome(mine.id, 1, store.Verdict.DONE, result_json="1"),
-            store.Outcome(other.id, 2, store.Verdict.DONE),  # not its attempt: fenced
+            store.Outcome(mine.id, 1, store.Verdict.DONE, result_json="1", token=mine.token),
+            store.Outcome(other.id, 1, store.Verdict.DONE),  # not its claim token: fenced
         ],
         queues=["default"],
         kinds=["noop"],
@@ -105,8 +105,17 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
 
 
 async def _outcome(database: db.Database, task_id: int, attempt: int, verdict: str) -> None:
+    token = await database.fetchval("SELECT claim_token FROM notifyq.tasks WHERE id = $1", task_id)
     await database.fetch(
-        sql.queries["finish"], "me", [task_id], [attempt], [verdict], ["null"], [None], [0.0]
+        sql.queries["finish"],
+        "me",
+        [task_id],
+        [attempt],
+        [verdict],
+        ["null"],
+        [None],
+        [0.0],
+        [token],
     )
 
 
@@ -169,7 +178,14 @@ async def test_a_limited_queues_claim_still_stores_its_start_once(database: db.D
     task_id = await database.fetchval(
         "INSERT INTO notifyq.tasks (queue, kind) VALUES ('lim', 'noop') RETURNING id"
     )
-    claimed = await database.fetch(sql.queries["claim_limited"], ["lim"], 1, "me", 30.0)
+    # As the previous version calls it: without kinds (every kind).
+    claimed = await database.fetch(
+        "SELECT * FROM notifyq.claim_limited($1::text[], $2, $3, $4::float8)",
+        ["lim"],
+        1,
+        "me",
+        30.0,
+    )
     assert [r["id"] for r in claimed] == [task_id]
     assert await _events(database, task_id) == [("queued", 0), ("started", 1)]
     await _outcome(database, task_id, 1, "done")
