@@ -38,8 +38,9 @@ async def serve_heartbeat(
                 continue
             task_id = attempt.task.id
             if key in kept:
-                attempt.lease_until = sent + settings.lease_s
-                if kept[key] and attempt.stop_reason is None:
+                if kept[key].extended:  # else the row was busy: the old deadline holds
+                    attempt.lease_until = sent + settings.lease_s
+                if kept[key].cancel_requested and attempt.stop_reason is None:
                     log.info("task.cancel_requested", task_id=task_id)
                     attempt.request_stop("cancel")
             else:

@@ -294,9 +294,11 @@ class Service:
                     and handler.runtime == "asyncio"
                 ):
                     message = f"the asyncio loop stopped while this handler ran: {LOOP_DIED}"
-                    outcomes.append(failed(task, message, self.runner.retries))
+                    outcome = failed(task, message, self.runner.retries)
                 else:
-                    outcomes.append(Outcome(task.id, task.attempt, Verdict.RELEASED))
+                    outcome = Outcome(task.id, task.attempt, Verdict.RELEASED)
+                # Fenced on the attempt's claim token, as the writer's outcomes are.
+                outcomes.append(dataclasses.replace(outcome, token=attempt.token))
             # Bounded: else (or if this fails) the reaper takes them back after LEASE.
             with trio.move_on_after(10):
                 try:

@@ -123,7 +123,7 @@ class Writer:
             ends = []
             for outcome, attempt in batch:
                 self.ledger.attempts.pop(attempt.key, None)
-                end = self._end(outcome, attempt, written.get(outcome.task_id))
+                end = self._end(outcome, attempt, written.get(attempt.key))
                 if end is not None:
                     ends.append(end)
             # One `task.end` line per task, written as one block per batch.
@@ -151,7 +151,9 @@ class Writer:
                 kept.append((outcome, attempt))
         return kept
 
-    async def _write_and_claim(self, outcomes: list[Outcome], freed: list[str]) -> dict[int, str]:
+    async def _write_and_claim(
+        self, outcomes: list[Outcome], freed: list[str]
+    ) -> dict[tuple[int, int], str]:
         """Write the outcomes; claim the claimer's next rows in the same statement when it
         wants some (no limited queues, no tracing: those keep their own statements)."""
         claimer = self.claimer
@@ -185,7 +187,7 @@ class Writer:
 
     async def _write_rows(
         self, outcomes: Sequence[Outcome], *, substitute: bool = True, freed: Sequence[str] = ()
-    ) -> dict[int, str]:
+    ) -> dict[tuple[int, int], str]:
         try:
             tracer = tracing.active
             if tracer is None:
@@ -200,7 +202,7 @@ class Writer:
             # Bad data in one outcome must not block the others: write them one by one,
             # and store what PostgreSQL refused as that task's error instead.
             if len(outcomes) > 1:
-                written: dict[int, str] = {}
+                written: dict[tuple[int, int], str] = {}
                 for one in outcomes:
                     written |= await self._write_rows([one], freed=freed)
                 return written

@@ -14,6 +14,9 @@ The vocabulary the SQL and the Python share is defined here once: :class:`Status
 from __future__ import annotations
 
 from notifyq.store.engine import (
+    Beat as Beat,
+)
+from notifyq.store.engine import (
     Claimed as Claimed,
 )
 from notifyq.store.engine import (

@@ -206,10 +206,11 @@ async def finish(
     owner: str,
     outcomes: Sequence[Outcome],
     freed_queues: Sequence[str] = (),
-) -> dict[int, str]:
-    """Write the outcomes of ``owner``'s attempts (fenced); returns {task id: new status}.
+) -> dict[tuple[int, int], str]:
+    """Write the outcomes of ``owner``'s attempts (fenced); returns {(task id, claim
+    token): new status}.
 
-    An id missing from the result was no longer owned by ``owner`` at that attempt. With
+    An attempt missing from the result was no longer owned by ``owner``. With
     ``freed_queues`` (limited queues among the outcomes' queues) the processes waiting for
     a slot of those are woken after the write, in the same hop (``slots_freed``).
     The outcomes go in id order, as the heartbeat's ids do, so that the two lock the rows
@@ -219,20 +220,30 @@ async def finish(
     args = _finish_args(owner, outcomes)
     if not freed_queues:
         rows = await database.fetch(sql.queries["finish"], *args)
-        return {r["id"]: r["status"] for r in rows}
+        return _written(rows)
     freed = list(freed_queues)
 
-    async def statements(conn: db.Connection) -> dict[int, str]:
+    async def statements(conn: db.Connection) -> dict[tuple[int, int], str]:
         # Two transactions: the wake-up reads the waiters after the slots are free, so a
         # process either is woken or registered after the write (and claims once more).
         written = await conn.fetch(sql.queries["finish"], *args)
         await conn.execute(sql.queries["slots_freed"], freed)
-        return {r["id"]: r["status"] for r in written}
+        return _written(written)
 
     return await database.run(statements)
 
 
+def _written(rows: Sequence[Any]) -> dict[tuple[int, int], str]:
+    # Keyed by attempt, not task: a stale run's outcome and the re-claimed attempt's may be
+    # in one batch, and only the one the fence let through was written.
+    return {(r["id"], r["claim_token"]): r["status"] for r in rows}
+
+
 def _finish_args(owner: str, outcomes: Sequence[Outcome]) -> tuple[Any, ...]:
+    # Every claim gives a token of 1 or more: an outcome without one would be fenced off
+    # without a word (the task left in_progress until the reaper takes it).
+    if any(o.token < 1 for o in outcomes):
+        raise ValueError("an outcome must carry its attempt's claim token (Outcome.token)")
     outcomes = sorted(outcomes, key=lambda o: o.task_id)
     return (
         owner,
@@ -250,7 +261,7 @@ def _finish_args(owner: str, outcomes: Sequence[Outcome]) -> tuple[Any, ...]:
 class Exchange:
     """What ``finish_and_claim`` did: the outcomes written, and the rows claimed."""
 
-    written: dict[int, str]  # as `finish` returns it
+    written: dict[tuple[int, int], str]  # as `finish` returns it
     claimed: list[Claimed]  # in claim order
 
 
@@ -274,7 +285,7 @@ async def finish_and_claim(
         lease_s,
         list(kinds),
     )
-    written = {r["id"]: r["status"] for r in rows if r["claim_order"] is None}
+    written = _written([r for r in rows if r["claim_order"] is None])
     claimed = sorted((r for r in rows if r["claim_order"] is not None), key=_claim_order)
     return Exchange(written, [_claimed(r) for r in claimed])
 
@@ -316,24 +327,34 @@ def _registry_args(me: Registration, in_flight: int) -> tuple[Any, ...]:
     )
 
 
+@dataclass(frozen=True)
+class Beat:
+    """What the heartbeat found of one attempt it still owns."""
+
+    cancel_requested: bool
+    # False when another transaction held the row (it was not waited for): the lease
+    # keeps its old deadline until a later beat extends it.
+    extended: bool
+
+
 async def heartbeat(
     database: db.Database,
     me: Registration,
     *,
     attempts: Sequence[tuple[int, int]],
     lease_s: float,
-) -> dict[tuple[int, int], bool]:
+) -> dict[tuple[int, int], Beat]:
     """Extend the leases of ``attempts`` (task id, claim token) and refresh the registry,
     in one hop.
 
-    Returns {attempt still owned: cancel requested}; one missing has lost its lease. The
+    Returns {attempt still owned: its Beat}; one missing has lost its lease. The
     statement never waits for a row lock (see queries.sql), so it cannot deadlock with
     ``finish``.
     """
     held = sorted(attempts)
 
-    async def beat(conn: db.Connection) -> dict[tuple[int, int], bool]:
-        kept: dict[tuple[int, int], bool] = {}
+    async def beat(conn: db.Connection) -> dict[tuple[int, int], Beat]:
+        kept: dict[tuple[int, int], Beat] = {}
         if held:
             rows = await conn.fetch(
                 sql.queries["extend_leases"],
@@ -342,7 +363,10 @@ async def heartbeat(
                 [i for i, _ in held],
                 [t for _, t in held],
             )
-            kept = {(r["id"], r["claim_token"]): r["cancel_requested"] for r in rows}
+            kept = {
+                (r["id"], r["claim_token"]): Beat(r["cancel_requested"], r["extended"])
+                for r in rows
+            }
         await conn.execute(sql.queries["register_worker"], *_registry_args(me, len(held)))
         return kept
 

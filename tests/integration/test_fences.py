@@ -126,7 +126,12 @@ async def test_the_heartbeat_never_waits_for_a_locked_row(database: db.Database)
             )
         # The writer goes on to the row the heartbeat locked: it is free again.
         await writer.execute("UPDATE notifyq.tasks SET priority = 1 WHERE id = $1", low.id)
-    assert kept == {(low.id, low.token): False, (high.id, high.token): False}
+    # The busy row is still owned, but its lease was not extended, and the beat says so
+    # (the process keeps that attempt's old deadline).
+    assert kept == {
+        (low.id, low.token): store.Beat(cancel_requested=False, extended=True),
+        (high.id, high.token): store.Beat(cancel_requested=False, extended=False),
+    }
     leases = await database.fetch(
         "SELECT id, locked_until > now() + interval '45 s' AS extended FROM notifyq.tasks "
         "ORDER BY id"
@@ -149,7 +154,32 @@ async def test_the_heartbeat_is_fenced_by_the_claim_token(database: db.Database)
     kept = await store.heartbeat(
         database, me, attempts=[(task_id, old.token), (task_id, new.token)], lease_s=LEASE_S
     )
-    assert kept == {(task_id, new.token): False}
+    assert kept == {(task_id, new.token): store.Beat(cancel_requested=False, extended=True)}
+
+
+async def test_a_stale_and_a_current_outcome_in_one_write_count_once(
+    database: db.Database,
+) -> None:
+    # The writer may batch a stale run's outcome with the re-claimed attempt's: the result
+    # names the attempt written (task id and claim token), so only that one counts.
+    task_id = await insert(database, "noop")
+    [old] = await store.claim(
+        database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=LEASE_S
+    )
+    await database.run_in_transaction(lambda conn: _expire_and_recover(conn, task_id))
+    [new] = await store.claim(
+        database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=LEASE_S
+    )
+    written = await store.finish(
+        database,
+        owner="me",
+        outcomes=[
+            store.Outcome(task_id, old.attempt, store.Verdict.DONE, "1", token=old.token),
+            store.Outcome(task_id, new.attempt, store.Verdict.DONE, "2", token=new.token),
+        ],
+    )
+    assert written == {(task_id, new.token): "done"}
+    assert (await task_row(database, task_id))["result"] == 2
 
 
 async def _expire_and_recover(conn: db.Connection, task_id: int) -> None:

@@ -80,14 +80,15 @@ async def test_finish_and_claim_writes_fenced_and_claims_in_order(database: db.D
         owner="me",
         outcomes=[
             store.Outcome(mine.id, 1, store.Verdict.DONE, result_json="1", token=mine.token),
-            store.Outcome(other.id, 1, store.Verdict.DONE),  # not its claim token: fenced
+            # Not its claim token (a stale run's): fenced.
+            store.Outcome(other.id, 1, store.Verdict.DONE, token=other.token + 1),
         ],
         queues=["default"],
         kinds=["noop"],
         limit=5,
         lease_s=30,
     )
-    assert exchange.written == {mine.id: "done"}
+    assert exchange.written == {(mine.id, mine.token): "done"}
     assert [c.id for c in exchange.claimed] == [ids[2], ids[0]]  # priority order
     rows = await database.fetch("SELECT id, status, locked_by FROM notifyq.tasks ORDER BY id")
     assert [(r["status"], r["locked_by"]) for r in rows] == [
