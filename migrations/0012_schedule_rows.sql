@@ -171,3 +171,21 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+-- Roles that already fire schedules (UPDATE on notifyq.schedules, from an earlier
+-- `notifyq roles`) may call fire_schedules too, at once: a process of this version fires
+-- through it, and a refusal would skip every tick until the operator re-ran `notifyq roles`.
+DO $$
+DECLARE
+    grantee regrole;
+BEGIN
+    FOR grantee IN
+        SELECT DISTINCT a.grantee::regrole
+          FROM pg_class c, aclexplode(c.relacl) a
+         WHERE c.oid = 'notifyq.schedules'::regclass AND a.privilege_type = 'UPDATE'
+           AND a.grantee NOT IN (0, c.relowner)
+    LOOP
+        PERFORM notifyq.grant_worker_schedules(grantee);
+    END LOOP;
+END;
+$$;

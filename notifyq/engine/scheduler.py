@@ -41,6 +41,9 @@ BATCH_TICKS = 2_000
 SCHEDULES_CHANNEL = "notifyq_schedules"
 
 
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulerStatistics:
     """What this process's scheduler did since it started."""
@@ -114,8 +117,16 @@ class Scheduler:
                 log.warning("scheduler.database_unavailable", error=str(exc), retry_in_s=RETRY_S)
                 wait_s = RETRY_S
             except errors.QueryError as exc:
-                # A row PostgreSQL refuses to turn into a task; never a reason to stop.
-                log.error("scheduler.query_failed", error=str(exc), retry_in_s=self.sweep_s)
+                # A row PostgreSQL refuses to turn into a task, or a role that may not fire
+                # schedules: never a reason to stop.
+                why = (
+                    "this role may not fire schedules: run `notifyq roles --worker ROLE`"
+                    if exc.sqlstate == INSUFFICIENT_PRIVILEGE
+                    else None
+                )
+                log.error(
+                    "scheduler.query_failed", error=str(exc), why=why, retry_in_s=self.sweep_s
+                )
                 wait_s = self.sweep_s
             with trio.move_on_after(min(wait_s, self.sweep_s)):
                 await self._changed.wait()
@@ -196,6 +207,10 @@ class Scheduler:
         try:
             return await store.fire_schedules(self.db, batch)
         except errors.QueryError as exc:
+            if exc.sqlstate == INSUFFICIENT_PRIVILEGE:
+                # Not a bad row: this process's role may not fire schedules at all (`notifyq
+                # roles --worker` grants it); serve() says so and tries again each sweep.
+                raise
             if len(batch) == 1:
                 name = batch[0][0]
                 self._refused.add(name)

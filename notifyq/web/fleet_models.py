@@ -45,7 +45,7 @@ class QueueFilter(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    after: str | None = Field(None, description="Only names after this (from `next`)")
+    after: Name | None = Field(None, description="Only names after this (from `next`)")
     limit: int = Field(100, ge=1, le=500)
 
 

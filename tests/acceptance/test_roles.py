@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from notifyq import settings
+from notifyq import migrations, settings, sql
 from tests import pg
 from tests.acceptance.proc import Notifyq, scalar, until
 
@@ -384,3 +384,37 @@ def test_the_worker_cannot_hand_out_privileges(roles: Roles) -> None:
     assert cli(roles.owner_url, "roles", "--worker", roles.worker).returncode == 0
     refused(roles.url(roles.worker), f"SELECT notifyq.grant_producer('{roles.worker}')")
     refused(roles.url(roles.worker), f"SELECT notifyq.grant_worker_functions('{roles.worker}')")
+
+
+def test_a_worker_role_keeps_every_function_it_needs_through_the_upgrade(
+    server_url: str, roles: Roles
+) -> None:
+    # A database at migration 0010 whose worker role was set up by that version's `notifyq
+    # roles`; the upgrade (0011 and on) must leave the role able to call every function a
+    # worker of the new version calls, before anyone runs `notifyq roles` again (the
+    # operations guide's upgrade order).
+    name = f"notifyq_upgrade_{secrets.token_hex(3)}"
+    pg.psql(server_url, f"CREATE DATABASE {name}")
+    url = pg.with_database(server_url, name)
+    try:
+        shipped = sorted(migrations.available(), key=lambda m: m.version)
+        pg.psql(url, sql.queries["migrate_bootstrap"])
+        for m in (m for m in shipped if m.version <= 10):
+            pg.psql(url, m.sql)
+        pg.psql(
+            url,
+            f"SELECT notifyq.grant_worker('{roles.worker}');"
+            f"SELECT notifyq.grant_worker_schedules('{roles.worker}')",
+        )
+        for m in (m for m in shipped if m.version > 10):
+            pg.psql(url, m.sql)
+        missing = [
+            f
+            for f in sorted(WORKER_FUNCTIONS)
+            if pg.psql(url, f"SELECT has_function_privilege('{roles.worker}', '{f}', 'EXECUTE')")
+            != "t"
+        ]
+        assert missing == [], "the upgrade took these from the worker role"
+    finally:
+        pg.psql(url, f"DROP OWNED BY {roles.worker}")
+        pg.psql(server_url, f"DROP DATABASE {name} WITH (FORCE)")

@@ -159,6 +159,9 @@ async def test_http_queue_list_is_paginated(database: db.Database) -> None:
         assert [q["name"] for q in small["queues"]] == ["q051", "q052"]
         response = await client.get("/queues?limit=501")
         assert response.status_code == 422
+        # A name PostgreSQL cannot store is the client's mistake, as in every other filter.
+        response = await client.get("/queues?after=%00")
+        assert response.status_code == 422, await response.get_data()
 
 
 async def test_http_queue_changes_need_the_token(database: db.Database) -> None:
