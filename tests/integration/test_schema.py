@@ -165,7 +165,7 @@ def test_migration_applies_on_postgresql_15() -> None:
             f"EXECUTE f('pg15', '{{{running}}}', '{{1}}', '{{done}}', '{{null}}', '{{NULL}}', "
             "'{0}', '{1}')",
         )
-        assert finished == f"{running}|done"
+        assert finished == f"{running}|1|done"  # the task, its claim token, its status
         assert pg.psql(url, "SELECT count(*) FROM notifyq.ensure_event_partitions(1)") == "2"
         partition, has_start = pg.psql(
             url,
