@@ -418,3 +418,24 @@ def test_a_worker_role_keeps_every_function_it_needs_through_the_upgrade(
     finally:
         pg.psql(url, f"DROP OWNED BY {roles.worker}")
         pg.psql(server_url, f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_a_worker_role_that_may_not_fire_schedules_is_told_how_to_fix_it(
+    roles: Roles, notifyq: Start
+) -> None:
+    # A grant missing (a role set up by hand): every due schedule would be refused alike.
+    # That is not a bad row to skip one by one: the process says what to run, and goes on.
+    assert cli(roles.owner_url, "roles", "--worker", roles.worker).returncode == 0
+    pg.psql(
+        roles.owner_url,
+        f"REVOKE EXECUTE ON FUNCTION notifyq.fire_schedules(text[], timestamptz[], "
+        f"timestamptz[], timestamptz[], text[], timestamptz[]) FROM {roles.worker};"
+        "INSERT INTO notifyq.schedules (name, every, kind) VALUES ('tick', '1 second', 'noop')",
+    )
+    worker = notifyq(roles.url(roles.worker), "worker")
+    failed = worker.wait_for("scheduler.query_failed", timeout=30)
+    assert failed["why"] == "this role may not fire schedules: run `notifyq roles --worker ROLE`"
+    assert "permission denied" in failed["error"]
+    assert not [e for e in worker.events() if e.get("event") == "schedule.skipped"]
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
