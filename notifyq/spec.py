@@ -98,6 +98,21 @@ class NewTask:
     unique_key: str | None = None
     concurrency_key: str | None = None
 
+    def parameters(self) -> tuple[Any, ...]:
+        """$1-$9 of every statement that adds a task (`enqueue`, `enqueue_unique`,
+        `produce`): queue, kind, payload, priority, run_at, delay, attempts, timeout, meta."""
+        return (
+            self.queue,
+            self.kind,
+            self.payload_json,
+            self.priority,
+            self.run_at,
+            self.delay_s,
+            self.max_attempts,
+            self.timeout_s,
+            self.meta_json,
+        )
+
     def with_meta(self, extra: Mapping[str, Any] | None) -> NewTask:
         """The task with ``extra`` added to its meta (the trace context); the task's own
         keys win."""

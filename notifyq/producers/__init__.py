@@ -54,19 +54,7 @@ def _with_trace(task: NewTask) -> NewTask:
 
 def _row(task: NewTask) -> list[Any]:
     """The parameters of the ``produce`` statement."""
-    return [
-        task.queue,
-        task.kind,
-        task.payload_json,
-        task.priority,
-        task.run_at,
-        task.delay_s,
-        task.max_attempts,
-        task.timeout_s,
-        task.meta_json,
-        task.unique_key,
-        task.concurrency_key,
-    ]
+    return [*task.parameters(), task.unique_key, task.concurrency_key]
 
 
 def _columns(tasks: list[NewTask]) -> list[list[Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from notifyq import db, errors, sql
 from notifyq.spec import NewTask
@@ -13,25 +12,10 @@ from notifyq.store.vocabulary import Row
 # --- producers and the client -----------------------------------------------------------
 
 
-def _values(task: NewTask) -> tuple[Any, ...]:
-    """The parameters $1-$9 of `enqueue` and `enqueue_unique` (JSON as text)."""
-    return (
-        task.queue,
-        task.kind,
-        task.payload_json,
-        task.priority,
-        task.run_at,
-        task.delay_s,
-        task.max_attempts,
-        task.timeout_s,
-        task.meta_json,
-    )
-
-
 async def enqueue(database: db.Database, task: NewTask) -> Row:
     """Add a checked task (its unique key is not looked at: see enqueue_unique)."""
     row: Row | None = await database.fetchrow(
-        sql.queries["enqueue"], *_values(task), task.concurrency_key
+        sql.queries["enqueue"], *task.parameters(), task.concurrency_key
     )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return row
@@ -60,7 +44,7 @@ async def enqueue_unique(database: db.Database, task: NewTask) -> Enqueued:
     for _ in range(UNIQUE_ATTEMPTS):
         row: Row | None = await database.fetchrow(
             sql.queries["enqueue_unique"],
-            *_values(task),
+            *task.parameters(),
             task.unique_key,
             task.concurrency_key,
         )
