@@ -15,8 +15,10 @@ Row = Mapping[str, Any]
 
 
 class Status(StrEnum):
-    """The ``notifyq.tasks.status`` values."""
+    """The ``notifyq.tasks.status`` values. ``waiting``: a task with parents (depends_on) or a
+    batch (after_batch) that have not all ended; never claimed (migration 0014)."""
 
+    WAITING = "waiting"
     PENDING = "pending"
     IN_PROGRESS = "in_progress"
     DONE = "done"
