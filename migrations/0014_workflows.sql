@@ -126,7 +126,7 @@ COMMENT ON TABLE notifyq.batches IS
 
 -- Progress of every batch, from SQL.
 CREATE VIEW notifyq.batch_progress AS
-SELECT b.id, b.total, b.done, b.failed, b.total - b.done - b.failed AS left,
+SELECT b.id, b.total, b.done, b.failed, b.total - b.done - b.failed AS remaining,
        b.sealed, b.callback_id, b.created_at, b.completed_at
   FROM notifyq.batches b;
 

@@ -312,29 +312,36 @@ async def test_a_task_nobody_depends_on_runs_no_workflow_function_when_it_ends(
     database: db.Database,
 ) -> None:
     """The hot path: the triggers' WHEN (checked in C) keeps the workflow functions out of
-    the outcome of a task without dependents; a parent's end calls its function once."""
+    the outcome of a task without dependents (the statement-level trigger reads one setting
+    and returns); a parent's end calls its function once."""
     lone = await add(database, "p")
     parent = await add(database, "q")
     await add(database, "c", depends_on=[parent])
 
     async def calls_while_finishing(conn: db.Connection, kind: str) -> dict[str, int]:
+        # The backend's pending counts (not flushed within a transaction): the difference
+        # around the statement is the statement's.
+        calls = (
+            "SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE schemaname = 'notifyq'"
+        )
         async with conn.transaction():
             await conn.execute("SET LOCAL track_functions = 'pl'")
             rows = await conn.fetch(
                 sql.queries["claim"], ["default"], 10, "w", flows.LEASE_S, [kind]
             )
+            before = {r["funcname"]: r["calls"] for r in await conn.fetch(calls)}
             await conn.fetch(sql.queries["finish"], *flows.outcome_args("w", list(rows), "done"))
-            found = await conn.fetch(
-                "SELECT funcname, calls FROM pg_stat_xact_user_functions"
-                " WHERE schemaname = 'notifyq'"
-            )
-            return {r["funcname"]: r["calls"] for r in found}
+            after = {r["funcname"]: r["calls"] for r in await conn.fetch(calls)}
+            return {f: n - before.get(f, 0) for f, n in after.items() if n > before.get(f, 0)}
 
-    assert "task_parent_changed" not in await database.run(
-        lambda conn: calls_while_finishing(conn, "p")
-    )
+    # task_ended: notifyq_done, as before; tasks_release_dependents: once per statement.
+    assert await database.run(lambda conn: calls_while_finishing(conn, "p")) == {
+        "task_ended": 1,
+        "tasks_release_dependents": 1,
+    }
     with_dependent = await database.run(lambda conn: calls_while_finishing(conn, "q"))
     assert with_dependent["task_parent_changed"] == 1
+    assert with_dependent["release_dependents"] == 1
     assert (
         await database.fetchval("SELECT has_dependents FROM notifyq.tasks WHERE id = $1", lone)
         is False
