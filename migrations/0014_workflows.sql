@@ -101,8 +101,10 @@ ALTER TABLE notifyq.tasks
 
 -- The dependents a parent's end looks up: waiting rows only (a row leaves the index when
 -- it is released), so a parent's lookup never reads the finished dependents of the past.
+-- fastupdate off: every parent's end probes it, and a probe would scan the whole pending
+-- list of recent inserts (measured: 2 ms with 50,000 waiting rows added, instead of 0.05).
 CREATE INDEX tasks_waiting_parents_idx ON notifyq.tasks USING gin (depends_on)
-    WHERE status = 'waiting';
+    WITH (fastupdate = off) WHERE status = 'waiting';
 -- A batch's members in order (a callback reads its members' results).
 CREATE INDEX tasks_batch_idx ON notifyq.tasks (batch_id, id) WHERE batch_id IS NOT NULL;
 
