@@ -265,6 +265,7 @@ NOBODYS_FUNCTIONS = {
     "notifyq.task_before_insert_dependent()",
     "notifyq.task_member_changed()",
     "notifyq.task_parent_changed()",
+    "notifyq.tasks_release_dependents()",
 }
 # SECURITY DEFINER (they run as the schema's owner): each with a fixed search_path.
 DEFINERS = {
@@ -279,6 +280,7 @@ DEFINERS = {
     "notifyq.task_before_insert_dependent()",
     "notifyq.task_member_changed()",
     "notifyq.task_parent_changed()",
+    "notifyq.tasks_release_dependents()",
 }
 READ_WRITE = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 WORKER_TABLES = {

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+import trio
 
 from notifyq import db, errors, sql
 from tests import flows
@@ -196,3 +197,46 @@ async def test_a_callback_that_also_has_parents_waits_for_both(database: db.Data
     assert await status(database, callback) == "pending"
     assert (await flows.events(database, callback))[-1] == ("released", parent, None)
     assert await flows.broken_invariants(database) == []
+
+
+async def test_many_connections_draining_one_batch_release_its_callback_once(
+    database_url: str,
+) -> None:
+    """Four connections claim and end the members of one batch (some fail, some are
+    cancelled while pending), each outcome statement in its own transaction: the counters
+    match the members, and the callback (policy 'run') is released exactly once."""
+    members = 2000
+    async with db.open_database(database_url, min_size=5, max_size=6) as pool:
+        batch, callback = await chord(pool, members, "run")
+        ids = [r["id"] for r in await pool.fetch("SELECT id FROM notifyq.tasks WHERE kind = 'm'")]
+
+        async def drainer(n: int) -> None:
+            worker = f"d{n}"
+            while True:
+                rows = await claim(pool, worker=worker, want=25, kinds=["m"])
+                if not rows:
+                    return
+                await finish(pool, rows[:2], "failed", worker=worker)
+                await finish(pool, rows[2:], "done", worker=worker)
+                await pool.fetchval(sql.queries["cancel"], ids[(n * 7919 + len(rows)) % members])
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                for n in range(4):
+                    nursery.start_soon(drainer, n)
+        total, done, failed, remaining = await progress(pool, batch)
+        counted = await pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'done') AS done,"
+            " count(*) FILTER (WHERE status IN ('error', 'cancelled')) AS failed"
+            " FROM notifyq.tasks WHERE batch_id = $1",
+            batch,
+        )
+        assert counted is not None
+        assert (total, done, failed, remaining) == (
+            members,
+            counted["done"],
+            counted["failed"],
+            0,
+        )
+        assert await status(pool, callback) == "pending"
+        assert [e for e, _, _ in await flows.events(pool, callback)] == ["waiting", "released"]
