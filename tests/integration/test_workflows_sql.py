@@ -489,3 +489,30 @@ async def test_a_worker_role_gets_the_batches_and_lock_parents(database: db.Data
         " AND has_function_privilege('public', p.oid, 'EXECUTE')"
     )
     assert public == []
+
+
+async def test_a_chain_added_with_ctes_in_one_statement_needs_no_reserved_ids(
+    database: db.Database,
+) -> None:
+    """Each step names the previous one's RETURNING id: a producer needs nothing but its
+    INSERT (a step's trigger sees the rows the statement added before it)."""
+    ids = await database.fetchrow(
+        """
+        WITH a AS (INSERT INTO notifyq.tasks (kind) VALUES ('a') RETURNING id),
+             b AS (INSERT INTO notifyq.tasks (kind, depends_on)
+                   SELECT 'b', ARRAY[a.id] FROM a RETURNING id)
+        INSERT INTO notifyq.tasks (kind, depends_on)
+        SELECT 'c', ARRAY[b.id] FROM b
+        RETURNING (SELECT id FROM a) AS a, (SELECT id FROM b) AS b, id AS c
+        """
+    )
+    assert ids is not None
+    assert await statuses(database, ids["a"], ids["b"], ids["c"]) == [
+        "pending",
+        "waiting",
+        "waiting",
+    ]
+    for kind in "abc":
+        await finish(database, await claim(database, kinds=[kind]))
+    assert await statuses(database, ids["a"], ids["b"], ids["c"]) == ["done", "done", "done"]
+    await assert_sound(database)
