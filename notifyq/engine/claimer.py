@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import trio
 
 from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
 from notifyq.engine.capacity import Capacity
-from notifyq.engine.ledger import Attempt, Ledger
+from notifyq.engine.ledger import Attempt, Ledger, holds_connections
+from notifyq.engine.ports import Reservation
 from notifyq.settings import Settings
 
 log = logs.get("notifyq.worker")
@@ -46,22 +46,6 @@ MIN_CLAIM_GAP_S = 0.005
 MAX_RETRY_SLEEP_S = 2.0
 # First and longest pause before go_idle is tried again after a producer held its lock.
 IDLE_RETRY_S = (0.002, 0.25)
-
-
-def holds_connections(settings: Settings) -> bool:
-    """Whether the claimer and the writer hold a connection each: only if the pool keeps
-    two more for the heartbeat, the reaper and the rest (POOL_SIZE at least 4)."""
-    return settings.pool_size >= 4
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A claim the writer makes for the claimer (see :meth:`Claimer.reserve`)."""
-
-    want: int
-    kinds: list[str]  # the kinds it may take
-    appeared: int  # the claimer's count of wake-ups when it was made
-    sent_at: float  # trio clock: the leases run from here
 
 
 class Claimer:

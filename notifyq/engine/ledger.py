@@ -31,11 +31,18 @@ from typing import Literal
 import trio
 
 from notifyq.app import Task
+from notifyq.settings import Settings
 
 # How long a handler gets to react to cancellation before it is abandoned.
 CANCEL_GRACE_S = 2.0
 
 StopReason = Literal["cancel", "shutdown", "lease_lost", "timeout"]
+
+
+def holds_connections(settings: Settings) -> bool:
+    """Whether the claimer and the writer hold a connection each: only if the pool keeps
+    two more for the heartbeat, the reaper and the rest (POOL_SIZE at least 4)."""
+    return settings.pool_size >= 4
 
 
 @dataclass(eq=False)

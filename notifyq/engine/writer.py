@@ -15,8 +15,8 @@ import trio
 
 from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
-from notifyq.engine.claimer import Claimer, holds_connections
-from notifyq.engine.ledger import Attempt, Ledger
+from notifyq.engine.ledger import Attempt, Ledger, holds_connections
+from notifyq.engine.ports import ClaimHandoff
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
 
@@ -49,11 +49,12 @@ class Writer:
         ledger: Ledger,
         owner: str,
         outcomes: trio.MemoryReceiveChannel[tuple[Outcome, Attempt]],
-        claimer: Claimer | None = None,
+        *,
+        handoff: ClaimHandoff | None = None,
     ) -> None:
         self.db = database
         # Claims for the workers the outcomes free, in the same statement (None: never).
-        self.claimer = claimer
+        self.handoff = handoff
         self.settings = settings
         self.ledger = ledger
         self.owner = owner
@@ -156,11 +157,11 @@ class Writer:
     ) -> dict[tuple[int, int], str]:
         """Write the outcomes; claim the claimer's next rows in the same statement when it
         wants some (no limited queues, no tracing: those keep their own statements)."""
-        claimer = self.claimer
+        handoff = self.handoff
         reservation = None
-        if claimer is not None and not freed and tracing.active is None:
-            reservation = claimer.reserve(len(outcomes))
-        if claimer is None or reservation is None:
+        if handoff is not None and not freed and tracing.active is None:
+            reservation = handoff.reserve(len(outcomes))
+        if handoff is None or reservation is None:
             return await self._write_rows(outcomes, freed=freed)
         claimed = None
         try:
@@ -168,7 +169,7 @@ class Writer:
                 self.db,
                 owner=self.owner,
                 outcomes=outcomes,
-                queues=claimer.queues,
+                queues=handoff.queues,
                 kinds=reservation.kinds,
                 limit=reservation.want,
                 lease_s=self.settings.lease_s,
@@ -178,12 +179,12 @@ class Writer:
         except errors.QueryError:
             # Bad data in an outcome: nothing was written or claimed. The plain path
             # writes them one by one and stores what PostgreSQL refused.
-            claimer.settle(reservation, None)
+            handoff.settle(reservation, None)
             reservation = None
             return await self._write_rows(outcomes, freed=freed)
         finally:
             if reservation is not None:
-                claimer.settle(reservation, claimed)
+                handoff.settle(reservation, claimed)
 
     async def _write_rows(
         self, outcomes: Sequence[Outcome], *, substitute: bool = True, freed: Sequence[str] = ()
