@@ -35,6 +35,7 @@ from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
 from notifyq.engine.capacity import Capacity
 from notifyq.engine.ledger import Attempt, Ledger, holds_connections
+from notifyq.engine.limited import LimitedQueues
 from notifyq.engine.ports import Reservation
 from notifyq.settings import Settings
 
@@ -75,13 +76,9 @@ class Claimer:
         self._claim_failures = 0
         self._due_at = math.inf
         self._next_sweep = math.inf
-        # Queue limits: which of our queues are limited, and until when (trio clock; inf:
-        # until a notification) a limit holds each back.
-        self._limits_stale = True  # read them before the first claim
-        self._held: dict[str, float] = {}
-        # A limited queue may have due rows that we left because no worker was free.
-        self._limited_backlog = False
-        self._turn = 0  # rotates the order of limited queues between claims
+        # Queue limits: which of our queues are limited, which are held back and until
+        # when (trio clock), whose turn it is.
+        self._limits = LimitedQueues(self.queues)
         # A claim is on its way: ours, or one the writer makes for us (`reserve`).
         self._claiming = False
         self._idle_due = False  # the writer's claim came back short: record us as waiting
@@ -103,17 +100,13 @@ class Claimer:
 
     def on_queue_notification(self, queue: str) -> None:
         if queue in self.queues:
-            # Rows appeared or a slot freed: a queue waiting for a slot may move now (one
-            # waiting for a rate token keeps its timer).
-            if self._held.get(queue) == math.inf:
-                del self._held[queue]
+            self._limits.notified(queue)
             self.rows_appeared()
 
     def on_limits_notification(self, queue: str) -> None:
         """The limits of ``queue`` changed (channel notifyq_queues)."""
         if queue in self.queues:
-            self._limits_stale = True
-            self._held.pop(queue, None)
+            self._limits.limits_changed(queue)
             self.rows_appeared()
 
     async def serve(self) -> None:
@@ -131,14 +124,14 @@ class Claimer:
                     self._idle_due = False
                     await self._go_idle()
                     continue
-                if self._limits_stale:
+                if self._limits.stale:
                     await self._read_limits()
                 room = ledger.room
                 free = ledger.busy < s.worker_count
                 # Claim when a worker is free, or when the PREFETCH buffer ahead of the
                 # workers has room for half a batch (fewer, bigger claims).
                 worth_it = free or 2 * room >= ledger.capacity
-                may_exist = self._rows_may_exist or (self._limited_backlog and free)
+                may_exist = self._rows_may_exist or (self._limits.backlog and free)
                 if may_exist and room > 0 and worth_it:
                     await self._claim_once(min(room, s.fetch_limit))
                 else:
@@ -155,12 +148,10 @@ class Claimer:
         except errors.DatabaseUnavailable as exc:
             log.warning("limits.read_failed", error=str(exc))
             return  # keep what we knew; the next sweep reads them again
-        self._limits_stale = False
-        mine = limited & frozenset(self.queues)
+        mine = self._limits.read(limited)
         if mine != self.limited:
             log.info("limits.queues", limited=sorted(mine))
         self.ledger.limited = mine
-        self._held = {q: t for q, t in self._held.items() if q in mine}
 
     async def _claim_once(self, want: int) -> None:
         appeared_before = self._appeared
@@ -214,7 +205,7 @@ class Claimer:
         while a claim of ours is on its way; until :meth:`settle`, we claim nothing.
         """
         ledger = self.ledger
-        busy = self._claiming or ledger.stopping or self.limited or self._limits_stale
+        busy = self._claiming or ledger.stopping or self.limited or self._limits.stale
         want = min(ledger.room + outcomes, self.settings.fetch_limit)
         if busy or not self._rows_may_exist or want <= 0:
             return None
@@ -244,7 +235,7 @@ class Claimer:
                 queues=self.queues,
                 kinds=self.capacity.claimable(self.settings.fetch_limit)[0],
                 register=register,
-                due_queues=self._due_queues() if self.limited else None,
+                due_queues=self._limits.due_queues() if self.limited else None,
             )
             registered, due_in = idle.registered, idle.due_in_s
         except errors.DatabaseUnavailable:
@@ -264,10 +255,9 @@ class Claimer:
                 due_in = pause if due_in is None else min(due_in, pause)
             self._rows_may_exist = self._rows_may_exist or registered
             if registered:
-                # Now that a freed slot wakes us, look at every queue once more: a slot
-                # may have freed between the claim and the registration.
-                self._held = {q: t for q, t in self._held.items() if t != math.inf}
-        next_token = min(self._held.values(), default=math.inf)
+                # Now that a freed slot wakes us, look at every queue once more.
+                self._limits.registered()
+        next_token = self._limits.next_token_at()
         if next_token != math.inf:
             token_in = max(0.0, next_token - trio.current_time())
             due_in = token_in if due_in is None else min(due_in, token_in)
@@ -284,8 +274,7 @@ class Claimer:
             self._rows_may_exist = True  # the safety net for notifications lost on the way
             self._waiting = False
             self._next_sweep = now + self.settings.fetch_interval_s
-            self._limits_stale = True
-            self._held.clear()
+            self._limits.swept()
         if now >= self._due_at:
             self._rows_may_exist = True
             self._due_at = math.inf
@@ -337,46 +326,22 @@ class Claimer:
             self.db, queues=self.queues, kinds=kinds, limit=want, owner=self.owner, lease_s=lease_s
         )
 
-    def _due_queues(self) -> list[str]:
-        """Queues whose next due row should wake us: not held back by a limit, and not
-        limited while they wait for a worker of ours."""
-        return [
-            q
-            for q in self.queues
-            if q not in self._held and not (self._limited_backlog and q in self.limited)
-        ]
-
     async def _claim_with_limits(
         self, want: int, kinds: list[str], lease_s: float
     ) -> list[store.Claimed]:
         now = trio.current_time()
-        ready = [q for q in self.queues if q in self.limited and self._held.get(q, 0.0) <= now]
-        # Limited queues take turns at being first, so that one cannot starve another.
-        self._turn += 1
-        if ready:
-            k = self._turn % len(ready)
-            ready = ready[k:] + ready[:k]
-        free_workers = max(0, self.settings.worker_count - self.ledger.busy)
-        limited_want = min(want, free_workers) if ready else 0
+        free_workers = self.settings.worker_count - self.ledger.busy
+        plan = self._limits.plan(now=now, want=want, free_workers=free_workers)
         got = await store.claim_with_limits(
             self.db,
-            limited=ready,
-            limited_limit=limited_want,
-            unlimited=[q for q in self.queues if q not in self.limited],
+            limited=plan.limited,
+            limited_limit=plan.limited_limit,
+            unlimited=plan.unlimited,
             kinds=kinds,
-            limit=want,
+            limit=plan.limit,
             owner=self.owner,
             lease_s=lease_s,
         )
-        for queue in ready:
-            self._held.pop(queue, None)
-        for queue, held_s in got.held_s.items():
-            self._held[queue] = now + held_s  # inf stays inf
-        from_limited = sum(1 for r in got.rows if r.queue in self.limited)
-        # Our own free workers, not a limit, bounded the limited claim: more rows may wait
-        # for the next worker that frees (no timer, no notification needed for that).
-        unheld = [q for q in ready if q not in got.held_s]
-        self._limited_backlog = bool(unheld) and (
-            limited_want == 0 or (from_limited == limited_want and limited_want < want)
-        )
+        took = [row.queue for row in got.rows]
+        self._limits.claimed(plan, now=now, held_s=got.held_s, took=took)
         return got.rows
