@@ -8,9 +8,11 @@ When a claim comes back short the process records itself as waiting
 (``store.go_idle``, see migration 0002): only then do producers' inserts notify.
 
 The writer often claims for it: the statement that records a batch's outcomes also claims
-the rows for the workers they free (``store.finish_and_claim``). The claimer reserves such
-a claim (:meth:`Claimer.reserve`), claims nothing itself meanwhile, and takes its rows as
-its own (:meth:`Claimer.settle`), short claims and idling included.
+the rows for the workers they free (``store.finish_and_claim``). The writer knows the
+claimer only as a :class:`~notifyq.engine.ports.ClaimHandoff`, which the service hands it:
+the claimer reserves such a claim (:meth:`Claimer.reserve`), claims nothing itself
+meanwhile, and takes its rows as its own (:meth:`Claimer.settle`), short claims and idling
+included.
 
 Only rows the process can start now are claimed (:mod:`notifyq.engine.capacity`).
 
@@ -22,6 +24,8 @@ sweep); a process without limited queues runs the plain claim alone, as before. 
 held back by a limit is left out of the claims and of the next-due question until it can
 move: until its next rate token is due (a timer), or until a slot frees or its limits
 change (a notification; the process is in ``notifyq.waiters`` like any idle process).
+Those decisions are a pure policy (:mod:`notifyq.engine.limited`); the claimer does the
+waiting and the statements.
 """
 
 from __future__ import annotations
@@ -50,6 +54,22 @@ IDLE_RETRY_S = (0.002, 0.25)
 
 
 class Claimer:
+    """The stage that claims rows and hands them to the workers (the jobs channel).
+
+    Owns its wake-up state (rows may exist, waiting in ``notifyq.waiters``, the next due
+    row, the sweep), its :class:`~notifyq.engine.limited.LimitedQueues`, the jobs channel
+    (its only sender) and, in the ledger, ``claimed``, ``limited`` and the entries it adds
+    to ``attempts``. It never touches an attempt once handed out (the runner, the heartbeat
+    and the writer own its fields then) and never writes an outcome.
+
+    Wake rule: it sleeps on the ledger's doorbell (a notification or a lost connection, a
+    freed worker or thread, a written batch, a settled claim of the writer's, shutdown)
+    until the next due row or rate token, or the FETCH_INTERVAL sweep; it claims when rows
+    may exist and a worker is free (or half a PREFETCH batch fits). While the writer claims
+    for it (between :meth:`reserve` and :meth:`settle`, its side of the writer's
+    :class:`~notifyq.engine.ports.ClaimHandoff`) it claims nothing.
+    """
+
     def __init__(
         self,
         database: db.Database,

@@ -3,6 +3,10 @@
 Writes are shielded from cancellation and retried while the database is away, so that an
 outcome is never dropped while this process still owns the task. An outcome whose lease
 ran out meanwhile is given up loudly (the reaper hands the task to another attempt).
+
+The same statement may claim the next rows for the workers the outcomes free, through a
+:class:`~notifyq.engine.ports.ClaimHandoff` the service hands it (the claimer): the writer
+never imports the claimer.
 """
 
 from __future__ import annotations
@@ -42,6 +46,18 @@ class Tally:
 
 
 class Writer:
+    """The stage that records outcomes: the only receiver of the outcomes channel.
+
+    Owns the outcomes channel, its tally, and in the ledger ``written`` and the removal of
+    each attempt from ``attempts`` once its outcome is written or given up. It never
+    changes a running attempt, and claims only through its :class:`ClaimHandoff`, whose
+    reservation it settles exactly once per statement (written or failed).
+
+    Wake rule: it waits on the outcomes channel alone and writes whatever is queued as one
+    batch (up to MAX_BATCH); the service closes the channel at shutdown, which ends it
+    once every outcome is written. After each batch it rings the ledger's doorbell: room freed.
+    """
+
     def __init__(
         self,
         database: db.Database,
