@@ -121,7 +121,7 @@ class Service:
         )
         tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
         self.writer = Writer(
-            database, settings, self.ledger, self.worker_id, out_receive, self.claimer
+            database, settings, self.ledger, self.worker_id, out_receive, handoff=self.claimer
         )
         self.reaper = maintenance.Reaper(database, settings)
         self.scheduler = Scheduler(
