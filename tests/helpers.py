@@ -10,10 +10,11 @@ from typing import Any
 
 import trio
 
-from notifyq import db, process
+from notifyq import db
 from notifyq.app import App, builtin_app
 from notifyq.engine.ledger import Attempt
 from notifyq.engine.service import Service
+from notifyq.serving import process
 from notifyq.settings import load
 from notifyq.web.app import create_app
 from notifyq.web.context import Context as WebContext
