@@ -46,7 +46,8 @@ from notifyq.engine.listener import (
 )
 from notifyq.engine.maintenance import prune
 from notifyq.engine.runner import Runner
-from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler
+from notifyq.engine.runtimes import ThreadStatistics
+from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler, SchedulerStatistics
 from notifyq.engine.verdict import failed
 from notifyq.engine.watchdog import LoopWatch
 from notifyq.engine.writer import EndObserver, Writer
@@ -55,7 +56,15 @@ from notifyq.store import Outcome, Verdict
 
 log = logs.get("notifyq.service")
 
-__all__ = ["Health", "NotificationSink", "Service", "WorkerStats", "new_worker_id", "prune"]
+__all__ = [
+    "Health",
+    "NotificationSink",
+    "Service",
+    "ServiceStatistics",
+    "WorkerStatistics",
+    "new_worker_id",
+    "prune",
+]
 
 
 def new_worker_id() -> str:
@@ -63,8 +72,9 @@ def new_worker_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerStats:
-    """What this process did since it started (``/stats`` ``since_start``)."""
+class WorkerStatistics:
+    """What this process's workers did since it started (``/stats`` ``since_start``): the
+    ledger's claims, the writer's outcomes, the reaper's recoveries."""
 
     claimed: int
     done: int
@@ -77,6 +87,28 @@ class WorkerStats:
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatistics:
+    """One process's engine at one instant, composed of each stage's own ``statistics()``:
+    what ``/stats``, ``/metrics``, ``/health`` and the page report about this process. The
+    HTTP side reads this value and nothing else of the engine."""
+
+    workers: WorkerStatistics
+    in_flight: int  # attempts claimed and not yet written
+    threads: ThreadStatistics  # the runner's threads for sync handlers (stuck ones included)
+    scheduler: SchedulerStatistics
+
+    @classmethod
+    def idle(cls) -> ServiceStatistics:
+        """A process without workers (``notifyq web``): every count zero."""
+        return cls(
+            workers=WorkerStatistics(0, 0, 0, 0, 0, 0, 0, 0),
+            in_flight=0,
+            threads=ThreadStatistics(running=0, abandoned=0, slots=0),
+            scheduler=SchedulerStatistics(0, 0, 0, 0),
+        )
 
 
 class Service:
@@ -149,9 +181,10 @@ class Service:
         """Attempts claimed and not yet written."""
         return len(self.ledger.attempts)
 
-    def stats(self) -> WorkerStats:
+    def statistics(self) -> ServiceStatistics:
+        """This process's engine now (see :class:`ServiceStatistics`)."""
         t = self.writer.tally()
-        return WorkerStats(
+        workers = WorkerStatistics(
             self.ledger.claimed,
             t.done,
             t.failed,
@@ -161,8 +194,15 @@ class Service:
             t.fenced,
             self.reaper.recovered,
         )
+        return ServiceStatistics(
+            workers=workers,
+            in_flight=self.in_flight,
+            threads=self.runner.threads.statistics(),
+            scheduler=self.scheduler.statistics(),
+        )
 
     def observe_ends(self, observer: EndObserver) -> None:
+        """Call ``observer`` for every attempt whose outcome is written (``/metrics``)."""
         self.writer.observe_ends(observer)
 
     async def serve(
@@ -219,7 +259,7 @@ class Service:
                 handlers.cancel_scope.cancel()
         finally:
             await self._unregister()
-        log.info("service.stopped", **self.stats().as_dict())
+        log.info("service.stopped", **self.statistics().workers.as_dict())
 
     async def _run_stages(
         self,

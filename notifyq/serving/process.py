@@ -72,22 +72,11 @@ async def serve_process(
                 mode="serve" if workers else "web",
                 health=svc.health,
                 live=feed,
+                engine=svc if workers else None,
                 kinds=frozenset(app.handlers),
             )
             if workers:
-                context.observe_workers(
-                    lambda: svc.stats().as_dict(),
-                    lambda: svc.in_flight,
-                    lambda: svc.runner.threads.statistics().counts(),
-                    lambda: (svc.capacity.stuck(), svc.runner.threads.slots),
-                )
-                context.schedule_ticks = lambda: svc.scheduler.statistics().ticks
-                metrics = context.metrics
-                svc.observe_ends(
-                    lambda task, outcome, lag_s, run_s: metrics.observe_end(
-                        task.queue, task.kind, outcome, lag_s, run_s
-                    )
-                )
+                svc.observe_ends(context.metrics.observe_end)
             http_done = trio.Event()
             sides.start_soon(_close_http_after_service, stop, context, svc, http_done)
             urls = await sides.start(serve_http, context, http_done)
