@@ -27,6 +27,22 @@ class Notification:
     payload: str
 
 
+@dataclass
+class Health:
+    """What /health and the logs report about this process's LISTEN connection.
+
+    Written by the one stage that keeps the connection up (:mod:`notifyq.engine.listener`),
+    read by the HTTP side. It lives here, with the connection, because it describes the
+    connection, and because both of those import this module: the engine never reaches
+    the HTTP side, and the HTTP side reads it without reaching into an engine stage.
+    """
+
+    listener_connected: bool = False
+    listen_enabled: bool = True  # False under NO_LISTEN: no LISTEN connection, no probe
+    last_probe_ok: float = -1.0  # trio clock
+    reconnects: int = 0
+
+
 class ListenerLost(errors.DatabaseUnavailable):
     """The LISTEN connection died; notifications sent meanwhile are lost."""
 

@@ -111,8 +111,13 @@ class Web:
 
     ctx: WebContext
     url: str  # the real server, bound to a free port
-    service: Service
+    running: Service | None  # None with workers=False: the listener alone
     stop: trio.Event
+
+    @property
+    def service(self) -> Service:
+        assert self.running is not None, "running_web(workers=False) runs no service"
+        return self.running
 
     def test_client(self) -> Any:
         """Quart's test client for an app over the same context."""

@@ -13,7 +13,6 @@ import os
 import random
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import trio
@@ -30,16 +29,6 @@ PROBE_TIMEOUT_S = 2.0
 QUEUE_CHANNEL = "notifyq"
 CANCEL_CHANNEL = "notifyq_cancel"
 LIMITS_CHANNEL = "notifyq_queues"  # a queue's limits changed (migration 0006)
-
-
-@dataclass
-class Health:
-    """What /health and the logs report about this process's LISTEN connection."""
-
-    listener_connected: bool = False
-    listen_enabled: bool = True  # False under NO_LISTEN: no LISTEN connection, no probe
-    last_probe_ok: float = -1.0  # trio clock
-    reconnects: int = 0
 
 
 class NotificationSink(Protocol):
@@ -65,7 +54,7 @@ class Listener:
         self.db = database
         self.settings = settings
         self.sink = sink
-        self.health = Health()
+        self.health = listen.Health()
         self._subscribers: dict[str, list[Callable[[str], None]]] = {}
         self._gap_subscribers: list[Callable[[], None]] = []
         self._probe_channel = f"notifyq_probe_{os.getpid()}_{secrets.token_hex(4)}"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import trio
 
-from notifyq import db, errors, logs, store, tracing
+from notifyq import db, errors, listen, logs, store, tracing
 from notifyq.app import App
 from notifyq.engine import leases, maintenance
 from notifyq.engine.capacity import Capacity
@@ -40,7 +40,6 @@ from notifyq.engine.listener import (
     CANCEL_CHANNEL,
     LIMITS_CHANNEL,
     QUEUE_CHANNEL,
-    Health,
     Listener,
     NotificationSink,
 )
@@ -57,7 +56,6 @@ from notifyq.store import Outcome, Verdict
 log = logs.get("notifyq.service")
 
 __all__ = [
-    "Health",
     "NotificationSink",
     "Service",
     "ServiceStatistics",
@@ -112,7 +110,8 @@ class ServiceStatistics:
 
 
 class Service:
-    """The stages of one process. With ``workers=False`` (``notifyq web``) only the listener."""
+    """The stages of one process that runs workers (``notifyq serve`` and ``worker``; a
+    process without workers, ``notifyq web``, runs a :class:`Listener` alone)."""
 
     def __init__(
         self,
@@ -121,13 +120,11 @@ class Service:
         app: App,
         *,
         sink: NotificationSink | None = None,
-        workers: bool = True,
         exit_on_abandoned: bool = False,
     ) -> None:
         self.db = database
         self.settings = settings
         self.worker_id = new_worker_id()
-        self.workers = workers
         # A process may end while handlers that ignore cancellation still run (the CLI
         # asks for it); otherwise the service waits for them.
         self.exit_on_abandoned = exit_on_abandoned
@@ -164,16 +161,15 @@ class Service:
             declared=app.schedules.values(),
         )
         self.watch = LoopWatch(threshold_s=min(1.0, settings.lease_s / 4))
-        if workers:
-            self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
-            self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
-            self.listener.subscribe(LIMITS_CHANNEL, self.claimer.on_limits_notification)
-            self.listener.subscribe(SCHEDULES_CHANNEL, self.scheduler.on_schedules_changed)
-            self.listener.on_gap(self.claimer.rows_appeared)
-            self.listener.on_gap(self.scheduler.on_schedules_changed)
+        self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
+        self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
+        self.listener.subscribe(LIMITS_CHANNEL, self.claimer.on_limits_notification)
+        self.listener.subscribe(SCHEDULES_CHANNEL, self.scheduler.on_schedules_changed)
+        self.listener.on_gap(self.claimer.rows_appeared)
+        self.listener.on_gap(self.scheduler.on_schedules_changed)
 
     @property
-    def health(self) -> Health:
+    def health(self) -> listen.Health:
         return self.listener.health
 
     @property
@@ -213,13 +209,10 @@ class Service:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
-            if self.workers:
-                async with trio.open_nursery() as guard:
-                    guard.start_soon(self._guard_loop)
-                    await self._serve_workers(stop, force, task_status)
-                    guard.cancel_scope.cancel()
-            else:
-                await self._serve_listener_only(stop, task_status)
+            async with trio.open_nursery() as guard:
+                guard.start_soon(self._guard_loop)
+                await self._serve_workers(stop, force, task_status)
+                guard.cancel_scope.cancel()
         finally:
             self.stopped.set()
 
@@ -305,17 +298,6 @@ class Service:
                 log.info("shutdown.writing_outcomes", pending=self.in_flight)
             housekeeping.cancel_scope.cancel()
         log.info("shutdown.done")
-
-    async def _serve_listener_only(
-        self, stop: trio.Event, task_status: trio.TaskStatus[None]
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            with trio.CancelScope() as startup:
-                nursery.start_soon(_cancel_when, stop, startup)
-                await nursery.start(self.listener.serve)
-            task_status.started()
-            await stop.wait()
-            nursery.cancel_scope.cancel()
 
     async def _guard_loop(self) -> None:
         """Wait for the asyncio loop to stop under the service (see the module's doc), then

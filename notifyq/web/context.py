@@ -17,8 +17,8 @@ import trio
 from quart import current_app
 
 from notifyq import db, errors, logs, store
-from notifyq.engine.listener import Health
 from notifyq.engine.service import ServiceStatistics
+from notifyq.listen import Health
 from notifyq.settings import Settings
 from notifyq.web.live import LiveFeed
 from notifyq.web.metrics import Metrics
