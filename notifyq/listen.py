@@ -50,7 +50,7 @@ class ListenerLost(errors.DatabaseUnavailable):
 _LOST = Notification("", "")
 
 
-class Listener:
+class ListenConnection:
     """Notifications of one dedicated connection, received on a trio channel.
 
     Iterate it to receive :class:`Notification`; iteration raises :class:`ListenerLost`
@@ -91,7 +91,7 @@ class Listener:
             except CONNECTION_ERRORS as exc:
                 raise ListenerLost(str(exc) or type(exc).__name__) from exc
 
-    def __aiter__(self) -> Listener:
+    def __aiter__(self) -> ListenConnection:
         return self
 
     async def __anext__(self) -> Notification:
@@ -116,7 +116,7 @@ async def open_listener(
     *,
     buffer: int = 10_000,
     at_once: Callable[[Notification], None] | None = None,
-) -> AsyncIterator[Listener]:
+) -> AsyncIterator[ListenConnection]:
     """The listening connection. With ``at_once``, each notification is handed to it as
     it arrives, in the driver's callback (on this trio thread, so it may ring trio events),
     and is not queued: a claimer is woken one trio task switch sooner (~0.1-0.2 ms of the
@@ -126,7 +126,7 @@ async def open_listener(
     repeat, as notifyq's are)."""
     send, receive = trio.open_memory_channel[Notification](math.inf if buffer <= 0 else buffer)
     closing = False
-    listener: Listener | None = None
+    listener: ListenConnection | None = None
 
     def on_notification(_conn: object, _pid: int, channel: str, payload: str) -> None:
         # Runs on the loop, which is this trio thread: send_nowait is safe here.
@@ -167,7 +167,7 @@ async def open_listener(
         conn.add_termination_listener(on_termination)
         for channel in channels:
             await loop.run_aio_coroutine(conn.add_listener(channel, on_notification))
-        listener = Listener(loop, conn, receive, on_notification)
+        listener = ListenConnection(loop, conn, receive, on_notification)
         yield listener
     except CONNECTION_ERRORS as exc:
         raise ListenerLost(str(exc) or type(exc).__name__) from exc

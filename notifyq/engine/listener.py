@@ -1,4 +1,7 @@
-"""The listener: one LISTEN connection per process, kept up, fanned out to subscribers.
+"""The listener stage: one LISTEN connection per process, kept up, fanned out to subscribers.
+
+:class:`Listener` is the stage; the connection it keeps up (reopened after every loss) is a
+:class:`~notifyq.listen.ListenConnection`.
 
 Stages subscribe to a channel (``subscribe``) or to "notifications may have been missed"
 (``on_gap``: after every (re)connect and when the buffer overflowed), so nobody assigns
@@ -142,7 +145,7 @@ class Listener:
         if self.sink is not None:
             self.sink.on_notification(note.channel, note.payload)
 
-    async def _follow_sink(self, conn: listen.Listener, sink: NotificationSink) -> None:
+    async def _follow_sink(self, conn: listen.ListenConnection, sink: NotificationSink) -> None:
         """LISTEN to the sink's extra channels while it wants them, and only then."""
         listening: set[str] = set()
         while True:
@@ -155,7 +158,7 @@ class Listener:
             sink.now_listening(frozenset(listening))
             await sink.wait_channels_changed()
 
-    async def _serve_probe(self, conn: listen.Listener) -> None:
+    async def _serve_probe(self, conn: listen.ListenConnection) -> None:
         """A NOTIFY round trip on the listening connection itself, every second.
 
         The driver reports a closed socket at once; this catches the silent cases (a

@@ -48,7 +48,7 @@ async def test_inserts_racing_workers_going_idle_are_all_woken(database: db.Data
     assert waits.total_seconds() < 10, f"a row waited {waits}: a wake-up was lost"
 
 
-async def _notified(listener: listen.Listener, within_s: float) -> int:
+async def _notified(listener: listen.ListenConnection, within_s: float) -> int:
     """Notifications on the listener's channel in the next ``within_s`` seconds."""
     count = 0
     with trio.move_on_after(within_s):
