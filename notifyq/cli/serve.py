@@ -1,4 +1,7 @@
-"""The long-running commands and the schema: `notifyq serve | worker | web | migrate`."""
+"""The long-running commands and the schema: `notifyq serve | worker | web | migrate`.
+
+Each parses its flags, builds the Settings and makes one call into :mod:`notifyq.serving`,
+which owns the signals, the start-up and what the process runs."""
 
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ from notifyq.web.bind import check_bind
 def migrate(ctx: click.Context, check: bool) -> None:
     """Apply pending schema migrations (safe to run twice, or from two processes)."""
     settings = settings_from(ctx)
-
     # With --check, SchemaError: one line, exit 1.
     applied = run(partial(startup.migrate, settings, check=check))
     click.echo(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
