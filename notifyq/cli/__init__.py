@@ -3,7 +3,7 @@
 Settings come from flags, then the environment, then ``.env``, then defaults. A bad value
 exits with status 2 and one line naming the setting.
 
-- :mod:`~notifyq.cli.common`: exit codes, settings from flags, the trio runner, open_db
+- :mod:`~notifyq.cli.common`: exit codes, settings from flags, the trio runner
 - :mod:`~notifyq.cli.serve`: serve, worker, web, migrate
 - :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune
 - :mod:`~notifyq.cli.database`: dsn, db start|stop|status (the embedded server's lifetime)

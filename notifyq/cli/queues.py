@@ -7,7 +7,8 @@ import json
 import click
 
 from notifyq import errors, limits, store
-from notifyq.cli.common import EXIT_USAGE, fail, open_db, run, settings_from
+from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
+from notifyq.serving.startup import open_db
 
 
 @click.group()

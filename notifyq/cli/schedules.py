@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from notifyq import store
-from notifyq.cli.common import EXIT_FAILED, EXIT_USAGE, fail, open_db, run, settings_from
+from notifyq.cli.common import EXIT_FAILED, EXIT_USAGE, fail, run, settings_from
 from notifyq.cli.serve import handlers_for
 from notifyq.schedules import CATCH_UP_POLICIES, ScheduleError, define
+from notifyq.serving.startup import open_db
 
 
 @click.group()

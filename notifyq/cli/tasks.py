@@ -19,13 +19,13 @@ from notifyq.cli.common import (
     EXIT_USAGE,
     duration,
     fail,
-    open_db,
     positive_duration,
     run,
     settings_from,
 )
 from notifyq.client import Client
 from notifyq.engine import maintenance
+from notifyq.serving.startup import open_db
 from notifyq.settings import Settings
 
 T = TypeVar("T")

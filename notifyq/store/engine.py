@@ -373,6 +373,6 @@ async def heartbeat(
     return await database.run(beat)
 
 
-async def send_probe(listener: listen.Listener, channel: str) -> None:
+async def send_probe(listener: listen.ListenConnection, channel: str) -> None:
     """The listener's round-trip probe: NOTIFY ``channel`` on the LISTEN connection itself."""
     await listener.execute(sql.queries["probe"], channel)

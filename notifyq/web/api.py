@@ -225,7 +225,8 @@ async def health() -> Response:
 
 
 def _threads_check(c: Context) -> models.Check | None:
-    stuck, slots = c.stuck_threads()
+    threads = c.statistics().threads
+    stuck, slots = threads.abandoned, threads.slots
     if not stuck:
         return None
     detail = f"{stuck} of {slots} thread slots held by handlers that ignored their time limit"
@@ -258,7 +259,7 @@ async def metrics() -> Response:
     # are still worth scraping.
     with contextlib.suppress(errors.DatabaseUnavailable):
         await c.counts()
-    return Response(c.metrics.render(), content_type=CONTENT_TYPE)
+    return Response(c.render_metrics(), content_type=CONTENT_TYPE)
 
 
 # --- live events ---------------------------------------------------------------------

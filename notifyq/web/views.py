@@ -44,7 +44,7 @@ async def build_stats(c: Context) -> models.Stats:
         uptime_s=round(time.monotonic() - c.started, 3),
         counts_by_status=by_status,
         counts_by_queue=by_queue,
-        since_start=c.worker_stats(),
+        since_start={} if c.engine is None else c.engine.statistics().workers.as_dict(),
         ended_since_start=c.ended.since_start(),
         throughput_per_s=await c.throughput_per_s(),
         pickup_latency=models.Latency(**latency),

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from notifyq import db, priorities
-from notifyq.engine.listener import Health
+from notifyq.listen import Health
 from notifyq.settings import load
 from notifyq.web.app import create_app
 from notifyq.web.context import Context as WebContext

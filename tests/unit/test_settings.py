@@ -540,7 +540,7 @@ def test_embedded_restarts_default_and_bounds(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_every_setting_and_stop_signal_is_in_the_readme() -> None:
-    from notifyq.cli.common import STOP_SIGNALS
+    from notifyq.serving.run import STOP_SIGNALS
 
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert [name for name in sorted(ENV_NAMES) if f"`{name}`" not in readme] == []
