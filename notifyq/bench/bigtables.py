@@ -1,4 +1,4 @@
-"""`notifyq bench scale-table | migrate-history`: big tables (issue 15).
+"""`notifyq bench scale-table | migrate-history`: big tables.
 
 ``scale-table`` fills a scratch database with N ended tasks and M history rows spread over
 the last days (``generate_series`` in SQL, in chunks), then measures what a deployment
