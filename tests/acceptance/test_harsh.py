@@ -20,7 +20,7 @@ import pytest
 
 from notifyq import settings
 from notifyq.bench import harsh, own_server, soak
-from notifyq.bench.fleet import Plan
+from notifyq.bench.worker_processes import Plan
 from tests import pg
 from tests.acceptance.proc import Notifyq
 
