@@ -100,7 +100,7 @@ async def measure_scale_table(
         while True:
             n = await _prune_batch(database)
             deleted += n
-            if n < maintenance.PRUNE_BATCH:
+            if n < maintenance.RETENTION_BATCH:
                 break
         prune_tasks_s = time.monotonic() - started
         started = time.monotonic()
@@ -135,7 +135,9 @@ async def measure_scale_table(
 
 
 async def _prune_batch(database: db.Database) -> int:
-    rows = await database.fetch(sql.queries["prune"], float(RETENTION_S), maintenance.PRUNE_BATCH)
+    rows = await database.fetch(
+        sql.queries["prune"], float(RETENTION_S), maintenance.RETENTION_BATCH
+    )
     return len(rows)
 
 
