@@ -42,6 +42,19 @@ PARTITION_DAYS_AHEAD = 3  # today and three more days: processes down for days s
 
 
 class Reaper:
+    """Gives back the tasks of processes that died holding them: an ``in_progress`` row
+    whose lease (``locked_until``) has passed, or whose owner left the worker registry, goes
+    back to ``pending``, or ends (``error`` once its attempts are used up, ``cancelled`` if a
+    cancel was asked); a registry row that stopped heart-beating for three leases is
+    forgotten. The rules are the ``recover_expired`` statement's.
+
+    Every process runs one, about every ``LEASE / 3`` (at most ``REAP_INTERVAL_S``, with
+    jitter), but the database gives the turn to one process per interval, and each turn
+    takes at most ``REAP_BATCH`` rows. A database that is away is logged and the next turn
+    tries again. ``recovered`` counts the rows this process's turns took (for /metrics);
+    only the task running ``serve`` writes it.
+    """
+
     def __init__(self, database: db.Database, settings: Settings) -> None:
         self.db = database
         self.settings = settings
