@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+from tests import pg
 
 pytest_plugins = ["pytester"]
 
@@ -87,12 +91,16 @@ def test_plugin_starts_an_embedded_server_by_default(
             "    task_id = await notifyq_queue.enqueue('double', 4)\n"
             "    await notifyq_queue.run_until_idle(sample_app.app)\n"
             "    await notifyq_queue.assert_done(task_id, result=8)\n"
+            "async def test_speed_over_durability(notifyq_queue):\n"
+            "    show = notifyq_queue.database.fetchval\n"
+            "    assert await show('SHOW fsync') == 'off'\n"
+            "    assert await show('SHOW synchronous_commit') == 'off'\n"
         ),
     )
     pytester.makeini(INI)
     monkeypatch.delenv("TEST_DATABASE_URL", raising=False)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
 
 
 def test_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None:
@@ -150,3 +158,15 @@ def test_without_pytest_trio_the_fixture_says_what_to_install(pytester: pytest.P
         'notifyq_queue is a trio fixture: pip install "notifyq[testing]" (pytest-trio), '
         "then set trio_mode = true or mark the test @pytest.mark.trio"
     ) in result.stdout.str()
+
+
+def test_the_suite_runs_on_the_plugins_fixtures(
+    server_url: str, notifyq_server_url: str, database_url: str, notifyq_dsn: str
+) -> None:
+    """One copy of the server, template and per-test database logic: the plugin's. The
+    suite only overrides ``notifyq_server_settings`` (a restart for max_connections)."""
+    assert (server_url, database_url) == (notifyq_server_url, notifyq_dsn)
+    if os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("the server of TEST_DATABASE_URL keeps its own settings")
+    assert pg.psql(server_url, "SHOW max_connections") == pg.TEST_SERVER_SETTINGS["max_connections"]
+    assert pg.psql(server_url, "SHOW fsync") == "off"
