@@ -24,6 +24,8 @@ from notifyq.bench.worker_processes import Plan
 from tests import pg
 from tests.acceptance.proc import Notifyq
 
+pytestmark = pytest.mark.slow  # fault scenarios with real processes
+
 
 def quick(scenario: str) -> Plan:
     """2.5 s of fault between 1 s of steady load before and after."""

@@ -25,6 +25,8 @@ from tests import pg
 from tests.acceptance.proc import Notifyq
 from tests.conftest import fresh_database
 
+pytestmark = pytest.mark.slow  # schemathesis over every operation
+
 EXAMPLES_PER_OPERATION = 20
 TOKEN = "fuzzing-token-0123456789"
 report: dict[str, Any] = {"examples": 0, "statuses": Counter(), "operations": set()}

@@ -30,6 +30,8 @@ from notifyq.bench import harsh
 from notifyq.bench.harsh_faults import Faulting
 from notifyq.bench.worker_processes import Plan
 
+pytestmark = pytest.mark.slow  # the previous version checked out and run under load
+
 REPO = Path(notifyq.__file__).resolve().parent.parent
 GIT_TIMEOUT_S = 30
 

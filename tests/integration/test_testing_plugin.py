@@ -68,6 +68,7 @@ def _project(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
 
 
+@pytest.mark.slow
 def test_plugin_runs_a_sample_project_on_the_sessions_server(
     pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,6 +81,7 @@ def test_plugin_runs_a_sample_project_on_the_sessions_server(
     )
 
 
+@pytest.mark.slow
 def test_plugin_starts_an_embedded_server_by_default(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -103,6 +105,7 @@ def test_plugin_starts_an_embedded_server_by_default(
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
 def test_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_plain=(
@@ -117,6 +120,7 @@ def test_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_plugin_ignores_the_developers_environment_and_dotenv(
     pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,6 +151,7 @@ def test_plugin_ignores_the_developers_environment_and_dotenv(
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
 def test_without_pytest_trio_the_fixture_says_what_to_install(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_one="async def test_one(notifyq_queue):\n    pass\n",
