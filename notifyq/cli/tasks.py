@@ -276,7 +276,7 @@ def prune(ctx: click.Context, older_than: float) -> None:
 
     async def go() -> int:
         async with open_db(settings, pool_size=2) as database:
-            return await maintenance.prune(database, older_than)
+            return await maintenance.apply_retention(database, older_than)
 
     click.echo(f"deleted {run(go)} task(s)")
 

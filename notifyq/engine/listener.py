@@ -28,7 +28,7 @@ log = logs.get("notifyq.service")
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
 
-# The channels every worker process listens to (see DESIGN.md).
+# The channels every worker process listens to (README: "The table, states and channels").
 QUEUE_CHANNEL = "notifyq"
 CANCEL_CHANNEL = "notifyq_cancel"
 LIMITS_CHANNEL = "notifyq_queues"  # a queue's limits changed (migration 0006)

@@ -60,6 +60,21 @@ class SchedulerStatistics:
 
 
 class Scheduler:
+    """Fires the due ticks of the schedules this process may serve: those of its queues
+    whose kind it has a handler for.
+
+    ``declare`` writes the app's own schedules once at start; ``serve`` then loops: one
+    ``fire_due`` pass, then a sleep until the earliest next tick, a change notification
+    (``on_schedules_changed``, from the listener's fan-out) or the ``FETCH_INTERVAL`` sweep,
+    whichever comes first. Exactly-once firing is the database's job (a compare-and-set on
+    ``next_run_at``), not this object's: any number of processes may run one.
+
+    Ownership: the task running ``serve`` owns every field; ``on_schedules_changed`` only
+    sets the event that the loop replaces on each pass, and ``statistics()`` reads the
+    counters as a frozen value. A bad schedule is reported once per definition and skipped,
+    a database that is away is retried after ``RETRY_S``: neither ends the stage.
+    """
+
     def __init__(
         self,
         database: db.Database,

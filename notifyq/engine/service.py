@@ -43,7 +43,6 @@ from notifyq.engine.listener import (
     Listener,
     NotificationSink,
 )
-from notifyq.engine.maintenance import prune
 from notifyq.engine.runner import Runner
 from notifyq.engine.runtimes import ThreadStatistics
 from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler, SchedulerStatistics
@@ -61,7 +60,6 @@ __all__ = [
     "ServiceStatistics",
     "WorkerStatistics",
     "new_worker_id",
-    "prune",
 ]
 
 
@@ -279,7 +277,7 @@ class Service:
             housekeeping.start_soon(self.scheduler.serve)
             housekeeping.start_soon(self.watch.serve)
             if s.retention_s:
-                housekeeping.start_soon(maintenance.serve_pruner, self.db, s.retention_s)
+                housekeeping.start_soon(maintenance.serve_retention, self.db, s.retention_s)
             async with trio.open_nursery() as writer:
                 writer.start_soon(self.writer.serve, force)
                 grace = trio.CancelScope()

@@ -197,7 +197,7 @@ from notifyq.store.tasks import (
     task_history as task_history,
 )
 from notifyq.store.upkeep import (
-    HistoryPrune as HistoryPrune,
+    HistoryDrop as HistoryDrop,
 )
 from notifyq.store.upkeep import (
     Partitions as Partitions,
@@ -206,13 +206,13 @@ from notifyq.store.upkeep import (
     Recovered as Recovered,
 )
 from notifyq.store.upkeep import (
+    delete_ended_before as delete_ended_before,
+)
+from notifyq.store.upkeep import (
+    drop_history_days as drop_history_days,
+)
+from notifyq.store.upkeep import (
     maintain_partitions as maintain_partitions,
-)
-from notifyq.store.upkeep import (
-    prune as prune,
-)
-from notifyq.store.upkeep import (
-    prune_history as prune_history,
 )
 from notifyq.store.upkeep import (
     reap as reap,

@@ -1,4 +1,4 @@
-"""No row a producer writes and no handler takes the process down (issue 16, engine side).
+"""No row a producer writes and no handler takes the process down (the engine side).
 
 Each test is a finding of the adversarial pass: a row or a handler that used to crash-loop
 the fleet, stall it, or let one producer cancel another's task.

@@ -1,6 +1,6 @@
 """`in_progress` means a handler runs the task, and priority decides when a worker frees.
 
-Issue 14's defect: with WORKER_COUNT=5 and FETCH_LIMIT=10 a process claimed ten tasks ahead
+The defect this pins: with WORKER_COUNT=5 and FETCH_LIMIT=10 a process claimed ten tasks ahead
 of its five workers, so tasks sat `in_progress` with `started_at` set while nothing ran them,
 and low-priority tasks claimed early ran before high-priority ones inserted later.
 """

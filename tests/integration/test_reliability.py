@@ -224,7 +224,7 @@ async def test_handler_that_swallows_its_timeout_still_times_out(database: db.Da
 
 
 async def test_prune_deletes_old_ended_tasks_and_old_history(database: db.Database) -> None:
-    from notifyq.engine.maintenance import prune
+    from notifyq.engine.maintenance import apply_retention
 
     old = await insert(database, "noop")
     await database.execute(
@@ -241,7 +241,7 @@ async def test_prune_deletes_old_ended_tasks_and_old_history(database: db.Databa
     await database.execute(
         "INSERT INTO notifyq.task_events (task_id, event) VALUES ($1, 'started')", pending
     )
-    assert await prune(database, 7 * 86400, batch=1) == 1
+    assert await apply_retention(database, 7 * 86400, batch=1) == 1
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks WHERE id = $1", old) == 0
     # History goes by its own age (day partitions, migration 0007), not task by task.
     assert await database.fetchval("SELECT array_agg(task_id) FROM notifyq.task_events") == [
