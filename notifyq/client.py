@@ -18,7 +18,7 @@ from typing import Any, Unpack
 import trio
 
 from notifyq import db, errors, listen, spec, store
-from notifyq.store import ENDED
+from notifyq.vocabulary import DONE_CHANNEL, ENDED, Answer, Status
 
 
 class Client:
@@ -80,7 +80,7 @@ class Client:
         status = await store.cancel(self.db, task_id)
         if status is None:
             raise errors.TaskNotFound(task_id)
-        if status in ("done", "error"):
+        if status in (Status.DONE, Status.ERROR):
             raise errors.InvalidTransition(task_id, status, "cancel")
         return str(status)
 
@@ -89,13 +89,13 @@ class Client:
         status = await store.retry(self.db, task_id)
         if status is None:
             raise errors.TaskNotFound(task_id)
-        if status == "duplicate":
+        if status == Answer.DUPLICATE:
             raise errors.InvalidTransition(
                 task_id, "a duplicate of a live task (same queue and unique key)", "retry"
             )
-        if status != "requeued":
+        if status != Answer.REQUEUED:
             raise errors.InvalidTransition(task_id, status, "retry")
-        return "pending"
+        return Status.PENDING.value
 
     async def wait(self, task_id: int, *, timeout_s: float | None = None) -> dict[str, Any]:
         """Wait until the task ends (LISTEN notifyq_done), then return its row.
@@ -110,9 +110,7 @@ class Client:
                     await trio.sleep(0.2)  # reconnect, and look at the row again
 
     async def _wait_once(self, task_id: int) -> dict[str, Any]:
-        async with listen.open_listener(
-            self.db.loop, self.listen_dsn, ["notifyq_done"]
-        ) as listener:
+        async with listen.open_listener(self.db.loop, self.listen_dsn, [DONE_CHANNEL]) as listener:
             # Subscribed first, then look: an end between the two is not missed.
             task = await self.get(task_id)
             if task["status"] in ENDED:

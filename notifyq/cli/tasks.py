@@ -27,6 +27,7 @@ from notifyq.client import Client
 from notifyq.engine import maintenance
 from notifyq.serving.startup import open_db
 from notifyq.settings import Settings
+from notifyq.vocabulary import Status
 
 T = TypeVar("T")
 
@@ -257,7 +258,7 @@ def wait(ctx: click.Context, task_id: int, timeout: float | None) -> None:
 
     task = run(go)
     click.echo(json.dumps(task, default=str))
-    if task["status"] != "done":
+    if task["status"] != Status.DONE:
         sys.exit(EXIT_FAILED)
 
 

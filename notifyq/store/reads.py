@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from notifyq import db, errors, sql
-from notifyq.store.vocabulary import PREVIEW_CHARS, Row
+from notifyq.store.rows import PREVIEW_CHARS, Row
 
 # --- reading: status page, HTTP API, CLI ------------------------------------------------
 

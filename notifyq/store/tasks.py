@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from notifyq import db, errors, sql
 from notifyq.spec import NewTask
-from notifyq.store.vocabulary import Row
+from notifyq.store.rows import Row
 
 # --- producers and the client -----------------------------------------------------------
 

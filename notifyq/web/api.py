@@ -15,6 +15,7 @@ from quart_schema import document_querystring, document_request, document_respon
 
 from notifyq import errors, spec, store
 from notifyq.client import Client
+from notifyq.vocabulary import DONE_CHANNEL
 from notifyq.web import models
 from notifyq.web.bodies import body, validate
 from notifyq.web.context import PROBE_STALE_S, Context, current
@@ -300,7 +301,7 @@ async def _stream(c: Context, subscription: Subscription) -> AsyncIterator[bytes
         # The first line says "subscribed": only once the LISTEN for task ends is in
         # effect (within a round trip), so a client that acts on it misses nothing.
         with trio.move_on_after(LISTEN_WAIT_S):
-            await c.live.wait_listening("notifyq_done")
+            await c.live.wait_listening(DONE_CHANNEL)
         yield b"retry: 2000\nevent: ready\ndata: {}\n\n"
         # Open until the HTTP side closes (after the workers have stopped): close_all()
         # then ends every stream at once.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -18,8 +18,14 @@ from pydantic import (
 
 from notifyq import priorities, spec
 from notifyq.store import PREVIEW_CHARS
+from notifyq.vocabulary import STATUSES
 
-Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
+if TYPE_CHECKING:
+    Status = str
+else:
+    # notifyq.vocabulary's statuses, as the enum of the document and of the filter's check
+    # (a Literal of a tuple is the Literal of its items).
+    Status = Literal[STATUSES]
 # The names of notifyq.priorities.NAMED (a test keeps the two the same).
 PriorityName = Literal["low", "normal", "high", "urgent"]
 # One validator (one error, on the field itself); the document shows both forms.
