@@ -44,9 +44,7 @@ class Client:
         With ``unique_key``, a live task of the same queue and key is not added again: its id
         is returned instead (``enqueue_unique`` says which happened)."""
         task = _task(kind, payload, unique_key, delay_s, timeout_s, options)
-        if task.unique_key is not None:
-            return (await store.enqueue_unique(self.db, task)).id
-        return int((await store.enqueue(self.db, task))["id"])
+        return (await store.enqueue(self.db, task=task)).id
 
     async def enqueue_unique(
         self,
@@ -63,17 +61,27 @@ class Client:
         if unique_key is None:
             raise errors.InvalidTask("unique_key", unique_key, "expected a string")
         task = _task(kind, payload, unique_key, delay_s, timeout_s, options)
-        return await store.enqueue_unique(self.db, task)
+        return await store.enqueue(self.db, task=task)
 
-    async def get(self, task_id: int) -> dict[str, Any]:
+    async def task(self, task_id: int) -> store.TaskRow:
+        """The task's row, typed; :class:`TaskNotFound` if there is none."""
         row = await store.get_task(self.db, task_id)
         if row is None:
             raise errors.TaskNotFound(task_id)
-        return dict(row)
+        return row
+
+    async def events(self, task_id: int) -> list[store.EventRow]:
+        """The task's history, oldest first, typed; :class:`TaskNotFound` if there is none."""
+        await self.task(task_id)
+        return await store.task_history(self.db, task_id)
+
+    async def get(self, task_id: int) -> dict[str, Any]:
+        """The task's columns as a dict (:meth:`task` has them typed)."""
+        return (await self.task(task_id)).as_dict()
 
     async def history(self, task_id: int) -> list[dict[str, Any]]:
-        await self.get(task_id)
-        return [dict(r) for r in await store.task_history(self.db, task_id)]
+        """The task's events as dicts (:meth:`events` has them typed)."""
+        return [e.as_dict() for e in await self.events(task_id)]
 
     async def cancel(self, task_id: int) -> str:
         """Cancel; returns 'cancelled' (was pending) or 'cancelling' (was running)."""

@@ -136,18 +136,14 @@ def enqueue(
 
     async def go() -> None:
         async with open_db(settings, pool_size=2) as database:
-            if task.unique_key is None:
-                task_id = int((await store.enqueue(database, task))["id"])
-            else:
-                found = await store.enqueue_unique(database, task)
-                task_id = found.id
-                if found.duplicate:
-                    click.echo(
-                        f"notifyq: not added: task {task_id} with unique key {unique_key!r} is "
-                        f"{found.row['status']} in queue {queue!r}",
-                        err=True,
-                    )
-        click.echo(task_id)
+            found = await store.enqueue(database, task=task)
+        if found.duplicate:
+            click.echo(
+                f"notifyq: not added: task {found.id} with unique key {unique_key!r} is "
+                f"{found.row.status} in queue {queue!r}",
+                err=True,
+            )
+        click.echo(found.id)
 
     run(go)
 

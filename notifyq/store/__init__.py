@@ -173,7 +173,16 @@ from notifyq.store.rows import (
     PREVIEW_CHARS as PREVIEW_CHARS,
 )
 from notifyq.store.rows import (
+    TASK_COLUMNS as TASK_COLUMNS,
+)
+from notifyq.store.rows import (
+    EventRow as EventRow,
+)
+from notifyq.store.rows import (
     Row as Row,
+)
+from notifyq.store.rows import (
+    TaskRow as TaskRow,
 )
 from notifyq.store.rows import (
     clean_text as clean_text,
@@ -192,9 +201,6 @@ from notifyq.store.tasks import (
 )
 from notifyq.store.tasks import (
     enqueue as enqueue,
-)
-from notifyq.store.tasks import (
-    enqueue_unique as enqueue_unique,
 )
 from notifyq.store.tasks import (
     get_task as get_task,

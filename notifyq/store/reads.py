@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from notifyq import db, errors, sql
-from notifyq.store.rows import PREVIEW_CHARS, Row
+from notifyq.store.rows import PREVIEW_CHARS, Row, TaskRow
 
 # --- reading: status page, HTTP API, CLI ------------------------------------------------
 
@@ -43,29 +43,30 @@ async def list_tasks(
     before: int | None,
     limit: int,
     preview_chars: int = PREVIEW_CHARS,
-) -> list[Row]:
-    """Display rows whose payload or result, when longer than ``preview_chars`` characters
-    of JSON text, is None with its first characters in ``payload_preview``/``result_preview``
-    (cut in SQL: the big value never leaves the database)."""
-    return list(
-        await database.fetch(
-            sql.queries["list_tasks"], status, queue, kind, before, limit, preview_chars
-        )
+) -> list[TaskRow]:
+    """Rows whose payload or result, when longer than ``preview_chars`` characters of JSON
+    text, is None with its first characters in ``payload_preview``/``result_preview`` (cut
+    in SQL: the big value never leaves the database)."""
+    rows = await database.fetch(
+        sql.queries["list_tasks"], status, queue, kind, before, limit, preview_chars
     )
+    return [TaskRow.from_record(r) for r in rows]
 
 
 async def running_tasks(
     database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
-) -> list[Row]:
+) -> list[TaskRow]:
     """The longest-running tasks, with previews as :func:`list_tasks` has them."""
-    return list(await database.fetch(sql.queries["running_tasks"], limit, preview_chars))
+    rows = await database.fetch(sql.queries["running_tasks"], limit, preview_chars)
+    return [TaskRow.from_record(r) for r in rows]
 
 
 async def recent_failures(
     database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
-) -> list[Row]:
+) -> list[TaskRow]:
     """The latest failures, with previews as :func:`list_tasks` has them."""
-    return list(await database.fetch(sql.queries["recent_failures"], limit, preview_chars))
+    rows = await database.fetch(sql.queries["recent_failures"], limit, preview_chars)
+    return [TaskRow.from_record(r) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)

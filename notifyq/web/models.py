@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from notifyq import priorities, spec
-from notifyq.store import PREVIEW_CHARS
+from notifyq.store import PREVIEW_CHARS, Enqueued, EventRow, TaskRow
 from notifyq.vocabulary import STATUSES
 
 if TYPE_CHECKING:
@@ -212,23 +212,47 @@ class TaskOut(BaseModel):
     schedule_tick: datetime | None = Field(None, description="That tick")
 
     @classmethod
-    def from_row(cls, row: Any) -> TaskOut:
-        data = dict(row)
+    def from_row(cls, row: TaskRow) -> TaskOut:
         # A list row cut in SQL: its preview stands for the value, flagged as cut.
-        for name in ("payload", "result"):
-            preview = data.pop(f"{name}_preview", None)
-            if preview is not None:
-                data[name] = preview
-                data[f"{name}_truncated"] = True
-        timeout = data.get("timeout")
-        data["timeout"] = timeout.total_seconds() if isinstance(timeout, timedelta) else None
-        return cls.model_validate(data)
+        return cls(
+            id=row.id,
+            queue=row.queue,
+            kind=row.kind,
+            payload=row.payload if row.payload_preview is None else row.payload_preview,
+            payload_truncated=row.payload_preview is not None,
+            priority=row.priority,
+            status=row.status,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts,
+            run_at=row.run_at,
+            timeout=None if row.timeout is None else row.timeout.total_seconds(),
+            locked_by=row.locked_by,
+            locked_until=row.locked_until,
+            cancel_requested_at=row.cancel_requested_at,
+            result=row.result if row.result_preview is None else row.result_preview,
+            result_truncated=row.result_preview is not None,
+            error=row.error,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            concurrency_key=row.concurrency_key,
+            unique_key=row.unique_key,
+            schedule_name=row.schedule_name,
+            schedule_tick=row.schedule_tick,
+        )
 
 
 class CreatedTask(TaskOut):
     duplicate: bool = Field(
         description="true: not added, this is the live task that holds the unique_key"
     )
+
+    @classmethod
+    def from_enqueued(cls, found: Enqueued) -> CreatedTask:
+        return cls.model_validate(
+            TaskOut.from_row(found.row).model_dump() | {"duplicate": found.duplicate}
+        )
 
 
 class TaskPage(BaseModel):
@@ -247,6 +271,10 @@ class EventOut(BaseModel):
     detail: str | None = Field(
         None, description="On 'queued': the schedule and tick that added the task, if one did"
     )
+
+    @classmethod
+    def from_row(cls, row: EventRow) -> EventOut:
+        return cls.model_validate(row.as_dict())
 
 
 class History(BaseModel):

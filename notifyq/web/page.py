@@ -90,8 +90,8 @@ async def summary_json() -> Response:
 async def task_page(task_id: int) -> Response:
     client = Client(current().database)
     try:
-        task = models.TaskOut.from_row(await client.get(existing_id(task_id)))
-        events = [models.EventOut.model_validate(e) for e in await client.history(task_id)]
+        task = models.TaskOut.from_row(await client.task(existing_id(task_id)))
+        events = [models.EventOut.from_row(e) for e in await client.events(task_id)]
     except errors.TaskNotFound as exc:
         html = await render_template(
             "task.html",
