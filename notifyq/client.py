@@ -22,6 +22,17 @@ from notifyq.vocabulary import DONE_CHANNEL, ENDED, Answer, Status
 
 
 class Client:
+    """Producers' and operators' calls on a notifyq database, from trio code.
+
+    It holds the pool it was given (``database``; :func:`open_client` opens and closes one)
+    and owns no connection of its own: each call takes a pooled connection for one
+    statement, so any number of trio tasks may share one client and call it at once.
+    :meth:`wait` is the exception: each call opens a dedicated LISTEN connection to
+    ``listen_dsn`` (a session, never a transaction-pooling PgBouncer) for as long as it
+    waits. A task it adds commits at once; to add a task inside your own transaction, use
+    :func:`notifyq.enqueue` on your connection instead. It keeps no state between calls.
+    """
+
     def __init__(self, database: db.Database, *, listen_dsn: str | None = None) -> None:
         self.db = database
         # wait() LISTENs: it needs a session, so behind a transaction-pooling PgBouncer
@@ -39,7 +50,9 @@ class Client:
         **options: Unpack[spec.PlainOptions],
     ) -> int:
         """Add a task and return its id; the options are those of every entry point
-        (:func:`notifyq.new_task`), checked there (:class:`InvalidTask`).
+        (:func:`notifyq.new_task`), checked there (:class:`InvalidTask`). ``delay_s`` and
+        ``timeout_s`` are deprecated aliases of ``delay`` and ``timeout`` (earlier READMEs
+        showed them).
 
         With ``unique_key``, a live task of the same queue and key is not added again: its id
         is returned instead (``enqueue_unique`` says which happened)."""

@@ -28,23 +28,14 @@ else:
     Status = Literal[STATUSES]
 # The names of notifyq.priorities.NAMED (a test keeps the two the same).
 PriorityName = Literal["low", "normal", "high", "urgent"]
+PRIORITY_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": priorities.INT32_MIN, "maximum": priorities.INT32_MAX},
+        {"type": "string", "enum": list(get_args(PriorityName))},
+    ]
+}
 # One validator (one error, on the field itself); the document shows both forms.
-Priority = Annotated[
-    int,
-    PlainValidator(priorities.parse),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {
-                    "type": "integer",
-                    "minimum": priorities.INT32_MIN,
-                    "maximum": priorities.INT32_MAX,
-                },
-                {"type": "string", "enum": list(get_args(PriorityName))},
-            ]
-        }
-    ),
-]
+Priority = Annotated[int, PlainValidator(priorities.parse), WithJsonSchema(PRIORITY_SCHEMA)]
 INT32_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 
@@ -80,6 +71,22 @@ def _finite(value: float) -> float:
     return value
 
 
+# The options of POST /tasks as the document shows them: the shape is checked here, the
+# rules (bounds, NUL, depth, size, names of priorities) by notifyq.spec, the one check of
+# every entry point, so that a bad option gets the same words from HTTP as from Python and
+# the CLI (tests/integration/test_one_task_check.py).
+_TEXT_PATTERN = r"^[^\x00\ud800-\udfff]+$"
+
+
+def _text(max_chars: int, *, pattern: bool = True) -> WithJsonSchema:
+    schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": max_chars}
+    return WithJsonSchema(schema | {"pattern": _TEXT_PATTERN} if pattern else schema)
+
+
+def _seconds(low: float, high: float) -> WithJsonSchema:
+    return WithJsonSchema({"type": "number", "minimum": low, "maximum": high})
+
+
 class NewTask(BaseModel):
     """A task to add. ``run_at`` and ``delay`` are exclusive; neither means now."""
 
@@ -97,57 +104,47 @@ class NewTask(BaseModel):
         },
     )
 
-    kind: Name = Field(description="Which handler runs it")
-    payload: Annotated[Any, AfterValidator(_shallow)] = Field(
+    kind: Annotated[str, _text(spec.MAX_NAME_CHARS)] = Field(description="Which handler runs it")
+    payload: Any = Field(
         None,
         description=f"Any JSON value nested at most {spec.MAX_JSON_DEPTH} levels, at most "
         f"{spec.MAX_PAYLOAD_BYTES} bytes as compact JSON; null means {{}}",
     )
-    queue: Name = "default"
-    priority: Priority = Field(0, description=f"Higher runs first: {priorities.HELP}")
+    queue: Annotated[str, _text(spec.MAX_NAME_CHARS)] = "default"
+    priority: Annotated[Any, WithJsonSchema(PRIORITY_SCHEMA)] = Field(
+        0, description=f"Higher runs first: {priorities.HELP}"
+    )
     run_at: datetime | None = Field(
         None, description="Run no sooner than this (ISO 8601 with a time zone)"
     )
-    delay: (
-        Annotated[float, Field(ge=0, le=spec.MAX_DELAY_S, strict=True), AfterValidator(_finite)]
-        | None
-    ) = Field(None, description="Seconds from now to run no sooner than")
-    max_attempts: int = Field(3, ge=1, le=spec.MAX_ATTEMPTS)
+    delay: Annotated[float, Field(strict=True), _seconds(0, spec.MAX_DELAY_S)] | None = Field(
+        None, description="Seconds from now to run no sooner than"
+    )
+    max_attempts: Annotated[
+        int, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": spec.MAX_ATTEMPTS})
+    ] = 3
     timeout: (
-        Annotated[
-            float,
-            Field(ge=spec.MIN_TIMEOUT_S, le=spec.MAX_TIMEOUT_S, strict=True),
-            AfterValidator(_finite),
-        ]
+        Annotated[float, Field(strict=True), _seconds(spec.MIN_TIMEOUT_S, spec.MAX_TIMEOUT_S)]
         | None
     ) = Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
-    concurrency_key: ConcurrencyKey | None = Field(
+    concurrency_key: Annotated[str, _text(spec.MAX_CONCURRENCY_KEY_CHARS)] | None = Field(
         None, description="What the queue's per-key limit counts by (a customer id, say)"
     )
 
-    unique_key: (
-        Annotated[
-            str,
-            Field(min_length=1, max_length=spec.MAX_UNIQUE_KEY_CHARS),
-            AfterValidator(_storable_text),
-        ]
-        | None
-    ) = Field(
+    unique_key: Annotated[str, _text(spec.MAX_UNIQUE_KEY_CHARS, pattern=False)] | None = Field(
         None,
         description="While a live (pending or in_progress) task of the queue has this key, "
         "nothing is added: the answer is that task (200, duplicate true)",
     )
 
-    meta: Annotated[dict[str, Any], AfterValidator(_shallow)] | None = Field(
-        None, description="What travels with the task but is not its input (task.meta)"
-    )
+    meta: (
+        Annotated[Any, WithJsonSchema({"type": "object", "additionalProperties": True})] | None
+    ) = Field(None, description="What travels with the task but is not its input (task.meta)")
 
     @model_validator(mode="after")
     def _one_schedule(self) -> NewTask:
-        if self.run_at is not None and self.delay is not None:
-            raise ValueError("give run_at or delay, not both")
-        if self.run_at is not None and self.run_at.utcoffset() is None:
-            raise ValueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
+        # Reported on the body as a whole: the rule is about two fields.
+        spec.one_schedule(self.delay, self.run_at)
         return self
 
 
