@@ -140,9 +140,6 @@ from notifyq.store.reads import (
     ended_per_minute as ended_per_minute,
 )
 from notifyq.store.reads import (
-    grant as grant,
-)
-from notifyq.store.reads import (
     list_tasks as list_tasks,
 )
 from notifyq.store.reads import (
@@ -165,6 +162,9 @@ from notifyq.store.reads import (
 )
 from notifyq.store.reads import (
     workers as workers,
+)
+from notifyq.store.roles import (
+    grant as grant,
 )
 from notifyq.store.rows import (
     MAX_ERROR_CHARS as MAX_ERROR_CHARS,
