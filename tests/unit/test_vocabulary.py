@@ -78,8 +78,7 @@ ALWAYS = (
 # Words that are also plain English (or a row's column, an HTTP body's key): a status only
 # where a value is compared with them or they are listed with another status.
 IN_COMPARISONS = set(STATUSES) | {v.value for v in Verdict}
-# Statuses of the other queues the benchmarks measure (and of their own runs).
-SKIPPED = {"vocabulary.py", "bench"}
+SKIPPED = {"vocabulary.py"}
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
