@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
@@ -62,12 +61,6 @@ def _shallow(value: Any) -> Any:
     """Refuse JSON nested deeper than notifyq.spec.MAX_JSON_DEPTH."""
     if not spec.depth_within(value):
         raise ValueError(f"nested deeper than {spec.MAX_JSON_DEPTH} levels")
-    return value
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
     return value
 
 
@@ -146,17 +139,6 @@ class NewTask(BaseModel):
         # Reported on the body as a whole: the rule is about two fields.
         spec.one_schedule(self.delay, self.run_at)
         return self
-
-
-ConcurrencyKey = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=spec.MAX_CONCURRENCY_KEY_CHARS,
-        json_schema_extra={"pattern": r"^[^\x00\ud800-\udfff]+$"},
-    ),
-    AfterValidator(_storable_text),
-]
 
 
 class TaskFilter(BaseModel):
