@@ -40,6 +40,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from notifyq.vocabulary import Status
+
 if TYPE_CHECKING:
     from notifyq.app import App
     from notifyq.db import Database
@@ -335,7 +337,7 @@ class TestQueue:
     async def assert_done(self, task_id: int, result: Any = _ANY) -> TaskOutcome:
         """Assert that the task is done (with ``result``, if given); returns its outcome."""
         outcome = await self.outcome(task_id)
-        assert outcome.status == "done", (
+        assert outcome.status == Status.DONE, (
             f"task {task_id} is {outcome.status}, not done (error: {outcome.error})"
         )
         if result is not _ANY:
@@ -350,7 +352,7 @@ class TestQueue:
         """Assert that the task ended in error (its message containing ``match``, after
         ``attempts`` attempts, if given)."""
         outcome = await self.outcome(task_id)
-        assert outcome.status == "error", (
+        assert outcome.status == Status.ERROR, (
             f"task {task_id} is {outcome.status}, not error (result: {outcome.result!r})"
         )
         if match is not None:

@@ -24,6 +24,7 @@ from notifyq.bench.common import progress, queries
 from notifyq.bench.harsh_faults import FaultLog, harness_url
 from notifyq.bench.harsh_report import event_counts
 from notifyq.bench.worker_processes import Plan, open_worker_processes
+from notifyq.vocabulary import Status
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def table(report: dict[str, Any]) -> str:
     """The samples as a table, one row per interval."""
     head = (
         f"{'t s':>6} {'tasks':>6} {'pickup p50/p95/p99 ms':>23} {'done p50/p95/p99 ms':>23}"
-        f" {'worker RSS MB':>14} {'live':>7} {'dead':>7} {'pending':>7} {'MB':>6} {'autovac':>7}"
+        f" {'worker RSS MB':>14} {'live':>7} {'dead':>7} {Status.PENDING.value:>7} {'MB':>6} {'autovac':>7}"
     )
     rows = [head]
     for s in report["samples"]:

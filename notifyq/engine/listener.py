@@ -22,16 +22,15 @@ import trio
 
 from notifyq import db, errors, listen, logs, store
 from notifyq.settings import Settings
+from notifyq.vocabulary import CANCEL_CHANNEL as CANCEL_CHANNEL
+from notifyq.vocabulary import LIMITS_CHANNEL as LIMITS_CHANNEL
+from notifyq.vocabulary import PROBE_CHANNEL_PREFIX
+from notifyq.vocabulary import QUEUE_CHANNEL as QUEUE_CHANNEL
 
 log = logs.get("notifyq.service")
 
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
-
-# The channels every worker process listens to (README: "The table, states and channels").
-QUEUE_CHANNEL = "notifyq"
-CANCEL_CHANNEL = "notifyq_cancel"
-LIMITS_CHANNEL = "notifyq_queues"  # a queue's limits changed (migration 0006)
 
 
 class NotificationSink(Protocol):
@@ -60,7 +59,7 @@ class Listener:
         self.health = listen.Health()
         self._subscribers: dict[str, list[Callable[[str], None]]] = {}
         self._gap_subscribers: list[Callable[[], None]] = []
-        self._probe_channel = f"notifyq_probe_{os.getpid()}_{secrets.token_hex(4)}"
+        self._probe_channel = f"{PROBE_CHANNEL_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         self._probe_back = trio.Event()
 
     def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:

@@ -27,6 +27,9 @@ import trio
 from notifyq import db, errors, logs, schedules, store
 from notifyq.store import DueSchedule
 
+# Notified by a trigger when the schedules change (migration 0005).
+from notifyq.vocabulary import SCHEDULES_CHANNEL as SCHEDULES_CHANNEL
+
 log = logs.get("notifyq.scheduler")
 
 # A database that is away is retried after this long.
@@ -37,9 +40,6 @@ MOVED_RETRY_S = 0.2
 # At most this many ticks (tasks) per statement that fires schedules; a catch-up of more
 # (catch_up_limit is at most 10,000) goes alone.
 BATCH_TICKS = 2_000
-# Notified by a trigger when the schedules change (migration 0005).
-SCHEDULES_CHANNEL = "notifyq_schedules"
-
 
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 

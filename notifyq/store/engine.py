@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifyq import db, listen, sql
-from notifyq.store.vocabulary import Verdict, clean_text
+from notifyq.store.rows import clean_text
 from notifyq.version import __version__
+from notifyq.vocabulary import Verdict
 
 # --- the engine -------------------------------------------------------------------------
 

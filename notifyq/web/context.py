@@ -16,10 +16,11 @@ from typing import Any, Protocol
 import trio
 from quart import current_app
 
-from notifyq import db, errors, logs, store
+from notifyq import db, errors, logs, store, vocabulary
 from notifyq.engine.service import ServiceStatistics
 from notifyq.listen import Health
 from notifyq.settings import Settings
+from notifyq.vocabulary import STATUSES
 from notifyq.web.live import LiveFeed
 from notifyq.web.metrics import Metrics
 
@@ -32,7 +33,7 @@ LATENCY_WINDOW_S = 60.0
 LATENCY_SAMPLE = 2000  # rows at most: the cost stays flat however busy the queue is
 PROBE_STALE_S = 3.5  # the listener's probe runs every second with a 2 s timeout
 THROUGHPUT_MAX_AGE_S = 5.0
-ENDED = ("done", "error", "cancelled")
+ENDED = tuple(s for s in STATUSES if s in vocabulary.ENDED)  # in the page's order
 HOUR_S = 3600
 # Minutes this recent are read again each round (see EndedSeries.apply).
 REREAD_S = 120

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from notifyq.engine.service import ServiceStatistics
+from notifyq.vocabulary import Verdict
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -187,7 +188,7 @@ class Metrics:
             self._children[key] = children
         count, pickup, run_time = children
         count.inc()
-        if outcome != "released":
+        if outcome != Verdict.RELEASED:
             pickup.observe(max(0.0, lag_s))
             run_time.observe(max(0.0, run_s))
 

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from notifyq import errors, store
+from notifyq.vocabulary import Status
 from notifyq.web import fleet_models, models
 from notifyq.web.context import Context
 
@@ -32,7 +33,7 @@ async def build_stats(c: Context) -> models.Stats:
         models.MinutePoint(
             minute=minute,
             ended=sum(counts.values()),
-            errors=counts["error"],
+            errors=counts[Status.ERROR],
             pickup_p50_ms=c.latency_by_minute.get(minute // 60),
         )
         for minute, counts in c.ended.last_hour()

@@ -105,7 +105,7 @@ async def test_the_heartbeat_keeps_a_reclaimed_attempt_and_stops_the_stale_one(
         handler.second.set()
         [row] = await wait_ended(database, task_id)
     assert (row["status"], row["result"], row["attempts"]) == ("done", "fresh", 1)
-    events = [e["event"] for e in await store.task_history(database, task_id)]
+    events = [e.event for e in await store.task_history(database, task_id)]
     assert "recovered" not in events and events.count("failed") == 1  # the first attempt only
 
 

@@ -53,7 +53,7 @@ def app_of(runtime: str, kind: str, body: Callable[[Task], Any], sleep_s: float 
 
 
 async def history(database: db.Database, task_id: int) -> list[str]:
-    return [e["event"] for e in await store.task_history(database, task_id)]
+    return [e.event for e in await store.task_history(database, task_id)]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

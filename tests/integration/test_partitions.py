@@ -55,7 +55,7 @@ async def test_partitions_are_made_ahead_and_catch_up_the_default(database: db.D
     )
     assert where == f"notifyq.{day_name(0)}"
     history = await store.task_history(database, task_id)
-    assert [r["event"] for r in history] == ["queued", "started"]
+    assert [r.event for r in history] == ["queued", "started"]
 
 
 async def test_the_service_makes_the_partitions_and_tasks_run(database: db.Database) -> None:
@@ -138,7 +138,7 @@ async def test_upgrade_keeps_every_row_of_an_existing_history(
             == before
         )
         assert new_id == rows + 1
-        assert [r["event"] for r in history] == ["done"]  # (no task row: no 'queued')
+        assert [r.event for r in history] == ["done"]  # (no task row: no 'queued')
         assert (
             pg.psql(
                 url,

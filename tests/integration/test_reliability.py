@@ -26,7 +26,7 @@ from tests.helpers import (
 
 
 async def events_of(database: db.Database, task_id: int) -> list[dict[str, Any]]:
-    return [dict(r) for r in await store.task_history(database, task_id)]
+    return [r.as_dict() for r in await store.task_history(database, task_id)]
 
 
 async def test_failures_retry_with_exponential_backoff_then_error(database: db.Database) -> None:
