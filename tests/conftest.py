@@ -1,55 +1,45 @@
-"""Fixtures: one PostgreSQL per session, a migrated template, a fresh database per test."""
+"""Fixtures: the suite's names for the pieces of notifyq.testing, the plugin users get.
+
+The plugin (loaded through its ``pytest11`` entry point) starts one PostgreSQL per session,
+migrates a template database and gives each test a database cloned from it. The suite runs
+on those same fixtures, so that what users get is what the suite runs on every day; here
+it only names them as its tests do and asks for a server with room for more connections.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from notifyq import db, settings
+from notifyq import db
 from tests import pg
 
-TEMPLATE = "notifyq_template"
 _numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    """URL of the session's server (its maintenance database)."""
-    external = os.environ.get("TEST_DATABASE_URL")
-    if external:
-        yield external
-        return
-    server = pg.EmbeddedServer(pg.TEST_SERVER_SETTINGS)
-    try:
-        yield server.url
-    finally:
-        server.close()
+def notifyq_server_settings() -> dict[str, str]:
+    """The plugin's server settings, with room for the suite's pools."""
+    return dict(pg.TEST_SERVER_SETTINGS)
 
 
 @pytest.fixture(scope="session")
-def template_url(server_url: str) -> str:
-    """A database migrated by the real `notifyq migrate`, cloned for every test."""
-    pg.psql(server_url, f"DROP DATABASE IF EXISTS {TEMPLATE}")
-    pg.psql(server_url, f"CREATE DATABASE {TEMPLATE}")
-    url = pg.with_database(server_url, TEMPLATE)
-    # The developer's own notifyq settings must not reach the migration.
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings.ENV_NAMES}
-    subprocess.run(
-        [sys.executable, "-m", "notifyq", "migrate"],
-        check=True,
-        timeout=60,
-        env={**env, "DATABASE_URL": url, "LOG_LEVEL": "warning"},
-        capture_output=True,
-    )
-    return url
+def server_url(notifyq_server_url: str) -> str:
+    """URL of the session's server (its maintenance database)."""
+    return notifyq_server_url
+
+
+@pytest.fixture(scope="session")
+def template_name(notifyq_template_url: str) -> str:
+    """The name of the database migrated by ``notifyq migrate`` that every test clones."""
+    return notifyq_template_url  # the plugin's fixture yields the name
 
 
 def fresh_database(server_url: str, template: str | None) -> str:
+    """Create a database of the caller's own (a clone of ``template``, or empty); its name."""
     name = f"notifyq_test_{os.getpid()}_{next(_numbers)}"
     clause = f" TEMPLATE {template}" if template else ""
     pg.psql(server_url, f"CREATE DATABASE {name}{clause}")
@@ -57,11 +47,9 @@ def fresh_database(server_url: str, template: str | None) -> str:
 
 
 @pytest.fixture
-def database_url(server_url: str, template_url: str) -> Iterator[str]:
+def database_url(notifyq_dsn: str) -> str:
     """A migrated database of this test's own."""
-    name = fresh_database(server_url, TEMPLATE)
-    yield pg.with_database(server_url, name)
-    pg.psql(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return notifyq_dsn
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ from typing import Any
 
 import trio
 
-from notifyq import db, process
+from notifyq import db
 from notifyq.app import App, builtin_app
 from notifyq.engine.ledger import Attempt
 from notifyq.engine.service import Service
+from notifyq.serving import process
 from notifyq.settings import load
 from notifyq.web.app import create_app
 from notifyq.web.context import Context as WebContext
@@ -110,8 +111,13 @@ class Web:
 
     ctx: WebContext
     url: str  # the real server, bound to a free port
-    service: Service
+    running: Service | None  # None with workers=False: the listener alone
     stop: trio.Event
+
+    @property
+    def service(self) -> Service:
+        assert self.running is not None, "running_web(workers=False) runs no service"
+        return self.running
 
     def test_client(self) -> Any:
         """Quart's test client for an app over the same context."""

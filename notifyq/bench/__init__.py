@@ -9,7 +9,7 @@
   as ``python -m notifyq.bench.peers``).
 - :mod:`~notifyq.bench.report`: ``all``: every benchmark, the targets, bench.json/md/png.
 - :mod:`~notifyq.bench.scale`: ``scale``: drain throughput of 1, 2, 4... worker processes.
-- :mod:`~notifyq.bench.harsh` (with ``harsh_faults``, ``harsh_report``, ``fleet`` and
+- :mod:`~notifyq.bench.harsh` (with ``harsh_faults``, ``harsh_report``, ``worker_processes`` and
   ``own_server``): ``harsh``: the harsh-database scenarios with an exact per-task ledger.
 - :mod:`~notifyq.bench.soak`: ``soak``: a steady load sampled every interval.
 

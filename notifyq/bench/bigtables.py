@@ -1,4 +1,4 @@
-"""`notifyq bench scale-table | migrate-history`: big tables (issue 15).
+"""`notifyq bench scale-table | migrate-history`: big tables.
 
 ``scale-table`` fills a scratch database with N ended tasks and M history rows spread over
 the last days (``generate_series`` in SQL, in chunks), then measures what a deployment
@@ -100,7 +100,7 @@ async def measure_scale_table(
         while True:
             n = await _prune_batch(database)
             deleted += n
-            if n < maintenance.PRUNE_BATCH:
+            if n < maintenance.RETENTION_BATCH:
                 break
         prune_tasks_s = time.monotonic() - started
         started = time.monotonic()
@@ -135,7 +135,9 @@ async def measure_scale_table(
 
 
 async def _prune_batch(database: db.Database) -> int:
-    rows = await database.fetch(sql.queries["prune"], float(RETENTION_S), maintenance.PRUNE_BATCH)
+    rows = await database.fetch(
+        sql.queries["prune"], float(RETENTION_S), maintenance.RETENTION_BATCH
+    )
     return len(rows)
 
 

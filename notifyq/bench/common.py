@@ -20,9 +20,10 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import trio
 
-from notifyq import db, embedded, errors, logs, migrations, sql
+from notifyq import db, errors, logs, migrations, sql
 from notifyq.app import App
 from notifyq.engine.service import Service
+from notifyq.serving import embedded
 from notifyq.settings import Settings
 
 queries: Final = sql.load("notifyq.bench", "bench.sql")

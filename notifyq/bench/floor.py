@@ -9,10 +9,11 @@ statement; no handler, no trio between the statements), on one connection and on
   ``notifyq/queries.sql`` through :mod:`notifyq.sql` as the engine reads them, so their
   history row (the ``done`` outcome, carrying the attempt's start) is written too.
 
-The ratio notifyq / floor is the database's share of notifyq's cost per task (issue 14,
-goal 4: at least 60 %). The runs on one connection share a scratch database, and those on
-two another; each run starts from its table freshly filled and analysed, and is timed from
-the loops' start until every loop found the queue empty, then verified with a count.
+The ratio notifyq / floor is the database's share of notifyq's cost per task (the goal in
+docs/performance.md: at least 60 %). The runs on one connection share a scratch database,
+and those on two another; each run starts from its table freshly filled and analysed, and is
+timed from the loops' start until every loop found the queue empty, then verified with a
+count.
 """
 
 from __future__ import annotations

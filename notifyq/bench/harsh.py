@@ -33,7 +33,6 @@ import trio
 
 from notifyq import db, errors
 from notifyq.bench.common import progress, queries
-from notifyq.bench.fleet import Fleet, Plan, fleet_of
 from notifyq.bench.harsh_faults import FAULTS, Fault, Faulting, FaultLog, Server, harness_url
 from notifyq.bench.harsh_report import (
     event_counts,
@@ -41,6 +40,7 @@ from notifyq.bench.harsh_report import (
     rate_between,
     seconds_back_to_90,
 )
+from notifyq.bench.worker_processes import Plan, WorkerProcesses, open_worker_processes
 
 SCENARIOS = tuple(FAULTS)
 READY_TIMEOUT_S = 30.0
@@ -102,11 +102,11 @@ async def offer_load(
         await trio.sleep(0.05)
 
 
-async def wait_for_workers(database: db.Database, fleet: Fleet, count: int) -> None:
+async def wait_for_workers(database: db.Database, processes: WorkerProcesses, count: int) -> None:
     with trio.fail_after(READY_TIMEOUT_S):
         while int(await database.fetchval(queries["count_workers"])) < count:
-            if fleet.crashed():
-                raise errors.NotifyqError(f"a worker exited: {fleet.crashed()}")
+            if processes.crashed():
+                raise errors.NotifyqError(f"a worker exited: {processes.crashed()}")
             await trio.sleep(0.05)
 
 
@@ -123,9 +123,9 @@ async def run_scenario(
     faults = FaultLog()
     async with (
         db.open_database(harness_url(url), min_size=3, max_size=3) as database,
-        fleet_of(url, plan, 2) as fleet,
+        open_worker_processes(url, plan, 2) as processes,
     ):
-        await wait_for_workers(database, fleet, 2)
+        await wait_for_workers(database, processes, 2)
 
         def now() -> Awaitable[datetime]:
             return retrying(lambda: database.fetchval(queries["harsh_now"]))
@@ -137,7 +137,7 @@ async def run_scenario(
             await trio.sleep(plan.before_s)
             fault_start = await now()
             progress(f"harsh {plan.scenario}: fault for {plan.fault_s:g} s")
-            await fault(Faulting(database, url, plan, faults, fleet, server))
+            await fault(Faulting(database, url, plan, faults, processes, server))
             fault_end = await now()
             progress(f"harsh {plan.scenario}: fault over; load goes on for {plan.after_s:g} s")
             await trio.sleep(plan.after_s)
@@ -154,8 +154,8 @@ async def run_scenario(
         per_tenth = {r["tenth"]: r["n"] for r in rows}
         pickup_before = await database.fetchrow(queries["harsh_pickup"], t0, fault_start)
         pickup_during = await database.fetchrow(queries["harsh_pickup"], fault_start, fault_end)
-        crashed = fleet.crashed()
-        lines = fleet.log_lines()
+        crashed = processes.crashed()
+        lines = processes.log_lines()
 
     assert ledger is not None and pickup_before is not None and pickup_during is not None
     start_s = (fault_start - t0).total_seconds()

@@ -1,7 +1,7 @@
 """The faults of `notifyq bench harsh`: what happens to the database while the load runs.
 
 Each fault is an async function of one :class:`Faulting` (the harness's pool, the server's
-URL, the plan, the fault log and the worker fleet). It returns when the fault is over;
+URL, the plan, the fault log and the worker processes). It returns when the fault is over;
 :func:`notifyq.bench.harsh.run_scenario` measures around it.
 """
 
@@ -19,7 +19,7 @@ import trio
 
 from notifyq import db, errors
 from notifyq.bench.common import progress, queries
-from notifyq.bench.fleet import Fleet, Plan, read_log
+from notifyq.bench.worker_processes import Plan, WorkerProcesses, read_log
 
 HARNESS_APP = "notifyq-harsh"  # the harness's own sessions, spared by harsh_terminate
 
@@ -55,7 +55,7 @@ class Faulting:
     url: str
     plan: Plan
     log: FaultLog
-    fleet: Fleet
+    processes: WorkerProcesses
     server: Server | None = None
 
 
@@ -141,7 +141,7 @@ async def connections(c: Faulting) -> None:
                 await _on(database, _fill_slots(c.url, held, 0.3))
         f.notes["idle_clients"] = len(held)
         # A process that starts now finds no slot at all.
-        late = await c.fleet.start()
+        late = await c.processes.start()
         # Hold the slots until it has tried (its start-up takes a second or two).
         with trio.move_on_after(15):
             while True:  # a state in another process: its log, read every 100 ms
@@ -166,13 +166,13 @@ async def kill_9(c: Faulting) -> None:
     deadline = trio.current_time() + c.plan.fault_s
     victim = 0
     while trio.current_time() < deadline:
-        alive = [w for w in c.fleet.workers if w.proc.returncode is None and not w.killed]
+        alive = [w for w in c.processes.workers if w.proc.returncode is None and not w.killed]
         target = alive[victim % len(alive)]
-        c.fleet.kill(target)
+        c.processes.kill(target)
         await target.proc.wait()
         c.log.actions += 1
         victim += 1
-        await c.fleet.start()  # a supervisor restarts it
+        await c.processes.start()  # a supervisor restarts it
         await trio.sleep(c.plan.kill_every_s)
 
 

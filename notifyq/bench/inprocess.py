@@ -209,7 +209,7 @@ async def measure_drain(
 
 async def _wait_drained(svc: Service, total: int, started: float) -> None:
     reported, last, last_change = 0, 0, started
-    while (done := svc.stats().done) < total:
+    while (done := svc.statistics().workers.done) < total:
         now = time.monotonic()
         if done != last:
             last, last_change = done, now

@@ -48,7 +48,7 @@ PEERS: dict[str, dict[str, Any]] = {
     "pgqueuer_b10": {"package": "pgqueuer", "batch_size": 10},
     # procrastinate with 10 concurrent jobs per worker.
     "procrastinate_c10": {"package": "procrastinate", "concurrency": 10},
-    # graphile-worker as issue 14 runs it: one process, 24 concurrent jobs, a local queue of
+    # graphile-worker as the drain goal compares against it: one process, 24 concurrent jobs, a local queue of
     # 500 and batched completes (delay 0: what one turn of the event loop completed).
     "graphile_c24_lq500": {
         "package": "graphile-worker",

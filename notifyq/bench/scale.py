@@ -25,8 +25,9 @@ from typing import IO, Any
 
 import trio
 
-from notifyq import db, embedded, errors, logs, migrations, settings
+from notifyq import db, errors, logs, migrations, settings
 from notifyq.bench.common import STALL_TIMEOUT_S, empty_database_at, progress, queries
+from notifyq.serving import embedded
 from notifyq.settings import Settings
 
 REGISTER_TIMEOUT_S = 60.0  # all N processes registered by then, or the run fails

@@ -21,9 +21,10 @@ import trio
 from notifyq import db, errors
 from notifyq.bench import harsh
 from notifyq.bench.common import progress, queries
-from notifyq.bench.fleet import Plan, fleet_of
 from notifyq.bench.harsh_faults import FaultLog, harness_url
 from notifyq.bench.harsh_report import event_counts
+from notifyq.bench.worker_processes import Plan, open_worker_processes
+from notifyq.vocabulary import Status
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,17 @@ async def run_soak(url: str, plan: SoakPlan) -> dict[str, Any]:
     marks: list[int] = []  # len(ids) at each sample: the tasks of each interval
     samples: list[dict[str, Any]] = []
     notes = FaultLog()
-    # The fleet's settings (LEASE 30 s as in production; no fault here).
-    fleet_plan = Plan("soak", rate=plan.rate, lease_s=30.0)
+    # The worker processes' settings (LEASE 30 s as in production; no fault here).
+    workers_plan = Plan("soak", rate=plan.rate, lease_s=30.0)
     async with (
         db.open_database(harness_url(url), min_size=2, max_size=2) as database,
-        fleet_of(url, fleet_plan, 2) as fleet,
+        open_worker_processes(url, workers_plan, 2) as processes,
     ):
-        await harsh.wait_for_workers(database, fleet, 2)
+        await harsh.wait_for_workers(database, processes, 2)
         stop, load_done = trio.Event(), trio.Event()
 
         async def load() -> None:
-            await harsh.offer_load(database, fleet_plan, ids, stop, notes)
+            await harsh.offer_load(database, workers_plan, ids, stop, notes)
             load_done.set()
 
         began = trio.current_time()
@@ -74,7 +75,7 @@ async def run_soak(url: str, plan: SoakPlan) -> dict[str, Any]:
             nursery.start_soon(load)
             while True:  # whole intervals; the load stops before the last mark
                 await trio.sleep(plan.sample_s)
-                last = trio.current_time() + plan.sample_s / 2 >= end or bool(fleet.crashed())
+                last = trio.current_time() + plan.sample_s / 2 >= end or bool(processes.crashed())
                 if last:
                     stop.set()
                     await load_done.wait()
@@ -84,7 +85,7 @@ async def run_soak(url: str, plan: SoakPlan) -> dict[str, Any]:
                 samples.append(
                     {
                         "t_s": round(trio.current_time() - began),
-                        "worker_rss_mb": [rss_mb(w.proc.pid) for w in fleet.workers],
+                        "worker_rss_mb": [rss_mb(w.proc.pid) for w in processes.workers],
                         **dict(table),
                     }
                 )
@@ -105,8 +106,8 @@ async def run_soak(url: str, plan: SoakPlan) -> dict[str, Any]:
             sample["tasks"] = hi - lo
             sample.update({k: _ms(v) for k, v in dict(lat).items()})
             lo = hi
-        crashed = fleet.crashed()
-        lines = fleet.log_lines()
+        crashed = processes.crashed()
+        lines = processes.log_lines()
         server = await database.fetchrow(queries["server_facts"])
     assert ledger is not None
     if ledger["lost"] or ledger["twice"] or crashed:
@@ -129,7 +130,7 @@ def table(report: dict[str, Any]) -> str:
     """The samples as a table, one row per interval."""
     head = (
         f"{'t s':>6} {'tasks':>6} {'pickup p50/p95/p99 ms':>23} {'done p50/p95/p99 ms':>23}"
-        f" {'worker RSS MB':>14} {'live':>7} {'dead':>7} {'pending':>7} {'MB':>6} {'autovac':>7}"
+        f" {'worker RSS MB':>14} {'live':>7} {'dead':>7} {Status.PENDING.value:>7} {'MB':>6} {'autovac':>7}"
     )
     rows = [head]
     for s in report["samples"]:

@@ -3,14 +3,15 @@
 Settings come from flags, then the environment, then ``.env``, then defaults. A bad value
 exits with status 2 and one line naming the setting.
 
-- :mod:`~notifyq.cli.common`: exit codes, settings from flags, the trio runner, open_db
+- :mod:`~notifyq.cli.common`: exit codes, settings from flags, the trio runner
 - :mod:`~notifyq.cli.serve`: serve, worker, web, migrate
 - :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune
 - :mod:`~notifyq.cli.database`: dsn, db start|stop|status (the embedded server's lifetime)
 - :mod:`~notifyq.cli.queues`: queue set, queue list (per-queue limits)
 - :mod:`~notifyq.cli.schedules`: schedule add, list, pause, resume, remove
 - :mod:`~notifyq.cli.deploy`: health (a container's liveness check), roles (least-privilege grants)
-- :mod:`~notifyq.cli.bench`: bench and its subcommands (over :mod:`notifyq.bench`), imported
+- :mod:`~notifyq.cli.bench` and :mod:`~notifyq.cli.bench_stress` (several processes, big
+  tables, faults, soak): bench and its subcommands (over :mod:`notifyq.bench`), imported
   only when ``bench`` runs: the benchmarks cost every other command half its start-up
   (tests/unit/test_cli_imports.py)
 """
@@ -74,7 +75,7 @@ class _Bench(click.Group):
     def _load(self) -> None:
         if self.commands:
             return
-        from notifyq.cli import bench, bench_scale
+        from notifyq.cli import bench, bench_stress
 
         _add(
             self,
@@ -86,12 +87,12 @@ class _Bench(click.Group):
             bench.peers,
             bench.floor,
             bench.all_,
-            bench_scale.scale,
-            bench_scale.scale_table,
-            bench_scale.migrate_history,
-            bench_scale.harsh_,
-            bench_scale.soak_,
-            bench_scale.events,
+            bench_stress.scale,
+            bench_stress.scale_table,
+            bench_stress.migrate_history,
+            bench_stress.harsh_,
+            bench_stress.soak_,
+            bench_stress.events,
         )
 
     def list_commands(self, ctx: click.Context) -> list[str]:

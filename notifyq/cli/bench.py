@@ -177,7 +177,7 @@ def floor(ctx: click.Context, rows: int, batch: int, as_json: bool) -> None:
             cells.append(cpu_us(one, "server_cpu_us_per_task"))
             click.echo("  " + f"{name:<28}" + "".join(f"{c:>15}" for c in cells))
     ratios = ", ".join(f"{v:.0%} on {k} connection(s)" for k, v in r["ratio"].items())
-    click.echo(f"  notifyq / minimal: {ratios} (issue 14, goal 4: at least 60%)")
+    click.echo(f"  notifyq / minimal: {ratios} (the goal: at least 60%)")
     if r["server_cpu_ratio"]:
         costs = ", ".join(f"{v:.1f}x on {k}" for k, v in r["server_cpu_ratio"].items())
         click.echo(f"  server CPU per row, notifyq / minimal: {costs}")

@@ -1,30 +1,24 @@
-"""What every command shares: exit codes, settings from flags, the trio runner, the
-database opener and the duration options."""
+"""What every command shares: exit codes, settings from flags, the trio runner and the
+duration options. The database opener is :func:`notifyq.serving.startup.open_db`."""
 
 from __future__ import annotations
 
-import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import click
 import trio
 
-from notifyq import db, embedded, errors, logs, migrations
+from notifyq import errors, logs
 from notifyq.durations import DURATION_HELP, DurationTooLong, parse_duration
 from notifyq.settings import Settings, load
 
 T = TypeVar("T")
-log = logs.get("notifyq.cli")
 
 EXIT_FAILED = 1  # the command ran and the answer is "no" (task failed, not found, ...)
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
-
-# The signals that stop a long-running command gracefully (a second one skips the grace).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -61,59 +55,6 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         if isinstance(exc, KeyboardInterrupt):
             fail("interrupted", 130)
         raise
-
-
-@asynccontextmanager
-async def open_db(
-    settings: Settings, *, pool_size: int | None = None
-) -> AsyncIterator[db.Database]:
-    """Connect, and make sure the schema is ready: migrated on the embedded server,
-    checked (never changed) on an external one."""
-    dsn = await embedded.resolve_dsn(settings)
-    log.debug("db.connect", url=logs.redact(dsn))
-    size = pool_size or settings.pool_size
-    async with db.open_database(
-        dsn,
-        min_size=min(2, size),
-        max_size=size,
-        statement_cache_size=settings.statement_cache_size,
-    ) as database:
-        log.info("db.connected", url=logs.redact(dsn))
-        if settings.database_url is None:
-            await migrations.migrate(database)
-        else:
-            await migrations.check(database)
-        yield database
-
-
-DB_WAIT_MAX_S = 10.0
-
-
-@asynccontextmanager
-async def open_db_when_ready(
-    settings: Settings, stop: trio.Event, *, pool_size: int | None = None
-) -> AsyncIterator[db.Database | None]:
-    """:func:`open_db` for the long-running commands: while the database cannot be reached
-    (down, or every connection slot taken), wait and try again, with one ``db.waiting``
-    line per try (1, 2, 4, ... up to 10 s apart), instead of exiting. Yields None when
-    ``stop`` is set meanwhile. Any other error (bad password, outdated schema) still ends
-    the command."""
-    delay = 1.0
-    while True:
-        async with AsyncExitStack() as stack:
-            try:
-                database = await stack.enter_async_context(open_db(settings, pool_size=pool_size))
-            except errors.DatabaseUnavailable as exc:
-                log.warning("db.waiting", error=str(exc), retry_in_s=delay)
-            else:
-                yield database
-                return
-        with trio.move_on_after(delay):
-            await stop.wait()
-        if stop.is_set():
-            yield None
-            return
-        delay = min(delay * 2, DB_WAIT_MAX_S)
 
 
 def duration(_ctx: Any, param: Any, value: str | None) -> float | None:

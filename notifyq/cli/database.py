@@ -3,7 +3,7 @@ PostgreSQL's lifetime.
 
 A notifyq process that uses the embedded server starts it if need be and, as the last one
 to exit, stops it. ``dsn`` and ``db start`` *hold* it instead: it stays up, whoever exits,
-until ``db stop`` (see :mod:`notifyq.embedded`).
+until ``db stop`` (see :mod:`notifyq.serving.embedded`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import os
 import click
 import trio
 
-from notifyq import embedded
-from notifyq.cli.common import EXIT_FAILED, EXIT_USAGE, fail, open_db, run, settings_from
+from notifyq.cli.common import EXIT_FAILED, EXIT_USAGE, fail, run, settings_from
+from notifyq.serving import embedded
+from notifyq.serving.startup import open_db
 from notifyq.settings import Settings
 
 

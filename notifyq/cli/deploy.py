@@ -14,7 +14,8 @@ import socket
 import click
 
 from notifyq import store
-from notifyq.cli.common import duration, fail, open_db, run, settings_from
+from notifyq.cli.common import duration, fail, run, settings_from
+from notifyq.serving.startup import open_db
 
 
 @click.command()

@@ -7,7 +7,9 @@ import json
 import click
 
 from notifyq import errors, limits, store
-from notifyq.cli.common import EXIT_USAGE, fail, open_db, run, settings_from
+from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
+from notifyq.serving.startup import open_db
+from notifyq.vocabulary import Status
 
 
 @click.group()
@@ -102,8 +104,8 @@ def as_dict(q: store.QueueInfo) -> dict[str, object]:
         "rate": str(q.rate) if q.rate else None,
         "per_key_concurrency": q.per_key_concurrency,
         "paused": q.paused,
-        "pending": q.pending,
-        "in_progress": q.in_progress,
+        Status.PENDING.value: q.pending,
+        Status.IN_PROGRESS.value: q.in_progress,
     }
 
 
@@ -118,4 +120,4 @@ def _line(q: store.QueueInfo) -> str:
     if q.per_key_concurrency is not None:
         parts.append(f"per_key={q.per_key_concurrency}")
     shown = " ".join(parts) or "no limits"
-    return f"{q.name}: {shown} (pending {q.pending}, in_progress {q.in_progress})"
+    return f"{q.name}: {shown} ({Status.PENDING} {q.pending}, {Status.IN_PROGRESS} {q.in_progress})"

@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from notifyq import store
-from notifyq.cli.common import EXIT_FAILED, EXIT_USAGE, fail, open_db, run, settings_from
+from notifyq.cli.common import EXIT_FAILED, EXIT_USAGE, fail, run, settings_from
 from notifyq.cli.serve import handlers_for
 from notifyq.schedules import CATCH_UP_POLICIES, ScheduleError, define
+from notifyq.serving.startup import open_db
 
 
 @click.group()
@@ -26,7 +27,12 @@ def schedule() -> None:
 @click.option("--kind", required=True, help="Kind of the tasks it enqueues.")
 @click.option("--payload", help="JSON payload of each task (text that is not JSON: a string).")
 @click.option("--queue", default="default", show_default=True)
-@click.option("--priority", type=int, default=0, show_default=True)
+@click.option(
+    "--priority",
+    default="0",
+    show_default=True,
+    help="Higher runs first: an integer, or low (-10), normal (0), high (10), urgent (20).",
+)
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone of --cron.")
 @click.option(
     "--catch-up",
@@ -52,7 +58,7 @@ def add(
     kind: str,
     payload: str | None,
     queue: str,
-    priority: int,
+    priority: str,
     tz: str,
     catch_up: str,
     catch_up_limit: int,

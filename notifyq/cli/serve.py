@@ -1,27 +1,21 @@
-"""The long-running commands and the schema: `notifyq serve | worker | web | migrate`."""
+"""The long-running commands and the schema: `notifyq serve | worker | web | migrate`.
+
+Each parses its flags, builds the Settings and makes one call into :mod:`notifyq.serving`,
+which owns the signals, the start-up and what the process runs."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import click
-import trio
 
-from notifyq import db, embedded, errors, logs, migrations, supervisor
+from notifyq import errors, logs
 from notifyq.app import App, builtin_app, load_app
-from notifyq.cli.common import (
-    EXIT_USAGE,
-    STOP_SIGNALS,
-    fail,
-    log,
-    open_db_when_ready,
-    run,
-    settings_from,
-)
-from notifyq.cli.supervise import supervise_until_signalled
+from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
+from notifyq.serving import run as serving
+from notifyq.serving import startup
 from notifyq.settings import Settings
 from notifyq.web.bind import check_bind
 
@@ -36,18 +30,9 @@ from notifyq.web.bind import check_bind
 def migrate(ctx: click.Context, check: bool) -> None:
     """Apply pending schema migrations (safe to run twice, or from two processes)."""
     settings = settings_from(ctx)
-
-    async def go() -> None:
-        dsn = await embedded.resolve_dsn(settings)
-        async with db.open_database(dsn, min_size=1, max_size=2) as database:
-            if check:
-                await migrations.check(database)  # SchemaError: one line, exit 1
-                click.echo("schema is up to date")
-                return
-            applied = await migrations.migrate(database)
-        click.echo(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
-
-    run(go)
+    # With --check, SchemaError: one line, exit 1.
+    applied = run(partial(startup.migrate, settings, check=check))
+    click.echo(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
 
 
 def http_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -122,7 +107,7 @@ def web(ctx: click.Context, /, **flags: Any) -> None:
     """Run only the HTTP side (API, status page, /events), to scale it apart from workers."""
     settings = settings_from(ctx, **flags)
     _check_bind(settings)
-    run(lambda: serve_until_signalled(settings, App(), http=True, workers=False))
+    run(partial(serving.serve, settings, App(), http=True, workers=False))
 
 
 def _check_bind(settings: Settings) -> None:
@@ -159,10 +144,7 @@ def _run_role(
     """One process (PROCESSES=1, or a supervisor's child), or the supervisor of several."""
     if child is not None:
         logs.bind(process=child)  # on every line of this child, to tell the children apart
-    elif settings.processes > 1:
-        run(partial(supervise_until_signalled, settings, seed=seed, http=http))
-        return
-    run(partial(serve_until_signalled, settings, app, seed=seed, http=http, link_fd=link_fd))
+    run(partial(serving.serve, settings, app, seed=seed, http=http, child=child, link_fd=link_fd))
 
 
 def handlers_for(settings: Settings) -> App:
@@ -178,74 +160,3 @@ def handlers_for(settings: Settings) -> App:
     except errors.ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     return app
-
-
-async def serve_until_signalled(
-    settings: Settings,
-    app: App,
-    *,
-    seed: int = 0,
-    http: bool = True,
-    workers: bool = True,
-    link_fd: int | None = None,
-) -> None:
-    # The engine and the HTTP side (Quart, Hypercorn): imported by the commands that serve
-    # only, not by every `notifyq` start (tests/unit/test_cli_imports.py).
-    from notifyq import process
-
-    stop, force = trio.Event(), trio.Event()
-    # Opened first, so that a signal during start-up is a request to stop, not a crash.
-    # SIGHUP (the terminal of `make run` closed, an SSH session dropped) is a stop request
-    # too: its default action would end the process with tasks in progress, the registry
-    # row in place and the embedded server left running
-    # (tests/acceptance/test_serve.py::test_sighup_shuts_down_like_sigterm).
-    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                async for signum in signals:
-                    name = signal.Signals(signum).name
-                    if not stop.is_set():
-                        log.info(
-                            "shutdown.signal",
-                            signal=name,
-                            next="finishing running tasks; send again to skip the wait",
-                        )
-                        stop.set()
-                    else:
-                        log.info(
-                            "shutdown.signal_again", signal=name, next="cancelling running tasks"
-                        )
-                        force.set()
-
-            nursery.start_soon(watch)
-            ready = trio.Event()
-            if link_fd is not None:  # a supervisor's child: tell it when ready, watch it
-                await nursery.start(supervisor.serve_link, link_fd, stop, ready)
-            async with open_db_when_ready(settings, stop) as database:
-                if database is None:
-                    log.info("shutdown.before_start")
-                    nursery.cancel_scope.cancel()
-                    return
-                if settings.database_url is None:
-                    # This process uses the embedded server: it restarts it if it stops.
-                    await nursery.start(
-                        embedded.serve_watchdog, settings.data_dir, settings.embedded_restarts
-                    )
-                async with trio.open_nursery() as serving:
-                    await serving.start(
-                        partial(
-                            process.serve_process,
-                            database,
-                            settings,
-                            app,
-                            stop,
-                            force,
-                            seed=seed,
-                            http=http,
-                            workers=workers,
-                            exit_on_abandoned=True,
-                        )
-                    )
-                    ready.set()
-            nursery.cancel_scope.cancel()

@@ -19,14 +19,16 @@ from notifyq.cli.common import (
     EXIT_USAGE,
     duration,
     fail,
-    open_db,
     positive_duration,
     run,
     settings_from,
 )
 from notifyq.client import Client
+from notifyq.durations import DurationTooLong, parse_duration
 from notifyq.engine import maintenance
+from notifyq.serving.startup import open_db
 from notifyq.settings import Settings
+from notifyq.vocabulary import Status
 
 T = TypeVar("T")
 
@@ -63,6 +65,23 @@ def _parse_json(option: str, text: str) -> Any:
         fail(f"invalid {option} {text!r}: expected JSON ({exc})", EXIT_USAGE)
 
 
+def _task_seconds(option: str, low: float, high: float) -> Callable[[Any, Any, str | None], Any]:
+    """A callback for --delay/--timeout: the format is the CLI's durations (30s, 7d), the
+    bounds the task check's, also for a duration longer than any the CLI parses."""
+    parse = duration if low == 0 else positive_duration
+
+    def callback(ctx: Any, param: Any, value: str | None) -> float | None:
+        try:
+            parse_duration(value)
+        except DurationTooLong:
+            fail(str(errors.InvalidTask(option, value, spec.seconds_rule(low, high))), EXIT_USAGE)
+        except ValueError:
+            pass  # not a duration at all: the parse below says so
+        return parse(ctx, param, value)
+
+    return callback
+
+
 def _priority(_ctx: Any, _param: Any, value: str) -> int:
     try:
         return priorities.parse(value)
@@ -81,15 +100,23 @@ def _priority(_ctx: Any, _param: Any, value: str) -> int:
     callback=_priority,
     help="Higher runs first: an integer, or low (-10), normal (0), high (10), urgent (20).",
 )
-@click.option("--delay", callback=duration, help="Run no sooner than this from now (e.g. 30s).")
+@click.option(
+    "--delay",
+    callback=_task_seconds("delay", 0, spec.MAX_DELAY_S),
+    help="Run no sooner than this from now (e.g. 30s).",
+)
 @click.option(
     "--at",
     "run_at",
     type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
     help="Run no sooner than this time (ISO 8601; no zone: local time).",
 )
-@click.option("--max-attempts", type=click.IntRange(1, 1000), default=3, show_default=True)
-@click.option("--timeout", callback=positive_duration, help="Time limit of one attempt.")
+@click.option("--max-attempts", type=int, default=3, show_default=True)
+@click.option(
+    "--timeout",
+    callback=_task_seconds("timeout", spec.MIN_TIMEOUT_S, spec.MAX_TIMEOUT_S),
+    help="Time limit of one attempt.",
+)
 @click.option("--concurrency-key", help="What the queue's per-key limit counts by.")
 @click.option(
     "--unique-key",
@@ -135,18 +162,14 @@ def enqueue(
 
     async def go() -> None:
         async with open_db(settings, pool_size=2) as database:
-            if task.unique_key is None:
-                task_id = int((await store.enqueue(database, task))["id"])
-            else:
-                found = await store.enqueue_unique(database, task)
-                task_id = found.id
-                if found.duplicate:
-                    click.echo(
-                        f"notifyq: not added: task {task_id} with unique key {unique_key!r} is "
-                        f"{found.row['status']} in queue {queue!r}",
-                        err=True,
-                    )
-        click.echo(task_id)
+            found = await store.enqueue(database, task=task)
+        if found.duplicate:
+            click.echo(
+                f"notifyq: not added: task {found.id} with unique key {unique_key!r} is "
+                f"{found.row.status} in queue {queue!r}",
+                err=True,
+            )
+        click.echo(found.id)
 
     run(go)
 
@@ -257,7 +280,7 @@ def wait(ctx: click.Context, task_id: int, timeout: float | None) -> None:
 
     task = run(go)
     click.echo(json.dumps(task, default=str))
-    if task["status"] != "done":
+    if task["status"] != Status.DONE:
         sys.exit(EXIT_FAILED)
 
 
@@ -276,7 +299,7 @@ def prune(ctx: click.Context, older_than: float) -> None:
 
     async def go() -> int:
         async with open_db(settings, pool_size=2) as database:
-            return await maintenance.prune(database, older_than)
+            return await maintenance.apply_retention(database, older_than)
 
     click.echo(f"deleted {run(go)} task(s)")
 

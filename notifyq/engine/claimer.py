@@ -8,9 +8,11 @@ When a claim comes back short the process records itself as waiting
 (``store.go_idle``, see migration 0002): only then do producers' inserts notify.
 
 The writer often claims for it: the statement that records a batch's outcomes also claims
-the rows for the workers they free (``store.finish_and_claim``). The claimer reserves such
-a claim (:meth:`Claimer.reserve`), claims nothing itself meanwhile, and takes its rows as
-its own (:meth:`Claimer.settle`), short claims and idling included.
+the rows for the workers they free (``store.finish_and_claim``). The writer knows the
+claimer only as a :class:`~notifyq.engine.ports.ClaimHandoff`, which the service hands it:
+the claimer reserves such a claim (:meth:`Claimer.reserve`), claims nothing itself
+meanwhile, and takes its rows as its own (:meth:`Claimer.settle`), short claims and idling
+included.
 
 Only rows the process can start now are claimed (:mod:`notifyq.engine.capacity`).
 
@@ -22,20 +24,23 @@ sweep); a process without limited queues runs the plain claim alone, as before. 
 held back by a limit is left out of the claims and of the next-due question until it can
 move: until its next rate token is due (a timer), or until a slot frees or its limits
 change (a notification; the process is in ``notifyq.waiters`` like any idle process).
+Those decisions are a pure policy (:mod:`notifyq.engine.limited`); the claimer does the
+waiting and the statements.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import trio
 
 from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
 from notifyq.engine.capacity import Capacity
-from notifyq.engine.ledger import Attempt, Ledger
+from notifyq.engine.ledger import Attempt, Ledger, holds_connections
+from notifyq.engine.limited import LimitedQueues
+from notifyq.engine.ports import Reservation
 from notifyq.settings import Settings
 
 log = logs.get("notifyq.worker")
@@ -48,23 +53,23 @@ MAX_RETRY_SLEEP_S = 2.0
 IDLE_RETRY_S = (0.002, 0.25)
 
 
-def holds_connections(settings: Settings) -> bool:
-    """Whether the claimer and the writer hold a connection each: only if the pool keeps
-    two more for the heartbeat, the reaper and the rest (POOL_SIZE at least 4)."""
-    return settings.pool_size >= 4
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A claim the writer makes for the claimer (see :meth:`Claimer.reserve`)."""
-
-    want: int
-    kinds: list[str]  # the kinds it may take
-    appeared: int  # the claimer's count of wake-ups when it was made
-    sent_at: float  # trio clock: the leases run from here
-
-
 class Claimer:
+    """The stage that claims rows and hands them to the workers (the jobs channel).
+
+    Owns its wake-up state (rows may exist, waiting in ``notifyq.waiters``, the next due
+    row, the sweep), its :class:`~notifyq.engine.limited.LimitedQueues`, the jobs channel
+    (its only sender) and, in the ledger, ``claimed``, ``limited`` and the entries it adds
+    to ``attempts``. It never touches an attempt once handed out (the runner, the heartbeat
+    and the writer own its fields then) and never writes an outcome.
+
+    Wake rule: it sleeps on the ledger's doorbell (a notification or a lost connection, a
+    freed worker or thread, a written batch, a settled claim of the writer's, shutdown)
+    until the next due row or rate token, or the FETCH_INTERVAL sweep; it claims when rows
+    may exist and a worker is free (or half a PREFETCH batch fits). While the writer claims
+    for it (between :meth:`reserve` and :meth:`settle`, its side of the writer's
+    :class:`~notifyq.engine.ports.ClaimHandoff`) it claims nothing.
+    """
+
     def __init__(
         self,
         database: db.Database,
@@ -91,13 +96,9 @@ class Claimer:
         self._claim_failures = 0
         self._due_at = math.inf
         self._next_sweep = math.inf
-        # Queue limits: which of our queues are limited, and until when (trio clock; inf:
-        # until a notification) a limit holds each back.
-        self._limits_stale = True  # read them before the first claim
-        self._held: dict[str, float] = {}
-        # A limited queue may have due rows that we left because no worker was free.
-        self._limited_backlog = False
-        self._turn = 0  # rotates the order of limited queues between claims
+        # Queue limits: which of our queues are limited, which are held back and until
+        # when (trio clock), whose turn it is.
+        self._limits = LimitedQueues(self.queues)
         # A claim is on its way: ours, or one the writer makes for us (`reserve`).
         self._claiming = False
         self._idle_due = False  # the writer's claim came back short: record us as waiting
@@ -119,17 +120,13 @@ class Claimer:
 
     def on_queue_notification(self, queue: str) -> None:
         if queue in self.queues:
-            # Rows appeared or a slot freed: a queue waiting for a slot may move now (one
-            # waiting for a rate token keeps its timer).
-            if self._held.get(queue) == math.inf:
-                del self._held[queue]
+            self._limits.notified(queue)
             self.rows_appeared()
 
     def on_limits_notification(self, queue: str) -> None:
         """The limits of ``queue`` changed (channel notifyq_queues)."""
         if queue in self.queues:
-            self._limits_stale = True
-            self._held.pop(queue, None)
+            self._limits.limits_changed(queue)
             self.rows_appeared()
 
     async def serve(self) -> None:
@@ -147,14 +144,14 @@ class Claimer:
                     self._idle_due = False
                     await self._go_idle()
                     continue
-                if self._limits_stale:
+                if self._limits.stale:
                     await self._read_limits()
                 room = ledger.room
                 free = ledger.busy < s.worker_count
                 # Claim when a worker is free, or when the PREFETCH buffer ahead of the
                 # workers has room for half a batch (fewer, bigger claims).
                 worth_it = free or 2 * room >= ledger.capacity
-                may_exist = self._rows_may_exist or (self._limited_backlog and free)
+                may_exist = self._rows_may_exist or (self._limits.backlog and free)
                 if may_exist and room > 0 and worth_it:
                     await self._claim_once(min(room, s.fetch_limit))
                 else:
@@ -171,12 +168,10 @@ class Claimer:
         except errors.DatabaseUnavailable as exc:
             log.warning("limits.read_failed", error=str(exc))
             return  # keep what we knew; the next sweep reads them again
-        self._limits_stale = False
-        mine = limited & frozenset(self.queues)
+        mine = self._limits.read(limited)
         if mine != self.limited:
             log.info("limits.queues", limited=sorted(mine))
         self.ledger.limited = mine
-        self._held = {q: t for q, t in self._held.items() if q in mine}
 
     async def _claim_once(self, want: int) -> None:
         appeared_before = self._appeared
@@ -230,7 +225,7 @@ class Claimer:
         while a claim of ours is on its way; until :meth:`settle`, we claim nothing.
         """
         ledger = self.ledger
-        busy = self._claiming or ledger.stopping or self.limited or self._limits_stale
+        busy = self._claiming or ledger.stopping or self.limited or self._limits.stale
         want = min(ledger.room + outcomes, self.settings.fetch_limit)
         if busy or not self._rows_may_exist or want <= 0:
             return None
@@ -260,7 +255,7 @@ class Claimer:
                 queues=self.queues,
                 kinds=self.capacity.claimable(self.settings.fetch_limit)[0],
                 register=register,
-                due_queues=self._due_queues() if self.limited else None,
+                due_queues=self._limits.due_queues() if self.limited else None,
             )
             registered, due_in = idle.registered, idle.due_in_s
         except errors.DatabaseUnavailable:
@@ -280,10 +275,9 @@ class Claimer:
                 due_in = pause if due_in is None else min(due_in, pause)
             self._rows_may_exist = self._rows_may_exist or registered
             if registered:
-                # Now that a freed slot wakes us, look at every queue once more: a slot
-                # may have freed between the claim and the registration.
-                self._held = {q: t for q, t in self._held.items() if t != math.inf}
-        next_token = min(self._held.values(), default=math.inf)
+                # Now that a freed slot wakes us, look at every queue once more.
+                self._limits.registered()
+        next_token = self._limits.next_token_at()
         if next_token != math.inf:
             token_in = max(0.0, next_token - trio.current_time())
             due_in = token_in if due_in is None else min(due_in, token_in)
@@ -300,8 +294,7 @@ class Claimer:
             self._rows_may_exist = True  # the safety net for notifications lost on the way
             self._waiting = False
             self._next_sweep = now + self.settings.fetch_interval_s
-            self._limits_stale = True
-            self._held.clear()
+            self._limits.swept()
         if now >= self._due_at:
             self._rows_may_exist = True
             self._due_at = math.inf
@@ -353,46 +346,22 @@ class Claimer:
             self.db, queues=self.queues, kinds=kinds, limit=want, owner=self.owner, lease_s=lease_s
         )
 
-    def _due_queues(self) -> list[str]:
-        """Queues whose next due row should wake us: not held back by a limit, and not
-        limited while they wait for a worker of ours."""
-        return [
-            q
-            for q in self.queues
-            if q not in self._held and not (self._limited_backlog and q in self.limited)
-        ]
-
     async def _claim_with_limits(
         self, want: int, kinds: list[str], lease_s: float
     ) -> list[store.Claimed]:
         now = trio.current_time()
-        ready = [q for q in self.queues if q in self.limited and self._held.get(q, 0.0) <= now]
-        # Limited queues take turns at being first, so that one cannot starve another.
-        self._turn += 1
-        if ready:
-            k = self._turn % len(ready)
-            ready = ready[k:] + ready[:k]
-        free_workers = max(0, self.settings.worker_count - self.ledger.busy)
-        limited_want = min(want, free_workers) if ready else 0
+        free_workers = self.settings.worker_count - self.ledger.busy
+        plan = self._limits.plan(now=now, want=want, free_workers=free_workers)
         got = await store.claim_with_limits(
             self.db,
-            limited=ready,
-            limited_limit=limited_want,
-            unlimited=[q for q in self.queues if q not in self.limited],
+            limited=plan.limited,
+            limited_limit=plan.limited_limit,
+            unlimited=plan.unlimited,
             kinds=kinds,
-            limit=want,
+            limit=plan.limit,
             owner=self.owner,
             lease_s=lease_s,
         )
-        for queue in ready:
-            self._held.pop(queue, None)
-        for queue, held_s in got.held_s.items():
-            self._held[queue] = now + held_s  # inf stays inf
-        from_limited = sum(1 for r in got.rows if r.queue in self.limited)
-        # Our own free workers, not a limit, bounded the limited claim: more rows may wait
-        # for the next worker that frees (no timer, no notification needed for that).
-        unheld = [q for q in ready if q not in got.held_s]
-        self._limited_backlog = bool(unheld) and (
-            limited_want == 0 or (from_limited == limited_want and limited_want < want)
-        )
+        took = [row.queue for row in got.rows]
+        self._limits.claimed(plan, now=now, held_s=got.held_s, took=took)
         return got.rows

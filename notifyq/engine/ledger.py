@@ -20,6 +20,9 @@ owner:
 The other stages read them. On an Attempt, the claimer sets the task and the first lease;
 the runner ``started``, ``stop_at`` and ``over``; the heartbeat ``lease_until``.
 ``request_stop`` may be called by anyone (cancel, shutdown, lease lost).
+
+Beyond the ledger, a stage that acts for another holds a port (:mod:`notifyq.engine.ports`)
+the service hands it; no stage imports another.
 """
 
 from __future__ import annotations
@@ -31,11 +34,18 @@ from typing import Literal
 import trio
 
 from notifyq.app import Task
+from notifyq.settings import Settings
 
 # How long a handler gets to react to cancellation before it is abandoned.
 CANCEL_GRACE_S = 2.0
 
 StopReason = Literal["cancel", "shutdown", "lease_lost", "timeout"]
+
+
+def holds_connections(settings: Settings) -> bool:
+    """Whether the claimer and the writer hold a connection each: only if the pool keeps
+    two more for the heartbeat, the reaper and the rest (POOL_SIZE at least 4)."""
+    return settings.pool_size >= 4
 
 
 @dataclass(eq=False)
@@ -87,6 +97,15 @@ class Doorbell:
 
 
 class Ledger:
+    """What the stages of one process share: the attempts held, the counts, two doorbells.
+
+    It owns nothing of its own and does no I/O: each field has one writer (the table in
+    the module's doc), every stage reads. All of them run in the process's one trio
+    thread, so no lock guards it; a worker thread or the asyncio loop never touches it.
+    Nobody waits on it but through its doorbells: the claimer on :attr:`doorbell`, the
+    lease keeper on :attr:`recheck`.
+    """
+
     def __init__(self, capacity: int) -> None:
         # Claimed attempts not yet handed to the writer a process holds at most:
         # WORKER_COUNT + PREFETCH. With PREFETCH 0 (the default) every claimed attempt has

@@ -1,4 +1,7 @@
-"""The listener: one LISTEN connection per process, kept up, fanned out to subscribers.
+"""The listener stage: one LISTEN connection per process, kept up, fanned out to subscribers.
+
+:class:`Listener` is the stage; the connection it keeps up (reopened after every loss) is a
+:class:`~notifyq.listen.ListenConnection`.
 
 Stages subscribe to a channel (``subscribe``) or to "notifications may have been missed"
 (``on_gap``: after every (re)connect and when the buffer overflowed), so nobody assigns
@@ -13,33 +16,21 @@ import os
 import random
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import trio
 
 from notifyq import db, errors, listen, logs, store
 from notifyq.settings import Settings
+from notifyq.vocabulary import CANCEL_CHANNEL as CANCEL_CHANNEL
+from notifyq.vocabulary import LIMITS_CHANNEL as LIMITS_CHANNEL
+from notifyq.vocabulary import PROBE_CHANNEL_PREFIX
+from notifyq.vocabulary import QUEUE_CHANNEL as QUEUE_CHANNEL
 
 log = logs.get("notifyq.service")
 
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
-
-# The channels every worker process listens to (see DESIGN.md).
-QUEUE_CHANNEL = "notifyq"
-CANCEL_CHANNEL = "notifyq_cancel"
-LIMITS_CHANNEL = "notifyq_queues"  # a queue's limits changed (migration 0006)
-
-
-@dataclass
-class Health:
-    """What /health and the logs report about this process's LISTEN connection."""
-
-    listener_connected: bool = False
-    listen_enabled: bool = True  # False under NO_LISTEN: no LISTEN connection, no probe
-    last_probe_ok: float = -1.0  # trio clock
-    reconnects: int = 0
 
 
 class NotificationSink(Protocol):
@@ -65,10 +56,10 @@ class Listener:
         self.db = database
         self.settings = settings
         self.sink = sink
-        self.health = Health()
+        self.health = listen.Health()
         self._subscribers: dict[str, list[Callable[[str], None]]] = {}
         self._gap_subscribers: list[Callable[[], None]] = []
-        self._probe_channel = f"notifyq_probe_{os.getpid()}_{secrets.token_hex(4)}"
+        self._probe_channel = f"{PROBE_CHANNEL_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         self._probe_back = trio.Event()
 
     def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
@@ -153,7 +144,7 @@ class Listener:
         if self.sink is not None:
             self.sink.on_notification(note.channel, note.payload)
 
-    async def _follow_sink(self, conn: listen.Listener, sink: NotificationSink) -> None:
+    async def _follow_sink(self, conn: listen.ListenConnection, sink: NotificationSink) -> None:
         """LISTEN to the sink's extra channels while it wants them, and only then."""
         listening: set[str] = set()
         while True:
@@ -166,7 +157,7 @@ class Listener:
             sink.now_listening(frozenset(listening))
             await sink.wait_channels_changed()
 
-    async def _serve_probe(self, conn: listen.Listener) -> None:
+    async def _serve_probe(self, conn: listen.ListenConnection) -> None:
         """A NOTIFY round trip on the listening connection itself, every second.
 
         The driver reports a closed socket at once; this catches the silent cases (a

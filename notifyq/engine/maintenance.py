@@ -1,12 +1,25 @@
-"""Fleet maintenance, taken in turns so that one process per interval does each job.
+"""Maintenance shared by every process on the database, taken in turns so that one process
+per interval does each job.
 
 - the reaper returns tasks of lost processes (expired leases) to pending, or ends them
   when their attempts are used up, and forgets registry rows that stopped heart-beating;
-- the pruner deletes tasks that ended more than RETENTION ago, in bounded batches, and
+- retention deletes tasks that ended more than RETENTION ago, in bounded batches, and
   drops the history's day partitions older than that (no row-by-row DELETE), never
   waiting for the lock that takes (a day in use is dropped at a later turn);
 - the partitioner creates the history's day partitions ahead of time and, once after an
   upgrade from a schema before version 7, attaches the old history (migration 0007).
+
+Retention at its three levels, each named for what it does:
+
+- this stage: ``serve_retention`` takes the turn about once a minute and
+  ``apply_retention`` runs one whole pass (``notifyq prune`` runs it too);
+- the store, one statement each: ``store.delete_ended_before`` deletes one batch of ended
+  tasks, ``store.drop_history_days`` drops the history's days past retention;
+- the SQL keeps the word: the queries ``prune`` and ``prune_history``, and the function
+  ``notifyq.prune_event_partitions`` that the latter calls. That function was created by an
+  applied migration and is granted to the roles, so it keeps its name; so do the turn
+  ("prune", shared with processes of older versions), the ``notifyq prune`` command and the
+  log events ``prune``, ``prune.failed`` and ``prune.history_busy`` that operators watch.
 """
 
 from __future__ import annotations
@@ -22,13 +35,26 @@ log = logs.get("notifyq.service")
 
 REAP_INTERVAL_S = 5.0
 REAP_BATCH = 1000
-PRUNE_INTERVAL_S = 60.0
-PRUNE_BATCH = 1000
+RETENTION_INTERVAL_S = 60.0
+RETENTION_BATCH = 1000
 PARTITION_INTERVAL_S = 600.0
-PARTITION_DAYS_AHEAD = 3  # today and three more days: a fleet down for days still has them
+PARTITION_DAYS_AHEAD = 3  # today and three more days: processes down for days still have them
 
 
 class Reaper:
+    """Gives back the tasks of processes that died holding them: an ``in_progress`` row
+    whose lease (``locked_until``) has passed, or whose owner left the worker registry, goes
+    back to ``pending``, or ends (``error`` once its attempts are used up, ``cancelled`` if a
+    cancel was asked); a registry row that stopped heart-beating for three leases is
+    forgotten. The rules are the ``recover_expired`` statement's.
+
+    Every process runs one, about every ``LEASE / 3`` (at most ``REAP_INTERVAL_S``, with
+    jitter), but the database gives the turn to one process per interval, and each turn
+    takes at most ``REAP_BATCH`` rows. A database that is away is logged and the next turn
+    tries again. ``recovered`` counts the rows this process's turns took (for /metrics);
+    only the task running ``serve`` writes it.
+    """
+
     def __init__(self, database: db.Database, settings: Settings) -> None:
         self.db = database
         self.settings = settings
@@ -55,27 +81,31 @@ class Reaper:
                 )
 
 
-async def serve_pruner(database: db.Database, retention_s: float) -> None:
+async def serve_retention(database: db.Database, retention_s: float) -> None:
+    """Apply RETENTION about once a minute, one process per turn (the turn is still named
+    "prune", so that processes of older versions share it)."""
     while True:
-        await trio.sleep(PRUNE_INTERVAL_S * random.uniform(0.8, 1.2))
+        await trio.sleep(RETENTION_INTERVAL_S * random.uniform(0.8, 1.2))
         try:
-            if await store.take_turn(database, "prune", PRUNE_INTERVAL_S * 0.9):
-                await prune(database, retention_s)
+            if await store.take_turn(database, "prune", RETENTION_INTERVAL_S * 0.9):
+                await apply_retention(database, retention_s)
         except errors.DatabaseUnavailable as exc:
             log.warning("prune.failed", error=str(exc))
 
 
-async def prune(database: db.Database, older_than_s: float, batch: int = PRUNE_BATCH) -> int:
+async def apply_retention(
+    database: db.Database, older_than_s: float, batch: int = RETENTION_BATCH
+) -> int:
     """Delete tasks that ended more than ``older_than_s`` ago, in bounded batches, and drop
     the history partitions older than that. Returns the tasks deleted."""
     total = 0
     while True:
-        deleted = await store.prune(database, older_than_s=older_than_s, limit=batch)
+        deleted = await store.delete_ended_before(database, older_than_s=older_than_s, limit=batch)
         total += deleted
         if deleted < batch:
             break
         await trio.lowlevel.checkpoint()  # let others run between batches
-    history = await store.prune_history(database, older_than_s=older_than_s)
+    history = await store.drop_history_days(database, older_than_s=older_than_s)
     if total or history.dropped:
         log.info(
             "prune", deleted=total, partitions_dropped=history.dropped, older_than_s=older_than_s
@@ -92,7 +122,7 @@ async def serve_partitioner(
 ) -> None:
     """Keep the history's day partitions ahead of time, one process per turn.
 
-    Runs at start-up too (a fresh fleet, or one back after days down). A failure (the
+    Runs at start-up too (a fresh database, or processes back after days down). A failure (the
     database away, a lock not granted within 2 s) is logged and retried at the next turn:
     until then events land in the default partition, and the next turn moves them.
     """

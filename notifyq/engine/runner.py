@@ -25,6 +25,7 @@ from notifyq.engine.runtimes import Threads, run_asyncio
 from notifyq.engine.verdict import Facts, Retries, judge, no_handler
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
+from notifyq.vocabulary import CANCEL_CHANNEL
 
 log = logs.get("notifyq.worker")
 
@@ -128,7 +129,7 @@ class Runner:
         try:
             task_id = int(payload)
         except ValueError:
-            log.warning("notification.bad_payload", channel="notifyq_cancel", payload=payload[:100])
+            log.warning("notification.bad_payload", channel=CANCEL_CHANNEL, payload=payload[:100])
             return
         # A notification is only a hint (any database role may send one): the lease keeper
         # reads the row now and stops the attempt only if its cancel was really asked.

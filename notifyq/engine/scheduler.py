@@ -27,6 +27,9 @@ import trio
 from notifyq import db, errors, logs, schedules, store
 from notifyq.store import DueSchedule
 
+# Notified by a trigger when the schedules change (migration 0005).
+from notifyq.vocabulary import SCHEDULES_CHANNEL as SCHEDULES_CHANNEL
+
 log = logs.get("notifyq.scheduler")
 
 # A database that is away is retried after this long.
@@ -37,9 +40,6 @@ MOVED_RETRY_S = 0.2
 # At most this many ticks (tasks) per statement that fires schedules; a catch-up of more
 # (catch_up_limit is at most 10,000) goes alone.
 BATCH_TICKS = 2_000
-# Notified by a trigger when the schedules change (migration 0005).
-SCHEDULES_CHANNEL = "notifyq_schedules"
-
 
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 
@@ -60,6 +60,21 @@ class SchedulerStatistics:
 
 
 class Scheduler:
+    """Fires the due ticks of the schedules this process may serve: those of its queues
+    whose kind it has a handler for.
+
+    ``declare`` writes the app's own schedules once at start; ``serve`` then loops: one
+    ``fire_due`` pass, then a sleep until the earliest next tick, a change notification
+    (``on_schedules_changed``, from the listener's fan-out) or the ``FETCH_INTERVAL`` sweep,
+    whichever comes first. Exactly-once firing is the database's job (a compare-and-set on
+    ``next_run_at``), not this object's: any number of processes may run one.
+
+    Ownership: the task running ``serve`` owns every field; ``on_schedules_changed`` only
+    sets the event that the loop replaces on each pass, and ``statistics()`` reads the
+    counters as a frozen value. A bad schedule is reported once per definition and skipped,
+    a database that is away is retried after ``RETRY_S``: neither ends the stage.
+    """
+
     def __init__(
         self,
         database: db.Database,

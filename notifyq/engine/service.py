@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import trio
 
-from notifyq import db, errors, logs, store, tracing
+from notifyq import db, errors, listen, logs, store, tracing
 from notifyq.app import App
 from notifyq.engine import leases, maintenance
 from notifyq.engine.capacity import Capacity
@@ -40,13 +40,12 @@ from notifyq.engine.listener import (
     CANCEL_CHANNEL,
     LIMITS_CHANNEL,
     QUEUE_CHANNEL,
-    Health,
     Listener,
     NotificationSink,
 )
-from notifyq.engine.maintenance import prune
 from notifyq.engine.runner import Runner
-from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler
+from notifyq.engine.runtimes import ThreadStatistics
+from notifyq.engine.scheduler import SCHEDULES_CHANNEL, Scheduler, SchedulerStatistics
 from notifyq.engine.verdict import failed
 from notifyq.engine.watchdog import LoopWatch
 from notifyq.engine.writer import EndObserver, Writer
@@ -55,7 +54,13 @@ from notifyq.store import Outcome, Verdict
 
 log = logs.get("notifyq.service")
 
-__all__ = ["Health", "NotificationSink", "Service", "WorkerStats", "new_worker_id", "prune"]
+__all__ = [
+    "NotificationSink",
+    "Service",
+    "ServiceStatistics",
+    "WorkerStatistics",
+    "new_worker_id",
+]
 
 
 def new_worker_id() -> str:
@@ -63,8 +68,9 @@ def new_worker_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerStats:
-    """What this process did since it started (``/stats`` ``since_start``)."""
+class WorkerStatistics:
+    """What this process's workers did since it started (``/stats`` ``since_start``): the
+    ledger's claims, the writer's outcomes, the reaper's recoveries."""
 
     claimed: int
     done: int
@@ -79,8 +85,31 @@ class WorkerStats:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceStatistics:
+    """One process's engine at one instant, composed of each stage's own ``statistics()``:
+    what ``/stats``, ``/metrics``, ``/health`` and the page report about this process. The
+    HTTP side reads this value and nothing else of the engine."""
+
+    workers: WorkerStatistics
+    in_flight: int  # attempts claimed and not yet written
+    threads: ThreadStatistics  # the runner's threads for sync handlers (stuck ones included)
+    scheduler: SchedulerStatistics
+
+    @classmethod
+    def idle(cls) -> ServiceStatistics:
+        """A process without workers (``notifyq web``): every count zero."""
+        return cls(
+            workers=WorkerStatistics(0, 0, 0, 0, 0, 0, 0, 0),
+            in_flight=0,
+            threads=ThreadStatistics(running=0, abandoned=0, slots=0),
+            scheduler=SchedulerStatistics(0, 0, 0, 0),
+        )
+
+
 class Service:
-    """The stages of one process. With ``workers=False`` (``notifyq web``) only the listener."""
+    """The stages of one process that runs workers (``notifyq serve`` and ``worker``; a
+    process without workers, ``notifyq web``, runs a :class:`Listener` alone)."""
 
     def __init__(
         self,
@@ -89,13 +118,11 @@ class Service:
         app: App,
         *,
         sink: NotificationSink | None = None,
-        workers: bool = True,
         exit_on_abandoned: bool = False,
     ) -> None:
         self.db = database
         self.settings = settings
         self.worker_id = new_worker_id()
-        self.workers = workers
         # A process may end while handlers that ignore cancellation still run (the CLI
         # asks for it); otherwise the service waits for them.
         self.exit_on_abandoned = exit_on_abandoned
@@ -121,7 +148,7 @@ class Service:
         )
         tracing.start()  # OpenTelemetry spans, if the extra is installed and configured
         self.writer = Writer(
-            database, settings, self.ledger, self.worker_id, out_receive, self.claimer
+            database, settings, self.ledger, self.worker_id, out_receive, handoff=self.claimer
         )
         self.reaper = maintenance.Reaper(database, settings)
         self.scheduler = Scheduler(
@@ -132,16 +159,15 @@ class Service:
             declared=app.schedules.values(),
         )
         self.watch = LoopWatch(threshold_s=min(1.0, settings.lease_s / 4))
-        if workers:
-            self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
-            self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
-            self.listener.subscribe(LIMITS_CHANNEL, self.claimer.on_limits_notification)
-            self.listener.subscribe(SCHEDULES_CHANNEL, self.scheduler.on_schedules_changed)
-            self.listener.on_gap(self.claimer.rows_appeared)
-            self.listener.on_gap(self.scheduler.on_schedules_changed)
+        self.listener.subscribe(QUEUE_CHANNEL, self.claimer.on_queue_notification)
+        self.listener.subscribe(CANCEL_CHANNEL, self.runner.on_cancel_notification)
+        self.listener.subscribe(LIMITS_CHANNEL, self.claimer.on_limits_notification)
+        self.listener.subscribe(SCHEDULES_CHANNEL, self.scheduler.on_schedules_changed)
+        self.listener.on_gap(self.claimer.rows_appeared)
+        self.listener.on_gap(self.scheduler.on_schedules_changed)
 
     @property
-    def health(self) -> Health:
+    def health(self) -> listen.Health:
         return self.listener.health
 
     @property
@@ -149,9 +175,10 @@ class Service:
         """Attempts claimed and not yet written."""
         return len(self.ledger.attempts)
 
-    def stats(self) -> WorkerStats:
+    def statistics(self) -> ServiceStatistics:
+        """This process's engine now (see :class:`ServiceStatistics`)."""
         t = self.writer.tally()
-        return WorkerStats(
+        workers = WorkerStatistics(
             self.ledger.claimed,
             t.done,
             t.failed,
@@ -161,8 +188,15 @@ class Service:
             t.fenced,
             self.reaper.recovered,
         )
+        return ServiceStatistics(
+            workers=workers,
+            in_flight=self.in_flight,
+            threads=self.runner.threads.statistics(),
+            scheduler=self.scheduler.statistics(),
+        )
 
     def observe_ends(self, observer: EndObserver) -> None:
+        """Call ``observer`` for every attempt whose outcome is written (``/metrics``)."""
         self.writer.observe_ends(observer)
 
     async def serve(
@@ -173,13 +207,10 @@ class Service:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
-            if self.workers:
-                async with trio.open_nursery() as guard:
-                    guard.start_soon(self._guard_loop)
-                    await self._serve_workers(stop, force, task_status)
-                    guard.cancel_scope.cancel()
-            else:
-                await self._serve_listener_only(stop, task_status)
+            async with trio.open_nursery() as guard:
+                guard.start_soon(self._guard_loop)
+                await self._serve_workers(stop, force, task_status)
+                guard.cancel_scope.cancel()
         finally:
             self.stopped.set()
 
@@ -219,7 +250,7 @@ class Service:
                 handlers.cancel_scope.cancel()
         finally:
             await self._unregister()
-        log.info("service.stopped", **self.stats().as_dict())
+        log.info("service.stopped", **self.statistics().workers.as_dict())
 
     async def _run_stages(
         self,
@@ -246,7 +277,7 @@ class Service:
             housekeeping.start_soon(self.scheduler.serve)
             housekeeping.start_soon(self.watch.serve)
             if s.retention_s:
-                housekeeping.start_soon(maintenance.serve_pruner, self.db, s.retention_s)
+                housekeeping.start_soon(maintenance.serve_retention, self.db, s.retention_s)
             async with trio.open_nursery() as writer:
                 writer.start_soon(self.writer.serve, force)
                 grace = trio.CancelScope()
@@ -265,17 +296,6 @@ class Service:
                 log.info("shutdown.writing_outcomes", pending=self.in_flight)
             housekeeping.cancel_scope.cancel()
         log.info("shutdown.done")
-
-    async def _serve_listener_only(
-        self, stop: trio.Event, task_status: trio.TaskStatus[None]
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            with trio.CancelScope() as startup:
-                nursery.start_soon(_cancel_when, stop, startup)
-                await nursery.start(self.listener.serve)
-            task_status.started()
-            await stop.wait()
-            nursery.cancel_scope.cancel()
 
     async def _guard_loop(self) -> None:
         """Wait for the asyncio loop to stop under the service (see the module's doc), then

@@ -58,7 +58,7 @@ def judge(facts: Facts, retries: Retries, max_result_bytes: int | None = None) -
         return _retry_or_fail(facts, f"timed out after {facts.timeout_s or 0:g} s", retries)
     if reason in ("shutdown", "lease_lost"):
         return Outcome(tid, attempt, Verdict.RELEASED)
-    return Outcome(tid, attempt, Verdict.CANCELLED, error="cancelled")
+    return Outcome(tid, attempt, Verdict.CANCELLED, error=Verdict.CANCELLED.value)
 
 
 def no_handler(task: Task, retries: Retries) -> Outcome:

@@ -3,6 +3,10 @@
 Writes are shielded from cancellation and retried while the database is away, so that an
 outcome is never dropped while this process still owns the task. An outcome whose lease
 ran out meanwhile is given up loudly (the reaper hands the task to another attempt).
+
+The same statement may claim the next rows for the workers the outcomes free, through a
+:class:`~notifyq.engine.ports.ClaimHandoff` the service hands it (the claimer): the writer
+never imports the claimer.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import trio
 
 from notifyq import db, errors, logs, store, tracing
 from notifyq.app import Task
-from notifyq.engine.claimer import Claimer, holds_connections
-from notifyq.engine.ledger import Attempt, Ledger
+from notifyq.engine.ledger import Attempt, Ledger, holds_connections
+from notifyq.engine.ports import ClaimHandoff
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
 
@@ -42,6 +46,18 @@ class Tally:
 
 
 class Writer:
+    """The stage that records outcomes: the only receiver of the outcomes channel.
+
+    Owns the outcomes channel, its tally, and in the ledger ``written`` and the removal of
+    each attempt from ``attempts`` once its outcome is written or given up. It never
+    changes a running attempt, and claims only through its :class:`ClaimHandoff`, whose
+    reservation it settles exactly once per statement (written or failed).
+
+    Wake rule: it waits on the outcomes channel alone and writes whatever is queued as one
+    batch (up to MAX_BATCH); the service closes the channel at shutdown, which ends it
+    once every outcome is written. After each batch it rings the ledger's doorbell: room freed.
+    """
+
     def __init__(
         self,
         database: db.Database,
@@ -49,11 +65,12 @@ class Writer:
         ledger: Ledger,
         owner: str,
         outcomes: trio.MemoryReceiveChannel[tuple[Outcome, Attempt]],
-        claimer: Claimer | None = None,
+        *,
+        handoff: ClaimHandoff | None = None,
     ) -> None:
         self.db = database
         # Claims for the workers the outcomes free, in the same statement (None: never).
-        self.claimer = claimer
+        self.handoff = handoff
         self.settings = settings
         self.ledger = ledger
         self.owner = owner
@@ -156,11 +173,11 @@ class Writer:
     ) -> dict[tuple[int, int], str]:
         """Write the outcomes; claim the claimer's next rows in the same statement when it
         wants some (no limited queues, no tracing: those keep their own statements)."""
-        claimer = self.claimer
+        handoff = self.handoff
         reservation = None
-        if claimer is not None and not freed and tracing.active is None:
-            reservation = claimer.reserve(len(outcomes))
-        if claimer is None or reservation is None:
+        if handoff is not None and not freed and tracing.active is None:
+            reservation = handoff.reserve(len(outcomes))
+        if handoff is None or reservation is None:
             return await self._write_rows(outcomes, freed=freed)
         claimed = None
         try:
@@ -168,7 +185,7 @@ class Writer:
                 self.db,
                 owner=self.owner,
                 outcomes=outcomes,
-                queues=claimer.queues,
+                queues=handoff.queues,
                 kinds=reservation.kinds,
                 limit=reservation.want,
                 lease_s=self.settings.lease_s,
@@ -178,12 +195,12 @@ class Writer:
         except errors.QueryError:
             # Bad data in an outcome: nothing was written or claimed. The plain path
             # writes them one by one and stores what PostgreSQL refused.
-            claimer.settle(reservation, None)
+            handoff.settle(reservation, None)
             reservation = None
             return await self._write_rows(outcomes, freed=freed)
         finally:
             if reservation is not None:
-                claimer.settle(reservation, claimed)
+                handoff.settle(reservation, claimed)
 
     async def _write_rows(
         self, outcomes: Sequence[Outcome], *, substitute: bool = True, freed: Sequence[str] = ()

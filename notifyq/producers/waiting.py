@@ -18,8 +18,7 @@ from typing import Any
 
 from notifyq.errors import TaskNotFound, WaitTimeout
 from notifyq.producers.drivers import parameters, statement, unsupported
-
-ENDED = frozenset({"done", "error", "cancelled"})
+from notifyq.vocabulary import DONE_CHANNEL, ENDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +156,7 @@ async def _wait_asyncpg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcom
 
     deadline = time.monotonic() + timeout_s
     was_listening = await conn.fetchval(statement("listening_done", "numeric_dollar"))
-    await conn.add_listener("notifyq_done", on_done)  # LISTEN, in effect when it returns
+    await conn.add_listener(DONE_CHANNEL, on_done)  # LISTEN, in effect when it returns
     try:
         while True:
             heard.clear()  # before the read: an end after it sets the event again
@@ -175,6 +174,6 @@ async def _wait_asyncpg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcom
         if not conn.is_closed():
             # asyncpg UNLISTENs once its last callback goes, even when the application's
             # own LISTEN (a plain statement) came first: that LISTEN is set again.
-            await conn.remove_listener("notifyq_done", on_done)
+            await conn.remove_listener(DONE_CHANNEL, on_done)
             if was_listening:
                 await conn.execute(statement("listen_done", "numeric_dollar"))

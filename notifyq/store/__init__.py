@@ -5,10 +5,10 @@ looks them up and passes their parameters, so callers read ``await store.claim(.
 keyword arguments and get typed rows back. ``db.py`` (the driver wrapper), ``migrations.py``
 and the ``bench`` package aside, no other module runs SQL or holds asyncpg objects.
 
-The vocabulary the SQL and the Python share is defined here once: :class:`Status` (the
-``status`` column's values, pinned to the table's CHECK constraint by
-``tests/integration/test_store.py``) and :class:`Verdict` (what one attempt ended as, the
-``finish`` statement's ``outcome`` values, which are also the history's event names).
+The words the SQL and the Python share (:class:`Status`, the ``status`` column's values;
+:class:`Verdict`, the ``finish`` statement's outcomes and the history's event names; the
+ended and live sets) live in :mod:`notifyq.vocabulary`, which imports no driver; they are
+re-exported here for the store's callers.
 """
 
 from __future__ import annotations
@@ -140,9 +140,6 @@ from notifyq.store.reads import (
     ended_per_minute as ended_per_minute,
 )
 from notifyq.store.reads import (
-    grant as grant,
-)
-from notifyq.store.reads import (
     list_tasks as list_tasks,
 )
 from notifyq.store.reads import (
@@ -166,6 +163,30 @@ from notifyq.store.reads import (
 from notifyq.store.reads import (
     workers as workers,
 )
+from notifyq.store.roles import (
+    grant as grant,
+)
+from notifyq.store.rows import (
+    MAX_ERROR_CHARS as MAX_ERROR_CHARS,
+)
+from notifyq.store.rows import (
+    PREVIEW_CHARS as PREVIEW_CHARS,
+)
+from notifyq.store.rows import (
+    TASK_COLUMNS as TASK_COLUMNS,
+)
+from notifyq.store.rows import (
+    EventRow as EventRow,
+)
+from notifyq.store.rows import (
+    Row as Row,
+)
+from notifyq.store.rows import (
+    TaskRow as TaskRow,
+)
+from notifyq.store.rows import (
+    clean_text as clean_text,
+)
 from notifyq.store.tasks import (
     UNIQUE_ATTEMPTS as UNIQUE_ATTEMPTS,
 )
@@ -182,9 +203,6 @@ from notifyq.store.tasks import (
     enqueue as enqueue,
 )
 from notifyq.store.tasks import (
-    enqueue_unique as enqueue_unique,
-)
-from notifyq.store.tasks import (
     get_task as get_task,
 )
 from notifyq.store.tasks import (
@@ -197,7 +215,7 @@ from notifyq.store.tasks import (
     task_history as task_history,
 )
 from notifyq.store.upkeep import (
-    HistoryPrune as HistoryPrune,
+    HistoryDrop as HistoryDrop,
 )
 from notifyq.store.upkeep import (
     Partitions as Partitions,
@@ -206,13 +224,13 @@ from notifyq.store.upkeep import (
     Recovered as Recovered,
 )
 from notifyq.store.upkeep import (
+    delete_ended_before as delete_ended_before,
+)
+from notifyq.store.upkeep import (
+    drop_history_days as drop_history_days,
+)
+from notifyq.store.upkeep import (
     maintain_partitions as maintain_partitions,
-)
-from notifyq.store.upkeep import (
-    prune as prune,
-)
-from notifyq.store.upkeep import (
-    prune_history as prune_history,
 )
 from notifyq.store.upkeep import (
     reap as reap,
@@ -220,27 +238,15 @@ from notifyq.store.upkeep import (
 from notifyq.store.upkeep import (
     take_turn as take_turn,
 )
-from notifyq.store.vocabulary import (
+from notifyq.vocabulary import (
     ENDED as ENDED,
 )
-from notifyq.store.vocabulary import (
+from notifyq.vocabulary import (
     LIVE as LIVE,
 )
-from notifyq.store.vocabulary import (
-    MAX_ERROR_CHARS as MAX_ERROR_CHARS,
-)
-from notifyq.store.vocabulary import (
-    PREVIEW_CHARS as PREVIEW_CHARS,
-)
-from notifyq.store.vocabulary import (
-    Row as Row,
-)
-from notifyq.store.vocabulary import (
+from notifyq.vocabulary import (
     Status as Status,
 )
-from notifyq.store.vocabulary import (
+from notifyq.vocabulary import (
     Verdict as Verdict,
-)
-from notifyq.store.vocabulary import (
-    clean_text as clean_text,
 )

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifyq import db, listen, sql
-from notifyq.store.vocabulary import Verdict, clean_text
+from notifyq.store.rows import clean_text
 from notifyq.version import __version__
+from notifyq.vocabulary import Verdict
 
 # --- the engine -------------------------------------------------------------------------
 
@@ -373,6 +374,6 @@ async def heartbeat(
     return await database.run(beat)
 
 
-async def send_probe(listener: listen.Listener, channel: str) -> None:
+async def send_probe(listener: listen.ListenConnection, channel: str) -> None:
     """The listener's round-trip probe: NOTIFY ``channel`` on the LISTEN connection itself."""
     await listener.execute(sql.queries["probe"], channel)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from notifyq import db, errors, limits, schedules, sql
-from notifyq.store.vocabulary import PREVIEW_CHARS
+from notifyq.store.rows import PREVIEW_CHARS
 
 # --- queue limits: CLI, HTTP, App declarations ---------------------------------------
 

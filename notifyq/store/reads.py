@@ -1,12 +1,12 @@
-"""What the status page, the HTTP API and the CLI read: counts, lists, samples, grants."""
+"""What the status page, the HTTP API and the CLI read: counts, lists, samples."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from notifyq import db, errors, sql
-from notifyq.store.vocabulary import PREVIEW_CHARS, Row
+from notifyq import db, sql
+from notifyq.store.rows import PREVIEW_CHARS, Row, TaskRow
 
 # --- reading: status page, HTTP API, CLI ------------------------------------------------
 
@@ -43,29 +43,30 @@ async def list_tasks(
     before: int | None,
     limit: int,
     preview_chars: int = PREVIEW_CHARS,
-) -> list[Row]:
-    """Display rows whose payload or result, when longer than ``preview_chars`` characters
-    of JSON text, is None with its first characters in ``payload_preview``/``result_preview``
-    (cut in SQL: the big value never leaves the database)."""
-    return list(
-        await database.fetch(
-            sql.queries["list_tasks"], status, queue, kind, before, limit, preview_chars
-        )
+) -> list[TaskRow]:
+    """Rows whose payload or result, when longer than ``preview_chars`` characters of JSON
+    text, is None with its first characters in ``payload_preview``/``result_preview`` (cut
+    in SQL: the big value never leaves the database)."""
+    rows = await database.fetch(
+        sql.queries["list_tasks"], status, queue, kind, before, limit, preview_chars
     )
+    return [TaskRow.from_record(r) for r in rows]
 
 
 async def running_tasks(
     database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
-) -> list[Row]:
+) -> list[TaskRow]:
     """The longest-running tasks, with previews as :func:`list_tasks` has them."""
-    return list(await database.fetch(sql.queries["running_tasks"], limit, preview_chars))
+    rows = await database.fetch(sql.queries["running_tasks"], limit, preview_chars)
+    return [TaskRow.from_record(r) for r in rows]
 
 
 async def recent_failures(
     database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
-) -> list[Row]:
+) -> list[TaskRow]:
     """The latest failures, with previews as :func:`list_tasks` has them."""
-    return list(await database.fetch(sql.queries["recent_failures"], limit, preview_chars))
+    rows = await database.fetch(sql.queries["recent_failures"], limit, preview_chars)
+    return [TaskRow.from_record(r) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,31 +142,3 @@ async def ping(database: db.Database) -> None:
 async def live_processes(database: db.Database, *, host: str, within_s: float) -> int:
     """Processes on ``host`` that heart-beat within ``within_s`` seconds."""
     return int(await database.fetchval(sql.queries["host_alive"], host, within_s))
-
-
-async def grant(
-    database: db.Database, wanted: Sequence[tuple[str, str]], *, apply: bool
-) -> list[str]:
-    """The GRANT statements for each (privileges, role) of ``wanted``, privileges being
-    "producer" or "worker"; run (all or none, in one transaction) when ``apply``."""
-
-    async def statements(conn: db.Connection) -> list[str]:
-        done: list[str] = []
-        for privileges, role in wanted:
-            # Each role's base grants, then those of later features, which live in functions
-            # of their own so that a migration replacing the base function keeps them.
-            names = {
-                "producer": ("grant_producer", "grant_producer_unique"),
-                "worker": ("grant_worker", "grant_worker_schedules", "grant_worker_functions"),
-            }[privileges]
-            for query in names:
-                try:
-                    rows = await conn.fetch(sql.queries[query], role, apply)
-                except db.CONNECTION_ERRORS:
-                    raise
-                except Exception as exc:  # PostgreSQL's refusal: no such role, no privilege
-                    raise errors.NotifyqError(f"cannot grant to role {role!r}: {exc}") from None
-                done += [f"{r['statement']};" for r in rows]
-        return done
-
-    return await database.run_in_transaction(statements)

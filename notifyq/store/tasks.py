@@ -7,30 +7,21 @@ from dataclasses import dataclass
 
 from notifyq import db, errors, sql
 from notifyq.spec import NewTask
-from notifyq.store.vocabulary import Row
+from notifyq.store.rows import EventRow, Row, TaskRow
 
 # --- producers and the client -----------------------------------------------------------
 
 
-async def enqueue(database: db.Database, task: NewTask) -> Row:
-    """Add a checked task (its unique key is not looked at: see enqueue_unique)."""
-    row: Row | None = await database.fetchrow(
-        sql.queries["enqueue"], *task.parameters(), task.concurrency_key
-    )
-    assert row is not None  # INSERT ... RETURNING always returns the row
-    return row
-
-
 @dataclass(frozen=True, slots=True)
 class Enqueued:
-    """What an enqueue with a unique key did: added ``row``, or found it live (duplicate)."""
+    """What an enqueue did: added ``row``, or (with a unique key) found it live: duplicate."""
 
-    row: Row
+    row: TaskRow
     duplicate: bool
 
     @property
     def id(self) -> int:
-        return int(self.row["id"])
+        return self.row.id
 
 
 # A duplicate whose live task ends (or commits) between the insert's check and its read
@@ -38,9 +29,15 @@ class Enqueued:
 UNIQUE_ATTEMPTS = 20
 
 
-async def enqueue_unique(database: db.Database, task: NewTask) -> Enqueued:
-    """Add a task unless a live task of its queue holds its unique key (then return that)."""
-    assert task.unique_key is not None
+async def enqueue(database: db.Database, *, task: NewTask) -> Enqueued:
+    """Add a checked task (:func:`notifyq.spec.new_task`, the one check of every entry
+    point); with a unique key, unless a live task of its queue holds it (then that one)."""
+    if task.unique_key is None:
+        added: Row | None = await database.fetchrow(
+            sql.queries["enqueue"], *task.parameters(), task.concurrency_key
+        )
+        assert added is not None  # INSERT ... RETURNING always returns the row
+        return Enqueued(TaskRow.from_record(added), duplicate=False)
     for _ in range(UNIQUE_ATTEMPTS):
         row: Row | None = await database.fetchrow(
             sql.queries["enqueue_unique"],
@@ -50,7 +47,7 @@ async def enqueue_unique(database: db.Database, task: NewTask) -> Enqueued:
         )
         if row is not None:
             found = {k: v for k, v in row.items() if k != "added"}
-            return Enqueued(found, duplicate=not row["added"])
+            return Enqueued(TaskRow.from_record(found), duplicate=not row["added"])
     raise errors.NotifyqError(
         f"unique key {task.unique_key!r} of queue {task.queue!r} kept changing hands; try again"
     )
@@ -67,13 +64,16 @@ async def seed(database: db.Database, count: int) -> list[int]:
     return [r["id"] for r in await database.fetch(sql.queries["seed"], count)]
 
 
-async def get_task(database: db.Database, task_id: int) -> Row | None:
+async def get_task(database: db.Database, task_id: int) -> TaskRow | None:
     row: Row | None = await database.fetchrow(sql.queries["get_task"], task_id)
-    return row
+    return None if row is None else TaskRow.from_record(row)
 
 
-async def task_history(database: db.Database, task_id: int) -> list[Row]:
-    return list(await database.fetch(sql.queries["task_history"], task_id))
+async def task_history(database: db.Database, task_id: int) -> list[EventRow]:
+    """The task's events, oldest first (empty for no such task)."""
+    return [
+        EventRow.from_record(r) for r in await database.fetch(sql.queries["task_history"], task_id)
+    ]
 
 
 async def cancel(database: db.Database, task_id: int) -> str | None:

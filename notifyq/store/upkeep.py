@@ -41,13 +41,13 @@ async def take_turn(database: db.Database, job: str, every_s: float) -> bool:
     return bool(await database.fetchval(sql.queries["take_maintenance_turn"], job, every_s))
 
 
-async def prune(database: db.Database, *, older_than_s: float, limit: int) -> int:
+async def delete_ended_before(database: db.Database, *, older_than_s: float, limit: int) -> int:
     """Delete up to ``limit`` tasks that ended more than ``older_than_s`` ago; how many."""
     return len(await database.fetch(sql.queries["prune"], older_than_s, limit))
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryPrune:
+class HistoryDrop:
     """The history partitions a retention turn dropped, and those it left for the next
     turn because the history was in use (a long reader)."""
 
@@ -55,10 +55,10 @@ class HistoryPrune:
     busy: list[str]
 
 
-async def prune_history(database: db.Database, *, older_than_s: float) -> HistoryPrune:
+async def drop_history_days(database: db.Database, *, older_than_s: float) -> HistoryDrop:
     """Drop the history partitions older than ``older_than_s``, never waiting for a lock."""
     rows = await database.fetch(sql.queries["prune_history"], older_than_s)
-    return HistoryPrune(
+    return HistoryDrop(
         [r["partition"] for r in rows if r["dropped"]],
         [r["partition"] for r in rows if not r["dropped"]],
     )

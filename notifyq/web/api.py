@@ -15,6 +15,7 @@ from quart_schema import document_querystring, document_request, document_respon
 
 from notifyq import errors, spec, store
 from notifyq.client import Client
+from notifyq.vocabulary import DONE_CHANNEL
 from notifyq.web import models
 from notifyq.web.bodies import body, validate
 from notifyq.web.context import PROBE_STALE_S, Context, current
@@ -74,10 +75,7 @@ async def create_task() -> Response:
             details=[{"field": exc.option, "message": str(exc)}],
         ) from None
     try:
-        if task.unique_key is None:
-            found = store.Enqueued(await store.enqueue(c.database, task), duplicate=False)
-        else:
-            found = await store.enqueue_unique(c.database, task)
+        found = await store.enqueue(c.database, task=task)
     except errors.QueryError as exc:
         # Data PostgreSQL refuses that the check let through: a bug of the check, but the
         # client still gets a 422 rather than a 500.
@@ -87,9 +85,7 @@ async def create_task() -> Response:
                 422, "validation_failed", f"the database refused the task: {first_line}"
             ) from None
         raise
-    created = models.CreatedTask.model_validate(
-        models.TaskOut.from_row(found.row).model_dump() | {"duplicate": found.duplicate}
-    )
+    created = models.CreatedTask.from_enqueued(found)
     if found.duplicate:
         c.metrics.duplicates.inc()
         return json_response(created, 200, {"Location": f"/tasks/{created.id}"})
@@ -127,7 +123,7 @@ async def list_tasks() -> Response:
 @document_response(models.ErrorOut, 404)
 async def get_task(task_id: int) -> Response:
     """One task."""
-    task = await Client(current().database).get(existing_id(task_id))
+    task = await Client(current().database).task(existing_id(task_id))
     return json_response(models.TaskOut.from_row(task))
 
 
@@ -136,9 +132,9 @@ async def get_task(task_id: int) -> Response:
 @document_response(models.ErrorOut, 404)
 async def task_history(task_id: int) -> Response:
     """A task's events, oldest first."""
-    events = await Client(current().database).history(existing_id(task_id))
+    events = await Client(current().database).events(existing_id(task_id))
     return json_response(
-        models.History(task_id=task_id, events=[models.EventOut.model_validate(e) for e in events])
+        models.History(task_id=task_id, events=[models.EventOut.from_row(e) for e in events])
     )
 
 
@@ -225,7 +221,8 @@ async def health() -> Response:
 
 
 def _threads_check(c: Context) -> models.Check | None:
-    stuck, slots = c.stuck_threads()
+    threads = c.statistics().threads
+    stuck, slots = threads.abandoned, threads.slots
     if not stuck:
         return None
     detail = f"{stuck} of {slots} thread slots held by handlers that ignored their time limit"
@@ -258,7 +255,7 @@ async def metrics() -> Response:
     # are still worth scraping.
     with contextlib.suppress(errors.DatabaseUnavailable):
         await c.counts()
-    return Response(c.metrics.render(), content_type=CONTENT_TYPE)
+    return Response(c.render_metrics(), content_type=CONTENT_TYPE)
 
 
 # --- live events ---------------------------------------------------------------------
@@ -299,7 +296,7 @@ async def _stream(c: Context, subscription: Subscription) -> AsyncIterator[bytes
         # The first line says "subscribed": only once the LISTEN for task ends is in
         # effect (within a round trip), so a client that acts on it misses nothing.
         with trio.move_on_after(LISTEN_WAIT_S):
-            await c.live.wait_listening("notifyq_done")
+            await c.live.wait_listening(DONE_CHANNEL)
         yield b"retry: 2000\nevent: ready\ndata: {}\n\n"
         # Open until the HTTP side closes (after the workers have stopped): close_all()
         # then ends every stream at once.

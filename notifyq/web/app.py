@@ -1,4 +1,10 @@
-"""The Quart-Trio application: routes, JSON errors, the token rule, the body limit.
+"""The Quart-Trio application: routes, request guards, JSON errors.
+
+:func:`create_app` registers small named functions: the request guards (a foreign Host or a
+cross-site change to a loopback server without a token, a change without the token), the
+security headers, and one error handler per error a request can meet. Admission (how many
+requests at once) and the body limit are the ASGI wrapper's (:mod:`notifyq.web.admission`)
+and Quart's ``MAX_CONTENT_LENGTH``.
 
 Every error leaves as ``{"error": {"code", "message"}}`` with its HTTP status; nothing a
 client sends can produce an HTML page or a 500 (a 500 means a bug, and is logged).
@@ -7,6 +13,7 @@ client sends can produce an HTML page or a 500 (a 500 means a bug, and is logged
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,10 +24,11 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from notifyq import errors, logs
+from notifyq.settings import Settings
 from notifyq.version import __version__
 from notifyq.web import api, fleet_api, page
 from notifyq.web.bind import is_loopback
-from notifyq.web.context import Context
+from notifyq.web.context import Context, current
 from notifyq.web.replies import ApiError, error_response
 
 log = logs.get("notifyq.web")
@@ -108,80 +116,118 @@ def create_app(ctx: Context) -> QuartTrio:
     app.register_blueprint(api.blueprint)
     app.register_blueprint(fleet_api.blueprint)
     app.register_blueprint(page.blueprint)
-
-    token = ctx.settings.api_token.encode() if ctx.settings.api_token else None
-    # Without a token, a loopback server trusts whoever can reach loopback. Two ways a web
-    # page in the user's browser could reach it anyway are refused: a cross-site POST
-    # (its Origin names another site) and DNS rebinding (a Host that is not loopback).
-    guard_loopback = token is None and is_loopback(ctx.settings.http_host)
-
-    @app.before_request
-    async def refuse_foreign_requests() -> Response | None:
-        if guard_loopback and not is_loopback(_hostname(request.host)):
-            return error_response(
-                403, "forbidden_host", "this server answers only to a loopback Host header"
-            )
-        origin = request.headers.get("Origin")
-        if (
-            request.method not in SAFE_METHODS
-            and origin is not None
-            and urlsplit(origin).netloc.lower() != request.host.lower()
-        ):
-            return error_response(403, "cross_origin", "cross-origin requests may not change tasks")
-        return None
-
-    @app.before_request
-    async def require_token() -> Response | None:
-        if token is None or request.method in SAFE_METHODS:
-            return None
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        # Constant time, so the comparison does not reveal how much of a guess matched.
-        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token):
-            return None
-        return error_response(
-            401,
-            "unauthorized",
-            "this server needs Authorization: Bearer <API_TOKEN> for changes",
-            headers={"WWW-Authenticate": 'Bearer realm="notifyq"'},
-        )
-
-    @app.after_request
-    async def add_security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
-
-    @app.errorhandler(ApiError)
-    async def api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
-
-    @app.errorhandler(errors.TaskNotFound)
-    async def not_found(exc: errors.TaskNotFound) -> Response:
-        return error_response(404, "task_not_found", str(exc))
-
-    @app.errorhandler(errors.InvalidTransition)
-    async def conflict(exc: errors.InvalidTransition) -> Response:
-        return error_response(409, "invalid_transition", str(exc))
-
-    @app.errorhandler(errors.DatabaseUnavailable)
-    async def unavailable(exc: errors.DatabaseUnavailable) -> Response:
-        return error_response(503, "database_unavailable", str(exc), headers={"Retry-After": "1"})
-
-    @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        message = {
-            404: "no such endpoint",
-            405: f"{request.method} is not allowed here",
-            413: f"request body over the limit of {ctx.settings.http_body_limit} bytes",
-        }.get(status, exc.description or exc.name)
-        return error_response(status, _snake(exc.name), message, headers=headers)
-
-    @app.errorhandler(Exception)
-    async def crash(exc: Exception) -> Response:
-        log.error("http.error", path=request.path, method=request.method, exc_info=exc)
-        return error_response(500, "internal_error", "internal error; see the server log")
-
+    for guard in REQUEST_GUARDS:  # in this order; the first to answer ends the request
+        app.before_request(guard)
+    app.after_request(add_security_headers)
+    for error, handler in ERROR_HANDLERS:
+        app.register_error_handler(error, handler)
     return app
+
+
+# --- request guards: each returns a response to refuse the request, or None ---------------
+
+
+def _guards_loopback(settings: Settings) -> bool:
+    """Without a token, a loopback server trusts whoever can reach loopback. Two ways a web
+    page in the user's browser could reach it anyway are refused: a cross-site change (its
+    Origin names another site) and DNS rebinding (a Host that is not loopback)."""
+    return settings.api_token is None and is_loopback(settings.http_host)
+
+
+async def refuse_foreign_host() -> Response | None:
+    """DNS rebinding: a loopback server without a token answers only to a loopback Host."""
+    if _guards_loopback(current().settings) and not is_loopback(_hostname(request.host)):
+        return error_response(
+            403, "forbidden_host", "this server answers only to a loopback Host header"
+        )
+    return None
+
+
+async def refuse_cross_origin_changes() -> Response | None:
+    """A change whose Origin names another site than the Host it was sent to."""
+    origin = request.headers.get("Origin")
+    if (
+        request.method not in SAFE_METHODS
+        and origin is not None
+        and urlsplit(origin).netloc.lower() != request.host.lower()
+    ):
+        return error_response(403, "cross_origin", "cross-origin requests may not change tasks")
+    return None
+
+
+async def require_token() -> Response | None:
+    """With API_TOKEN set, a change needs ``Authorization: Bearer <API_TOKEN>``."""
+    token = current().settings.api_token
+    if token is None or request.method in SAFE_METHODS:
+        return None
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    # Constant time, so the comparison does not reveal how much of a guess matched.
+    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+        return None
+    return error_response(
+        401,
+        "unauthorized",
+        "this server needs Authorization: Bearer <API_TOKEN> for changes",
+        headers={"WWW-Authenticate": 'Bearer realm="notifyq"'},
+    )
+
+
+REQUEST_GUARDS: tuple[Callable[[], Awaitable[Response | None]], ...] = (
+    refuse_foreign_host,
+    refuse_cross_origin_changes,
+    require_token,
+)
+
+
+async def add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+# --- error handlers: every error leaves as JSON ---------------------------------------------
+
+
+async def api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+async def task_not_found(exc: errors.TaskNotFound) -> Response:
+    return error_response(404, "task_not_found", str(exc))
+
+
+async def invalid_transition(exc: errors.InvalidTransition) -> Response:
+    return error_response(409, "invalid_transition", str(exc))
+
+
+async def database_unavailable(exc: errors.DatabaseUnavailable) -> Response:
+    return error_response(503, "database_unavailable", str(exc), headers={"Retry-After": "1"})
+
+
+async def http_error(exc: HTTPException) -> Response:
+    """Quart's and Werkzeug's own errors (no route, wrong method, body over the limit)."""
+    status = exc.code or 500
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    message = {
+        404: "no such endpoint",
+        405: f"{request.method} is not allowed here",
+        413: f"request body over the limit of {current().settings.http_body_limit} bytes",
+    }.get(status, exc.description or exc.name)
+    return error_response(status, _snake(exc.name), message, headers=headers)
+
+
+async def crash(exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered without it."""
+    log.error("http.error", path=request.path, method=request.method, exc_info=exc)
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+ERROR_HANDLERS: tuple[tuple[type[Exception], Callable[[Any], Awaitable[Response]]], ...] = (
+    (ApiError, api_error),
+    (errors.TaskNotFound, task_not_found),
+    (errors.InvalidTransition, invalid_transition),
+    (errors.DatabaseUnavailable, database_unavailable),
+    (HTTPException, http_error),
+    (Exception, crash),
+)

@@ -1,4 +1,9 @@
-"""What the HTTP handlers share: the database, the service's health, the live feed, caches."""
+"""What the HTTP handlers share: the database, the process's engine and its LISTEN
+connection's health, the live feed, caches.
+
+The engine is read through one seam, :class:`Engine`: its ``statistics()``, a frozen value
+composed of each stage's own. A process without workers (``notifyq web``) has none.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from quart import current_app
 
-from notifyq import db, errors, logs, store
-from notifyq.engine.listener import Health
+from notifyq import db, errors, logs, store, vocabulary
+from notifyq.engine.service import ServiceStatistics
+from notifyq.listen import Health
 from notifyq.settings import Settings
+from notifyq.vocabulary import STATUSES
 from notifyq.web.live import LiveFeed
 from notifyq.web.metrics import Metrics
 
@@ -26,7 +33,7 @@ LATENCY_WINDOW_S = 60.0
 LATENCY_SAMPLE = 2000  # rows at most: the cost stays flat however busy the queue is
 PROBE_STALE_S = 3.5  # the listener's probe runs every second with a 2 s timeout
 THROUGHPUT_MAX_AGE_S = 5.0
-ENDED = ("done", "error", "cancelled")
+ENDED = tuple(s for s in STATUSES if s in vocabulary.ENDED)  # in the page's order
 HOUR_S = 3600
 # Minutes this recent are read again each round (see EndedSeries.apply).
 REREAD_S = 120
@@ -109,6 +116,15 @@ class _Cached:
         self.expires = min(self.expires, max(time.monotonic(), self.loaded_at + min_age_s))
 
 
+class Engine(Protocol):
+    """This process's engine as the HTTP side sees it (:class:`~notifyq.engine.service.Service`)."""
+
+    def statistics(self) -> ServiceStatistics: ...
+
+
+IDLE = ServiceStatistics.idle()
+
+
 @dataclass
 class Context:
     database: db.Database
@@ -118,16 +134,10 @@ class Context:
     live: LiveFeed = field(default_factory=LiveFeed)
     metrics: Metrics = field(default_factory=Metrics)
     stopping: trio.Event = field(default_factory=trio.Event)
-    # This process's worker counters (empty for a web-only process).
-    worker_stats: Callable[[], dict[str, int]] = dict
-    in_flight: Callable[[], int] = lambda: 0
+    # This process's workers and the stages around them; None without workers (`web`).
+    engine: Engine | None = None
     # Kinds this process has handlers for (POST /schedules checks them); empty: unchecked.
     kinds: frozenset[str] = frozenset()
-    # This process's scheduler: ticks fired, missed, and fired onto a live task.
-    schedule_ticks: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
-    handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
-    # (stuck, slots): threads of abandoned sync handlers still running, of how many (/health).
-    stuck_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
     started: float = field(default_factory=time.monotonic)
     _counts: _Cached = field(default_factory=_Cached)
     _latency: _Cached = field(default_factory=_Cached)
@@ -140,13 +150,6 @@ class Context:
     watched: trio.Event = field(default_factory=trio.Event)  # /stats or the page was read
 
     def __post_init__(self) -> None:
-        snap = self.metrics.snapshot
-        snap.in_flight = lambda: self.in_flight()
-        snap.handler_threads = lambda: self.handler_threads()
-        snap.listener_connected = lambda: self.health.listener_connected
-        snap.subscribers = lambda: self.live.subscribers
-        snap.reconnects = lambda: self.health.reconnects
-        snap.schedule_ticks = lambda: self.schedule_ticks()
         # A notification means the counts changed: the next reader (the page refreshing
         # because of that very event) must not get the older numbers.
         self.live.on_change = lambda: self._counts.changed(COUNTS_MIN_AGE_S)
@@ -158,8 +161,21 @@ class Context:
             return await store.counts(self.database)
 
         counts: list[tuple[str, str, int]] = await _cached(self._counts, COUNTS_MAX_AGE_S, load)
-        self.metrics.snapshot.depth = {(q, s): n for q, s, n in counts}
+        self.metrics.note_depth({(q, s): n for q, s, n in counts})
         return counts
+
+    def statistics(self) -> ServiceStatistics:
+        """This process's engine now; every count zero without workers."""
+        return IDLE if self.engine is None else self.engine.statistics()
+
+    def render_metrics(self) -> bytes:
+        """``/metrics``: this process's counters, with the gauges of this instant."""
+        return self.metrics.render(
+            self.statistics(),
+            listener_connected=self.health.listener_connected,
+            reconnects=self.health.reconnects,
+            subscribers=self.live.subscribers,
+        )
 
     async def pickup_latency(self) -> dict[str, Any]:
         """p50/p95 of claim − run_at over the tasks that ended in the last minute."""
@@ -208,20 +224,6 @@ class Context:
 
         value: float = await _cached(self._throughput, THROUGHPUT_MAX_AGE_S, load)
         return value
-
-    def observe_workers(
-        self,
-        stats: Callable[[], dict[str, int]],
-        in_flight: Callable[[], int],
-        handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0),
-        stuck_threads: Callable[[], tuple[int, int]] = lambda: (0, 0),
-    ) -> None:
-        """Report this process's workers (``/stats`` since_start, the in-flight gauge, the
-        sync handlers' threads, the stuck ones among them for ``/health``)."""
-        self.worker_stats = stats
-        self.in_flight = in_flight
-        self.handler_threads = handler_threads
-        self.stuck_threads = stuck_threads
 
     def probe_age_s(self) -> float | None:
         if self.health.last_probe_ok < 0:

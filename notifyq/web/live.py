@@ -33,6 +33,7 @@ from typing import Any
 import trio
 
 from notifyq import db, errors, logs, store
+from notifyq.vocabulary import CANCEL_CHANNEL, DONE_CHANNEL, QUEUE_CHANNEL
 
 log = logs.get("notifyq.web")
 
@@ -139,7 +140,7 @@ class LiveFeed:
 
     def wanted_channels(self) -> tuple[str, ...]:
         """Channels to LISTEN to besides the service's own: task ends, while watched."""
-        return ("notifyq_done",) if self._subscribers else ()
+        return (DONE_CHANNEL,) if self._subscribers else ()
 
     async def wait_channels_changed(self) -> None:
         await self._channels_changed.wait()
@@ -167,7 +168,7 @@ class LiveFeed:
     # --- the listener's side: note the hint, nothing more ---------------------------------
 
     def on_notification(self, channel: str, payload: str) -> None:
-        if channel == "notifyq_done":
+        if channel == DONE_CHANNEL:
             task_id = _task_id(payload)
             if task_id is None:
                 # Counted and logged once per window; never kills the listener.
@@ -175,9 +176,9 @@ class LiveFeed:
                 self._bad_example = payload[:100]
             elif self._subscribers:
                 self._note(self._ended, task_id, MAX_LISTED_TASKS)
-        elif channel == "notifyq":
+        elif channel == QUEUE_CHANNEL:
             self._note(self._queues, payload[:128], MAX_QUEUES)
-        elif channel == "notifyq_cancel":
+        elif channel == CANCEL_CHANNEL:
             if _DIGITS.fullmatch(payload) and 0 < int(payload) <= BIGINT_MAX and self._subscribers:
                 self._note(self._cancels, int(payload), MAX_LISTED_TASKS)
         else:
@@ -203,7 +204,7 @@ class LiveFeed:
             self._ended, self._cancels, self._queues = {}, {}, {}
             self._overflowed, self._bad_example = False, None
             if bad is not None:
-                log.warning("notification.bad_payload", channel="notifyq_done", example=bad)
+                log.warning("notification.bad_payload", channel=DONE_CHANNEL, example=bad)
             # Something changed: the next reader of the counts gets fresh ones (once a window).
             self.on_change()
             if not self._subscribers:

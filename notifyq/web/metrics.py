@@ -4,12 +4,17 @@ Counters and histograms are this process's own, so that Prometheus can sum them 
 processes. Queue depth is the whole database's (every process reports the same value;
 aggregate it with ``max``). Each app gets its own registry, so that several apps in one
 test process do not collide.
+
+The gauges of the engine are read from one frozen value, the engine's ``statistics()``,
+that the ``/metrics`` handler passes to :meth:`Metrics.render`; the per-attempt counters
+and histograms are fed by :meth:`Metrics.observe_end`, which the engine calls once an
+outcome is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,6 +25,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from notifyq.engine.service import ServiceStatistics
+from notifyq.vocabulary import Verdict
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -49,20 +57,34 @@ LATENCY_BUCKETS = (
 RUN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
-class _Snapshot(Collector):
-    """Gauges read at scrape time from values the /metrics handler fetched just before."""
+class _Ended(Protocol):
+    """What :meth:`Metrics.observe_end` reads of the task whose attempt ended."""
 
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+class _Count:
     def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self) -> None:
+        self.value += 1
+
+
+class _Gauges(Collector):
+    """Gauges read at scrape time from the values :meth:`Metrics.render` was given."""
+
+    def __init__(self, duplicates: _Count, statistics: ServiceStatistics) -> None:
         self.depth: Mapping[tuple[str, str], int] = {}
-        self.in_flight: Callable[[], int] = lambda: 0
-        self.listener_connected: Callable[[], bool] = lambda: False
-        self.subscribers: Callable[[], int] = lambda: 0
-        self.reconnects: Callable[[], int] = lambda: 0
-        # This process's scheduler: (ticks fired, ticks missed, ticks whose task was live).
-        self.schedule_ticks: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
-        self.http_duplicates: Callable[[], int] = lambda: 0
-        # (running, abandoned) threads of sync handlers.
-        self.handler_threads: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        self.duplicates = duplicates  # POST /tasks answered with the live task
+        self.statistics = statistics
+        self.listener_connected = False
+        self.reconnects = 0
+        self.subscribers = 0
 
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
@@ -76,9 +98,9 @@ class _Snapshot(Collector):
         yield GaugeMetricFamily(
             "notifyq_tasks_in_flight",
             "Tasks this process has claimed and not yet recorded",
-            value=self.in_flight(),
+            value=self.statistics.in_flight,
         )
-        running, abandoned = self.handler_threads()
+        running, abandoned = self.statistics.threads.counts()
         yield GaugeMetricFamily(
             "notifyq_handler_threads",
             "Threads running sync (def) handlers now, abandoned ones included",
@@ -93,17 +115,17 @@ class _Snapshot(Collector):
         yield GaugeMetricFamily(
             "notifyq_listener_connected",
             "1 while the LISTEN connection is up",
-            value=1 if self.listener_connected() else 0,
+            value=1 if self.listener_connected else 0,
         )
         yield GaugeMetricFamily(
-            "notifyq_events_subscribers", "Open /events streams", value=self.subscribers()
+            "notifyq_events_subscribers", "Open /events streams", value=self.subscribers
         )
         yield CounterMetricFamily(
             "notifyq_listener_reconnects",
             "Times the LISTEN connection was re-established since start",
-            value=self.reconnects(),
+            value=self.reconnects,
         )
-        fired, missed, live = self.schedule_ticks()
+        fired, missed, live = self.statistics.scheduler.ticks
         yield CounterMetricFamily(
             "notifyq_schedule_ticks_fired",
             "Schedule ticks this process enqueued (each tick is fired by one process)",
@@ -119,16 +141,8 @@ class _Snapshot(Collector):
             "notifyq_duplicates_skipped",
             "Tasks not added because a live task of the queue held the unique key: POST "
             "/tasks duplicates and schedule ticks whose task was still live",
-            value=self.http_duplicates() + live,
+            value=self.duplicates.value + live,
         )
-
-
-class _Count:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def inc(self) -> None:
-        self.value += 1
 
 
 class Metrics:
@@ -154,15 +168,15 @@ class Metrics:
             buckets=RUN_BUCKETS,
             registry=self.registry,
         )
-        self.snapshot = _Snapshot()
-        self.registry.register(self.snapshot)
         self.duplicates = _Count()  # POST /tasks answered with the live task
-        self.snapshot.http_duplicates = lambda: self.duplicates.value
+        self._gauges = _Gauges(self.duplicates, ServiceStatistics.idle())
+        self.registry.register(self._gauges)
         # labels() validates and locks on every call; the hot path keeps the children.
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
-    def observe_end(self, queue: str, kind: str, outcome: str, lag_s: float, run_s: float) -> None:
-        """Called by the worker pool once an attempt's outcome is recorded."""
+    def observe_end(self, task: _Ended, outcome: str, lag_s: float, run_s: float) -> None:
+        """Called by the engine's writer once an attempt's outcome is recorded."""
+        queue, kind = task.queue, task.kind
         key = (queue, kind, outcome)
         children = self._children.get(key)
         if children is None:
@@ -174,9 +188,26 @@ class Metrics:
             self._children[key] = children
         count, pickup, run_time = children
         count.inc()
-        if outcome != "released":
+        if outcome != Verdict.RELEASED:
             pickup.observe(max(0.0, lag_s))
             run_time.observe(max(0.0, run_s))
 
-    def render(self) -> bytes:
+    def note_depth(self, depth: Mapping[tuple[str, str], int]) -> None:
+        """Tasks by (queue, status), as last read: kept while the database is away."""
+        self._gauges.depth = depth
+
+    def render(
+        self,
+        statistics: ServiceStatistics,
+        *,
+        listener_connected: bool,
+        reconnects: int,
+        subscribers: int,
+    ) -> bytes:
+        """The text exposition, with the gauges of this instant."""
+        gauges = self._gauges
+        gauges.statistics = statistics
+        gauges.listener_connected = listener_connected
+        gauges.reconnects = reconnects
+        gauges.subscribers = subscribers
         return generate_latest(self.registry)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, get_args
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -17,28 +16,25 @@ from pydantic import (
 )
 
 from notifyq import priorities, spec
-from notifyq.store import PREVIEW_CHARS
+from notifyq.store import PREVIEW_CHARS, Enqueued, EventRow, TaskRow
+from notifyq.vocabulary import STATUSES
 
-Status = Literal["pending", "in_progress", "done", "error", "cancelled"]
+if TYPE_CHECKING:
+    Status = str
+else:
+    # notifyq.vocabulary's statuses, as the enum of the document and of the filter's check
+    # (a Literal of a tuple is the Literal of its items).
+    Status = Literal[STATUSES]
 # The names of notifyq.priorities.NAMED (a test keeps the two the same).
 PriorityName = Literal["low", "normal", "high", "urgent"]
+PRIORITY_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": priorities.INT32_MIN, "maximum": priorities.INT32_MAX},
+        {"type": "string", "enum": list(get_args(PriorityName))},
+    ]
+}
 # One validator (one error, on the field itself); the document shows both forms.
-Priority = Annotated[
-    int,
-    PlainValidator(priorities.parse),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {
-                    "type": "integer",
-                    "minimum": priorities.INT32_MIN,
-                    "maximum": priorities.INT32_MAX,
-                },
-                {"type": "string", "enum": list(get_args(PriorityName))},
-            ]
-        }
-    ),
-]
+Priority = Annotated[int, PlainValidator(priorities.parse), WithJsonSchema(PRIORITY_SCHEMA)]
 INT32_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 
@@ -68,10 +64,20 @@ def _shallow(value: Any) -> Any:
     return value
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
+# The options of POST /tasks as the document shows them: the shape is checked here, the
+# rules (bounds, NUL, depth, size, names of priorities) by notifyq.spec, the one check of
+# every entry point, so that a bad option gets the same words from HTTP as from Python and
+# the CLI (tests/integration/test_one_task_check.py).
+_TEXT_PATTERN = r"^[^\x00\ud800-\udfff]+$"
+
+
+def _text(max_chars: int, *, pattern: bool = True) -> WithJsonSchema:
+    schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": max_chars}
+    return WithJsonSchema(schema | {"pattern": _TEXT_PATTERN} if pattern else schema)
+
+
+def _seconds(low: float, high: float) -> WithJsonSchema:
+    return WithJsonSchema({"type": "number", "minimum": low, "maximum": high})
 
 
 class NewTask(BaseModel):
@@ -91,69 +97,48 @@ class NewTask(BaseModel):
         },
     )
 
-    kind: Name = Field(description="Which handler runs it")
-    payload: Annotated[Any, AfterValidator(_shallow)] = Field(
+    kind: Annotated[str, _text(spec.MAX_NAME_CHARS)] = Field(description="Which handler runs it")
+    payload: Any = Field(
         None,
         description=f"Any JSON value nested at most {spec.MAX_JSON_DEPTH} levels, at most "
         f"{spec.MAX_PAYLOAD_BYTES} bytes as compact JSON; null means {{}}",
     )
-    queue: Name = "default"
-    priority: Priority = Field(0, description=f"Higher runs first: {priorities.HELP}")
+    queue: Annotated[str, _text(spec.MAX_NAME_CHARS)] = "default"
+    priority: Annotated[Any, WithJsonSchema(PRIORITY_SCHEMA)] = Field(
+        0, description=f"Higher runs first: {priorities.HELP}"
+    )
     run_at: datetime | None = Field(
         None, description="Run no sooner than this (ISO 8601 with a time zone)"
     )
-    delay: (
-        Annotated[float, Field(ge=0, le=spec.MAX_DELAY_S, strict=True), AfterValidator(_finite)]
-        | None
-    ) = Field(None, description="Seconds from now to run no sooner than")
-    max_attempts: int = Field(3, ge=1, le=spec.MAX_ATTEMPTS)
+    delay: Annotated[float, Field(strict=True), _seconds(0, spec.MAX_DELAY_S)] | None = Field(
+        None, description="Seconds from now to run no sooner than"
+    )
+    max_attempts: Annotated[
+        int, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": spec.MAX_ATTEMPTS})
+    ] = 3
     timeout: (
-        Annotated[
-            float,
-            Field(ge=spec.MIN_TIMEOUT_S, le=spec.MAX_TIMEOUT_S, strict=True),
-            AfterValidator(_finite),
-        ]
+        Annotated[float, Field(strict=True), _seconds(spec.MIN_TIMEOUT_S, spec.MAX_TIMEOUT_S)]
         | None
     ) = Field(None, description="Time limit of one attempt, in seconds (at least 1 ms)")
-    concurrency_key: ConcurrencyKey | None = Field(
+    concurrency_key: Annotated[str, _text(spec.MAX_CONCURRENCY_KEY_CHARS)] | None = Field(
         None, description="What the queue's per-key limit counts by (a customer id, say)"
     )
 
-    unique_key: (
-        Annotated[
-            str,
-            Field(min_length=1, max_length=spec.MAX_UNIQUE_KEY_CHARS),
-            AfterValidator(_storable_text),
-        ]
-        | None
-    ) = Field(
+    unique_key: Annotated[str, _text(spec.MAX_UNIQUE_KEY_CHARS, pattern=False)] | None = Field(
         None,
         description="While a live (pending or in_progress) task of the queue has this key, "
         "nothing is added: the answer is that task (200, duplicate true)",
     )
 
-    meta: Annotated[dict[str, Any], AfterValidator(_shallow)] | None = Field(
-        None, description="What travels with the task but is not its input (task.meta)"
-    )
+    meta: (
+        Annotated[Any, WithJsonSchema({"type": "object", "additionalProperties": True})] | None
+    ) = Field(None, description="What travels with the task but is not its input (task.meta)")
 
     @model_validator(mode="after")
     def _one_schedule(self) -> NewTask:
-        if self.run_at is not None and self.delay is not None:
-            raise ValueError("give run_at or delay, not both")
-        if self.run_at is not None and self.run_at.utcoffset() is None:
-            raise ValueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
+        # Reported on the body as a whole: the rule is about two fields.
+        spec.one_schedule(self.delay, self.run_at)
         return self
-
-
-ConcurrencyKey = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=spec.MAX_CONCURRENCY_KEY_CHARS,
-        json_schema_extra={"pattern": r"^[^\x00\ud800-\udfff]+$"},
-    ),
-    AfterValidator(_storable_text),
-]
 
 
 class TaskFilter(BaseModel):
@@ -206,23 +191,47 @@ class TaskOut(BaseModel):
     schedule_tick: datetime | None = Field(None, description="That tick")
 
     @classmethod
-    def from_row(cls, row: Any) -> TaskOut:
-        data = dict(row)
+    def from_row(cls, row: TaskRow) -> TaskOut:
         # A list row cut in SQL: its preview stands for the value, flagged as cut.
-        for name in ("payload", "result"):
-            preview = data.pop(f"{name}_preview", None)
-            if preview is not None:
-                data[name] = preview
-                data[f"{name}_truncated"] = True
-        timeout = data.get("timeout")
-        data["timeout"] = timeout.total_seconds() if isinstance(timeout, timedelta) else None
-        return cls.model_validate(data)
+        return cls(
+            id=row.id,
+            queue=row.queue,
+            kind=row.kind,
+            payload=row.payload if row.payload_preview is None else row.payload_preview,
+            payload_truncated=row.payload_preview is not None,
+            priority=row.priority,
+            status=row.status,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts,
+            run_at=row.run_at,
+            timeout=None if row.timeout is None else row.timeout.total_seconds(),
+            locked_by=row.locked_by,
+            locked_until=row.locked_until,
+            cancel_requested_at=row.cancel_requested_at,
+            result=row.result if row.result_preview is None else row.result_preview,
+            result_truncated=row.result_preview is not None,
+            error=row.error,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            concurrency_key=row.concurrency_key,
+            unique_key=row.unique_key,
+            schedule_name=row.schedule_name,
+            schedule_tick=row.schedule_tick,
+        )
 
 
 class CreatedTask(TaskOut):
     duplicate: bool = Field(
         description="true: not added, this is the live task that holds the unique_key"
     )
+
+    @classmethod
+    def from_enqueued(cls, found: Enqueued) -> CreatedTask:
+        return cls.model_validate(
+            TaskOut.from_row(found.row).model_dump() | {"duplicate": found.duplicate}
+        )
 
 
 class TaskPage(BaseModel):
@@ -241,6 +250,10 @@ class EventOut(BaseModel):
     detail: str | None = Field(
         None, description="On 'queued': the schedule and tick that added the task, if one did"
     )
+
+    @classmethod
+    def from_row(cls, row: EventRow) -> EventOut:
+        return cls.model_validate(row.as_dict())
 
 
 class History(BaseModel):

@@ -17,11 +17,14 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 from notifyq import errors, store
 from notifyq.client import Client
 from notifyq.version import __version__
+from notifyq.vocabulary import STATUSES, Status
 from notifyq.web import models, replies
 from notifyq.web.context import Context, current
 from notifyq.web.views import build_stats, existing_id, schedule_out
 
 blueprint = Blueprint("page", __name__)
+# The queues table's column heads where a status reads better as another word.
+STATUS_LABELS = {Status.IN_PROGRESS.value: "running"}
 
 RUNNING_SHOWN = 20
 FAILURES_SHOWN = 10
@@ -67,6 +70,8 @@ async def status_page() -> Response:
         **data,
         now=data["stats"].now,
         initial=_script_json(data),
+        statuses=STATUSES,
+        status_labels=STATUS_LABELS,
         version=__version__,
         limits={"running": RUNNING_SHOWN, "failures": FAILURES_SHOWN, "schedules": SCHEDULES_SHOWN},
     )
@@ -85,8 +90,8 @@ async def summary_json() -> Response:
 async def task_page(task_id: int) -> Response:
     client = Client(current().database)
     try:
-        task = models.TaskOut.from_row(await client.get(existing_id(task_id)))
-        events = [models.EventOut.model_validate(e) for e in await client.history(task_id)]
+        task = models.TaskOut.from_row(await client.task(existing_id(task_id)))
+        events = [models.EventOut.from_row(e) for e in await client.events(task_id)]
     except errors.TaskNotFound as exc:
         html = await render_template(
             "task.html",

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from notifyq import errors, store
+from notifyq.vocabulary import Status
 from notifyq.web import fleet_models, models
 from notifyq.web.context import Context
 
@@ -32,7 +33,7 @@ async def build_stats(c: Context) -> models.Stats:
         models.MinutePoint(
             minute=minute,
             ended=sum(counts.values()),
-            errors=counts["error"],
+            errors=counts[Status.ERROR],
             pickup_p50_ms=c.latency_by_minute.get(minute // 60),
         )
         for minute, counts in c.ended.last_hour()
@@ -44,7 +45,7 @@ async def build_stats(c: Context) -> models.Stats:
         uptime_s=round(time.monotonic() - c.started, 3),
         counts_by_status=by_status,
         counts_by_queue=by_queue,
-        since_start=c.worker_stats(),
+        since_start={} if c.engine is None else c.engine.statistics().workers.as_dict(),
         ended_since_start=c.ended.since_start(),
         throughput_per_s=await c.throughput_per_s(),
         pickup_latency=models.Latency(**latency),

@@ -17,6 +17,8 @@ import pytest
 from tests import pg
 from tests.acceptance.proc import Notifyq, scalar, until
 
+pytestmark = pytest.mark.slow  # fault injection: kills, restarts, a stopped server
+
 Start = Callable[..., Notifyq]
 APP = {"NOTIFYQ_APP": "tests.apps:app", "PYTHONPATH": os.getcwd()}
 

@@ -20,9 +20,11 @@ import pytest
 
 from notifyq import settings
 from notifyq.bench import harsh, own_server, soak
-from notifyq.bench.fleet import Plan
+from notifyq.bench.worker_processes import Plan
 from tests import pg
 from tests.acceptance.proc import Notifyq
+
+pytestmark = pytest.mark.slow  # fault scenarios with real processes
 
 
 def quick(scenario: str) -> Plan:

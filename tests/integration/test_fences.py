@@ -78,7 +78,7 @@ async def test_a_stale_run_never_writes_over_the_retried_attempt(database: db.Da
             service.worker_id,
         )
         handler.first.set()  # the old run's late result: refused
-        await eventually(lambda: _true(service.stats().fenced == 1))
+        await eventually(lambda: _true(service.statistics().workers.fenced == 1))
         assert (await task_row(database, task_id))["status"] == "in_progress"
         handler.second.set()  # the new run's result: recorded
         [row] = await wait_ended(database, task_id)
@@ -96,14 +96,16 @@ async def test_the_heartbeat_keeps_a_reclaimed_attempt_and_stops_the_stale_one(
         await eventually(lambda: _true(handler.runs == 2))
         # The next beat tells the stale run that its lease is gone (its outcome is then
         # refused by the fence), and keeps extending the new one's.
-        await eventually(lambda: _true(handler.first_stopped and service.stats().fenced == 1))
+        await eventually(
+            lambda: _true(handler.first_stopped and service.statistics().workers.fenced == 1)
+        )
         lease = (await task_row(database, task_id))["locked_until"]
         for _ in range(2):
             lease = await eventually(partial(extended_after, database, task_id, lease))
         handler.second.set()
         [row] = await wait_ended(database, task_id)
     assert (row["status"], row["result"], row["attempts"]) == ("done", "fresh", 1)
-    events = [e["event"] for e in await store.task_history(database, task_id)]
+    events = [e.event for e in await store.task_history(database, task_id)]
     assert "recovered" not in events and events.count("failed") == 1  # the first attempt only
 
 

@@ -53,7 +53,7 @@ def app_of(runtime: str, kind: str, body: Callable[[Task], Any], sleep_s: float 
 
 
 async def history(database: db.Database, task_id: int) -> list[str]:
-    return [e["event"] for e in await store.task_history(database, task_id)]
+    return [e.event for e in await store.task_history(database, task_id)]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -174,6 +174,7 @@ async def test_an_abandoned_threads_late_result_never_overwrites_the_next_attemp
     assert row["error"] == "timed out after 0.3 s"
 
 
+@pytest.mark.slow
 async def test_a_blocking_def_never_stalls_health_nor_its_lease(database: db.Database) -> None:
     app = app_of("thread", "blocking", lambda task: "slept", sleep_s=5)
     task_id = await database.run(lambda conn: notifyq.enqueue(conn, "blocking"))

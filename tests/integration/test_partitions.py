@@ -11,7 +11,7 @@ import trio
 
 from notifyq import db, migrations, sql, store
 from notifyq.engine import maintenance
-from notifyq.engine.maintenance import prune
+from notifyq.engine.maintenance import apply_retention
 from tests import pg
 from tests.helpers import eventually, insert, running_service, wait_ended
 
@@ -55,7 +55,7 @@ async def test_partitions_are_made_ahead_and_catch_up_the_default(database: db.D
     )
     assert where == f"notifyq.{day_name(0)}"
     history = await store.task_history(database, task_id)
-    assert [r["event"] for r in history] == ["queued", "started"]
+    assert [r.event for r in history] == ["queued", "started"]
 
 
 async def test_the_service_makes_the_partitions_and_tasks_run(database: db.Database) -> None:
@@ -83,10 +83,10 @@ async def test_prune_drops_old_partitions_whole(database: db.Database) -> None:
         "(1, 'done', '2000-01-01 12:00+00'), (2, 'done', '2001-06-01 12:00+00'), "
         "(3, 'done', now())"
     )
-    assert await prune(database, 7 * 86400) == 0  # no task rows to delete
+    assert await apply_retention(database, 7 * 86400) == 0  # no task rows to delete
     assert "task_events_p20000101" not in await partitions(database)
     assert await database.fetchval("SELECT array_agg(task_id) FROM notifyq.task_events") == [3]
-    assert (await store.prune_history(database, older_than_s=7 * 86400)).dropped == []
+    assert (await store.drop_history_days(database, older_than_s=7 * 86400)).dropped == []
 
 
 async def apply(url: str, versions: range) -> None:
@@ -138,7 +138,7 @@ async def test_upgrade_keeps_every_row_of_an_existing_history(
             == before
         )
         assert new_id == rows + 1
-        assert [r["event"] for r in history] == ["done"]  # (no task row: no 'queued')
+        assert [r.event for r in history] == ["done"]  # (no task row: no 'queued')
         assert (
             pg.psql(
                 url,
@@ -169,11 +169,11 @@ async def test_retention_never_stalls_outcome_writes_behind_a_long_reader(
         database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30
     )
     outcome = store.Outcome(task_id, 1, store.Verdict.DONE, result_json="1", token=claimed.token)
-    results: list[store.HistoryPrune] = []
+    results: list[store.HistoryDrop] = []
     blocked: list[list[int]] = []
 
     async def retention() -> None:
-        results.append(await store.prune_history(database, older_than_s=7 * 86400))
+        results.append(await store.drop_history_days(database, older_than_s=7 * 86400))
 
     async def retention_waits_or_ended() -> bool:
         return bool(results) or bool(
@@ -208,6 +208,6 @@ async def test_retention_never_stalls_outcome_writes_behind_a_long_reader(
         assert blocked == []  # never queued behind retention's lock request
     [left] = results
     assert left.dropped == [] and left.busy == old_days
-    gone = await store.prune_history(database, older_than_s=7 * 86400)
+    gone = await store.drop_history_days(database, older_than_s=7 * 86400)
     assert gone.dropped == old_days and gone.busy == []
     assert not set(old_days) & set(await partitions(database))

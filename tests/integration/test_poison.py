@@ -1,4 +1,4 @@
-"""No row a producer writes and no handler takes the process down (issue 16, engine side).
+"""No row a producer writes and no handler takes the process down (the engine side).
 
 Each test is a finding of the adversarial pass: a row or a handler that used to crash-loop
 the fleet, stall it, or let one producer cancel another's task.
@@ -43,7 +43,7 @@ async def test_a_deep_payload_fails_its_task_alone(database: db.Database) -> Non
     innocent.append(await insert(database, "reverse", "xyz"))
     async with running_service(database, fetch_limit=10) as service:
         await eventually(lambda: _ended(database, [poison, *innocent]))
-        assert service.stats().failed == 1
+        assert service.statistics().workers.failed == 1
     rows = await database.fetch(  # not the payload: this test's driver cannot decode it either
         "SELECT id, status, error, attempts FROM notifyq.tasks ORDER BY id"
     )
@@ -88,7 +88,7 @@ async def test_infinite_run_at_parks_or_runs_and_nothing_else_breaks(
         later = await insert(database, "reverse", "ok")
         await wait_ended(database, later)
         await trio.sleep(0.7)  # two sweeps past the parked row
-        assert service.stats().done == 2
+        assert service.statistics().workers.done == 2
     assert (await task_row(database, parked))["status"] == "pending"
 
 
@@ -106,7 +106,7 @@ async def test_a_deep_result_fails_its_task_alone(database: db.Database) -> None
         bad = await insert(database, "deep")
         good = await insert(database, "reverse", "abc")
         rows = await wait_ended(database, bad, good)
-        assert service.stats().done == 1
+        assert service.statistics().workers.done == 1
     assert rows[0]["status"] == "error"
     assert rows[0]["error"] == "result is nested too deeply to encode as JSON"
     assert rows[1]["status"] == "done"
@@ -136,7 +136,7 @@ async def test_a_handler_raising_a_base_exception_fails_the_attempt(
         [row] = await wait_ended(database, task_id)
         after = await insert(database, "reverse", "still up")
         [ok] = await wait_ended(database, after)
-        assert service.stats().retried == 1
+        assert service.statistics().workers.retried == 1
     assert row["status"] == "error" and row["attempts"] == 2
     assert row["error"].startswith(type(exc).__name__)
     assert ok["status"] == "done"
@@ -164,7 +164,7 @@ async def test_a_handler_raising_a_stray_cancelled_fails_the_attempt(
         [row] = await wait_ended(database, task_id)
         after = await insert(database, "reverse", "still up")
         await wait_ended(database, after)
-        assert service.stats().done == 1
+        assert service.statistics().workers.done == 1
     assert (row["status"], row["error"].split(":")[0]) == ("error", "Cancelled")
 
 

@@ -1,6 +1,6 @@
 """`in_progress` means a handler runs the task, and priority decides when a worker frees.
 
-Issue 14's defect: with WORKER_COUNT=5 and FETCH_LIMIT=10 a process claimed ten tasks ahead
+The defect this pins: with WORKER_COUNT=5 and FETCH_LIMIT=10 a process claimed ten tasks ahead
 of its five workers, so tasks sat `in_progress` with `started_at` set while nothing ran them,
 and low-priority tasks claimed early ran before high-priority ones inserted later.
 """
@@ -29,7 +29,7 @@ async def test_no_more_tasks_in_progress_than_workers(database: db.Database) -> 
     seen = 0
     async with running_service(database, worker_count=5, fetch_limit=10) as service:
         with trio.fail_after(30):
-            while service.stats().done < len(ids):
+            while service.statistics().workers.done < len(ids):
                 seen = max(seen, await count_in_progress(database))
                 await trio.sleep(0.02)
         await wait_ended(database, *ids)

@@ -164,6 +164,7 @@ def asyncpg_in_a_loop(database_url: str) -> Iterator[tuple[asyncio.AbstractEvent
         loop.close()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300,
     deadline=None,

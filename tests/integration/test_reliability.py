@@ -26,7 +26,7 @@ from tests.helpers import (
 
 
 async def events_of(database: db.Database, task_id: int) -> list[dict[str, Any]]:
-    return [dict(r) for r in await store.task_history(database, task_id)]
+    return [r.as_dict() for r in await store.task_history(database, task_id)]
 
 
 async def test_failures_retry_with_exponential_backoff_then_error(database: db.Database) -> None:
@@ -95,7 +95,7 @@ async def test_scheduled_task_is_not_started_early(database: db.Database) -> Non
         task_id = await client.enqueue("reverse", "later", delay_s=1.5)
         now_id = await client.enqueue("reverse", "now")
         rows = await wait_ended(database, task_id, now_id, timeout=10)
-        assert service.stats().done == 2
+        assert service.statistics().workers.done == 2
     late = (rows[0]["started_at"] - rows[0]["created_at"]).total_seconds()
     assert 1.5 <= late < 2.5, late
     assert rows[1]["started_at"] < rows[0]["started_at"]
@@ -165,7 +165,7 @@ async def test_late_outcome_of_a_lost_lease_is_not_written(database: db.Database
         release.set()
 
         async def refused() -> bool:
-            return service.stats().fenced == 1
+            return service.statistics().workers.fenced == 1
 
         await eventually(refused)
     row = await task_row(database, task_id)
@@ -224,7 +224,7 @@ async def test_handler_that_swallows_its_timeout_still_times_out(database: db.Da
 
 
 async def test_prune_deletes_old_ended_tasks_and_old_history(database: db.Database) -> None:
-    from notifyq.engine.maintenance import prune
+    from notifyq.engine.maintenance import apply_retention
 
     old = await insert(database, "noop")
     await database.execute(
@@ -241,7 +241,7 @@ async def test_prune_deletes_old_ended_tasks_and_old_history(database: db.Databa
     await database.execute(
         "INSERT INTO notifyq.task_events (task_id, event) VALUES ($1, 'started')", pending
     )
-    assert await prune(database, 7 * 86400, batch=1) == 1
+    assert await apply_retention(database, 7 * 86400, batch=1) == 1
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks WHERE id = $1", old) == 0
     # History goes by its own age (day partitions, migration 0007), not task by task.
     assert await database.fetchval("SELECT array_agg(task_id) FROM notifyq.task_events") == [
@@ -279,7 +279,7 @@ async def test_a_small_pool_still_keeps_leases(database: db.Database, pool_size:
         )
         assert extended, "the lease was not extended: the heartbeat got no connection"
         [row, *rows] = await wait_ended(database, long, *short, timeout=20)
-        assert service.stats().recovered == 0
+        assert service.statistics().workers.recovered == 0
     assert (row["status"], row["attempts"]) == ("done", 1)
     assert all(r["status"] == "done" for r in rows)
 
@@ -317,4 +317,4 @@ async def test_stopping_while_the_writer_claims_for_the_claimer(database: db.Dat
     assert (await task_row(database, a))["status"] == "done"
     row_b = await task_row(database, b)
     assert (row_b["status"], row_b["attempts"]) == ("pending", 0)
-    assert service.stats().released == 1
+    assert service.statistics().workers.released == 1

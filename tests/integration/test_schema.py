@@ -30,6 +30,7 @@ def run_migrate(url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_migrate_from_empty_then_again(empty_database_url: str) -> None:
     first = run_migrate(empty_database_url)
     assert first.returncode == 0, first.stderr
@@ -44,6 +45,7 @@ def test_migrate_from_empty_then_again(empty_database_url: str) -> None:
     assert ledger.startswith("1|init")
 
 
+@pytest.mark.slow
 def test_migrate_from_two_processes_at_once(empty_database_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": empty_database_url, "LOG_LEVEL": "warning"}
     procs = [
@@ -82,6 +84,7 @@ def test_serve_refuses_an_unmigrated_external_database(empty_database_url: str) 
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(pg.pg15_bindir() is None, reason="no PostgreSQL 15 server binaries here")
 def test_migration_applies_on_postgresql_15() -> None:
     bindir = pg.pg15_bindir()

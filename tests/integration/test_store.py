@@ -121,7 +121,7 @@ async def _outcome(database: db.Database, task_id: int, attempt: int, verdict: s
 
 
 async def _events(database: db.Database, task_id: int) -> list[tuple[str, int]]:
-    return [(r["event"], r["attempt"]) for r in await store.task_history(database, task_id)]
+    return [(r.event, r.attempt) for r in await store.task_history(database, task_id)]
 
 
 async def test_history_derives_each_attempts_start(database: db.Database) -> None:
@@ -133,11 +133,11 @@ async def test_history_derives_each_attempts_start(database: db.Database) -> Non
     )
     await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     assert await _events(database, task_id) == [("queued", 0), ("started", 1)]
-    [started] = [r for r in await store.task_history(database, task_id) if r["event"] == "started"]
+    [started] = [r for r in await store.task_history(database, task_id) if r.event == "started"]
     started_at = await database.fetchval(
         "SELECT started_at FROM notifyq.tasks WHERE id = $1", task_id
     )
-    assert (started["at"], started["worker"], started["id"]) == (started_at, "me", 0)
+    assert (started.at, started.worker, started.id) == (started_at, "me", 0)
     await _outcome(database, task_id, 1, "released")  # shutdown: attempt 1 again next time
     await store.claim(database, queues=["default"], kinds=["noop"], limit=1, owner="me", lease_s=30)
     await _outcome(database, task_id, 1, "retried")
@@ -197,3 +197,11 @@ async def test_a_limited_queues_claim_still_stores_its_start_once(database: db.D
         task_id,
     )
     assert [(r["event"], r["has_start"]) for r in stored] == [("started", False), ("done", True)]
+
+
+async def test_a_task_row_has_the_tables_columns(database: db.Database) -> None:
+    columns = await database.fetch(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'notifyq.tasks'::regclass"
+        " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    )
+    assert tuple(r["attname"] for r in columns) == store.TASK_COLUMNS

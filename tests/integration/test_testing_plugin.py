@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+from tests import pg
 
 pytest_plugins = ["pytester"]
 
@@ -64,6 +68,7 @@ def _project(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
 
 
+@pytest.mark.slow
 def test_plugin_runs_a_sample_project_on_the_sessions_server(
     pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -76,6 +81,7 @@ def test_plugin_runs_a_sample_project_on_the_sessions_server(
     )
 
 
+@pytest.mark.slow
 def test_plugin_starts_an_embedded_server_by_default(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,14 +93,19 @@ def test_plugin_starts_an_embedded_server_by_default(
             "    task_id = await notifyq_queue.enqueue('double', 4)\n"
             "    await notifyq_queue.run_until_idle(sample_app.app)\n"
             "    await notifyq_queue.assert_done(task_id, result=8)\n"
+            "async def test_speed_over_durability(notifyq_queue):\n"
+            "    show = notifyq_queue.database.fetchval\n"
+            "    assert await show('SHOW fsync') == 'off'\n"
+            "    assert await show('SHOW synchronous_commit') == 'off'\n"
         ),
     )
     pytester.makeini(INI)
     monkeypatch.delenv("TEST_DATABASE_URL", raising=False)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
 def test_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_plain=(
@@ -109,6 +120,7 @@ def test_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_plugin_ignores_the_developers_environment_and_dotenv(
     pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,6 +151,7 @@ def test_plugin_ignores_the_developers_environment_and_dotenv(
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
 def test_without_pytest_trio_the_fixture_says_what_to_install(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_one="async def test_one(notifyq_queue):\n    pass\n",
@@ -150,3 +163,15 @@ def test_without_pytest_trio_the_fixture_says_what_to_install(pytester: pytest.P
         'notifyq_queue is a trio fixture: pip install "notifyq[testing]" (pytest-trio), '
         "then set trio_mode = true or mark the test @pytest.mark.trio"
     ) in result.stdout.str()
+
+
+def test_the_suite_runs_on_the_plugins_fixtures(
+    server_url: str, notifyq_server_url: str, database_url: str, notifyq_dsn: str
+) -> None:
+    """One copy of the server, template and per-test database logic: the plugin's. The
+    suite only overrides ``notifyq_server_settings`` (a restart for max_connections)."""
+    assert (server_url, database_url) == (notifyq_server_url, notifyq_dsn)
+    if os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("the server of TEST_DATABASE_URL keeps its own settings")
+    assert pg.psql(server_url, "SHOW max_connections") == pg.TEST_SERVER_SETTINGS["max_connections"]
+    assert pg.psql(server_url, "SHOW fsync") == "off"

@@ -42,13 +42,13 @@ async def test_inserts_racing_workers_going_idle_are_all_woken(database: db.Data
                     nursery.start_soon(produce, producers, i % 2 == 1)
         rows = await wait_ended(database, *ids, timeout=20)
         waits = await database.fetchval("SELECT max(started_at - created_at) FROM notifyq.tasks")
-        assert service.stats().done == len(ids) == 240
+        assert service.statistics().workers.done == len(ids) == 240
     assert all(r["status"] == "done" for r in rows)
     # A lost wake-up waits for the 60 s sweep; a slow, shared CI machine takes seconds.
     assert waits.total_seconds() < 10, f"a row waited {waits}: a wake-up was lost"
 
 
-async def _notified(listener: listen.Listener, within_s: float) -> int:
+async def _notified(listener: listen.ListenConnection, within_s: float) -> int:
     """Notifications on the listener's channel in the next ``within_s`` seconds."""
     count = 0
     with trio.move_on_after(within_s):

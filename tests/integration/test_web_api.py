@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from notifyq import db, priorities
-from notifyq.engine.listener import Health
+from notifyq.listen import Health
 from notifyq.settings import load
 from notifyq.web.app import create_app
 from notifyq.web.context import Context as WebContext
@@ -458,6 +458,7 @@ async def test_stats_count_by_status_and_queue_and_since_start(
     stats = await eventually(all_done)
     assert stats["mode"] == stats["role"] == "serve"
     assert stats["counts_by_status"] == {
+        "waiting": 0,
         "pending": 1,
         "in_progress": 0,
         "done": 4,

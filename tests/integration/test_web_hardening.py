@@ -1,4 +1,4 @@
-"""The HTTP side under load, big rows and forged notifications (issue 16), on a real server."""
+"""The HTTP side under load, big rows and forged notifications, on a real server."""
 
 from __future__ import annotations
 

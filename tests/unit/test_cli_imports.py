@@ -15,7 +15,7 @@ try:
     main({args!r}, prog_name="notifyq")
 except SystemExit:
     pass
-heavy = ("notifyq.bench", "notifyq.cli.bench", "notifyq.process", "quart", "hypercorn")
+heavy = ("notifyq.bench", "notifyq.cli.bench", "notifyq.serving.process", "quart", "hypercorn")
 loaded = sorted(m for m in sys.modules if m.startswith(heavy))
 print("LOADED", ",".join(loaded))
 """

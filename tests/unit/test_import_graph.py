@@ -79,7 +79,7 @@ def with_from_imports(graph: grimp.ImportGraph) -> grimp.ImportGraph:
     """``from p import m`` also runs ``p/__init__.py``: count it as importing ``p`` too, so
     that a package whose ``__init__`` imports its own modules closes a cycle with each module
     that imports a sibling through the package. The root package is left out: ``from
-    notifyq import db`` is how every module names another (STYLE.md), and the root's
+    notifyq import db`` is how every module names another, and the root's
     ``__init__`` is the public API, which re-exports from the modules below it."""
     root = Path(notifyq.__file__).parent
     for path in root.rglob("*.py"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -96,10 +97,13 @@ async def test_a_thread_given_up_before_it_started_never_runs() -> None:
 
 
 def test_metrics_show_handler_and_abandoned_threads() -> None:
+    from notifyq.engine.runtimes import ThreadStatistics
+    from notifyq.engine.service import ServiceStatistics
     from notifyq.web.metrics import Metrics
 
-    metrics = Metrics()
-    metrics.snapshot.handler_threads = lambda: (3, 1)
-    text = metrics.render().decode()
+    threads = ThreadStatistics(running=3, abandoned=1, slots=5)
+    statistics = dataclasses.replace(ServiceStatistics.idle(), threads=threads)
+    rendered = Metrics().render(statistics, listener_connected=True, reconnects=0, subscribers=0)
+    text = rendered.decode()
     assert "notifyq_handler_threads 3.0" in text
     assert "notifyq_abandoned_threads 1.0" in text

@@ -387,6 +387,18 @@ def test_config_error_is_a_notifyq_error() -> None:
         load(worker_count=-1)
 
 
+def test_several_bad_values_report_the_first_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database group lives in its own module but still comes first: with a bad
+    DATABASE_URL, a bad WORKER_COUNT and a bad HTTP_PORT, start-up names DATABASE_URL."""
+    monkeypatch.setenv("HTTP_PORT", "99999")
+    monkeypatch.setenv("WORKER_COUNT", "many")
+    monkeypatch.setenv("DATABASE_URL", "mysql://db.example/app")
+    assert config_error().startswith("invalid DATABASE_URL")
+    monkeypatch.delenv("DATABASE_URL")
+    assert config_error().startswith("invalid WORKER_COUNT=")
+    assert list(settings.Settings.model_fields)[:2] == ["database_url", "listen_database_url"]
+
+
 # --- never echo a database URL ------------------------------------------------------------
 
 SECRET = "hunter2-S3cret"
@@ -540,7 +552,7 @@ def test_embedded_restarts_default_and_bounds(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_every_setting_and_stop_signal_is_in_the_readme() -> None:
-    from notifyq.cli.common import STOP_SIGNALS
+    from notifyq.serving.run import STOP_SIGNALS
 
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert [name for name in sorted(ENV_NAMES) if f"`{name}`" not in readme] == []

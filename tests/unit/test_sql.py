@@ -149,3 +149,21 @@ def test_every_bench_query_the_code_uses_exists(name: str) -> None:
 
 def test_every_bench_statement_is_used() -> None:
     assert set(bench.queries) == names_used_by_the_code(_BENCH_LOOKUP)
+
+
+def test_each_statement_sits_in_the_section_of_the_module_that_runs_it() -> None:
+    # A section header names the module (or package) whose code runs its statements.
+    text = (PACKAGE / "queries.sql").read_text(encoding="utf-8")
+    parts = re.split(r"^-- (\w+) — ([\w/]+\.py|[\w/]+/)", text, flags=re.MULTILINE)
+    assert len(parts) > 2 * 8, "expected the file in sections"
+    misplaced = []
+    for where, body in zip(parts[2::3], parts[3::3], strict=True):
+        files = (
+            sorted((PACKAGE / where).glob("**/*.py")) if where.endswith("/") else [PACKAGE / where]
+        )
+        code = "".join(path.read_text(encoding="utf-8") for path in files)
+        for name in sql.parse(body):
+            if not re.search(rf"""["']{name}["']""", code):
+                misplaced.append(f"{name} (under {where})")
+    assert misplaced == []
+    assert sorted(sql.parse(text)) == sorted(sql.queries)

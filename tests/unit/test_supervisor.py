@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import trio
 
-from notifyq import budget, errors, settings, supervisor
+from notifyq import budget, errors, settings
+from notifyq.serving import supervisor
 
 # A child that says "ready" on its link (argv[1]) unless told not to, then exits with argv[2].
 CHILD = """

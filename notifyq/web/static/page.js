@@ -4,7 +4,8 @@
 
 const initial = JSON.parse(document.getElementById("initial").textContent);
 const live = document.getElementById("live");
-const STATUSES = ["pending", "in_progress", "done", "error", "cancelled"];
+// The statuses, in the server's order, as the status page's template wrote them.
+const STATUSES = (document.getElementById("queues")?.dataset.statuses || "").split(" ").filter(Boolean);
 let serverSkewMs = 0; // server clock minus ours, from /stats "now"
 
 function el(tag, text, cls) {
@@ -74,10 +75,9 @@ function renderStats(stats, queueLimits) {
   const names = [...new Set([...Object.keys(stats.counts_by_queue), ...Object.keys(limits)])].sort();
   const queues = names.map((queue) => {
     const by = stats.counts_by_queue[queue] || {};
-    return row([queue, by.pending || 0, by.in_progress || 0, by.done || 0, by.error || 0,
-                by.cancelled || 0, limits[queue] || ""]);
+    return row([queue, ...STATUSES.map((status) => by[status] || 0), limits[queue] || ""]);
   });
-  fillTable("queues", queues, "no tasks yet", 7);
+  fillTable("queues", queues, "no tasks yet", STATUSES.length + 2);
   drawChart(stats.last_hour);
 }
 

@@ -1,5 +1,8 @@
-"""The worker fleet of `bench harsh` and `bench soak`: real ``notifyq worker``
-subprocesses with their JSON logs, and the plan of a run (phases, load, worker settings)."""
+"""The worker processes of `bench harsh` and `bench soak`: real ``notifyq worker``
+subprocesses with their JSON logs, and the plan of a run (phases, load, worker settings).
+
+Named for what it starts: "fleet" in notifyq means the queues' limits and the schedules
+(``notifyq.store.fleet``), not a set of bench processes."""
 
 from __future__ import annotations
 
@@ -49,7 +52,10 @@ class Worker:
 
 
 @dataclass
-class Fleet:
+class WorkerProcesses:
+    """The ``notifyq worker`` subprocesses of one run, started one by one on ``url`` with the
+    plan's settings; the run's task owns them, and ``stop_all`` ends every one it started."""
+
     url: str
     plan: Plan
     workers: list[Worker] = field(default_factory=list)
@@ -115,11 +121,13 @@ class Fleet:
 
 
 @asynccontextmanager
-async def fleet_of(url: str, plan: Plan, count: int) -> AsyncIterator[Fleet]:
-    fleet = Fleet(url, plan)
+async def open_worker_processes(url: str, plan: Plan, count: int) -> AsyncIterator[WorkerProcesses]:
+    """``count`` worker processes on ``url``, all stopped (SIGINT, then kill) when the
+    block ends."""
+    processes = WorkerProcesses(url, plan)
     try:
         for _ in range(count):
-            await fleet.start()
-        yield fleet
+            await processes.start()
+        yield processes
     finally:
-        await fleet.stop_all()
+        await processes.stop_all()

@@ -1,5 +1,7 @@
-"""The scale and resilience benchmarks: several processes, big tables, the history's
-upgrade, harsh databases, the soak, and the /events fan-out."""
+"""`notifyq bench` under stress: several processes (``scale``), big tables
+(``scale-table``, ``migrate-history``), harsh databases (``harsh``), a long steady load
+(``soak``) and many /events streams (``events``). The quick single-process runs live in
+:mod:`notifyq.cli.bench`."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from notifyq import errors
 from notifyq.bench import bigtables, harsh, harsh_report, own_server, soak
 from notifyq.bench.common import scratch
 from notifyq.bench.events import measure_events
-from notifyq.bench.fleet import Plan
 from notifyq.bench.scale import describe, measure_scale
+from notifyq.bench.worker_processes import Plan
 from notifyq.cli.bench import bench_settings
 from notifyq.cli.common import fail, run
 

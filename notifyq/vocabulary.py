@@ -1,0 +1,83 @@
+"""The words of notifyq's contract, spelled once: statuses, verdicts, answers, channels.
+
+What the SQL, the engine, the HTTP side, the CLI, the page and the producers all say about a
+task. The standard library only, so that anything imports it (a producer without asyncpg
+or trio, the page's template): ``tests/unit/test_vocabulary.py`` checks that importing it
+loads no driver, pins these words to the schema's CHECK constraints and triggers, and
+fails when a module outside this one spells a status or a channel again.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class Status(StrEnum):
+    """The ``notifyq.tasks.status`` values. ``waiting``: a task whose parents (``depends_on``)
+    or batch (``after_batch``) have not all ended; it is never claimed."""
+
+    WAITING = "waiting"
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+ENDED: frozenset[str] = frozenset({Status.DONE, Status.ERROR, Status.CANCELLED})
+"""The statuses a task never leaves on its own (``retry`` puts error and cancelled back)."""
+LIVE: frozenset[str] = frozenset({Status.PENDING, Status.IN_PROGRESS})
+"""The statuses of a task that may still run (a ``unique_key`` is held while live)."""
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+"""Every status in the order a reader follows a task (the page's columns)."""
+
+
+class Verdict(StrEnum):
+    """What one attempt ended as: the ``finish`` statement's outcomes and the event names.
+
+    ``retried`` and ``released`` put the task back to pending (a released attempt is not
+    counted: shutdown, lease lost); a retry or release of a task whose cancel was asked
+    ends it ``cancelled`` instead.
+    """
+
+    DONE = "done"
+    FAILED = "failed"
+    RETRIED = "retried"
+    CANCELLED = "cancelled"
+    RELEASED = "released"
+
+
+class Answer(StrEnum):
+    """What ``notifyq.cancel_task`` and ``notifyq.retry_task`` answer besides a status."""
+
+    CANCELLING = "cancelling"  # cancel: the task runs; its process is asked to stop it
+    REQUEUED = "requeued"  # retry: back to pending with a fresh attempt budget
+    DUPLICATE = "duplicate"  # retry refused: a live task of the queue holds its unique_key
+    PARENT_FAILED = (
+        "parent_failed"  # retry refused: a parent still failed (on_parent_failure cancel)
+    )
+
+
+# The channels notifyq's triggers and functions notify on (LISTEN them from any client).
+QUEUE_CHANNEL: Final = "notifyq"
+"""Rows of a queue became claimable while some process waits for it; payload: the queue."""
+DONE_CHANNEL: Final = "notifyq_done"
+"""A task ended (done, error, cancelled); payload: JSON with its id and status."""
+CANCEL_CHANNEL: Final = "notifyq_cancel"
+"""Cancellation of a running task was asked; payload: the task id."""
+LIMITS_CHANNEL: Final = "notifyq_queues"
+"""A queue's limits changed; payload: the queue."""
+SCHEDULES_CHANNEL: Final = "notifyq_schedules"
+"""A schedule was added, changed or removed; payload: its name, or empty for several."""
+PROBE_CHANNEL_PREFIX: Final = "notifyq_probe_"
+"""Each process's own health probe channel starts with this (then its pid and a token)."""
+
+CHANNELS: tuple[str, ...] = (
+    QUEUE_CHANNEL,
+    DONE_CHANNEL,
+    CANCEL_CHANNEL,
+    LIMITS_CHANNEL,
+    SCHEDULES_CHANNEL,
+)
+"""Every channel the schema notifies on."""
