@@ -14,8 +14,10 @@ from typing import Final
 
 
 class Status(StrEnum):
-    """The ``notifyq.tasks.status`` values."""
+    """The ``notifyq.tasks.status`` values. ``waiting``: a task whose parents (``depends_on``)
+    or batch (``after_batch``) have not all ended; it is never claimed."""
 
+    WAITING = "waiting"
     PENDING = "pending"
     IN_PROGRESS = "in_progress"
     DONE = "done"
@@ -52,6 +54,9 @@ class Answer(StrEnum):
     CANCELLING = "cancelling"  # cancel: the task runs; its process is asked to stop it
     REQUEUED = "requeued"  # retry: back to pending with a fresh attempt budget
     DUPLICATE = "duplicate"  # retry refused: a live task of the queue holds its unique_key
+    PARENT_FAILED = (
+        "parent_failed"  # retry refused: a parent still failed (on_parent_failure cancel)
+    )
 
 
 # The channels notifyq's triggers and functions notify on (LISTEN them from any client).

@@ -62,6 +62,12 @@ class TaskRow:
     concurrency_key: str | None = None
     meta: Any = None
     claim_token: int | None = None
+    depends_on: list[int] | None = None
+    on_parent_failure: str = "cancel"
+    waiting_on: int = 0
+    has_dependents: bool = False
+    batch_id: int | None = None
+    after_batch: int | None = None
     payload_preview: str | None = None
     result_preview: str | None = None
 

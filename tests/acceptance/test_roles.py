@@ -76,17 +76,21 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
         f"GRANT USAGE ON SCHEMA notifyq TO {roles.producer};",
         # Every column a producer may set (migration 0009), never a state or a lease.
         "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, meta, "
-        f"unique_key, concurrency_key) ON notifyq.tasks TO {roles.producer};",
+        "unique_key, concurrency_key, depends_on, on_parent_failure, batch_id, after_batch) "
+        f"ON notifyq.tasks TO {roles.producer};",
         f"GRANT SELECT (id) ON notifyq.tasks TO {roles.producer};",
+        # A new batch: INSERT INTO notifyq.batches DEFAULT VALUES RETURNING id (0014).
+        f"GRANT INSERT (created_at), SELECT (id) ON notifyq.batches TO {roles.producer};",
         f"GRANT INSERT (unique_key) ON notifyq.tasks TO {roles.producer};",
     ]
     # The dry run changed nothing.
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    # 4 producer lines; 7 worker lines (since migration 0012, EXECUTE on the two functions
-    # that fire schedules among them); the worker's last: EXECUTE on its functions (0011).
-    assert len(done.stdout.splitlines()) == 12
+    # 5 producer lines (0014: batches); 8 worker lines (since migration 0012, EXECUTE on
+    # the two functions that fire schedules among them; 0014: SELECT on batch_progress); the
+    # worker's last: EXECUTE on its functions (0011).
+    assert len(done.stdout.splitlines()) == 14
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
@@ -231,6 +235,7 @@ WORKER_FUNCTIONS = {
     "notifyq.fire_schedules(text[],timestamp with time zone[],timestamp with time zone[],"
     "timestamp with time zone[],text[],timestamp with time zone[])",
     "notifyq.go_idle(text,text[])",
+    "notifyq.lock_parents(bigint,bigint[],bigint,boolean)",
     "notifyq.next_event_id()",
     "notifyq.prune_event_partitions(interval)",
     "notifyq.queue_is_limited(notifyq.queues)",
@@ -252,6 +257,15 @@ NOBODYS_FUNCTIONS = {
     "notifyq.task_became_claimable()",
     "notifyq.task_ended()",
     "notifyq.tasks_after_insert()",
+    # Workflows (migration 0014).
+    "notifyq.batch_completed()",
+    "notifyq.count_batch_ends(bigint[],integer[],integer[])",
+    "notifyq.release_dependents(bigint[])",
+    "notifyq.task_after_insert_dependent()",
+    "notifyq.task_before_insert_dependent()",
+    "notifyq.task_member_changed()",
+    "notifyq.task_parent_changed()",
+    "notifyq.tasks_release_dependents()",
 }
 # SECURITY DEFINER (they run as the schema's owner): each with a fixed search_path.
 DEFINERS = {
@@ -260,6 +274,13 @@ DEFINERS = {
     "notifyq.next_event_id()",
     "notifyq.prune_event_partitions(interval)",
     "notifyq.tasks_after_insert()",
+    "notifyq.batch_completed()",
+    "notifyq.release_dependents(bigint[])",
+    "notifyq.task_after_insert_dependent()",
+    "notifyq.task_before_insert_dependent()",
+    "notifyq.task_member_changed()",
+    "notifyq.task_parent_changed()",
+    "notifyq.tasks_release_dependents()",
 }
 READ_WRITE = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 WORKER_TABLES = {
@@ -269,6 +290,8 @@ WORKER_TABLES = {
     "notifyq.waiters": READ_WRITE,
     "notifyq.queues": READ_WRITE,
     "notifyq.schedules": READ_WRITE,
+    "notifyq.batches": READ_WRITE,
+    "notifyq.batch_progress": {"SELECT"},
     "notifyq.maintenance": {"SELECT", "UPDATE"},
     "notifyq.schema_migrations": {"SELECT"},
 }
@@ -283,6 +306,10 @@ PRODUCER_INSERTS = {
     "meta",
     "unique_key",
     "concurrency_key",
+    "depends_on",
+    "on_parent_failure",
+    "batch_id",
+    "after_batch",
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 

@@ -180,6 +180,17 @@ def test_migration_applies_on_postgresql_15() -> None:
         # Retention with its NOWAIT locks (migration 0011): a cut-off a day ahead drops today.
         dropped = pg.psql(url, "SELECT * FROM notifyq.prune_event_partitions('-1 day')")
         assert dropped == f"{partition.removeprefix('notifyq.')}|t"
+        # Workflows (migration 0014): a cancelled parent cancels its dependent, naming it.
+        parent = pg.psql(url, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
+        child = pg.psql(
+            url,
+            "INSERT INTO notifyq.tasks (kind, depends_on) "
+            f"VALUES ('noop', '{{{parent}}}') RETURNING id",
+        )
+        assert pg.psql(url, f"SELECT notifyq.cancel({parent})") == "cancelled"
+        assert pg.psql(url, f"SELECT status, error FROM notifyq.tasks WHERE id = {child}") == (
+            f"cancelled|parent task {parent} ended cancelled"
+        )
     finally:
         subprocess.run(
             [*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"],

@@ -52,7 +52,7 @@ def test_finish_and_claim_is_finish_then_claim() -> None:
     """The writer's combined statement does what `finish` and `claim` do, CTE for CTE."""
     both = _ctes(sql.queries["finish_and_claim"])
     finish = _ctes(sql.queries["finish"])
-    for name in ("outcome", "written", "events"):
+    for name in ("outcome", "written", "events", "batch_ends"):
         assert both[name] == finish[name], name
     claim = _ctes(sql.queries["claim"])
     # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4, kinds $5 are $9, $10,

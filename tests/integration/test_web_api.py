@@ -458,6 +458,7 @@ async def test_stats_count_by_status_and_queue_and_since_start(
     stats = await eventually(all_done)
     assert stats["mode"] == stats["role"] == "serve"
     assert stats["counts_by_status"] == {
+        "waiting": 0,
         "pending": 1,
         "in_progress": 0,
         "done": 4,
