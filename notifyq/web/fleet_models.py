@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from notifyq import limits
+from notifyq import limits, priorities, spec
 from notifyq.store import PREVIEW_CHARS, SCHEDULES_PAGE_MAX
-from notifyq.web.models import INT32_MAX, Name, _shallow, _storable_text
+from notifyq.web.models import PRIORITY_SCHEMA, Name, _storable_text, _text
 
 Limit = Annotated[int, Field(ge=1, le=1_000_000)]
 RATE_PATTERN = r"^[1-9][0-9]{0,5}/([1-9][0-9]{0,2})?(ms|s|m|h|d)$"
@@ -91,10 +91,14 @@ class NewSchedule(BaseModel):
     every: (
         Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable_text)] | None
     ) = Field(None, description="Interval: a whole number of seconds (30, 30s, 5m, 1h, 1d)")
-    kind: Name
-    payload: Annotated[Any, AfterValidator(_shallow)] = None
-    queue: Name = "default"
-    priority: int = Field(0, ge=-INT32_MAX - 1, le=INT32_MAX)
+    # The task's options: the shape here, the rules by notifyq.spec (as for POST /tasks), so
+    # that a bad one gets the same words as from `notifyq schedule add` and Python.
+    kind: Annotated[str, _text(spec.MAX_NAME_CHARS)] = Field(description="Which handler runs it")
+    payload: Any = None
+    queue: Annotated[str, _text(spec.MAX_NAME_CHARS)] = "default"
+    priority: Annotated[Any, WithJsonSchema(PRIORITY_SCHEMA)] = Field(
+        0, description=f"Higher runs first: {priorities.HELP}"
+    )
     tz: Name = Field("UTC", description="IANA time zone of cron")
     catch_up: Literal["coalesce", "all"] = Field(
         "coalesce", description="After downtime: one run for the missed ticks, or each of them"

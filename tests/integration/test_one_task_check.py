@@ -180,3 +180,21 @@ def test_a_schedules_definition(case: Case) -> None:
     with pytest.raises(schedules.ScheduleError) as caught:
         schedules.define("tick", every="1m", **case.arguments)
     assert str(caught.value) == f"schedule 'tick': {python_error(case)}"
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.option in SCHEDULE_OPTIONS], ids=lambda c: c.name
+)
+async def test_post_schedules(case: Case, idle_web: Web, database: db.Database) -> None:  # noqa: F811
+    body = {"name": "tick", "every": "1m", **case.arguments}
+    response = await post(idle_web.test_client(), "/schedules", body)
+    error = await error_of(response, 422, "validation_failed")
+    assert error["message"] == f"schedule 'tick': {python_error(case)}"
+    assert await database.fetchval("SELECT count(*) FROM notifyq.schedules") == 0
+
+
+async def test_post_schedules_takes_a_named_priority(idle_web: Web) -> None:  # noqa: F811
+    body = {"name": "tick", "every": "1m", "kind": "noop", "priority": "high"}
+    response = await post(idle_web.test_client(), "/schedules", body)
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    assert (await response.get_json())["schedule"]["priority"] == 10
