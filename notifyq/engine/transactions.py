@@ -36,10 +36,6 @@ from notifyq.app import Runtime
 from notifyq.store import Outcome
 
 
-class TransactionOver(errors.NotifyqError):
-    """A statement on a handler's transaction after it was committed or rolled back."""
-
-
 class Statements:
     """(trio) A transactional handler's statements, on its held connection."""
 
@@ -51,7 +47,7 @@ class Statements:
     async def _call(self, method: Callable[..., Any], query: str, args: Sequence[Any]) -> Any:
         async with self._lock:
             if self._over:
-                raise TransactionOver(
+                raise errors.TransactionOver(
                     "the task's transaction is over (committed or rolled back): "
                     "no statement runs outside it"
                 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -261,3 +262,19 @@ async def test_many_transactional_handlers_on_a_small_pool(database: db.Database
     assert {r["status"] for r in rows} == {"done"}
     for task_id in ids:
         assert await effects(database, task_id) == [1]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_time_limit_rolls_the_writes_back(runtime: str, database: db.Database) -> None:
+    await _table(database)
+    release = event_for(runtime)
+    app = writing_app(runtime, "overrun", wait=release)
+    app.handlers["overrun"] = replace(app.handlers["overrun"], timeout_s=0.3)
+    task_id = await insert(database, "overrun", max_attempts=1)
+    try:
+        async with running_service(database, app):
+            [row] = await wait_ended(database, task_id)
+    finally:
+        release.set()
+    assert row["status"] == "error" and "timed out" in row["error"]
+    assert await effects(database, task_id) == []
