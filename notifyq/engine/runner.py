@@ -180,10 +180,21 @@ class Runner:
                 attempt=task.attempt,
                 lag_ms=round(attempt.lag_s * 1000, 2),
             )
-        if handler.transactional:
-            await self._run_in_transaction(attempt, handler, handlers)
-            return
         tracer = tracing.active
+        if handler.transactional:
+            if tracer is None:
+                decided = await self._run_in_transaction(attempt, handler, handlers)
+            else:
+                with tracer.attempt(
+                    task.id, task.kind, task.queue, task.attempt, task.meta
+                ) as span:
+                    decided = await self._run_in_transaction(attempt, handler, handlers)
+                    if decided is not None:
+                        tracer.outcome(span, decided.verdict.value, decided.error)
+            if decided is not None:
+                # The transaction is over (committed or rolled back): the writer hears now.
+                self._hand_over(attempt, decided)
+            return
         if tracer is None:
             box = await self.call(attempt, handler, handlers)
             if not attempt.over:
@@ -237,10 +248,11 @@ class Runner:
 
     async def _run_in_transaction(
         self, attempt: Attempt, handler: Handler, handlers: trio.Nursery
-    ) -> None:
+    ) -> Outcome | None:
         """A transactional handler (engine/transactions.py): ``done`` is written and
         committed here with the handler's writes; any other outcome goes to the writer once
-        the transaction has rolled back, so that a retry never meets this run's rows."""
+        the transaction has rolled back (the caller hands it over after this returns), so
+        that a retry never meets this run's rows. None: abandoned, handed over already."""
         task = attempt.task
         opened: list[HandlerTransaction] = []  # the one transaction, once open
         async with AsyncExitStack() as stack:
@@ -256,7 +268,7 @@ class Runner:
 
             box = await self.call(attempt, handler, handlers, invoke)
             if attempt.over:
-                return  # abandoned: the outcome is written already; the exit rolls back
+                return None  # abandoned: its outcome went to the writer; the exit rolls back
             outcome = judge(self._facts(attempt, box), self.retries, self._max_result)
             if outcome.verdict is Verdict.DONE and opened and attempt.stop_reason is None:
                 try:
@@ -282,8 +294,7 @@ class Runner:
                     attempt.transacted = "lost"
                 else:
                     attempt.transacted = "committed" if status is not None else "fenced"
-        # The transaction is over (committed or rolled back) before the writer hears of it.
-        self._hand_over(attempt, outcome)
+        return outcome
 
     def _facts(self, attempt: Attempt, box: tuple[bool, Any] | None) -> Facts:
         """How the attempt ended; ``box`` None: stopped (or abandoned) without a result."""
