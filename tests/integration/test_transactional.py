@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 
+import notifyq
 from notifyq import db, sql
 from notifyq.app import App, Task
 from tests.helpers import eventually, insert, running_service, task_row, until_running, wait_ended
@@ -278,3 +279,26 @@ async def test_a_time_limit_rolls_the_writes_back(runtime: str, database: db.Dat
         release.set()
     assert row["status"] == "error" and "timed out" in row["error"]
     assert await effects(database, task_id) == []
+
+
+async def test_tasks_enqueued_in_the_transaction_exist_only_if_done(
+    database: db.Database,
+) -> None:
+    """A follow-up enqueued with notifyq.enqueue on the asyncio handler's connection is
+    added by the commit of `done`, and rolled back with a failed attempt: exactly one."""
+    app = App()
+
+    @app.handler("parent", transactional=True, runtime="asyncio")
+    async def parent(task: Task) -> None:
+        await notifyq.enqueue(task.transaction, "noop", {"from": task.id, "try": task.attempt})
+        if task.attempt == 1:
+            raise ValueError("the first attempt fails after enqueueing")
+
+    task_id = await insert(database, "parent")
+    async with running_service(database, app, retry_base_s=0.01):
+        [row] = await wait_ended(database, task_id)
+        follow_ups = await database.fetch(
+            "SELECT payload FROM notifyq.tasks WHERE kind = 'noop' ORDER BY id"
+        )
+    assert (row["status"], row["attempts"]) == ("done", 2)
+    assert [r["payload"] for r in follow_ups] == [{"from": task_id, "try": 2}]
