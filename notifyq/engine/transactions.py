@@ -131,14 +131,15 @@ class HandlerTransaction:
         async def write(conn: db.Connection) -> str | None:
             return await store.finish_in_transaction(conn, owner=owner, outcome=outcome)
 
-        status = await self._held.run(write)
-        if status is not None:
-            await self._held.commit()
-        return status
+        return await self._held.run_and_commit(write, commit_if=_written)
 
     async def end(self) -> None:
         """Refuse further statements (the transaction rolls back when the block ends)."""
         await self.statements.close()
+
+
+def _written(status: str | None) -> bool:
+    return status is not None
 
 
 class Transactions:
