@@ -16,6 +16,10 @@
     async def fetch(task: notifyq.Task) -> dict:       # asyncio libraries (asyncpg, aiohttp)
         ...
 
+    @app.handler("invoice", transactional=True)
+    async def invoice(task: notifyq.Task) -> None:     # its writes commit with `done`
+        await task.transaction.execute("INSERT INTO invoices (task_id) VALUES ($1)", task.id)
+
 How each runs: :mod:`notifyq.engine.runtimes`.
 
 Load it with ``notifyq serve --app mymodule:app`` (or ``NOTIFYQ_APP``). The built-in kinds
