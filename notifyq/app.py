@@ -16,6 +16,10 @@
     async def fetch(task: notifyq.Task) -> dict:       # asyncio libraries (asyncpg, aiohttp)
         ...
 
+    @app.handler("invoice", transactional=True)
+    async def invoice(task: notifyq.Task) -> None:     # its writes commit with `done`
+        await task.transaction.execute("INSERT INTO invoices (task_id) VALUES ($1)", task.id)
+
 How each runs: :mod:`notifyq.engine.runtimes`.
 
 Load it with ``notifyq serve --app mymodule:app`` (or ``NOTIFYQ_APP``). The built-in kinds
@@ -56,6 +60,10 @@ class Task:
     max_attempts: int
     priority: int = 0
     meta: Any = None  # what travels with the task besides its payload (trace context)
+    # A transactional handler's open transaction, in its runtime's form (trio: awaitable
+    # execute/fetch..., asyncio: the asyncpg connection, def: blocking execute/fetch...);
+    # its writes commit with the `done` outcome or not at all. None for other handlers.
+    transaction: Any = None
 
 
 HandlerFn = Callable[[Task], Any]
@@ -88,6 +96,7 @@ class Handler:
     fn: HandlerFn
     timeout_s: float | None = None
     runtime: Runtime = "trio"
+    transactional: bool = False  # the outcome is written in the handler's transaction
 
 
 @dataclass
@@ -163,20 +172,32 @@ class App:
                 )
 
     def handler(
-        self, kind: str, *, timeout_s: float | None = None, runtime: str | None = None
+        self,
+        kind: str,
+        *,
+        timeout_s: float | None = None,
+        runtime: str | None = None,
+        transactional: bool = False,
     ) -> Callable[[HandlerFn], HandlerFn]:
         """Register ``fn`` for ``kind``; ``timeout_s`` is the kind's default time limit.
 
         An ``async def`` runs on trio, a plain ``def`` in a worker thread;
         ``runtime="asyncio"`` runs an ``async def`` on the process's asyncio loop.
+        ``transactional=True`` gives the handler ``task.transaction``: its writes there
+        commit together with the task's ``done``, or not at all (README "Transactional
+        handlers").
         """
         if not kind or len(kind) > 128:
             raise ValueError(f"kind must be 1-128 characters, got {kind!r}")
         if timeout_s is not None and not (0 < timeout_s < math.inf):
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if not isinstance(transactional, bool):
+            raise TypeError(f"transactional must be True or False, got {transactional!r}")
 
         def register(fn: HandlerFn) -> HandlerFn:
-            self.handlers[kind] = Handler(kind, fn, timeout_s, runtime_of(kind, fn, runtime))
+            self.handlers[kind] = Handler(
+                kind, fn, timeout_s, runtime_of(kind, fn, runtime), transactional
+            )
             return fn
 
         return register

@@ -22,6 +22,22 @@ from notifyq.settings import Settings
 
 PRODUCER_MARGIN = 10
 MIN_POOL_SIZE = 2  # the least POOL_SIZE accepts
+# Pool connections a process's engine keeps for itself: with POOL_SIZE 4 or more the claimer
+# and the writer hold one each, and the lease keeper and the maintenance turns (reaper,
+# scheduler) need one each at any moment; below that, one per statement, two at once.
+ENGINE_CONNECTIONS = 4
+SMALL_POOL_ENGINE_CONNECTIONS = 2
+
+
+def transactional_slots(settings: Settings) -> int:
+    """How many transactional handlers one process runs at once: each holds a connection of
+    the pool (POOL_SIZE) from its start until its outcome commits, and the engine's own
+    connections must stay free, or the heartbeat would wait behind handlers and leases run
+    out. Never more than WORKER_COUNT, at least 1 (README "Transactional handlers": size
+    POOL_SIZE at WORKER_COUNT + ENGINE_CONNECTIONS to run every worker transactionally)."""
+    pool = settings.pool_size
+    engine = ENGINE_CONNECTIONS if pool >= ENGINE_CONNECTIONS else SMALL_POOL_ENGINE_CONNECTIONS
+    return max(1, min(settings.worker_count, pool - engine))
 
 
 @dataclass(frozen=True)

@@ -279,6 +279,9 @@ class TransactionConnection:
     async def execute(self, query: str, *args: Any) -> str:
         return await self._db._hop(self._conn.execute(query, *args))
 
+    async def executemany(self, query: str, args: Any) -> None:
+        await self._db._hop(self._conn.executemany(query, args))
+
 
 def _create_pool(
     dsn: str, *, min_size: int, max_size: int, statement_cache_size: int

@@ -39,6 +39,11 @@ class QueryError(NotifyqError):
         self.sqlstate = sqlstate
 
 
+class TransactionOver(NotifyqError):
+    """A statement on a transactional handler's ``task.transaction`` after the transaction
+    was committed or rolled back (from a thread that was abandoned, say)."""
+
+
 class SchemaError(NotifyqError):
     """The database schema is missing or older than this notifyq needs."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -154,6 +155,15 @@ def noop_app(runtime: str) -> App:
     return app
 
 
+def transactional_noop_app(runtime: str) -> App:
+    """:func:`noop_app`, with ``noop`` registered ``transactional=True``: each task holds a
+    connection and commits its own ``done`` (README "Transactional handlers")."""
+    app = noop_app(runtime)
+    noop = app.handlers["noop"]
+    app.handlers["noop"] = replace(noop, transactional=True)
+    return app
+
+
 async def measure_drain(
     settings: Settings,
     tasks: int,
@@ -161,9 +171,11 @@ async def measure_drain(
     *,
     concurrency: int | None = None,
     unique: bool = False,
+    transactional: bool = False,
 ) -> dict[str, Any]:
     """Throughput: N ``noop`` rows enqueued first, then time from service start to all done.
-    ``handler``: the runtime of the ``noop`` handler (trio, thread or asyncio).
+    ``handler``: the runtime of the ``noop`` handler (trio, thread or asyncio);
+    ``transactional``: registered ``transactional=True`` (no outcome batching).
 
     The end is seen from the service's own count of outcomes written ``done`` (read every
     5 ms, no load on the database), then verified with a count in the database. With
@@ -184,7 +196,8 @@ async def measure_drain(
         # CPU of this whole process: the service, and the 5 ms progress loop here.
         meter = cpu.Meter(int(await s.database.fetchval(queries["backend_pid"])))
         started = time.monotonic()
-        async with running(s.database, s.settings, noop_app(handler)) as svc:
+        app = transactional_noop_app(handler) if transactional else noop_app(handler)
+        async with running(s.database, s.settings, app) as svc:
             await _wait_drained(svc, tasks, started)
             finished = time.monotonic()
             spent = meter.per_task(tasks)
@@ -198,6 +211,7 @@ async def measure_drain(
         **header,
         "unique_keys": unique,
         "handler": handler,
+        "transactional": transactional,
         "tasks": tasks,
         "done": done,
         "concurrency_limit": concurrency,

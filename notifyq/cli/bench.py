@@ -96,6 +96,12 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
     is_flag=True,
     help="Measure twice in one run: without, then with a unique_key on every task.",
 )
+@click.option(
+    "--transactional",
+    is_flag=True,
+    help="Register noop transactional=True: each task holds a connection and commits its own "
+    "done (no outcome batching). One process only.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
@@ -106,12 +112,21 @@ def drain(
     handler: str,
     concurrency: int | None,
     unique: bool,
+    transactional: bool,
     as_json: bool,
     **flags: int | None,
 ) -> None:
     """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
     settings = bench_settings(ctx, **flags)
-    if processes > 1:
+    if transactional and (processes > 1 or unique or concurrency is not None):
+        fail(
+            "--transactional measures one plain drain: leave out --processes, --unique and "
+            "--concurrency",
+            EXIT_USAGE,
+        )
+    if transactional:
+        r = run(lambda: inprocess.measure_drain(settings, tasks, handler, transactional=True))
+    elif processes > 1:
         if unique:
             fail("--unique measures the in-process drain: leave out --processes", EXIT_USAGE)
         if handler != "trio":

@@ -18,7 +18,7 @@ owner:
 =================  ==========================================================
 
 The other stages read them. On an Attempt, the claimer sets the task and the first lease;
-the runner ``started``, ``stop_at`` and ``over``; the heartbeat ``lease_until``.
+the runner ``started``, ``stop_at``, ``over`` and ``transacted``; the heartbeat ``lease_until``.
 ``request_stop`` may be called by anyone (cancel, shutdown, lease lost).
 
 Beyond the ledger, a stage that acts for another holds a port (:mod:`notifyq.engine.ports`)
@@ -40,6 +40,10 @@ from notifyq.settings import Settings
 CANCEL_GRACE_S = 2.0
 
 StopReason = Literal["cancel", "shutdown", "lease_lost", "timeout"]
+# How a transactional attempt's own commit went (the runner wrote its outcome itself):
+# committed, refused by the fence (nothing written), or lost with its connection (nothing
+# known: the lease decides; the reaper gives the task to a new attempt).
+Transacted = Literal["committed", "fenced", "lost"]
 
 
 def holds_connections(settings: Settings) -> bool:
@@ -66,6 +70,9 @@ class Attempt:
     stop_at: float = math.inf
     over: bool = False  # its outcome went to the writer (the runner sets it, once)
     abandoned: bool = False  # given up while its handler ignored cancellation
+    # A transactional attempt whose outcome the runner wrote itself: the writer only
+    # records it (None: the writer writes the outcome, as for every other attempt).
+    transacted: Transacted | None = None
 
     @property
     def key(self) -> tuple[int, int]:

@@ -14,14 +14,18 @@ same for all three.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 import trio
 
-from notifyq import logs, tracing
+from notifyq import budget, db, errors, logs, tracing
 from notifyq.app import App, Handler, Task
 from notifyq.engine.ledger import CANCEL_GRACE_S, Attempt, Ledger
 from notifyq.engine.runtimes import Threads, run_asyncio
+from notifyq.engine.transactions import HandlerTransaction, Transactions
 from notifyq.engine.verdict import Facts, Retries, judge, no_handler
 from notifyq.settings import Settings
 from notifyq.store import Outcome, Verdict
@@ -54,8 +58,14 @@ class Runner:
         outcomes: trio.MemorySendChannel[tuple[Outcome, Attempt]],
         *,
         loop: Any = None,
+        database: db.Database | None = None,
+        owner: str = "",
     ) -> None:
         self.settings = settings
+        # Transactional handlers: each holds a pool connection (engine/transactions.py);
+        # their outcomes are written here, under this owner, not by the writer.
+        self.transactions = Transactions(database, budget.transactional_slots(settings))
+        self.owner = owner
         # The process's trio-asyncio loop (the database's), for runtime="asyncio" handlers.
         self.loop = loop
         # Sync handlers' threads: at most WORKER_COUNT at once, abandoned ones included.
@@ -171,6 +181,20 @@ class Runner:
                 lag_ms=round(attempt.lag_s * 1000, 2),
             )
         tracer = tracing.active
+        if handler.transactional:
+            if tracer is None:
+                decided = await self._run_in_transaction(attempt, handler, handlers)
+            else:
+                with tracer.attempt(
+                    task.id, task.kind, task.queue, task.attempt, task.meta
+                ) as span:
+                    decided = await self._run_in_transaction(attempt, handler, handlers)
+                    if decided is not None:
+                        tracer.outcome(span, decided.verdict.value, decided.error)
+            if decided is not None:
+                # The transaction is over (committed or rolled back): the writer hears now.
+                self._hand_over(attempt, decided)
+            return
         if tracer is None:
             box = await self.call(attempt, handler, handlers)
             if not attempt.over:
@@ -198,13 +222,20 @@ class Runner:
         return await run_asyncio(self.loop, handler.fn, task)
 
     async def call(
-        self, attempt: Attempt, handler: Handler, handlers: trio.Nursery
+        self,
+        attempt: Attempt,
+        handler: Handler,
+        handlers: trio.Nursery,
+        invoke: Callable[[], Awaitable[Any]] | None = None,
     ) -> tuple[bool, Any] | None:
-        """Run the handler: (returned, value or exception); None if its own cancel scope
-        stopped it. (The loop watchdog finds the running task by this function's name.)"""
+        """Run the handler (or ``invoke()``, which runs it): (returned, value or
+        exception); None if its own cancel scope stopped it. (The loop watchdog finds the
+        running task by this function's name.)"""
         task = attempt.task
         with attempt.handler_scope:
             try:
+                if invoke is not None:
+                    return True, await invoke()
                 return True, await self._invoke(handler, task)
             except BaseException as exc:
                 if _is_our_cancellation(exc, attempt.handler_scope, handlers):
@@ -214,6 +245,56 @@ class Runner:
                 # the process (tests/integration/test_poison.py).
                 return False, exc
         return None
+
+    async def _run_in_transaction(
+        self, attempt: Attempt, handler: Handler, handlers: trio.Nursery
+    ) -> Outcome | None:
+        """A transactional handler (engine/transactions.py): ``done`` is written and
+        committed here with the handler's writes; any other outcome goes to the writer once
+        the transaction has rolled back (the caller hands it over after this returns), so
+        that a retry never meets this run's rows. None: abandoned, handed over already."""
+        task = attempt.task
+        opened: list[HandlerTransaction] = []  # the one transaction, once open
+        async with AsyncExitStack() as stack:
+
+            async def invoke() -> Any:
+                # Inside the handler's cancel scope: a cancel or a time limit also stops the
+                # wait for a connection (transactional_slots).
+                tx = await stack.enter_async_context(self.transactions.open())
+                opened.append(tx)
+                return await self._invoke(
+                    handler, replace(task, transaction=tx.for_runtime(handler.runtime))
+                )
+
+            box = await self.call(attempt, handler, handlers, invoke)
+            if attempt.over:
+                return None  # abandoned: its outcome went to the writer; the exit rolls back
+            outcome = judge(self._facts(attempt, box), self.retries, self._max_result)
+            if outcome.verdict is Verdict.DONE and opened and attempt.stop_reason is None:
+                try:
+                    # Shielded like the writer's writes: once the handler is done, its
+                    # outcome must land (or be known lost) even while the process stops.
+                    with trio.CancelScope(shield=True), trio.fail_after(self.settings.lease_s):
+                        status = await opened[0].commit_done(
+                            owner=self.owner, outcome=replace(outcome, token=attempt.token)
+                        )
+                except (errors.QueryError, errors.StatementAborted) as exc:
+                    # Nothing committed (the outcome or the handler's writes were refused,
+                    # or a deadlock aborted the transaction): a failure, retried as any.
+                    box = (False, exc)
+                    outcome = judge(self._facts(attempt, box), self.retries, self._max_result)
+                except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
+                    log.error(
+                        "outcome.dropped",
+                        task_id=task.id,
+                        outcome=outcome.verdict.value,
+                        error=str(exc) or type(exc).__name__,
+                        why="the transaction's connection was lost: the lease decides",
+                    )
+                    attempt.transacted = "lost"
+                else:
+                    attempt.transacted = "committed" if status is not None else "fenced"
+        return outcome
 
     def _facts(self, attempt: Attempt, box: tuple[bool, Any] | None) -> Facts:
         """How the attempt ended; ``box`` None: stopped (or abandoned) without a result."""

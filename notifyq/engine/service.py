@@ -139,7 +139,16 @@ class Service:
         self._outcomes_send = out_send
         self.listener = Listener(database, settings, sink=sink)
         self.app = app
-        self.runner = Runner(settings, app, self.ledger, jobs_receive, out_send, loop=database.loop)
+        self.runner = Runner(
+            settings,
+            app,
+            self.ledger,
+            jobs_receive,
+            out_send,
+            loop=database.loop,
+            database=database,
+            owner=self.worker_id,
+        )
         self.capacity = Capacity(
             {kind: h.runtime for kind, h in app.handlers.items()}, self.runner.threads, self.ledger
         )

@@ -107,8 +107,12 @@ class Writer:
                     batch.append(self._outcomes.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
-            await self._write(batch, force)
-            self.ledger.written += len(batch)
+            written = len(batch)
+            if any(a.transacted for _, a in batch):
+                batch = self._record_transacted(batch)
+            if batch:
+                await self._write(batch, force)
+            self.ledger.written += written
             self.ledger.doorbell.ring()
 
     async def _write(self, batch: list[tuple[Outcome, Attempt]], force: trio.Event) -> None:
@@ -146,6 +150,26 @@ class Writer:
             # One `task.end` line per task, written as one block per batch.
             logs.info_many(log, "task.end", ends)
             return
+
+    def _record_transacted(
+        self, batch: list[tuple[Outcome, Attempt]]
+    ) -> list[tuple[Outcome, Attempt]]:
+        """Record the outcomes transactional handlers wrote in their own transactions
+        (engine/transactions.py: no batching for those); the others, to be written."""
+        rest, ends = [], []
+        for outcome, attempt in batch:
+            if attempt.transacted is None:
+                rest.append((outcome, attempt))
+                continue
+            self.ledger.attempts.pop(attempt.key, None)
+            if attempt.transacted == "lost":
+                continue  # logged by the runner; the reaper gives the task a new attempt
+            status = store.Status.DONE if attempt.transacted == "committed" else None
+            end = self._end(outcome, attempt, status)
+            if end is not None:
+                ends.append(end)
+        logs.info_many(log, "task.end", ends)
+        return rest
 
     def _give_up_expired(
         self, batch: list[tuple[Outcome, Attempt]], exc: BaseException, force: trio.Event

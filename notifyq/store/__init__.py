@@ -47,6 +47,9 @@ from notifyq.store.engine import (
     finish_and_claim as finish_and_claim,
 )
 from notifyq.store.engine import (
+    finish_in_transaction as finish_in_transaction,
+)
+from notifyq.store.engine import (
     go_idle as go_idle,
 )
 from notifyq.store.engine import (

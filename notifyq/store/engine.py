@@ -234,6 +234,14 @@ async def finish(
     return await database.run(statements)
 
 
+async def finish_in_transaction(conn: db.Connection, *, owner: str, outcome: Outcome) -> str | None:
+    """(asyncio side) Write one outcome with ``finish``, fenced, on ``conn`` inside the
+    transaction it is in (a transactional handler's); the new status, or None when the
+    fence refused it. Nothing is committed here."""
+    rows = await conn.fetch(sql.queries["finish"], *_finish_args(owner, [outcome]))
+    return _written(rows).get((outcome.task_id, outcome.token))
+
+
 def _written(rows: Sequence[Any]) -> dict[tuple[int, int], str]:
     # Keyed by attempt, not task: a stale run's outcome and the re-claimed attempt's may be
     # in one batch, and only the one the fence let through was written.

@@ -320,3 +320,80 @@ def _is_json_object(line: str) -> bool:
         return isinstance(json.loads(line), dict)
     except ValueError:
         return False
+
+
+def test_kill_9_with_transactional_handlers_exactly_once_effects(
+    database_url: str, notifyq: Start
+) -> None:
+    """Transactional handlers of the three runtimes insert a row keyed by task id, and one
+    of three processes is killed every 1.5 s: at the end every task has ended, each `done`
+    task has exactly one row (written by its last attempt) and no other task has any."""
+    scalar(database_url, "CREATE TABLE effects (task_id bigint NOT NULL, attempt int NOT NULL)")
+    env = {**APP, "LEASE": "2", "LOG_LEVEL": "warning"}
+    procs = [notifyq(database_url, "serve", env=env) for _ in range(3)]
+    until(lambda: scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "3")
+    n = 450
+    # One task in ten fails after writing (max_attempts 1: it ends `error`, rows rolled back).
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
+        "SELECT (ARRAY['effect', 'effect_thread', 'effect_asyncio'])[i % 3 + 1], "
+        "       jsonb_build_object('s', 0.25, 'fail', i % 10 = 0), "
+        "       CASE WHEN i % 10 = 0 THEN 1 ELSE 20 END "
+        f"FROM generate_series(1, {n}) i",
+    )
+    started = time.monotonic()
+    kills = 0
+    # 450 tasks of 0.25 s on 15 workers: at least 7.5 s of work, whatever the machine.
+    while time.monotonic() - started < 16:
+        time.sleep(1.5)
+        if status_counts(database_url).get("pending", 0) < 60:
+            break  # near the end: let the last kill's tasks come back
+        victim = kills % 3
+        procs[victim].proc.kill()  # SIGKILL: open transactions die with their connections
+        procs[victim].proc.wait(timeout=10)
+        kills += 1
+        procs[victim] = notifyq(database_url, "serve", env=env)
+
+    def ended() -> bool:
+        counts = status_counts(database_url)
+        return set(counts) <= {"done", "error"} and sum(counts.values()) == n
+
+    killing_s = time.monotonic() - started
+    until(ended, timeout=60)
+    finished_s = time.monotonic() - started
+    counts = status_counts(database_url)
+    done_without_one_row = scalar(
+        database_url,
+        """SELECT count(*) FROM notifyq.tasks t
+            WHERE t.status = 'done'
+              AND (SELECT count(*) FROM effects e WHERE e.task_id = t.id) <> 1""",
+    )
+    rows_of_others = scalar(
+        database_url,
+        """SELECT count(*) FROM effects e JOIN notifyq.tasks t ON t.id = e.task_id
+            WHERE t.status <> 'done'""",
+    )
+    rows_of_an_older_attempt = scalar(
+        database_url,
+        """SELECT count(*) FROM effects e JOIN notifyq.tasks t ON t.id = e.task_id
+            WHERE e.attempt <> t.attempts""",
+    )
+    recovered = int(
+        scalar(database_url, "SELECT count(*) FROM notifyq.task_events WHERE event = 'recovered'")
+    )
+    report(
+        "kill -9 transactional",
+        tasks=n,
+        kills=kills,
+        seconds_killing=round(killing_s, 2),
+        seconds_to_last_task=round(finished_s, 2),
+        recovered_tasks=recovered,
+        statuses=counts,
+        done_without_one_row=done_without_one_row,
+        rows_of_others=rows_of_others,
+    )
+    assert kills >= 3
+    assert recovered > 0, "killed processes had transactions open that must come back"
+    assert counts == {"done": n - n // 10, "error": n // 10}
+    assert (done_without_one_row, rows_of_others, rows_of_an_older_attempt) == ("0", "0", "0")

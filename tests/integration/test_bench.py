@@ -121,6 +121,16 @@ def test_drain_with_and_without_unique_keys_in_one_run(server_url: str, tmp_path
     assert scratch_databases(server_url) == []
 
 
+@pytest.mark.parametrize("handler", ["trio", "thread", "asyncio"])
+def test_drain_of_transactional_handlers(server_url: str, tmp_path: Path, handler: str) -> None:
+    data = bench_json(
+        server_url, tmp_path, "drain", "--tasks", "200", "--transactional", "--handler", handler
+    )
+    assert (data["transactional"], data["handler"], data["done"]) == (True, handler, 200)
+    assert is_number(data["tasks_per_s"])
+    assert scratch_databases(server_url) == []
+
+
 def test_bad_setting_exits_2_without_touching_the_server(tmp_path: Path) -> None:
     result = run_bench("postgresql://nobody@127.0.0.1:1/none", tmp_path, "drain", "-w", "0")
     assert result.returncode == 2

@@ -189,3 +189,28 @@ async def test_an_idle_service_records_no_empty_claim_spans(
 
 async def _more_claims(service: Service, before: int) -> bool:
     return service.claimer.claims > before
+
+
+async def test_a_transactional_attempt_records_its_span(
+    database: db.Database,
+    spans: tuple[trace.Tracer, InMemorySpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracer, exporter = spans
+    monkeypatch.setattr(tracing, "active", Tracing(tracer))
+    app = App()
+
+    @app.handler("traced_tx", transactional=True)
+    async def traced_tx(task: Task) -> int:
+        with tracer.start_as_current_span("inside the handler"):
+            return int(await task.transaction.fetchval("SELECT 1"))
+
+    task_id = await database.run(lambda conn: notifyq.enqueue(conn, "traced_tx"))
+    async with running_service(database, app):
+        await wait_ended(database, task_id)
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    attempt = finished["notifyq run traced_tx"]
+    assert attempt.attributes is not None
+    assert attempt.attributes["notifyq.task.outcome"] == "done"
+    child = finished["inside the handler"]
+    assert child.parent is not None and child.parent.span_id == attempt.context.span_id
