@@ -32,21 +32,29 @@ import random
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 import trio
 
-from notifyq import limits
-from notifyq.errors import ConfigError, PayloadError
+from notifyq import db, limits
+from notifyq.errors import ConfigError, PayloadError, WorkflowError
+from notifyq.lineage import PAGE_SIZE, Lineage, SyncLineage
 from notifyq.schedules import Schedule, ScheduleError, define
+from notifyq.store import BatchProgress, TaskState
 
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """What a handler receives: one claimed attempt of a task."""
+    """What a handler receives: one claimed attempt of a task.
+
+    Its workflow (:mod:`notifyq.lineage`) is read only when asked for, once per attempt:
+    ``await task.parents()``, ``await task.parent_result()``, ``await task.batch()``,
+    ``async for m in task.batch_results()``; in a ``def`` handler the same through
+    ``task.sync``.
+    """
 
     id: int
     queue: str
@@ -56,6 +64,42 @@ class Task:
     max_attempts: int
     priority: int = 0
     meta: Any = None  # what travels with the task besides its payload (trace context)
+    # The process's database, for the workflow reads (None: a Task built by hand).
+    database: db.Database | None = field(default=None, repr=False, compare=False)
+    _lineage: Lineage | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _reads(self) -> Lineage:
+        if self._lineage is None:
+            if self.database is None:
+                raise WorkflowError(f"task {self.id} has no database to read its workflow from")
+            # Frozen: the cache is set once, on the first ask.
+            object.__setattr__(self, "_lineage", Lineage(self.database, self.id))
+        assert self._lineage is not None
+        return self._lineage
+
+    async def parents(self) -> Mapping[int, TaskState]:
+        """The tasks of its ``depends_on``, in that order: id -> (id, status, result,
+        error). Empty for a task without parents."""
+        return await self._reads().parents()
+
+    async def parent_result(self) -> Any:
+        """The result of its single parent (a chain's previous step); WorkflowError when
+        it has not exactly one parent, or that parent did not end done."""
+        return await self._reads().parent_result()
+
+    async def batch(self) -> BatchProgress:
+        """The batch whose callback this task is (total, done, failed, remaining)."""
+        return await self._reads().batch()
+
+    def batch_results(self, page_size: int = PAGE_SIZE) -> AsyncIterator[TaskState]:
+        """Its batch's members (id, status, result, error) in id order, read ``page_size``
+        at a time: at most one page is held in memory."""
+        return self._reads().batch_results(page_size)
+
+    @property
+    def sync(self) -> SyncLineage:
+        """The same reads from a ``def`` handler's worker thread, without ``await``."""
+        return SyncLineage(self._reads())
 
 
 HandlerFn = Callable[[Task], Any]

@@ -654,6 +654,78 @@ SELECT extract(epoch FROM date_trunc('minute', finished_at))::bigint AS minute,
 -- Tasks that ended in the last 60 seconds (over tasks_finished_idx).
 SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60 seconds';
 
+-- name: task_parents
+-- The parents of task $1 in its depends_on order (a parent named twice, once): id, status,
+-- result, error (task.parents() of a handler; the task page). One probe of tasks_pkey per
+-- parent; a task without parents returns no row.
+SELECT p.id, p.status, p.result, p.error
+  FROM notifyq.tasks t
+ CROSS JOIN LATERAL (SELECT d.id, min(d.n) AS n
+                       FROM unnest(t.depends_on) WITH ORDINALITY AS d(id, n)
+                      GROUP BY d.id) AS d
+  JOIN notifyq.tasks p ON p.id = d.id
+ WHERE t.id = $1
+ ORDER BY d.n;
+
+-- name: task_batch
+-- The batch whose callback task $1 is (tasks.after_batch), with its progress; no row when
+-- it is no batch's callback.
+SELECT b.id, b.total, b.done, b.failed, b.remaining, b.sealed, b.callback_id, b.created_at,
+       b.completed_at
+  FROM notifyq.tasks t
+  JOIN notifyq.batch_progress b ON b.id = t.after_batch
+ WHERE t.id = $1;
+
+-- name: batch_members
+-- A page of batch $1's members in id order (the group's order): ids above $2, at most $3,
+-- over tasks_batch_idx (task.batch_results() reads its batch page by page).
+SELECT id, status, result, error
+  FROM notifyq.tasks
+ WHERE batch_id = $1 AND id > $2
+ ORDER BY batch_id, id
+ LIMIT $3;
+
+-- name: task_children
+-- The tasks that wait or waited for task $1, by id, at most $2: its dependents (depends_on
+-- holds it) and, for a batch member, its batch's callback. Bounded: those still waiting
+-- come from the GIN index over waiting rows wherever they are; the others are looked for
+-- among the $3 tasks added after it (no index lists ended dependents), which is where a
+-- workflow added in one go puts them. A task nobody depends on (has_dependents false)
+-- costs one probe of tasks_pkey.
+WITH t AS (
+    SELECT id, has_dependents, batch_id FROM notifyq.tasks WHERE id = $1
+)
+SELECT c.id, c.status, c.kind, 'depends_on' AS via
+  FROM t
+  JOIN notifyq.tasks c ON c.depends_on @> ARRAY[t.id] AND c.status = 'waiting'
+ WHERE t.has_dependents
+UNION
+SELECT c.id, c.status, c.kind, 'depends_on'
+  FROM t
+ CROSS JOIN LATERAL (SELECT n.id, n.status, n.kind, n.depends_on
+                       FROM notifyq.tasks n
+                      WHERE n.id > t.id
+                      ORDER BY n.id
+                      LIMIT $3) AS c
+ WHERE t.has_dependents AND c.depends_on @> ARRAY[t.id]
+UNION
+SELECT c.id, c.status, c.kind, 'after_batch'
+  FROM t
+  JOIN notifyq.batches b ON b.id = t.batch_id
+  JOIN notifyq.tasks c ON c.id = b.callback_id
+ ORDER BY id
+ LIMIT $2;
+
+-- name: live_batches
+-- The batches not complete yet, newest first, at most $1, with their progress (the status
+-- page's "Batches" table): a walk down batches_pkey from the newest, which is where live
+-- batches are.
+SELECT id, total, done, failed, remaining, sealed, callback_id, created_at, completed_at
+  FROM notifyq.batch_progress
+ WHERE completed_at IS NULL
+ ORDER BY id DESC
+ LIMIT $1;
+
 -- name: sample_timeout
 -- Bounds the first sampling round (an hour of history) on a very busy database: a
 -- statement timeout for the rest of this transaction.
