@@ -457,8 +457,10 @@ SELECT * FROM notifyq.tasks WHERE id = $1;
 -- is the task's own started_at, listed last. An attempt that has a stored 'started' row
 -- (written before 0010, or by a process of an older version; its `at` falls within the
 -- attempt) gets no derived one. A 'released' or 'cancelled' event of a dependent names, in
--- its detail, the parent task or the batch that released or cancelled it (migration 0014).
-SELECT id, task_id, at, event, attempt, worker, error, detail
+-- its detail, the parent task or the batch that released or cancelled it (migration 0014),
+-- also as parent_id / batch_id; a 'released' with neither is an attempt its worker gave
+-- back (shutdown, a lost lease), which the detail says.
+SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_id
   FROM (
     SELECT 0::bigint AS id, t.id AS task_id, t.created_at AS at, 'queued' AS event,
            0 AS attempt, NULL::text AS worker, NULL::text AS error,
@@ -466,25 +468,29 @@ SELECT id, task_id, at, event, attempt, worker, error, detail
                 THEN format('schedule %s, tick %s', t.schedule_name,
                             to_char(t.schedule_tick AT TIME ZONE 'UTC',
                                     'YYYY-MM-DD"T"HH24:MI:SS"Z"')) END AS detail,
+           NULL::bigint AS parent_id, NULL::bigint AS batch_id,
            0::bigint AS place, 0 AS within
       FROM notifyq.tasks t
      WHERE t.id = $1
     UNION ALL
     SELECT e.id, e.task_id, e.at, e.event, e.attempt, e.worker, e.error,
            CASE WHEN e.parent_id IS NOT NULL THEN format('parent task %s', e.parent_id)
-                WHEN e.batch_id IS NOT NULL THEN format('batch %s', e.batch_id) END,
-           e.id, 1
+                WHEN e.batch_id IS NOT NULL THEN format('batch %s', e.batch_id)
+                WHEN e.event = 'released'
+                     THEN 'given back by its worker; the attempt is not counted' END,
+           e.parent_id, e.batch_id, e.id, 1
       FROM notifyq.task_events e
      WHERE e.task_id = $1
     UNION ALL
-    SELECT 0, e.task_id, e.started_at, 'started', e.attempt, e.worker, NULL, NULL, e.id, 0
+    SELECT 0, e.task_id, e.started_at, 'started', e.attempt, e.worker, NULL, NULL, NULL, NULL,
+           e.id, 0
       FROM notifyq.task_events e
      WHERE e.task_id = $1 AND e.started_at IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM notifyq.task_events s
                         WHERE s.task_id = $1 AND s.event = 'started'
                           AND s.attempt = e.attempt AND s.at BETWEEN e.started_at AND e.at)
     UNION ALL
-    SELECT 0, t.id, t.started_at, 'started', t.attempts, t.locked_by, NULL, NULL,
+    SELECT 0, t.id, t.started_at, 'started', t.attempts, t.locked_by, NULL, NULL, NULL, NULL,
            9223372036854775807, 0
       FROM notifyq.tasks t
      WHERE t.id = $1 AND t.status = 'in_progress' AND t.started_at IS NOT NULL

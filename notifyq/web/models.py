@@ -248,7 +248,16 @@ class EventOut(BaseModel):
     error: str | None
     at: datetime
     detail: str | None = Field(
-        None, description="On 'queued': the schedule and tick that added the task, if one did"
+        None,
+        description="On 'queued': the schedule and tick that added the task, if one did; on "
+        "'released' and 'cancelled': the parent task or batch that caused it, or, on a "
+        "'released' with neither, that its worker gave the attempt back (shutdown)",
+    )
+    parent_id: int | None = Field(
+        None, description="The parent task whose end released or cancelled this one"
+    )
+    batch_id: int | None = Field(
+        None, description="The batch whose completion released or cancelled this callback"
     )
 
     @classmethod
