@@ -557,7 +557,8 @@ SELECT t.queue, t.kind, count(*)::bigint AS n
 -- The text is made once per listed row (OFFSET 0 keeps the planner from repeating it).
 SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
        t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
-       t.updated_at, t.started_at, t.finished_at,
+       t.updated_at, t.started_at, t.finished_at, t.depends_on, t.on_parent_failure,
+       t.waiting_on, t.batch_id, t.after_batch,
        CASE WHEN length(p.text) <= $6 THEN t.payload END AS payload,
        CASE WHEN length(p.text) > $6 THEN left(p.text, $6) END AS payload_preview,
        CASE WHEN length(r.text) <= $6 THEN t.result END AS result,
@@ -669,6 +670,20 @@ SELECT p.id, p.status, p.result, p.error
  CROSS JOIN LATERAL (SELECT d.id, min(d.n) AS n
                        FROM unnest(t.depends_on) WITH ORDINALITY AS d(id, n)
                       GROUP BY d.id) AS d
+  JOIN notifyq.tasks p ON p.id = d.id
+ WHERE t.id = $1
+ ORDER BY d.n;
+
+-- name: task_parents_brief
+-- The first $2 parents of task $1 in its depends_on order: id, kind and status (the task's
+-- page and GET /tasks/{id}; their results stay here).
+SELECT p.id, p.kind, p.status
+  FROM notifyq.tasks t
+ CROSS JOIN LATERAL (SELECT d.id, min(d.n) AS n
+                       FROM unnest(t.depends_on) WITH ORDINALITY AS d(id, n)
+                      GROUP BY d.id
+                      ORDER BY min(d.n)
+                      LIMIT $2) AS d
   JOIN notifyq.tasks p ON p.id = d.id
  WHERE t.id = $1
  ORDER BY d.n;

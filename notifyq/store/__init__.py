@@ -125,13 +125,13 @@ from notifyq.store.reads import (
     BatchProgress as BatchProgress,
 )
 from notifyq.store.reads import (
-    Child as Child,
-)
-from notifyq.store.reads import (
     Confirmed as Confirmed,
 )
 from notifyq.store.reads import (
     Pickup as Pickup,
+)
+from notifyq.store.reads import (
+    Related as Related,
 )
 from notifyq.store.reads import (
     TaskState as TaskState,
@@ -183,6 +183,9 @@ from notifyq.store.reads import (
 )
 from notifyq.store.reads import (
     task_parents as task_parents,
+)
+from notifyq.store.reads import (
+    task_parents_brief as task_parents_brief,
 )
 from notifyq.store.reads import (
     unserved as unserved,

@@ -184,9 +184,10 @@ class BatchProgress:
 
 
 @dataclass(frozen=True, slots=True)
-class Child:
-    """A task that waits or waited for another: ``via`` 'depends_on' (a dependent) or
-    'after_batch' (the callback of the batch the other is a member of)."""
+class Related:
+    """A task's parent or child as the task's page lists it. A child waits or waited for
+    the task: ``via`` 'depends_on' (a dependent) or 'after_batch' (the callback of the
+    batch the task is a member of); a parent is 'depends_on'."""
 
     id: int
     status: str
@@ -216,11 +217,18 @@ async def batch_members(
 
 async def task_children(
     database: db.Database, task_id: int, *, limit: int, scan: int = CHILDREN_SCAN
-) -> list[Child]:
+) -> list[Related]:
     """Up to ``limit`` tasks that wait or waited for ``task_id``, by id (see the statement
     for where they are looked for)."""
     rows = await database.fetch(sql.queries["task_children"], task_id, limit, scan)
-    return [Child(r["id"], r["status"], r["kind"], r["via"]) for r in rows]
+    return [Related(r["id"], r["status"], r["kind"], r["via"]) for r in rows]
+
+
+async def task_parents_brief(database: db.Database, task_id: int, *, limit: int) -> list[Related]:
+    """The first ``limit`` parents of ``task_id`` in ``depends_on`` order: id, kind and
+    status only (their results stay in the database)."""
+    rows = await database.fetch(sql.queries["task_parents_brief"], task_id, limit)
+    return [Related(r["id"], r["status"], r["kind"], "depends_on") for r in rows]
 
 
 async def live_batches(database: db.Database, *, limit: int) -> list[BatchProgress]:
