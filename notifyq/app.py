@@ -66,16 +66,20 @@ class Task:
     meta: Any = None  # what travels with the task besides its payload (trace context)
     # The process's database, for the workflow reads (None: a Task built by hand).
     database: db.Database | None = field(default=None, repr=False, compare=False)
-    _lineage: Lineage | None = field(default=None, init=False, repr=False, compare=False)
+    # The reads' cache: a slot that __init__ leaves empty (no cost for a task that never
+    # asks), filled on the first ask.
+    _lineage: Lineage = field(init=False, repr=False, compare=False)
 
     def _reads(self) -> Lineage:
-        if self._lineage is None:
-            if self.database is None:
-                raise WorkflowError(f"task {self.id} has no database to read its workflow from")
-            # Frozen: the cache is set once, on the first ask.
-            object.__setattr__(self, "_lineage", Lineage(self.database, self.id))
-        assert self._lineage is not None
-        return self._lineage
+        try:
+            return self._lineage
+        except AttributeError:
+            pass
+        if self.database is None:
+            raise WorkflowError(f"task {self.id} has no database to read its workflow from")
+        lineage = Lineage(self.database, self.id)
+        object.__setattr__(self, "_lineage", lineage)  # frozen: set once, here
+        return lineage
 
     async def parents(self) -> Mapping[int, TaskState]:
         """The tasks of its ``depends_on``, in that order: id -> (id, status, result,
