@@ -18,6 +18,7 @@ from notifyq.errors import (
     Retry,
     TaskNotFound,
     WaitTimeout,
+    WorkflowError,
 )
 from notifyq.producers import NewTask, TaskOutcome, enqueue, enqueue_many, new_task, wait
 from notifyq.version import __version__
@@ -25,6 +26,7 @@ from notifyq.version import __version__
 if TYPE_CHECKING:
     from notifyq.app import App, Task
     from notifyq.client import Client, open_client
+    from notifyq.store import BatchProgress, TaskState
 
 # Imported on first use (PEP 562): name -> module.
 _LAZY = {
@@ -32,6 +34,8 @@ _LAZY = {
     "Task": "notifyq.app",
     "Client": "notifyq.client",
     "open_client": "notifyq.client",
+    "TaskState": "notifyq.store",
+    "BatchProgress": "notifyq.store",
 }
 
 
@@ -46,6 +50,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "App",
+    "BatchProgress",
     "Client",
     "Fail",
     "InvalidTask",
@@ -56,7 +61,9 @@ __all__ = [
     "Task",
     "TaskNotFound",
     "TaskOutcome",
+    "TaskState",
     "WaitTimeout",
+    "WorkflowError",
     "__version__",
     "enqueue",
     "enqueue_many",

@@ -23,7 +23,8 @@
 How each runs: :mod:`notifyq.engine.runtimes`.
 
 Load it with ``notifyq serve --app mymodule:app`` (or ``NOTIFYQ_APP``). The built-in kinds
-(reverse, demo, sleep, noop, fetch_url) are always there; an app may replace them.
+(reverse, demo, sleep, noop, fetch_url, in :mod:`notifyq.kinds`) are always there; an app may
+replace them.
 """
 
 from __future__ import annotations
@@ -32,25 +33,28 @@ import importlib
 import inspect
 import math
 import os
-import random
 import sys
-import time
 import traceback
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
-import trio
-
-from notifyq import limits
-from notifyq.errors import ConfigError, PayloadError
+from notifyq import db, limits
+from notifyq.errors import ConfigError, WorkflowError
+from notifyq.lineage import PAGE_SIZE, Lineage, SyncLineage
 from notifyq.schedules import Schedule, ScheduleError, define
+from notifyq.store import BatchProgress, TaskState
 
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """What a handler receives: one claimed attempt of a task."""
+    """What a handler receives: one claimed attempt of a task.
+
+    Its workflow (:mod:`notifyq.lineage`) is read only when asked for, once per attempt:
+    ``await task.parents()``, ``await task.parent_result()``, ``await task.batch()``,
+    ``async for m in task.batch_results()``; in a ``def`` handler the same through
+    ``task.sync``.
+    """
 
     id: int
     queue: str
@@ -64,6 +68,46 @@ class Task:
     # execute/fetch..., asyncio: the asyncpg connection, def: blocking execute/fetch...);
     # its writes commit with the `done` outcome or not at all. None for other handlers.
     transaction: Any = None
+    # The process's database, for the workflow reads (None: a Task built by hand).
+    database: db.Database | None = field(default=None, repr=False, compare=False)
+    # The reads' cache: a slot that __init__ leaves empty (no cost for a task that never
+    # asks), filled on the first ask.
+    _lineage: Lineage = field(init=False, repr=False, compare=False)
+
+    def _reads(self) -> Lineage:
+        try:
+            return self._lineage
+        except AttributeError:
+            pass
+        if self.database is None:
+            raise WorkflowError(f"task {self.id} has no database to read its workflow from")
+        lineage = Lineage(self.database, self.id)
+        object.__setattr__(self, "_lineage", lineage)  # frozen: set once, here
+        return lineage
+
+    async def parents(self) -> Mapping[int, TaskState]:
+        """The tasks of its ``depends_on``, in that order: id -> (id, status, result,
+        error). Empty for a task without parents."""
+        return await self._reads().parents()
+
+    async def parent_result(self) -> Any:
+        """The result of its single parent (a chain's previous step); WorkflowError when
+        it has not exactly one parent, or that parent did not end done."""
+        return await self._reads().parent_result()
+
+    async def batch(self) -> BatchProgress:
+        """The batch whose callback this task is (total, done, failed, remaining)."""
+        return await self._reads().batch()
+
+    def batch_results(self, page_size: int = PAGE_SIZE) -> AsyncIterator[TaskState]:
+        """Its batch's members (id, status, result, error) in id order, read ``page_size``
+        at a time: at most one page is held in memory."""
+        return self._reads().batch_results(page_size)
+
+    @property
+    def sync(self) -> SyncLineage:
+        """The same reads from a ``def`` handler's worker thread, without ``await``."""
+        return SyncLineage(self._reads())
 
 
 HandlerFn = Callable[[Task], Any]
@@ -258,105 +302,3 @@ def _where(exc: Exception) -> str:
     if not own:
         return text
     return f"{text} ({os.path.basename(own[-1].filename)}, line {own[-1].lineno})"
-
-
-# --- built-in kinds ------------------------------------------------------------------
-
-
-def _text_of(payload: Any) -> str:
-    if isinstance(payload, str):
-        return payload
-    if isinstance(payload, dict) and isinstance(text := payload.get("text"), str):
-        return text
-    raise PayloadError(f'expected a JSON string or {{"text": string}}, got {_describe(payload)}')
-
-
-def _describe(payload: Any) -> str:
-    names = {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }
-    if isinstance(payload, dict):
-        keys = ", ".join(sorted(payload)[:5])
-        return f"an object with keys [{keys}]" if keys else "an empty object"
-    return names.get(type(payload), type(payload).__name__)
-
-
-async def reverse(task: Task) -> str:
-    return _text_of(task.payload)[::-1]
-
-
-async def noop(task: Task) -> None:
-    return None
-
-
-async def sleep(task: Task) -> float:
-    seconds = task.payload
-    if isinstance(seconds, dict):
-        seconds = seconds.get("seconds")
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not 0 <= seconds <= 86400
-    ):
-        raise PayloadError(
-            f'expected seconds from 0 to 86400 (a number or {{"seconds": n}}), '
-            f"got {_describe(task.payload)}"
-        )
-    await trio.sleep(seconds)
-    return float(seconds)
-
-
-async def fetch_url(task: Task) -> dict[str, Any]:
-    url = task.payload
-    if isinstance(url, dict):
-        url = url.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise PayloadError(
-            f'expected an http(s) URL (a string or {{"url": string}}), got {_describe(task.payload)}'
-        )
-    started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=5.0, follow_redirects=True) as client:
-        response = await client.get(url)
-    return {
-        "status": response.status_code,
-        "bytes": len(response.content),
-        "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
-    }
-
-
-class DemoFailure(Exception):
-    """The demo kind's simulated failure."""
-
-
-def demo_handler(min_delay_s: float, max_delay_s: float, failure_rate: float) -> HandlerFn:
-    """The seed processor's job: sleep a while, reverse the text, sometimes fail."""
-
-    async def demo(task: Task) -> str:
-        text = _text_of(task.payload)
-        await trio.sleep(random.uniform(min_delay_s, max_delay_s))
-        if random.random() < failure_rate:
-            raise DemoFailure(f"simulated failure (rate {failure_rate:g})")
-        return text[::-1]
-
-    return demo
-
-
-def builtin_app(
-    *,
-    demo_min_delay_s: float = 1.0,
-    demo_max_delay_s: float = 4.0,
-    demo_failure_rate: float = 0.1,
-) -> App:
-    app = App()
-    app.handler("reverse")(reverse)
-    app.handler("noop")(noop)
-    app.handler("sleep")(sleep)
-    app.handler("fetch_url", timeout_s=10)(fetch_url)
-    app.handler("demo")(demo_handler(demo_min_delay_s, demo_max_delay_s, demo_failure_rate))
-    return app

@@ -89,6 +89,13 @@ class PayloadError(Fail):
     """The payload is not what the handler expects; retrying would not help."""
 
 
+class WorkflowError(Fail):
+    """A handler asked its workflow for what is not there (``task.parent_result()`` of a
+    task without exactly one parent, or of a parent that failed; ``task.batch()`` of a task
+    that is no batch's callback). Raised out of a handler, it fails the task without a
+    retry: another attempt would read the same."""
+
+
 # --- raised to producers -----------------------------------------------------------
 
 

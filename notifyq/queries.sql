@@ -457,8 +457,10 @@ SELECT * FROM notifyq.tasks WHERE id = $1;
 -- is the task's own started_at, listed last. An attempt that has a stored 'started' row
 -- (written before 0010, or by a process of an older version; its `at` falls within the
 -- attempt) gets no derived one. A 'released' or 'cancelled' event of a dependent names, in
--- its detail, the parent task or the batch that released or cancelled it (migration 0014).
-SELECT id, task_id, at, event, attempt, worker, error, detail
+-- its detail, the parent task or the batch that released or cancelled it (migration 0014),
+-- also as parent_id / batch_id; a 'released' with neither is an attempt its worker gave
+-- back (shutdown, a lost lease), which the detail says.
+SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_id
   FROM (
     SELECT 0::bigint AS id, t.id AS task_id, t.created_at AS at, 'queued' AS event,
            0 AS attempt, NULL::text AS worker, NULL::text AS error,
@@ -466,25 +468,29 @@ SELECT id, task_id, at, event, attempt, worker, error, detail
                 THEN format('schedule %s, tick %s', t.schedule_name,
                             to_char(t.schedule_tick AT TIME ZONE 'UTC',
                                     'YYYY-MM-DD"T"HH24:MI:SS"Z"')) END AS detail,
+           NULL::bigint AS parent_id, NULL::bigint AS batch_id,
            0::bigint AS place, 0 AS within
       FROM notifyq.tasks t
      WHERE t.id = $1
     UNION ALL
     SELECT e.id, e.task_id, e.at, e.event, e.attempt, e.worker, e.error,
            CASE WHEN e.parent_id IS NOT NULL THEN format('parent task %s', e.parent_id)
-                WHEN e.batch_id IS NOT NULL THEN format('batch %s', e.batch_id) END,
-           e.id, 1
+                WHEN e.batch_id IS NOT NULL THEN format('batch %s', e.batch_id)
+                WHEN e.event = 'released'
+                     THEN 'given back by its worker; the attempt is not counted' END,
+           e.parent_id, e.batch_id, e.id, 1
       FROM notifyq.task_events e
      WHERE e.task_id = $1
     UNION ALL
-    SELECT 0, e.task_id, e.started_at, 'started', e.attempt, e.worker, NULL, NULL, e.id, 0
+    SELECT 0, e.task_id, e.started_at, 'started', e.attempt, e.worker, NULL, NULL, NULL, NULL,
+           e.id, 0
       FROM notifyq.task_events e
      WHERE e.task_id = $1 AND e.started_at IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM notifyq.task_events s
                         WHERE s.task_id = $1 AND s.event = 'started'
                           AND s.attempt = e.attempt AND s.at BETWEEN e.started_at AND e.at)
     UNION ALL
-    SELECT 0, t.id, t.started_at, 'started', t.attempts, t.locked_by, NULL, NULL,
+    SELECT 0, t.id, t.started_at, 'started', t.attempts, t.locked_by, NULL, NULL, NULL, NULL,
            9223372036854775807, 0
       FROM notifyq.tasks t
      WHERE t.id = $1 AND t.status = 'in_progress' AND t.started_at IS NOT NULL
@@ -551,7 +557,8 @@ SELECT t.queue, t.kind, count(*)::bigint AS n
 -- The text is made once per listed row (OFFSET 0 keeps the planner from repeating it).
 SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
        t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
-       t.updated_at, t.started_at, t.finished_at,
+       t.updated_at, t.started_at, t.finished_at, t.depends_on, t.on_parent_failure,
+       t.waiting_on, t.batch_id, t.after_batch,
        CASE WHEN length(p.text) <= $6 THEN t.payload END AS payload,
        CASE WHEN length(p.text) > $6 THEN left(p.text, $6) END AS payload_preview,
        CASE WHEN length(r.text) <= $6 THEN t.result END AS result,
@@ -653,6 +660,92 @@ SELECT extract(epoch FROM date_trunc('minute', finished_at))::bigint AS minute,
 -- name: ended_last_minute
 -- Tasks that ended in the last 60 seconds (over tasks_finished_idx).
 SELECT count(*)::int FROM notifyq.tasks WHERE finished_at > now() - interval '60 seconds';
+
+-- name: task_parents
+-- The parents of task $1 in its depends_on order (a parent named twice, once): id, status,
+-- result, error (task.parents() of a handler; the task page). One probe of tasks_pkey per
+-- parent; a task without parents returns no row.
+SELECT p.id, p.status, p.result, p.error
+  FROM notifyq.tasks t
+ CROSS JOIN LATERAL (SELECT d.id, min(d.n) AS n
+                       FROM unnest(t.depends_on) WITH ORDINALITY AS d(id, n)
+                      GROUP BY d.id) AS d
+  JOIN notifyq.tasks p ON p.id = d.id
+ WHERE t.id = $1
+ ORDER BY d.n;
+
+-- name: task_parents_brief
+-- The first $2 parents of task $1 in its depends_on order: id, kind and status (the task's
+-- page and GET /tasks/{id}; their results stay here).
+SELECT p.id, p.kind, p.status
+  FROM notifyq.tasks t
+ CROSS JOIN LATERAL (SELECT d.id, min(d.n) AS n
+                       FROM unnest(t.depends_on) WITH ORDINALITY AS d(id, n)
+                      GROUP BY d.id
+                      ORDER BY min(d.n)
+                      LIMIT $2) AS d
+  JOIN notifyq.tasks p ON p.id = d.id
+ WHERE t.id = $1
+ ORDER BY d.n;
+
+-- name: task_batch
+-- The batch whose callback task $1 is (tasks.after_batch), with its progress; no row when
+-- it is no batch's callback.
+SELECT b.id, b.total, b.done, b.failed, b.remaining, b.sealed, b.callback_id, b.created_at,
+       b.completed_at
+  FROM notifyq.tasks t
+  JOIN notifyq.batch_progress b ON b.id = t.after_batch
+ WHERE t.id = $1;
+
+-- name: batch_members
+-- A page of batch $1's members in id order (the group's order): ids above $2, at most $3,
+-- over tasks_batch_idx (task.batch_results() reads its batch page by page).
+SELECT id, status, result, error
+  FROM notifyq.tasks
+ WHERE batch_id = $1 AND id > $2
+ ORDER BY batch_id, id
+ LIMIT $3;
+
+-- name: task_children
+-- The tasks that wait or waited for task $1, by id, at most $2: its dependents (depends_on
+-- holds it) and, for a batch member, its batch's callback. Bounded: those still waiting
+-- come from the GIN index over waiting rows wherever they are; the others are looked for
+-- among the $3 tasks added after it (no index lists ended dependents), which is where a
+-- workflow added in one go puts them. A task nobody depends on (has_dependents false)
+-- costs one probe of tasks_pkey.
+WITH t AS (
+    SELECT id, has_dependents, batch_id FROM notifyq.tasks WHERE id = $1
+)
+SELECT c.id, c.status, c.kind, 'depends_on' AS via
+  FROM t
+  JOIN notifyq.tasks c ON c.depends_on @> ARRAY[t.id] AND c.status = 'waiting'
+ WHERE t.has_dependents
+UNION
+SELECT c.id, c.status, c.kind, 'depends_on'
+  FROM t
+ CROSS JOIN LATERAL (SELECT n.id, n.status, n.kind, n.depends_on
+                       FROM notifyq.tasks n
+                      WHERE n.id > t.id
+                      ORDER BY n.id
+                      LIMIT $3) AS c
+ WHERE t.has_dependents AND c.depends_on @> ARRAY[t.id]
+UNION
+SELECT c.id, c.status, c.kind, 'after_batch'
+  FROM t
+  JOIN notifyq.batches b ON b.id = t.batch_id
+  JOIN notifyq.tasks c ON c.id = b.callback_id
+ ORDER BY id
+ LIMIT $2;
+
+-- name: live_batches
+-- The batches not complete yet, newest first, at most $1, with their progress (the status
+-- page's "Batches" table): a walk down batches_pkey from the newest, which is where live
+-- batches are.
+SELECT id, total, done, failed, remaining, sealed, callback_id, created_at, completed_at
+  FROM notifyq.batch_progress
+ WHERE completed_at IS NULL
+ ORDER BY id DESC
+ LIMIT $1;
 
 -- name: sample_timeout
 -- Bounds the first sampling round (an hour of history) on a very busy database: a

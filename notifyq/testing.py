@@ -291,8 +291,8 @@ class TestQueue:
         import trio
 
         from notifyq import logs, store
-        from notifyq.app import builtin_app
         from notifyq.engine.service import Service
+        from notifyq.kinds import builtin_app
         from notifyq.settings import load_without_environment
 
         # The documented defaults and the test's own settings: never the developer's

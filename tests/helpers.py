@@ -11,9 +11,10 @@ from typing import Any
 import trio
 
 from notifyq import db
-from notifyq.app import App, builtin_app
+from notifyq.app import App
 from notifyq.engine.ledger import Attempt
 from notifyq.engine.service import Service
+from notifyq.kinds import builtin_app
 from notifyq.serving import process
 from notifyq.settings import load
 from notifyq.web.app import create_app

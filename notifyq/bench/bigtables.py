@@ -19,11 +19,11 @@ from typing import Any
 import trio
 
 from notifyq import db, errors, migrations, sql
-from notifyq.app import builtin_app
 from notifyq.bench.common import empty_database, progress, queries, running, scratch
 from notifyq.bench.inprocess import _wait_drained
 from notifyq.bench.load import _claim_times
 from notifyq.engine import maintenance
+from notifyq.kinds import builtin_app
 from notifyq.settings import Settings
 
 CHUNK = 1_000_000  # rows per INSERT statement while filling

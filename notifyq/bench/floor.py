@@ -26,9 +26,9 @@ import asyncpg
 import trio
 
 from notifyq import db, errors, sql
-from notifyq.app import builtin_app
 from notifyq.bench import cpu
 from notifyq.bench.common import progress, queries, scratch
+from notifyq.kinds import builtin_app
 from notifyq.settings import Settings
 
 NAMES = {"floor": "minimal SKIP LOCKED queue", "notifyq": "notifyq claim + finish"}

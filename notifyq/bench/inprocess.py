@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from notifyq import db, errors, limits, store
-from notifyq.app import App, Task, builtin_app
+from notifyq.app import App, Task
 from notifyq.bench import cpu
 from notifyq.bench.common import (
     PROBE_TIMEOUT_S,
@@ -29,6 +29,7 @@ from notifyq.bench.common import (
     scratch,
 )
 from notifyq.engine.service import Service
+from notifyq.kinds import builtin_app
 from notifyq.settings import Settings
 
 # --- latency --------------------------------------------------------------------------

@@ -25,9 +25,9 @@ import asyncpg
 import trio
 
 from notifyq import db, errors, sql
-from notifyq.app import builtin_app
 from notifyq.bench import cpu
 from notifyq.bench.common import STALL_TIMEOUT_S, percentile, progress, queries, scratch
+from notifyq.kinds import builtin_app
 from notifyq.settings import Settings
 
 READY_TIMEOUT_S = 30.0

@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from notifyq import errors, logs
-from notifyq.app import App, builtin_app, load_app
+from notifyq.app import App, load_app
 from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
+from notifyq.kinds import builtin_app
 from notifyq.serving import run as serving
 from notifyq.serving import startup
 from notifyq.settings import Settings

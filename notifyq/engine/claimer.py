@@ -81,6 +81,9 @@ class Claimer:
         capacity: Capacity,
     ) -> None:
         self.db = database
+        # The pool itself (self.db becomes a held connection while serving): the handlers'
+        # workflow reads (Task.parents(), ...) take a pooled connection each.
+        self.pool = database
         self.settings = settings
         self.ledger = ledger
         self.owner = owner
@@ -331,6 +334,7 @@ class Claimer:
                 row.max_attempts,
                 row.priority,
                 row.meta,
+                self.pool,  # for the workflow reads, made only if the handler asks
             )
             attempt = Attempt(task, sent_at + lease_s, row.lag_s, row.timeout_s)
             attempt.undecodable, attempt.token = row.undecodable, row.token

@@ -122,10 +122,25 @@ from notifyq.store.fleet import (
     upsert_schedule as upsert_schedule,
 )
 from notifyq.store.reads import (
+    CHILDREN_SCAN as CHILDREN_SCAN,
+)
+from notifyq.store.reads import (
+    BatchProgress as BatchProgress,
+)
+from notifyq.store.reads import (
     Confirmed as Confirmed,
 )
 from notifyq.store.reads import (
     Pickup as Pickup,
+)
+from notifyq.store.reads import (
+    Related as Related,
+)
+from notifyq.store.reads import (
+    TaskState as TaskState,
+)
+from notifyq.store.reads import (
+    batch_members as batch_members,
 )
 from notifyq.store.reads import (
     confirm_events as confirm_events,
@@ -146,6 +161,9 @@ from notifyq.store.reads import (
     list_tasks as list_tasks,
 )
 from notifyq.store.reads import (
+    live_batches as live_batches,
+)
+from notifyq.store.reads import (
     live_processes as live_processes,
 )
 from notifyq.store.reads import (
@@ -159,6 +177,18 @@ from notifyq.store.reads import (
 )
 from notifyq.store.reads import (
     running_tasks as running_tasks,
+)
+from notifyq.store.reads import (
+    task_batch as task_batch,
+)
+from notifyq.store.reads import (
+    task_children as task_children,
+)
+from notifyq.store.reads import (
+    task_parents as task_parents,
+)
+from notifyq.store.reads import (
+    task_parents_brief as task_parents_brief,
 )
 from notifyq.store.reads import (
     unserved as unserved,

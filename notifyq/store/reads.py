@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from notifyq import db, sql
 from notifyq.store.rows import PREVIEW_CHARS, Row, TaskRow
@@ -142,3 +144,94 @@ async def ping(database: db.Database) -> None:
 async def live_processes(database: db.Database, *, host: str, within_s: float) -> int:
     """Processes on ``host`` that heart-beat within ``within_s`` seconds."""
     return int(await database.fetchval(sql.queries["host_alive"], host, within_s))
+
+
+# --- workflows: a task's parents, children and batch --------------------------------------
+
+CHILDREN_SCAN = 50_000
+"""How many tasks after a parent :func:`task_children` looks through for dependents that
+no longer wait (those still waiting are found anywhere, over their index)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """Where a related task stands: a parent (``task.parents()``) or a batch member."""
+
+    id: int
+    status: str
+    result: Any
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """A batch (``notifyq.batch_progress``): members added, ended done, ended failed (error
+    or cancelled), still to end; sealed once its callback was added."""
+
+    id: int
+    total: int
+    done: int
+    failed: int
+    remaining: int
+    sealed: bool
+    callback_id: int | None
+    created_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def from_record(cls, record: Row) -> BatchProgress:
+        return cls(**record)
+
+
+@dataclass(frozen=True, slots=True)
+class Related:
+    """A task's parent or child as the task's page lists it. A child waits or waited for
+    the task: ``via`` 'depends_on' (a dependent) or 'after_batch' (the callback of the
+    batch the task is a member of); a parent is 'depends_on'."""
+
+    id: int
+    status: str
+    kind: str
+    via: str
+
+
+async def task_parents(database: db.Database, task_id: int) -> list[TaskState]:
+    """The parents of ``task_id`` in its ``depends_on`` order (empty: none, or no task)."""
+    rows = await database.fetch(sql.queries["task_parents"], task_id)
+    return [TaskState(r["id"], r["status"], r["result"], r["error"]) for r in rows]
+
+
+async def task_batch(database: db.Database, task_id: int) -> BatchProgress | None:
+    """The batch whose callback ``task_id`` is, or None."""
+    row = await database.fetchrow(sql.queries["task_batch"], task_id)
+    return None if row is None else BatchProgress.from_record(row)
+
+
+async def batch_members(
+    database: db.Database, batch_id: int, *, after: int, limit: int
+) -> list[TaskState]:
+    """A page of the batch's members in id order: ids above ``after``, at most ``limit``."""
+    rows = await database.fetch(sql.queries["batch_members"], batch_id, after, limit)
+    return [TaskState(r["id"], r["status"], r["result"], r["error"]) for r in rows]
+
+
+async def task_children(
+    database: db.Database, task_id: int, *, limit: int, scan: int = CHILDREN_SCAN
+) -> list[Related]:
+    """Up to ``limit`` tasks that wait or waited for ``task_id``, by id (see the statement
+    for where they are looked for)."""
+    rows = await database.fetch(sql.queries["task_children"], task_id, limit, scan)
+    return [Related(r["id"], r["status"], r["kind"], r["via"]) for r in rows]
+
+
+async def task_parents_brief(database: db.Database, task_id: int, *, limit: int) -> list[Related]:
+    """The first ``limit`` parents of ``task_id`` in ``depends_on`` order: id, kind and
+    status only (their results stay in the database)."""
+    rows = await database.fetch(sql.queries["task_parents_brief"], task_id, limit)
+    return [Related(r["id"], r["status"], r["kind"], "depends_on") for r in rows]
+
+
+async def live_batches(database: db.Database, *, limit: int) -> list[BatchProgress]:
+    """Up to ``limit`` batches not complete yet, newest first."""
+    rows = await database.fetch(sql.queries["live_batches"], limit)
+    return [BatchProgress.from_record(r) for r in rows]

@@ -91,8 +91,10 @@ keeps them equal)."""
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
-    """One entry of a task's history (``task_history``), oldest first; ``detail`` says
-    which schedule and tick queued it."""
+    """One entry of a task's history (``task_history``), oldest first. ``detail`` says
+    which schedule and tick queued it, or what released or cancelled a dependent: the
+    parent task (``parent_id``) or the batch (``batch_id``). A ``released`` with neither is
+    an attempt its worker gave back (shutdown), which ``detail`` says too."""
 
     id: int
     task_id: int
@@ -102,6 +104,8 @@ class EventRow:
     worker: str | None
     error: str | None
     detail: str | None
+    parent_id: int | None = None
+    batch_id: int | None = None
 
     @classmethod
     def from_record(cls, record: Row) -> EventRow:

@@ -22,7 +22,7 @@ from notifyq.web.context import PROBE_STALE_S, Context, current
 from notifyq.web.live import RESYNC, Subscription
 from notifyq.web.metrics import CONTENT_TYPE
 from notifyq.web.replies import ApiError, error_response, json_response
-from notifyq.web.views import build_stats, existing_id
+from notifyq.web.views import build_stats, existing_id, task_detail
 
 blueprint = Blueprint("api", __name__)
 M = TypeVar("M", bound=BaseModel)
@@ -122,9 +122,9 @@ async def list_tasks() -> Response:
 @document_response(models.TaskOut)
 @document_response(models.ErrorOut, 404)
 async def get_task(task_id: int) -> Response:
-    """One task."""
-    task = await Client(current().database).task(existing_id(task_id))
-    return json_response(models.TaskOut.from_row(task))
+    """One task, with its first parents and children and, for a batch's callback, the
+    batch's progress."""
+    return json_response(await task_detail(current(), task_id))
 
 
 @blueprint.get("/tasks/<int:task_id>/history")

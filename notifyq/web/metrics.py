@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from notifyq.engine.service import ServiceStatistics
-from notifyq.vocabulary import Verdict
+from notifyq.vocabulary import Status, Verdict
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -95,6 +95,16 @@ class _Gauges(Collector):
         for (queue, status), n in sorted(self.depth.items()):
             depth.add_metric([queue, status], n)
         yield depth
+        # Of every queue the counts saw, 0 included: an alert on waiting work needs the
+        # series to exist before the first task waits.
+        waiting = GaugeMetricFamily(
+            "notifyq_tasks_waiting",
+            "Tasks waiting for their parents or batch, by queue (never claimed while waiting)",
+            labels=["queue"],
+        )
+        for queue in sorted({queue for queue, _ in self.depth}):
+            waiting.add_metric([queue], self.depth.get((queue, Status.WAITING), 0))
+        yield waiting
         yield GaugeMetricFamily(
             "notifyq_tasks_in_flight",
             "Tasks this process has claimed and not yet recorded",

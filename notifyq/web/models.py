@@ -155,6 +155,29 @@ class TaskFilter(BaseModel):
     limit: int = Field(50, ge=1, le=500)
 
 
+class RelatedOut(BaseModel):
+    """A parent or child of a task, as GET /tasks/{id} lists it."""
+
+    id: int
+    status: Status
+    kind: str
+    via: str = Field(description="depends_on (a parent or dependent) or after_batch")
+
+
+class BatchOut(BaseModel):
+    """A batch's progress (notifyq.batch_progress)."""
+
+    id: int
+    total: int = Field(description="Members added")
+    done: int
+    failed: int = Field(description="Members that ended error or cancelled")
+    remaining: int
+
+
+class LiveBatchOut(BatchOut):
+    callback_id: int | None = Field(description="The task it releases (null: none added yet)")
+
+
 class TaskOut(BaseModel):
     id: int
     queue: str
@@ -189,6 +212,21 @@ class TaskOut(BaseModel):
     unique_key: str | None = None
     schedule_name: str | None = Field(None, description="The schedule whose tick added it")
     schedule_tick: datetime | None = Field(None, description="That tick")
+    depends_on: list[int] | None = Field(None, description="Its parents' ids (workflows)")
+    on_parent_failure: str = Field(
+        "cancel", description="What a parent's failure does to it: cancel or run"
+    )
+    waiting_on: int = Field(0, description="While waiting: how many ends it still waits for")
+    batch_id: int | None = Field(None, description="The batch it is a member of")
+    after_batch: int | None = Field(None, description="The batch whose callback it is")
+    parents: list[RelatedOut] | None = Field(
+        None, description="GET /tasks/{id} only: its first 100 parents, in depends_on order"
+    )
+    children: list[RelatedOut] | None = Field(
+        None, description="GET /tasks/{id} only: the first 100 that wait or waited for it"
+    )
+    children_more: bool = Field(False, description="More children than those listed")
+    batch: BatchOut | None = Field(None, description="A callback's batch, in GET /tasks/{id}")
 
     @classmethod
     def from_row(cls, row: TaskRow) -> TaskOut:
@@ -219,6 +257,15 @@ class TaskOut(BaseModel):
             unique_key=row.unique_key,
             schedule_name=row.schedule_name,
             schedule_tick=row.schedule_tick,
+            depends_on=row.depends_on,
+            on_parent_failure=row.on_parent_failure,
+            waiting_on=row.waiting_on,
+            batch_id=row.batch_id,
+            after_batch=row.after_batch,
+            parents=None,
+            children=None,
+            children_more=False,
+            batch=None,
         )
 
 
@@ -248,7 +295,16 @@ class EventOut(BaseModel):
     error: str | None
     at: datetime
     detail: str | None = Field(
-        None, description="On 'queued': the schedule and tick that added the task, if one did"
+        None,
+        description="On 'queued': the schedule and tick that added the task, if one did; on "
+        "'released' and 'cancelled': the parent task or batch that caused it, or, on a "
+        "'released' with neither, that its worker gave the attempt back (shutdown)",
+    )
+    parent_id: int | None = Field(
+        None, description="The parent task whose end released or cancelled this one"
+    )
+    batch_id: int | None = Field(
+        None, description="The batch whose completion released or cancelled this callback"
     )
 
     @classmethod

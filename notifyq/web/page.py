@@ -20,7 +20,7 @@ from notifyq.version import __version__
 from notifyq.vocabulary import STATUSES, Status
 from notifyq.web import models, replies
 from notifyq.web.context import Context, current
-from notifyq.web.views import build_stats, existing_id, schedule_out
+from notifyq.web.views import build_stats, schedule_out, task_detail
 
 blueprint = Blueprint("page", __name__)
 # The queues table's column heads where a status reads better as another word.
@@ -29,6 +29,7 @@ STATUS_LABELS = {Status.IN_PROGRESS.value: "running"}
 RUNNING_SHOWN = 20
 FAILURES_SHOWN = 10
 SCHEDULES_SHOWN = 50
+BATCHES_SHOWN = 20
 
 
 async def summary(c: Context) -> dict[str, Any]:
@@ -39,6 +40,7 @@ async def summary(c: Context) -> dict[str, Any]:
     workers = await store.workers(c.database, gone_after_s=c.settings.lease_s)
     queues = await store.list_queues(c.database)
     shown = await store.list_schedules(c.database, limit=SCHEDULES_SHOWN)
+    batches = await store.live_batches(c.database, limit=BATCHES_SHOWN)
     return {
         "stats": stats,
         "queue_limits": {q.name: limits_text(q) for q in queues if q.updated_at is not None},
@@ -46,6 +48,17 @@ async def summary(c: Context) -> dict[str, Any]:
         "running": [models.TaskOut.from_row(r) for r in running],
         "failures": [models.TaskOut.from_row(r) for r in failures],
         "workers": [models.WorkerOut.model_validate(dict(r)) for r in workers],
+        "batches": [
+            models.LiveBatchOut(
+                id=b.id,
+                total=b.total,
+                done=b.done,
+                failed=b.failed,
+                remaining=b.remaining,
+                callback_id=b.callback_id,
+            )
+            for b in batches
+        ],
     }
 
 
@@ -73,7 +86,12 @@ async def status_page() -> Response:
         statuses=STATUSES,
         status_labels=STATUS_LABELS,
         version=__version__,
-        limits={"running": RUNNING_SHOWN, "failures": FAILURES_SHOWN, "schedules": SCHEDULES_SHOWN},
+        limits={
+            "running": RUNNING_SHOWN,
+            "failures": FAILURES_SHOWN,
+            "schedules": SCHEDULES_SHOWN,
+            "batches": BATCHES_SHOWN,
+        },
     )
     return Response(html, content_type="text/html; charset=utf-8")
 
@@ -88,10 +106,10 @@ async def summary_json() -> Response:
 @blueprint.get("/ui/tasks/<int:task_id>")
 @hide
 async def task_page(task_id: int) -> Response:
-    client = Client(current().database)
+    c = current()
     try:
-        task = models.TaskOut.from_row(await client.task(existing_id(task_id)))
-        events = [models.EventOut.from_row(e) for e in await client.events(task_id)]
+        task = await task_detail(c, task_id)
+        events = [models.EventOut.from_row(e) for e in await Client(c.database).events(task_id)]
     except errors.TaskNotFound as exc:
         html = await render_template(
             "task.html",

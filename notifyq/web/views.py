@@ -6,9 +6,13 @@ import time
 from datetime import UTC, datetime
 
 from notifyq import errors, store
+from notifyq.client import Client
 from notifyq.vocabulary import Status
 from notifyq.web import fleet_models, models
 from notifyq.web.context import Context
+
+PARENTS_SHOWN = 100
+CHILDREN_SHOWN = 100
 
 
 def existing_id(task_id: int) -> int:
@@ -70,3 +74,33 @@ def schedule_out(row: store.ScheduleRow) -> fleet_models.ScheduleOut:
         last_run_at=row.last_run_at,
         next_run_at=row.next_run_at,
     )
+
+
+def related_out(rows: list[store.Related]) -> list[models.RelatedOut]:
+    return [models.RelatedOut(id=r.id, status=r.status, kind=r.kind, via=r.via) for r in rows]
+
+
+def batch_out(b: store.BatchProgress) -> models.BatchOut:
+    return models.BatchOut(
+        id=b.id, total=b.total, done=b.done, failed=b.failed, remaining=b.remaining
+    )
+
+
+async def task_detail(c: Context, task_id: int) -> models.TaskOut:
+    """One task as GET /tasks/{id} and its page show it: the row, its first parents and
+    children (bounded: PARENTS_SHOWN, CHILDREN_SHOWN) and, for a callback, its batch.
+    A task outside any workflow costs one statement more (one probe of tasks_pkey)."""
+    row = await Client(c.database).task(existing_id(task_id))
+    out = models.TaskOut.from_row(row)
+    children = await store.task_children(c.database, task_id, limit=CHILDREN_SHOWN + 1)
+    out.children = related_out(children[:CHILDREN_SHOWN])
+    out.children_more = len(children) > CHILDREN_SHOWN
+    if row.depends_on:
+        parents = await store.task_parents_brief(c.database, task_id, limit=PARENTS_SHOWN)
+        out.parents = related_out(parents)
+    else:
+        out.parents = []
+    if row.after_batch is not None:
+        batch = await store.task_batch(c.database, task_id)
+        out.batch = None if batch is None else batch_out(batch)
+    return out

@@ -11,9 +11,10 @@ import pytest
 import trio
 
 from notifyq import db, errors, sql, store
-from notifyq.app import App, Task, builtin_app
+from notifyq.app import App, Task
 from notifyq.client import Client
 from notifyq.engine.service import Service
+from notifyq.kinds import builtin_app
 from notifyq.settings import load
 from tests.helpers import (
     eventually,

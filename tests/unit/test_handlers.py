@@ -11,10 +11,11 @@ import pytest
 import trio
 import trio.testing
 
-from notifyq import app as handlers
-from notifyq.app import App, DemoFailure, Task, builtin_app, demo_handler, load_app
+from notifyq import kinds as handlers
+from notifyq.app import App, Task, load_app
 from notifyq.engine.runtimes import Threads
 from notifyq.errors import ConfigError, Fail, PayloadError
+from notifyq.kinds import DemoFailure, builtin_app, demo_handler
 
 # Loaded by name in the load_app tests below.
 APP = App()

@@ -21,6 +21,10 @@ function link(id) {
   return a;
 }
 
+function badge(status) {
+  return el("span", status, "badge s-" + status);
+}
+
 function row(cells) {
   const tr = el("tr");
   for (const cell of cells) {
@@ -171,6 +175,15 @@ function renderFailures(tasks) {
   );
 }
 
+function renderBatches(batches) {
+  fillTable(
+    "batches",
+    batches.map((b) => row([b.id, b.total, b.done, b.failed, b.remaining,
+      b.callback_id === null ? "–" : link(b.callback_id)])),
+    "no batch running", 6
+  );
+}
+
 async function refreshStatus() {
   const data = await getJSON("/ui/summary");
   renderStats(data.stats, data.queue_limits);
@@ -178,6 +191,7 @@ async function refreshStatus() {
   renderFailures(data.failures);
   renderWorkers(data.workers);
   renderSchedules(data.schedules);
+  renderBatches(data.batches);
 }
 
 function logEvent(name, data) {
@@ -218,9 +232,19 @@ async function refreshTask(id) {
   document.getElementById("task-result").textContent = JSON.stringify(task.result, null, 2);
   fillTable(
     "history",
-    history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker, e.error || e.detail])),
-    "no events", 5
+    history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker, e.error, e.detail])),
+    "no events", 6
   );
+  fillTable("parents", (task.parents || []).map((p) => row([link(p.id), p.kind, badge(p.status)])),
+    task.after_batch === null ? "none" : "waits for batch " + task.after_batch, 3);
+  fillTable("children", (task.children || []).map((c) => row([link(c.id), c.kind, badge(c.status), c.via])),
+    "none", 4);
+  const batch = document.getElementById("task-batch");
+  if (batch && task.batch) {
+    const b = task.batch;
+    batch.textContent = "batch " + b.id + ": " + b.done + " done, " + b.failed + " failed, " +
+      b.remaining + " remaining of " + b.total;
+  }
 }
 
 // --- wiring ----------------------------------------------------------------------
