@@ -334,7 +334,7 @@ class Claimer:
                 row.max_attempts,
                 row.priority,
                 row.meta,
-                self.pool,  # for the workflow reads, made only if the handler asks
+                database=self.pool,  # for the workflow reads, made only if the handler asks
             )
             attempt = Attempt(task, sent_at + lease_s, row.lag_s, row.timeout_s)
             attempt.undecodable, attempt.token = row.undecodable, row.token
