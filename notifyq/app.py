@@ -36,7 +36,7 @@ import os
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 from notifyq import db, limits
@@ -64,6 +64,7 @@ class Task:
     max_attempts: int
     priority: int = 0
     meta: Any = None  # what travels with the task besides its payload (trace context)
+    _: KW_ONLY  # what the engine adds is named where a Task is built, never placed
     # A transactional handler's open transaction, in its runtime's form (trio: awaitable
     # execute/fetch..., asyncio: the asyncpg connection, def: blocking execute/fetch...);
     # its writes commit with the `done` outcome or not at all. None for other handlers.
