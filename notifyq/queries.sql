@@ -406,12 +406,14 @@ SELECT notifyq.attach_legacy_events();
 
 -- name: enqueue
 -- Add one checked task (notifyq.spec): the JSON of payload $3 and meta $9 as text; run_at is
--- $5 (NULL: now) plus $6 seconds; $10 its concurrency_key.
+-- $5 (NULL: now) plus $6 seconds; $10 its concurrency_key; $11 its parents (depends_on, as
+-- the text of a bigint[], NULL: none), $12 its on_parent_failure.
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
-                           meta, concurrency_key)
+                           meta, concurrency_key, depends_on, on_parent_failure)
 VALUES ($1, $2, $3::text::jsonb, $4,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7, make_interval(secs => $8::float8), $9::text::jsonb, $10)
+        $7, make_interval(secs => $8::float8), $9::text::jsonb, $10, $11::text::bigint[],
+        $12::text)
 RETURNING *;
 
 -- name: enqueue_unique
@@ -875,30 +877,35 @@ DELETE FROM notifyq.schedules WHERE name = $1 RETURNING name;
 -- notifyq.enqueue on the caller's own connection, in its transaction. Values travel as
 -- text and numbers (JSON as text), so the caller's driver needs no type codec. run_at is
 -- $5 (NULL: now) plus $6 seconds; $9 is the task's meta or NULL; $10 its unique_key, $11
--- its concurrency_key. No row: a live task of the queue holds the unique key (the plain
--- ON CONFLICT needs no SELECT privilege, which a producer role does not have).
+-- its concurrency_key, $12 its parents (depends_on as the text of a bigint[]; NULL: none),
+-- $13 its on_parent_failure. No row: a live task of the queue holds the unique key (the
+-- plain ON CONFLICT needs no SELECT privilege, which a producer role does not have).
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
-                           unique_key, concurrency_key)
+                           unique_key, concurrency_key, depends_on, on_parent_failure)
 VALUES ($1::text, $2::text, $3::text::jsonb, $4::int,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7::int, make_interval(secs => $8::float8), $9::text::jsonb, $10::text, $11::text)
+        $7::int, make_interval(secs => $8::float8), $9::text::jsonb, $10::text, $11::text,
+        $12::text::bigint[], $13::text)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
 -- name: produce_many
 -- notifyq.enqueue_many: any number of tasks without a unique key in one statement, one
 -- array per column (the values of `produce`, row by row, but the unique key); the ids come
--- back in the order given.
+-- back in the order given. Each task's parents travel as the text of a bigint[] (an array
+-- of arrays must be rectangular; these are not).
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
-                           concurrency_key)
+                           concurrency_key, depends_on, on_parent_failure)
 SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
        coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
-       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key
+       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key,
+       t.depends_on::bigint[], t.on_parent_failure
   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
-              $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[])
+              $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[], $11::text[],
+              $12::text[])
        WITH ORDINALITY
        AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta,
-            concurrency_key, n)
+            concurrency_key, depends_on, on_parent_failure, n)
  ORDER BY t.n
 RETURNING id;
 

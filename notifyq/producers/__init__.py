@@ -54,13 +54,19 @@ def _with_trace(task: NewTask) -> NewTask:
 
 def _row(task: NewTask) -> list[Any]:
     """The parameters of the ``produce`` statement."""
-    return [*task.parameters(), task.unique_key, task.concurrency_key]
+    return [
+        *task.parameters(),
+        task.unique_key,
+        task.concurrency_key,
+        task.depends_on,
+        task.on_parent_failure,
+    ]
 
 
 def _columns(tasks: list[NewTask]) -> list[list[Any]]:
     """The arrays of the ``produce_many`` statement, one per column (no unique keys)."""
     rows = [_row(t) for t in tasks]
-    return [[r[i] for r in rows] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10)]
+    return [[r[i] for r in rows] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12)]
 
 
 @overload
