@@ -13,13 +13,31 @@ from typing import TYPE_CHECKING, Any
 from notifyq.errors import (
     Fail,
     InvalidTask,
+    InvalidWorkflow,
     NotifyqError,
     PayloadError,
     Retry,
     TaskNotFound,
     WaitTimeout,
 )
-from notifyq.producers import NewTask, TaskOutcome, enqueue, enqueue_many, new_task, wait
+from notifyq.producers import (
+    NewTask,
+    TaskOutcome,
+    enqueue,
+    enqueue_many,
+    enqueue_workflow,
+    new_task,
+    wait,
+)
+from notifyq.producers.workflows import (
+    ChainIds,
+    ChordIds,
+    GroupIds,
+    chain,
+    chord,
+    group,
+    task,
+)
 from notifyq.version import __version__
 
 if TYPE_CHECKING:
@@ -46,9 +64,13 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "App",
+    "ChainIds",
+    "ChordIds",
     "Client",
     "Fail",
+    "GroupIds",
     "InvalidTask",
+    "InvalidWorkflow",
     "NewTask",
     "NotifyqError",
     "PayloadError",
@@ -58,9 +80,14 @@ __all__ = [
     "TaskOutcome",
     "WaitTimeout",
     "__version__",
+    "chain",
+    "chord",
     "enqueue",
     "enqueue_many",
+    "enqueue_workflow",
+    "group",
     "new_task",
     "open_client",
+    "task",
     "wait",
 ]

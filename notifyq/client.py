@@ -18,6 +18,7 @@ from typing import Any, Unpack
 import trio
 
 from notifyq import db, errors, listen, spec, store
+from notifyq.producers import workflows
 from notifyq.vocabulary import DONE_CHANNEL, ENDED, Answer, Status
 
 
@@ -75,6 +76,13 @@ class Client:
             raise errors.InvalidTask("unique_key", unique_key, "expected a string")
         task = _task(kind, payload, unique_key, delay_s, timeout_s, options)
         return await store.enqueue(self.db, task=task)
+
+    async def enqueue_workflow(self, workflow: workflows.Workflow) -> workflows.Added:
+        """Add a :func:`notifyq.chain`, ``group`` or ``chord`` in one statement (committed
+        at once); its ids, as :func:`notifyq.enqueue_workflow` returns them."""
+        made = workflows.statement(workflows.as_workflow(workflow))
+        rows = await _workflow_rows(self.db, made)
+        return workflows.added(made, rows)
 
     async def task(self, task_id: int) -> store.TaskRow:
         """The task's row, typed; :class:`TaskNotFound` if there is none."""
@@ -144,6 +152,11 @@ class Client:
                 if ended:
                     return await self.get(task_id)
         raise listen.ListenerLost("the listener closed")
+
+
+async def _workflow_rows(database: db.Database, made: workflows.Statement) -> list[Any]:
+    """The rows of a workflow's statement run on the pool (one statement: one transaction)."""
+    return [tuple(r.values()) for r in await database.fetch(made.text, *made.args)]
 
 
 def _task(

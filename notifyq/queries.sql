@@ -909,6 +909,59 @@ SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
  ORDER BY t.n
 RETURNING id;
 
+-- name: workflow_step
+-- notifyq.chain/group/chord: the tasks of one step, a CTE of the workflow's one statement
+-- (producers/workflows.py names step_after and step_batch after the step and numbers each
+-- step's $n after the previous step's). The arrays of `produce_many` and $13: the row is
+-- the chord's callback (after_batch) rather than a member. A member waits for what the
+-- step comes after (step_after.ids: the previous step's tasks, in chain order) and then
+-- its own parents; rows are added in the order given, so ids ascend in member order.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
+                           concurrency_key, depends_on, on_parent_failure, batch_id,
+                           after_batch)
+SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
+       coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
+       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key,
+       nullif(CASE WHEN NOT t.callback THEN step_after.ids END || t.depends_on::bigint[],
+              '{}'),
+       t.on_parent_failure,
+       CASE WHEN NOT t.callback THEN step_batch.id END,
+       CASE WHEN t.callback THEN step_batch.id END
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
+              $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[], $11::text[],
+              $12::text[], $13::boolean[])
+       WITH ORDINALITY
+       AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta,
+            concurrency_key, depends_on, on_parent_failure, callback, n),
+       step_after, step_batch
+ ORDER BY t.n
+RETURNING id;
+
+-- name: workflow_after_nothing
+-- A workflow's first step waits for nothing but its tasks' own parents.
+SELECT NULL::bigint[] AS ids;
+
+-- name: workflow_after_step
+-- A step after a task or a group waits for each of them (ids ascending: member order).
+SELECT ARRAY(SELECT id FROM step_previous ORDER BY id) AS ids;
+
+-- name: workflow_after_callback
+-- A step after a chord waits for its callback, the chord step's last (greatest) id.
+SELECT ARRAY[(SELECT max(id) FROM step_previous)] AS ids;
+
+-- name: workflow_batch
+-- A chord's batch: a new, empty one (its members are counted as the step adds them; the
+-- callback's insert, in the same statement, seals it).
+INSERT INTO notifyq.batches DEFAULT VALUES RETURNING id;
+
+-- name: workflow_no_batch
+-- A task's or a group's step has no batch.
+SELECT NULL::bigint AS id;
+
+-- name: workflow_ids
+-- What a workflow's statement returns, per step in order: its ids ascending and its batch.
+SELECT ARRAY(SELECT id FROM step_tasks ORDER BY id) AS ids, (SELECT id FROM step_batch) AS batch
+
 -- name: produce_outcome
 -- notifyq.wait: where a task stands (the result as JSON text, for any driver).
 SELECT id, status, result::text AS result, error, attempts

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Unpack, overload
 
-from notifyq.producers import drivers
+from notifyq.producers import drivers, workflows
 from notifyq.producers.waiting import TaskOutcome
 from notifyq.spec import NewTask, PlainOptions, TaskOptions, from_item, new_task
 
@@ -39,7 +39,16 @@ if TYPE_CHECKING:
         psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any] | SAAsyncConnection | AsyncSession
     )
 
-__all__ = ["NewTask", "TaskOptions", "TaskOutcome", "enqueue", "enqueue_many", "new_task", "wait"]
+__all__ = [
+    "NewTask",
+    "TaskOptions",
+    "TaskOutcome",
+    "enqueue",
+    "enqueue_many",
+    "enqueue_workflow",
+    "new_task",
+    "wait",
+]
 
 
 def _with_trace(task: NewTask) -> NewTask:
@@ -200,6 +209,33 @@ async def _ids(target: drivers.Async, steps: list[NewTask | list[NewTask]]) -> l
         else:
             ids.append(_first_id(await target.run("produce", _row(step))))
     return ids
+
+
+@overload
+def enqueue_workflow(conn: SyncConnection, workflow: workflows.Workflow) -> workflows.Added: ...
+@overload
+def enqueue_workflow(
+    conn: AsyncConnection, workflow: workflows.Workflow
+) -> Awaitable[workflows.Added]: ...
+@overload
+def enqueue_workflow(conn: Any, workflow: workflows.Workflow) -> Any: ...
+def enqueue_workflow(
+    conn: Any, workflow: workflows.Workflow
+) -> workflows.Added | Awaitable[workflows.Added]:
+    """Add a :func:`notifyq.chain`, :func:`notifyq.group` or :func:`notifyq.chord` in
+    ``conn``'s current transaction, in one statement; returns its ids (awaitable on an
+    asyncio connection): :class:`ChainIds` (each step's), :class:`GroupIds` (the members',
+    in order) or :class:`ChordIds` (members, batch, callback)."""
+    target = drivers.connection_of(conn, "notifyq.enqueue_workflow")
+    made = workflows.statement(workflows.as_workflow(workflow))
+    query = drivers.Composed(made.text)
+    if isinstance(target, drivers.Sync):
+        return workflows.added(made, target.run(query, made.args))
+    return _await_added(made, target.run(query, made.args))
+
+
+async def _await_added(made: workflows.Statement, rows: Awaitable[drivers.Rows]) -> workflows.Added:
+    return workflows.added(made, await rows)
 
 
 @overload
