@@ -28,10 +28,15 @@ from notifyq.producers import (
     enqueue_workflow,
     new_task,
     wait,
+    wait_workflow,
 )
+from notifyq.producers.waiting import BatchProgress, WorkflowOutcome
 from notifyq.producers.workflows import (
+    Chain,
     ChainIds,
+    Chord,
     ChordIds,
+    Group,
     GroupIds,
     chain,
     chord,
@@ -64,10 +69,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "App",
+    "BatchProgress",
+    "Chain",
     "ChainIds",
+    "Chord",
     "ChordIds",
     "Client",
     "Fail",
+    "Group",
     "GroupIds",
     "InvalidTask",
     "InvalidWorkflow",
@@ -79,6 +88,7 @@ __all__ = [
     "TaskNotFound",
     "TaskOutcome",
     "WaitTimeout",
+    "WorkflowOutcome",
     "__version__",
     "chain",
     "chord",
@@ -90,4 +100,5 @@ __all__ = [
     "open_client",
     "task",
     "wait",
+    "wait_workflow",
 ]

@@ -967,6 +967,16 @@ SELECT ARRAY(SELECT id FROM step_tasks ORDER BY id) AS ids, (SELECT id FROM step
 SELECT id, status, result::text AS result, error, attempts
   FROM notifyq.tasks WHERE id = $1::bigint;
 
+-- name: produce_outcomes
+-- notifyq.wait_workflow: where a workflow's tasks stand, in id order.
+SELECT id, status, result::text AS result, error, attempts
+  FROM notifyq.tasks WHERE id = ANY ($1::bigint[]) ORDER BY id;
+
+-- name: produce_batches
+-- notifyq.wait_workflow: the progress of a workflow's batches (its chords), in id order.
+SELECT id, total, done, failed, remaining
+  FROM notifyq.batch_progress WHERE id = ANY ($1::bigint[]) ORDER BY id;
+
 -- name: listen_done
 -- notifyq.wait: hear of tasks that end (a hint; the row says what happened).
 LISTEN notifyq_done;

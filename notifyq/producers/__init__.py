@@ -23,8 +23,8 @@ import sys
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Unpack, overload
 
-from notifyq.producers import drivers, workflows
-from notifyq.producers.waiting import TaskOutcome
+from notifyq.producers import drivers, waiting, workflows
+from notifyq.producers.waiting import TaskOutcome, WorkflowOutcome
 from notifyq.spec import NewTask, PlainOptions, TaskOptions, from_item, new_task
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ __all__ = [
     "enqueue_workflow",
     "new_task",
     "wait",
+    "wait_workflow",
 ]
 
 
@@ -254,23 +255,49 @@ def wait(conn: Any, task_id: int, *, timeout_s: float) -> Any:
     :class:`notifyq.WaitTimeout` (a TimeoutError) after ``timeout_s``, :class:`TaskNotFound`
     when there is no such task.
     """
-    from notifyq.producers import waiting
-
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    return _wait(conn, waiting.Watch((task_id,)), timeout_s, "notifyq.wait")
+
+
+@overload
+def wait_workflow(
+    conn: str | psycopg.Connection[Any], workflow: workflows.Added, *, timeout_s: float
+) -> WorkflowOutcome: ...
+@overload
+def wait_workflow(
+    conn: psycopg.AsyncConnection[Any], workflow: workflows.Added, *, timeout_s: float
+) -> Coroutine[Any, Any, WorkflowOutcome]: ...
+@overload
+def wait_workflow(conn: Any, workflow: workflows.Added, *, timeout_s: float) -> Any: ...
+def wait_workflow(conn: Any, workflow: workflows.Added, *, timeout_s: float) -> Any:
+    """Wait until every task of a workflow :func:`enqueue_workflow` added ended; return its
+    :class:`WorkflowOutcome` (the tasks in id order, a chord's batch progress).
+
+    As :func:`wait` (the same connections, LISTEN notifyq_done as a hint, the rows decide,
+    :class:`notifyq.WaitTimeout` after ``timeout_s``). A chord is waited for through its
+    callback, which its batch releases (or cancels) once every member ended: its members
+    are counted in the batch, not read one by one.
+    """
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    return _wait(conn, workflows.watch(workflow), timeout_s, "notifyq.wait_workflow")
+
+
+def _wait(conn: Any, watch: waiting.Watch, timeout_s: float, what: str) -> Any:
     if isinstance(conn, str):
-        return waiting.wait_sync(conn, task_id, timeout_s)
+        return waiting.wait_sync(conn, watch, timeout_s)
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(conn, psycopg.Connection):
-        return waiting.wait_sync(conn, task_id, timeout_s)
+        return waiting.wait_sync(conn, watch, timeout_s)
     if psycopg is not None and isinstance(conn, psycopg.AsyncConnection):
-        return waiting.wait_async(conn, task_id, timeout_s)
+        return waiting.wait_async(conn, watch, timeout_s)
     asyncpg = sys.modules.get("asyncpg")
     if asyncpg is not None and isinstance(
         conn, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
     ):
-        return waiting.wait_async(conn, task_id, timeout_s)
+        return waiting.wait_async(conn, watch, timeout_s)
     raise TypeError(
-        "notifyq.wait needs a DSN, a psycopg 3 connection (sync or async) or an asyncpg "
+        f"{what} needs a DSN, a psycopg 3 connection (sync or async) or an asyncpg "
         f"connection; got {type(conn).__module__}.{type(conn).__qualname__}"
     )

@@ -32,6 +32,7 @@ from typing import Any, Unpack
 
 from notifyq import sql
 from notifyq.errors import InvalidTask, InvalidWorkflow
+from notifyq.producers.waiting import Watch
 from notifyq.spec import MAX_PARENTS, NewTask, PlainOptions, from_item, new_task
 
 # Steps per workflow: each is a CTE of one statement (13 parameters each).
@@ -284,3 +285,23 @@ def as_workflow(value: object) -> Workflow:
         f"expected notifyq.chain, group or chord, got {type(value).__name__} "
         "(add a single task with notifyq.enqueue)"
     )
+
+
+def watch(workflow: object) -> Watch:
+    """What waiting for ``workflow`` (what :func:`added` returned) reads: every task but a
+    chord's members, which their batch counts (their callback ends after them)."""
+    if not isinstance(workflow, ChainIds | GroupIds | ChordIds):
+        raise TypeError(
+            "expected what notifyq.enqueue_workflow returned (ChainIds, GroupIds, ChordIds), "
+            f"got {type(workflow).__name__}"
+        )
+    steps = workflow.steps if isinstance(workflow, ChainIds) else (workflow,)
+    task_ids: list[int] = []
+    batch_ids: list[int] = []
+    for step in steps:
+        if isinstance(step, ChordIds):
+            task_ids.append(step.callback_id)
+            batch_ids.append(step.batch_id)
+        else:
+            task_ids.extend(_ids_of(step))
+    return Watch(tuple(task_ids), tuple(batch_ids), single=False)

@@ -477,7 +477,7 @@ def test_a_producer_adds_every_workflow_shape(roles: Roles) -> None:
     parent = int(
         pg.psql(roles.owner_url, "INSERT INTO notifyq.tasks (kind) VALUES ('p') RETURNING id")
     )
-    shapes = [
+    shapes: list[notifyq.Chain | notifyq.Group | notifyq.Chord] = [
         notifyq.chain(
             notifyq.task("a", after=[parent], on_parent_failure="run"),
             notifyq.group(notifyq.task("b"), notifyq.task("c")),
