@@ -569,6 +569,14 @@ SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, 
  CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
  ORDER BY t.id DESC;
 
+-- name: batch_progress
+-- GET /batches/{id}, `notifyq batches show`: a batch's counts and its callback's status.
+SELECT b.id, b.total, b.done, b.failed, b.remaining, b.sealed, b.callback_id,
+       t.status AS callback_status, b.created_at, b.completed_at
+  FROM notifyq.batch_progress b
+  LEFT JOIN notifyq.tasks t ON t.id = b.callback_id
+ WHERE b.id = $1;
+
 -- name: running_tasks
 -- The $1 longest-running tasks (the status page's "running" table), over tasks_lease_idx,
 -- with payloads and results over $2 characters cut to previews (see list_tasks).

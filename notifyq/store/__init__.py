@@ -119,10 +119,16 @@ from notifyq.store.fleet import (
     upsert_schedule as upsert_schedule,
 )
 from notifyq.store.reads import (
+    BatchInfo as BatchInfo,
+)
+from notifyq.store.reads import (
     Confirmed as Confirmed,
 )
 from notifyq.store.reads import (
     Pickup as Pickup,
+)
+from notifyq.store.reads import (
+    batch_progress as batch_progress,
 )
 from notifyq.store.reads import (
     confirm_events as confirm_events,

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
-from notifyq import errors, spec, store
+from notifyq import errors, store
 from notifyq.client import Client
 from notifyq.vocabulary import DONE_CHANNEL
 from notifyq.web import models
@@ -52,21 +52,9 @@ async def create_task() -> Response:
     new = await body(models.NewTask)
     c = current()
     try:
-        # The one check of every entry point (notifyq.spec): the model above gives the
-        # shape and the document, this the rules, as for Python producers and the CLI.
-        task = spec.new_task(
-            new.kind,
-            new.payload,
-            queue=new.queue,
-            priority=new.priority,
-            delay=new.delay,
-            run_at=new.run_at,
-            max_attempts=new.max_attempts,
-            timeout=new.timeout,
-            unique_key=new.unique_key,
-            concurrency_key=new.concurrency_key,
-            meta=new.meta,
-        )
+        # The one check of every entry point (notifyq.spec), as for Python producers and
+        # the CLI.
+        task = new.checked()
     except errors.InvalidTask as exc:
         raise ApiError(
             422,

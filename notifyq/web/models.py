@@ -17,7 +17,7 @@ from pydantic import (
 
 from notifyq import priorities, spec
 from notifyq.store import PREVIEW_CHARS, Enqueued, EventRow, TaskRow
-from notifyq.vocabulary import STATUSES
+from notifyq.vocabulary import STATUSES, ParentFailure
 
 if TYPE_CHECKING:
     Status = str
@@ -133,6 +133,46 @@ class NewTask(BaseModel):
     meta: (
         Annotated[Any, WithJsonSchema({"type": "object", "additionalProperties": True})] | None
     ) = Field(None, description="What travels with the task but is not its input (task.meta)")
+
+    after: (
+        Annotated[
+            list[Any],
+            WithJsonSchema(
+                {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1},
+                    "maxItems": spec.MAX_PARENTS,
+                    "uniqueItems": True,
+                }
+            ),
+        ]
+        | None
+    ) = Field(None, description="Ids of earlier tasks this one waits for (status waiting)")
+    on_parent_failure: Annotated[
+        str, WithJsonSchema({"enum": [p.value for p in ParentFailure]})
+    ] = Field(
+        ParentFailure.CANCEL.value,
+        description="cancel: cancelled when a parent ends error or cancelled; run: runs anyway",
+    )
+
+    def checked(self) -> spec.NewTask:
+        """The one check of every entry point (notifyq.spec): this model gives the shape and
+        the document, the check the rules."""
+        return spec.new_task(
+            self.kind,
+            self.payload,
+            queue=self.queue,
+            priority=self.priority,
+            delay=self.delay,
+            run_at=self.run_at,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            unique_key=self.unique_key,
+            concurrency_key=self.concurrency_key,
+            meta=self.meta,
+            after=self.after,
+            on_parent_failure=self.on_parent_failure,
+        )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> NewTask:
