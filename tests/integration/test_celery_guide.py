@@ -23,12 +23,12 @@ async def test_the_celery_guide_runs(database: db.Database) -> None:
     app_block, *producer_blocks = blocks()
     assert len(producer_blocks) >= 7
     namespace: dict[str, Any] = {"__name__": "celery_guide"}
-    exec(compile(app_block, f"{GUIDE}:app", "exec"), namespace)  # noqa: S102
+    exec(compile(app_block, f"{GUIDE}:app", "exec"), namespace)
     namespace["dsn"] = database.dsn
 
     def run_blocks() -> None:
         for n, block in enumerate(producer_blocks, start=1):
-            exec(compile(block, f"{GUIDE}:block {n}", "exec"), namespace)  # noqa: S102
+            exec(compile(block, f"{GUIDE}:block {n}", "exec"), namespace)
 
     async with running_service(database, namespace["app"]):
         await trio.to_thread.run_sync(run_blocks)
