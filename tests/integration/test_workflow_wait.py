@@ -67,3 +67,28 @@ def test_wait_for_a_workflow_times_out(database_url: str) -> None:
             notifyq.wait_workflow(conn, added, timeout_s=0.2)
         assert str(caught.value) == f"task {added.ids[0]} did not end within 0.2 s"
         assert conn.execute("SELECT count(*) FROM pg_listening_channels()").fetchone() == (0,)
+
+
+async def test_a_failed_step_cancels_the_rest_and_the_wait_ends(database: db.Database) -> None:
+    app = notifyq.App()
+
+    @app.handler("boom")
+    def boom(task: notifyq.Task) -> None:
+        raise notifyq.Fail("no")
+
+    client = Client(database)
+    added = await client.enqueue_workflow(
+        notifyq.chain(
+            notifyq.task("boom", max_attempts=1),
+            notifyq.chord([reverse("a"), reverse("b")], reverse("cb")),
+            reverse("after"),
+        )
+    )
+    async with running_service(database, app):
+        outcome = await client.wait_workflow(added, timeout_s=20)
+    assert outcome.ended and not outcome.ok
+    assert [t.status for t in outcome.tasks] == ["error", "cancelled", "cancelled"]
+    assert (
+        outcome.tasks[1].error == f"batch {outcome.batches[0].id} ended with 2 failed members of 2"
+    )
+    assert [(b.total, b.failed, b.remaining) for b in outcome.batches] == [(2, 2, 0)]
