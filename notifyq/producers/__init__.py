@@ -228,7 +228,7 @@ def enqueue_workflow(
     asyncio connection): :class:`ChainIds` (each step's), :class:`GroupIds` (the members',
     in order) or :class:`ChordIds` (members, batch, callback)."""
     target = drivers.connection_of(conn, "notifyq.enqueue_workflow")
-    made = workflows.statement(workflows.as_workflow(workflow))
+    made = workflows.statement(workflows.as_workflow(workflow), each=_with_trace)
     query = drivers.Composed(made.text)
     if isinstance(target, drivers.Sync):
         return workflows.added(made, target.run(query, made.args))

@@ -26,7 +26,7 @@ the order given: a group's member ids ascend in member order.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Unpack
 
@@ -209,10 +209,13 @@ def _rows(step: Step) -> tuple[list[NewTask], int]:
     return [*step.group.tasks, step.callback], len(step.group.tasks)
 
 
-def _columns(tasks: Sequence[NewTask], members: int) -> list[list[Any]]:
+def _columns(
+    tasks: Sequence[NewTask], members: int, each: Callable[[NewTask], NewTask]
+) -> list[list[Any]]:
     """The 13 arrays of ``workflow_step``, one per column."""
     columns: list[list[Any]] = [[] for _ in range(13)]
-    for n, t in enumerate(tasks):
+    for n, task_ in enumerate(tasks):
+        t = each(task_)
         row = (
             *t.parameters(),
             t.concurrency_key,
@@ -225,10 +228,11 @@ def _columns(tasks: Sequence[NewTask], members: int) -> list[list[Any]]:
     return columns
 
 
-def statement(workflow: Workflow) -> Statement:
+def statement(workflow: Workflow, *, each: Callable[[NewTask], NewTask] = lambda t: t) -> Statement:
     """The one statement that adds ``workflow``: a step CTE per step (``workflow_step``),
     each with what its tasks wait for (``workflow_after_*``) and its batch
-    (``workflow_batch``, a chord's) or none; the last SELECT returns each step's ids."""
+    (``workflow_batch``, a chord's) or none; the last SELECT returns each step's ids.
+    ``each`` completes every task as it is written (the producer's trace context)."""
     steps = workflow.steps if isinstance(workflow, Chain) else (workflow,)
     ctes: list[str] = []
     args: list[Any] = []
@@ -250,7 +254,7 @@ def statement(workflow: Workflow) -> Statement:
         body = body.replace("step_after", f"a{k}").replace("step_batch", f"b{k}")
         ctes.append(f"s{k} AS ({body})")
         tasks, members = _rows(step)
-        args.extend(_columns(tasks, members))
+        args.extend(_columns(tasks, members, each))
         picks.append(
             sql.queries["workflow_ids"]
             .replace("step_tasks", f"s{k}")
