@@ -108,6 +108,13 @@ async def create_workflow() -> Response:
         raise _refused(str(exc)) from None
     except TypeError as exc:  # an item that is not an object
         raise _refused(str(exc)) from None
+    except errors.QueryError as exc:
+        # What only the database can tell: a parent (after) that does not exist or is not
+        # an earlier task (tasks_depends_on_valid). The statement added nothing.
+        if exc.sqlstate and exc.sqlstate[:2] in ("22", "23"):
+            first_line = str(exc).splitlines()[0]
+            raise _refused(f"the database refused the workflow: {first_line}") from None
+        raise
     return json_response(_out(added), 201)
 
 

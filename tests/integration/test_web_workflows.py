@@ -91,6 +91,12 @@ async def test_post_workflows_refuses_bad_shapes_and_adds_nothing(
         ({"chain": [{"kind": "a"}], "group": [{"kind": "b"}]}, "give one of chain, group"),
         ({"chain": [{"kind": "a", "unique_key": "k"}]}, "a workflow's tasks take no unique_key"),
         ({"chain": [{"kind": "a"}, {"kind": "b", "max_attempts": 0}]}, "invalid max_attempts 0"),
+        (
+            {"group": [{"kind": "a", "after": [999999]}]},
+            "the database refused the workflow: depends_on of task ",
+        ),
+        ({"group": "a"}, "group: Input should be a valid list"),
+        ({"chord": {"group": [{"kind": "a"}]}}, '(body).chord: expected {"group": [tasks]'),
     ]
     for body, message in cases:
         error = await error_of(await post(client, "/workflows", body), 422, "validation_failed")
