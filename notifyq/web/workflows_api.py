@@ -29,6 +29,9 @@ from notifyq.web.workflow_models import (
 blueprint = Blueprint("workflows", __name__)
 
 SHAPES = ("chain", "group", "chord")
+# Only a chain nests in a chain (it is flattened); deeper bodies are refused before the
+# recursion below could run out of stack.
+MAX_NESTING = 16
 
 
 def _refused(message: str) -> ApiError:
@@ -41,26 +44,29 @@ def _items(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _node(item: Any, where: str) -> Any:
+def _node(item: Any, where: str, depth: int) -> Any:
     """A task (POST /tasks' body) or a nested ``{"chain"|"group"|"chord": ...}``."""
     if isinstance(item, dict) and len(item) == 1 and next(iter(item)) in SHAPES:
         ((shape, value),) = item.items()
-        return _shape(shape, value, where)
+        return _shape(shape, value, where, depth + 1)
     return validate(models.NewTask, item).checked()
 
 
-def _shape(shape: str, value: Any, where: str) -> Any:
+def _shape(shape: str, value: Any, where: str, depth: int = 0) -> Any:
+    if depth > MAX_NESTING:
+        raise _refused(f"{where}: workflows nest at most {MAX_NESTING} levels")
     if shape == "chain":
         steps = _items(value, f"{where}.chain")
-        return notifyq.chain(*[_node(s, f"{where}.chain.{n}") for n, s in enumerate(steps)])
+        return notifyq.chain(*[_node(s, f"{where}.chain.{n}", depth) for n, s in enumerate(steps)])
     if shape == "group":
         tasks = _items(value, f"{where}.group")
-        return notifyq.group([_node(t, f"{where}.group.{n}") for n, t in enumerate(tasks)])
+        return notifyq.group([_node(t, f"{where}.group.{n}", depth) for n, t in enumerate(tasks)])
     if not isinstance(value, dict) or set(value) != {"group", "callback"}:
         raise _refused(f'{where}.chord: expected {{"group": [tasks], "callback": task}}')
-    members = [_node(t, f"{where}.chord.group.{n}") for n, t in enumerate(value["group"])]
+    tasks = _items(value["group"], f"{where}.chord.group")
+    members = [_node(t, f"{where}.chord.group.{n}", depth) for n, t in enumerate(tasks)]
     return notifyq.chord(
-        notifyq.group(members), _node(value["callback"], f"{where}.chord.callback")
+        notifyq.group(members), _node(value["callback"], f"{where}.chord.callback", depth)
     )
 
 

@@ -81,6 +81,11 @@ async def test_post_workflows_and_get_a_batch(idle_web: Web, database: db.Databa
     assert chord.status_code == 201
 
 
+DEEP: dict[str, Any] = {"kind": "a"}
+for _ in range(400):
+    DEEP = {"chain": [DEEP]}
+
+
 async def test_post_workflows_refuses_bad_shapes_and_adds_nothing(
     idle_web: Web,  # noqa: F811
     database: db.Database,
@@ -97,8 +102,10 @@ async def test_post_workflows_refuses_bad_shapes_and_adds_nothing(
         ),
         ({"group": "a"}, "group: Input should be a valid list"),
         ({"chord": {"group": [{"kind": "a"}]}}, '(body).chord: expected {"group": [tasks]'),
+        ({"chord": {"group": "ab", "callback": {"kind": "c"}}}, "chord.group: expected a list"),
+        (DEEP, "workflows nest at most 16 levels"),
     ]
     for body, message in cases:
         error = await error_of(await post(client, "/workflows", body), 422, "validation_failed")
-        assert message in error["message"], error
+        assert message in error["message"], (str(body)[:80], error)
     assert await database.fetchval("SELECT count(*) FROM notifyq.tasks") == 0
