@@ -16,7 +16,9 @@ class NewWorkflow(BaseModel):
     {"group": [tasks], "callback": task}}``), ``group`` (tasks) or ``chord``. A task is
     POST /tasks' body but ``unique_key``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 1}
+    )
 
     chain: list[dict[str, Any]] | None = Field(None, description="Steps run one after another")
     group: list[dict[str, Any]] | None = Field(None, description="Tasks run side by side")
