@@ -30,7 +30,7 @@ from notifyq.producers import (
     wait,
     wait_workflow,
 )
-from notifyq.producers.waiting import BatchProgress, WorkflowOutcome
+from notifyq.producers.waiting import BatchCounts, WorkflowOutcome
 from notifyq.producers.workflows import (
     Chain,
     ChainIds,
@@ -69,7 +69,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "App",
-    "BatchProgress",
+    "BatchCounts",
     "Chain",
     "ChainIds",
     "Chord",

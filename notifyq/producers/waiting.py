@@ -53,8 +53,9 @@ def _is_ours(payload: str, task_ids: frozenset[int]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class BatchProgress:
-    """A chord's batch: members added, ended done, ended error or cancelled, not ended."""
+class BatchCounts:
+    """A chord's batch as a wait reads it (driver-free): members added, ended done, ended
+    error or cancelled, not ended."""
 
     id: int
     total: int
@@ -69,7 +70,7 @@ class WorkflowOutcome:
     members are counted in ``batches``, not listed: its callback stands for them)."""
 
     tasks: tuple[TaskOutcome, ...]
-    batches: tuple[BatchProgress, ...]
+    batches: tuple[BatchCounts, ...]
 
     @property
     def ended(self) -> bool:
@@ -119,7 +120,7 @@ class Watch:
         if len(tasks) < len(self.task_ids):
             missing = sorted(set(self.task_ids) - {t.id for t in tasks})
             raise TaskNotFound(missing[0])
-        batches = tuple(BatchProgress(*map(int, r)) for r in (results[1] if self.batch_ids else []))
+        batches = tuple(BatchCounts(*map(int, r)) for r in (results[1] if self.batch_ids else []))
         workflow = WorkflowOutcome(tasks, batches)
         return workflow if workflow.ended else None
 
