@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from notifyq.errors import (
     Fail,
     InvalidTask,
+    InvalidWorkflow,
     NotifyqError,
     PayloadError,
     Retry,
@@ -20,7 +21,29 @@ from notifyq.errors import (
     WaitTimeout,
     WorkflowError,
 )
-from notifyq.producers import NewTask, TaskOutcome, enqueue, enqueue_many, new_task, wait
+from notifyq.producers import (
+    NewTask,
+    TaskOutcome,
+    enqueue,
+    enqueue_many,
+    enqueue_workflow,
+    new_task,
+    wait,
+    wait_workflow,
+)
+from notifyq.producers.waiting import BatchCounts, WorkflowOutcome
+from notifyq.producers.workflows import (
+    Chain,
+    ChainIds,
+    Chord,
+    ChordIds,
+    Group,
+    GroupIds,
+    chain,
+    chord,
+    group,
+    task,
+)
 from notifyq.version import __version__
 
 if TYPE_CHECKING:
@@ -50,10 +73,18 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "App",
+    "BatchCounts",
     "BatchProgress",
+    "Chain",
+    "ChainIds",
+    "Chord",
+    "ChordIds",
     "Client",
     "Fail",
+    "Group",
+    "GroupIds",
     "InvalidTask",
+    "InvalidWorkflow",
     "NewTask",
     "NotifyqError",
     "PayloadError",
@@ -64,10 +95,17 @@ __all__ = [
     "TaskState",
     "WaitTimeout",
     "WorkflowError",
+    "WorkflowOutcome",
     "__version__",
+    "chain",
+    "chord",
     "enqueue",
     "enqueue_many",
+    "enqueue_workflow",
+    "group",
     "new_task",
     "open_client",
+    "task",
     "wait",
+    "wait_workflow",
 ]

@@ -17,7 +17,9 @@ from typing import Any, Unpack
 
 import trio
 
-from notifyq import db, errors, listen, spec, store
+from notifyq import db, errors, listen, spec, sql, store
+from notifyq.producers import workflows
+from notifyq.producers.waiting import WorkflowOutcome
 from notifyq.vocabulary import DONE_CHANNEL, ENDED, Answer, Status
 
 
@@ -76,6 +78,13 @@ class Client:
         task = _task(kind, payload, unique_key, delay_s, timeout_s, options)
         return await store.enqueue(self.db, task=task)
 
+    async def enqueue_workflow(self, workflow: workflows.Workflow) -> workflows.Added:
+        """Add a :func:`notifyq.chain`, ``group`` or ``chord`` in one statement (committed
+        at once); its ids, as :func:`notifyq.enqueue_workflow` returns them."""
+        made = workflows.statement(workflows.as_workflow(workflow))
+        rows = await _workflow_rows(self.db, made)
+        return workflows.added(made, rows)
+
     async def task(self, task_id: int) -> store.TaskRow:
         """The task's row, typed; :class:`TaskNotFound` if there is none."""
         row = await store.get_task(self.db, task_id)
@@ -130,6 +139,40 @@ class Client:
                 except listen.ListenerLost:
                     await trio.sleep(0.2)  # reconnect, and look at the row again
 
+    async def wait_workflow(
+        self, workflow: workflows.Added, *, timeout_s: float | None = None
+    ) -> WorkflowOutcome:
+        """Wait until every task of ``workflow`` (what :meth:`enqueue_workflow` returned)
+        ended, as :func:`notifyq.wait_workflow`; trio.TooSlowError after ``timeout_s``."""
+        watch = workflows.watch(workflow)
+        with trio.fail_after(timeout_s if timeout_s is not None else math.inf):
+            while True:
+                try:
+                    return await self._wait_workflow_once(watch)
+                except listen.ListenerLost:
+                    await trio.sleep(0.2)  # reconnect, and look at the rows again
+
+    async def _wait_workflow_once(self, watch: Any) -> WorkflowOutcome:
+        async with listen.open_listener(self.db.loop, self.listen_dsn, [DONE_CHANNEL]) as listener:
+            # Subscribed first, then look: an end between the two is not missed.
+            while True:
+                results = [
+                    [tuple(r.values()) for r in await self.db.fetch(sql.queries[name], *args)]
+                    for name, args in watch.reads()
+                ]
+                outcome: WorkflowOutcome | None = watch.settle(results)
+                if outcome is not None:
+                    return outcome
+                async for note in listener:
+                    try:
+                        ours = json.loads(note.payload)["id"] in watch.hears
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a bad payload never kills a waiter
+                    if ours:
+                        break
+                else:
+                    raise listen.ListenerLost("the listener closed")
+
     async def _wait_once(self, task_id: int) -> dict[str, Any]:
         async with listen.open_listener(self.db.loop, self.listen_dsn, [DONE_CHANNEL]) as listener:
             # Subscribed first, then look: an end between the two is not missed.
@@ -144,6 +187,11 @@ class Client:
                 if ended:
                     return await self.get(task_id)
         raise listen.ListenerLost("the listener closed")
+
+
+async def _workflow_rows(database: db.Database, made: workflows.Statement) -> list[Any]:
+    """The rows of a workflow's statement run on the pool (one statement: one transaction)."""
+    return [tuple(r.values()) for r in await database.fetch(made.text, *made.args)]
 
 
 def _task(

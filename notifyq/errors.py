@@ -114,6 +114,10 @@ class InvalidTask(NotifyqError, ValueError):
         self.value = value
 
 
+class InvalidWorkflow(NotifyqError, ValueError):
+    """A chain, group or chord of a shape notifyq does not add; raised before any SQL."""
+
+
 class WaitTimeout(NotifyqError, TimeoutError):
     """The task did not end within the time given to :func:`notifyq.wait`."""
 

@@ -406,12 +406,14 @@ SELECT notifyq.attach_legacy_events();
 
 -- name: enqueue
 -- Add one checked task (notifyq.spec): the JSON of payload $3 and meta $9 as text; run_at is
--- $5 (NULL: now) plus $6 seconds; $10 its concurrency_key.
+-- $5 (NULL: now) plus $6 seconds; $10 its concurrency_key; $11 its parents (depends_on, as
+-- the text of a bigint[], NULL: none), $12 its on_parent_failure.
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
-                           meta, concurrency_key)
+                           meta, concurrency_key, depends_on, on_parent_failure)
 VALUES ($1, $2, $3::text::jsonb, $4,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7, make_interval(secs => $8::float8), $9::text::jsonb, $10)
+        $7, make_interval(secs => $8::float8), $9::text::jsonb, $10, $11::text::bigint[],
+        $12::text)
 RETURNING *;
 
 -- name: enqueue_unique
@@ -573,6 +575,14 @@ SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, 
  CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
  CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
  ORDER BY t.id DESC;
+
+-- name: batch_progress
+-- GET /batches/{id}, `notifyq batches show`: a batch's counts and its callback's status.
+SELECT b.id, b.total, b.done, b.failed, b.remaining, b.sealed, b.callback_id,
+       t.status AS callback_status, b.created_at, b.completed_at
+  FROM notifyq.batch_progress b
+  LEFT JOIN notifyq.tasks t ON t.id = b.callback_id
+ WHERE b.id = $1;
 
 -- name: running_tasks
 -- The $1 longest-running tasks (the status page's "running" table), over tasks_lease_idx,
@@ -968,37 +978,105 @@ DELETE FROM notifyq.schedules WHERE name = $1 RETURNING name;
 -- notifyq.enqueue on the caller's own connection, in its transaction. Values travel as
 -- text and numbers (JSON as text), so the caller's driver needs no type codec. run_at is
 -- $5 (NULL: now) plus $6 seconds; $9 is the task's meta or NULL; $10 its unique_key, $11
--- its concurrency_key. No row: a live task of the queue holds the unique key (the plain
--- ON CONFLICT needs no SELECT privilege, which a producer role does not have).
+-- its concurrency_key, $12 its parents (depends_on as the text of a bigint[]; NULL: none),
+-- $13 its on_parent_failure. No row: a live task of the queue holds the unique key (the
+-- plain ON CONFLICT needs no SELECT privilege, which a producer role does not have).
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
-                           unique_key, concurrency_key)
+                           unique_key, concurrency_key, depends_on, on_parent_failure)
 VALUES ($1::text, $2::text, $3::text::jsonb, $4::int,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-        $7::int, make_interval(secs => $8::float8), $9::text::jsonb, $10::text, $11::text)
+        $7::int, make_interval(secs => $8::float8), $9::text::jsonb, $10::text, $11::text,
+        $12::text::bigint[], $13::text)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
 -- name: produce_many
 -- notifyq.enqueue_many: any number of tasks without a unique key in one statement, one
 -- array per column (the values of `produce`, row by row, but the unique key); the ids come
--- back in the order given.
+-- back in the order given. Each task's parents travel as the text of a bigint[] (an array
+-- of arrays must be rectangular; these are not).
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
-                           concurrency_key)
+                           concurrency_key, depends_on, on_parent_failure)
 SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
        coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
-       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key
+       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key,
+       t.depends_on::bigint[], t.on_parent_failure
   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
-              $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[])
+              $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[], $11::text[],
+              $12::text[])
        WITH ORDINALITY
        AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta,
-            concurrency_key, n)
+            concurrency_key, depends_on, on_parent_failure, n)
  ORDER BY t.n
 RETURNING id;
+
+-- name: workflow_step
+-- notifyq.chain/group/chord: the tasks of one step, a CTE of the workflow's one statement
+-- (producers/workflows.py names step_after and step_batch after the step and numbers each
+-- step's $n after the previous step's). The arrays of `produce_many` and $13: the row is
+-- the chord's callback (after_batch) rather than a member. A member waits for what the
+-- step comes after (step_after.ids: the previous step's tasks, in chain order) and then
+-- its own parents; rows are added in the order given, so ids ascend in member order.
+INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
+                           concurrency_key, depends_on, on_parent_failure, batch_id,
+                           after_batch)
+SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
+       coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
+       t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key,
+       nullif(CASE WHEN NOT t.callback THEN step_after.ids END || t.depends_on::bigint[],
+              '{}'),
+       t.on_parent_failure,
+       CASE WHEN NOT t.callback THEN step_batch.id END,
+       CASE WHEN t.callback THEN step_batch.id END
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
+              $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[], $11::text[],
+              $12::text[], $13::boolean[])
+       WITH ORDINALITY
+       AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta,
+            concurrency_key, depends_on, on_parent_failure, callback, n),
+       step_after, step_batch
+ ORDER BY t.n
+RETURNING id;
+
+-- name: workflow_after_nothing
+-- A workflow's first step waits for nothing but its tasks' own parents.
+SELECT NULL::bigint[] AS ids;
+
+-- name: workflow_after_step
+-- A step after a task or a group waits for each of them (ids ascending: member order).
+SELECT ARRAY(SELECT id FROM step_previous ORDER BY id) AS ids;
+
+-- name: workflow_after_callback
+-- A step after a chord waits for its callback, the chord step's last (greatest) id.
+SELECT ARRAY[(SELECT max(id) FROM step_previous)] AS ids;
+
+-- name: workflow_batch
+-- A chord's batch: a new, empty one (its members are counted as the step adds them; the
+-- callback's insert, in the same statement, seals it).
+INSERT INTO notifyq.batches DEFAULT VALUES RETURNING id;
+
+-- name: workflow_no_batch
+-- A task's or a group's step has no batch.
+SELECT NULL::bigint AS id;
+
+-- name: workflow_ids
+-- What a workflow's statement returns, per step in order: its ids ascending and its batch.
+SELECT ARRAY(SELECT id FROM step_tasks ORDER BY id) AS ids, (SELECT id FROM step_batch) AS batch
 
 -- name: produce_outcome
 -- notifyq.wait: where a task stands (the result as JSON text, for any driver).
 SELECT id, status, result::text AS result, error, attempts
   FROM notifyq.tasks WHERE id = $1::bigint;
+
+-- name: produce_outcomes
+-- notifyq.wait_workflow: where a workflow's tasks stand, in id order.
+SELECT id, status, result::text AS result, error, attempts
+  FROM notifyq.tasks WHERE id = ANY ($1::bigint[]) ORDER BY id;
+
+-- name: produce_batches
+-- notifyq.wait_workflow: the progress of a workflow's batches (its chords), in id order.
+SELECT id, total, done, failed, remaining
+  FROM notifyq.batch_progress WHERE id = ANY ($1::bigint[]) ORDER BY id;
 
 -- name: listen_done
 -- notifyq.wait: hear of tasks that end (a hint; the row says what happened).

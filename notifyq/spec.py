@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 from notifyq import priorities
 from notifyq.errors import InvalidTask
+from notifyq.vocabulary import ParentFailure
 
 # The bounds of notifyq.tasks' CHECK constraints (migrations 0001, 0005, 0006).
 MAX_NAME_CHARS = 128  # kind and queue
@@ -40,6 +41,10 @@ MAX_TIMEOUT_S = 365 * 86400.0
 # text: a payload is the handler's input, not a place for files.
 MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64
+# notifyq's own limit on a task's parents (``after``): a dependent's insert locks each one;
+# fan-in beyond this is a batch (notifyq.chord), whose members are counted, not listed.
+MAX_PARENTS = 1000
+MAX_TASK_ID = 2**63 - 1  # bigint
 
 OPTION_NAMES = frozenset(
     {
@@ -52,6 +57,8 @@ OPTION_NAMES = frozenset(
         "unique_key",
         "concurrency_key",
         "meta",
+        "after",
+        "on_parent_failure",
     }
 )
 
@@ -74,6 +81,8 @@ class PlainOptions(TypedDict, total=False):
     timeout: float | timedelta | None
     concurrency_key: str | None
     meta: Mapping[str, Any] | None
+    after: Iterable[int] | None
+    on_parent_failure: str
 
 
 class TaskOptions(PlainOptions, total=False):
@@ -97,6 +106,13 @@ class NewTask:
     meta_json: str | None = None
     unique_key: str | None = None
     concurrency_key: str | None = None
+    after: tuple[int, ...] = ()  # the parents' ids, in the order given (depends_on)
+    on_parent_failure: str = ParentFailure.CANCEL.value
+
+    @property
+    def depends_on(self) -> str | None:
+        """``after`` as the text of a bigint[] (NULL: no parent), for any driver."""
+        return "{" + ",".join(map(str, self.after)) + "}" if self.after else None
 
     def parameters(self) -> tuple[Any, ...]:
         """$1-$9 of every statement that adds a task (`enqueue`, `enqueue_unique`,
@@ -238,6 +254,34 @@ def priority_number(value: object) -> int:
         raise InvalidTask("priority", value, f"expected {exc.expected}") from None
 
 
+def parents(value: object) -> tuple[int, ...]:
+    """``after``: distinct task ids, at most :data:`MAX_PARENTS`, in the order given."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise InvalidTask("after", value, "expected a list of task ids")
+    ids = list(value)
+    for item in ids:
+        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= MAX_TASK_ID:
+            raise InvalidTask("after", ids, f"expected task ids (integers from 1 to {MAX_TASK_ID})")
+    if len(ids) > MAX_PARENTS:
+        raise InvalidTask("after", ids, f"expected at most {MAX_PARENTS} parents, got {len(ids)}")
+    seen: set[int] = set()
+    for item in ids:
+        if item in seen:
+            raise InvalidTask("after", ids, f"task {item} is named twice")
+        seen.add(item)
+    return tuple(ids)
+
+
+def parent_failure(value: object) -> str:
+    """``on_parent_failure``: one of :class:`notifyq.vocabulary.ParentFailure`."""
+    if value not in tuple(ParentFailure):
+        choices = " or ".join(p.value for p in ParentFailure)
+        raise InvalidTask("on_parent_failure", value, f"expected {choices}")
+    return str(value)
+
+
 def _run_at(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise InvalidTask("run_at", value, "expected a datetime")
@@ -260,6 +304,8 @@ def new_task(
     unique_key: str | None = None,
     concurrency_key: str | None = None,
     meta: Mapping[str, Any] | None = None,
+    after: Iterable[int] | None = None,
+    on_parent_failure: str = ParentFailure.CANCEL.value,
 ) -> NewTask:
     """Check one task's options; raises :class:`InvalidTask` naming the bad option."""
     kind = text("kind", kind, MAX_NAME_CHARS)
@@ -283,6 +329,12 @@ def new_task(
         unique_key = text("unique_key", unique_key, MAX_UNIQUE_KEY_CHARS)
     if concurrency_key is not None:
         concurrency_key = text("concurrency_key", concurrency_key, MAX_CONCURRENCY_KEY_CHARS)
+    parent_ids = parents(after)
+    if parent_ids and unique_key is not None:
+        # tasks_unique_key_without_parents: a waiting task's release must never meet a
+        # duplicate, so the schema refuses the pair; say so before the statement runs.
+        raise InvalidTask("unique_key", unique_key, "a task with parents (after) has no unique_key")
+    policy = parent_failure(on_parent_failure)
     return NewTask(
         queue,
         kind,
@@ -295,6 +347,8 @@ def new_task(
         meta_json(meta),
         unique_key,
         concurrency_key,
+        parent_ids,
+        policy,
     )
 
 

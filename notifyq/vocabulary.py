@@ -48,6 +48,14 @@ class Verdict(StrEnum):
     RELEASED = "released"
 
 
+class ParentFailure(StrEnum):
+    """``notifyq.tasks.on_parent_failure``: what a parent that ended error or cancelled does
+    to its dependent: cancel it (the default), or let it run once every parent ended."""
+
+    CANCEL = "cancel"
+    RUN = "run"
+
+
 class Answer(StrEnum):
     """What ``notifyq.cancel_task`` and ``notifyq.retry_task`` answer besides a status."""
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import click
 
-from notifyq.cli import database, deploy, queues, schedules, serve, tasks
+from notifyq.cli import batches, database, deploy, queues, schedules, serve, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -65,7 +65,7 @@ _add(
     database.dsn,
     database.db,
 )
-_add(main, deploy.health, deploy.roles, queues.queue, schedules.schedule)
+_add(main, deploy.health, deploy.roles, queues.queue, schedules.schedule, batches.batches)
 
 
 class _Bench(click.Group):

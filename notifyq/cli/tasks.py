@@ -89,6 +89,13 @@ def _priority(_ctx: Any, _param: Any, value: str) -> int:
         raise click.BadParameter(f"expected {exc.expected}") from None
 
 
+def _ids(text: str) -> list[Any]:
+    """``--after 3,5``: the ids; a piece that is not an integer is left for the check to
+    name."""
+    pieces = [p.strip() for p in text.split(",")]
+    return [int(p) if p.isdigit() else p for p in pieces]
+
+
 @click.command()
 @click.argument("kind")
 @click.argument("payload", required=False)
@@ -123,6 +130,17 @@ def _priority(_ctx: Any, _param: Any, value: str) -> int:
     help="Add nothing while a live task of the queue has this key; print that task's id.",
 )
 @click.option("--meta", help="A JSON object that travels with the task (task.meta).")
+@click.option(
+    "--after",
+    metavar="ID[,ID...]",
+    help="Wait for these tasks to end first (status waiting until then).",
+)
+@click.option(
+    "--on-parent-failure",
+    default="cancel",
+    show_default=True,
+    help="cancel: cancelled when a parent ends error or cancelled; run: runs anyway.",
+)
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -137,6 +155,8 @@ def enqueue(
     concurrency_key: str | None,
     unique_key: str | None,
     meta: str | None,
+    after: str | None,
+    on_parent_failure: str,
 ) -> None:
     """Add a task. PAYLOAD is JSON; text that is not JSON is taken as a string."""
     settings = settings_from(ctx)
@@ -156,6 +176,8 @@ def enqueue(
             unique_key=unique_key,
             concurrency_key=concurrency_key,
             meta=None if meta is None else _parse_json("--meta", meta),
+            after=None if after is None else _ids(after),
+            on_parent_failure=on_parent_failure,
         )
     except errors.InvalidTask as exc:
         fail(str(exc), EXIT_USAGE)

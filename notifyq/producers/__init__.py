@@ -23,8 +23,8 @@ import sys
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Unpack, overload
 
-from notifyq.producers import drivers
-from notifyq.producers.waiting import TaskOutcome
+from notifyq.producers import drivers, waiting, workflows
+from notifyq.producers.waiting import TaskOutcome, WorkflowOutcome
 from notifyq.spec import NewTask, PlainOptions, TaskOptions, from_item, new_task
 
 if TYPE_CHECKING:
@@ -39,7 +39,17 @@ if TYPE_CHECKING:
         psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any] | SAAsyncConnection | AsyncSession
     )
 
-__all__ = ["NewTask", "TaskOptions", "TaskOutcome", "enqueue", "enqueue_many", "new_task", "wait"]
+__all__ = [
+    "NewTask",
+    "TaskOptions",
+    "TaskOutcome",
+    "enqueue",
+    "enqueue_many",
+    "enqueue_workflow",
+    "new_task",
+    "wait",
+    "wait_workflow",
+]
 
 
 def _with_trace(task: NewTask) -> NewTask:
@@ -54,13 +64,19 @@ def _with_trace(task: NewTask) -> NewTask:
 
 def _row(task: NewTask) -> list[Any]:
     """The parameters of the ``produce`` statement."""
-    return [*task.parameters(), task.unique_key, task.concurrency_key]
+    return [
+        *task.parameters(),
+        task.unique_key,
+        task.concurrency_key,
+        task.depends_on,
+        task.on_parent_failure,
+    ]
 
 
 def _columns(tasks: list[NewTask]) -> list[list[Any]]:
     """The arrays of the ``produce_many`` statement, one per column (no unique keys)."""
     rows = [_row(t) for t in tasks]
-    return [[r[i] for r in rows] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10)]
+    return [[r[i] for r in rows] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12)]
 
 
 @overload
@@ -197,6 +213,33 @@ async def _ids(target: drivers.Async, steps: list[NewTask | list[NewTask]]) -> l
 
 
 @overload
+def enqueue_workflow(conn: SyncConnection, workflow: workflows.Workflow) -> workflows.Added: ...
+@overload
+def enqueue_workflow(
+    conn: AsyncConnection, workflow: workflows.Workflow
+) -> Awaitable[workflows.Added]: ...
+@overload
+def enqueue_workflow(conn: Any, workflow: workflows.Workflow) -> Any: ...
+def enqueue_workflow(
+    conn: Any, workflow: workflows.Workflow
+) -> workflows.Added | Awaitable[workflows.Added]:
+    """Add a :func:`notifyq.chain`, :func:`notifyq.group` or :func:`notifyq.chord` in
+    ``conn``'s current transaction, in one statement; returns its ids (awaitable on an
+    asyncio connection): :class:`ChainIds` (each step's), :class:`GroupIds` (the members',
+    in order) or :class:`ChordIds` (members, batch, callback)."""
+    target = drivers.connection_of(conn, "notifyq.enqueue_workflow")
+    made = workflows.statement(workflows.as_workflow(workflow), each=_with_trace)
+    query = drivers.Composed(made.text)
+    if isinstance(target, drivers.Sync):
+        return workflows.added(made, target.run(query, made.args))
+    return _await_added(made, target.run(query, made.args))
+
+
+async def _await_added(made: workflows.Statement, rows: Awaitable[drivers.Rows]) -> workflows.Added:
+    return workflows.added(made, await rows)
+
+
+@overload
 def wait(conn: str | psycopg.Connection[Any], task_id: int, *, timeout_s: float) -> TaskOutcome: ...
 @overload
 def wait(
@@ -212,23 +255,49 @@ def wait(conn: Any, task_id: int, *, timeout_s: float) -> Any:
     :class:`notifyq.WaitTimeout` (a TimeoutError) after ``timeout_s``, :class:`TaskNotFound`
     when there is no such task.
     """
-    from notifyq.producers import waiting
-
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    return _wait(conn, waiting.Watch((task_id,)), timeout_s, "notifyq.wait")
+
+
+@overload
+def wait_workflow(
+    conn: str | psycopg.Connection[Any], workflow: workflows.Added, *, timeout_s: float
+) -> WorkflowOutcome: ...
+@overload
+def wait_workflow(
+    conn: psycopg.AsyncConnection[Any], workflow: workflows.Added, *, timeout_s: float
+) -> Coroutine[Any, Any, WorkflowOutcome]: ...
+@overload
+def wait_workflow(conn: Any, workflow: workflows.Added, *, timeout_s: float) -> Any: ...
+def wait_workflow(conn: Any, workflow: workflows.Added, *, timeout_s: float) -> Any:
+    """Wait until every task of a workflow :func:`enqueue_workflow` added ended; return its
+    :class:`WorkflowOutcome` (the tasks in id order, a chord's batch progress).
+
+    As :func:`wait` (the same connections, LISTEN notifyq_done as a hint, the rows decide,
+    :class:`notifyq.WaitTimeout` after ``timeout_s``). A chord is waited for through its
+    callback, which its batch releases (or cancels) once every member ended: its members
+    are counted in the batch, not read one by one.
+    """
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    return _wait(conn, workflows.watch(workflow), timeout_s, "notifyq.wait_workflow")
+
+
+def _wait(conn: Any, watch: waiting.Watch, timeout_s: float, what: str) -> Any:
     if isinstance(conn, str):
-        return waiting.wait_sync(conn, task_id, timeout_s)
+        return waiting.wait_sync(conn, watch, timeout_s)
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(conn, psycopg.Connection):
-        return waiting.wait_sync(conn, task_id, timeout_s)
+        return waiting.wait_sync(conn, watch, timeout_s)
     if psycopg is not None and isinstance(conn, psycopg.AsyncConnection):
-        return waiting.wait_async(conn, task_id, timeout_s)
+        return waiting.wait_async(conn, watch, timeout_s)
     asyncpg = sys.modules.get("asyncpg")
     if asyncpg is not None and isinstance(
         conn, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
     ):
-        return waiting.wait_async(conn, task_id, timeout_s)
+        return waiting.wait_async(conn, watch, timeout_s)
     raise TypeError(
-        "notifyq.wait needs a DSN, a psycopg 3 connection (sync or async) or an asyncpg "
+        f"{what} needs a DSN, a psycopg 3 connection (sync or async) or an asyncpg "
         f"connection; got {type(conn).__module__}.{type(conn).__qualname__}"
     )

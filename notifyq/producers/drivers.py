@@ -23,10 +23,30 @@ ParamStyle = Literal["numeric_dollar", "pyformat", "format"]
 Rows = list[Sequence[Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """A statement made of named ones (a workflow's, producers/workflows.py), $n
+    placeholders in the order they appear; run like a name."""
+
+    text: str
+
+
+Query = str | Composed
+
+
+def statement(query: Query, style: ParamStyle) -> str:
+    """The named (or composed) statement with the placeholders of ``style``."""
+    if isinstance(query, Composed):
+        return _convert(query.text, query.text, style)
+    return _named(query, style)
+
+
 @functools.cache
-def statement(name: str, style: ParamStyle) -> str:
-    """The named statement with the placeholders of ``style``."""
-    text = sql.queries[name]
+def _named(name: str, style: ParamStyle) -> str:
+    return _convert(name, sql.queries[name], style)
+
+
+def _convert(name: str, text: str, style: ParamStyle) -> str:
     if style == "numeric_dollar":
         return text
     text = text.replace("%", "%%")
@@ -34,7 +54,7 @@ def statement(name: str, style: ParamStyle) -> str:
         return _DOLLAR.sub(lambda m: f"%(p{m.group(1)})s", text)
     numbers = [int(n) for n in _DOLLAR.findall(text)]
     if numbers != list(range(1, len(numbers) + 1)):
-        raise ValueError(f"query {name!r} cannot be written in the 'format' style")
+        raise ValueError(f"query {name[:40]!r} cannot be written in the 'format' style")
     return _DOLLAR.sub("%s", text)
 
 
@@ -48,7 +68,7 @@ def parameters(args: Sequence[Any], style: ParamStyle) -> dict[str, Any] | tuple
 class Sync:
     """A blocking connection: ``run(name, args)`` returns the rows."""
 
-    run: Callable[[str, Sequence[Any]], Rows]
+    run: Callable[[Query, Sequence[Any]], Rows]
     driver: str
 
 
@@ -56,7 +76,7 @@ class Sync:
 class Async:
     """An asyncio connection: ``run(name, args)`` is a coroutine returning the rows."""
 
-    run: Callable[[str, Sequence[Any]], Awaitable[Rows]]
+    run: Callable[[Query, Sequence[Any]], Awaitable[Rows]]
     driver: str
 
 
@@ -91,7 +111,7 @@ def _psycopg(conn: object) -> Sync | Async | None:
     if isinstance(conn, psycopg.Connection):
         sync_conn = conn
 
-        def run(name: str, args: Sequence[Any]) -> Rows:
+        def run(name: Query, args: Sequence[Any]) -> Rows:
             with sync_conn.cursor() as cur:
                 cur.execute(statement(name, "pyformat"), parameters(args, "pyformat"))
                 return list(cur.fetchall()) if cur.description else []
@@ -100,7 +120,7 @@ def _psycopg(conn: object) -> Sync | Async | None:
     if isinstance(conn, psycopg.AsyncConnection):
         async_conn = conn
 
-        async def arun(name: str, args: Sequence[Any]) -> Rows:
+        async def arun(name: Query, args: Sequence[Any]) -> Rows:
             async with async_conn.cursor() as cur:
                 await cur.execute(statement(name, "pyformat"), parameters(args, "pyformat"))
                 return list(await cur.fetchall()) if cur.description else []
@@ -122,7 +142,7 @@ def _asyncpg(conn: object, what: str) -> Async | None:
         return None
     pg_conn: Any = conn
 
-    async def arun(name: str, args: Sequence[Any]) -> Rows:
+    async def arun(name: Query, args: Sequence[Any]) -> Rows:
         records = await pg_conn.fetch(statement(name, "numeric_dollar"), *args)
         return [tuple(r) for r in records]
 
@@ -154,7 +174,7 @@ def _sqlalchemy(conn: object, what: str) -> Sync | Async | None:
         sa_conn = conn
         style = _style(conn.dialect, conn, what)
 
-        def run(name: str, args: Sequence[Any]) -> Rows:
+        def run(name: Query, args: Sequence[Any]) -> Rows:
             result = sa_conn.exec_driver_sql(statement(name, style), parameters(args, style))
             return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
 
@@ -166,21 +186,21 @@ def _sqlalchemy(conn: object, what: str) -> Sync | Async | None:
     if isinstance(conn, AsyncSession):
         session = conn
 
-        async def session_run(name: str, args: Sequence[Any]) -> Rows:
+        async def session_run(name: Query, args: Sequence[Any]) -> Rows:
             return await _run_async_sa(await session.connection(), name, args, what)
 
         return Async(session_run, "sqlalchemy")
     if isinstance(conn, AsyncConnection):
         async_conn = conn
 
-        async def arun(name: str, args: Sequence[Any]) -> Rows:
+        async def arun(name: Query, args: Sequence[Any]) -> Rows:
             return await _run_async_sa(async_conn, name, args, what)
 
         return Async(arun, "sqlalchemy")
     return None
 
 
-async def _run_async_sa(conn: Any, name: str, args: Sequence[Any], what: str) -> Rows:
+async def _run_async_sa(conn: Any, name: Query, args: Sequence[Any], what: str) -> Rows:
     style = _style(conn.dialect, conn, what)
     result = await conn.exec_driver_sql(statement(name, style), parameters(args, style))
     return [tuple(r) for r in result.fetchall()] if result.returns_rows else []

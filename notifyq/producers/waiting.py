@@ -18,7 +18,7 @@ from typing import Any
 
 from notifyq.errors import TaskNotFound, WaitTimeout
 from notifyq.producers.drivers import parameters, statement, unsupported
-from notifyq.vocabulary import DONE_CHANNEL, ENDED
+from notifyq.vocabulary import DONE_CHANNEL, ENDED, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +45,87 @@ def _outcome(task_id: int, rows: Sequence[Sequence[Any]]) -> TaskOutcome:
     )
 
 
-def _is_ours(payload: str, task_id: int) -> bool:
+def _is_ours(payload: str, task_ids: frozenset[int]) -> bool:
     try:
-        return bool(json.loads(payload)["id"] == task_id)
+        return json.loads(payload)["id"] in task_ids
     except (ValueError, KeyError, TypeError):
         return False  # a bad payload never ends a wait
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    """A chord's batch as a wait reads it (driver-free): members added, ended done, ended
+    error or cancelled, not ended."""
+
+    id: int
+    total: int
+    done: int
+    failed: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowOutcome:
+    """Where a workflow stands: its tasks in id order (chain order, member order; a chord's
+    members are counted in ``batches``, not listed: its callback stands for them)."""
+
+    tasks: tuple[TaskOutcome, ...]
+    batches: tuple[BatchCounts, ...]
+
+    @property
+    def ended(self) -> bool:
+        return all(t.ended for t in self.tasks)
+
+    @property
+    def ok(self) -> bool:
+        """Every task listed and every batch member ended done."""
+        return all(t.status == Status.DONE for t in self.tasks) and not any(
+            b.failed or b.remaining for b in self.batches
+        )
+
+    def __getitem__(self, task_id: int) -> TaskOutcome:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(task_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What a wait reads and which notifications wake it: one task, or a workflow's tasks
+    and batches. ``reads`` are named statements with their arguments."""
+
+    task_ids: tuple[int, ...]
+    batch_ids: tuple[int, ...] = ()
+    single: bool = True
+
+    @property
+    def hears(self) -> frozenset[int]:
+        return frozenset(self.task_ids)
+
+    def reads(self) -> list[tuple[str, tuple[Any, ...]]]:
+        if self.single:
+            return [("produce_outcome", (self.task_ids[0],))]
+        found = [("produce_outcomes", (list(self.task_ids),))]
+        if self.batch_ids:
+            found.append(("produce_batches", (list(self.batch_ids),)))
+        return found
+
+    def settle(self, results: Sequence[Sequence[Sequence[Any]]]) -> Any:
+        """The outcome once everything watched ended, else None."""
+        if self.single:
+            outcome = _outcome(self.task_ids[0], results[0])
+            return outcome if outcome.ended else None
+        tasks = tuple(_outcome(int(r[0]), [r]) for r in results[0])
+        if len(tasks) < len(self.task_ids):
+            missing = sorted(set(self.task_ids) - {t.id for t in tasks})
+            raise TaskNotFound(missing[0])
+        batches = tuple(BatchCounts(*map(int, r)) for r in (results[1] if self.batch_ids else []))
+        workflow = WorkflowOutcome(tasks, batches)
+        return workflow if workflow.ended else None
+
+    def timed_out(self, timeout_s: float) -> WaitTimeout:
+        return WaitTimeout(self.task_ids[0], timeout_s)
 
 
 def _not_in_transaction(what: str) -> ValueError:
@@ -59,18 +135,18 @@ def _not_in_transaction(what: str) -> ValueError:
     )
 
 
-def wait_sync(conn_or_dsn: Any, task_id: int, timeout_s: float) -> TaskOutcome:
+def wait_sync(conn_or_dsn: Any, watch: Watch, timeout_s: float) -> Any:
     import psycopg
 
     if isinstance(conn_or_dsn, str):
         with psycopg.connect(conn_or_dsn, autocommit=True) as conn:
-            return _wait_psycopg(conn, task_id, timeout_s)
+            return _wait_psycopg(conn, watch, timeout_s)
     if isinstance(conn_or_dsn, psycopg.Connection):
-        return _wait_psycopg(conn_or_dsn, task_id, timeout_s)
+        return _wait_psycopg(conn_or_dsn, watch, timeout_s)
     raise unsupported(conn_or_dsn, "notifyq.wait")
 
 
-def _wait_psycopg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcome:
+def _wait_psycopg(conn: Any, watch: Watch, timeout_s: float) -> Any:
     from psycopg.pq import TransactionStatus
 
     if conn.info.transaction_status != TransactionStatus.IDLE:
@@ -89,28 +165,28 @@ def _wait_psycopg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcome:
     run("listen_done")
     try:
         while True:
-            outcome = _outcome(task_id, run("produce_outcome", task_id))
+            outcome = watch.settle([run(name, *args) for name, args in watch.reads()])
             remaining = deadline - time.monotonic()
-            if outcome.ended:
+            if outcome is not None:
                 return outcome
             if remaining <= 0:
-                raise WaitTimeout(task_id, timeout_s)
+                raise watch.timed_out(timeout_s)
             for note in conn.notifies(timeout=remaining):
-                if _is_ours(note.payload, task_id):
+                if _is_ours(note.payload, watch.hears):
                     break
     finally:
         if not conn.closed and not was_listening:
             run("unlisten_done")
 
 
-async def wait_async(conn: Any, task_id: int, timeout_s: float) -> TaskOutcome:
+async def wait_async(conn: Any, watch: Watch, timeout_s: float) -> Any:
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(conn, psycopg.AsyncConnection):
-        return await _wait_psycopg_async(conn, task_id, timeout_s)
-    return await _wait_asyncpg(conn, task_id, timeout_s)
+        return await _wait_psycopg_async(conn, watch, timeout_s)
+    return await _wait_asyncpg(conn, watch, timeout_s)
 
 
-async def _wait_psycopg_async(conn: Any, task_id: int, timeout_s: float) -> TaskOutcome:
+async def _wait_psycopg_async(conn: Any, watch: Watch, timeout_s: float) -> Any:
     from psycopg.pq import TransactionStatus
 
     if conn.info.transaction_status != TransactionStatus.IDLE:
@@ -129,21 +205,21 @@ async def _wait_psycopg_async(conn: Any, task_id: int, timeout_s: float) -> Task
     await run("listen_done")
     try:
         while True:
-            outcome = _outcome(task_id, await run("produce_outcome", task_id))
+            outcome = watch.settle([await run(name, *args) for name, args in watch.reads()])
             remaining = deadline - time.monotonic()
-            if outcome.ended:
+            if outcome is not None:
                 return outcome
             if remaining <= 0:
-                raise WaitTimeout(task_id, timeout_s)
+                raise watch.timed_out(timeout_s)
             async for note in conn.notifies(timeout=remaining):
-                if _is_ours(note.payload, task_id):
+                if _is_ours(note.payload, watch.hears):
                     break
     finally:
         if not conn.closed and not was_listening:
             await run("unlisten_done")
 
 
-async def _wait_asyncpg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcome:
+async def _wait_asyncpg(conn: Any, watch: Watch, timeout_s: float) -> Any:
     import asyncio
 
     if conn.is_in_transaction():
@@ -151,7 +227,7 @@ async def _wait_asyncpg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcom
     heard = asyncio.Event()
 
     def on_done(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-        if _is_ours(payload, task_id):
+        if _is_ours(payload, watch.hears):
             heard.set()
 
     deadline = time.monotonic() + timeout_s
@@ -160,13 +236,16 @@ async def _wait_asyncpg(conn: Any, task_id: int, timeout_s: float) -> TaskOutcom
     try:
         while True:
             heard.clear()  # before the read: an end after it sets the event again
-            records = await conn.fetch(statement("produce_outcome", "numeric_dollar"), task_id)
-            outcome = _outcome(task_id, [tuple(r) for r in records])
+            results = [
+                [tuple(r) for r in await conn.fetch(statement(name, "numeric_dollar"), *args)]
+                for name, args in watch.reads()
+            ]
+            outcome = watch.settle(results)
             remaining = deadline - time.monotonic()
-            if outcome.ended:
+            if outcome is not None:
                 return outcome
             if remaining <= 0:
-                raise WaitTimeout(task_id, timeout_s)
+                raise watch.timed_out(timeout_s)
             # On a timeout: one last read, then WaitTimeout.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(heard.wait(), remaining)

@@ -125,6 +125,9 @@ from notifyq.store.reads import (
     CHILDREN_SCAN as CHILDREN_SCAN,
 )
 from notifyq.store.reads import (
+    BatchInfo as BatchInfo,
+)
+from notifyq.store.reads import (
     BatchProgress as BatchProgress,
 )
 from notifyq.store.reads import (
@@ -141,6 +144,9 @@ from notifyq.store.reads import (
 )
 from notifyq.store.reads import (
     batch_members as batch_members,
+)
+from notifyq.store.reads import (
+    batch_progress as batch_progress,
 )
 from notifyq.store.reads import (
     confirm_events as confirm_events,

@@ -55,6 +55,28 @@ async def list_tasks(
     return [TaskRow.from_record(r) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """A batch's progress (notifyq.batch_progress) and its callback's status."""
+
+    id: int
+    total: int
+    done: int
+    failed: int
+    remaining: int
+    sealed: bool
+    callback_id: int | None
+    callback_status: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+async def batch_progress(database: db.Database, batch_id: int) -> BatchInfo | None:
+    """One batch, or None."""
+    row = await database.fetchrow(sql.queries["batch_progress"], batch_id)
+    return None if row is None else BatchInfo(**dict(row.items()))
+
+
 async def running_tasks(
     database: db.Database, limit: int, *, preview_chars: int = PREVIEW_CHARS
 ) -> list[TaskRow]:

@@ -34,7 +34,11 @@ async def enqueue(database: db.Database, *, task: NewTask) -> Enqueued:
     point); with a unique key, unless a live task of its queue holds it (then that one)."""
     if task.unique_key is None:
         added: Row | None = await database.fetchrow(
-            sql.queries["enqueue"], *task.parameters(), task.concurrency_key
+            sql.queries["enqueue"],
+            *task.parameters(),
+            task.concurrency_key,
+            task.depends_on,
+            task.on_parent_failure,
         )
         assert added is not None  # INSERT ... RETURNING always returns the row
         return Enqueued(TaskRow.from_record(added), duplicate=False)

@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response, security_scheme
 
-from notifyq import errors, spec, store
+from notifyq import errors, store
 from notifyq.client import Client
 from notifyq.vocabulary import DONE_CHANNEL
-from notifyq.web import models
+from notifyq.web import models, process_models
 from notifyq.web.bodies import body, validate
 from notifyq.web.context import PROBE_STALE_S, Context, current
 from notifyq.web.live import RESYNC, Subscription
@@ -52,21 +52,9 @@ async def create_task() -> Response:
     new = await body(models.NewTask)
     c = current()
     try:
-        # The one check of every entry point (notifyq.spec): the model above gives the
-        # shape and the document, this the rules, as for Python producers and the CLI.
-        task = spec.new_task(
-            new.kind,
-            new.payload,
-            queue=new.queue,
-            priority=new.priority,
-            delay=new.delay,
-            run_at=new.run_at,
-            max_attempts=new.max_attempts,
-            timeout=new.timeout,
-            unique_key=new.unique_key,
-            concurrency_key=new.concurrency_key,
-            meta=new.meta,
-        )
+        # The one check of every entry point (notifyq.spec), as for Python producers and
+        # the CLI.
+        task = new.checked()
     except errors.InvalidTask as exc:
         raise ApiError(
             422,
@@ -167,84 +155,86 @@ async def retry_task(task_id: int) -> Response:
 
 
 @blueprint.get("/stats")
-@document_response(models.Stats)
+@document_response(process_models.Stats)
 async def stats() -> Response:
     """Counts, this process's work since start, throughput and pickup latency."""
     return json_response(await build_stats(current()))
 
 
 @blueprint.get("/workers")
-@document_response(models.Workers)
+@document_response(process_models.Workers)
 async def workers() -> Response:
     """The worker processes (the registry their heartbeats keep); `state` is `gone` for a
     process whose last heartbeat is older than LEASE."""
     c = current()
     rows = await store.workers(c.database, gone_after_s=c.settings.lease_s)
     return json_response(
-        models.Workers(workers=[models.WorkerOut.model_validate(dict(r)) for r in rows])
+        process_models.Workers(
+            workers=[process_models.WorkerOut.model_validate(dict(r)) for r in rows]
+        )
     )
 
 
 @blueprint.get("/health")
-@document_response(models.HealthOut)
-@document_response(models.HealthOut, 503)
+@document_response(process_models.HealthOut)
+@document_response(process_models.HealthOut, 503)
 async def health() -> Response:
     """200 when the database answers and the listener got its own probe back; else 503.
     ``degraded`` (still 200): handlers that ignored their time limit hold every thread
     slot, so this process takes no ``def`` task until one returns."""
     c = current()
-    checks: dict[str, models.Check] = {}
+    checks: dict[str, process_models.Check] = {}
     started = time.perf_counter()
     try:
         with trio.fail_after(HEALTH_DB_TIMEOUT_S):
             await store.ping(c.database)
         ms = (time.perf_counter() - started) * 1000
-        checks["database"] = models.Check(ok=True, detail=f"answered in {ms:.1f} ms")
+        checks["database"] = process_models.Check(ok=True, detail=f"answered in {ms:.1f} ms")
     except trio.TooSlowError:
-        checks["database"] = models.Check(
+        checks["database"] = process_models.Check(
             ok=False, detail=f"no answer within {HEALTH_DB_TIMEOUT_S:g} s"
         )
     except errors.DatabaseUnavailable as exc:
-        checks["database"] = models.Check(ok=False, detail=str(exc))
+        checks["database"] = process_models.Check(ok=False, detail=str(exc))
     checks["listener"] = _listener_check(c)
     if c.stopping.is_set():
-        checks["process"] = models.Check(ok=False, detail="shutting down")
+        checks["process"] = process_models.Check(ok=False, detail="shutting down")
     ok = all(check.ok for check in checks.values())
     threads = _threads_check(c)
     if threads is not None:
         checks["threads"] = threads  # after `ok`: it degrades the process, never stops it
-    body = models.HealthOut(
+    body = process_models.HealthOut(
         status="unavailable" if not ok else "degraded" if threads and not threads.ok else "ok",
         checks=checks,
     )
     return json_response(body, 200 if ok else 503)
 
 
-def _threads_check(c: Context) -> models.Check | None:
+def _threads_check(c: Context) -> process_models.Check | None:
     threads = c.statistics().threads
     stuck, slots = threads.abandoned, threads.slots
     if not stuck:
         return None
     detail = f"{stuck} of {slots} thread slots held by handlers that ignored their time limit"
     if stuck < slots:
-        return models.Check(ok=True, detail=detail)
-    return models.Check(
+        return process_models.Check(ok=True, detail=detail)
+    return process_models.Check(
         ok=False, detail=f"{detail}; def kinds are left to other processes until one returns"
     )
 
 
-def _listener_check(c: Context) -> models.Check:
+def _listener_check(c: Context) -> process_models.Check:
     h = c.health
     if not h.listen_enabled:
-        return models.Check(ok=True, detail="NO_LISTEN: no LISTEN connection to check")
+        return process_models.Check(ok=True, detail="NO_LISTEN: no LISTEN connection to check")
     age = c.probe_age_s()
     if not h.listener_connected:
-        return models.Check(ok=False, detail="LISTEN connection down; reconnecting")
+        return process_models.Check(ok=False, detail="LISTEN connection down; reconnecting")
     if age is None:
-        return models.Check(ok=False, detail="no probe notification received yet")
+        return process_models.Check(ok=False, detail="no probe notification received yet")
     if age > PROBE_STALE_S:
-        return models.Check(ok=False, detail=f"last probe notification {age:.1f} s ago")
-    return models.Check(ok=True, detail=f"probe notification {age:.1f} s ago")
+        return process_models.Check(ok=False, detail=f"last probe notification {age:.1f} s ago")
+    return process_models.Check(ok=True, detail=f"probe notification {age:.1f} s ago")
 
 
 @blueprint.get("/metrics")

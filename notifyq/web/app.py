@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from notifyq import errors, logs
 from notifyq.settings import Settings
 from notifyq.version import __version__
-from notifyq.web import api, fleet_api, page
+from notifyq.web import api, fleet_api, page, workflows_api
 from notifyq.web.bind import is_loopback
 from notifyq.web.context import Context, current
 from notifyq.web.replies import ApiError, error_response
@@ -115,6 +115,7 @@ def create_app(ctx: Context) -> QuartTrio:
     )
     app.register_blueprint(api.blueprint)
     app.register_blueprint(fleet_api.blueprint)
+    app.register_blueprint(workflows_api.blueprint)
     app.register_blueprint(page.blueprint)
     for guard in REQUEST_GUARDS:  # in this order; the first to answer ends the request
         app.before_request(guard)

@@ -17,7 +17,7 @@ from pydantic import (
 
 from notifyq import priorities, spec
 from notifyq.store import PREVIEW_CHARS, Enqueued, EventRow, TaskRow
-from notifyq.vocabulary import STATUSES
+from notifyq.vocabulary import STATUSES, ParentFailure
 
 if TYPE_CHECKING:
     Status = str
@@ -133,6 +133,46 @@ class NewTask(BaseModel):
     meta: (
         Annotated[Any, WithJsonSchema({"type": "object", "additionalProperties": True})] | None
     ) = Field(None, description="What travels with the task but is not its input (task.meta)")
+
+    after: (
+        Annotated[
+            list[Any],
+            WithJsonSchema(
+                {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1},
+                    "maxItems": spec.MAX_PARENTS,
+                    "uniqueItems": True,
+                }
+            ),
+        ]
+        | None
+    ) = Field(None, description="Ids of earlier tasks this one waits for (status waiting)")
+    on_parent_failure: Annotated[
+        str, WithJsonSchema({"enum": [p.value for p in ParentFailure]})
+    ] = Field(
+        ParentFailure.CANCEL.value,
+        description="cancel: cancelled when a parent ends error or cancelled; run: runs anyway",
+    )
+
+    def checked(self) -> spec.NewTask:
+        """The one check of every entry point (notifyq.spec): this model gives the shape and
+        the document, the check the rules."""
+        return spec.new_task(
+            self.kind,
+            self.payload,
+            queue=self.queue,
+            priority=self.priority,
+            delay=self.delay,
+            run_at=self.run_at,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            unique_key=self.unique_key,
+            concurrency_key=self.concurrency_key,
+            meta=self.meta,
+            after=self.after,
+            on_parent_failure=self.on_parent_failure,
+        )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> NewTask:
@@ -320,71 +360,6 @@ class History(BaseModel):
 class ActionResult(BaseModel):
     id: int
     status: str = Field(description="cancelled, cancelling (still running) or pending")
-
-
-class WorkerOut(BaseModel):
-    id: str
-    host: str
-    pid: int
-    queues: list[str]
-    concurrency: int
-    in_flight: int
-    version: str
-    started_at: datetime
-    last_seen: datetime
-    state: Literal["alive", "gone"] = Field(
-        description="gone: no heartbeat for longer than LEASE (the process ended without "
-        "leaving, e.g. killed); its row stays until the reaper forgets it"
-    )
-
-
-class Workers(BaseModel):
-    workers: list[WorkerOut]
-
-
-class Latency(BaseModel):
-    p50_ms: float | None
-    p95_ms: float | None
-    samples: int
-
-
-class MinutePoint(BaseModel):
-    minute: int = Field(description="Unix time of the minute's start")
-    ended: int
-    errors: int
-    pickup_p50_ms: float | None
-
-
-class Stats(BaseModel):
-    mode: str = Field(description="serve (workers and HTTP) or web (HTTP only)")
-    role: str = Field(description="the same as mode; kept for clients of earlier versions")
-    now: datetime = Field(description="The server's clock, for ages computed by clients")
-    uptime_s: float
-    counts_by_status: dict[str, int]
-    counts_by_queue: dict[str, dict[str, int]]
-    since_start: dict[str, int] = Field(
-        description="This process's workers: done, failed, retried, cancelled, released, "
-        "recovered (by its reaper)"
-    )
-    ended_since_start: dict[str, int] = Field(
-        description="Tasks every process ended in the whole minutes since this one started"
-    )
-    throughput_per_s: float = Field(
-        description="Tasks every process ended per second over the last 60 seconds"
-    )
-    pickup_latency: Latency
-    last_hour: list[MinutePoint]
-
-
-class Check(BaseModel):
-    ok: bool
-    detail: str
-
-
-class HealthOut(BaseModel):
-    # degraded: serving, with a problem of its own (stuck threads); still 200
-    status: Literal["ok", "degraded", "unavailable"]
-    checks: dict[str, Check]
 
 
 class ErrorBody(BaseModel):

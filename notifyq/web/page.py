@@ -18,7 +18,7 @@ from notifyq import errors, store
 from notifyq.client import Client
 from notifyq.version import __version__
 from notifyq.vocabulary import STATUSES, Status
-from notifyq.web import models, replies
+from notifyq.web import models, process_models, replies
 from notifyq.web.context import Context, current
 from notifyq.web.views import build_stats, schedule_out, task_detail
 
@@ -47,7 +47,7 @@ async def summary(c: Context) -> dict[str, Any]:
         "schedules": [schedule_out(r) for r in shown],
         "running": [models.TaskOut.from_row(r) for r in running],
         "failures": [models.TaskOut.from_row(r) for r in failures],
-        "workers": [models.WorkerOut.model_validate(dict(r)) for r in workers],
+        "workers": [process_models.WorkerOut.model_validate(dict(r)) for r in workers],
         "batches": [
             models.LiveBatchOut(
                 id=b.id,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from notifyq import errors, store
 from notifyq.client import Client
 from notifyq.vocabulary import Status
-from notifyq.web import fleet_models, models
+from notifyq.web import fleet_models, models, process_models
 from notifyq.web.context import Context
 
 PARENTS_SHOWN = 100
@@ -22,7 +22,7 @@ def existing_id(task_id: int) -> int:
     return task_id
 
 
-async def build_stats(c: Context) -> models.Stats:
+async def build_stats(c: Context) -> process_models.Stats:
     counts = await c.counts()
     latency = await c.pickup_latency()
     by_status: dict[str, int] = {status.value: 0 for status in store.Status}
@@ -34,7 +34,7 @@ async def build_stats(c: Context) -> models.Stats:
         await c.sample_ended()  # the first reader fills the series (then the sampler does)
     c.watched.set()
     points = [
-        models.MinutePoint(
+        process_models.MinutePoint(
             minute=minute,
             ended=sum(counts.values()),
             errors=counts[Status.ERROR],
@@ -42,7 +42,7 @@ async def build_stats(c: Context) -> models.Stats:
         )
         for minute, counts in c.ended.last_hour()
     ]
-    return models.Stats(
+    return process_models.Stats(
         mode=c.mode,
         role=c.mode,
         now=datetime.now(UTC),
@@ -52,7 +52,7 @@ async def build_stats(c: Context) -> models.Stats:
         since_start={} if c.engine is None else c.engine.statistics().workers.as_dict(),
         ended_since_start=c.ended.since_start(),
         throughput_per_s=await c.throughput_per_s(),
-        pickup_latency=models.Latency(**latency),
+        pickup_latency=process_models.Latency(**latency),
         last_hour=points,
     )
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
+import notifyq
 from notifyq import migrations, settings, sql
 from tests import pg
 from tests.acceptance.proc import Notifyq, scalar, until
@@ -466,3 +468,29 @@ def test_a_worker_role_that_may_not_fire_schedules_is_told_how_to_fix_it(
     assert not [e for e in worker.events() if e.get("event") == "schedule.skipped"]
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
+
+
+def test_a_producer_adds_every_workflow_shape(roles: Roles) -> None:
+    """notifyq.enqueue_workflow needs nothing but a producer's grants: INSERT on the tasks'
+    columns and a batch, SELECT (id) for RETURNING."""
+    assert cli(roles.owner_url, "roles", "--producer", roles.producer).returncode == 0
+    parent = int(
+        pg.psql(roles.owner_url, "INSERT INTO notifyq.tasks (kind) VALUES ('p') RETURNING id")
+    )
+    shapes: list[notifyq.Chain | notifyq.Group | notifyq.Chord] = [
+        notifyq.chain(
+            notifyq.task("a", after=[parent], on_parent_failure="run"),
+            notifyq.group(notifyq.task("b"), notifyq.task("c")),
+            notifyq.chord([notifyq.task("d"), notifyq.task("e")], notifyq.task("f")),
+            notifyq.task("g"),
+        ),
+        notifyq.group(notifyq.task("h"), notifyq.task("i")),
+        notifyq.chord([notifyq.task("j")], notifyq.task("k")),
+    ]
+    with psycopg.connect(roles.url(roles.producer)) as conn:
+        added = [notifyq.enqueue_workflow(conn, shape) for shape in shapes]
+        conn.commit()
+    count = sum(len(a.ids) for a in added)
+    assert count == 11
+    assert pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.tasks") == str(count + 1)
+    assert pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.batches WHERE sealed") == "2"

@@ -116,6 +116,41 @@ CASES = [
         "PostgreSQL text cannot hold a NUL character",
     ),
     Case("meta not an object", "meta", {"meta": [1]}, "expected a JSON object", ["--meta", "[1]"]),
+    Case(
+        "parent named twice",
+        "after",
+        {"after": [3, 3]},
+        "task 3 is named twice",
+        ["--after", "3,3"],
+    ),
+    Case(
+        "parent id not positive",
+        "after",
+        {"after": [0]},
+        f"expected task ids (integers from 1 to {spec.MAX_TASK_ID})",
+        ["--after", "0"],
+    ),
+    Case(
+        "too many parents",
+        "after",
+        {"after": list(range(1, spec.MAX_PARENTS + 2))},
+        f"expected at most {spec.MAX_PARENTS} parents, got {spec.MAX_PARENTS + 1}",
+        ["--after", ",".join(map(str, range(1, spec.MAX_PARENTS + 2)))],
+    ),
+    Case(
+        "unknown parent failure policy",
+        "on_parent_failure",
+        {"on_parent_failure": "skip"},
+        "expected cancel or run",
+        ["--on-parent-failure", "skip"],
+    ),
+    Case(
+        "unique key with parents",
+        "unique_key",
+        {"unique_key": "k", "after": [1]},
+        "a task with parents (after) has no unique_key",
+        ["--unique-key", "k", "--after", "1"],
+    ),
 ]
 IDS = [case.name for case in CASES]
 

@@ -51,11 +51,18 @@ def test_a_producer_in_a_span_records_its_trace_context(
         with tracer.start_as_current_span("POST /orders") as request:
             inside = notifyq.enqueue(conn, "noop")
             many = notifyq.enqueue_many(conn, [{"kind": "noop"}, {"kind": "noop"}])
+            flow = notifyq.enqueue_workflow(
+                conn,
+                notifyq.chain(
+                    notifyq.task("noop"),
+                    notifyq.chord([notifyq.task("noop")], notifyq.task("noop")),
+                ),
+            )
         outside = notifyq.enqueue(conn, "noop")
     trace_id = format(request.get_span_context().trace_id, "032x")
     span_id = format(request.get_span_context().span_id, "016x")
     flags = format(request.get_span_context().trace_flags, "02x")
-    for task_id in (inside, *many):
+    for task_id in (inside, *many, *flow.ids):
         assert task_id is not None
         meta = meta_of(database_url, task_id)
         assert meta == {"trace": {"traceparent": f"00-{trace_id}-{span_id}-{flags}"}}

@@ -622,6 +622,8 @@ async def test_openapi_documents_every_endpoint(idle_web: Web) -> None:
         ("POST", "/schedules/{name}/pause"),
         ("POST", "/schedules/{name}/resume"),
         ("DELETE", "/schedules/{name}"),
+        ("POST", "/workflows"),
+        ("GET", "/batches/{batch_id}"),
     }
     create = spec["paths"]["/tasks"]["post"]
     assert create["security"] == [{"bearer": []}]

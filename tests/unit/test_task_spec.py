@@ -151,3 +151,38 @@ def test_a_schedule_creates_tasks_by_the_same_check(options: dict[str, Any], mes
     assert str(caught.value).startswith(message)
     with pytest.raises(schedules.ScheduleError, match="invalid schedule name 't\\\\x00'"):
         schedules.define("t\x00", every="1m", kind="noop")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"after": [0]}, "invalid after [0]: expected task ids (integers from 1 to"),
+        ({"after": [True]}, "invalid after [True]: expected task ids (integers from 1 to"),
+        ({"after": ["7"]}, "invalid after ['7']: expected task ids (integers from 1 to"),
+        ({"after": [2**63]}, "invalid after [9223372036854775808]: expected task ids"),
+        ({"after": 7}, "invalid after 7: expected a list of task ids"),
+        ({"after": [3, 3]}, "invalid after [3, 3]: task 3 is named twice"),
+        (
+            {"after": list(range(1, spec.MAX_PARENTS + 2))},
+            "invalid after [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, "
+            f"20, 21, 2...: expected at most {spec.MAX_PARENTS} parents, got {spec.MAX_PARENTS + 1}",
+        ),
+        (
+            {"after": [1], "unique_key": "k"},
+            "invalid unique_key 'k': a task with parents (after) has no unique_key",
+        ),
+        ({"on_parent_failure": "skip"}, "invalid on_parent_failure 'skip': expected cancel or run"),
+    ],
+)
+def test_bad_parents_are_refused_before_sql(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(notifyq.InvalidTask) as caught:
+        spec.new_task("noop", **options)
+    assert str(caught.value) == message or str(caught.value).startswith(message)
+
+
+def test_parents_keep_their_order_and_the_policy_defaults_to_cancel() -> None:
+    task = spec.new_task("noop", after=(9, 4, 7))
+    assert task.after == (9, 4, 7)
+    assert task.on_parent_failure == "cancel"
+    assert spec.new_task("noop", after=[], on_parent_failure="run").after == ()
+    assert spec.from_item({"kind": "noop", "after": [5]}).after == (5,)
