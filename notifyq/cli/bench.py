@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from notifyq.bench import chord as chord_
 from notifyq.bench import floor as floor_
 from notifyq.bench import inprocess, load, report
 from notifyq.bench.peers import PEERS, measure_peers
@@ -96,6 +97,18 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
     is_flag=True,
     help="Measure twice in one run: without, then with a unique_key on every task.",
 )
+@click.option(
+    "--chord",
+    is_flag=True,
+    help="Alternate plain tasks and the same tasks as a batch with a callback (a chord).",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 100),
+    default=2,
+    show_default=True,
+    help="With --chord: drains of each kind.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
@@ -106,11 +119,28 @@ def drain(
     handler: str,
     concurrency: int | None,
     unique: bool,
+    chord: bool,
+    rounds: int,
     as_json: bool,
     **flags: int | None,
 ) -> None:
-    """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
+    """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done.
+
+    With --chord, ROUNDS drains of TASKS plain tasks alternate with ROUNDS drains of a chord
+    (TASKS members of one batch and a callback, added in one statement): the members' rate
+    of each kind (medians), their ratio, and the callback's runs and delay after the last
+    member.
+    """
     settings = bench_settings(ctx, **flags)
+    if chord:
+        if unique or handler != "trio" or concurrency is not None:
+            fail(
+                "--chord measures noop tasks: leave out --unique, --handler, --concurrency",
+                EXIT_USAGE,
+            )
+        r = run(lambda: chord_.measure_chord(settings, tasks, processes, rounds))
+        print_report(r, as_json, *chord_.table(r))
+        return
     if processes > 1:
         if unique:
             fail("--unique measures the in-process drain: leave out --processes", EXIT_USAGE)
