@@ -119,10 +119,16 @@ from notifyq.store.fleet import (
     upsert_schedule as upsert_schedule,
 )
 from notifyq.store.reads import (
+    BatchGauges as BatchGauges,
+)
+from notifyq.store.reads import (
     Confirmed as Confirmed,
 )
 from notifyq.store.reads import (
     Pickup as Pickup,
+)
+from notifyq.store.reads import (
+    batch_gauges as batch_gauges,
 )
 from notifyq.store.reads import (
     confirm_events as confirm_events,
