@@ -104,7 +104,7 @@ def figures(url: str, query: str) -> tuple[str, ...]:
     return tuple(scalar(url, query).split("|"))
 
 
-def assert_exact_ledger(url: str, n: int) -> dict[str, object]:
+def assert_exact_ledger(url: str, n: int) -> dict[str, int]:
     """The ledger of a finished run (see the module's docstring); its figures."""
     assert status_counts(url) == {"done": n}  # nothing waiting, pending, running or failed
     total, lost, twice = (int(v) for v in figures(url, DONE_ONCE))
