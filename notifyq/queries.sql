@@ -521,6 +521,16 @@ SELECT queue, status, count(*) AS n
  GROUP BY queue, status
  ORDER BY queue, status;
 
+-- name: batch_gauges
+-- Batches not complete yet (live), and their members: done, failed and not ended yet. A scan
+-- of notifyq.batches (one narrow row per batch), read at most once a second by /metrics.
+SELECT count(*)::int AS live,
+       coalesce(sum(done), 0)::int AS done,
+       coalesce(sum(failed), 0)::int AS failed,
+       coalesce(sum(total - done - failed), 0)::int AS remaining
+  FROM notifyq.batches
+ WHERE completed_at IS NULL;
+
 -- name: workers
 -- The worker registry; a process whose last heartbeat is older than $1 seconds is 'gone'
 -- (it ended without leaving, e.g. killed, and its row waits for the reaper).

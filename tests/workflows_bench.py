@@ -23,6 +23,7 @@ from pathlib import Path
 import trio
 
 from notifyq import db, logs, migrations, sql
+from notifyq.cli.common import run
 from tests import pg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,35 +106,32 @@ async def drain(
     return members / took, members / (finishing[0] / connections)
 
 
-async def main(members: int, connection_counts: list[int], chunk: int) -> None:
-    logs.configure("warning", "console")
-    server = pg.EmbeddedServer({"max_connections": "100"})
-    try:
-        before = statements_before_workflows()
-        for connections in connection_counts:
-            for label, batch, old in [
-                ("before workflows (0013)", False, True),
-                ("no batch (0014)", False, False),
-                ("one batch + callback (0014)", True, False),
-            ]:
-                name = f"bench_{connections}_{int(batch)}_{int(old)}"
-                pg.psql(server.url, f"CREATE DATABASE {name}")
-                url = pg.with_database(server.url, name)
-                if old:
-                    migrate_before_workflows(url)
-                else:
-                    async with db.open_database(url) as d:
-                        await migrations.migrate(d)
-                rate, finish_rate = await drain(
-                    url, before if old else sql.queries, members, connections, chunk, batch
-                )
-                print(
-                    f"{connections} conn, chunk {chunk}, {label:28}: drain {rate:8.0f} tasks/s,"
-                    f" finish statements {finish_rate:8.0f} tasks/s"
-                )
-                pg.psql(server.url, f"DROP DATABASE {name}")
-    finally:
-        server.close()
+async def main(
+    server: pg.EmbeddedServer, members: int, connection_counts: list[int], chunk: int
+) -> None:
+    before = statements_before_workflows()
+    for connections in connection_counts:
+        for label, batch, old in [
+            ("before workflows (0013)", False, True),
+            ("no batch (0014)", False, False),
+            ("one batch + callback (0014)", True, False),
+        ]:
+            name = f"bench_{connections}_{int(batch)}_{int(old)}"
+            pg.psql(server.url, f"CREATE DATABASE {name}")
+            url = pg.with_database(server.url, name)
+            if old:
+                migrate_before_workflows(url)
+            else:
+                async with db.open_database(url) as d:
+                    await migrations.migrate(d)
+            rate, finish_rate = await drain(
+                url, before if old else sql.queries, members, connections, chunk, batch
+            )
+            print(
+                f"{connections} conn, chunk {chunk}, {label:28}: drain {rate:8.0f} tasks/s,"
+                f" finish statements {finish_rate:8.0f} tasks/s"
+            )
+            pg.psql(server.url, f"DROP DATABASE {name}")
 
 
 if __name__ == "__main__":
@@ -142,4 +140,11 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--chunk", type=int, default=100)
     args = parser.parse_args()
-    trio.run(main, args.members, args.connections, args.chunk)
+    logs.configure("warning", "console")
+    # Started before the trio run: the server's set-up runs asyncio.run, which refuses to
+    # run inside trio; the drain needs the trio-asyncio loop that notifyq's `run` opens.
+    server = pg.EmbeddedServer({"max_connections": "100"})
+    try:
+        run(lambda: main(server, args.members, args.connections, args.chunk))
+    finally:
+        server.close()

@@ -305,3 +305,42 @@ SELECT count(*) FROM bench_floor WHERE status = 'done';
 -- name: floor_analyze
 -- `bench floor`: fresh planner statistics after a fill.
 ANALYZE bench_floor;
+
+-- name: enqueue_chord
+-- `bench drain --chord`: a batch of $1 pending noop members and its noop callback, added
+-- in one statement (the callback's insert seals the batch); the batch's id.
+WITH b AS (INSERT INTO notifyq.batches DEFAULT VALUES RETURNING id),
+     added AS (
+         INSERT INTO notifyq.tasks (kind, batch_id, after_batch)
+         SELECT 'noop', b.id, NULL FROM b, generate_series(1, $1::int)
+         UNION ALL
+         SELECT 'noop', NULL, b.id FROM b
+         RETURNING 1)
+SELECT b.id FROM b WHERE (SELECT count(*) FROM added) > 0;
+
+-- name: chord_outcome
+-- `bench drain --chord`: batch $1's counts, its callback's status, how many attempts of
+-- the callback ended (outcome rows of the history: each has its start) and how many ended
+-- done, and the seconds from the last member's end to
+-- the callback's start and to its end (the server's clock).
+SELECT b.total, b.done, b.failed, c.status AS callback_status,
+       (SELECT count(*) FROM notifyq.task_events e
+         WHERE e.task_id = c.id AND e.started_at IS NOT NULL)::int AS callback_runs,
+       (SELECT count(*) FROM notifyq.task_events e
+         WHERE e.task_id = c.id AND e.event = 'done')::int AS callback_done,
+       extract(epoch FROM c.started_at - m.last_end)::float8 AS start_after_s,
+       extract(epoch FROM c.finished_at - m.last_end)::float8 AS end_after_s
+  FROM notifyq.batches b
+  JOIN notifyq.tasks c ON c.id = b.callback_id
+ CROSS JOIN LATERAL (SELECT max(t.finished_at) AS last_end FROM notifyq.tasks t
+                      WHERE t.batch_id = b.id) AS m
+ WHERE b.id = $1;
+
+-- name: members_left
+-- `bench drain --chord`: whether any task that is no callback is pending or in_progress.
+SELECT EXISTS (SELECT 1 FROM notifyq.tasks WHERE status = 'pending' AND after_batch IS NULL)
+    OR EXISTS (SELECT 1 FROM notifyq.tasks WHERE status = 'in_progress' AND after_batch IS NULL);
+
+-- name: callback_ended
+-- `bench drain --chord`: whether the callback of batch $1 has ended.
+SELECT status IN ('done', 'error', 'cancelled') FROM notifyq.tasks WHERE after_batch = $1;

@@ -18,6 +18,8 @@ exits with status 2 and one line naming the setting.
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from notifyq.cli import batches, database, deploy, queues, schedules, serve, tasks
@@ -75,7 +77,9 @@ class _Bench(click.Group):
     def _load(self) -> None:
         if self.commands:
             return
-        from notifyq.cli import bench, bench_stress
+        # By module name: the package's attribute `bench` is this group, not the module.
+        bench = importlib.import_module("notifyq.cli.bench")
+        bench_stress = importlib.import_module("notifyq.cli.bench_stress")
 
         _add(
             self,

@@ -7,41 +7,19 @@ those names).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
+from notifyq.bench import chord as chord_
 from notifyq.bench import floor as floor_
 from notifyq.bench import inprocess, load, report
 from notifyq.bench.peers import PEERS, measure_peers
-from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
-from notifyq.settings import Settings
+from notifyq.cli.bench_common import bench_settings, print_report
+from notifyq.cli.common import EXIT_USAGE, fail, run
 
 # The subcommands below are added to `bench` in notifyq/cli/__init__.py, when it runs.
-
-
-def bench_settings(ctx: click.Context, **flags: Any) -> Settings:
-    # LOG_LEVEL warning unless the flag or the environment says otherwise.
-    level = (ctx.obj or {}).get("log_level") or os.environ.get("LOG_LEVEL") or "warning"
-    return settings_from(ctx, log_level=level, **flags)
-
-
-def print_report(
-    result: dict[str, Any], as_json: bool, rows: list[tuple[str, str]], note: str = ""
-) -> None:
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    r = result
-    click.echo(f"notifyq bench {r['benchmark']}: PostgreSQL {r['server_version']} ({r['server']})")
-    click.echo(f"  server: fsync={r['fsync']} synchronous_commit={r['synchronous_commit']}")
-    click.echo("  settings: " + " ".join(f"{k}={v}" for k, v in r["settings"].items()))
-    click.echo("  " + "  ".join(f"{name:>9}" for name, _ in rows))
-    click.echo("  " + "  ".join(f"{value:>9}" for _, value in rows))
-    if note:
-        click.echo(f"  {note}")
 
 
 @click.command()
@@ -102,6 +80,18 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
     help="Register noop transactional=True: each task holds a connection and commits its own "
     "done (no outcome batching). One process only.",
 )
+@click.option(
+    "--chord",
+    is_flag=True,
+    help="Alternate plain tasks and the same tasks as a batch with a callback (a chord).",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 100),
+    default=2,
+    show_default=True,
+    help="With --chord: drains of each kind.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
@@ -113,11 +103,28 @@ def drain(
     concurrency: int | None,
     unique: bool,
     transactional: bool,
+    chord: bool,
+    rounds: int,
     as_json: bool,
     **flags: int | None,
 ) -> None:
-    """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done."""
+    """Throughput: enqueue TASKS noop tasks, then time a fresh service until all are done.
+
+    With --chord, ROUNDS drains of TASKS plain tasks alternate with ROUNDS drains of a chord
+    (TASKS members of one batch and a callback, added in one statement): the members' rate
+    of each kind (medians), their ratio, and the callback's runs and delay after the last
+    member.
+    """
     settings = bench_settings(ctx, **flags)
+    if chord:
+        if unique or handler != "trio" or concurrency is not None or transactional:
+            fail(
+                "--chord measures noop tasks: leave out --unique, --handler, --concurrency, --transactional",
+                EXIT_USAGE,
+            )
+        r = run(lambda: chord_.measure_chord(settings, tasks, processes, rounds))
+        print_report(r, as_json, *chord_.table(r))
+        return
     if transactional and (processes > 1 or unique or concurrency is not None):
         fail(
             "--transactional measures one plain drain: leave out --processes, --unique and "

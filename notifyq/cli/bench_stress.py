@@ -17,7 +17,7 @@ from notifyq.bench.common import scratch
 from notifyq.bench.events import measure_events
 from notifyq.bench.scale import describe, measure_scale
 from notifyq.bench.worker_processes import Plan
-from notifyq.cli.bench import bench_settings
+from notifyq.cli.bench_common import bench_settings
 from notifyq.cli.common import fail, run
 
 

@@ -125,6 +125,9 @@ from notifyq.store.reads import (
     CHILDREN_SCAN as CHILDREN_SCAN,
 )
 from notifyq.store.reads import (
+    BatchGauges as BatchGauges,
+)
+from notifyq.store.reads import (
     BatchInfo as BatchInfo,
 )
 from notifyq.store.reads import (
@@ -141,6 +144,9 @@ from notifyq.store.reads import (
 )
 from notifyq.store.reads import (
     TaskState as TaskState,
+)
+from notifyq.store.reads import (
+    batch_gauges as batch_gauges,
 )
 from notifyq.store.reads import (
     batch_members as batch_members,

@@ -18,6 +18,23 @@ async def counts(database: db.Database) -> list[tuple[str, str, int]]:
     return [(r["queue"], r["status"], r["n"]) for r in await database.fetch(sql.queries["counts"])]
 
 
+@dataclass(frozen=True)
+class BatchGauges:
+    """Batches not complete yet, and their members by state (``/metrics``)."""
+
+    live: int
+    done: int
+    failed: int
+    remaining: int
+
+
+async def batch_gauges(database: db.Database) -> BatchGauges:
+    """The live batches (not complete) and their members' counts, summed."""
+    row = await database.fetchrow(sql.queries["batch_gauges"])
+    assert row is not None  # an aggregate: one row, always
+    return BatchGauges(**dict(row))
+
+
 async def workers(database: db.Database, *, gone_after_s: float) -> list[Row]:
     """The registry, each row with its ``state``: 'gone' when its last heartbeat is older
     than ``gone_after_s`` (the reader's LEASE: the process's leases have expired too)."""

@@ -245,6 +245,7 @@ async def metrics() -> Response:
     # are still worth scraping.
     with contextlib.suppress(errors.DatabaseUnavailable):
         await c.counts()
+        await c.batch_gauges()
     return Response(c.render_metrics(), content_type=CONTENT_TYPE)
 
 

@@ -140,6 +140,7 @@ class Context:
     kinds: frozenset[str] = frozenset()
     started: float = field(default_factory=time.monotonic)
     _counts: _Cached = field(default_factory=_Cached)
+    _batches: _Cached = field(default_factory=_Cached)
     _latency: _Cached = field(default_factory=_Cached)
     latency_by_minute: dict[int, float | None] = field(default_factory=dict)
     ended: EndedSeries = field(
@@ -163,6 +164,16 @@ class Context:
         counts: list[tuple[str, str, int]] = await _cached(self._counts, COUNTS_MAX_AGE_S, load)
         self.metrics.note_depth({(q, s): n for q, s, n in counts})
         return counts
+
+    async def batch_gauges(self) -> store.BatchGauges:
+        """The live batches' gauges for /metrics, at most a second old."""
+
+        async def load() -> store.BatchGauges:
+            return await store.batch_gauges(self.database)
+
+        gauges: store.BatchGauges = await _cached(self._batches, COUNTS_MAX_AGE_S, load)
+        self.metrics.note_batches(gauges)
+        return gauges
 
     def statistics(self) -> ServiceStatistics:
         """This process's engine now; every count zero without workers."""

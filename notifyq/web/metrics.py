@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from notifyq.engine.service import ServiceStatistics
+from notifyq.store import BatchGauges
 from notifyq.vocabulary import Status, Verdict
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -80,6 +81,7 @@ class _Gauges(Collector):
 
     def __init__(self, duplicates: _Count, statistics: ServiceStatistics) -> None:
         self.depth: Mapping[tuple[str, str], int] = {}
+        self.batches = BatchGauges(live=0, done=0, failed=0, remaining=0)
         self.duplicates = duplicates  # POST /tasks answered with the live task
         self.statistics = statistics
         self.listener_connected = False
@@ -105,6 +107,23 @@ class _Gauges(Collector):
         for queue in sorted({queue for queue, _ in self.depth}):
             waiting.add_metric([queue], self.depth.get((queue, Status.WAITING), 0))
         yield waiting
+        # Summed over the live batches, never a label per batch: the series stay three
+        # however many batches there are (a batch's own progress: notifyq.batch_progress).
+        batches = self.batches
+        yield GaugeMetricFamily(
+            "notifyq_batches_live",
+            "Batches not complete yet (some member not ended, or no callback added yet)",
+            value=batches.live,
+        )
+        members = GaugeMetricFamily(
+            "notifyq_batch_members",
+            "Members of the live batches: ended done, ended failed (error or cancelled), "
+            "remaining (not ended yet)",
+            labels=["state"],
+        )
+        for state in ("done", "failed", "remaining"):
+            members.add_metric([state], getattr(batches, state))
+        yield members
         yield GaugeMetricFamily(
             "notifyq_tasks_in_flight",
             "Tasks this process has claimed and not yet recorded",
@@ -205,6 +224,10 @@ class Metrics:
     def note_depth(self, depth: Mapping[tuple[str, str], int]) -> None:
         """Tasks by (queue, status), as last read: kept while the database is away."""
         self._gauges.depth = depth
+
+    def note_batches(self, batches: BatchGauges) -> None:
+        """The live batches, as last read: kept while the database is away."""
+        self._gauges.batches = batches
 
     def render(
         self,
