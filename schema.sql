@@ -415,11 +415,17 @@ BEGIN
       INTO members, callbacks
       FROM new_rows n;
     IF members THEN
+        -- A member may end at its insert (cancelled: its parent failed already); it
+        -- passes through no outcome statement, so it is counted as ended here.
         WITH added AS (
-            SELECT n.batch_id, count(*)::integer AS n
+            SELECT n.batch_id, count(*)::integer AS n,
+                   (count(*) FILTER (WHERE n.status = 'done'))::integer AS done,
+                   (count(*) FILTER (WHERE n.status IN ('error', 'cancelled')))::integer
+                       AS failed
               FROM new_rows n WHERE n.batch_id IS NOT NULL GROUP BY n.batch_id
         ), counted AS (
-            UPDATE notifyq.batches b SET total = b.total + a.n
+            UPDATE notifyq.batches b
+               SET total = b.total + a.n, done = b.done + a.done, failed = b.failed + a.failed
               FROM added a
              WHERE b.id = a.batch_id AND NOT b.sealed
             RETURNING b.id

@@ -115,7 +115,8 @@ class Client:
         return str(status)
 
     async def retry(self, task_id: int) -> str:
-        """Put an 'error' or 'cancelled' task back to pending."""
+        """Put an 'error' or 'cancelled' task back to pending ('pending'), or back to
+        'waiting' when it is a dependent whose parent has not ended (a retried parent)."""
         status = await store.retry(self.db, task_id)
         if status is None:
             raise errors.TaskNotFound(task_id)
@@ -123,6 +124,12 @@ class Client:
             raise errors.InvalidTransition(
                 task_id, "a duplicate of a live task (same queue and unique key)", "retry"
             )
+        if status == Answer.PARENT_FAILED:
+            raise errors.InvalidTransition(
+                task_id, "cancelled by a parent that failed (retry the parent first)", "retry"
+            )
+        if status == Status.WAITING:
+            return Status.WAITING.value  # retried: it waits for a parent that runs again
         if status != Answer.REQUEUED:
             raise errors.InvalidTransition(task_id, status, "retry")
         return Status.PENDING.value

@@ -263,7 +263,8 @@ def cancel(ctx: click.Context, task_id: int) -> None:
 
 @_task_command("retry")
 def retry(ctx: click.Context, task_id: int) -> None:
-    """Put an 'error' or 'cancelled' task back to pending."""
+    """Put an 'error' or 'cancelled' task back to pending (or waiting, for a dependent
+    whose parent has not ended)."""
     settings = settings_from(ctx)
     click.echo(run(lambda: _with_client(settings, lambda c: c.retry(task_id))))
 

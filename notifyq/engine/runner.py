@@ -270,7 +270,10 @@ class Runner:
             if attempt.over:
                 return None  # abandoned: its outcome went to the writer; the exit rolls back
             outcome = judge(self._facts(attempt, box), self.retries, self._max_result)
-            if outcome.verdict is Verdict.DONE and opened and attempt.stop_reason is None:
+            # A handler that returned ends done even when a stop was asked meanwhile (as
+            # any handler): its writes commit with that done; a lost lease is refused by
+            # the fence in commit_done, and then nothing of this run is written.
+            if outcome.verdict is Verdict.DONE and opened:
                 try:
                     # Shielded like the writer's writes: once the handler is done, its
                     # outcome must land (or be known lost) even while the process stops.

@@ -109,7 +109,7 @@ class Writer:
                     break
             written = len(batch)
             if any(a.transacted for _, a in batch):
-                batch = self._record_transacted(batch)
+                batch = await self._record_transacted(batch)
             if batch:
                 await self._write(batch, force)
             self.ledger.written += written
@@ -151,12 +151,14 @@ class Writer:
             logs.info_many(log, "task.end", ends)
             return
 
-    def _record_transacted(
+    async def _record_transacted(
         self, batch: list[tuple[Outcome, Attempt]]
     ) -> list[tuple[Outcome, Attempt]]:
         """Record the outcomes transactional handlers wrote in their own transactions
-        (engine/transactions.py: no batching for those); the others, to be written."""
+        (engine/transactions.py: no batching for those), and wake whoever waits for the
+        slots those freed in limited queues; the others, to be written."""
         rest, ends = [], []
+        freed: set[str] = set()
         for outcome, attempt in batch:
             if attempt.transacted is None:
                 rest.append((outcome, attempt))
@@ -165,10 +167,19 @@ class Writer:
             if attempt.transacted == "lost":
                 continue  # logged by the runner; the reaper gives the task a new attempt
             status = store.Status.DONE if attempt.transacted == "committed" else None
+            if status is not None and attempt.task.queue in self.ledger.limited:
+                freed.add(attempt.task.queue)
             end = self._end(outcome, attempt, status)
             if end is not None:
                 ends.append(end)
         logs.info_many(log, "task.end", ends)
+        if freed:
+            try:
+                with trio.CancelScope(shield=True), trio.fail_after(self.settings.lease_s):
+                    await store.wake_for_freed_slots(self.db, queues=sorted(freed))
+            except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
+                # The waiting processes' sweep (FETCH_INTERVAL) finds the slot instead.
+                log.warning("slots_freed.failed", queues=sorted(freed), error=str(exc))
         return rest
 
     def _give_up_expired(

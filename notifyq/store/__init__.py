@@ -67,6 +67,9 @@ from notifyq.store.engine import (
 from notifyq.store.engine import (
     unregister as unregister,
 )
+from notifyq.store.engine import (
+    wake_for_freed_slots as wake_for_freed_slots,
+)
 from notifyq.store.fleet import (
     SCHEDULES_PAGE_MAX as SCHEDULES_PAGE_MAX,
 )

@@ -234,6 +234,12 @@ async def finish(
     return await database.run(statements)
 
 
+async def wake_for_freed_slots(database: db.Database, *, queues: Sequence[str]) -> None:
+    """Wake the processes waiting for a slot of these limited queues (``slots_freed``):
+    for outcomes written outside the batched ``finish`` (a transactional handler's)."""
+    await database.execute(sql.queries["slots_freed"], list(queues))
+
+
 async def finish_in_transaction(conn: db.Connection, *, owner: str, outcome: Outcome) -> str | None:
     """(asyncio side) Write one outcome with ``finish``, fenced, on ``conn`` inside the
     transaction it is in (a transactional handler's); the new status, or None when the

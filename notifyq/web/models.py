@@ -359,7 +359,10 @@ class History(BaseModel):
 
 class ActionResult(BaseModel):
     id: int
-    status: str = Field(description="cancelled, cancelling (still running) or pending")
+    status: str = Field(
+        description="cancelled, cancelling (still running), pending, or waiting (a retried "
+        "dependent whose parent has not ended)"
+    )
 
 
 class ErrorBody(BaseModel):

@@ -302,3 +302,80 @@ async def test_tasks_enqueued_in_the_transaction_exist_only_if_done(
         )
     assert (row["status"], row["attempts"]) == ("done", 2)
     assert [r["payload"] for r in follow_ups] == [{"from": task_id, "try": 2}]
+
+
+async def test_a_handler_that_returns_despite_a_cancel_commits_its_writes_with_done(
+    database: db.Database,
+) -> None:
+    # A handler in a shielded section cannot be cancelled; it returns. Like any handler
+    # that returned, it ends done, and then its writes must be there: done and the rows
+    # commit together or not at all.
+    await _table(database)
+    release = trio.Event()
+    app = App()
+
+    @app.handler("shielded", transactional=True)
+    async def shielded(task: Task) -> str:
+        await task.transaction.execute(EFFECT, task.id, task.attempt)
+        with trio.CancelScope(shield=True):
+            await release.wait()
+        return "returned"
+
+    task_id = await insert(database, "shielded")
+    async with running_service(database, app) as service:
+        await until_running(service, task_id)
+        await eventually(lambda: _locked(database))
+        await database.execute(
+            "UPDATE notifyq.tasks SET cancel_requested_at = now() WHERE id = $1", task_id
+        )
+        await database.execute("SELECT pg_notify('notifyq_cancel', $1)", str(task_id))
+        await eventually(lambda: _cancel_seen(service, task_id))
+        release.set()
+        [row] = await wait_ended(database, task_id)
+    assert row["status"] == "done"
+    assert await effects(database, task_id) == [1]
+
+
+async def _cancel_seen(service: Any, task_id: int) -> bool:
+    return any(
+        a.task.id == task_id and a.stop_reason is not None for a in service.ledger.attempts.values()
+    )
+
+
+async def test_a_transactional_done_frees_its_limited_queues_slot_for_other_processes(
+    database: db.Database,
+) -> None:
+    # One slot in queue "api". Process A holds it with a transactional handler; process B,
+    # which runs the other kind only, waits for the slot. A's commit of done must wake B
+    # (as the batched outcome write does), not leave it to its sweep a minute later.
+    await _table(database)
+    release = trio.Event()
+    first, second = App(), App()
+    first.queue("api", concurrency=1)
+    second.queue("api", concurrency=1)
+
+    @first.handler("tx", transactional=True)
+    async def tx(task: Task) -> None:
+        await task.transaction.execute(EFFECT, task.id, task.attempt)
+        await release.wait()
+
+    @second.handler("other")
+    async def other(task: Task) -> None:
+        return None
+
+    settings: dict[str, Any] = {"queues": ["api"], "fetch_interval_s": 60}
+    async with running_service(database, first, **settings) as a:
+        held = await insert(database, "tx", queue="api")
+        await until_running(a, held)
+        async with running_service(database, second, **settings):
+            waiting = await insert(database, "other", queue="api")
+            await eventually(
+                lambda: database.fetchval(
+                    "SELECT count(*) = 2 FROM notifyq.waiters WHERE 'api' = ANY(queues)"
+                )
+            )
+            release.set()
+            with trio.fail_after(20):  # far below FETCH_INTERVAL: woken, not swept
+                [row] = await wait_ended(database, waiting)
+    assert row["status"] == "done"
+    assert await effects(database, held) == [1]

@@ -240,3 +240,34 @@ async def test_many_connections_draining_one_batch_release_its_callback_once(
         )
         assert await status(pool, callback) == "pending"
         assert [e for e, _, _ in await flows.events(pool, callback)] == ["waiting", "released"]
+
+
+async def test_a_member_cancelled_at_insert_counts_as_failed_and_the_batch_completes(
+    database: db.Database,
+) -> None:
+    # A member whose parent failed already is cancelled by its insert: it never passes
+    # through an outcome statement, so the insert must count it as ended, or the batch
+    # never completes and its callback waits forever.
+    parent = await database.fetchval("INSERT INTO notifyq.tasks (kind) VALUES ('p') RETURNING id")
+    await database.execute("SELECT notifyq.cancel($1)", parent)
+    rows = await database.fetch(
+        """
+        WITH b AS (INSERT INTO notifyq.batches DEFAULT VALUES RETURNING id)
+        INSERT INTO notifyq.tasks (kind, batch_id, after_batch, depends_on)
+        SELECT 'm', b.id, NULL::bigint, ARRAY[$1::bigint] FROM b
+        UNION ALL SELECT 'm', b.id, NULL, NULL::bigint[] FROM b
+        UNION ALL SELECT 'cb', NULL, b.id, NULL::bigint[] FROM b
+        RETURNING id, status, batch_id, after_batch
+        """,
+        parent,
+    )
+    [doomed, other, callback] = rows
+    assert doomed["status"] == "cancelled"
+    batch = int(callback["after_batch"])
+    assert await progress(database, batch) == (2, 0, 1, 1)
+    await database.execute("SELECT notifyq.cancel($1)", other["id"])
+    assert await progress(database, batch) == (2, 0, 2, 0)
+    assert await status(database, callback["id"]) == "cancelled"
+    # Its retry (once the parent runs again) takes the failure back without going below 0.
+    await database.execute("SELECT notifyq.retry($1)", parent)
+    assert await database.fetchval("SELECT notifyq.retry($1)", doomed["id"]) == "waiting"
