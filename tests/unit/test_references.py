@@ -1,8 +1,8 @@
 """The project's text names only what a reader of the repository can open.
 
-A comment that says "see DESIGN.md" or "issue 14's defect" sends a newcomer to something the
-repository does not have: the rule has to be stated where it is used, and a bench line states
-its goal, not the number of the issue that set it.
+A comment that points at a planning note the repository lacks, or at a tracker item by its
+number, sends a newcomer to something the repository does not have: the rule has to be stated
+where it is used, and a bench line states its goal, not the number of the item that set it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ SCANNED = ("notifyq", "tests", "docs", "migrations", ".ci", "deploy")
 FILES = ("README.md", "Makefile", "pyproject.toml", "compose.yaml", "Dockerfile", "schema.sql")
 SUFFIXES = {".py", ".sql", ".md", ".toml", ".yaml", ".yml", ".js", ".html", ".css", ""}
 
-# An issue, pull request or planning note by number: "issue 14", "Issue #7", "issues 3 and 4".
+# An issue, pull request or planning note by number: the word, an optional #, then digits.
 ISSUE = re.compile(r"\bissues?\s+#?\d+", re.IGNORECASE)
 # Markdown files that a command writes (`bench all --out DIR` writes DIR/bench.md): named in
 # the text, never in the tree.
