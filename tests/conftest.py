@@ -13,11 +13,26 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import structlog
 
-from notifyq import db
+from notifyq import db, logs
 from tests import pg
 
 _numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _own_logging() -> Iterator[None]:
+    """Each test starts with the logging the session started with: a test that configures
+    it (a CLI command, the plugin's fixtures) does not change the level another test's
+    captured logs see."""
+    saved, configured, lines = structlog.get_config(), structlog.is_configured(), logs._lines
+    yield
+    if configured:
+        structlog.configure(**saved)
+    else:
+        structlog.reset_defaults()
+    logs._lines = lines
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import structlog
 import trio
+from structlog.testing import capture_logs
 
 from notifyq import db
 from notifyq.app import App
@@ -19,6 +22,19 @@ from notifyq.serving import process
 from notifyq.settings import load
 from notifyq.web.app import create_app
 from notifyq.web.context import Context as WebContext
+
+
+@contextmanager
+def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every event logged in the block, whatever level the process was configured with (a
+    CLI command run earlier in this worker may have set ``warning``)."""
+    saved = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as events:
+            yield events
+    finally:
+        structlog.configure(wrapper_class=saved)
 
 
 @asynccontextmanager

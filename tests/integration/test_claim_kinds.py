@@ -6,11 +6,18 @@ from __future__ import annotations
 import threading
 
 import httpx
-from structlog.testing import capture_logs
 
 from notifyq import db
 from notifyq.app import App, Task
-from tests.helpers import eventually, insert, running_service, running_web, task_row, wait_ended
+from tests.helpers import (
+    captured_logs,
+    eventually,
+    insert,
+    running_service,
+    running_web,
+    task_row,
+    wait_ended,
+)
 
 
 async def test_a_kind_without_a_handler_stays_pending_unclaimed(database: db.Database) -> None:
@@ -80,7 +87,7 @@ async def test_stuck_threads_leave_def_kinds_to_others_and_health_says_so(
         return "ran"
 
     try:
-        with capture_logs() as logs:
+        with captured_logs() as logs:
             await _stuck_then_freed(database, app, gate)
     finally:
         gate.set()

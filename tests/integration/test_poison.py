@@ -11,11 +11,18 @@ from typing import Any
 
 import pytest
 import trio
-from structlog.testing import capture_logs
 
 from notifyq import db, errors
 from notifyq.app import App, Task
-from tests.helpers import attempt_of, eventually, insert, running_service, task_row, wait_ended
+from tests.helpers import (
+    attempt_of,
+    captured_logs,
+    eventually,
+    insert,
+    running_service,
+    task_row,
+    wait_ended,
+)
 
 
 def nested(depth: int) -> str:
@@ -253,7 +260,7 @@ async def test_a_blocked_event_loop_is_reported_with_the_task_and_kind(
         time.sleep(1.2)  # noqa: ASYNC251  (the mistake under test)
         return "done"
 
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         async with running_service(database, app, lease_s=3) as service:
             task_id = await insert(database, "blocker")
             [row] = await wait_ended(database, task_id)

@@ -6,12 +6,11 @@ import time
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from notifyq import db
 from notifyq.app import App, Task
 from notifyq.engine import runner, verdict
-from tests.helpers import eventually, insert, running_service, wait_ended
+from tests.helpers import captured_logs, eventually, insert, running_service, wait_ended
 
 
 async def test_a_blocking_asyncio_handler_is_named(database: db.Database) -> None:
@@ -22,7 +21,7 @@ async def test_a_blocking_asyncio_handler_is_named(database: db.Database) -> Non
         time.sleep(1.2)  # noqa: ASYNC251  (the mistake under test)
         return "done"
 
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         async with running_service(database, app, lease_s=3) as service:
             task_id = await insert(database, "aio_blocker")
             await wait_ended(database, task_id)
@@ -44,7 +43,7 @@ async def test_notifyq_blocking_the_loop_blames_no_handler(
         return judge(*args, **kwargs)
 
     monkeypatch.setattr(runner, "judge", slow_judge)
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         async with running_service(database, lease_s=3) as service:
             task_id = await insert(database, "noop")
             await wait_ended(database, task_id)

@@ -9,12 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import structlog
 import trio
 
 from notifyq import db, errors, migrations, schedules, store
 from notifyq.engine.scheduler import Scheduler
-from tests.helpers import eventually, running_service, running_web
+from tests.helpers import captured_logs, eventually, running_service, running_web
 from tests.integration.test_web_api import post
 
 KINDS = {"noop", "reverse"}
@@ -108,7 +107,7 @@ async def test_a_catch_up_fires_its_ticks_in_one_batch(database: db.Database) ->
         "         date_trunc('second', now()) - interval '3 hours')"
     )
     s = scheduler(database)
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs() as logs:
         await s.fire_due()
     fired = [e for e in logs if e["event"] == "schedule.fired"]
     assert [(e["schedule"], e["ticks"]) for e in fired] == [("down", 10_000)]
@@ -189,7 +188,7 @@ async def test_migration_0012_keeps_bad_rows_out_of_the_way_and_refuses_new_ones
             with pytest.raises(errors.QueryError, match="violates check constraint"):
                 await database.execute(statement)
         # A process serves the good schedule and its tasks beside them, and stops gracefully.
-        with structlog.testing.capture_logs() as logs:
+        with captured_logs() as logs:
             async with running_service(database, worker_count=2) as service:
                 assert service is not None
                 await eventually(lambda: tick_count(database, "good"), timeout=10)
@@ -233,7 +232,7 @@ async def test_a_schedule_the_database_refuses_to_fire_does_not_hold_up_the_othe
         " ('c', interval '1 h', 'noop', '{}', date_trunc('hour', now()))"
     )
     s = scheduler(database)
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs() as logs:
         await s.fire_due()
         await s.fire_due()  # b_poison is still due: tried again, reported once
     assert (await tick_count(database, "a"), await tick_count(database, "c")) == (1, 1)
