@@ -37,12 +37,13 @@ import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar, Unpack, overload
 
-from notifyq import db, limits
+from notifyq import db, limits, typed
 from notifyq.errors import ConfigError, WorkflowError
 from notifyq.lineage import PAGE_SIZE, Lineage, SyncLineage
 from notifyq.schedules import Schedule, ScheduleError, define
+from notifyq.spec import PlainOptions
 from notifyq.store import BatchProgress, TaskState
 
 
@@ -110,6 +111,9 @@ class Task:
         """The same reads from a ``def`` handler's worker thread, without ``await``."""
         return SyncLineage(self._reads())
 
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 HandlerFn = Callable[[Task], Any]
 """``async def`` (trio or, with ``runtime="asyncio"``, asyncio) or a plain ``def``."""
@@ -246,6 +250,44 @@ class App:
             return fn
 
         return register
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> typed.TypedTask[P, R]: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        kind: str | None = None,
+        timeout_s: float | None = None,
+        runtime: str | None = None,
+        **defaults: Unpack[PlainOptions],
+    ) -> Callable[[Callable[P, R]], typed.TypedTask[P, R]]: ...
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        kind: str | None = None,
+        timeout_s: float | None = None,
+        runtime: str | None = None,
+        **defaults: Unpack[PlainOptions],
+    ) -> Any:
+        """Register a function with annotated parameters as the handler of its kind and
+        return it as a typed task (:mod:`notifyq.typed`): ``resize.enqueue(conn,
+        image_id=1)``. ``kind`` defaults to ``module.qualname``; ``timeout_s`` and
+        ``runtime`` are :meth:`handler`'s; ``defaults`` are the tasks' options (queue,
+        priority, ...)."""
+
+        def register(fn: Callable[..., Any]) -> typed.TypedTask[..., Any]:
+            made = typed.typed_task(fn, kind=kind, options=defaults)
+            self.handler(made.kind, timeout_s=timeout_s, runtime=runtime)(
+                typed.handler_of(fn, made.signature)
+            )
+            return made
+
+        return register if fn is None else register(fn)
 
     def get(self, kind: str) -> Handler | None:
         return self.handlers.get(kind)
