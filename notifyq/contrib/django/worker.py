@@ -1,0 +1,67 @@
+"""The App of ``manage.py notifyq_worker``: every Django task a NotifyqBackend accepted,
+as a ``def`` handler of its kind (a worker thread each, with Django set up).
+
+Built when imported (``--app notifyq.contrib.django.worker:app``), after Django's
+``tasks`` modules of every installed app are imported, since a Django task is known only
+once its module ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import close_old_connections
+from django.tasks import TaskContext
+from django.utils.json import normalize_json
+from django.utils.module_loading import autodiscover_modules
+
+import notifyq
+from notifyq.app import App
+from notifyq.contrib.django.backend import REGISTRY
+from notifyq.contrib.django.errors import TaskFailed
+from notifyq.errors import HandlerSignal, PayloadError
+
+
+def arguments(payload: Any) -> tuple[list[Any], dict[str, Any]]:
+    """``{"args": [...], "kwargs": {...}}``, as the backend writes it (plain SQL may not)."""
+    if not isinstance(payload, dict) or not set(payload) <= {"args", "kwargs"}:
+        raise PayloadError(f'expected {{"args": [...], "kwargs": {{...}}}}, got {payload!r:.80}')
+    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise PayloadError(f"expected args as a list and kwargs as an object, got {payload!r:.80}")
+    return args, kwargs
+
+
+def handler_of(django_task: Any) -> Callable[[notifyq.Task], Any]:
+    def run(task: notifyq.Task) -> Any:
+        # As Django does around a request: drop this thread's connections that are past
+        # CONN_MAX_AGE or broken before the task, and after it.
+        close_old_connections()
+        try:
+            args, kwargs = arguments(task.payload)
+            if django_task.takes_context:
+                result = django_task.get_backend().get_result(str(task.id))
+                args = [TaskContext(task_result=result), *args]
+            try:
+                value = django_task.call(*args, **kwargs)
+            except HandlerSignal:
+                raise  # notifyq.Retry / Fail from the task: the engine's to act on
+            except Exception as exc:
+                raise TaskFailed.of(exc) from exc
+            return normalize_json(value)
+        finally:
+            close_old_connections()
+
+    return run
+
+
+def build_app() -> App:
+    autodiscover_modules("tasks")
+    app = App()
+    for kind, django_task in REGISTRY.items():
+        app.handler(kind)(handler_of(django_task))
+    return app
+
+
+app = build_app()
