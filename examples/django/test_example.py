@@ -52,6 +52,19 @@ def migrated() -> None:
     assert rows("SELECT to_regclass('notifyq.tasks')::text") == [("notifyq.tasks",)]
 
 
+def test_notifyq_migrate_and_the_apps_migrations_are_up_to_date() -> None:
+    def manage(*args: str) -> str:
+        ran = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=HERE, capture_output=True, text=True
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        return ran.stdout
+
+    assert manage("notifyq_migrate") == "notifyq: 0 migration(s) applied\n"
+    # The app's Django migration matches its models: a user's `makemigrations --check` passes.
+    manage("makemigrations", "notifyq", "--check", "--dry-run")
+
+
 def test_enqueue_before_django_connected_adds_the_task() -> None:
     connections.close_all()  # the old README's recipe failed here: connection.connection is None
     result = send_receipt.enqueue(order_id=7, email="a@example.org")

@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
                 ("started_at", models.DateTimeField(null=True)),
                 ("finished_at", models.DateTimeField(null=True)),
             ],
-            options={"db_table": '"notifyq"."tasks"', "ordering": ["-id"], "managed": False},
+            options={"db_table": '"notifyq"."tasks"', "ordering": ("-id",), "managed": False},
         ),
         migrations.CreateModel(
             name="TaskEvent",
@@ -54,6 +54,6 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            options={"db_table": '"notifyq"."task_events"', "ordering": ["id"], "managed": False},
+            options={"db_table": '"notifyq"."task_events"', "ordering": ("id",), "managed": False},
         ),
     )
