@@ -83,6 +83,19 @@ def test_enqueue_before_django_connected_adds_the_task() -> None:
     assert result.status == TaskResultStatus.READY
 
 
+def test_a_process_that_only_enqueues_loads_neither_trio_nor_asyncpg() -> None:
+    # In a process of its own: this one's pytest plugins (anyio's) import trio.
+    code = (
+        "import django, sys; django.setup()\n"
+        "from shop.tasks import add\n"
+        "add.enqueue(1, 1).id and print(sorted({'trio', 'asyncpg'} & set(sys.modules)))"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, check=True
+    )
+    assert ran.stdout == "[]\n"
+
+
 def test_the_task_exists_iff_the_transaction_commits() -> None:
     before = rows("SELECT count(*) FROM notifyq.tasks")
     with pytest.raises(RuntimeError), transaction.atomic():
