@@ -36,6 +36,7 @@ import os
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, ParamSpec, TypeVar, Unpack, overload
 
@@ -114,6 +115,19 @@ class Task:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# The attempt a typed task's function runs for, set around it by its handler.
+_current: ContextVar[Task] = ContextVar("notifyq_current_task")
+
+
+def current_task() -> Task:
+    """The attempt a typed task's function runs for (``.id``, ``.attempt``,
+    ``.transaction`` of a ``transactional=True`` one); LookupError outside one."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise LookupError("current_task() is known only inside a typed task's function") from None
+
 
 HandlerFn = Callable[[Task], Any]
 """``async def`` (trio or, with ``runtime="asyncio"``, asyncio) or a plain ``def``."""
@@ -262,6 +276,7 @@ class App:
         kind: str | None = None,
         timeout_s: float | None = None,
         runtime: str | None = None,
+        transactional: bool = False,
         **defaults: Unpack[PlainOptions],
     ) -> Callable[[Callable[P, R]], typed.TypedTask[P, R]]: ...
     def task(
@@ -272,19 +287,20 @@ class App:
         kind: str | None = None,
         timeout_s: float | None = None,
         runtime: str | None = None,
+        transactional: bool = False,
         **defaults: Unpack[PlainOptions],
     ) -> Any:
         """Register a function with annotated parameters as the handler of its kind and
         return it as a typed task (:mod:`notifyq.typed`): ``resize.enqueue(conn,
-        image_id=1)``. ``kind`` defaults to ``module.qualname``; ``timeout_s`` and
-        ``runtime`` are :meth:`handler`'s; ``defaults`` are the tasks' options (queue,
-        priority, ...)."""
+        image_id=1)``. ``kind`` defaults to ``module.qualname``; ``timeout_s``, ``runtime``
+        and ``transactional`` are :meth:`handler`'s (the function reads its attempt through
+        :func:`current_task`); ``defaults`` are the tasks' options (queue, priority, ...)."""
 
         def register(fn: Callable[..., Any]) -> typed.TypedTask[..., Any]:
             made = typed.typed_task(fn, kind=kind, options=defaults)
-            self.handler(made.kind, timeout_s=timeout_s, runtime=runtime)(
-                typed.handler_of(fn, made.signature)
-            )
+            self.handler(
+                made.kind, timeout_s=timeout_s, runtime=runtime, transactional=transactional
+            )(typed.handler_of(fn, made.signature, _current))
             return made
 
         return register if fn is None else register(fn)

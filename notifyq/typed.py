@@ -28,6 +28,7 @@ import inspect
 import sys
 import typing
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, Unpack, overload
 
@@ -140,18 +141,29 @@ def default_kind(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
-def handler_of(fn: Callable[..., Any], signature: Signature) -> Callable[[Any], Any]:
+def handler_of(
+    fn: Callable[..., Any], signature: Signature, current: ContextVar[Any]
+) -> Callable[[Any], Any]:
     """The handler the engine runs: a ``def`` for a ``def`` (a worker thread), an ``async
-    def`` for an ``async def`` (trio or asyncio, as registered)."""
+    def`` for an ``async def`` (trio or asyncio, as registered); ``current`` holds the
+    attempt while the function runs (``notifyq.app.current_task``)."""
     if inspect.iscoroutinefunction(fn):
 
         async def run_async(task: Any) -> Any:
-            return signature.stored(await fn(**signature.call_arguments(task.payload)))
+            token = current.set(task)
+            try:
+                return signature.stored(await fn(**signature.call_arguments(task.payload)))
+            finally:
+                current.reset(token)
 
         return run_async
 
     def run(task: Any) -> Any:
-        return signature.stored(fn(**signature.call_arguments(task.payload)))
+        token = current.set(task)
+        try:
+            return signature.stored(fn(**signature.call_arguments(task.payload)))
+        finally:
+            current.reset(token)
 
     return run
 

@@ -7,7 +7,7 @@ from datetime import date
 
 import trio
 
-from notifyq.app import App
+from notifyq.app import App, current_task
 
 app = App()
 
@@ -30,3 +30,11 @@ async def fetch(url: str, *, tries: int = 1) -> str:
     """An asyncio task, with a keyword-only parameter and a default queue."""
     await asyncio.sleep(0)
     return f"{url} x{tries}"
+
+
+@app.task(kind="typed.record", transactional=True)
+async def record(note: str) -> int:
+    """A transactional trio task: its attempt and transaction through current_task()."""
+    task = current_task()
+    await task.transaction.execute("SELECT pg_notify('typed_record', $1)", note)
+    return int(await task.transaction.fetchval("SELECT $1::int * 10", task.attempt))

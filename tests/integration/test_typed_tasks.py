@@ -13,7 +13,7 @@ from notifyq import db
 from notifyq.client import Client
 from tests.helpers import insert, running_service, wait_ended
 from tests.integration.test_producers import query, run_in
-from tests.typed_app import app, fetch, resize, shift
+from tests.typed_app import app, fetch, record, resize, shift
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg-async", "asyncpg", "sqlalchemy-session"])
@@ -79,13 +79,15 @@ async def test_typed_tasks_run_in_every_runtime_from_the_client_and_in_chains(
         flow = await client.enqueue_workflow(
             notifyq.chain(resize.new_task(image_id=5), fetch.new_task(url="y"))
         )
-        rows = await wait_ended(database, first, moved, fetched, *flow.ids)
+        recorded = await record.enqueue(client, note="hi")
+        rows = await wait_ended(database, first, moved, fetched, *flow.ids, recorded)
     assert [(r["status"], r["result"]) for r in rows] == [
         ("done", {"image_id": 2, "width": 50}),
         ("done", "2027-01-01"),
         ("done", "x x3"),
         ("done", {"image_id": 5, "width": 100}),
         ("done", "y x1"),
+        ("done", 10),  # a transactional task read its attempt (1) and ran in its transaction
     ]
 
 

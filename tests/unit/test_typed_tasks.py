@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from notifyq.app import App
+from notifyq.app import App, current_task
 from notifyq.errors import PayloadError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +61,22 @@ def test_the_handler_checks_the_payload_and_stores_the_annotated_result() -> Non
     Claimed.payload = ["not", "an", "object"]
     with pytest.raises(PayloadError, match=r"^invalid arguments of add \['not', 'an', 'object'\]"):
         run(Claimed())  # type: ignore[arg-type]
+
+
+def test_the_function_reads_its_attempt_through_current_task() -> None:
+    app = App()
+
+    @app.task(kind="whoami")
+    def whoami() -> int:
+        return current_task().attempt
+
+    class Claimed:
+        payload: object = {}
+        attempt = 2
+
+    assert app.handlers["whoami"].fn(Claimed()) == 2  # type: ignore[arg-type]
+    with pytest.raises(LookupError, match=r"^current_task\(\) is known only inside"):
+        current_task()
 
 
 @pytest.mark.slow  # mypy over a file that imports notifyq: several seconds cold
