@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from notifyq.testing import AsyncioQueue
 
@@ -24,7 +23,6 @@ def _example() -> tuple[Any, Any]:
     return importlib.import_module("shop_api"), importlib.import_module("shop_tasks")
 
 
-@pytest.mark.slow  # ~5 s: the engine started on trio in a thread, pools per call
 def test_orders_and_their_tasks_commit_together_and_results_are_awaited(
     notifyq_asyncio_queue: AsyncioQueue,
 ) -> None:
