@@ -21,6 +21,7 @@ from django.tasks import TaskResultStatus, default_task_backend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.test import Client
 from django.utils import timezone
+from shop.jobs import tally
 from shop.tasks import add, refuse, send_receipt, shout, which_attempt
 
 HERE = Path(__file__).parent
@@ -167,6 +168,7 @@ def test_the_worker_runs_django_tasks_and_get_result_reports_them(worker: Any) -
 
     assert ran(which_attempt.enqueue()).return_value == 1
     assert ran(shout.enqueue("hi")).return_value == "HI"
+    assert ran(tally.enqueue(1, 2, 3)).return_value == 6  # found through MODULES
 
     async def from_asyncio() -> Any:
         result = await add.aenqueue(20, 22)

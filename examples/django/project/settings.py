@@ -61,6 +61,7 @@ TASKS = {
     "default": {
         "BACKEND": "notifyq.contrib.django.NotifyqBackend",
         "QUEUES": ["default", "emails"],
-        "OPTIONS": {"MAX_ATTEMPTS": 1},
+        # MODULES: where the worker finds tasks besides each app's `tasks` module.
+        "OPTIONS": {"MAX_ATTEMPTS": 1, "MODULES": ["shop.jobs"]},
     }
 }

@@ -4,7 +4,7 @@
         "default": {
             "BACKEND": "notifyq.contrib.django.NotifyqBackend",
             "QUEUES": ["default", "emails"],          # Django's: the queue names allowed
-            "OPTIONS": {"DATABASE": "default", "MAX_ATTEMPTS": 1},
+            "OPTIONS": {"DATABASE": "default", "MAX_ATTEMPTS": 1, "MODULES": ["shop.jobs"]},
         }
     }
 
@@ -54,11 +54,13 @@ class NotifyqBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        unknown = set(self.options) - {"DATABASE", "MAX_ATTEMPTS"}
+        unknown = set(self.options) - {"DATABASE", "MAX_ATTEMPTS", "MODULES"}
         if unknown:
             raise ValueError(f"unknown OPTIONS of task backend {alias!r}: {sorted(unknown)}")
         self.database: str = self.options.get("DATABASE", "default")
         self.max_attempts: int | None = self.options.get("MAX_ATTEMPTS")
+        # Modules the worker imports besides every installed app's `tasks` module.
+        self.modules: list[str] = list(self.options.get("MODULES", []))
 
     def validate_task(self, task: Any) -> None:
         super().validate_task(task)

@@ -1,24 +1,25 @@
 """The App of ``manage.py notifyq_worker``: every Django task a NotifyqBackend accepted,
 as a ``def`` handler of its kind (a worker thread each, with Django set up).
 
-Built when imported (``--app notifyq.contrib.django.worker:app``), after Django's
-``tasks`` modules of every installed app are imported, since a Django task is known only
-once its module ran.
+Built when imported (``--app notifyq.contrib.django.worker:app``), after the ``tasks``
+module of every installed app and the backends' ``MODULES`` are imported, since a Django
+task is known only once its module ran. A kind without a handler here is not claimed.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from django.db import close_old_connections
-from django.tasks import TaskContext
+from django.tasks import TaskContext, task_backends
 from django.utils.json import normalize_json
 from django.utils.module_loading import autodiscover_modules
 
 import notifyq
 from notifyq.app import App
-from notifyq.contrib.django.backend import REGISTRY
+from notifyq.contrib.django.backend import REGISTRY, NotifyqBackend
 from notifyq.contrib.django.errors import TaskFailed
 from notifyq.errors import HandlerSignal, PayloadError
 
@@ -58,6 +59,11 @@ def handler_of(django_task: Any) -> Callable[[notifyq.Task], Any]:
 
 def build_app() -> App:
     autodiscover_modules("tasks")
+    for alias in task_backends.settings:
+        backend = task_backends[alias]
+        if isinstance(backend, NotifyqBackend):
+            for module in backend.modules:
+                importlib.import_module(module)
     app = App()
     for kind, django_task in REGISTRY.items():
         app.handler(kind)(handler_of(django_task))
