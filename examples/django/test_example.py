@@ -24,6 +24,8 @@ from django.utils import timezone
 from shop.jobs import tally
 from shop.tasks import add, refuse, send_receipt, shout, which_attempt
 
+from notifyq.contrib.django import NotifyqBackend
+
 HERE = Path(__file__).parent
 
 
@@ -125,6 +127,8 @@ def test_run_after_priority_and_queues_are_checked_and_kept() -> None:
         add.using(queue_name="bulk")
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result("999999")
+    with pytest.raises(ValueError, match=r"unknown OPTIONS of task backend 'x': \['NOPE'\]"):
+        NotifyqBackend("x", {"OPTIONS": {"NOPE": 1}})
 
 
 @pytest.fixture
@@ -135,6 +139,7 @@ def worker() -> Iterator[subprocess.Popen[str]]:
         cwd=HERE,
         env=env,
         text=True,
+        stderr=subprocess.PIPE,
     )
     try:
         yield proc
@@ -178,6 +183,13 @@ def test_the_worker_runs_django_tasks_and_get_result_reports_them(worker: Any) -
         return await add.aget_result(result.id)
 
     assert asyncio.run(asyncio.wait_for(from_asyncio(), 30)).return_value == 42
+
+    # task_started and task_finished were sent in the worker: Django's own receivers log them.
+    worker.send_signal(signal.SIGINT)
+    logged = worker.communicate(timeout=30)[1]
+    assert f"Task id={added.id} path=shop.tasks.add state=RUNNING" in logged
+    assert f"Task id={added.id} path=shop.tasks.add state=SUCCESSFUL" in logged
+    assert f"Task id={failed.id} path=shop.tasks.refuse state=FAILED" in logged
 
 
 def test_the_admin_lists_filters_cancels_and_retries() -> None:

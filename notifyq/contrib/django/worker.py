@@ -13,14 +13,16 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import close_old_connections
-from django.tasks import TaskContext, task_backends
+from django.tasks import TaskContext, TaskResultStatus, task_backends
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import autodiscover_modules
 
 import notifyq
 from notifyq.app import App
 from notifyq.contrib.django.backend import REGISTRY, NotifyqBackend
-from notifyq.contrib.django.errors import TaskFailed
+from notifyq.contrib.django.errors import TaskFailed, task_error
 from notifyq.errors import HandlerSignal, PayloadError
 
 
@@ -41,20 +43,38 @@ def handler_of(django_task: Any) -> Callable[[notifyq.Task], Any]:
         close_old_connections()
         try:
             args, kwargs = arguments(task.payload)
+            backend = django_task.get_backend()
+            result = backend.get_result(str(task.id))  # RUNNING: this attempt holds it
             if django_task.takes_context:
-                result = django_task.get_backend().get_result(str(task.id))
                 args = [TaskContext(task_result=result), *args]
+            task_started.send(sender=type(backend), task_result=result)
             try:
-                value = django_task.call(*args, **kwargs)
+                value = normalize_json(django_task.call(*args, **kwargs))
             except HandlerSignal:
                 raise  # notifyq.Retry / Fail from the task: the engine's to act on
             except Exception as exc:
-                raise TaskFailed.of(exc) from exc
-            return normalize_json(value)
+                failed = TaskFailed.of(exc)
+                _ended(result, TaskResultStatus.FAILED, error=failed)
+                # Inside the except block: Django's receiver logs the exception with it.
+                task_finished.send(sender=type(backend), task_result=result)
+                raise failed from exc
+            _ended(result, TaskResultStatus.SUCCESSFUL, value=value)
+            task_finished.send(sender=type(backend), task_result=result)
+            return value
         finally:
             close_old_connections()
 
     return run
+
+
+def _ended(result: Any, status: Any, *, value: Any = None, error: Any = None) -> None:
+    """The attempt's outcome on its TaskResult, for task_finished's receivers (the row is
+    written by the engine once the handler returns)."""
+    object.__setattr__(result, "status", status)
+    object.__setattr__(result, "finished_at", timezone.now())
+    object.__setattr__(result, "_return_value", value)
+    if error is not None:
+        result.errors.append(task_error(f"{type(error).__name__}: {error}"))
 
 
 def build_app() -> App:
