@@ -89,8 +89,12 @@ class Signature:
         shape: Any = _TYPED_DICT(f"{fn.__name__}_arguments", fields)
         shape.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")
         returned = hints.get("return", Any)
-        result = None if returned is Any else pydantic.TypeAdapter(returned)
-        return cls(kind, parameters, pydantic.TypeAdapter(shape), result)
+        try:
+            result = None if returned is Any else pydantic.TypeAdapter(returned)
+            return cls(kind, parameters, pydantic.TypeAdapter(shape), result)
+        except pydantic.PydanticSchemaGenerationError as exc:
+            # A type pydantic cannot read from JSON or write to it (a socket, a lock).
+            raise TypeError(f"task {kind!r}: an annotation has no JSON form: {exc}") from None
 
     def payload(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The checked arguments of a call, as the JSON object the task carries."""

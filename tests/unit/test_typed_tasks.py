@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,11 @@ def test_a_signature_the_payload_cannot_name_is_refused() -> None:
 
         @app.task
         def positional(first: int, /) -> None: ...
+
+    with pytest.raises(TypeError, match=r"^task 'locked': an annotation has no JSON form"):
+
+        @app.task(kind="locked")
+        def locked(lock: threading.Lock) -> None: ...
 
     assert app.handlers == {}
 
