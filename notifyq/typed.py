@@ -197,9 +197,14 @@ class TypedTask(Generic[P, R]):
     def new_task(self, *args: P.args, **kwargs: P.kwargs) -> spec.NewTask:
         """One checked task of these arguments: for :func:`notifyq.chain`, ``group``,
         ``chord`` and :func:`notifyq.enqueue_many`."""
+        return self._new(None, args, kwargs)
+
+    def _new(
+        self, unique_key: str | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> spec.NewTask:
         payload = self.signature.payload(args, kwargs)
         options: spec.PlainOptions = dict(self.options)  # type: ignore[assignment]
-        return spec.new_task(self.kind, payload, **options)
+        return spec.new_task(self.kind, payload, unique_key=unique_key, **options)
 
     @overload
     def enqueue(self, conn: SyncConnection, /, *args: P.args, **kwargs: P.kwargs) -> int: ...
@@ -213,15 +218,45 @@ class TypedTask(Generic[P, R]):
         """Add the task in ``conn``'s current transaction and return its id: ``conn`` is
         any connection :func:`notifyq.enqueue` takes (blocking: the id; asyncio: an
         awaitable) or a trio :class:`notifyq.Client` (an awaitable; committed at once)."""
-        task = self.new_task(*args, **kwargs)
-        client = sys.modules.get("notifyq.client")
-        if client is not None and isinstance(conn, client.Client):
-            return _add_on_pool(conn.db, task)
-        return producers.add(conn, task)
+        return _add(conn, self._new(None, args, kwargs))
+
+    @overload
+    def enqueue_unique(
+        self, conn: SyncConnection, unique_key: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> int | None: ...
+    @overload
+    def enqueue_unique(
+        self,
+        conn: AsyncConnection | HasDatabase,
+        unique_key: str,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Awaitable[int | None]: ...
+    @overload
+    def enqueue_unique(
+        self, conn: Any, unique_key: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Any: ...
+    def enqueue_unique(
+        self, conn: Any, unique_key: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Any:
+        """:meth:`enqueue` unless a live task of the queue holds ``unique_key``: then
+        nothing is added and the answer is None (README "Unique tasks")."""
+        return _add(conn, self._new(unique_key, args, kwargs))
 
 
-async def _add_on_pool(database: db.Database, task: spec.NewTask) -> int:
-    return (await store.enqueue(database, task=task)).id
+def _add(conn: Any, task: spec.NewTask) -> Any:
+    client = sys.modules.get("notifyq.client")
+    if client is not None and isinstance(conn, client.Client):
+        return _add_on_pool(conn.db, task)
+    return producers.add(conn, task)
+
+
+async def _add_on_pool(database: db.Database, task: spec.NewTask) -> int | None:
+    # One answer on every path: None when a live task holds the key (the client's own
+    # enqueue returns that task's id instead).
+    added = await store.enqueue(database, task=task)
+    return None if added.duplicate else added.id
 
 
 def typed_task(

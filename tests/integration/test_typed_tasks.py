@@ -45,6 +45,21 @@ def test_defaults_and_options_of_the_decorator_and_of_using(database_url: str) -
     ]
 
 
+def test_enqueue_unique_adds_nothing_while_a_live_task_holds_the_key(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        first = resize.enqueue_unique(conn, "image:1", image_id=1)
+        again = resize.enqueue_unique(conn, "image:1", image_id=1, width=5)
+        other = resize.enqueue_unique(conn, "image:2", image_id=2)
+    assert isinstance(first, int) and again is None and isinstance(other, int)
+
+
+async def test_enqueue_unique_on_the_client(database: db.Database) -> None:
+    client = Client(database)
+    first = await resize.enqueue_unique(client, "image:1", image_id=1)
+    assert isinstance(first, int)
+    assert await resize.enqueue_unique(client, "image:1", image_id=1) is None
+
+
 def test_wrong_arguments_are_refused_before_any_sql(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         with pytest.raises(notifyq.InvalidTask) as wrong_type:
