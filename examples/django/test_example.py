@@ -66,6 +66,18 @@ def test_notifyq_migrate_and_the_apps_migrations_are_up_to_date() -> None:
     assert manage("notifyq_migrate") == "notifyq: 0 migration(s) applied\n"
     # The app's Django migration matches its models: a user's `makemigrations --check` passes.
     manage("makemigrations", "notifyq", "--check", "--dry-run")
+    # The children of --processes would start without Django: refused as bad input.
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "notifyq_worker", "--processes", "2"],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+    )
+    assert (refused.returncode, refused.stderr) == (
+        2,
+        "CommandError: notifyq_worker runs one process (--processes / PROCESSES must be 1): "
+        "start several commands instead\n",
+    )
 
 
 def test_enqueue_before_django_connected_adds_the_task() -> None:

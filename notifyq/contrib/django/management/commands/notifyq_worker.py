@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from django.tasks import task_backends
 
@@ -28,7 +28,11 @@ class Command(BaseCommand):
 
     def run_from_argv(self, argv: list[str]) -> None:
         kept = [a for a in argv[2:] if not a.startswith(_DJANGO_OPTIONS)]
-        self.handle(*kept)
+        try:
+            self.handle(*kept)
+        except CommandError as exc:  # as BaseCommand.run_from_argv reports it
+            self.stderr.write(f"CommandError: {exc}")
+            raise SystemExit(exc.returncode) from None
 
     def handle(self, *args: Any, **options: Any) -> None:
         from notifyq.cli import main
@@ -38,7 +42,11 @@ class Command(BaseCommand):
             or os.environ.get("PROCESSES", "1") != "1"
         ):
             # The children of `--processes` are `python -m notifyq` processes, without Django.
-            raise SystemExit("manage.py notifyq_worker runs one process: start several instead")
+            raise CommandError(
+                "notifyq_worker runs one process (--processes / PROCESSES must be 1): "
+                "start several commands instead",
+                returncode=2,
+            )
         backend = _backend()
         if "DATABASE_URL" not in os.environ:
             os.environ["DATABASE_URL"] = connection.url_of(connections[backend.database])
