@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test test-fast lint setup system-deps test-pg-versions bench-peers
+.PHONY: run test test-fast lint setup system-deps django-venv test-pg-versions bench-peers
 
 $(BIN)/notifyq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,14 @@ bench-peers: setup
 system-deps:
 	.ci/system-deps
 
+# The Python 3.12+ virtualenv (.venv-django) in which tests/integration/test_django_example.py
+# runs the Django example's tests; cached, and skipped with a note when there is no 3.12.
+django-venv:
+	.ci/django-venv
+
 # The suite includes the wheel check (tests/acceptance/test_wheel.py): the wheel built and
 # installed without extras into a fresh virtualenv runs a task to done.
-test: lint system-deps
+test: lint system-deps django-venv
 	$(BIN)/python -m pytest -n 3 --dist worksteal
 
 # The edit loop: tests/unit and tests/integration without the tests marked `slow` (over

@@ -47,7 +47,7 @@ from notifyq.producers.workflows import (
 from notifyq.version import __version__
 
 if TYPE_CHECKING:
-    from notifyq.app import App, Task
+    from notifyq.app import App, Task, current_task
     from notifyq.client import Client, open_client
     from notifyq.store import BatchProgress, TaskState
 
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "App": "notifyq.app",
     "Task": "notifyq.app",
+    "current_task": "notifyq.app",
     "Client": "notifyq.client",
     "open_client": "notifyq.client",
     "TaskState": "notifyq.store",
@@ -99,6 +100,7 @@ __all__ = [
     "__version__",
     "chain",
     "chord",
+    "current_task",
     "enqueue",
     "enqueue_many",
     "enqueue_workflow",

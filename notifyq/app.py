@@ -36,13 +36,15 @@ import os
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar, Unpack, overload
 
-from notifyq import db, limits
+from notifyq import db, limits, typed
 from notifyq.errors import ConfigError, WorkflowError
 from notifyq.lineage import PAGE_SIZE, Lineage, SyncLineage
 from notifyq.schedules import Schedule, ScheduleError, define
+from notifyq.spec import PlainOptions
 from notifyq.store import BatchProgress, TaskState
 
 
@@ -109,6 +111,22 @@ class Task:
     def sync(self) -> SyncLineage:
         """The same reads from a ``def`` handler's worker thread, without ``await``."""
         return SyncLineage(self._reads())
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# The attempt a typed task's function runs for, set around it by its handler.
+_current: ContextVar[Task] = ContextVar("notifyq_current_task")
+
+
+def current_task() -> Task:
+    """The attempt a typed task's function runs for (``.id``, ``.attempt``,
+    ``.transaction`` of a ``transactional=True`` one); LookupError outside one."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise LookupError("current_task() is known only inside a typed task's function") from None
 
 
 HandlerFn = Callable[[Task], Any]
@@ -246,6 +264,46 @@ class App:
             return fn
 
         return register
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> typed.TypedTask[P, R]: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        kind: str | None = None,
+        timeout_s: float | None = None,
+        runtime: str | None = None,
+        transactional: bool = False,
+        **defaults: Unpack[PlainOptions],
+    ) -> Callable[[Callable[P, R]], typed.TypedTask[P, R]]: ...
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        kind: str | None = None,
+        timeout_s: float | None = None,
+        runtime: str | None = None,
+        transactional: bool = False,
+        **defaults: Unpack[PlainOptions],
+    ) -> Any:
+        """Register a function with annotated parameters as the handler of its kind and
+        return it as a typed task (:mod:`notifyq.typed`): ``resize.enqueue(conn,
+        image_id=1)``. ``kind`` defaults to ``module.qualname``; ``timeout_s``, ``runtime``
+        and ``transactional`` are :meth:`handler`'s (the function reads its attempt through
+        :func:`current_task`); ``defaults`` are the tasks' options (queue, priority, ...)."""
+
+        def register(fn: Callable[..., Any]) -> typed.TypedTask[..., Any]:
+            made = typed.typed_task(fn, kind=kind, options=defaults)
+            self.handler(
+                made.kind, timeout_s=timeout_s, runtime=runtime, transactional=transactional
+            )(typed.handler_of(fn, made.signature, _current))
+            return made
+
+        return register if fn is None else register(fn)
 
     def get(self, kind: str) -> Handler | None:
         return self.handlers.get(kind)

@@ -1,7 +1,8 @@
 """notifyq.testing: a pytest plugin for your own handlers' tests.
 
 Installed with notifyq (entry point ``pytest11``); inert until a test asks for one of its
-fixtures. Tests are trio tests (pytest-trio: ``trio_mode = true``, or ``@pytest.mark.trio``).
+fixtures. ``notifyq_queue`` is for trio tests (pytest-trio: ``trio_mode = true``, or
+``@pytest.mark.trio``), ``notifyq_asyncio_queue`` the same for asyncio tests.
 
     async def test_resize(notifyq_queue):
         task_id = await notifyq_queue.enqueue("resize", {"width": 10})
@@ -14,7 +15,8 @@ Fixtures:
 - ``notifyq_dsn``: the URL of a fresh migrated database of this test's own. The server is
   the embedded PostgreSQL (started once per session in a temporary directory, deleted at the
   end), or ``TEST_DATABASE_URL`` (a URL of a server on which the tests may create databases).
-- ``notifyq_queue``: a :class:`TestQueue` on that database.
+- ``notifyq_queue``: a :class:`TestQueue` on that database; ``notifyq_asyncio_queue``:
+  its methods awaited from asyncio (pytest-asyncio, anyio).
 - ``notifyq_server_settings``: the settings the embedded server starts with
   (:data:`SERVER_SETTINGS`: speed over durability); override it in a ``conftest.py``.
 - ``notifyq_server_url`` and ``notifyq_template_url``: the session's server and the name of
@@ -255,6 +257,38 @@ async def notifyq_queue(notifyq_trio: None, notifyq_dsn: str) -> AsyncIterator[T
 
     async with db.open_database(notifyq_dsn, min_size=1, max_size=5) as database:
         yield TestQueue(database)
+
+
+@pytest.fixture
+def notifyq_asyncio_queue(notifyq_dsn: str) -> AsyncioQueue:
+    """:class:`AsyncioQueue`: ``notifyq_queue`` for an asyncio test (pytest-asyncio, anyio)."""
+    return AsyncioQueue(notifyq_dsn)
+
+
+class AsyncioQueue:
+    """:class:`TestQueue`'s methods, awaited from asyncio: each call runs on trio (the
+    engine's) in a worker thread, on a pool of its own, while the test's loop runs on."""
+
+    __test__ = False
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def __getattr__(self, name: str) -> Any:
+        getattr(TestQueue, name)  # AttributeError: no such method
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            import trio
+
+            return await asyncio.to_thread(trio.run, self._on_trio, name, args, kwargs)
+
+        return call
+
+    async def _on_trio(self, name: str, args: Any, kwargs: Any) -> Any:
+        from notifyq import db
+
+        async with db.open_database(self.dsn, min_size=1, max_size=5) as database:
+            return await getattr(TestQueue(database), name)(*args, **kwargs)
 
 
 class TestQueue:

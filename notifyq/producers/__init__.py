@@ -43,6 +43,7 @@ __all__ = [
     "NewTask",
     "TaskOptions",
     "TaskOutcome",
+    "add",
     "enqueue",
     "enqueue_many",
     "enqueue_workflow",
@@ -138,8 +139,14 @@ def enqueue(
     With ``unique_key``, while a live task of the queue holds the key nothing is added and
     the answer is None: a producer may not read other tasks, so it is not told which.
     """
+    return add(conn, new_task(kind, payload, unique_key=unique_key, **options))
+
+
+def add(conn: Any, task: NewTask) -> int | Awaitable[int | None] | None:
+    """:func:`enqueue` of a task already checked (:func:`notifyq.new_task`, a typed
+    task's ``new_task``)."""
     target = drivers.connection_of(conn)
-    task = _with_trace(new_task(kind, payload, unique_key=unique_key, **options))
+    task = _with_trace(task)
     if isinstance(target, drivers.Sync):
         return _first_id(target.run("produce", _row(task)))
     return _await_first_id(target.run("produce", _row(task)))
