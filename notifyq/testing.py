@@ -29,6 +29,7 @@ start it under a running app).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
