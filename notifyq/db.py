@@ -48,6 +48,12 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# Errors that mean "this server takes no writes now" (a standby, a demoted primary): the
+# connection is up, the statement wrote nothing, and the writable server is elsewhere.
+READ_ONLY_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # json/jsonb columns come back as Python values and go in as Python values.
@@ -111,6 +117,13 @@ class Database:
             ) from exc
         except asyncpg.exceptions.DeadlockDetectedError as exc:
             raise errors.StatementAborted(f"statement aborted: {exc}") from exc
+        except READ_ONLY_ERRORS as exc:
+            # A demoted primary or a standby: its sessions stay open but refuse every
+            # write. The pool's connections are replaced at their next use, and the new
+            # ones go to the writable server of a multi-host URL
+            # (tests/integration/test_failover.py).
+            await self.loop.run_aio_coroutine(self._pool.expire_connections())
+            raise errors.ServerReadOnly(f"the server is read-only now: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise errors.QueryError(str(exc), sqlstate=exc.sqlstate) from exc
 
@@ -237,8 +250,8 @@ class HeldConnection(Database):
             conn = self._conn = await self._pool.acquire()
         try:
             return await fn(conn)
-        except asyncpg.PostgresError:
-            if conn.is_in_transaction():
+        except asyncpg.PostgresError as exc:
+            if conn.is_in_transaction() or isinstance(exc, READ_ONLY_ERRORS):
                 await self._give_back()
             raise
         except BaseException:  # the connection broke, or the call was cancelled mid-way
