@@ -158,16 +158,19 @@ class Database:
         return await self._hop(self._on_conn(lambda c: c.execute(query, *args)))
 
     @asynccontextmanager
-    async def open_sibling(self, *, max_size: int) -> AsyncIterator[Database]:
-        """A second pool to the same database, on this one's loop: for a side whose
-        statements must never wait for this pool's connections (the HTTP side's reads
-        apart from the engine's outcome writes and heartbeats). It opens no connection
-        until its first statement, so a server short of slots fails that statement
-        (DatabaseUnavailable), not the start of the process."""
+    async def open_sibling(
+        self, *, max_size: int, dsn: str | None = None
+    ) -> AsyncIterator[Database]:
+        """A second pool to the same database (or to ``dsn``: a replica of it), on this
+        one's loop: for a side whose statements must never wait for this pool's
+        connections (the HTTP side's reads apart from the engine's outcome writes and
+        heartbeats). It opens no connection until its first statement, so a server short
+        of slots fails that statement (DatabaseUnavailable), not the start of the process."""
+        dsn = dsn or self.dsn
         try:
             pool = await self.loop.run_aio_coroutine(
                 _create_pool(
-                    self.dsn,
+                    dsn,
                     min_size=0,
                     max_size=max_size,
                     statement_cache_size=self.statement_cache_size,
@@ -175,12 +178,10 @@ class Database:
             )
         except CONNECTION_ERRORS as exc:
             raise errors.DatabaseUnavailable(
-                f"cannot connect to {logs.redact(self.dsn)}: {exc or type(exc).__name__}"
+                f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
             ) from exc
         try:
-            yield Database(
-                pool, self.loop, self.dsn, statement_cache_size=self.statement_cache_size
-            )
+            yield Database(pool, self.loop, dsn, statement_cache_size=self.statement_cache_size)
         finally:
             await _close_pool(self.loop, pool)
 
