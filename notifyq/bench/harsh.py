@@ -152,6 +152,7 @@ async def run_scenario(
         drained_at = await now()
         ledger = await database.fetchrow(queries["harsh_ledger"], ids)
         recovered = int(await database.fetchval(queries["harsh_recovered"], ids))
+        missing = await database.fetchrow(queries["harsh_missing"], ids)
         rows = await database.fetch(queries["harsh_rate"], t0)
         per_tenth = {r["tenth"]: r["n"] for r in rows}
         pickup_before = await database.fetchrow(queries["harsh_pickup"], t0, fault_start)
@@ -159,7 +160,12 @@ async def run_scenario(
         crashed = processes.crashed()
         lines = processes.log_lines()
 
-    assert ledger is not None and pickup_before is not None and pickup_during is not None
+    assert (
+        ledger is not None
+        and missing is not None
+        and pickup_before is not None
+        and pickup_during is not None
+    )
     start_s = (fault_start - t0).total_seconds()
     end_s = (fault_end - t0).total_seconds()
     # The rate before: the steady part of the load before the fault (its first half second
@@ -185,6 +191,8 @@ async def run_scenario(
         "recovered": recovered,
         "lost": ledger["lost"],
         "twice": ledger["twice"],
+        "rows_missing": missing["missing"],
+        "ran_again": missing["ran_again"],
         "worker_crashes": crashed,
         "log_lines": len(lines),
         "log_events": event_counts(lines),

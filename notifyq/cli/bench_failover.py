@@ -10,6 +10,7 @@ import click
 
 from notifyq.bench import failover, harsh_report
 from notifyq.bench.worker_processes import Plan
+from notifyq.cli.bench_common import bench_settings
 from notifyq.cli.common import fail, run
 
 
@@ -46,8 +47,14 @@ from notifyq.cli.common import fail, run
     help="How long each fault phase lasts at least (it ends once a primary leads).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
 def failover_(
-    scenarios: tuple[str, ...], modes: str, rate: float, seconds: float, as_json: bool
+    ctx: click.Context,
+    scenarios: tuple[str, ...],
+    modes: str,
+    rate: float,
+    seconds: float,
+    as_json: bool,
 ) -> None:
     """PostgreSQL failovers under a steady load: a Patroni cluster of three PostgreSQL
     servers (etcd, streaming replication; installed by .ci/ha-deps) in a temporary
@@ -55,6 +62,7 @@ def failover_(
     Per scenario: tasks, lost, twice, the downtime (longest time without a completion),
     the seconds back to 90 % of the rate before. With sync replication a lost or twice
     completed task fails the command; with async they are measured."""
+    bench_settings(ctx)  # logging: LOG_LEVEL warning unless told otherwise
     chosen = failover.SCENARIOS if "all" in scenarios else tuple(dict.fromkeys(scenarios))
     chosen_modes = failover.MODES if modes == "both" else (modes,)
 
