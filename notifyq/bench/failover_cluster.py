@@ -50,6 +50,7 @@ class Node:
     data_dir: Path
     config: Path
     process: trio.Process | None = None
+    log: IO[str] | None = None  # the agent's stdout and stderr, closed with the cluster
 
 
 def _bindir() -> Path:
@@ -218,10 +219,12 @@ class Cluster:
                 if leader is old and _pid_of(pidfile) not in (None, pid):
                     return old, leader
 
-    async def start_agent(self, node: Node, out: IO[str]) -> None:
+    async def start_agent(self, node: Node) -> None:
+        if node.log is None:
+            node.log = _append(self.root / "log" / node.name / "stdout.log")
         node.process = await trio.lowlevel.open_process(
             ["patroni", str(node.config)],
-            stdout=out,
+            stdout=node.log,
             stderr=subprocess.STDOUT,
             cwd=self.root,
             user=_run_as(),
@@ -242,8 +245,7 @@ class Cluster:
         os.kill(pid, signal.SIGKILL)
         await old.process.wait()
         new = await self.wait_new_leader(old)
-        out = (self.root / "log" / old.name / "stdout.log").open("a")
-        await self.start_agent(old, out)
+        await self.start_agent(old)
         return old, new
 
     def _check_alive(self) -> None:
@@ -268,6 +270,11 @@ async def _stop(process: trio.Process | None, *, grace_s: float) -> None:
     if process.returncode is None:
         process.kill()
         await process.wait()
+
+
+def _append(path: Path) -> IO[str]:
+    """A log file for a process of the cluster (closed when the cluster stops)."""
+    return path.open("a")
 
 
 def _pid_of(pidfile: Path) -> int | None:
@@ -321,7 +328,7 @@ async def open_cluster(
         if shutil.which(tool) is None:
             raise errors.ConfigError(f"{tool} is not installed: run .ci/ha-deps")
     root, members = _lay_out(ports, nodes, sync=sync)
-    etcd_log = open(root / "etcd.log", "w")  # noqa: ASYNC230, SIM115 (closed below)
+    etcd_log = _append(root / "etcd.log")
     etcd: trio.Process | None = None
     cluster = Cluster(root, members, ports)
     try:
@@ -340,8 +347,7 @@ async def open_cluster(
             stderr=subprocess.STDOUT,
         )
         for node in members:
-            out = (root / "log" / node.name / "stdout.log").open("w")
-            await cluster.start_agent(node, out)
+            await cluster.start_agent(node)
             if node is members[0]:
                 # The first one bootstraps; the others clone it (pg_basebackup) once it leads.
                 await cluster.wait_ready(replicas=0)
@@ -355,6 +361,9 @@ async def open_cluster(
             _kill_leftover_postmasters(members)
             await _stop(etcd, grace_s=10)
             etcd_log.close()
+            for node in members:
+                if node.log is not None:
+                    node.log.close()
             if os.environ.get("NOTIFYQ_HA_KEEP") is None:
                 shutil.rmtree(root, ignore_errors=True)
             else:
