@@ -185,3 +185,36 @@ async def _read_only(database: db.Database) -> bool:
 async def _running(database: db.Database, task_id: int) -> bool:
     status = await database.fetchval("SELECT status FROM notifyq.tasks WHERE id = $1", task_id)
     return bool(status == "in_progress")
+
+
+def test_producers_follow_the_multi_host_url(pair: Pair) -> None:
+    """psycopg (libpq) and SQLAlchemy take the same hosts and land on the writable one:
+    the forms docs/operations.md "High availability" gives."""
+    import psycopg
+    import sqlalchemy
+
+    import notifyq
+
+    pair.set_read_only("first", True)
+    with psycopg.connect(pair.url) as conn:
+        via_psycopg = notifyq.enqueue(conn, "noop", {"via": "psycopg"})
+    hosts = _socket_dirs(pair.url)
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg://postgres@/{pair.name}?host={hosts[0]}&host={hosts[1]}"
+        "&target_session_attrs=read-write"
+    )
+    try:
+        with engine.begin() as conn:
+            via_sqlalchemy = notifyq.enqueue(conn, "noop", {"via": "sqlalchemy"})
+    finally:
+        engine.dispose()
+    second = pg.psql(
+        pair.second,
+        "SELECT string_agg(id::text || payload::text, ' ' ORDER BY id) FROM notifyq.tasks",
+    )
+    assert second == f'{via_psycopg}{{"via": "psycopg"}} {via_sqlalchemy}{{"via": "sqlalchemy"}}'
+    assert pg.psql(pair.first, "SELECT count(*) FROM notifyq.tasks") == "0"
+
+
+def _socket_dirs(url: str) -> list[str]:
+    return _socket_dir(url).split(",")
