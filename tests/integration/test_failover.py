@@ -151,11 +151,16 @@ async def test_a_demoted_primary_is_left_for_the_new_one(
             [row] = await wait_ended(second, after)
             assert row["status"] == "done" and row["result"] == "zyx"
             await eventually(lambda: _true(not service.ledger.attempts))
+            # The LISTEN connection leaves the read-only server by itself (its probe, every
+            # second, sees it), whether or not a statement failed there first.
+            await eventually(lambda: _true(service.listener.health.reconnects >= 1))
     stuck = await first.fetchrow("SELECT status, result FROM notifyq.tasks WHERE id = $1", running)
     assert stuck is not None and (stuck["status"], stuck["result"]) == ("in_progress", None)
     events = [e["event"] for e in logs]
     assert "outcome.unstorable" not in events
     assert events.count("outcome.write_failed") <= 3, events
+    lost = [e for e in logs if e["event"] == "listener.lost"]
+    assert any("read-only" in e["error"] for e in lost), lost
 
 
 async def test_a_read_only_server_is_reported_as_unavailable(pair: Pair) -> None:
