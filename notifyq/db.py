@@ -48,6 +48,12 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# Errors that mean "this server takes no writes now" (a standby, a demoted primary): the
+# connection is up, the statement wrote nothing, and the writable server is elsewhere.
+READ_ONLY_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # json/jsonb columns come back as Python values and go in as Python values.
@@ -111,6 +117,13 @@ class Database:
             ) from exc
         except asyncpg.exceptions.DeadlockDetectedError as exc:
             raise errors.StatementAborted(f"statement aborted: {exc}") from exc
+        except READ_ONLY_ERRORS as exc:
+            # A demoted primary or a standby: its sessions stay open but refuse every
+            # write. The pool's connections are replaced at their next use, and the new
+            # ones go to the writable server of a multi-host URL
+            # (tests/integration/test_failover.py).
+            await self.loop.run_aio_coroutine(self._pool.expire_connections())
+            raise errors.ServerReadOnly(f"the server is read-only now: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise errors.QueryError(str(exc), sqlstate=exc.sqlstate) from exc
 
@@ -145,16 +158,19 @@ class Database:
         return await self._hop(self._on_conn(lambda c: c.execute(query, *args)))
 
     @asynccontextmanager
-    async def open_sibling(self, *, max_size: int) -> AsyncIterator[Database]:
-        """A second pool to the same database, on this one's loop: for a side whose
-        statements must never wait for this pool's connections (the HTTP side's reads
-        apart from the engine's outcome writes and heartbeats). It opens no connection
-        until its first statement, so a server short of slots fails that statement
-        (DatabaseUnavailable), not the start of the process."""
+    async def open_sibling(
+        self, *, max_size: int, dsn: str | None = None
+    ) -> AsyncIterator[Database]:
+        """A second pool to the same database (or to ``dsn``: a replica of it), on this
+        one's loop: for a side whose statements must never wait for this pool's
+        connections (the HTTP side's reads apart from the engine's outcome writes and
+        heartbeats). It opens no connection until its first statement, so a server short
+        of slots fails that statement (DatabaseUnavailable), not the start of the process."""
+        dsn = dsn or self.dsn
         try:
             pool = await self.loop.run_aio_coroutine(
                 _create_pool(
-                    self.dsn,
+                    dsn,
                     min_size=0,
                     max_size=max_size,
                     statement_cache_size=self.statement_cache_size,
@@ -162,12 +178,10 @@ class Database:
             )
         except CONNECTION_ERRORS as exc:
             raise errors.DatabaseUnavailable(
-                f"cannot connect to {logs.redact(self.dsn)}: {exc or type(exc).__name__}"
+                f"cannot connect to {logs.redact(dsn)}: {exc or type(exc).__name__}"
             ) from exc
         try:
-            yield Database(
-                pool, self.loop, self.dsn, statement_cache_size=self.statement_cache_size
-            )
+            yield Database(pool, self.loop, dsn, statement_cache_size=self.statement_cache_size)
         finally:
             await _close_pool(self.loop, pool)
 
@@ -237,8 +251,8 @@ class HeldConnection(Database):
             conn = self._conn = await self._pool.acquire()
         try:
             return await fn(conn)
-        except asyncpg.PostgresError:
-            if conn.is_in_transaction():
+        except asyncpg.PostgresError as exc:
+            if conn.is_in_transaction() or isinstance(exc, READ_ONLY_ERRORS):
                 await self._give_back()
             raise
         except BaseException:  # the connection broke, or the call was cancelled mid-way

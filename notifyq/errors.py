@@ -19,6 +19,13 @@ class DatabaseUnavailable(NotifyqError):
     """The database could not be reached, or the connection died mid-statement."""
 
 
+class ServerReadOnly(DatabaseUnavailable):
+    """The server refused a write because it is read-only now: a standby, or a primary
+    demoted by a failover (SQLSTATE 25006). Nothing of the statement was written; the
+    connections to that server are dropped, and the next one goes to whichever server of
+    the URL is writable (``target_session_attrs=read-write``)."""
+
+
 class DatabaseRefused(NotifyqError):
     """The server answered and refused the connection: no such database or role, a wrong
     password, no permission to connect. Unlike :class:`DatabaseUnavailable`, trying again

@@ -18,7 +18,7 @@ import trio
 import trio_asyncio
 
 from notifyq import errors
-from notifyq.db import CONNECTION_ERRORS, T
+from notifyq.db import CONNECTION_ERRORS, READ_ONLY_ERRORS, T
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +88,19 @@ class ListenConnection:
         async with self._turn:
             try:
                 return await self._loop.run_aio_coroutine(operation())  # type: ignore[no-any-return]
-            except CONNECTION_ERRORS as exc:
+            except CONNECTION_ERRORS + READ_ONLY_ERRORS as exc:
                 raise ListenerLost(str(exc) or type(exc).__name__) from exc
+
+    def read_only(self) -> bool:
+        """Whether the server now takes no writes (a standby, a demoted primary), as it
+        reported last (PostgreSQL 14+ reports both settings to the client as they change,
+        a reload included). Nothing written there is ever notified: the listener must go
+        to the writable server."""
+        settings = self._conn.get_settings()
+        return "on" in (
+            getattr(settings, "in_hot_standby", "off"),
+            getattr(settings, "default_transaction_read_only", "off"),
+        )
 
     def __aiter__(self) -> ListenConnection:
         return self

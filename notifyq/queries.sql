@@ -521,6 +521,16 @@ SELECT queue, status, count(*) AS n
  GROUP BY queue, status
  ORDER BY queue, status;
 
+-- name: replica_lag
+-- Seconds the server of READ_DATABASE_URL is behind its primary: 0 when it is not a standby
+-- or has replayed all it received (an idle primary sends nothing to replay, so the age of
+-- the last replayed commit is not lag then), else the age of the last replayed commit.
+SELECT CASE
+         WHEN NOT pg_is_in_recovery() THEN 0.0
+         WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0.0
+         ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0.0)
+       END::float8 AS lag_s;
+
 -- name: batch_gauges
 -- Batches not complete yet (live), and their members: done, failed and not ended yet. A scan
 -- of notifyq.batches (one narrow row per batch), read at most once a second by /metrics.

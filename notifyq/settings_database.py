@@ -54,6 +54,12 @@ class DatabaseSettings(BaseSettings):
         validation_alias=AliasChoices("LISTEN_DATABASE_URL"),
         description="a postgresql:// URL for the LISTEN connection (unset: DATABASE_URL)",
     )
+    read_database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("READ_DATABASE_URL"),
+        description="a postgresql:// URL of a replica for the HTTP side's lists, stats and "
+        "page (unset: DATABASE_URL)",
+    )
     no_listen: bool = Field(
         False,
         validation_alias=AliasChoices("NO_LISTEN"),
@@ -79,12 +85,12 @@ class DatabaseSettings(BaseSettings):
         description="an integer from 0 to 1000 (restarts of a stopped embedded PostgreSQL)",
     )
 
-    @field_validator("database_url", "listen_database_url", mode="before")
+    @field_validator("database_url", "listen_database_url", "read_database_url", mode="before")
     @classmethod
     def _blank_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("database_url", "listen_database_url")
+    @field_validator("database_url", "listen_database_url", "read_database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         if value is not None and not _is_postgres_url(value):

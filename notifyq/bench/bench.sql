@@ -194,6 +194,15 @@ SELECT count(*) AS tasks,
           LEFT JOIN notifyq.task_events e ON e.task_id = i.id AND e.event = 'done'
          GROUP BY i.id) AS per_task;
 
+-- name: harsh_missing
+-- `bench harsh` / `bench failover`: of the task ids $1 (inserts the database acknowledged),
+-- how many have no row at all (an asynchronous replica promoted before it had them), and
+-- how many ran more than once (attempts > 1: a lease lost, an outcome write lost).
+SELECT count(*) FILTER (WHERE t.id IS NULL) AS missing,
+       count(*) FILTER (WHERE t.attempts > 1) AS ran_again
+  FROM unnest($1::bigint[]) AS i(id)
+  LEFT JOIN notifyq.tasks t ON t.id = i.id;
+
 -- name: harsh_done_count
 -- `bench harsh`: how many of the task ids $1 are done.
 SELECT count(*) FROM notifyq.tasks WHERE id = ANY($1::bigint[]) AND status = 'done';

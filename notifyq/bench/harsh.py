@@ -36,6 +36,7 @@ from notifyq.bench.common import progress, queries
 from notifyq.bench.harsh_faults import FAULTS, Fault, Faulting, FaultLog, Server, harness_url
 from notifyq.bench.harsh_report import (
     event_counts,
+    longest_gap,
     ms_of,
     rate_between,
     seconds_back_to_90,
@@ -143,6 +144,7 @@ async def run_scenario(
             await trio.sleep(plan.after_s)
             stop_load.set()
         load_stopped = await now()
+        ids.extend(faults.ids)
         dead_after = int(await database.fetchval(queries["harsh_dead_tuples"]) or 0)
 
         progress(f"harsh {plan.scenario}: waiting for all {len(ids)} tasks")
@@ -150,6 +152,7 @@ async def run_scenario(
         drained_at = await now()
         ledger = await database.fetchrow(queries["harsh_ledger"], ids)
         recovered = int(await database.fetchval(queries["harsh_recovered"], ids))
+        missing = await database.fetchrow(queries["harsh_missing"], ids)
         rows = await database.fetch(queries["harsh_rate"], t0)
         per_tenth = {r["tenth"]: r["n"] for r in rows}
         pickup_before = await database.fetchrow(queries["harsh_pickup"], t0, fault_start)
@@ -157,13 +160,19 @@ async def run_scenario(
         crashed = processes.crashed()
         lines = processes.log_lines()
 
-    assert ledger is not None and pickup_before is not None and pickup_during is not None
+    assert (
+        ledger is not None
+        and missing is not None
+        and pickup_before is not None
+        and pickup_during is not None
+    )
     start_s = (fault_start - t0).total_seconds()
     end_s = (fault_end - t0).total_seconds()
     # The rate before: the steady part of the load before the fault (its first half second
     # is the start-up).
     prev = rate_between(per_tenth, min(0.5, start_s / 2), start_s)
     back = seconds_back_to_90(per_tenth, prev, end_s)
+    gap = longest_gap(per_tenth, max(0.0, start_s - 1), end_s + plan.after_s)
     report: dict[str, Any] = {
         "scenario": plan.scenario,
         "offered_per_s": plan.rate,
@@ -174,6 +183,7 @@ async def run_scenario(
         "rate_during_per_s": round(rate_between(per_tenth, start_s, end_s), 1),
         "rate_after_per_s": round(rate_between(per_tenth, end_s, end_s + plan.after_s), 1),
         "seconds_back_to_90pct": None if back is None else round(back, 2),
+        "longest_gap_s": gap,
         "seconds_to_drain_after_load": round((drained_at - load_stopped).total_seconds(), 2),
         "pickup_before_ms": ms_of(pickup_before),
         "pickup_during_ms": ms_of(pickup_during),
@@ -181,6 +191,8 @@ async def run_scenario(
         "recovered": recovered,
         "lost": ledger["lost"],
         "twice": ledger["twice"],
+        "rows_missing": missing["missing"],
+        "ran_again": missing["ran_again"],
         "worker_crashes": crashed,
         "log_lines": len(lines),
         "log_events": event_counts(lines),

@@ -45,6 +45,7 @@ class FaultLog:
     actions: int = 0  # faults injected (kills, terminated backends, reader transactions, ...)
     dead_tuples: list[int] = field(default_factory=list)  # sampled during the fault
     notes: dict[str, Any] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)  # tasks a fault inserted: in the ledger too
 
 
 @dataclass

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -27,6 +28,16 @@ def seconds_back_to_90(per_tenth: dict[int, int], prev: float, fault_end_s: floa
     return None
 
 
+def longest_gap(per_tenth: dict[int, int], lo_s: float, hi_s: float) -> float:
+    """The longest time without a completion from ``lo_s`` to ``hi_s`` (seconds since the
+    start), to a tenth: a failover's downtime, from the last commit before to the first
+    after."""
+    busy = [t for t in range(round(lo_s * 10), round(hi_s * 10) + 1) if per_tenth.get(t, 0)]
+    if len(busy) < 2:
+        return round(hi_s - lo_s, 1)
+    return round(max(b - a for a, b in itertools.pairwise(busy)) / 10 - 0.1, 1)
+
+
 def ms_of(row: Any) -> dict[str, float | None]:
     return {k: None if row[k] is None else round(row[k], 1) for k in ("p50_ms", "p95_ms")}
 
@@ -49,10 +60,11 @@ def summary(reports: list[dict[str, Any]]) -> str:
         "rate_before_per_s",
         "rate_during_per_s",
         "seconds_back_to_90pct",
+        "longest_gap_s",
         "lost",
         "twice",
     ]
     lines = ["scenario             " + " ".join(f"{k:>22}" for k in keys)]
     for r in reports:
-        lines.append(f"{r['scenario']:<20} " + " ".join(f"{r[k]!s:>22}" for k in keys))
+        lines.append(f"{r['scenario']:<20} " + " ".join(f"{r.get(k)!s:>22}" for k in keys))
     return "\n".join(lines)

@@ -80,6 +80,7 @@ class _Bench(click.Group):
         # By module name: the package's attribute `bench` is this group, not the module.
         bench = importlib.import_module("notifyq.cli.bench")
         bench_stress = importlib.import_module("notifyq.cli.bench_stress")
+        bench_failover = importlib.import_module("notifyq.cli.bench_failover")
 
         _add(
             self,
@@ -97,6 +98,7 @@ class _Bench(click.Group):
             bench_stress.harsh_,
             bench_stress.soak_,
             bench_stress.events,
+            bench_failover.failover_,
         )
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -161,7 +161,7 @@ class Listener:
         """A NOTIFY round trip on the listening connection itself, every second.
 
         The driver reports a closed socket at once; this catches the silent cases (a
-        network path that drops packets, a hung backend).
+        network path that drops packets, a hung backend, a server turned read-only).
         """
         while True:
             self._probe_back = trio.Event()
@@ -170,5 +170,9 @@ class Listener:
                 await self._probe_back.wait()
             if not self._probe_back.is_set():
                 raise listen.ListenerLost(f"no probe notification within {PROBE_TIMEOUT_S:g} s")
+            if conn.read_only():
+                # A demoted primary keeps its sessions (until Patroni restarts it) but no
+                # longer sees a write: reconnect, to the writable server of the URL.
+                raise listen.ListenerLost("the server is read-only now (a standby?)")
             self.health.last_probe_ok = trio.current_time()
             await trio.sleep(PROBE_INTERVAL_S)

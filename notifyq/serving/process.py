@@ -75,6 +75,15 @@ async def serve_process(
             web_db = await pools.enter_async_context(
                 database.open_sibling(max_size=settings.http_pool_size)
             )
+            # READ_DATABASE_URL: the lists, stats and page read a replica (Context.reads);
+            # actions and the engine stay on the primary.
+            replica = None
+            if settings.read_database_url:
+                replica = await pools.enter_async_context(
+                    database.open_sibling(
+                        max_size=settings.http_pool_size, dsn=settings.read_database_url
+                    )
+                )
             context = Context(
                 web_db,
                 settings,
@@ -83,6 +92,7 @@ async def serve_process(
                 live=feed,
                 engine=svc,
                 kinds=frozenset(app.handlers),
+                replica=replica,
             )
             if svc is not None:
                 svc.observe_ends(context.metrics.observe_end)

@@ -191,6 +191,9 @@ from notifyq.store.reads import (
     recent_failures as recent_failures,
 )
 from notifyq.store.reads import (
+    replica_lag_s as replica_lag_s,
+)
+from notifyq.store.reads import (
     running_tasks as running_tasks,
 )
 from notifyq.store.reads import (

@@ -18,6 +18,11 @@ async def counts(database: db.Database) -> list[tuple[str, str, int]]:
     return [(r["queue"], r["status"], r["n"]) for r in await database.fetch(sql.queries["counts"])]
 
 
+async def replica_lag_s(database: db.Database) -> float:
+    """Seconds the server of ``database`` (READ_DATABASE_URL) is behind its primary."""
+    return float(await database.fetchval(sql.queries["replica_lag"]))
+
+
 @dataclass(frozen=True)
 class BatchGauges:
     """Batches not complete yet, and their members by state (``/metrics``)."""

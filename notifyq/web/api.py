@@ -91,7 +91,7 @@ async def list_tasks() -> Response:
         raise ApiError(422, "validation_failed", f"give each filter once: {', '.join(repeated)}")
     query = validate(models.TaskFilter, request.args.to_dict(flat=True))
     rows = await store.list_tasks(
-        current().database,
+        current().reads,
         status=query.status,
         queue=query.queue,
         kind=query.kind,

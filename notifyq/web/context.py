@@ -127,6 +127,7 @@ IDLE = ServiceStatistics.idle()
 
 @dataclass
 class Context:
+    # The primary: every action, and a task's own page (read right after its write).
     database: db.Database
     settings: Settings
     mode: str  # what the process runs: "serve" (workers and HTTP) or "web" (HTTP only)
@@ -149,6 +150,28 @@ class Context:
     _throughput: _Cached = field(default_factory=_Cached)
     _sampling: trio.Lock = field(default_factory=trio.Lock)
     watched: trio.Event = field(default_factory=trio.Event)  # /stats or the page was read
+    # READ_DATABASE_URL's pool (a replica), None without it: see `reads`.
+    replica: db.Database | None = None
+    _lag: _Cached = field(default_factory=_Cached)
+
+    @property
+    def reads(self) -> db.Database:
+        """Where the lists, counts, stats and the page read: the replica of
+        READ_DATABASE_URL, else the primary. New reads that may lag a little go here;
+        actions and a read that must see the caller's own write use ``database``."""
+        return self.database if self.replica is None else self.replica
+
+    async def replica_lag_s(self) -> float | None:
+        """How far the replica is behind (None: reads go to the primary), ≤ 1 s old."""
+        replica = self.replica
+        if replica is None:
+            return None
+
+        async def load() -> float:
+            return await store.replica_lag_s(replica)
+
+        lag: float = await _cached(self._lag, COUNTS_MAX_AGE_S, load)
+        return lag
 
     def __post_init__(self) -> None:
         # A notification means the counts changed: the next reader (the page refreshing
@@ -159,7 +182,7 @@ class Context:
         """(queue, status, n), at most a second old: one query however many viewers."""
 
         async def load() -> list[tuple[str, str, int]]:
-            return await store.counts(self.database)
+            return await store.counts(self.reads)
 
         counts: list[tuple[str, str, int]] = await _cached(self._counts, COUNTS_MAX_AGE_S, load)
         self.metrics.note_depth({(q, s): n for q, s, n in counts})
@@ -169,7 +192,7 @@ class Context:
         """The live batches' gauges for /metrics, at most a second old."""
 
         async def load() -> store.BatchGauges:
-            return await store.batch_gauges(self.database)
+            return await store.batch_gauges(self.reads)
 
         gauges: store.BatchGauges = await _cached(self._batches, COUNTS_MAX_AGE_S, load)
         self.metrics.note_batches(gauges)
@@ -193,7 +216,7 @@ class Context:
 
         async def load() -> dict[str, Any]:
             sample = await store.pickup_sample(
-                self.database, window_s=LATENCY_WINDOW_S, limit=LATENCY_SAMPLE
+                self.reads, window_s=LATENCY_WINDOW_S, limit=LATENCY_SAMPLE
             )
             result = {"p50_ms": sample.p50_ms, "p95_ms": sample.p95_ms, "samples": sample.samples}
             self.latency_by_minute[int(time.time() // 60)] = sample.p50_ms
@@ -217,21 +240,21 @@ class Context:
                 lower = current - HOUR_S + 60
                 try:
                     rows = await store.ended_per_minute(
-                        self.database, since=lower, until=now, bounded=True
+                        self.reads, since=lower, until=now, bounded=True
                     )
                 except errors.QueryError as exc:  # the statement timeout: a busy hour
                     log.warning("http.backfill_skipped", error=str(exc).splitlines()[0])
                     lower = current
-                    rows = await store.ended_per_minute(self.database, since=lower, until=now)
+                    rows = await store.ended_per_minute(self.reads, since=lower, until=now)
             else:
-                rows = await store.ended_per_minute(self.database, since=lower, until=now)
+                rows = await store.ended_per_minute(self.reads, since=lower, until=now)
             self.ended.apply(lower, current, rows)
 
     async def throughput_per_s(self) -> float:
         """Tasks every process ended per second over the last 60 seconds."""
 
         async def load() -> float:
-            return round(await store.ended_last_minute(self.database) / 60, 3)
+            return round(await store.ended_last_minute(self.reads) / 60, 3)
 
         value: float = await _cached(self._throughput, THROUGHPUT_MAX_AGE_S, load)
         return value

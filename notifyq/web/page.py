@@ -35,12 +35,12 @@ BATCHES_SHOWN = 20
 async def summary(c: Context) -> dict[str, Any]:
     """Everything the status page shows, from bounded queries over partial indexes."""
     stats = await build_stats(c)
-    running = await store.running_tasks(c.database, RUNNING_SHOWN)
-    failures = await store.recent_failures(c.database, FAILURES_SHOWN)
-    workers = await store.workers(c.database, gone_after_s=c.settings.lease_s)
-    queues = await store.list_queues(c.database)
-    shown = await store.list_schedules(c.database, limit=SCHEDULES_SHOWN)
-    batches = await store.live_batches(c.database, limit=BATCHES_SHOWN)
+    running = await store.running_tasks(c.reads, RUNNING_SHOWN)
+    failures = await store.recent_failures(c.reads, FAILURES_SHOWN)
+    workers = await store.workers(c.reads, gone_after_s=c.settings.lease_s)
+    queues = await store.list_queues(c.reads)
+    shown = await store.list_schedules(c.reads, limit=SCHEDULES_SHOWN)
+    batches = await store.live_batches(c.reads, limit=BATCHES_SHOWN)
     return {
         "stats": stats,
         "queue_limits": {q.name: limits_text(q) for q in queues if q.updated_at is not None},

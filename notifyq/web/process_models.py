@@ -41,6 +41,15 @@ class MinutePoint(BaseModel):
     pickup_p50_ms: float | None
 
 
+class Reads(BaseModel):
+    source: str = Field(
+        description="primary, or replica (READ_DATABASE_URL): where lists, stats and the page read",
+    )
+    lag_s: float | None = Field(
+        description="Seconds the replica is behind the primary; null when reads go to the primary"
+    )
+
+
 class Stats(BaseModel):
     mode: str = Field(description="serve (workers and HTTP) or web (HTTP only)")
     role: str = Field(description="the same as mode; kept for clients of earlier versions")
@@ -60,6 +69,7 @@ class Stats(BaseModel):
     )
     pickup_latency: Latency
     last_hour: list[MinutePoint]
+    reads: Reads
 
 
 class Check(BaseModel):

@@ -54,6 +54,9 @@ async def build_stats(c: Context) -> process_models.Stats:
         throughput_per_s=await c.throughput_per_s(),
         pickup_latency=process_models.Latency(**latency),
         last_hour=points,
+        reads=process_models.Reads(
+            source="primary" if c.replica is None else "replica", lag_s=await c.replica_lag_s()
+        ),
     )
 
 

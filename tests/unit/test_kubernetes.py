@@ -222,3 +222,66 @@ def test_postgres_keeps_its_data(objects: dict[tuple[str, str], Object]) -> None
     }
     assert mounts[claim["metadata"]["name"]] == "/var/lib/postgresql"
     assert sts["spec"]["serviceName"] == "notifyq-postgres"
+
+
+# --- deploy/cloudnativepg: the same pods on a CloudNativePG Cluster -------------------
+
+CNPG_DIR = ROOT / "deploy" / "cloudnativepg"
+
+
+@pytest.fixture(scope="module")
+def cnpg_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    result = kustomize(CNPG_DIR)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path_factory.mktemp("cnpg") / "notifyq.yaml"
+    path.write_text(result.stdout)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cnpg_objects(cnpg_built: Path) -> dict[tuple[str, str], Object]:
+    docs = [d for d in yaml.safe_load_all(cnpg_built.read_text()) if d]
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def test_cloudnativepg_objects_pass_the_schemas(
+    cnpg_objects: dict[tuple[str, str], Object], tmp_path: Path
+) -> None:
+    # The Cluster is the operator's custom resource: no schema of Kubernetes' own has it.
+    core = [o for o in cnpg_objects.values() if o["kind"] != "Cluster"]
+    path = tmp_path / "core.yaml"
+    path.write_text(yaml.safe_dump_all(core))
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cloudnativepg_cluster_replaces_the_statefulset(
+    cnpg_objects: dict[tuple[str, str], Object],
+) -> None:
+    assert ("StatefulSet", "notifyq-postgres") not in cnpg_objects
+    assert ("Service", "notifyq-postgres") not in cnpg_objects
+    cluster = cnpg_objects[("Cluster", "notifyq-db")]
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    spec = cluster["spec"]
+    assert spec["instances"] == 3
+    assert spec["postgresql"]["synchronous"]["number"] >= 1  # no acknowledged commit lost
+    assert spec["bootstrap"]["initdb"] == {"database": "app", "owner": "app"}
+
+
+def test_cloudnativepg_rw_feeds_database_url_and_ro_the_web_reads(
+    cnpg_objects: dict[tuple[str, str], Object],
+) -> None:
+    for name, spec in notifyq_pods(cnpg_objects).items():
+        for c in spec["containers"] + spec.get("initContainers", []):
+            ref = env_of(c)["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+            # The operator's Secret; its `uri` names the -rw Service, always the primary.
+            assert ref == {"name": "notifyq-db-app", "key": "uri"}, (name, c["name"])
+    web = pods_container(cnpg_objects, "notifyq-web")
+    read_url = env_of(web)["READ_DATABASE_URL"]["value"]
+    assert read_url == "postgresql://$(DB_USER):$(DB_PASSWORD)@notifyq-db-ro:5432/app"
+    names = [e["name"] for e in web["env"]]
+    # Kubernetes expands $(VAR) only from variables defined before it.
+    assert names.index("DB_USER") < names.index("READ_DATABASE_URL")
+    assert names.index("DB_PASSWORD") < names.index("READ_DATABASE_URL")
+    assert "READ_DATABASE_URL" not in env_of(pods_container(cnpg_objects, "notifyq-worker"))
+    assert env_of(web)["API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "notifyq"

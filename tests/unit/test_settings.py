@@ -413,7 +413,7 @@ SECRET = "hunter2-S3cret"
         f"https://admin:{SECRET}@db.example/",
     ],
 )
-@pytest.mark.parametrize("env", ["DATABASE_URL", "LISTEN_DATABASE_URL"])
+@pytest.mark.parametrize("env", ["DATABASE_URL", "LISTEN_DATABASE_URL", "READ_DATABASE_URL"])
 def test_bad_database_url_is_never_echoed(
     monkeypatch: pytest.MonkeyPatch, url: str, env: str
 ) -> None:
@@ -460,7 +460,7 @@ def test_other_bad_setting_does_not_echo_a_good_database_url(
         f"postgresql://admin:pa/{SECRET}@h/db",  # an unescaped / in the password
     ],
 )
-@pytest.mark.parametrize("env", ["DATABASE_URL", "LISTEN_DATABASE_URL"])
+@pytest.mark.parametrize("env", ["DATABASE_URL", "LISTEN_DATABASE_URL", "READ_DATABASE_URL"])
 def test_malformed_database_url_is_a_config_error_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, url: str, env: str
 ) -> None:
@@ -483,12 +483,14 @@ def test_malformed_database_url_flag_is_a_config_error() -> None:
         "postgres://u:p%40ss@db.example/db?sslmode=require",
         "postgresql://u@[::1]:6543/db",
         "postgresql://u@h1:5432,h2:5433/db",  # several hosts, as libpq and asyncpg take them
+        "postgresql://u:p@h1:5432,h2:5432,h3/db?target_session_attrs=read-write",
         "postgresql://u@h:/db",
         "postgresql:///db?host=/run/postgresql",
     ],
 )
 def test_well_formed_database_urls_are_accepted(url: str) -> None:
-    assert load(database_url=url, listen_database_url=url).database_url == url
+    settings = load(database_url=url, listen_database_url=url, read_database_url=url)
+    assert settings.database_url == settings.read_database_url == url
 
 
 # --- queues ---------------------------------------------------------------------------------

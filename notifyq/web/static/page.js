@@ -75,6 +75,8 @@ function renderStats(stats, queueLimits) {
   document.getElementById("throughput").textContent = stats.throughput_per_s.toFixed(2);
   document.getElementById("p50").textContent = ms(stats.pickup_latency.p50_ms);
   document.getElementById("p95").textContent = ms(stats.pickup_latency.p95_ms);
+  const lag = document.getElementById("replica-lag");
+  if (lag && stats.reads.lag_s !== null) lag.textContent = stats.reads.lag_s.toFixed(1) + " s";
   const limits = queueLimits || {};
   const names = [...new Set([...Object.keys(stats.counts_by_queue), ...Object.keys(limits)])].sort();
   const queues = names.map((queue) => {
