@@ -63,6 +63,10 @@ CREATE TABLE notifyq.tasks (
     has_dependents      boolean     NOT NULL DEFAULT false,
     batch_id            bigint,
     after_batch         bigint,
+    -- Snooze and start deadlines (migration 0017).
+    snoozes             integer     NOT NULL DEFAULT 0,    -- notifyq.Snooze so far
+    max_snoozes         integer     NOT NULL DEFAULT 100,  -- one more ends it error
+    expires_at          timestamptz,                       -- never started after it
     CONSTRAINT tasks_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
     CONSTRAINT tasks_kind_valid CHECK (kind <> '' AND length(kind) <= 128),
     CONSTRAINT tasks_attempts_valid CHECK (attempts >= 0),
@@ -100,6 +104,12 @@ COMMENT ON COLUMN notifyq.tasks.has_dependents IS
     'some task was inserted with this one in depends_on (its end looks them up)';
 COMMENT ON COLUMN notifyq.tasks.batch_id IS 'the batch this task is a member of';
 COMMENT ON COLUMN notifyq.tasks.after_batch IS 'the batch this task is the callback of';
+COMMENT ON COLUMN notifyq.tasks.snoozes IS
+    'how many times a handler snoozed the task (notifyq.Snooze); attempts do not count them';
+COMMENT ON COLUMN notifyq.tasks.max_snoozes IS
+    'snoozes allowed; one more ends the task error';
+COMMENT ON COLUMN notifyq.tasks.expires_at IS
+    'start deadline: never started after it; the sweep ends it cancelled (event expired)';
 
 -- NOT VALID as in migration 0006, which adds it without scanning the table (the rows it
 -- found all had a NULL key); it holds for every row written since.
@@ -126,6 +136,13 @@ ALTER TABLE notifyq.tasks
         CHECK (unique_key IS NULL OR (depends_on IS NULL AND after_batch IS NULL)) NOT VALID,
     ADD CONSTRAINT tasks_batch_not_own_callback
         CHECK (batch_id <> after_batch) NOT VALID;
+
+-- NOT VALID as in migration 0017 (the rows it found held the new columns' defaults).
+ALTER TABLE notifyq.tasks
+    ADD CONSTRAINT tasks_snoozes_valid
+        CHECK (snoozes >= 0 AND max_snoozes BETWEEN 0 AND 1000000) NOT VALID,
+    ADD CONSTRAINT tasks_expires_at_in_range
+        CHECK (expires_at IS NULL OR isfinite(expires_at)) NOT VALID;
 
 -- History, one row per event of a task, partitioned by day of `at` (migration 0007): one
 -- partition per UTC day, task_events_pYYYYMMDD, created ahead by the notifyq processes
@@ -159,10 +176,10 @@ CREATE TABLE notifyq.task_events (
 ) PARTITION BY RANGE (at);
 ALTER SEQUENCE notifyq.task_events_id_seq OWNED BY notifyq.task_events.id;
 CREATE TABLE notifyq.task_events_default PARTITION OF notifyq.task_events DEFAULT;
--- NOT VALID (migration 0014 added 'waiting' without scanning the history).
+-- NOT VALID (migrations 0014 and 0017 added events without scanning the history).
 ALTER TABLE notifyq.task_events ADD CONSTRAINT task_events_event_valid CHECK (event IN (
     'queued', 'started', 'done', 'failed', 'retried', 'recovered',
-    'released', 'cancelled', 'requeued', 'waiting')) NOT VALID;
+    'released', 'cancelled', 'requeued', 'waiting', 'snoozed', 'expired')) NOT VALID;
 
 -- Live notifyq processes, kept fresh by each process's heartbeat.
 CREATE TABLE notifyq.workers (
@@ -326,6 +343,9 @@ CREATE INDEX tasks_waiting_parents_idx ON notifyq.tasks USING gin (depends_on)
     WITH (fastupdate = off) WHERE status = 'waiting';
 -- A batch's members in order (a callback reads its members' results).
 CREATE INDEX tasks_batch_idx ON notifyq.tasks (batch_id, id) WHERE batch_id IS NOT NULL;
+-- The expiry sweep's rows (migration 0017): live rows with a start deadline only.
+CREATE INDEX tasks_expiry_idx ON notifyq.tasks (expires_at)
+    WHERE expires_at IS NOT NULL AND status IN ('pending', 'waiting');
 
 
 -- ---------------------------------------------------------------------------------------

@@ -84,8 +84,9 @@ SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
 -- attempt's outcome.
 -- Outcomes (store.Verdict, also the history's event names): done, failed (ends 'error'),
 -- cancelled, retried (pending again after delay_s), released (pending again, the attempt
--- not counted: shutdown). A retry or release of a task whose cancel was requested ends it
--- cancelled instead.
+-- not counted: shutdown), snoozed (pending again after delay_s, the attempt not counted,
+-- snoozes + 1; beyond max_snoozes it ends 'error', event failed: migration 0017). A retry,
+-- release or snooze of a task whose cancel was requested ends it cancelled instead.
 -- Workflows (migration 0014): the members of batches that end are counted, one update per
 -- batch; a task that has dependents releases or cancels them through its row's trigger, in
 -- this same transaction (a task nobody depends on runs no trigger for it).
@@ -100,19 +101,33 @@ WITH outcome AS (
 ), written AS (
     UPDATE notifyq.tasks t
        SET status = CASE
-                WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NOT NULL
+                WHEN o.outcome IN ('retried', 'released', 'snoozed')
+                     AND t.cancel_requested_at IS NOT NULL
                     THEN 'cancelled'
-                WHEN o.outcome IN ('retried', 'released') THEN 'pending'
+                WHEN o.outcome = 'snoozed' AND t.snoozes >= t.max_snoozes THEN 'error'
+                WHEN o.outcome IN ('retried', 'released', 'snoozed') THEN 'pending'
                 WHEN o.outcome = 'failed' THEN 'error'
                 ELSE o.outcome END,
-           attempts = CASE WHEN o.outcome = 'released' THEN t.attempts - 1 ELSE t.attempts END,
+           -- A released or snoozed attempt is not counted (a snooze over the limit is).
+           attempts = CASE WHEN o.outcome = 'released'
+                             OR (o.outcome = 'snoozed' AND t.snoozes < t.max_snoozes)
+                           THEN t.attempts - 1 ELSE t.attempts END,
+           snoozes = CASE WHEN o.outcome = 'snoozed' AND t.snoozes < t.max_snoozes
+                          THEN t.snoozes + 1 ELSE t.snoozes END,
            result = o.result::jsonb,
-           error = CASE WHEN o.outcome IN ('done', 'released') THEN t.error ELSE o.error END,
-           run_at = CASE WHEN o.outcome = 'retried'
+           error = CASE WHEN o.outcome = 'snoozed' AND t.snoozes >= t.max_snoozes
+                            AND t.cancel_requested_at IS NULL
+                        THEN format('snoozed %s times, the task''s limit (max_snoozes)', t.snoozes)
+                        WHEN o.outcome IN ('done', 'released', 'snoozed') THEN t.error
+                        ELSE o.error END,
+           run_at = CASE WHEN o.outcome IN ('retried', 'snoozed')
                          THEN now() + make_interval(secs => o.delay_s) ELSE t.run_at END,
            locked_by = NULL, locked_until = NULL,
            finished_at = CASE
                 WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NULL
+                    THEN NULL
+                WHEN o.outcome = 'snoozed' AND t.cancel_requested_at IS NULL
+                     AND t.snoozes < t.max_snoozes
                     THEN NULL
                 ELSE now() END,
            updated_at = now()
@@ -123,11 +138,15 @@ WITH outcome AS (
      -- per row (measured: 720 ms instead of 60 ms for 1,000 outcomes).
      WHERE t.id = o.id AND t.locked_by = $1 AND t.claim_token = o.token
        AND t.attempts = o.attempt
-    RETURNING t.id, t.claim_token, t.status, o.attempt, o.outcome, o.error, t.started_at,
-              t.batch_id
+    RETURNING t.id, t.claim_token, t.status, o.attempt, o.outcome,
+              CASE WHEN o.outcome = 'snoozed' AND t.status = 'error' THEN t.error
+                   ELSE o.error END AS error,
+              t.started_at, t.batch_id
 ), events AS (
+    -- A snooze over the task's limit is its failure (status error).
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, started_at)
-    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled' ELSE outcome END,
+    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled'
+                    WHEN status = 'error' THEN 'failed' ELSE outcome END,
            attempt, $1, error, started_at
       FROM written
 ), batch_ends AS (
@@ -171,30 +190,48 @@ WITH outcome AS (
 ), written AS (
     UPDATE notifyq.tasks t
        SET status = CASE
-                WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NOT NULL
+                WHEN o.outcome IN ('retried', 'released', 'snoozed')
+                     AND t.cancel_requested_at IS NOT NULL
                     THEN 'cancelled'
-                WHEN o.outcome IN ('retried', 'released') THEN 'pending'
+                WHEN o.outcome = 'snoozed' AND t.snoozes >= t.max_snoozes THEN 'error'
+                WHEN o.outcome IN ('retried', 'released', 'snoozed') THEN 'pending'
                 WHEN o.outcome = 'failed' THEN 'error'
                 ELSE o.outcome END,
-           attempts = CASE WHEN o.outcome = 'released' THEN t.attempts - 1 ELSE t.attempts END,
+           -- A released or snoozed attempt is not counted (a snooze over the limit is).
+           attempts = CASE WHEN o.outcome = 'released'
+                             OR (o.outcome = 'snoozed' AND t.snoozes < t.max_snoozes)
+                           THEN t.attempts - 1 ELSE t.attempts END,
+           snoozes = CASE WHEN o.outcome = 'snoozed' AND t.snoozes < t.max_snoozes
+                          THEN t.snoozes + 1 ELSE t.snoozes END,
            result = o.result::jsonb,
-           error = CASE WHEN o.outcome IN ('done', 'released') THEN t.error ELSE o.error END,
-           run_at = CASE WHEN o.outcome = 'retried'
+           error = CASE WHEN o.outcome = 'snoozed' AND t.snoozes >= t.max_snoozes
+                            AND t.cancel_requested_at IS NULL
+                        THEN format('snoozed %s times, the task''s limit (max_snoozes)', t.snoozes)
+                        WHEN o.outcome IN ('done', 'released', 'snoozed') THEN t.error
+                        ELSE o.error END,
+           run_at = CASE WHEN o.outcome IN ('retried', 'snoozed')
                          THEN now() + make_interval(secs => o.delay_s) ELSE t.run_at END,
            locked_by = NULL, locked_until = NULL,
            finished_at = CASE
                 WHEN o.outcome IN ('retried', 'released') AND t.cancel_requested_at IS NULL
+                    THEN NULL
+                WHEN o.outcome = 'snoozed' AND t.cancel_requested_at IS NULL
+                     AND t.snoozes < t.max_snoozes
                     THEN NULL
                 ELSE now() END,
            updated_at = now()
       FROM outcome o
      WHERE t.id = o.id AND t.locked_by = $1 AND t.claim_token = o.token
        AND t.attempts = o.attempt
-    RETURNING t.id, t.claim_token, t.status, o.attempt, o.outcome, o.error, t.started_at,
-              t.batch_id
+    RETURNING t.id, t.claim_token, t.status, o.attempt, o.outcome,
+              CASE WHEN o.outcome = 'snoozed' AND t.status = 'error' THEN t.error
+                   ELSE o.error END AS error,
+              t.started_at, t.batch_id
 ), events AS (
+    -- A snooze over the task's limit is its failure (status error).
     INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, started_at)
-    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled' ELSE outcome END,
+    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled'
+                    WHEN status = 'error' THEN 'failed' ELSE outcome END,
            attempt, $1, error, started_at
       FROM written
 ), batch_ends AS (
