@@ -1004,6 +1004,7 @@ BEGIN
                 SELECT t.id, t.concurrency_key AS k, t.priority, t.run_at
                   FROM notifyq.tasks t
                  WHERE t.status = 'pending' AND t.run_at <= v_now AND t.queue = v_queue
+                   AND (t.expires_at IS NULL OR t.expires_at > v_now)
                    AND (kinds IS NULL OR t.kind = ANY (kinds))
                    AND (t.concurrency_key IS NULL
                         OR t.concurrency_key NOT IN (SELECT f.k FROM full_keys f))
@@ -1097,6 +1098,7 @@ BEGIN
               AND EXISTS (SELECT 1 FROM notifyq.tasks t
                            WHERE t.status = 'pending' AND t.queue = v_queue
                              AND t.run_at <= v_now
+                             AND (t.expires_at IS NULL OR t.expires_at > v_now)
                              AND (kinds IS NULL OR t.kind = ANY (kinds))) THEN
             -- Due rows left behind: their keys are at the limit.
             v_held := 'infinity';
@@ -1231,7 +1233,8 @@ BEGIN
     SELECT string_agg(quote_ident(c.name), ', ' ORDER BY c.n) INTO cols
       FROM unnest(ARRAY['queue', 'kind', 'payload', 'priority', 'run_at', 'max_attempts',
                         'timeout', 'meta', 'unique_key', 'concurrency_key', 'depends_on',
-                        'on_parent_failure', 'batch_id', 'after_batch'])
+                        'on_parent_failure', 'batch_id', 'after_batch',
+                        'max_snoozes', 'expires_at'])
            WITH ORDINALITY AS c(name, n)
       JOIN pg_attribute a ON a.attname = c.name
      WHERE a.attrelid = 'notifyq.tasks'::regclass AND NOT a.attisdropped;

@@ -53,3 +53,231 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The claim of queues with limits (migration 0011's function): a row past its start
+-- deadline is not a candidate; nothing else changes.
+CREATE OR REPLACE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8,
+                                      kinds text[] DEFAULT NULL)
+RETURNS TABLE (id bigint, queue text, kind text, payload_json text, priority integer,
+               attempts integer, max_attempts integer, timeout_s float8, lag_s float8,
+               meta_json text, claim_token bigint, held_s float8)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    v_queue     text;
+    v_cfg       notifyq.queues%ROWTYPE;
+    v_limited   boolean;
+    v_now       timestamptz;
+    v_at        timestamptz;
+    v_allowed   integer;
+    v_taken     integer;
+    v_n         integer;
+    v_running   integer;
+    v_per_key   integer;
+    v_picked    bigint[];
+    v_log_at    timestamptz[];
+    v_log_n     integer[];
+    v_used      integer;
+    v_held      timestamptz;
+BEGIN
+    -- As in `claim`: a claim lost in a server crash only leaves its rows pending.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- The rows of every queue asked for, locked at once in one order (by name) however the
+    -- caller rotated them: claimers of the same queues in other orders wait here, and can
+    -- never hold one row while waiting for another (they deadlocked).
+    PERFORM 1 FROM notifyq.queues q WHERE q.name = ANY (queues) ORDER BY q.name FOR UPDATE;
+    FOREACH v_queue IN ARRAY queues LOOP
+        EXIT WHEN want <= 0;
+        -- The lock that serialises the claimers of one limited queue across the fleet,
+        -- taken above (and here for a row added since then).
+        SELECT * INTO v_cfg FROM notifyq.queues q WHERE q.name = v_queue FOR UPDATE;
+        v_limited := FOUND AND notifyq.queue_is_limited(v_cfg);
+        v_allowed := want;
+        v_taken := 0;
+        v_per_key := NULL;
+        v_used := 0;
+        v_running := 0;
+        IF v_limited THEN
+            v_per_key := v_cfg.per_key_concurrency;
+            IF v_cfg.paused THEN
+                v_allowed := 0;
+            END IF;
+            IF v_cfg.concurrency IS NOT NULL AND v_allowed > 0 THEN
+                -- Read after the lock: a fresh snapshot that sees every earlier claim.
+                SELECT count(*) INTO v_running
+                  FROM notifyq.tasks t
+                 WHERE t.status = 'in_progress' AND t.queue = v_queue;
+                v_allowed := least(v_allowed, v_cfg.concurrency - v_running);
+            END IF;
+        END IF;
+        v_now := clock_timestamp();
+        v_at := v_now;
+        IF v_limited THEN
+            IF v_cfg.rate_count IS NOT NULL THEN
+                SELECT coalesce(array_agg(e.at ORDER BY e.at), '{}'),
+                       coalesce(array_agg(e.n ORDER BY e.at), '{}'),
+                       coalesce(sum(e.n), 0)
+                  INTO v_log_at, v_log_n, v_used
+                  FROM unnest(v_cfg.rate_log_at, v_cfg.rate_log_n) AS e(at, n)
+                 WHERE e.at > v_now - v_cfg.rate_period;
+                v_allowed := least(v_allowed, v_cfg.rate_count - v_used);
+            END IF;
+        END IF;
+        -- Rounds: each takes the first due rows in claim order, skipping keys at their
+        -- limit; a row of a key that fills up within the round waits for the next round
+        -- (which skips that key). Without a per-key limit one round takes all it can.
+        WHILE v_taken < v_allowed LOOP
+            WITH full_keys AS (
+                SELECT t.concurrency_key AS k
+                  FROM notifyq.tasks t
+                 WHERE v_per_key IS NOT NULL
+                   AND t.status = 'in_progress' AND t.queue = v_queue
+                   AND t.concurrency_key IS NOT NULL
+                 GROUP BY t.concurrency_key
+                HAVING count(*) >= v_per_key
+            ), candidates AS (
+                SELECT t.id, t.concurrency_key AS k, t.priority, t.run_at
+                  FROM notifyq.tasks t
+                 WHERE t.status = 'pending' AND t.run_at <= v_now AND t.queue = v_queue
+                   AND (t.expires_at IS NULL OR t.expires_at > v_now)
+                   AND (kinds IS NULL OR t.kind = ANY (kinds))
+                   AND (t.concurrency_key IS NULL
+                        OR t.concurrency_key NOT IN (SELECT f.k FROM full_keys f))
+                 ORDER BY t.priority DESC, t.run_at, t.id
+                 LIMIT v_allowed - v_taken
+                   FOR UPDATE OF t SKIP LOCKED
+            ), ranked AS (
+                SELECT c.id, c.k,
+                       row_number() OVER (PARTITION BY c.k
+                                          ORDER BY c.priority DESC, c.run_at, c.id) AS rn
+                  FROM candidates c
+            ), running AS (
+                SELECT t.concurrency_key AS k, count(*) AS n
+                  FROM notifyq.tasks t
+                 WHERE v_per_key IS NOT NULL
+                   AND t.status = 'in_progress' AND t.queue = v_queue
+                   AND t.concurrency_key IS NOT NULL
+                 GROUP BY t.concurrency_key
+            )
+            SELECT array_agg(r.id) INTO v_picked
+              FROM ranked r LEFT JOIN running u ON u.k = r.k
+             WHERE v_per_key IS NULL OR r.k IS NULL OR r.rn + coalesce(u.n, 0) <= v_per_key;
+            -- Every key in `candidates` is below its limit, so its first row is picked:
+            -- nothing picked means no due row is left.
+            EXIT WHEN v_picked IS NULL;
+            -- The rows' started_at (and the rate log's time), taken under the lock and after
+            -- the counts: claim times increase in lock order, and a task that a count saw
+            -- ended has its finished_at before it. So started_at/finished_at intervals never
+            -- overlap more than a limit allows, and no rate_period window holds more than
+            -- rate_count claims (the tests recompute both from the rows).
+            v_at := clock_timestamp();
+            RETURN QUERY
+            WITH claimed AS (
+                UPDATE notifyq.tasks t
+                   SET status = 'in_progress', attempts = t.attempts + 1, locked_by = worker,
+                       claim_token = t.claim_token + 1,
+                       locked_until = v_at + make_interval(secs => lease_s),
+                       started_at = v_at, updated_at = v_at
+                 WHERE t.id = ANY (v_picked) AND t.status = 'pending'
+                -- As in `claim`: the payload as text, no timestamps, an infinite run_at has
+                -- lag 0. meta is migration 0008's column (resolved when this runs).
+                RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority,
+                          t.attempts, t.max_attempts,
+                          extract(epoch FROM t.timeout)::float8 AS timeout_s,
+                          CASE WHEN isfinite(t.run_at)
+                               THEN extract(epoch FROM v_at - t.run_at)::float8
+                               ELSE 0 END AS lag_s,
+                          t.meta::text AS meta_json, t.claim_token, t.run_at
+            ), started AS (
+                INSERT INTO notifyq.task_events (task_id, event, attempt, worker)
+                SELECT c.id, 'started', c.attempts, worker FROM claimed c
+            )
+            SELECT c.id, c.queue, c.kind, c.payload_json, c.priority, c.attempts,
+                   c.max_attempts, c.timeout_s, c.lag_s, c.meta_json, c.claim_token,
+                   NULL::float8
+              FROM claimed c
+             ORDER BY c.priority DESC, c.run_at, c.id;
+            GET DIAGNOSTICS v_n = ROW_COUNT;
+            v_taken := v_taken + v_n;
+            EXIT WHEN v_per_key IS NULL OR v_n = 0;
+        END LOOP;
+        want := want - v_taken;
+        CONTINUE WHEN NOT v_limited;
+        v_held := NULL;
+        IF v_cfg.rate_count IS NOT NULL THEN
+            IF v_taken > 0 THEN
+                v_log_at := v_log_at || v_at;
+                v_log_n := v_log_n || v_taken;
+                IF cardinality(v_log_at) > 64 THEN
+                    -- Merge the oldest entry into the next: it then leaves the window later,
+                    -- which can only hold claims back, never let more through.
+                    v_log_n[2] := v_log_n[2] + v_log_n[1];
+                    v_log_at := v_log_at[2:];
+                    v_log_n := v_log_n[2:];
+                END IF;
+            END IF;
+            -- Written even without a claim: it drops the entries that left the window.
+            UPDATE notifyq.queues q SET rate_log_at = v_log_at, rate_log_n = v_log_n
+             WHERE q.name = v_queue
+               AND (q.rate_log_at IS DISTINCT FROM v_log_at OR q.rate_log_n IS DISTINCT FROM v_log_n);
+            IF v_used + v_taken >= v_cfg.rate_count THEN
+                v_held := v_log_at[1] + v_cfg.rate_period;
+            END IF;
+        END IF;
+        IF v_cfg.paused THEN
+            v_held := 'infinity';
+        ELSIF v_cfg.concurrency IS NOT NULL AND v_running + v_taken >= v_cfg.concurrency THEN
+            -- Every slot taken: wait for an outcome (slots_freed) rather than a token.
+            v_held := 'infinity';
+        ELSIF v_per_key IS NOT NULL AND v_held IS NULL AND v_taken < v_allowed
+              AND EXISTS (SELECT 1 FROM notifyq.tasks t
+                           WHERE t.status = 'pending' AND t.queue = v_queue
+                             AND t.run_at <= v_now
+                             AND (t.expires_at IS NULL OR t.expires_at > v_now)
+                             AND (kinds IS NULL OR t.kind = ANY (kinds))) THEN
+            -- Due rows left behind: their keys are at the limit.
+            v_held := 'infinity';
+        END IF;
+        IF v_held IS NOT NULL THEN
+            RETURN QUERY SELECT NULL::bigint, v_queue, NULL::text, NULL::text, NULL::integer,
+                                NULL::integer, NULL::integer, NULL::float8, NULL::float8,
+                                NULL::text, NULL::bigint,
+                                CASE WHEN v_held = 'infinity' THEN 'Infinity'::float8
+                                     ELSE greatest(0, extract(epoch FROM
+                                                   v_held - clock_timestamp()))::float8 END;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Grants: a producer may set a task's snooze limit and start deadline.
+CREATE OR REPLACE FUNCTION notifyq.grant_producer(grantee regrole, apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    stmt text;
+    cols text;
+BEGIN
+    SELECT string_agg(quote_ident(c.name), ', ' ORDER BY c.n) INTO cols
+      FROM unnest(ARRAY['queue', 'kind', 'payload', 'priority', 'run_at', 'max_attempts',
+                        'timeout', 'meta', 'unique_key', 'concurrency_key', 'depends_on',
+                        'on_parent_failure', 'batch_id', 'after_batch',
+                        'max_snoozes', 'expires_at'])
+           WITH ORDINALITY AS c(name, n)
+      JOIN pg_attribute a ON a.attname = c.name
+     WHERE a.attrelid = 'notifyq.tasks'::regclass AND NOT a.attisdropped;
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
+        format('GRANT INSERT (%s) ON notifyq.tasks TO %s', cols, grantee),
+        -- RETURNING id of a producer's INSERT (notifyq.enqueue reads it back).
+        format('GRANT SELECT (id) ON notifyq.tasks TO %s', grantee),
+        -- INSERT INTO notifyq.batches DEFAULT VALUES RETURNING id: a new, empty batch.
+        format('GRANT INSERT (created_at), SELECT (id) ON notifyq.batches TO %s', grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
+END;
+$$;

@@ -22,6 +22,8 @@ WITH quick AS MATERIALIZED (
       FROM notifyq.tasks, quick
      WHERE status = 'pending' AND run_at <= now() AND queue = ANY($1::text[])
        AND kind = ANY($5::text[])
+       -- A start deadline (migration 0017) is read from the row the scan fetches anyway.
+       AND (expires_at IS NULL OR expires_at > now())
      ORDER BY priority DESC, run_at, id
      LIMIT $2
        FOR UPDATE OF tasks SKIP LOCKED
@@ -74,6 +76,7 @@ SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
   FROM unnest($1::text[]) AS q(name),
        LATERAL (SELECT run_at FROM notifyq.tasks
                  WHERE status = 'pending' AND queue = q.name AND kind = ANY($2::text[])
+                   AND (expires_at IS NULL OR expires_at > now())
                  ORDER BY run_at LIMIT 1) AS first;
 
 -- name: finish
@@ -257,6 +260,8 @@ WITH outcome AS (
       FROM notifyq.tasks
      WHERE status = 'pending' AND run_at <= now() AND queue = ANY($9::text[])
        AND kind = ANY($12::text[])
+       -- A start deadline (migration 0017) is read from the row the scan fetches anyway.
+       AND (expires_at IS NULL OR expires_at > now())
      ORDER BY priority DESC, run_at, id
      LIMIT $10
        FOR UPDATE OF tasks SKIP LOCKED
@@ -400,6 +405,36 @@ WITH expired AS (
 )
 SELECT id, queue, status, lost_worker FROM recovered;
 
+-- name: expire_tasks
+-- End up to $1 tasks past their start deadline (migration 0017), pending or waiting, as
+-- cancelled: error 'expired: not started by <expires_at in UTC>', history `expired`; their
+-- dependents and batches follow through the row triggers, as for a cancel. Over
+-- tasks_expiry_idx (live rows with a deadline only: nothing to read when no queue uses
+-- deadlines). SKIP LOCKED: processes sweeping at once never end a row twice, and a row a
+-- claim holds is the claim's (the claim itself never takes a row past its deadline).
+-- Returns the ended tasks' ids and queues.
+WITH due AS (
+    SELECT id
+      FROM notifyq.tasks
+     WHERE expires_at <= now() AND expires_at IS NOT NULL
+       AND status IN ('pending', 'waiting')
+     ORDER BY expires_at
+     LIMIT $1
+       FOR UPDATE SKIP LOCKED
+), ended AS (
+    UPDATE notifyq.tasks t
+       SET status = 'cancelled', waiting_on = 0, finished_at = now(), updated_at = now(),
+           error = 'expired: not started by '
+                   || to_char(t.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+      FROM due
+     WHERE t.id = due.id
+    RETURNING t.id, t.queue, t.attempts, t.error
+), events AS (
+    INSERT INTO notifyq.task_events (task_id, event, attempt, error)
+    SELECT id, 'expired', attempts, error FROM ended
+)
+SELECT id, queue FROM ended;
+
 -- name: forget_stale_workers
 -- Drop registry rows of processes that stopped heart-beating $1 seconds ago.
 DELETE FROM notifyq.workers
@@ -444,26 +479,29 @@ SELECT notifyq.attach_legacy_events();
 -- name: enqueue
 -- Add one checked task (notifyq.spec): the JSON of payload $3 and meta $9 as text; run_at is
 -- $5 (NULL: now) plus $6 seconds; $10 its concurrency_key; $11 its parents (depends_on, as
--- the text of a bigint[], NULL: none), $12 its on_parent_failure.
+-- the text of a bigint[], NULL: none), $12 its on_parent_failure; its start deadline
+-- expires_at is $13, else now() plus $14 seconds (both NULL: none).
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
-                           meta, concurrency_key, depends_on, on_parent_failure)
+                           meta, concurrency_key, depends_on, on_parent_failure, expires_at)
 VALUES ($1, $2, $3::text::jsonb, $4,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
         $7, make_interval(secs => $8::float8), $9::text::jsonb, $10, $11::text::bigint[],
-        $12::text)
+        $12::text, coalesce($13::timestamptz, now() + make_interval(secs => $14::float8)))
 RETURNING *;
 
 -- name: enqueue_unique
--- Add one task with unique_key $10 (concurrency_key $11; the rest as in `enqueue`) unless a
+-- Add one task with unique_key $10 (concurrency_key $11, expires_at $12 or in $13 s; the
+-- rest as in `enqueue`) unless a
 -- live task of queue $1 holds that key; returns
 -- the new task (added true) or the live one (added false). No row: the live one ended or
 -- committed after this statement's snapshot; the caller runs it again.
 WITH added AS (
     INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout,
-                               meta, unique_key, concurrency_key)
+                               meta, unique_key, concurrency_key, expires_at)
     VALUES ($1, $2, $3::text::jsonb, $4,
             coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
-            $7, make_interval(secs => $8::float8), $9::text::jsonb, $10, $11)
+            $7, make_interval(secs => $8::float8), $9::text::jsonb, $10, $11,
+            coalesce($12::timestamptz, now() + make_interval(secs => $13::float8)))
     ON CONFLICT (queue, unique_key)
         WHERE status IN ('pending', 'in_progress') AND unique_key IS NOT NULL
         DO NOTHING
@@ -1026,14 +1064,17 @@ DELETE FROM notifyq.schedules WHERE name = $1 RETURNING name;
 -- text and numbers (JSON as text), so the caller's driver needs no type codec. run_at is
 -- $5 (NULL: now) plus $6 seconds; $9 is the task's meta or NULL; $10 its unique_key, $11
 -- its concurrency_key, $12 its parents (depends_on as the text of a bigint[]; NULL: none),
--- $13 its on_parent_failure. No row: a live task of the queue holds the unique key (the
+-- $13 its on_parent_failure, $14 its expires_at, else now() plus $15 seconds (NULL: no
+-- deadline). No row: a live task of the queue holds the unique key (the
 -- plain ON CONFLICT needs no SELECT privilege, which a producer role does not have).
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
-                           unique_key, concurrency_key, depends_on, on_parent_failure)
+                           unique_key, concurrency_key, depends_on, on_parent_failure,
+                           expires_at)
 VALUES ($1::text, $2::text, $3::text::jsonb, $4::int,
         coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8),
         $7::int, make_interval(secs => $8::float8), $9::text::jsonb, $10::text, $11::text,
-        $12::text::bigint[], $13::text)
+        $12::text::bigint[], $13::text,
+        coalesce($14::timestamptz, now() + make_interval(secs => $15::float8)))
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -1043,17 +1084,18 @@ RETURNING id;
 -- back in the order given. Each task's parents travel as the text of a bigint[] (an array
 -- of arrays must be rectangular; these are not).
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
-                           concurrency_key, depends_on, on_parent_failure)
+                           concurrency_key, depends_on, on_parent_failure, expires_at)
 SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
        coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
        t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key,
-       t.depends_on::bigint[], t.on_parent_failure
+       t.depends_on::bigint[], t.on_parent_failure,
+       coalesce(t.expires_at, now() + make_interval(secs => t.expires_in_s))
   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
               $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[], $11::text[],
-              $12::text[])
+              $12::text[], $13::timestamptz[], $14::float8[])
        WITH ORDINALITY
        AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta,
-            concurrency_key, depends_on, on_parent_failure, n)
+            concurrency_key, depends_on, on_parent_failure, expires_at, expires_in_s, n)
  ORDER BY t.n
 RETURNING id;
 
@@ -1066,7 +1108,7 @@ RETURNING id;
 -- its own parents; rows are added in the order given, so ids ascend in member order.
 INSERT INTO notifyq.tasks (queue, kind, payload, priority, run_at, max_attempts, timeout, meta,
                            concurrency_key, depends_on, on_parent_failure, batch_id,
-                           after_batch)
+                           after_batch, expires_at)
 SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
        coalesce(t.run_at, now()) + make_interval(secs => t.delay_s),
        t.max_attempts, make_interval(secs => t.timeout_s), t.meta::jsonb, t.concurrency_key,
@@ -1074,13 +1116,15 @@ SELECT t.queue, t.kind, t.payload::jsonb, t.priority,
               '{}'),
        t.on_parent_failure,
        CASE WHEN NOT t.callback THEN step_batch.id END,
-       CASE WHEN t.callback THEN step_batch.id END
+       CASE WHEN t.callback THEN step_batch.id END,
+       coalesce(t.expires_at, now() + make_interval(secs => t.expires_in_s))
   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
               $6::float8[], $7::int[], $8::float8[], $9::text[], $10::text[], $11::text[],
-              $12::text[], $13::boolean[])
+              $12::text[], $13::boolean[], $14::timestamptz[], $15::float8[])
        WITH ORDINALITY
        AS t(queue, kind, payload, priority, run_at, delay_s, max_attempts, timeout_s, meta,
-            concurrency_key, depends_on, on_parent_failure, callback, n),
+            concurrency_key, depends_on, on_parent_failure, callback, expires_at,
+            expires_in_s, n),
        step_after, step_batch
  ORDER BY t.n
 RETURNING id;

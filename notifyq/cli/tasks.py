@@ -141,6 +141,11 @@ def _ids(text: str) -> list[Any]:
     show_default=True,
     help="cancel: cancelled when a parent ends error or cancelled; run: runs anyway.",
 )
+@click.option(
+    "--expires-in",
+    callback=_task_seconds("expires_in", spec.MIN_TIMEOUT_S, spec.MAX_DELAY_S),
+    help="Start deadline: never started after this long (then cancelled, history expired).",
+)
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -157,6 +162,7 @@ def enqueue(
     meta: str | None,
     after: str | None,
     on_parent_failure: str,
+    expires_in: float | None,
 ) -> None:
     """Add a task. PAYLOAD is JSON; text that is not JSON is taken as a string."""
     settings = settings_from(ctx)
@@ -178,6 +184,7 @@ def enqueue(
             meta=None if meta is None else _parse_json("--meta", meta),
             after=None if after is None else _ids(after),
             on_parent_failure=on_parent_failure,
+            expires_in=expires_in,
         )
     except errors.InvalidTask as exc:
         fail(str(exc), EXIT_USAGE)

@@ -70,13 +70,14 @@ def _row(task: NewTask) -> list[Any]:
         task.concurrency_key,
         task.depends_on,
         task.on_parent_failure,
+        *task.expiry(),
     ]
 
 
 def _columns(tasks: list[NewTask]) -> list[list[Any]]:
     """The arrays of the ``produce_many`` statement, one per column (no unique keys)."""
     rows = [_row(t) for t in tasks]
-    return [[r[i] for r in rows] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12)]
+    return [[r[i] for r in rows] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14)]
 
 
 @overload

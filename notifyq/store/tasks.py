@@ -39,6 +39,7 @@ async def enqueue(database: db.Database, *, task: NewTask) -> Enqueued:
             task.concurrency_key,
             task.depends_on,
             task.on_parent_failure,
+            *task.expiry(),
         )
         assert added is not None  # INSERT ... RETURNING always returns the row
         return Enqueued(TaskRow.from_record(added), duplicate=False)
@@ -48,6 +49,7 @@ async def enqueue(database: db.Database, *, task: NewTask) -> Enqueued:
             *task.parameters(),
             task.unique_key,
             task.concurrency_key,
+            *task.expiry(),
         )
         if row is not None:
             found = {k: v for k, v in row.items() if k != "added"}

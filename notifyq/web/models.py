@@ -154,6 +154,14 @@ class NewTask(BaseModel):
         ParentFailure.CANCEL.value,
         description="cancel: cancelled when a parent ends error or cancelled; run: runs anyway",
     )
+    expires_at: datetime | None = Field(
+        None,
+        description="Start deadline (ISO 8601 with a time zone): never started after it; "
+        "it ends cancelled, history expired",
+    )
+    expires_in: (
+        Annotated[float, Field(strict=True), _seconds(spec.MIN_TIMEOUT_S, spec.MAX_DELAY_S)] | None
+    ) = Field(None, description="Start deadline in seconds from now (instead of expires_at)")
 
     def checked(self) -> spec.NewTask:
         """The one check of every entry point (notifyq.spec): this model gives the shape and
@@ -172,6 +180,8 @@ class NewTask(BaseModel):
             meta=self.meta,
             after=self.after,
             on_parent_failure=self.on_parent_failure,
+            expires=self.expires_at,
+            expires_in=self.expires_in,
         )
 
     @model_validator(mode="after")
@@ -259,6 +269,8 @@ class TaskOut(BaseModel):
     waiting_on: int = Field(0, description="While waiting: how many ends it still waits for")
     batch_id: int | None = Field(None, description="The batch it is a member of")
     after_batch: int | None = Field(None, description="The batch whose callback it is")
+    snoozes: int = Field(0, description="How many times its handler snoozed it")
+    expires_at: datetime | None = Field(None, description="Start deadline: never started after")
     parents: list[RelatedOut] | None = Field(
         None, description="GET /tasks/{id} only: its first 100 parents, in depends_on order"
     )
@@ -297,6 +309,8 @@ class TaskOut(BaseModel):
             unique_key=row.unique_key,
             schedule_name=row.schedule_name,
             schedule_tick=row.schedule_tick,
+            snoozes=row.snoozes,
+            expires_at=row.expires_at,
             depends_on=row.depends_on,
             on_parent_failure=row.on_parent_failure,
             waiting_on=row.waiting_on,

@@ -129,6 +129,8 @@ def test_enqueue_stores_payload_and_options(database_url: str, tmp_path: Path) -
             "2",
             "--timeout",
             "1m",
+            "--expires-in",
+            "1h",
         ],
     )
     ids = []
@@ -178,6 +180,8 @@ def test_enqueue_stores_payload_and_options(database_url: str, tmp_path: Path) -
         )
         == "30.000000"
     )
+    deadline = "SELECT extract(epoch FROM expires_at - created_at) FROM notifyq.tasks WHERE id = "
+    assert scalar(database_url, deadline + str(ids[2])) == "3600.000000"
 
 
 def test_enqueue_bad_delay_exits_2(database_url: str, tmp_path: Path) -> None:
