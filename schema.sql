@@ -915,6 +915,90 @@ LANGUAGE sql IMMUTABLE AS $$
            OR q.per_key_concurrency IS NOT NULL
 $$;
 
+-- Debounce and throttle. Add a task with unique_key `key` to queue `queue`, choosing what a
+-- live task of the queue holding the key becomes (`on_conflict`):
+--   'keep'    nothing changes (a plain INSERT ... ON CONFLICT DO NOTHING does the same);
+--   'replace' a pending holder takes the new payload, priority, attempts, timeout, meta,
+--             concurrency_key and expires_at, and run_at = the new run_at (debounce: each
+--             call pushes it back);
+--   'update'  the same, but the holder keeps its run_at (throttle: it runs when first due,
+--             with the newest values).
+-- A holder that is in_progress already runs with what it was claimed with: under 'replace'
+-- or 'update' it lets go of the key (its unique_key is cleared; its attempt, outcome and
+-- retries are its own) and a new pending task with the key is added, so the newest values
+-- always run once more after it. The holder is locked FOR UPDATE first: against a claim,
+-- either the claim took it (and committed) before, and this adds a new task, or it is
+-- changed before any claim can take it (a claim skips a locked row). It is never both
+-- claimed with the old values and reported replaced (tests/integration/test_debounce.py).
+-- Returns the task's id and what happened: 'added', 'replaced', 'updated' or 'kept'.
+-- SECURITY DEFINER: a producer role (grant_producer) has INSERT only, not UPDATE.
+CREATE FUNCTION notifyq.enqueue_unique(
+    queue text, kind text, payload jsonb, key text, on_conflict text DEFAULT 'replace',
+    priority integer DEFAULT 0, run_at timestamptz DEFAULT NULL, max_attempts integer DEFAULT 3,
+    timeout interval DEFAULT NULL, meta jsonb DEFAULT NULL, concurrency_key text DEFAULT NULL,
+    expires_at timestamptz DEFAULT NULL)
+RETURNS TABLE (id bigint, change text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    held notifyq.tasks%ROWTYPE;
+    new_id bigint;
+    due timestamptz := coalesce(run_at, now());
+BEGIN
+    IF on_conflict IS NULL OR on_conflict NOT IN ('keep', 'replace', 'update') THEN
+        RAISE EXCEPTION 'on_conflict must be keep, replace or update, not %', on_conflict
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF key IS NULL THEN
+        RAISE EXCEPTION 'enqueue_unique needs a unique key' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    LOOP
+        SELECT * INTO held FROM notifyq.tasks t
+         WHERE t.queue = enqueue_unique.queue AND t.unique_key = key
+           AND t.status IN ('pending', 'in_progress')
+           FOR UPDATE;
+        IF FOUND AND (on_conflict = 'keep') THEN
+            RETURN QUERY SELECT held.id, 'kept'::text;
+            RETURN;
+        ELSIF FOUND AND held.status = 'pending' THEN
+            UPDATE notifyq.tasks t
+               SET kind = enqueue_unique.kind, payload = enqueue_unique.payload,
+                   priority = enqueue_unique.priority, max_attempts = enqueue_unique.max_attempts,
+                   timeout = enqueue_unique.timeout, meta = enqueue_unique.meta,
+                   concurrency_key = enqueue_unique.concurrency_key,
+                   expires_at = enqueue_unique.expires_at,
+                   run_at = CASE WHEN on_conflict = 'replace' THEN due ELSE t.run_at END,
+                   updated_at = now()
+             WHERE t.id = held.id;
+            RETURN QUERY SELECT held.id,
+                                CASE WHEN on_conflict = 'replace' THEN 'replaced'
+                                     ELSE 'updated' END;
+            RETURN;
+        ELSIF FOUND THEN
+            -- Running: it keeps its values and lets go of the key; a new task follows it.
+            UPDATE notifyq.tasks t SET unique_key = NULL, updated_at = now()
+             WHERE t.id = held.id;
+        END IF;
+        BEGIN
+            INSERT INTO notifyq.tasks AS t (queue, kind, payload, priority, run_at,
+                                            max_attempts, timeout, meta, unique_key,
+                                            concurrency_key, expires_at)
+            VALUES (enqueue_unique.queue, enqueue_unique.kind, enqueue_unique.payload,
+                    enqueue_unique.priority, due, enqueue_unique.max_attempts,
+                    enqueue_unique.timeout, enqueue_unique.meta, key,
+                    enqueue_unique.concurrency_key, enqueue_unique.expires_at)
+            RETURNING t.id INTO new_id;
+            RETURN QUERY SELECT new_id, 'added'::text;
+            RETURN;
+        EXCEPTION WHEN unique_violation THEN
+            -- Another transaction added a holder since the lookup: look again.
+            NULL;
+        END;
+    END LOOP;
+END;
+$$;
+
+
 -- Claim up to `want` due pending rows of `queues` (in that order: the caller rotates it)
 -- and of `kinds` (NULL: every kind), obeying each queue's limits. Returns the claimed rows with the columns of the `claim`
 -- statement, and for each queue that a limit held back one extra row with `id` NULL,
@@ -1244,7 +1328,11 @@ BEGIN
         -- RETURNING id of a producer's INSERT (notifyq.enqueue reads it back).
         format('GRANT SELECT (id) ON notifyq.tasks TO %s', grantee),
         -- INSERT INTO notifyq.batches DEFAULT VALUES RETURNING id: a new, empty batch.
-        format('GRANT INSERT (created_at), SELECT (id) ON notifyq.batches TO %s', grantee)
+        format('GRANT INSERT (created_at), SELECT (id) ON notifyq.batches TO %s', grantee),
+        -- Debounce and throttle (migration 0017): the one way a producer changes a task.
+        format('GRANT EXECUTE ON FUNCTION notifyq.enqueue_unique(text, text, jsonb, text, '
+               'text, integer, timestamptz, integer, interval, jsonb, text, timestamptz) '
+               'TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;

@@ -514,6 +514,18 @@ SELECT false, t.*
  WHERE NOT EXISTS (SELECT 1 FROM added)
    AND t.queue = $1 AND t.unique_key = $10 AND t.status IN ('pending', 'in_progress');
 
+-- name: enqueue_upsert
+-- Add one task with unique_key $10 through notifyq.enqueue_unique (migration 0017): a live
+-- holder of the key is kept, replaced (debounce) or updated (throttle) as $12 says; the
+-- rest as in `enqueue` (concurrency_key $11, expires_at $13 or in $14 s). Returns the id
+-- and what happened (added, replaced, updated, kept).
+SELECT id, change
+  FROM notifyq.enqueue_unique(
+       $1, $2, $3::text::jsonb, $10, $12, $4,
+       coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8), $7,
+       make_interval(secs => $8::float8), $9::text::jsonb, $11,
+       coalesce($13::timestamptz, now() + make_interval(secs => $14::float8)));
+
 -- name: seed
 -- Add $1 demo tasks in one statement (one notification).
 INSERT INTO notifyq.tasks (kind, payload)
@@ -1077,6 +1089,16 @@ VALUES ($1::text, $2::text, $3::text::jsonb, $4::int,
         coalesce($14::timestamptz, now() + make_interval(secs => $15::float8)))
 ON CONFLICT DO NOTHING
 RETURNING id;
+
+-- name: produce_upsert
+-- notifyq.enqueue with on_conflict replace or update: `enqueue_upsert` with the types
+-- spelled for any driver (values as text and numbers). Returns the task's id.
+SELECT id
+  FROM notifyq.enqueue_unique(
+       $1::text, $2::text, $3::text::jsonb, $10::text, $12::text, $4::int,
+       coalesce($5::timestamptz, now()) + make_interval(secs => $6::float8), $7::int,
+       make_interval(secs => $8::float8), $9::text::jsonb, $11::text,
+       coalesce($13::timestamptz, now() + make_interval(secs => $14::float8)));
 
 -- name: produce_many
 -- notifyq.enqueue_many: any number of tasks without a unique key in one statement, one

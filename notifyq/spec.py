@@ -44,6 +44,8 @@ MAX_JSON_DEPTH = 64
 # fan-in beyond this is a batch (notifyq.chord), whose members are counted, not listed.
 MAX_PARENTS = 1000
 MAX_TASK_ID = 2**63 - 1  # bigint
+# What a live task holding the new task's unique_key becomes (notifyq.enqueue_unique in SQL).
+ON_CONFLICT = ("keep", "replace", "update")
 
 
 # Compact JSON, non-ASCII as UTF-8 (so that the size counted is the size sent).
@@ -69,6 +71,7 @@ class PlainOptions(TypedDict, total=False):
     on_parent_failure: str
     expires: datetime | None
     expires_in: float | timedelta | None
+    on_conflict: str
 
 
 class TaskOptions(PlainOptions, total=False):
@@ -100,6 +103,7 @@ class NewTask:
     on_parent_failure: str = ParentFailure.CANCEL.value
     expires_at: datetime | None = None  # start deadline, in UTC
     expires_in_s: float | None = None  # start deadline from the insert (the database's now)
+    on_conflict: str = "keep"  # what a live holder of the unique_key becomes: ON_CONFLICT
 
     def expiry(self) -> tuple[datetime | None, float | None]:
         """The last two parameters of the statements that add a task (see queries.sql)."""
@@ -325,6 +329,7 @@ def new_task(
     on_parent_failure: str = ParentFailure.CANCEL.value,
     expires: datetime | None = None,
     expires_in: float | timedelta | None = None,
+    on_conflict: str = "keep",
 ) -> NewTask:
     """Check one task's options; raises :class:`InvalidTask` naming the bad option."""
     kind = text("kind", kind, MAX_NAME_CHARS)
@@ -355,6 +360,10 @@ def new_task(
         raise InvalidTask("unique_key", unique_key, "a task with parents (after) has no unique_key")
     policy = parent_failure(on_parent_failure)
     expires_at, expires_in_s = deadline(expires, expires_in, at, delay_s)
+    if on_conflict not in ON_CONFLICT:
+        raise InvalidTask("on_conflict", on_conflict, "expected keep, replace or update")
+    if on_conflict != "keep" and unique_key is None:
+        raise InvalidTask("on_conflict", on_conflict, "only a task with a unique_key has one")
     return NewTask(
         queue,
         kind,
@@ -371,6 +380,7 @@ def new_task(
         policy,
         expires_at,
         expires_in_s,
+        on_conflict,
     )
 
 

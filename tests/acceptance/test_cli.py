@@ -551,3 +551,20 @@ def test_help_of_the_real_program(tmp_path: Path) -> None:
 def test_bad_arguments_exit_2(args: list[str]) -> None:
     result = CliRunner().invoke(main, args, env={"DATABASE_URL": NOWHERE})
     assert result.exit_code == 2, result.output
+
+
+def test_enqueue_on_conflict_replace_debounces(database_url: str, tmp_path: Path) -> None:
+    first = nq(database_url, tmp_path, "enqueue", "noop", "1", "--unique-key", "k", "--delay", "1h")
+    again = nq(
+        database_url,
+        tmp_path,
+        *("enqueue", "noop", "2", "--unique-key", "k", "--delay", "10s"),
+        *("--on-conflict", "replace"),
+    )
+    assert (first.code, again.code) == (0, 0), (first, again)
+    assert again.out == first.out
+    assert again.err == f"notifyq: replaced task {int(first.out)} (unique key 'k')\n"
+    assert row(database_url, int(first.out), "payload::text, run_at - created_at < '1 min'") == [
+        "2",
+        "t",
+    ]
