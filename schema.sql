@@ -229,6 +229,9 @@ CREATE TABLE notifyq.queues (
     -- merged into their successor, which can only make the limit stricter).
     rate_log_at         timestamptz[] NOT NULL DEFAULT '{}',
     rate_log_n          integer[]     NOT NULL DEFAULT '{}',
+    -- Fair queues (migration 0017): round-robin over concurrency_key; the last key served.
+    fair                boolean     NOT NULL DEFAULT false,
+    fair_cursor         text,
     CONSTRAINT queues_name_valid CHECK (name <> '' AND length(name) <= 128),
     CONSTRAINT queues_concurrency_valid CHECK (concurrency BETWEEN 1 AND 1000000),
     CONSTRAINT queues_per_key_concurrency_valid CHECK (per_key_concurrency BETWEEN 1 AND 1000000),
@@ -240,6 +243,10 @@ CREATE TABLE notifyq.queues (
 
 COMMENT ON TABLE notifyq.queues IS
     'notifyq per-queue limits (concurrency, rate, per-key concurrency, paused); see the README';
+COMMENT ON COLUMN notifyq.queues.fair IS
+    'claims take due rows round-robin over concurrency_key, within priority';
+COMMENT ON COLUMN notifyq.queues.fair_cursor IS
+    'the key a fair claim served last: the next claim starts after it';
 
 -- Periodic schedules: one task per tick of cron (in time zone tz) or of every (multiples
 -- of the interval counted from the Unix epoch). The processes compute the ticks (in
@@ -343,6 +350,9 @@ CREATE INDEX tasks_waiting_parents_idx ON notifyq.tasks USING gin (depends_on)
     WITH (fastupdate = off) WHERE status = 'waiting';
 -- A batch's members in order (a callback reads its members' results).
 CREATE INDEX tasks_batch_idx ON notifyq.tasks (batch_id, id) WHERE batch_id IS NOT NULL;
+-- A fair queue's keys and their first rows (migration 0017): pending rows with a key only.
+CREATE INDEX tasks_fair_idx ON notifyq.tasks (queue, concurrency_key, priority DESC, run_at, id)
+    WHERE status = 'pending' AND concurrency_key IS NOT NULL;
 -- The expiry sweep's rows (migration 0017): live rows with a start deadline only.
 CREATE INDEX tasks_expiry_idx ON notifyq.tasks (expires_at)
     WHERE expires_at IS NOT NULL AND status IN ('pending', 'waiting');
@@ -912,7 +922,66 @@ $$;
 CREATE FUNCTION notifyq.queue_is_limited(q notifyq.queues) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
     SELECT q.paused OR q.concurrency IS NOT NULL OR q.rate_count IS NOT NULL
-           OR q.per_key_concurrency IS NOT NULL
+           OR q.per_key_concurrency IS NOT NULL OR q.fair
+$$;
+
+-- Up to `want` due pending rows of fair queue `q`, in fair order (see above): ids only, not
+-- locked (claim_limited locks them, skipping rows locked meanwhile). `per_key` (NULL: none)
+-- caps each key's rows by what it runs already; `cursor` is the queue's fair_cursor.
+CREATE FUNCTION notifyq.fair_pick(q text, want integer, at timestamptz, kinds text[],
+                                  per_key integer, cursor text)
+RETURNS bigint[]
+LANGUAGE sql STABLE AS $$
+WITH RECURSIVE keys AS (
+    (SELECT t.concurrency_key AS k FROM notifyq.tasks t
+      WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key IS NOT NULL
+      ORDER BY t.concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.concurrency_key FROM notifyq.tasks t
+             WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key IS NOT NULL
+               AND t.concurrency_key > keys.k
+             ORDER BY t.concurrency_key LIMIT 1)
+      FROM keys WHERE keys.k IS NOT NULL
+), running AS (
+    SELECT t.concurrency_key AS k, count(*)::integer AS n
+      FROM notifyq.tasks t
+     WHERE per_key IS NOT NULL AND t.status = 'in_progress' AND t.queue = q
+       AND t.concurrency_key IS NOT NULL
+     GROUP BY t.concurrency_key
+), heads AS (
+    SELECT h.id, h.priority, h.rn, keys.k
+      FROM keys
+      LEFT JOIN running r ON r.k = keys.k
+      CROSS JOIN LATERAL (
+          SELECT d.id, d.priority,
+                 row_number() OVER (ORDER BY d.priority DESC, d.run_at, d.id) AS rn
+            FROM (SELECT t.id, t.priority, t.run_at
+                    FROM notifyq.tasks t
+                   WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key = keys.k
+                     AND t.run_at <= at AND (kinds IS NULL OR t.kind = ANY (kinds))
+                     AND (t.expires_at IS NULL OR t.expires_at > at)
+                   ORDER BY t.priority DESC, t.run_at, t.id
+                   LIMIT greatest(0, least(want, coalesce(per_key - r.n, per_key, want)))) d
+      ) h
+     WHERE keys.k IS NOT NULL
+    UNION ALL
+    SELECT d.id, d.priority, row_number() OVER (ORDER BY d.priority DESC, d.run_at, d.id),
+           NULL
+      FROM (SELECT t.id, t.priority, t.run_at
+              FROM notifyq.tasks t
+             WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key IS NULL
+               AND t.run_at <= at AND (kinds IS NULL OR t.kind = ANY (kinds))
+               AND (t.expires_at IS NULL OR t.expires_at > at)
+             ORDER BY t.priority DESC, t.run_at, t.id
+             LIMIT want) d
+)
+SELECT array_agg(p.id ORDER BY p.n)
+  FROM (SELECT h.id,
+               row_number() OVER (ORDER BY h.priority DESC, h.rn,
+                                           coalesce(h.k, '') <= coalesce(cursor, ''),
+                                           coalesce(h.k, '')) AS n
+          FROM heads h) p
+ WHERE p.n <= want;
 $$;
 
 -- Debounce and throttle. Add a task with unique_key `key` to queue `queue`, choosing what a
@@ -1076,6 +1145,18 @@ BEGIN
         -- limit; a row of a key that fills up within the round waits for the next round
         -- (which skips that key). Without a per-key limit one round takes all it can.
         WHILE v_taken < v_allowed LOOP
+            IF v_limited AND v_cfg.fair THEN
+            -- A fair queue (migration 0017): the rows in fair order, locked now (a row
+            -- locked meanwhile is skipped); one round takes all it can.
+            SELECT array_agg(x.id ORDER BY x.ord) INTO v_picked
+              FROM (SELECT t.id, p.ord
+                      FROM unnest(notifyq.fair_pick(v_queue, v_allowed - v_taken, v_now, kinds,
+                                                    v_per_key, v_cfg.fair_cursor))
+                           WITH ORDINALITY AS p(id, ord)
+                      JOIN notifyq.tasks t ON t.id = p.id
+                     WHERE t.status = 'pending'
+                       FOR UPDATE OF t SKIP LOCKED) x;
+            ELSE
             WITH full_keys AS (
                 SELECT t.concurrency_key AS k
                   FROM notifyq.tasks t
@@ -1111,6 +1192,7 @@ BEGIN
             SELECT array_agg(r.id) INTO v_picked
               FROM ranked r LEFT JOIN running u ON u.k = r.k
              WHERE v_per_key IS NULL OR r.k IS NULL OR r.rn + coalesce(u.n, 0) <= v_per_key;
+            END IF;
             -- Every key in `candidates` is below its limit, so its first row is picked:
             -- nothing picked means no due row is left.
             EXIT WHEN v_picked IS NULL;
@@ -1148,6 +1230,15 @@ BEGIN
              ORDER BY c.priority DESC, c.run_at, c.id;
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_taken := v_taken + v_n;
+            IF v_limited AND v_cfg.fair THEN
+                -- The next fair claim starts after the last key served.
+                UPDATE notifyq.queues q
+                   SET fair_cursor = (SELECT coalesce(t.concurrency_key, '')
+                                        FROM notifyq.tasks t
+                                       WHERE t.id = v_picked[cardinality(v_picked)])
+                 WHERE q.name = v_queue;
+                EXIT;
+            END IF;
             EXIT WHEN v_per_key IS NULL OR v_n = 0;
         END LOOP;
         want := want - v_taken;
@@ -1589,7 +1680,8 @@ BEGIN
                'notifyq.ensure_event_partitions(integer)',
                'notifyq.attach_legacy_events()',
                'notifyq.prune_event_partitions(interval)',
-               'notifyq.drop_event_partitions(interval)'])
+               'notifyq.drop_event_partitions(interval)',
+               'notifyq.fair_pick(text, integer, timestamptz, text[], integer, text)'])
            WITH ORDINALITY AS w(signature, n),
            LATERAL (SELECT to_regprocedure(w.signature) AS oid, w.n) AS f
      WHERE f.oid IS NOT NULL;
@@ -1699,6 +1791,7 @@ CREATE TRIGGER queues_limits_changed
           OR OLD.rate_period IS DISTINCT FROM NEW.rate_period
           OR OLD.per_key_concurrency IS DISTINCT FROM NEW.per_key_concurrency
           OR OLD.paused IS DISTINCT FROM NEW.paused
+          OR OLD.fair IS DISTINCT FROM NEW.fair
           OR OLD.name IS DISTINCT FROM NEW.name)
     EXECUTE FUNCTION notifyq.queue_changed();
 

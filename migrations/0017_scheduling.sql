@@ -54,6 +54,105 @@ BEGIN
 END
 $$;
 
+-- Fair queues. notifyq.queues.fair: a fair queue is claimed by claim_limited (it counts as
+-- limited), which takes its due rows round-robin over their concurrency_keys, within
+-- priority: the n-th due row of every key comes before the (n+1)-th of any key of the same
+-- priority, and the keys take turns from the one after the queue's fair_cursor (the last
+-- key served; tasks without a key are one lane, key ''). So tenant B's ten new tasks start
+-- within the next claims however long tenant A's backlog is. The keys with pending rows are
+-- found by a skip scan over tasks_fair_idx (one probe per key, whatever the backlog), and
+-- each key's first rows by one probe of it. The index holds pending rows with a key only:
+-- a queue whose tasks have no key pays nothing, and the plain claim is unchanged.
+ALTER TABLE notifyq.queues
+    ADD COLUMN fair        boolean NOT NULL DEFAULT false,
+    ADD COLUMN fair_cursor text;
+
+COMMENT ON COLUMN notifyq.queues.fair IS
+    'claims take due rows round-robin over concurrency_key, within priority';
+COMMENT ON COLUMN notifyq.queues.fair_cursor IS
+    'the key a fair claim served last: the next claim starts after it';
+
+CREATE INDEX tasks_fair_idx ON notifyq.tasks (queue, concurrency_key, priority DESC, run_at, id)
+    WHERE status = 'pending' AND concurrency_key IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION notifyq.queue_is_limited(q notifyq.queues) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT q.paused OR q.concurrency IS NOT NULL OR q.rate_count IS NOT NULL
+           OR q.per_key_concurrency IS NOT NULL OR q.fair
+$$;
+
+DROP TRIGGER queues_limits_changed ON notifyq.queues;
+CREATE TRIGGER queues_limits_changed
+    AFTER UPDATE ON notifyq.queues
+    FOR EACH ROW
+    WHEN (OLD.concurrency IS DISTINCT FROM NEW.concurrency
+          OR OLD.rate_count IS DISTINCT FROM NEW.rate_count
+          OR OLD.rate_period IS DISTINCT FROM NEW.rate_period
+          OR OLD.per_key_concurrency IS DISTINCT FROM NEW.per_key_concurrency
+          OR OLD.paused IS DISTINCT FROM NEW.paused
+          OR OLD.fair IS DISTINCT FROM NEW.fair
+          OR OLD.name IS DISTINCT FROM NEW.name)
+    EXECUTE FUNCTION notifyq.queue_changed();
+
+-- Up to `want` due pending rows of fair queue `q`, in fair order (see above): ids only, not
+-- locked (claim_limited locks them, skipping rows locked meanwhile). `per_key` (NULL: none)
+-- caps each key's rows by what it runs already; `cursor` is the queue's fair_cursor.
+CREATE FUNCTION notifyq.fair_pick(q text, want integer, at timestamptz, kinds text[],
+                                  per_key integer, cursor text)
+RETURNS bigint[]
+LANGUAGE sql STABLE AS $$
+WITH RECURSIVE keys AS (
+    (SELECT t.concurrency_key AS k FROM notifyq.tasks t
+      WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key IS NOT NULL
+      ORDER BY t.concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.concurrency_key FROM notifyq.tasks t
+             WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key IS NOT NULL
+               AND t.concurrency_key > keys.k
+             ORDER BY t.concurrency_key LIMIT 1)
+      FROM keys WHERE keys.k IS NOT NULL
+), running AS (
+    SELECT t.concurrency_key AS k, count(*)::integer AS n
+      FROM notifyq.tasks t
+     WHERE per_key IS NOT NULL AND t.status = 'in_progress' AND t.queue = q
+       AND t.concurrency_key IS NOT NULL
+     GROUP BY t.concurrency_key
+), heads AS (
+    SELECT h.id, h.priority, h.rn, keys.k
+      FROM keys
+      LEFT JOIN running r ON r.k = keys.k
+      CROSS JOIN LATERAL (
+          SELECT d.id, d.priority,
+                 row_number() OVER (ORDER BY d.priority DESC, d.run_at, d.id) AS rn
+            FROM (SELECT t.id, t.priority, t.run_at
+                    FROM notifyq.tasks t
+                   WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key = keys.k
+                     AND t.run_at <= at AND (kinds IS NULL OR t.kind = ANY (kinds))
+                     AND (t.expires_at IS NULL OR t.expires_at > at)
+                   ORDER BY t.priority DESC, t.run_at, t.id
+                   LIMIT greatest(0, least(want, coalesce(per_key - r.n, per_key, want)))) d
+      ) h
+     WHERE keys.k IS NOT NULL
+    UNION ALL
+    SELECT d.id, d.priority, row_number() OVER (ORDER BY d.priority DESC, d.run_at, d.id),
+           NULL
+      FROM (SELECT t.id, t.priority, t.run_at
+              FROM notifyq.tasks t
+             WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key IS NULL
+               AND t.run_at <= at AND (kinds IS NULL OR t.kind = ANY (kinds))
+               AND (t.expires_at IS NULL OR t.expires_at > at)
+             ORDER BY t.priority DESC, t.run_at, t.id
+             LIMIT want) d
+)
+SELECT array_agg(p.id ORDER BY p.n)
+  FROM (SELECT h.id,
+               row_number() OVER (ORDER BY h.priority DESC, h.rn,
+                                           coalesce(h.k, '') <= coalesce(cursor, ''),
+                                           coalesce(h.k, '')) AS n
+          FROM heads h) p
+ WHERE p.n <= want;
+$$;
+
 -- The claim of queues with limits (migration 0011's function): a row past its start
 -- deadline is not a candidate; nothing else changes.
 CREATE OR REPLACE FUNCTION notifyq.claim_limited(queues text[], want integer, worker text, lease_s float8,
@@ -127,6 +226,18 @@ BEGIN
         -- limit; a row of a key that fills up within the round waits for the next round
         -- (which skips that key). Without a per-key limit one round takes all it can.
         WHILE v_taken < v_allowed LOOP
+            IF v_limited AND v_cfg.fair THEN
+            -- A fair queue (migration 0017): the rows in fair order, locked now (a row
+            -- locked meanwhile is skipped); one round takes all it can.
+            SELECT array_agg(x.id ORDER BY x.ord) INTO v_picked
+              FROM (SELECT t.id, p.ord
+                      FROM unnest(notifyq.fair_pick(v_queue, v_allowed - v_taken, v_now, kinds,
+                                                    v_per_key, v_cfg.fair_cursor))
+                           WITH ORDINALITY AS p(id, ord)
+                      JOIN notifyq.tasks t ON t.id = p.id
+                     WHERE t.status = 'pending'
+                       FOR UPDATE OF t SKIP LOCKED) x;
+            ELSE
             WITH full_keys AS (
                 SELECT t.concurrency_key AS k
                   FROM notifyq.tasks t
@@ -162,6 +273,7 @@ BEGIN
             SELECT array_agg(r.id) INTO v_picked
               FROM ranked r LEFT JOIN running u ON u.k = r.k
              WHERE v_per_key IS NULL OR r.k IS NULL OR r.rn + coalesce(u.n, 0) <= v_per_key;
+            END IF;
             -- Every key in `candidates` is below its limit, so its first row is picked:
             -- nothing picked means no due row is left.
             EXIT WHEN v_picked IS NULL;
@@ -199,6 +311,15 @@ BEGIN
              ORDER BY c.priority DESC, c.run_at, c.id;
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_taken := v_taken + v_n;
+            IF v_limited AND v_cfg.fair THEN
+                -- The next fair claim starts after the last key served.
+                UPDATE notifyq.queues q
+                   SET fair_cursor = (SELECT coalesce(t.concurrency_key, '')
+                                        FROM notifyq.tasks t
+                                       WHERE t.id = v_picked[cardinality(v_picked)])
+                 WHERE q.name = v_queue;
+                EXIT;
+            END IF;
             EXIT WHEN v_per_key IS NULL OR v_n = 0;
         END LOOP;
         want := want - v_taken;
@@ -368,5 +489,70 @@ BEGIN
 END;
 $$;
 
-REVOKE EXECUTE ON FUNCTION notifyq.enqueue_unique(text, text, jsonb, text, text, integer,
-    timestamptz, integer, interval, jsonb, text, timestamptz) FROM PUBLIC;
+-- Grants: a worker calls fair_pick (through claim_limited).
+CREATE OR REPLACE FUNCTION notifyq.grant_worker_functions(grantee regrole,
+                                                          apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    stmt text;
+    functions text;
+BEGIN
+    SELECT string_agg(f.oid::regprocedure::text, ', ' ORDER BY f.n) INTO functions
+      FROM unnest(ARRAY[
+               'notifyq.claim_limited(text[], integer, text, float8, text[])',
+               'notifyq.queue_is_limited(notifyq.queues)',
+               'notifyq.go_idle(text, text[])',
+               'notifyq.wake_waiters(text[])',
+               'notifyq.slots_freed(text[])',
+               'notifyq.next_event_id()',
+               'notifyq.cancel(bigint)',
+               'notifyq.retry(bigint)',
+               'notifyq.lock_parents(bigint, bigint[], bigint, boolean)',
+               'notifyq.fire_schedule(text, timestamptz, timestamptz, timestamptz)',
+               'notifyq.ensure_event_partitions(integer)',
+               'notifyq.attach_legacy_events()',
+               'notifyq.prune_event_partitions(interval)',
+               'notifyq.drop_event_partitions(interval)',
+               'notifyq.fair_pick(text, integer, timestamptz, text[], integer, text)'])
+           WITH ORDINALITY AS w(signature, n),
+           LATERAL (SELECT to_regprocedure(w.signature) AS oid, w.n) AS f
+     WHERE f.oid IS NOT NULL;
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT EXECUTE ON FUNCTION %s TO %s', functions, grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
+END;
+$$;
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA notifyq FROM PUBLIC;
+
+-- Roles that have the producer's or the worker's grants get this version's at once, so that
+-- running processes and producers keep working before `notifyq roles` is run again.
+DO $$
+DECLARE
+    grantee regrole;
+BEGIN
+    FOR grantee IN
+        SELECT DISTINCT a.grantee::regrole
+          FROM pg_class c, aclexplode(c.relacl) a
+         WHERE c.oid = 'notifyq.tasks'::regclass AND a.privilege_type = 'UPDATE'
+           AND a.grantee NOT IN (0, c.relowner)
+    LOOP
+        PERFORM notifyq.grant_worker(grantee);
+        PERFORM notifyq.grant_worker_functions(grantee);
+    END LOOP;
+    FOR grantee IN
+        SELECT DISTINCT a.grantee::regrole
+          FROM pg_attribute t, aclexplode(t.attacl) a
+         WHERE t.attrelid = 'notifyq.tasks'::regclass AND t.attname = 'kind'
+           AND a.privilege_type = 'INSERT' AND a.grantee <> 0
+    LOOP
+        PERFORM notifyq.grant_producer(grantee);
+    END LOOP;
+END;
+$$;

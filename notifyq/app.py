@@ -160,6 +160,7 @@ class App:
         rate: str | limits.Keep | None = limits.KEEP,
         per_key_concurrency: int | limits.Keep | None = limits.KEEP,
         paused: bool | None = None,
+        fair: bool | None = None,
     ) -> None:
         """Declare limits of queue ``name``, written to notifyq.queues when a process starts.
 
@@ -173,6 +174,7 @@ class App:
             rate=rate,
             per_key_concurrency=per_key_concurrency,
             paused=paused,
+            fair=fair,
         )
 
     def schedule(

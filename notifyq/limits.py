@@ -108,6 +108,7 @@ class LimitChange:
     rate: Rate | None = None
     per_key_concurrency: int | None = None
     paused: bool | None = None
+    fair: bool | None = None  # round-robin over concurrency_key (README "Fair queues")
 
 
 class Keep(enum.Enum):
@@ -126,6 +127,7 @@ def change(
     rate: Rate | str | Keep | None = KEEP,
     per_key_concurrency: int | Keep | None = KEEP,
     paused: bool | None = None,
+    fair: bool | None = None,
 ) -> LimitChange:
     """Build a checked change. ``KEEP`` (the default) leaves a field as stored; None removes
     that limit; ``rate`` may be given as text (``"100/s"``); ``paused`` None keeps it."""
@@ -147,6 +149,14 @@ def change(
         )
     if paused is not None:
         fields.add("paused")
+    if fair is not None:
+        fields.add("fair")
     return LimitChange(
-        check_queue_name(name), frozenset(fields), new_concurrency, new_rate, new_per_key, paused
+        check_queue_name(name),
+        frozenset(fields),
+        new_concurrency,
+        new_rate,
+        new_per_key,
+        paused,
+        fair,
     )

@@ -896,7 +896,8 @@ SELECT notifyq.grant_worker_functions($1::text::regrole, $2) AS statement;
 SELECT *
   FROM (SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
                extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
-               q.per_key_concurrency, coalesce(q.paused, false) AS paused, q.updated_at,
+               q.per_key_concurrency, coalesce(q.paused, false) AS paused,
+               coalesce(q.fair, false) AS fair, q.updated_at,
                coalesce(c.pending, 0)::int AS pending,
                coalesce(c.in_progress, 0)::int AS in_progress
           FROM notifyq.queues q
@@ -912,11 +913,12 @@ SELECT *
 
 -- name: queue_set
 -- Set the limits of queue $1: $2 concurrency, $3 rate count per $4 s, $5 per-key
--- concurrency, $6 paused. Each of $2..$6 is applied when its flag in $7 (names of the
--- fields to set) says so; the others keep their value (NULL: no limit).
+-- concurrency, $6 paused, $8 fair (migration 0017). Each of them is applied when its flag
+-- in $7 (names of the fields to set) says so; the others keep their value (NULL: no limit).
 INSERT INTO notifyq.queues AS q (name, concurrency, rate_count, rate_period,
-                                 per_key_concurrency, paused)
-VALUES ($1, $2, $3, make_interval(secs => $4::float8), $5, coalesce($6, false))
+                                 per_key_concurrency, paused, fair)
+VALUES ($1, $2, $3, make_interval(secs => $4::float8), $5, coalesce($6, false),
+        coalesce($8, false))
 ON CONFLICT (name) DO UPDATE SET
     concurrency = CASE WHEN 'concurrency' = ANY($7::text[])
                        THEN excluded.concurrency ELSE q.concurrency END,
@@ -927,10 +929,11 @@ ON CONFLICT (name) DO UPDATE SET
     per_key_concurrency = CASE WHEN 'per_key_concurrency' = ANY($7::text[])
                                THEN excluded.per_key_concurrency ELSE q.per_key_concurrency END,
     paused = CASE WHEN 'paused' = ANY($7::text[]) THEN excluded.paused ELSE q.paused END,
+    fair = CASE WHEN 'fair' = ANY($7::text[]) THEN excluded.fair ELSE q.fair END,
     updated_at = now()
 RETURNING q.name, q.concurrency, q.rate_count,
           extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
-          q.per_key_concurrency, q.paused, q.updated_at;
+          q.per_key_concurrency, q.paused, q.fair, q.updated_at;
 
 -- name: queue_clear
 -- Remove every limit of queue $1 (its row); true when it had one.

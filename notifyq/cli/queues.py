@@ -37,6 +37,11 @@ def _count(option: str, text: str | None) -> int | limits.Keep:
 @click.option("--per-key", "per_key", help="At most N in_progress per concurrency_key.")
 @click.option("--paused", "paused", flag_value=True, default=None, help="Claim nothing.")
 @click.option("--resumed", "paused", flag_value=False, help="Claim again.")
+@click.option(
+    "--fair/--no-fair",
+    default=None,
+    help="Claim round-robin over concurrency_key, within priority (README: Fair queues).",
+)
 @click.option("--clear", is_flag=True, help="Remove every limit of the queue first.")
 @click.pass_context
 def set_(
@@ -46,6 +51,7 @@ def set_(
     rate: str | None,
     per_key: str | None,
     paused: bool | None,
+    fair: bool | None,
     clear: bool,
 ) -> None:
     """Set limits of queue NAME; the options not given keep their value."""
@@ -56,12 +62,14 @@ def set_(
             rate=limits.KEEP if rate is None else rate,
             per_key_concurrency=_count("--per-key", per_key),
             paused=paused,
+            fair=fair,
         )
     except errors.ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     if not clear and not change.fields:
         fail(
-            "nothing to set: give --concurrency, --rate, --per-key, --paused, --resumed or --clear",
+            "nothing to set: give --concurrency, --rate, --per-key, --paused, --resumed, "
+            "--fair, --no-fair or --clear",
             EXIT_USAGE,
         )
     settings = settings_from(ctx)
@@ -104,6 +112,7 @@ def as_dict(q: store.QueueInfo) -> dict[str, object]:
         "rate": str(q.rate) if q.rate else None,
         "per_key_concurrency": q.per_key_concurrency,
         "paused": q.paused,
+        "fair": q.fair,
         Status.PENDING.value: q.pending,
         Status.IN_PROGRESS.value: q.in_progress,
     }
@@ -113,6 +122,8 @@ def _line(q: store.QueueInfo) -> str:
     parts = []
     if q.paused:
         parts.append("paused")
+    if q.fair:
+        parts.append("fair")
     if q.concurrency is not None:
         parts.append(f"concurrency={q.concurrency}")
     if q.rate is not None:

@@ -30,6 +30,7 @@ class QueueOut(BaseModel):
     rate: str | None = Field(description="COUNT/PERIOD, e.g. 100/s, 10/m, 5/10s")
     per_key_concurrency: int | None
     paused: bool
+    fair: bool = Field(False, description="Claims round-robin over concurrency_key")
     pending: int
     in_progress: int
 
@@ -75,6 +76,9 @@ class QueueChange(BaseModel):
     )
     paused: bool = Field(
         False, description="true: claim nothing; false: claim again (left out: unchanged)"
+    )
+    fair: bool = Field(
+        False, description="true: claim round-robin over concurrency_key (left out: unchanged)"
     )
     clear: bool = False
 
