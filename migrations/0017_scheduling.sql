@@ -96,7 +96,10 @@ CREATE TRIGGER queues_limits_changed
 
 -- Up to `want` due pending rows of fair queue `q`, in fair order (see above): ids only, not
 -- locked (claim_limited locks them, skipping rows locked meanwhile). `per_key` (NULL: none)
--- caps each key's rows by what it runs already; `cursor` is the queue's fair_cursor.
+-- caps each key's rows by what it runs already; `cursor` is the queue's fair_cursor. Each
+-- key gives at most its share of the claim (want over the keys, rounded up), so the cost is
+-- one probe per key whatever the backlog; a key's second high-priority row may so wait for
+-- the next claim behind other keys' lower-priority first rows.
 CREATE FUNCTION notifyq.fair_pick(q text, want integer, at timestamptz, kinds text[],
                                   per_key integer, cursor text)
 RETURNS bigint[]
@@ -111,6 +114,11 @@ WITH RECURSIVE keys AS (
                AND t.concurrency_key > keys.k
              ORDER BY t.concurrency_key LIMIT 1)
       FROM keys WHERE keys.k IS NOT NULL
+), share AS (
+    -- Each key's share of this claim: want over the keys (and the lane without a key).
+    SELECT ceil(want::numeric / (count(*) FILTER (WHERE keys.k IS NOT NULL) + 1))::integer
+               AS n
+      FROM keys
 ), running AS (
     SELECT t.concurrency_key AS k, count(*)::integer AS n
       FROM notifyq.tasks t
@@ -120,6 +128,7 @@ WITH RECURSIVE keys AS (
 ), heads AS (
     SELECT h.id, h.priority, h.rn, keys.k
       FROM keys
+      CROSS JOIN share
       LEFT JOIN running r ON r.k = keys.k
       CROSS JOIN LATERAL (
           SELECT d.id, d.priority,
@@ -130,7 +139,7 @@ WITH RECURSIVE keys AS (
                      AND t.run_at <= at AND (kinds IS NULL OR t.kind = ANY (kinds))
                      AND (t.expires_at IS NULL OR t.expires_at > at)
                    ORDER BY t.priority DESC, t.run_at, t.id
-                   LIMIT greatest(0, least(want, coalesce(per_key - r.n, per_key, want)))) d
+                   LIMIT greatest(0, least(share.n, coalesce(per_key - r.n, per_key, want)))) d
       ) h
      WHERE keys.k IS NOT NULL
     UNION ALL
@@ -142,7 +151,7 @@ WITH RECURSIVE keys AS (
                AND t.run_at <= at AND (kinds IS NULL OR t.kind = ANY (kinds))
                AND (t.expires_at IS NULL OR t.expires_at > at)
              ORDER BY t.priority DESC, t.run_at, t.id
-             LIMIT want) d
+             LIMIT (SELECT share.n FROM share)) d
 )
 SELECT array_agg(p.id ORDER BY p.n)
   FROM (SELECT h.id,

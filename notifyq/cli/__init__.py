@@ -97,6 +97,7 @@ class _Bench(click.Group):
             bench_stress.harsh_,
             bench_stress.soak_,
             bench_stress.events,
+            bench_stress.fairness_,
         )
 
     def list_commands(self, ctx: click.Context) -> list[str]:
