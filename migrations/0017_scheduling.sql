@@ -145,12 +145,18 @@ WITH RECURSIVE keys AS (
     UNION ALL
     SELECT d.id, d.priority, row_number() OVER (ORDER BY d.priority DESC, d.run_at, d.id),
            NULL
-      FROM (SELECT t.id, t.priority, t.run_at
-              FROM notifyq.tasks t
-             WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key IS NULL
-               AND t.run_at <= at AND (kinds IS NULL OR t.kind = ANY (kinds))
-               AND (t.expires_at IS NULL OR t.expires_at > at)
-             ORDER BY t.priority DESC, t.run_at, t.id
+      -- The lane without a key: looked for among the first 1,000 due rows in claim order
+      -- (no index holds the rows without a key: a bounded scan, whatever the backlog).
+      FROM (SELECT f.id, f.priority, f.run_at
+              FROM (SELECT t.id, t.priority, t.run_at, t.concurrency_key
+                      FROM notifyq.tasks t
+                     WHERE t.status = 'pending' AND t.queue = q AND t.run_at <= at
+                       AND (kinds IS NULL OR t.kind = ANY (kinds))
+                       AND (t.expires_at IS NULL OR t.expires_at > at)
+                     ORDER BY t.priority DESC, t.run_at, t.id
+                     LIMIT 1000) f
+             WHERE f.concurrency_key IS NULL
+             ORDER BY f.priority DESC, f.run_at, f.id
              LIMIT (SELECT share.n FROM share)) d
 )
 SELECT array_agg(p.id ORDER BY p.n)
@@ -321,13 +327,14 @@ BEGIN
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_taken := v_taken + v_n;
             IF v_limited AND v_cfg.fair THEN
-                -- The next fair claim starts after the last key served.
-                UPDATE notifyq.queues q
-                   SET fair_cursor = (SELECT coalesce(t.concurrency_key, '')
-                                        FROM notifyq.tasks t
-                                       WHERE t.id = v_picked[cardinality(v_picked)])
+                -- The next round (each key gave only its share) and the next claim start
+                -- after the last key served.
+                SELECT coalesce(t.concurrency_key, '') INTO v_cfg.fair_cursor
+                  FROM notifyq.tasks t WHERE t.id = v_picked[cardinality(v_picked)];
+                UPDATE notifyq.queues q SET fair_cursor = v_cfg.fair_cursor
                  WHERE q.name = v_queue;
-                EXIT;
+                EXIT WHEN v_n = 0;
+                CONTINUE;
             END IF;
             EXIT WHEN v_per_key IS NULL OR v_n = 0;
         END LOOP;

@@ -20,7 +20,7 @@ async def _backlog(database: db.Database, queue: str) -> None:
     )
 
 
-async def _claim_keys(database: db.Database, queue: str, n: int) -> list[str]:
+async def _claim_keys(database: db.Database, queue: str, n: int) -> list[str | None]:
     got = await store.claim_with_limits(
         database,
         limited=[queue],
@@ -74,3 +74,16 @@ async def test_fair_within_priority_and_with_a_per_key_limit(database: db.Databa
     assert await _claim_keys(database, "f", 10) == []
     queues = {q.name: q for q in await store.list_queues(database)}
     assert queues["f"].fair is True
+
+
+async def test_a_claim_fills_up_when_few_keys_have_tasks(database: db.Database) -> None:
+    # One key and the lane without a key: each gives its share per round, and the rounds go
+    # on until the claim is full (else the claimer would wait for a wake-up with rows due).
+    await store.set_queue_limits(database, limits.change("f", fair=True))
+    await database.execute(
+        "INSERT INTO notifyq.tasks (queue, kind, concurrency_key)"
+        " SELECT 'f', 'noop', 'a' FROM generate_series(1, 30)"
+    )
+    await database.execute("INSERT INTO notifyq.tasks (queue, kind) VALUES ('f', 'noop')")
+    keys = await _claim_keys(database, "f", 10)
+    assert sorted(map(str, keys)) == ["None", *["a"] * 9]
