@@ -232,8 +232,12 @@ CREATE TABLE notifyq.queues (
     -- Fair queues (migration 0017): round-robin over concurrency_key; the last key served.
     fair                boolean     NOT NULL DEFAULT false,
     fair_cursor         text,
+    -- Priority aging (migration 0017): one priority more per this long due.
+    age_priority_after  interval,
     CONSTRAINT queues_name_valid CHECK (name <> '' AND length(name) <= 128),
     CONSTRAINT queues_concurrency_valid CHECK (concurrency BETWEEN 1 AND 1000000),
+    CONSTRAINT queues_age_priority_after_valid
+        CHECK (age_priority_after > interval '0' AND age_priority_after <= interval '1000 days'),
     CONSTRAINT queues_per_key_concurrency_valid CHECK (per_key_concurrency BETWEEN 1 AND 1000000),
     CONSTRAINT queues_rate_valid CHECK (
         (rate_count IS NULL) = (rate_period IS NULL)
@@ -247,6 +251,8 @@ COMMENT ON COLUMN notifyq.queues.fair IS
     'claims take due rows round-robin over concurrency_key, within priority';
 COMMENT ON COLUMN notifyq.queues.fair_cursor IS
     'the key a fair claim served last: the next claim starts after it';
+COMMENT ON COLUMN notifyq.queues.age_priority_after IS
+    'a due task gains one priority per this long waited (NULL: no aging)';
 
 -- Periodic schedules: one task per tick of cron (in time zone tz) or of every (multiples
 -- of the interval counted from the Unix epoch). The processes compute the ticks (in
@@ -922,7 +928,46 @@ $$;
 CREATE FUNCTION notifyq.queue_is_limited(q notifyq.queues) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
     SELECT q.paused OR q.concurrency IS NOT NULL OR q.rate_count IS NOT NULL
-           OR q.per_key_concurrency IS NOT NULL OR q.fair
+           OR q.per_key_concurrency IS NOT NULL OR q.fair OR q.age_priority_after IS NOT NULL
+$$;
+
+-- Up to `p_want` due pending rows of queue `p_queue` in aged order: priority plus whole
+-- `p_age_s` periods since run_at, then run_at, id. Within one priority the longest-waiting
+-- rows come first in tasks_claim_idx's order, so the first p_want rows of each priority
+-- hold the answer: one index range per priority (found by a skip scan), whatever the
+-- backlog. Ids only; claim_limited locks them.
+CREATE FUNCTION notifyq.aged_pick(p_queue text, p_want integer, p_at timestamptz,
+                                  p_kinds text[], p_age_s float8)
+RETURNS bigint[]
+LANGUAGE sql STABLE AS $$
+WITH RECURSIVE levels AS (
+    (SELECT t.priority AS p FROM notifyq.tasks t
+      WHERE t.status = 'pending' AND t.queue = p_queue
+      ORDER BY t.priority DESC, t.run_at, t.id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.priority FROM notifyq.tasks t
+             WHERE t.status = 'pending' AND t.queue = p_queue AND t.priority < levels.p
+             ORDER BY t.priority DESC, t.run_at, t.id LIMIT 1)
+      FROM levels WHERE levels.p IS NOT NULL
+), candidates AS (
+    SELECT c.id, c.run_at,
+           c.priority + CASE WHEN isfinite(c.run_at)
+                             THEN floor(extract(epoch FROM p_at - c.run_at) / p_age_s)
+                             ELSE 0 END AS effective
+      FROM levels
+      CROSS JOIN LATERAL (
+          SELECT t.id, t.priority, t.run_at FROM notifyq.tasks t
+           WHERE t.status = 'pending' AND t.queue = p_queue AND t.priority = levels.p
+             AND t.run_at <= p_at AND (p_kinds IS NULL OR t.kind = ANY (p_kinds))
+             AND (t.expires_at IS NULL OR t.expires_at > p_at)
+           ORDER BY t.priority DESC, t.run_at, t.id
+           LIMIT p_want) c
+     WHERE levels.p IS NOT NULL
+)
+SELECT array_agg(a.id ORDER BY a.n)
+  FROM (SELECT c.id, row_number() OVER (ORDER BY c.effective DESC, c.run_at, c.id) AS n
+          FROM candidates c) a
+ WHERE a.n <= p_want;
 $$;
 
 -- Up to `want` due pending rows of fair queue `q`, in fair order (see above): ids only, not
@@ -1167,6 +1212,17 @@ BEGIN
               FROM (SELECT t.id, p.ord
                       FROM unnest(notifyq.fair_pick(v_queue, v_allowed - v_taken, v_now, kinds,
                                                     v_per_key, v_cfg.fair_cursor))
+                           WITH ORDINALITY AS p(id, ord)
+                      JOIN notifyq.tasks t ON t.id = p.id
+                     WHERE t.status = 'pending'
+                       FOR UPDATE OF t SKIP LOCKED) x;
+            ELSIF v_limited AND v_cfg.age_priority_after IS NOT NULL AND v_per_key IS NULL THEN
+            -- Priority aging (migration 0017): the rows in aged order, locked now.
+            SELECT array_agg(x.id ORDER BY x.ord) INTO v_picked
+              FROM (SELECT t.id, p.ord
+                      FROM unnest(notifyq.aged_pick(
+                               v_queue, v_allowed - v_taken, v_now, kinds,
+                               extract(epoch FROM v_cfg.age_priority_after)::float8))
                            WITH ORDINALITY AS p(id, ord)
                       JOIN notifyq.tasks t ON t.id = p.id
                      WHERE t.status = 'pending'
@@ -1697,7 +1753,8 @@ BEGIN
                'notifyq.attach_legacy_events()',
                'notifyq.prune_event_partitions(interval)',
                'notifyq.drop_event_partitions(interval)',
-               'notifyq.fair_pick(text, integer, timestamptz, text[], integer, text)'])
+               'notifyq.fair_pick(text, integer, timestamptz, text[], integer, text)',
+               'notifyq.aged_pick(text, integer, timestamptz, text[], float8)'])
            WITH ORDINALITY AS w(signature, n),
            LATERAL (SELECT to_regprocedure(w.signature) AS oid, w.n) AS f
      WHERE f.oid IS NOT NULL;
@@ -1808,6 +1865,7 @@ CREATE TRIGGER queues_limits_changed
           OR OLD.per_key_concurrency IS DISTINCT FROM NEW.per_key_concurrency
           OR OLD.paused IS DISTINCT FROM NEW.paused
           OR OLD.fair IS DISTINCT FROM NEW.fair
+          OR OLD.age_priority_after IS DISTINCT FROM NEW.age_priority_after
           OR OLD.name IS DISTINCT FROM NEW.name)
     EXECUTE FUNCTION notifyq.queue_changed();
 

@@ -161,6 +161,7 @@ class App:
         per_key_concurrency: int | limits.Keep | None = limits.KEEP,
         paused: bool | None = None,
         fair: bool | None = None,
+        age_priority_after: float | limits.Keep | None = limits.KEEP,
     ) -> None:
         """Declare limits of queue ``name``, written to notifyq.queues when a process starts.
 
@@ -175,6 +176,7 @@ class App:
             per_key_concurrency=per_key_concurrency,
             paused=paused,
             fair=fair,
+            age_priority_after=age_priority_after,
         )
 
     def schedule(

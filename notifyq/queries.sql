@@ -897,7 +897,9 @@ SELECT *
   FROM (SELECT coalesce(q.name, c.queue) AS name, q.concurrency, q.rate_count,
                extract(epoch FROM q.rate_period)::float8 AS rate_period_s,
                q.per_key_concurrency, coalesce(q.paused, false) AS paused,
-               coalesce(q.fair, false) AS fair, q.updated_at,
+               coalesce(q.fair, false) AS fair,
+               extract(epoch FROM q.age_priority_after)::float8 AS age_priority_after_s,
+               q.updated_at,
                coalesce(c.pending, 0)::int AS pending,
                coalesce(c.in_progress, 0)::int AS in_progress
           FROM notifyq.queues q
@@ -913,12 +915,13 @@ SELECT *
 
 -- name: queue_set
 -- Set the limits of queue $1: $2 concurrency, $3 rate count per $4 s, $5 per-key
--- concurrency, $6 paused, $8 fair (migration 0017). Each of them is applied when its flag
+-- concurrency, $6 paused, $8 fair, $9 age_priority_after in seconds (migration 0017).
+-- Each of them is applied when its flag
 -- in $7 (names of the fields to set) says so; the others keep their value (NULL: no limit).
 INSERT INTO notifyq.queues AS q (name, concurrency, rate_count, rate_period,
-                                 per_key_concurrency, paused, fair)
+                                 per_key_concurrency, paused, fair, age_priority_after)
 VALUES ($1, $2, $3, make_interval(secs => $4::float8), $5, coalesce($6, false),
-        coalesce($8, false))
+        coalesce($8, false), make_interval(secs => $9::float8))
 ON CONFLICT (name) DO UPDATE SET
     concurrency = CASE WHEN 'concurrency' = ANY($7::text[])
                        THEN excluded.concurrency ELSE q.concurrency END,
@@ -930,6 +933,8 @@ ON CONFLICT (name) DO UPDATE SET
                                THEN excluded.per_key_concurrency ELSE q.per_key_concurrency END,
     paused = CASE WHEN 'paused' = ANY($7::text[]) THEN excluded.paused ELSE q.paused END,
     fair = CASE WHEN 'fair' = ANY($7::text[]) THEN excluded.fair ELSE q.fair END,
+    age_priority_after = CASE WHEN 'age_priority_after' = ANY($7::text[])
+                              THEN excluded.age_priority_after ELSE q.age_priority_after END,
     updated_at = now()
 RETURNING q.name, q.concurrency, q.rate_count,
           extract(epoch FROM q.rate_period)::float8 AS rate_period_s,

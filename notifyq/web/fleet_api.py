@@ -32,6 +32,7 @@ def _queue_out(q: store.QueueInfo) -> fleet_models.QueueOut:
         per_key_concurrency=q.per_key_concurrency,
         paused=q.paused,
         fair=q.fair,
+        age_priority_after_s=q.age_priority_after_s,
         pending=q.pending,
         in_progress=q.in_progress,
     )
@@ -74,6 +75,9 @@ async def set_queue(name: str) -> Response:
             ),
             paused=body.paused if "paused" in given else None,
             fair=body.fair if "fair" in given else None,
+            age_priority_after=(
+                body.age_priority_after if "age_priority_after" in given else limits.KEEP
+            ),
         )
     except limits.LimitError as exc:
         raise ApiError(422, "validation_failed", str(exc)) from None
@@ -93,6 +97,7 @@ async def set_queue(name: str) -> Response:
             per_key_concurrency=None,
             paused=False,
             fair=False,
+            age_priority_after_s=None,
             pending=0,
             in_progress=0,
         )

@@ -31,6 +31,9 @@ class QueueOut(BaseModel):
     per_key_concurrency: int | None
     paused: bool
     fair: bool = Field(False, description="Claims round-robin over concurrency_key")
+    age_priority_after_s: float | None = Field(
+        None, description="Priority aging: one priority more per this many seconds due"
+    )
     pending: int
     in_progress: int
 
@@ -79,6 +82,12 @@ class QueueChange(BaseModel):
     )
     fair: bool = Field(
         False, description="true: claim round-robin over concurrency_key (left out: unchanged)"
+    )
+    age_priority_after: float | None = Field(
+        None,
+        gt=0,
+        le=1000 * 86400,
+        description="Seconds per priority step of aging (null: no aging; left out: unchanged)",
     )
     clear: bool = False
 

@@ -571,7 +571,13 @@ def test_enqueue_on_conflict_replace_debounces(database_url: str, tmp_path: Path
 
 
 def test_queue_set_fair(database_url: str, tmp_path: Path) -> None:
-    result = nq(database_url, tmp_path, "queue", "set", "tenants", "--fair", "--per-key", "2")
+    result = nq(
+        database_url,
+        tmp_path,
+        *("queue", "set", "tenants", "--fair", "--per-key", "2", "--age-priority-after", "30s"),
+    )
     assert result.code == 0, result
-    assert result.out == "tenants: fair per_key=2 (pending 0, in_progress 0)\n"
+    assert result.out == (
+        "tenants: fair age_priority_after=30s per_key=2 (pending 0, in_progress 0)\n"
+    )
     assert scalar(database_url, "SELECT fair FROM notifyq.queues WHERE name = 'tenants'") == "t"
