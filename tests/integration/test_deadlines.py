@@ -110,6 +110,15 @@ def test_every_producer_sets_the_deadline(database_url: str) -> None:
     assert absolute is not None and many
     assert [rows[0][0], rows[2][0]] == [60, 30]
     assert rows[1][1] == at
+    flow = notifyq.chain(notifyq.task("noop", expires_in=20), notifyq.task("noop", expires=at))
+    with psycopg.connect(database_url) as conn:
+        added = notifyq.enqueue_workflow(conn, flow)
+        steps = conn.execute(  # the chain's two tasks, after the three above
+            "SELECT extract(epoch FROM expires_at - created_at)::int, expires_at"
+            " FROM notifyq.tasks WHERE id > 3 ORDER BY id"
+        ).fetchall()
+    assert added is not None
+    assert steps[0][0] == 20 and steps[1][1] == at
 
 
 async def test_http_takes_a_deadline_and_shows_it(database: db.Database) -> None:
