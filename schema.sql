@@ -1754,7 +1754,9 @@ BEGIN
                'notifyq.prune_event_partitions(interval)',
                'notifyq.drop_event_partitions(interval)',
                'notifyq.fair_pick(text, integer, timestamptz, text[], integer, text)',
-               'notifyq.aged_pick(text, integer, timestamptz, text[], float8)'])
+               'notifyq.aged_pick(text, integer, timestamptz, text[], float8)',
+               'notifyq.enqueue_unique(text, text, jsonb, text, text, integer, timestamptz, '
+               'integer, interval, jsonb, text, timestamptz)'])
            WITH ORDINALITY AS w(signature, n),
            LATERAL (SELECT to_regprocedure(w.signature) AS oid, w.n) AS f
      WHERE f.oid IS NOT NULL;

@@ -568,7 +568,8 @@ BEGIN
 END;
 $$;
 
--- Grants: a worker calls fair_pick (through claim_limited).
+-- Grants: a worker calls fair_pick and aged_pick (through claim_limited) and enqueue_unique
+-- (POST /tasks and the CLI with on_conflict).
 CREATE OR REPLACE FUNCTION notifyq.grant_worker_functions(grantee regrole,
                                                           apply boolean DEFAULT true)
 RETURNS SETOF text
@@ -594,7 +595,9 @@ BEGIN
                'notifyq.prune_event_partitions(interval)',
                'notifyq.drop_event_partitions(interval)',
                'notifyq.fair_pick(text, integer, timestamptz, text[], integer, text)',
-               'notifyq.aged_pick(text, integer, timestamptz, text[], float8)'])
+               'notifyq.aged_pick(text, integer, timestamptz, text[], float8)',
+               'notifyq.enqueue_unique(text, text, jsonb, text, text, integer, timestamptz, '
+               'integer, interval, jsonb, text, timestamptz)'])
            WITH ORDINALITY AS w(signature, n),
            LATERAL (SELECT to_regprocedure(w.signature) AS oid, w.n) AS f
      WHERE f.oid IS NOT NULL;
