@@ -9,8 +9,12 @@ import trio
 import notifyq
 from notifyq import db, sql, store
 from notifyq.spec import new_task
-from tests.helpers import running_web
+from tests.helpers import eventually, running_web
 
+WAITING_ON_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    " AND query LIKE '%enqueue_unique%' AND datname = current_database()"
+)
 UPSERT = (
     "SELECT id, change FROM notifyq.enqueue_unique("
     "'default', 'noop', $1::text::jsonb, 'k', $2, run_at => now() + make_interval(secs => $3))"
@@ -79,8 +83,11 @@ async def test_a_replace_and_a_claim_never_both_take_the_old_payload(
             rows = await tx.fetch(claim, ["default"], 1, "w", 30.0, ["noop"])
             result["claimed"] = [(r["id"], r["payload_json"]) for r in rows]
             claimed_it.set()
-            with trio.move_on_after(0.3):  # the replace must not get through meanwhile
-                await replaced.wait()
+
+            async def replace_waits_for_the_row() -> bool:
+                return bool(await database.fetchval(WAITING_ON_A_LOCK))
+
+            await eventually(replace_waits_for_the_row)
             result["replaced_before_commit"] = replaced.is_set()
 
     async def replacer() -> None:
