@@ -63,6 +63,10 @@ CREATE TABLE notifyq.tasks (
     has_dependents      boolean     NOT NULL DEFAULT false,
     batch_id            bigint,
     after_batch         bigint,
+    -- Snooze and start deadlines (migration 0017).
+    snoozes             integer     NOT NULL DEFAULT 0,    -- notifyq.Snooze so far
+    max_snoozes         integer     NOT NULL DEFAULT 100,  -- one more ends it error
+    expires_at          timestamptz,                       -- never started after it
     CONSTRAINT tasks_queue_valid CHECK (queue <> '' AND length(queue) <= 128),
     CONSTRAINT tasks_kind_valid CHECK (kind <> '' AND length(kind) <= 128),
     CONSTRAINT tasks_attempts_valid CHECK (attempts >= 0),
@@ -100,6 +104,12 @@ COMMENT ON COLUMN notifyq.tasks.has_dependents IS
     'some task was inserted with this one in depends_on (its end looks them up)';
 COMMENT ON COLUMN notifyq.tasks.batch_id IS 'the batch this task is a member of';
 COMMENT ON COLUMN notifyq.tasks.after_batch IS 'the batch this task is the callback of';
+COMMENT ON COLUMN notifyq.tasks.snoozes IS
+    'how many times a handler snoozed the task (notifyq.Snooze); attempts do not count them';
+COMMENT ON COLUMN notifyq.tasks.max_snoozes IS
+    'snoozes allowed; one more ends the task error';
+COMMENT ON COLUMN notifyq.tasks.expires_at IS
+    'start deadline: never started after it; the sweep ends it cancelled (event expired)';
 
 -- NOT VALID as in migration 0006, which adds it without scanning the table (the rows it
 -- found all had a NULL key); it holds for every row written since.
@@ -126,6 +136,13 @@ ALTER TABLE notifyq.tasks
         CHECK (unique_key IS NULL OR (depends_on IS NULL AND after_batch IS NULL)) NOT VALID,
     ADD CONSTRAINT tasks_batch_not_own_callback
         CHECK (batch_id <> after_batch) NOT VALID;
+
+-- NOT VALID as in migration 0017 (the rows it found held the new columns' defaults).
+ALTER TABLE notifyq.tasks
+    ADD CONSTRAINT tasks_snoozes_valid
+        CHECK (snoozes >= 0 AND max_snoozes BETWEEN 0 AND 1000000) NOT VALID,
+    ADD CONSTRAINT tasks_expires_at_in_range
+        CHECK (expires_at IS NULL OR isfinite(expires_at)) NOT VALID;
 
 -- History, one row per event of a task, partitioned by day of `at` (migration 0007): one
 -- partition per UTC day, task_events_pYYYYMMDD, created ahead by the notifyq processes
@@ -159,10 +176,10 @@ CREATE TABLE notifyq.task_events (
 ) PARTITION BY RANGE (at);
 ALTER SEQUENCE notifyq.task_events_id_seq OWNED BY notifyq.task_events.id;
 CREATE TABLE notifyq.task_events_default PARTITION OF notifyq.task_events DEFAULT;
--- NOT VALID (migration 0014 added 'waiting' without scanning the history).
+-- NOT VALID (migrations 0014 and 0017 added events without scanning the history).
 ALTER TABLE notifyq.task_events ADD CONSTRAINT task_events_event_valid CHECK (event IN (
     'queued', 'started', 'done', 'failed', 'retried', 'recovered',
-    'released', 'cancelled', 'requeued', 'waiting')) NOT VALID;
+    'released', 'cancelled', 'requeued', 'waiting', 'snoozed', 'expired')) NOT VALID;
 
 -- Live notifyq processes, kept fresh by each process's heartbeat.
 CREATE TABLE notifyq.workers (
@@ -212,8 +229,15 @@ CREATE TABLE notifyq.queues (
     -- merged into their successor, which can only make the limit stricter).
     rate_log_at         timestamptz[] NOT NULL DEFAULT '{}',
     rate_log_n          integer[]     NOT NULL DEFAULT '{}',
+    -- Fair queues (migration 0017): round-robin over concurrency_key; the last key served.
+    fair                boolean     NOT NULL DEFAULT false,
+    fair_cursor         text,
+    -- Priority aging (migration 0017): one priority more per this long due.
+    age_priority_after  interval,
     CONSTRAINT queues_name_valid CHECK (name <> '' AND length(name) <= 128),
     CONSTRAINT queues_concurrency_valid CHECK (concurrency BETWEEN 1 AND 1000000),
+    CONSTRAINT queues_age_priority_after_valid
+        CHECK (age_priority_after > interval '0' AND age_priority_after <= interval '1000 days'),
     CONSTRAINT queues_per_key_concurrency_valid CHECK (per_key_concurrency BETWEEN 1 AND 1000000),
     CONSTRAINT queues_rate_valid CHECK (
         (rate_count IS NULL) = (rate_period IS NULL)
@@ -223,6 +247,12 @@ CREATE TABLE notifyq.queues (
 
 COMMENT ON TABLE notifyq.queues IS
     'notifyq per-queue limits (concurrency, rate, per-key concurrency, paused); see the README';
+COMMENT ON COLUMN notifyq.queues.fair IS
+    'claims take due rows round-robin over concurrency_key, within priority';
+COMMENT ON COLUMN notifyq.queues.fair_cursor IS
+    'the key a fair claim served last: the next claim starts after it';
+COMMENT ON COLUMN notifyq.queues.age_priority_after IS
+    'a due task gains one priority per this long waited (NULL: no aging)';
 
 -- Periodic schedules: one task per tick of cron (in time zone tz) or of every (multiples
 -- of the interval counted from the Unix epoch). The processes compute the ticks (in
@@ -326,6 +356,12 @@ CREATE INDEX tasks_waiting_parents_idx ON notifyq.tasks USING gin (depends_on)
     WITH (fastupdate = off) WHERE status = 'waiting';
 -- A batch's members in order (a callback reads its members' results).
 CREATE INDEX tasks_batch_idx ON notifyq.tasks (batch_id, id) WHERE batch_id IS NOT NULL;
+-- A fair queue's keys and their first rows (migration 0017): pending rows with a key only.
+CREATE INDEX tasks_fair_idx ON notifyq.tasks (queue, concurrency_key, priority DESC, run_at, id)
+    WHERE status = 'pending' AND concurrency_key IS NOT NULL;
+-- The expiry sweep's rows (migration 0017): live rows with a start deadline only.
+CREATE INDEX tasks_expiry_idx ON notifyq.tasks (expires_at)
+    WHERE expires_at IS NOT NULL AND status IN ('pending', 'waiting');
 
 
 -- ---------------------------------------------------------------------------------------
@@ -892,8 +928,205 @@ $$;
 CREATE FUNCTION notifyq.queue_is_limited(q notifyq.queues) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
     SELECT q.paused OR q.concurrency IS NOT NULL OR q.rate_count IS NOT NULL
-           OR q.per_key_concurrency IS NOT NULL
+           OR q.per_key_concurrency IS NOT NULL OR q.fair OR q.age_priority_after IS NOT NULL
 $$;
+
+-- Up to `p_want` due pending rows of queue `p_queue` in aged order: priority plus whole
+-- `p_age_s` periods since run_at, then run_at, id. Within one priority the longest-waiting
+-- rows come first in tasks_claim_idx's order, so the first p_want rows of each priority
+-- hold the answer: one index range per priority (found by a skip scan), whatever the
+-- backlog. Ids only; claim_limited locks them.
+CREATE FUNCTION notifyq.aged_pick(p_queue text, p_want integer, p_at timestamptz,
+                                  p_kinds text[], p_age_s float8)
+RETURNS bigint[]
+LANGUAGE sql STABLE AS $$
+WITH RECURSIVE levels AS (
+    (SELECT t.priority AS p FROM notifyq.tasks t
+      WHERE t.status = 'pending' AND t.queue = p_queue
+      ORDER BY t.priority DESC, t.run_at, t.id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.priority FROM notifyq.tasks t
+             WHERE t.status = 'pending' AND t.queue = p_queue AND t.priority < levels.p
+             ORDER BY t.priority DESC, t.run_at, t.id LIMIT 1)
+      FROM levels WHERE levels.p IS NOT NULL
+), candidates AS (
+    SELECT c.id, c.run_at,
+           c.priority + CASE WHEN isfinite(c.run_at)
+                             THEN floor(extract(epoch FROM p_at - c.run_at) / p_age_s)
+                             ELSE 0 END AS effective
+      FROM levels
+      CROSS JOIN LATERAL (
+          SELECT t.id, t.priority, t.run_at FROM notifyq.tasks t
+           WHERE t.status = 'pending' AND t.queue = p_queue AND t.priority = levels.p
+             AND t.run_at <= p_at AND (p_kinds IS NULL OR t.kind = ANY (p_kinds))
+             AND (t.expires_at IS NULL OR t.expires_at > p_at)
+           ORDER BY t.priority DESC, t.run_at, t.id
+           LIMIT p_want) c
+     WHERE levels.p IS NOT NULL
+)
+SELECT array_agg(a.id ORDER BY a.n)
+  FROM (SELECT c.id, row_number() OVER (ORDER BY c.effective DESC, c.run_at, c.id) AS n
+          FROM candidates c) a
+ WHERE a.n <= p_want;
+$$;
+
+-- Up to `want` due pending rows of fair queue `q`, in fair order (see above): ids only, not
+-- locked (claim_limited locks them, skipping rows locked meanwhile). `per_key` (NULL: none)
+-- caps each key's rows by what it runs already; `cursor` is the queue's fair_cursor. Each
+-- key gives at most its share of the claim (want over the keys, rounded up), so the cost is
+-- one probe per key whatever the backlog; a key's second high-priority row may so wait for
+-- the next claim behind other keys' lower-priority first rows.
+CREATE FUNCTION notifyq.fair_pick(q text, want integer, at timestamptz, kinds text[],
+                                  per_key integer, cursor text)
+RETURNS bigint[]
+LANGUAGE sql STABLE AS $$
+WITH RECURSIVE keys AS (
+    (SELECT t.concurrency_key AS k FROM notifyq.tasks t
+      WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key IS NOT NULL
+      ORDER BY t.concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.concurrency_key FROM notifyq.tasks t
+             WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key IS NOT NULL
+               AND t.concurrency_key > keys.k
+             ORDER BY t.concurrency_key LIMIT 1)
+      FROM keys WHERE keys.k IS NOT NULL
+), share AS (
+    -- Each key's share of this claim: want over the keys (and the lane without a key).
+    SELECT ceil(want::numeric / (count(*) FILTER (WHERE keys.k IS NOT NULL) + 1))::integer
+               AS n
+      FROM keys
+), running AS (
+    SELECT t.concurrency_key AS k, count(*)::integer AS n
+      FROM notifyq.tasks t
+     WHERE per_key IS NOT NULL AND t.status = 'in_progress' AND t.queue = q
+       AND t.concurrency_key IS NOT NULL
+     GROUP BY t.concurrency_key
+), heads AS (
+    SELECT h.id, h.priority, h.rn, keys.k
+      FROM keys
+      CROSS JOIN share
+      LEFT JOIN running r ON r.k = keys.k
+      CROSS JOIN LATERAL (
+          SELECT d.id, d.priority,
+                 row_number() OVER (ORDER BY d.priority DESC, d.run_at, d.id) AS rn
+            FROM (SELECT t.id, t.priority, t.run_at
+                    FROM notifyq.tasks t
+                   WHERE t.status = 'pending' AND t.queue = q AND t.concurrency_key = keys.k
+                     AND t.run_at <= at AND (kinds IS NULL OR t.kind = ANY (kinds))
+                     AND (t.expires_at IS NULL OR t.expires_at > at)
+                   ORDER BY t.priority DESC, t.run_at, t.id
+                   LIMIT greatest(0, least(share.n, coalesce(per_key - r.n, per_key, want)))) d
+      ) h
+     WHERE keys.k IS NOT NULL
+    UNION ALL
+    SELECT d.id, d.priority, row_number() OVER (ORDER BY d.priority DESC, d.run_at, d.id),
+           NULL
+      -- The lane without a key: looked for among the first 1,000 due rows in claim order
+      -- (no index holds the rows without a key: a bounded scan, whatever the backlog).
+      FROM (SELECT f.id, f.priority, f.run_at
+              FROM (SELECT t.id, t.priority, t.run_at, t.concurrency_key
+                      FROM notifyq.tasks t
+                     WHERE t.status = 'pending' AND t.queue = q AND t.run_at <= at
+                       AND (kinds IS NULL OR t.kind = ANY (kinds))
+                       AND (t.expires_at IS NULL OR t.expires_at > at)
+                     ORDER BY t.priority DESC, t.run_at, t.id
+                     LIMIT 1000) f
+             WHERE f.concurrency_key IS NULL
+             ORDER BY f.priority DESC, f.run_at, f.id
+             LIMIT (SELECT share.n FROM share)) d
+)
+SELECT array_agg(p.id ORDER BY p.n)
+  FROM (SELECT h.id,
+               row_number() OVER (ORDER BY h.priority DESC, h.rn,
+                                           coalesce(h.k, '') <= coalesce(cursor, ''),
+                                           coalesce(h.k, '')) AS n
+          FROM heads h) p
+ WHERE p.n <= want;
+$$;
+
+-- Debounce and throttle. Add a task with unique_key `key` to queue `queue`, choosing what a
+-- live task of the queue holding the key becomes (`on_conflict`):
+--   'keep'    nothing changes (a plain INSERT ... ON CONFLICT DO NOTHING does the same);
+--   'replace' a pending holder takes the new payload, priority, attempts, timeout, meta,
+--             concurrency_key and expires_at, and run_at = the new run_at (debounce: each
+--             call pushes it back);
+--   'update'  the same, but the holder keeps its run_at (throttle: it runs when first due,
+--             with the newest values).
+-- A holder that is in_progress already runs with what it was claimed with: under 'replace'
+-- or 'update' it lets go of the key (its unique_key is cleared; its attempt, outcome and
+-- retries are its own) and a new pending task with the key is added, so the newest values
+-- always run once more after it. The holder is locked FOR UPDATE first: against a claim,
+-- either the claim took it (and committed) before, and this adds a new task, or it is
+-- changed before any claim can take it (a claim skips a locked row). It is never both
+-- claimed with the old values and reported replaced (tests/integration/test_debounce.py).
+-- Returns the task's id and what happened: 'added', 'replaced', 'updated' or 'kept'.
+-- SECURITY DEFINER: a producer role (grant_producer) has INSERT only, not UPDATE.
+CREATE FUNCTION notifyq.enqueue_unique(
+    queue text, kind text, payload jsonb, key text, on_conflict text DEFAULT 'replace',
+    priority integer DEFAULT 0, run_at timestamptz DEFAULT NULL, max_attempts integer DEFAULT 3,
+    timeout interval DEFAULT NULL, meta jsonb DEFAULT NULL, concurrency_key text DEFAULT NULL,
+    expires_at timestamptz DEFAULT NULL)
+RETURNS TABLE (id bigint, change text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    held notifyq.tasks%ROWTYPE;
+    new_id bigint;
+    due timestamptz := coalesce(run_at, now());
+BEGIN
+    IF on_conflict IS NULL OR on_conflict NOT IN ('keep', 'replace', 'update') THEN
+        RAISE EXCEPTION 'on_conflict must be keep, replace or update, not %', on_conflict
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF key IS NULL THEN
+        RAISE EXCEPTION 'enqueue_unique needs a unique key' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    LOOP
+        SELECT * INTO held FROM notifyq.tasks t
+         WHERE t.queue = enqueue_unique.queue AND t.unique_key = key
+           AND t.status IN ('pending', 'in_progress')
+           FOR UPDATE;
+        IF FOUND AND (on_conflict = 'keep') THEN
+            RETURN QUERY SELECT held.id, 'kept'::text;
+            RETURN;
+        ELSIF FOUND AND held.status = 'pending' THEN
+            UPDATE notifyq.tasks t
+               SET kind = enqueue_unique.kind, payload = enqueue_unique.payload,
+                   priority = enqueue_unique.priority, max_attempts = enqueue_unique.max_attempts,
+                   timeout = enqueue_unique.timeout, meta = enqueue_unique.meta,
+                   concurrency_key = enqueue_unique.concurrency_key,
+                   expires_at = enqueue_unique.expires_at,
+                   run_at = CASE WHEN on_conflict = 'replace' THEN due ELSE t.run_at END,
+                   updated_at = now()
+             WHERE t.id = held.id;
+            RETURN QUERY SELECT held.id,
+                                CASE WHEN on_conflict = 'replace' THEN 'replaced'
+                                     ELSE 'updated' END;
+            RETURN;
+        ELSIF FOUND THEN
+            -- Running: it keeps its values and lets go of the key; a new task follows it.
+            UPDATE notifyq.tasks t SET unique_key = NULL, updated_at = now()
+             WHERE t.id = held.id;
+        END IF;
+        BEGIN
+            INSERT INTO notifyq.tasks AS t (queue, kind, payload, priority, run_at,
+                                            max_attempts, timeout, meta, unique_key,
+                                            concurrency_key, expires_at)
+            VALUES (enqueue_unique.queue, enqueue_unique.kind, enqueue_unique.payload,
+                    enqueue_unique.priority, due, enqueue_unique.max_attempts,
+                    enqueue_unique.timeout, enqueue_unique.meta, key,
+                    enqueue_unique.concurrency_key, enqueue_unique.expires_at)
+            RETURNING t.id INTO new_id;
+            RETURN QUERY SELECT new_id, 'added'::text;
+            RETURN;
+        EXCEPTION WHEN unique_violation THEN
+            -- Another transaction added a holder since the lookup: look again.
+            NULL;
+        END;
+    END LOOP;
+END;
+$$;
+
 
 -- Claim up to `want` due pending rows of `queues` (in that order: the caller rotates it)
 -- and of `kinds` (NULL: every kind), obeying each queue's limits. Returns the claimed rows with the columns of the `claim`
@@ -972,6 +1205,29 @@ BEGIN
         -- limit; a row of a key that fills up within the round waits for the next round
         -- (which skips that key). Without a per-key limit one round takes all it can.
         WHILE v_taken < v_allowed LOOP
+            IF v_limited AND v_cfg.fair THEN
+            -- A fair queue (migration 0017): the rows in fair order, locked now (a row
+            -- locked meanwhile is skipped); one round takes all it can.
+            SELECT array_agg(x.id ORDER BY x.ord) INTO v_picked
+              FROM (SELECT t.id, p.ord
+                      FROM unnest(notifyq.fair_pick(v_queue, v_allowed - v_taken, v_now, kinds,
+                                                    v_per_key, v_cfg.fair_cursor))
+                           WITH ORDINALITY AS p(id, ord)
+                      JOIN notifyq.tasks t ON t.id = p.id
+                     WHERE t.status = 'pending'
+                       FOR UPDATE OF t SKIP LOCKED) x;
+            ELSIF v_limited AND v_cfg.age_priority_after IS NOT NULL AND v_per_key IS NULL THEN
+            -- Priority aging (migration 0017): the rows in aged order, locked now.
+            SELECT array_agg(x.id ORDER BY x.ord) INTO v_picked
+              FROM (SELECT t.id, p.ord
+                      FROM unnest(notifyq.aged_pick(
+                               v_queue, v_allowed - v_taken, v_now, kinds,
+                               extract(epoch FROM v_cfg.age_priority_after)::float8))
+                           WITH ORDINALITY AS p(id, ord)
+                      JOIN notifyq.tasks t ON t.id = p.id
+                     WHERE t.status = 'pending'
+                       FOR UPDATE OF t SKIP LOCKED) x;
+            ELSE
             WITH full_keys AS (
                 SELECT t.concurrency_key AS k
                   FROM notifyq.tasks t
@@ -984,6 +1240,7 @@ BEGIN
                 SELECT t.id, t.concurrency_key AS k, t.priority, t.run_at
                   FROM notifyq.tasks t
                  WHERE t.status = 'pending' AND t.run_at <= v_now AND t.queue = v_queue
+                   AND (t.expires_at IS NULL OR t.expires_at > v_now)
                    AND (kinds IS NULL OR t.kind = ANY (kinds))
                    AND (t.concurrency_key IS NULL
                         OR t.concurrency_key NOT IN (SELECT f.k FROM full_keys f))
@@ -1006,6 +1263,7 @@ BEGIN
             SELECT array_agg(r.id) INTO v_picked
               FROM ranked r LEFT JOIN running u ON u.k = r.k
              WHERE v_per_key IS NULL OR r.k IS NULL OR r.rn + coalesce(u.n, 0) <= v_per_key;
+            END IF;
             -- Every key in `candidates` is below its limit, so its first row is picked:
             -- nothing picked means no due row is left.
             EXIT WHEN v_picked IS NULL;
@@ -1043,6 +1301,16 @@ BEGIN
              ORDER BY c.priority DESC, c.run_at, c.id;
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_taken := v_taken + v_n;
+            IF v_limited AND v_cfg.fair THEN
+                -- The next round (each key gave only its share) and the next claim start
+                -- after the last key served.
+                SELECT coalesce(t.concurrency_key, '') INTO v_cfg.fair_cursor
+                  FROM notifyq.tasks t WHERE t.id = v_picked[cardinality(v_picked)];
+                UPDATE notifyq.queues q SET fair_cursor = v_cfg.fair_cursor
+                 WHERE q.name = v_queue;
+                EXIT WHEN v_n = 0;
+                CONTINUE;
+            END IF;
             EXIT WHEN v_per_key IS NULL OR v_n = 0;
         END LOOP;
         want := want - v_taken;
@@ -1077,6 +1345,7 @@ BEGIN
               AND EXISTS (SELECT 1 FROM notifyq.tasks t
                            WHERE t.status = 'pending' AND t.queue = v_queue
                              AND t.run_at <= v_now
+                             AND (t.expires_at IS NULL OR t.expires_at > v_now)
                              AND (kinds IS NULL OR t.kind = ANY (kinds))) THEN
             -- Due rows left behind: their keys are at the limit.
             v_held := 'infinity';
@@ -1211,7 +1480,8 @@ BEGIN
     SELECT string_agg(quote_ident(c.name), ', ' ORDER BY c.n) INTO cols
       FROM unnest(ARRAY['queue', 'kind', 'payload', 'priority', 'run_at', 'max_attempts',
                         'timeout', 'meta', 'unique_key', 'concurrency_key', 'depends_on',
-                        'on_parent_failure', 'batch_id', 'after_batch'])
+                        'on_parent_failure', 'batch_id', 'after_batch',
+                        'max_snoozes', 'expires_at'])
            WITH ORDINALITY AS c(name, n)
       JOIN pg_attribute a ON a.attname = c.name
      WHERE a.attrelid = 'notifyq.tasks'::regclass AND NOT a.attisdropped;
@@ -1221,7 +1491,11 @@ BEGIN
         -- RETURNING id of a producer's INSERT (notifyq.enqueue reads it back).
         format('GRANT SELECT (id) ON notifyq.tasks TO %s', grantee),
         -- INSERT INTO notifyq.batches DEFAULT VALUES RETURNING id: a new, empty batch.
-        format('GRANT INSERT (created_at), SELECT (id) ON notifyq.batches TO %s', grantee)
+        format('GRANT INSERT (created_at), SELECT (id) ON notifyq.batches TO %s', grantee),
+        -- Debounce and throttle (migration 0017): the one way a producer changes a task.
+        format('GRANT EXECUTE ON FUNCTION notifyq.enqueue_unique(text, text, jsonb, text, '
+               'text, integer, timestamptz, integer, interval, jsonb, text, timestamptz) '
+               'TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;
@@ -1478,7 +1752,11 @@ BEGIN
                'notifyq.ensure_event_partitions(integer)',
                'notifyq.attach_legacy_events()',
                'notifyq.prune_event_partitions(interval)',
-               'notifyq.drop_event_partitions(interval)'])
+               'notifyq.drop_event_partitions(interval)',
+               'notifyq.fair_pick(text, integer, timestamptz, text[], integer, text)',
+               'notifyq.aged_pick(text, integer, timestamptz, text[], float8)',
+               'notifyq.enqueue_unique(text, text, jsonb, text, text, integer, timestamptz, '
+               'integer, interval, jsonb, text, timestamptz)'])
            WITH ORDINALITY AS w(signature, n),
            LATERAL (SELECT to_regprocedure(w.signature) AS oid, w.n) AS f
      WHERE f.oid IS NOT NULL;
@@ -1588,6 +1866,8 @@ CREATE TRIGGER queues_limits_changed
           OR OLD.rate_period IS DISTINCT FROM NEW.rate_period
           OR OLD.per_key_concurrency IS DISTINCT FROM NEW.per_key_concurrency
           OR OLD.paused IS DISTINCT FROM NEW.paused
+          OR OLD.fair IS DISTINCT FROM NEW.fair
+          OR OLD.age_priority_after IS DISTINCT FROM NEW.age_priority_after
           OR OLD.name IS DISTINCT FROM NEW.name)
     EXECUTE FUNCTION notifyq.queue_changed();
 

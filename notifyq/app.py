@@ -178,6 +178,8 @@ class App:
         rate: str | limits.Keep | None = limits.KEEP,
         per_key_concurrency: int | limits.Keep | None = limits.KEEP,
         paused: bool | None = None,
+        fair: bool | None = None,
+        age_priority_after: float | limits.Keep | None = limits.KEEP,
     ) -> None:
         """Declare limits of queue ``name``, written to notifyq.queues when a process starts.
 
@@ -191,6 +193,8 @@ class App:
             rate=rate,
             per_key_concurrency=per_key_concurrency,
             paused=paused,
+            fair=fair,
+            age_priority_after=age_priority_after,
         )
 
     def schedule(

@@ -6,6 +6,8 @@ to the task; any other exception counts as a failed attempt.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 class NotifyqError(Exception):
     """Base of all notifyq errors."""
@@ -86,6 +88,29 @@ class Retry(HandlerSignal):
             raise ValueError(f"delay_s must be >= 0, got {delay_s}")
         super().__init__(message)
         self.delay_s = delay_s
+
+
+MAX_SNOOZE_S = 10 * 365 * 86400.0  # the longest delay of a task (spec.MAX_DELAY_S)
+
+
+class Snooze(HandlerSignal):
+    """Put the task back to pending for ``delay`` (seconds or a timedelta) without spending
+    an attempt; raise it or return it from a handler. A task snoozes at most its
+    ``max_snoozes`` times (100 unless set on the row); once more ends it ``error``."""
+
+    def __init__(self, delay: float | timedelta) -> None:
+        number = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int | float)
+            or not 0 <= number <= MAX_SNOOZE_S  # NaN fails too
+        ):
+            raise ValueError(
+                f"invalid snooze delay {delay!r}: expected seconds or a timedelta, "
+                f"0 or more, at most {MAX_SNOOZE_S:.0f}"
+            )
+        self.delay_s = float(number)
+        super().__init__(f"snoozed for {self.delay_s:g} s")
 
 
 class Fail(HandlerSignal):

@@ -71,6 +71,23 @@ def check_limit(name: str, value: int) -> int:
     return value
 
 
+MAX_AGE_PRIORITY_AFTER_S = 1000 * 86400.0
+
+
+def check_age(value: object) -> float:
+    """``age_priority_after``: seconds (more than 0, at most 1000 days) per priority step."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_AGE_PRIORITY_AFTER_S
+    ):
+        raise LimitError(
+            f"invalid age_priority_after {value!r}: expected seconds, more than 0, "
+            f"at most {MAX_AGE_PRIORITY_AFTER_S:.0f}"
+        )
+    return float(value)
+
+
 def check_queue_name(name: str) -> str:
     if not isinstance(name, str) or not name or len(name) > 128:
         raise LimitError(f"invalid queue name {name!r}: expected 1 to 128 characters")
@@ -108,6 +125,8 @@ class LimitChange:
     rate: Rate | None = None
     per_key_concurrency: int | None = None
     paused: bool | None = None
+    fair: bool | None = None  # round-robin over concurrency_key (README "Fair queues")
+    age_priority_after_s: float | None = None  # priority aging (README "Priority aging")
 
 
 class Keep(enum.Enum):
@@ -126,6 +145,8 @@ def change(
     rate: Rate | str | Keep | None = KEEP,
     per_key_concurrency: int | Keep | None = KEEP,
     paused: bool | None = None,
+    fair: bool | None = None,
+    age_priority_after: float | Keep | None = KEEP,
 ) -> LimitChange:
     """Build a checked change. ``KEEP`` (the default) leaves a field as stored; None removes
     that limit; ``rate`` may be given as text (``"100/s"``); ``paused`` None keeps it."""
@@ -147,6 +168,19 @@ def change(
         )
     if paused is not None:
         fields.add("paused")
+    if fair is not None:
+        fields.add("fair")
+    age_s = None
+    if age_priority_after is not KEEP:
+        fields.add("age_priority_after")
+        age_s = None if age_priority_after is None else check_age(age_priority_after)
     return LimitChange(
-        check_queue_name(name), frozenset(fields), new_concurrency, new_rate, new_per_key, paused
+        check_queue_name(name),
+        frozenset(fields),
+        new_concurrency,
+        new_rate,
+        new_per_key,
+        paused,
+        fair,
+        age_s,
     )

@@ -1,16 +1,14 @@
 """One task specification: the options of a new task and the one check of them, used by every
 entry point (``notifyq.enqueue``/``enqueue_many``, ``Client.enqueue``, ``POST /tasks``,
-``notifyq enqueue``, schedules).
+``notifyq enqueue``, schedules). Pure (the standard library, notifyq's errors and
+priorities), so a producer imports it without any driver.
 
 The check refuses, with :class:`InvalidTask` naming the option, everything PostgreSQL or a
 driver would refuse, so that a bad value never reaches the caller's transaction (a refused
 statement aborts it): a NUL or a lone surrogate in any string (text columns and JSON
 strings and keys alike), a number JSON cannot write (NaN, infinity), a timeout that rounds
-to a zero interval, values outside the table's CHECK constraints. It also holds the limits
-that are notifyq's own: :data:`MAX_PAYLOAD_BYTES` and :data:`MAX_JSON_DEPTH`.
-
-Pure and dependency-free (the standard library and notifyq's errors and priorities), so a
-producer imports it without any driver.
+to a zero interval, values outside the table's CHECK constraints; and notifyq's own limits
+(:data:`MAX_PAYLOAD_BYTES`, :data:`MAX_JSON_DEPTH`).
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -45,22 +44,9 @@ MAX_JSON_DEPTH = 64
 # fan-in beyond this is a batch (notifyq.chord), whose members are counted, not listed.
 MAX_PARENTS = 1000
 MAX_TASK_ID = 2**63 - 1  # bigint
+# What a live task holding the new task's unique_key becomes (notifyq.enqueue_unique in SQL).
+ON_CONFLICT = ("keep", "replace", "update")
 
-OPTION_NAMES = frozenset(
-    {
-        "queue",
-        "priority",
-        "delay",
-        "run_at",
-        "max_attempts",
-        "timeout",
-        "unique_key",
-        "concurrency_key",
-        "meta",
-        "after",
-        "on_parent_failure",
-    }
-)
 
 # Compact JSON, non-ASCII as UTF-8 (so that the size counted is the size sent).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -83,12 +69,19 @@ class PlainOptions(TypedDict, total=False):
     meta: Mapping[str, Any] | None
     after: Iterable[int] | None
     on_parent_failure: str
+    expires: datetime | None
+    expires_in: float | timedelta | None
+    on_conflict: str
 
 
 class TaskOptions(PlainOptions, total=False):
     """The options of a new task, the same for every entry point."""
 
     unique_key: str | None
+
+
+OPTION_NAMES = TaskOptions.__optional_keys__
+"""Every option of :func:`new_task` (``enqueue_many`` items take these, kind and payload)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +101,13 @@ class NewTask:
     concurrency_key: str | None = None
     after: tuple[int, ...] = ()  # the parents' ids, in the order given (depends_on)
     on_parent_failure: str = ParentFailure.CANCEL.value
+    expires_at: datetime | None = None  # start deadline, in UTC
+    expires_in_s: float | None = None  # start deadline from the insert (the database's now)
+    on_conflict: str = "keep"  # what a live holder of the unique_key becomes: ON_CONFLICT
+
+    def expiry(self) -> tuple[datetime | None, float | None]:
+        """The last two parameters of the statements that add a task (see queries.sql)."""
+        return self.expires_at, self.expires_in_s
 
     @property
     def depends_on(self) -> str | None:
@@ -266,11 +266,9 @@ def parents(value: object) -> tuple[int, ...]:
             raise InvalidTask("after", ids, f"expected task ids (integers from 1 to {MAX_TASK_ID})")
     if len(ids) > MAX_PARENTS:
         raise InvalidTask("after", ids, f"expected at most {MAX_PARENTS} parents, got {len(ids)}")
-    seen: set[int] = set()
-    for item in ids:
-        if item in seen:
-            raise InvalidTask("after", ids, f"task {item} is named twice")
-        seen.add(item)
+    twice = [item for item, n in Counter(ids).items() if n > 1]
+    if twice:
+        raise InvalidTask("after", ids, f"task {twice[0]} is named twice")
     return tuple(ids)
 
 
@@ -282,13 +280,36 @@ def parent_failure(value: object) -> str:
     return str(value)
 
 
-def _run_at(value: object) -> datetime:
+def _run_at(value: object, option: str = "run_at") -> datetime:
     if not isinstance(value, datetime):
-        raise InvalidTask("run_at", value, "expected a datetime")
+        raise InvalidTask(option, value, "expected a datetime")
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise InvalidTask("run_at", value, "expected a time from year 1 to 9999 in UTC") from None
+        raise InvalidTask(option, value, "expected a time from year 1 to 9999 in UTC") from None
+
+
+def deadline(
+    expires: object, expires_in: object, run_at: datetime | None, delay_s: float
+) -> tuple[datetime | None, float | None]:
+    """A start deadline: ``expires`` (a timezone-aware datetime) or ``expires_in`` (seconds
+    from the insert), not both, and after the task is due when both are known."""
+    if expires is not None and expires_in is not None:
+        raise InvalidTask("expires_in", expires_in, "give expires or expires_in, not both")
+    if expires_in is not None:
+        in_s = seconds("expires_in", expires_in, MIN_TIMEOUT_S, MAX_DELAY_S)
+        if run_at is None and in_s <= delay_s:
+            rule = f"expected more than the delay ({delay_s:g} s)"
+            raise InvalidTask("expires_in", expires_in, rule)
+        return None, in_s
+    if expires is None:
+        return None, None
+    if isinstance(expires, datetime) and expires.utcoffset() is None:
+        raise InvalidTask("expires", expires, "expected a timezone-aware datetime")
+    at = _run_at(expires, "expires")
+    if run_at is not None and at <= run_at:
+        raise InvalidTask("expires", expires, "expected a time after run_at")
+    return at, None
 
 
 def new_task(
@@ -306,6 +327,9 @@ def new_task(
     meta: Mapping[str, Any] | None = None,
     after: Iterable[int] | None = None,
     on_parent_failure: str = ParentFailure.CANCEL.value,
+    expires: datetime | None = None,
+    expires_in: float | timedelta | None = None,
+    on_conflict: str = "keep",
 ) -> NewTask:
     """Check one task's options; raises :class:`InvalidTask` naming the bad option."""
     kind = text("kind", kind, MAX_NAME_CHARS)
@@ -335,6 +359,11 @@ def new_task(
         # duplicate, so the schema refuses the pair; say so before the statement runs.
         raise InvalidTask("unique_key", unique_key, "a task with parents (after) has no unique_key")
     policy = parent_failure(on_parent_failure)
+    expires_at, expires_in_s = deadline(expires, expires_in, at, delay_s)
+    if on_conflict not in ON_CONFLICT:
+        raise InvalidTask("on_conflict", on_conflict, "expected keep, replace or update")
+    if on_conflict != "keep" and unique_key is None:
+        raise InvalidTask("on_conflict", on_conflict, "only a task with a unique_key has one")
     return NewTask(
         queue,
         kind,
@@ -349,6 +378,9 @@ def new_task(
         concurrency_key,
         parent_ids,
         policy,
+        expires_at,
+        expires_in_s,
+        on_conflict,
     )
 
 

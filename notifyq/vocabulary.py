@@ -36,9 +36,10 @@ STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 class Verdict(StrEnum):
     """What one attempt ended as: the ``finish`` statement's outcomes and the event names.
 
-    ``retried`` and ``released`` put the task back to pending (a released attempt is not
-    counted: shutdown, lease lost); a retry or release of a task whose cancel was asked
-    ends it ``cancelled`` instead.
+    ``retried``, ``released`` and ``snoozed`` put the task back to pending (a released or
+    snoozed attempt is not counted: shutdown, lease lost, the handler's ``notifyq.Snooze``);
+    a retry, release or snooze of a task whose cancel was asked ends it ``cancelled``
+    instead, and a snooze beyond the task's ``max_snoozes`` ends it ``error``.
     """
 
     DONE = "done"
@@ -46,6 +47,7 @@ class Verdict(StrEnum):
     RETRIED = "retried"
     CANCELLED = "cancelled"
     RELEASED = "released"
+    SNOOZED = "snoozed"
 
 
 class ParentFailure(StrEnum):

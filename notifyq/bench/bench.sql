@@ -353,3 +353,24 @@ SELECT EXISTS (SELECT 1 FROM notifyq.tasks WHERE status = 'pending' AND after_ba
 -- name: callback_ended
 -- `bench drain --chord`: whether the callback of batch $1 has ended.
 SELECT status IN ('done', 'error', 'cancelled') FROM notifyq.tasks WHERE after_batch = $1;
+
+-- name: enqueue_tenant
+-- `bench fairness`: $1 pending noop tasks of tenant $2 (their concurrency_key).
+INSERT INTO notifyq.tasks (kind, concurrency_key)
+SELECT 'noop', $2::text FROM generate_series(1, $1::int);
+
+-- name: enqueue_tenants
+-- `bench fairness`: $1 pending noop tasks spread over $2 tenants (keys t0, t1, ...).
+INSERT INTO notifyq.tasks (kind, concurrency_key)
+SELECT 'noop', 't' || (g % $2::int) FROM generate_series(1, $1::int) AS g;
+
+-- name: tenant_waits
+-- `bench fairness`: seconds from insert to start of tenant $1's started tasks, ascending.
+SELECT extract(epoch FROM started_at - created_at)::float8 AS wait_s
+  FROM notifyq.tasks
+ WHERE concurrency_key = $1::text AND started_at IS NOT NULL
+ ORDER BY 1;
+
+-- name: tenant_done
+-- `bench fairness`: how many of tenant $1's tasks are done.
+SELECT count(*) FROM notifyq.tasks WHERE concurrency_key = $1::text AND status = 'done';

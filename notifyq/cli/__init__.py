@@ -99,6 +99,7 @@ class _Bench(click.Group):
             bench_stress.soak_,
             bench_stress.events,
             bench_failover.failover_,
+            bench_stress.fairness_,
         )
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -12,13 +12,46 @@ from typing import Any
 import click
 
 from notifyq import errors
-from notifyq.bench import bigtables, harsh, harsh_report, own_server, soak
+from notifyq.bench import bigtables, fairness, harsh, harsh_report, own_server, soak
 from notifyq.bench.common import scratch
 from notifyq.bench.events import measure_events
 from notifyq.bench.scale import describe, measure_scale
 from notifyq.bench.worker_processes import Plan
-from notifyq.cli.bench_common import bench_settings
+from notifyq.cli.bench_common import bench_settings, print_report
 from notifyq.cli.common import fail, run
+
+
+def _sizes(_ctx: Any, _param: Any, value: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in value.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(n < 1 for n in sizes):
+        raise click.BadParameter("expected comma-separated numbers of tasks, 1 or more")
+    return sizes
+
+
+@click.command("fairness")
+@click.option("--backlog", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--warmup", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--tenants", type=click.IntRange(1), default=1000, show_default=True)
+@click.option(
+    "--backlogs",
+    default="10000,100000",
+    show_default=True,
+    callback=_sizes,
+    help="Backlog sizes of the claim-cost measure (comma-separated).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def fairness_(
+    ctx: click.Context, backlog: int, warmup: int, tenants: int, backlogs: list[int], as_json: bool
+) -> None:
+    """Fair queues: a small tenant's wait behind a big one's backlog, plain and fair; the
+    fair claim's cost with many tenants as the backlog grows."""
+    settings = bench_settings(ctx)
+    r = run(lambda: fairness.measure_fairness(settings, backlog, warmup, tenants, backlogs))
+    print_report(r, as_json, *fairness.table(r))
 
 
 def _subscriber_counts(_ctx: Any, _param: Any, value: str) -> list[int]:

@@ -8,6 +8,7 @@ import click
 
 from notifyq import errors, limits, store
 from notifyq.cli.common import EXIT_USAGE, fail, run, settings_from
+from notifyq.durations import parse_duration
 from notifyq.serving.startup import open_db
 from notifyq.vocabulary import Status
 
@@ -30,6 +31,21 @@ def _count(option: str, text: str | None) -> int | limits.Keep:
         )
 
 
+def _age(text: str | None) -> float | limits.Keep | None:
+    """--age-priority-after: a duration, ``off`` (no aging), or KEEP when not given."""
+    if text is None:
+        return limits.KEEP
+    if text == "off":
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError:
+        fail(
+            f"invalid --age-priority-after {text!r}: expected a duration (30s, 5m) or off",
+            EXIT_USAGE,
+        )
+
+
 @queue.command("set")
 @click.argument("name")
 @click.option("--concurrency", help="At most N tasks of the queue in_progress at once.")
@@ -37,6 +53,16 @@ def _count(option: str, text: str | None) -> int | limits.Keep:
 @click.option("--per-key", "per_key", help="At most N in_progress per concurrency_key.")
 @click.option("--paused", "paused", flag_value=True, default=None, help="Claim nothing.")
 @click.option("--resumed", "paused", flag_value=False, help="Claim again.")
+@click.option(
+    "--fair/--no-fair",
+    default=None,
+    help="Claim round-robin over concurrency_key, within priority (README: Fair queues).",
+)
+@click.option(
+    "--age-priority-after",
+    "age",
+    help="Priority aging: a due task gains one priority per this long waited (30s, 5m; off: none).",
+)
 @click.option("--clear", is_flag=True, help="Remove every limit of the queue first.")
 @click.pass_context
 def set_(
@@ -46,6 +72,8 @@ def set_(
     rate: str | None,
     per_key: str | None,
     paused: bool | None,
+    fair: bool | None,
+    age: str | None,
     clear: bool,
 ) -> None:
     """Set limits of queue NAME; the options not given keep their value."""
@@ -56,12 +84,15 @@ def set_(
             rate=limits.KEEP if rate is None else rate,
             per_key_concurrency=_count("--per-key", per_key),
             paused=paused,
+            fair=fair,
+            age_priority_after=_age(age),
         )
     except errors.ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     if not clear and not change.fields:
         fail(
-            "nothing to set: give --concurrency, --rate, --per-key, --paused, --resumed or --clear",
+            "nothing to set: give --concurrency, --rate, --per-key, --paused, --resumed, "
+            "--fair, --no-fair, --age-priority-after or --clear",
             EXIT_USAGE,
         )
     settings = settings_from(ctx)
@@ -104,6 +135,8 @@ def as_dict(q: store.QueueInfo) -> dict[str, object]:
         "rate": str(q.rate) if q.rate else None,
         "per_key_concurrency": q.per_key_concurrency,
         "paused": q.paused,
+        "fair": q.fair,
+        "age_priority_after_s": q.age_priority_after_s,
         Status.PENDING.value: q.pending,
         Status.IN_PROGRESS.value: q.in_progress,
     }
@@ -113,6 +146,10 @@ def _line(q: store.QueueInfo) -> str:
     parts = []
     if q.paused:
         parts.append("paused")
+    if q.fair:
+        parts.append("fair")
+    if q.age_priority_after_s is not None:
+        parts.append(f"age_priority_after={q.age_priority_after_s:g}s")
     if q.concurrency is not None:
         parts.append(f"concurrency={q.concurrency}")
     if q.rate is not None:

@@ -141,6 +141,19 @@ def _ids(text: str) -> list[Any]:
     show_default=True,
     help="cancel: cancelled when a parent ends error or cancelled; run: runs anyway.",
 )
+@click.option(
+    "--expires-in",
+    callback=_task_seconds("expires_in", spec.MIN_TIMEOUT_S, spec.MAX_DELAY_S),
+    help="Start deadline: never started after this long (then cancelled, history expired).",
+)
+@click.option(
+    "--on-conflict",
+    type=click.Choice(spec.ON_CONFLICT),
+    default="keep",
+    show_default=True,
+    help="With --unique-key a live task holds: keep it, replace its payload and run_at "
+    "(debounce), or update its payload but keep run_at (throttle).",
+)
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -157,6 +170,8 @@ def enqueue(
     meta: str | None,
     after: str | None,
     on_parent_failure: str,
+    expires_in: float | None,
+    on_conflict: str,
 ) -> None:
     """Add a task. PAYLOAD is JSON; text that is not JSON is taken as a string."""
     settings = settings_from(ctx)
@@ -178,6 +193,8 @@ def enqueue(
             meta=None if meta is None else _parse_json("--meta", meta),
             after=None if after is None else _ids(after),
             on_parent_failure=on_parent_failure,
+            expires_in=expires_in,
+            on_conflict=on_conflict,
         )
     except errors.InvalidTask as exc:
         fail(str(exc), EXIT_USAGE)
@@ -185,7 +202,11 @@ def enqueue(
     async def go() -> None:
         async with open_db(settings, pool_size=2) as database:
             found = await store.enqueue(database, task=task)
-        if found.duplicate:
+        if found.change in ("replaced", "updated"):
+            click.echo(
+                f"notifyq: {found.change} task {found.id} (unique key {unique_key!r})", err=True
+            )
+        elif found.duplicate:
             click.echo(
                 f"notifyq: not added: task {found.id} with unique key {unique_key!r} is "
                 f"{found.row.status} in queue {queue!r}",

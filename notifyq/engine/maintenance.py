@@ -6,6 +6,9 @@ per interval does each job.
 - retention deletes tasks that ended more than RETENTION ago, in bounded batches, and
   drops the history's day partitions older than that (no row-by-row DELETE), never
   waiting for the lock that takes (a day in use is dropped at a later turn);
+- the expiry sweep ends tasks that were not started by their ``expires_at`` (every
+  process sweeps about every second; SKIP LOCKED shares the rows, and a sweep that finds
+  nothing writes nothing, so it needs no turn);
 - the partitioner creates the history's day partitions ahead of time and, once after an
   upgrade from a schema before version 7, attaches the old history (migration 0007).
 
@@ -38,6 +41,8 @@ REAP_BATCH = 1000
 RETENTION_INTERVAL_S = 60.0
 RETENTION_BATCH = 1000
 PARTITION_INTERVAL_S = 600.0
+EXPIRY_INTERVAL_S = 1.0
+EXPIRY_BATCH = 1000
 PARTITION_DAYS_AHEAD = 3  # today and three more days: processes down for days still have them
 
 
@@ -79,6 +84,31 @@ class Reaper:
                 log.warning(
                     "task.recovered", task_id=row.id, status=row.status, lost_worker=row.lost_worker
                 )
+
+
+class Expirer:
+    """Ends the tasks that were not started by their start deadline (``expires_at``):
+    ``cancelled``, error ``expired: not started by <time>``, history ``expired``, at most
+    ``EXPIRY_BATCH`` per statement, again at once while a batch comes back full. The claims
+    never start such a task, so this only makes the end prompt (about a second late at
+    most) rather than decides it. ``expired`` counts the tasks this process ended (for
+    /metrics); only the task running ``serve`` writes it."""
+
+    def __init__(self, database: db.Database) -> None:
+        self.db = database
+        self.expired = 0
+
+    async def serve(self) -> None:
+        while True:
+            await trio.sleep(EXPIRY_INTERVAL_S * random.uniform(0.8, 1.2))
+            try:
+                while (n := await store.expire_tasks(self.db, limit=EXPIRY_BATCH)) > 0:
+                    self.expired += n
+                    log.info("tasks.expired", tasks=n)
+                    if n < EXPIRY_BATCH:
+                        break
+            except errors.DatabaseUnavailable as exc:
+                log.warning("expiry.failed", error=str(exc))
 
 
 async def serve_retention(database: db.Database, retention_s: float) -> None:

@@ -80,6 +80,8 @@ class WorkerStatistics:
     released: int
     fenced: int
     recovered: int
+    snoozed: int = 0
+    expired: int = 0  # by its expiry sweep
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -160,6 +162,7 @@ class Service:
             database, settings, self.ledger, self.worker_id, out_receive, handoff=self.claimer
         )
         self.reaper = maintenance.Reaper(database, settings)
+        self.expirer = maintenance.Expirer(database)
         self.scheduler = Scheduler(
             database,
             queues=settings.queues,
@@ -196,6 +199,8 @@ class Service:
             t.released,
             t.fenced,
             self.reaper.recovered,
+            t.snoozed,
+            self.expirer.expired,
         )
         return ServiceStatistics(
             workers=workers,
@@ -282,6 +287,7 @@ class Service:
                 return
             housekeeping.start_soon(leases.serve_heartbeat, self.db, s, ledger, self.registration)
             housekeeping.start_soon(self.reaper.serve)
+            housekeeping.start_soon(self.expirer.serve)
             housekeeping.start_soon(maintenance.serve_partitioner, self.db)
             housekeeping.start_soon(self.scheduler.serve)
             housekeeping.start_soon(self.watch.serve)

@@ -44,6 +44,11 @@ class Facts:
 def judge(facts: Facts, retries: Retries, max_result_bytes: int | None = None) -> Outcome:
     """The outcome of one attempt (a result over ``max_result_bytes`` as JSON: failed)."""
     tid, attempt = facts.task_id, facts.attempt
+    snooze = facts.value if facts.returned else facts.raised
+    if isinstance(snooze, errors.Snooze) and facts.stopped is None and not facts.overran:
+        # Not an attempt: pending again after the delay (the finish statement counts the
+        # snooze and ends the task error beyond its max_snoozes).
+        return Outcome(tid, attempt, Verdict.SNOOZED, delay_s=snooze.delay_s)
     if facts.returned and not facts.overran:
         try:
             result_json = encode_result(facts.value, max_result_bytes)

@@ -43,6 +43,7 @@ class Tally:
     cancelled: int = 0
     released: int = 0
     fenced: int = 0
+    snoozed: int = 0
 
 
 class Writer:
@@ -87,6 +88,7 @@ class Writer:
             c[Verdict.CANCELLED],
             c[Verdict.RELEASED],
             c["fenced"],
+            c[Verdict.SNOOZED],
         )
 
     def observe_ends(self, observer: EndObserver) -> None:
@@ -286,7 +288,11 @@ class Writer:
                 why="no longer owned by this process (lease lost)",
             )
             return None
-        verdict = Verdict.CANCELLED if status == store.Status.CANCELLED else outcome.verdict
+        verdict = outcome.verdict
+        if status == store.Status.CANCELLED:
+            verdict = Verdict.CANCELLED
+        elif status == store.Status.ERROR:
+            verdict = Verdict.FAILED  # a snooze beyond the task's max_snoozes
         self._counts[verdict] += 1
         run_s = trio.current_time() - attempt.started if attempt.started else 0.0
         for observer in self._observers:

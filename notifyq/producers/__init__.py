@@ -71,13 +71,23 @@ def _row(task: NewTask) -> list[Any]:
         task.concurrency_key,
         task.depends_on,
         task.on_parent_failure,
+        *task.expiry(),
     ]
+
+
+def _produce(task: NewTask) -> tuple[str, list[Any]]:
+    """The statement that adds one task with its parameters: ``produce``, or
+    ``produce_upsert`` when the task replaces or updates a live holder of its key."""
+    if task.on_conflict == "keep":
+        return "produce", _row(task)
+    args = [*task.parameters(), task.unique_key, task.concurrency_key, task.on_conflict]
+    return "produce_upsert", [*args, *task.expiry()]
 
 
 def _columns(tasks: list[NewTask]) -> list[list[Any]]:
     """The arrays of the ``produce_many`` statement, one per column (no unique keys)."""
     rows = [_row(t) for t in tasks]
-    return [[r[i] for r in rows] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12)]
+    return [[r[i] for r in rows] for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14)]
 
 
 @overload
@@ -148,8 +158,8 @@ def add(conn: Any, task: NewTask) -> int | Awaitable[int | None] | None:
     target = drivers.connection_of(conn)
     task = _with_trace(task)
     if isinstance(target, drivers.Sync):
-        return _first_id(target.run("produce", _row(task)))
-    return _await_first_id(target.run("produce", _row(task)))
+        return _first_id(target.run(*_produce(task)))
+    return _await_first_id(target.run(*_produce(task)))
 
 
 def _first_id(rows: drivers.Rows) -> int | None:
@@ -205,7 +215,7 @@ def enqueue_many(
         if isinstance(step, list):
             ids.extend(int(r[0]) for r in target.run("produce_many", _columns(step)))
         else:
-            ids.append(_first_id(target.run("produce", _row(step))))
+            ids.append(_first_id(target.run(*_produce(step))))
     return ids
 
 
@@ -215,7 +225,7 @@ async def _ids(target: drivers.Async, steps: list[NewTask | list[NewTask]]) -> l
         if isinstance(step, list):
             ids.extend(int(r[0]) for r in await target.run("produce_many", _columns(step)))
         else:
-            ids.append(_first_id(await target.run("produce", _row(step))))
+            ids.append(_first_id(await target.run(*_produce(step))))
     return ids
 
 

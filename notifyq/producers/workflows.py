@@ -35,7 +35,7 @@ from notifyq.errors import InvalidTask, InvalidWorkflow
 from notifyq.producers.waiting import Watch
 from notifyq.spec import MAX_PARENTS, NewTask, PlainOptions, from_item, new_task
 
-# Steps per workflow: each is a CTE of one statement (13 parameters each).
+# Steps per workflow: each is a CTE of one statement (15 parameters each).
 MAX_STEPS = 500
 
 TaskLike = NewTask | Mapping[str, Any]
@@ -212,8 +212,8 @@ def _rows(step: Step) -> tuple[list[NewTask], int]:
 def _columns(
     tasks: Sequence[NewTask], members: int, each: Callable[[NewTask], NewTask]
 ) -> list[list[Any]]:
-    """The 13 arrays of ``workflow_step``, one per column."""
-    columns: list[list[Any]] = [[] for _ in range(13)]
+    """The 15 arrays of ``workflow_step``, one per column."""
+    columns: list[list[Any]] = [[] for _ in range(15)]
     for n, task_ in enumerate(tasks):
         t = each(task_)
         row = (
@@ -222,6 +222,7 @@ def _columns(
             t.depends_on,
             t.on_parent_failure,
             n >= members,
+            *t.expiry(),
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)

@@ -281,6 +281,9 @@ from notifyq.store.upkeep import (
     drop_history_days as drop_history_days,
 )
 from notifyq.store.upkeep import (
+    expire_tasks as expire_tasks,
+)
+from notifyq.store.upkeep import (
     maintain_partitions as maintain_partitions,
 )
 from notifyq.store.upkeep import (

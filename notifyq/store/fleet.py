@@ -25,6 +25,8 @@ class QueueInfo:
     pending: int
     in_progress: int
     updated_at: datetime | None  # None: the queue has tasks but no row in notifyq.queues
+    fair: bool = False  # claims round-robin over concurrency_key (migration 0017)
+    age_priority_after_s: float | None = None  # priority aging (migration 0017)
 
 
 def _rate(count: int | None, period_s: float | None) -> limits.Rate | None:
@@ -46,6 +48,8 @@ async def list_queues(
             r["pending"],
             r["in_progress"],
             r["updated_at"],
+            r["fair"],
+            r["age_priority_after_s"],
         )
         for r in await database.fetch(sql.queries["queue_list"], after, limit)
     ]
@@ -63,6 +67,8 @@ async def set_queue_limits(database: db.Database, change: limits.LimitChange) ->
         change.per_key_concurrency,
         change.paused,
         sorted(change.fields),
+        change.fair,
+        change.age_priority_after_s,
     )
 
 

@@ -68,6 +68,9 @@ class TaskRow:
     has_dependents: bool = False
     batch_id: int | None = None
     after_batch: int | None = None
+    snoozes: int = 0
+    max_snoozes: int = 100
+    expires_at: datetime | None = None
     payload_preview: str | None = None
     result_preview: str | None = None
 

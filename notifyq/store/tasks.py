@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from notifyq import db, errors, sql
 from notifyq.spec import NewTask
@@ -18,6 +19,8 @@ class Enqueued:
 
     row: TaskRow
     duplicate: bool
+    # added, or what the task's on_conflict did to the live holder: kept, replaced, updated
+    change: str = "added"
 
     @property
     def id(self) -> int:
@@ -39,22 +42,35 @@ async def enqueue(database: db.Database, *, task: NewTask) -> Enqueued:
             task.concurrency_key,
             task.depends_on,
             task.on_parent_failure,
+            *task.expiry(),
         )
         assert added is not None  # INSERT ... RETURNING always returns the row
         return Enqueued(TaskRow.from_record(added), duplicate=False)
+    if task.on_conflict != "keep":
+        return await database.run_in_transaction(partial(_upsert, task))
     for _ in range(UNIQUE_ATTEMPTS):
         row: Row | None = await database.fetchrow(
             sql.queries["enqueue_unique"],
             *task.parameters(),
             task.unique_key,
             task.concurrency_key,
+            *task.expiry(),
         )
         if row is not None:
             found = {k: v for k, v in row.items() if k != "added"}
-            return Enqueued(TaskRow.from_record(found), duplicate=not row["added"])
+            change = "added" if row["added"] else "kept"
+            return Enqueued(TaskRow.from_record(found), duplicate=not row["added"], change=change)
     raise errors.NotifyqError(
         f"unique key {task.unique_key!r} of queue {task.queue!r} kept changing hands; try again"
     )
+
+
+async def _upsert(task: NewTask, conn: db.Connection) -> Enqueued:
+    args = (*task.parameters(), task.unique_key, task.concurrency_key, task.on_conflict)
+    done = await conn.fetchrow(sql.queries["enqueue_upsert"], *args, *task.expiry())
+    row = await conn.fetchrow(sql.queries["get_task"], done["id"])
+    change = str(done["change"])
+    return Enqueued(TaskRow.from_record(row), duplicate=change != "added", change=change)
 
 
 async def due_or_running(database: db.Database, queues: Sequence[str], kinds: Sequence[str]) -> int:

@@ -36,6 +36,12 @@ async def reap(
     return await database.run_in_transaction(turn)
 
 
+async def expire_tasks(database: db.Database, *, limit: int) -> int:
+    """End up to ``limit`` tasks past their start deadline (``expires_at``) that never
+    started, as cancelled with the history event ``expired``; how many."""
+    return len(await database.fetch(sql.queries["expire_tasks"], limit))
+
+
 async def take_turn(database: db.Database, job: str, every_s: float) -> bool:
     """Whether this process gets the fleet's turn for maintenance ``job`` now."""
     return bool(await database.fetchval(sql.queries["take_maintenance_turn"], job, every_s))

@@ -75,7 +75,8 @@ async def create_task() -> Response:
         raise
     created = models.CreatedTask.from_enqueued(found)
     if found.duplicate:
-        c.metrics.duplicates.inc()
+        if found.change == "kept":
+            c.metrics.duplicates.inc()
         return json_response(created, 200, {"Location": f"/tasks/{created.id}"})
     return json_response(created, 201, {"Location": f"/tasks/{created.id}"})
 

@@ -31,6 +31,8 @@ def _queue_out(q: store.QueueInfo) -> fleet_models.QueueOut:
         rate=str(q.rate) if q.rate else None,
         per_key_concurrency=q.per_key_concurrency,
         paused=q.paused,
+        fair=q.fair,
+        age_priority_after_s=q.age_priority_after_s,
         pending=q.pending,
         in_progress=q.in_progress,
     )
@@ -72,6 +74,10 @@ async def set_queue(name: str) -> Response:
                 body.per_key_concurrency if "per_key_concurrency" in given else limits.KEEP
             ),
             paused=body.paused if "paused" in given else None,
+            fair=body.fair if "fair" in given else None,
+            age_priority_after=(
+                body.age_priority_after if "age_priority_after" in given else limits.KEEP
+            ),
         )
     except limits.LimitError as exc:
         raise ApiError(422, "validation_failed", str(exc)) from None
@@ -90,6 +96,8 @@ async def set_queue(name: str) -> Response:
             rate=None,
             per_key_concurrency=None,
             paused=False,
+            fair=False,
+            age_priority_after_s=None,
             pending=0,
             in_progress=0,
         )

@@ -30,6 +30,10 @@ class QueueOut(BaseModel):
     rate: str | None = Field(description="COUNT/PERIOD, e.g. 100/s, 10/m, 5/10s")
     per_key_concurrency: int | None
     paused: bool
+    fair: bool = Field(False, description="Claims round-robin over concurrency_key")
+    age_priority_after_s: float | None = Field(
+        None, description="Priority aging: one priority more per this many seconds due"
+    )
     pending: int
     in_progress: int
 
@@ -75,6 +79,15 @@ class QueueChange(BaseModel):
     )
     paused: bool = Field(
         False, description="true: claim nothing; false: claim again (left out: unchanged)"
+    )
+    fair: bool = Field(
+        False, description="true: claim round-robin over concurrency_key (left out: unchanged)"
+    )
+    age_priority_after: float | None = Field(
+        None,
+        gt=0,
+        le=1000 * 86400,
+        description="Seconds per priority step of aging (null: no aging; left out: unchanged)",
     )
     clear: bool = False
 

@@ -167,6 +167,12 @@ class _Gauges(Collector):
             value=missed,
         )
         yield CounterMetricFamily(
+            "notifyq_tasks_expired",
+            "Tasks this process's expiry sweep ended because they were not started by their "
+            "expires_at (status cancelled, history expired)",
+            value=self.statistics.workers.expired,
+        )
+        yield CounterMetricFamily(
             "notifyq_duplicates_skipped",
             "Tasks not added because a live task of the queue held the unique key: POST "
             "/tasks duplicates and schedule ticks whose task was still live",

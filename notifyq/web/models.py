@@ -154,6 +154,15 @@ class NewTask(BaseModel):
         ParentFailure.CANCEL.value,
         description="cancel: cancelled when a parent ends error or cancelled; run: runs anyway",
     )
+    expires_at: datetime | None = Field(None, description="Start deadline (ISO 8601, a zone)")
+    expires_in: (
+        Annotated[float, Field(strict=True), _seconds(spec.MIN_TIMEOUT_S, spec.MAX_DELAY_S)] | None
+    ) = Field(None, description="Start deadline in seconds from now (instead of expires_at)")
+    on_conflict: Annotated[str, WithJsonSchema({"enum": list(spec.ON_CONFLICT)})] = Field(
+        "keep",
+        description="With a unique_key a live task holds: keep it (200, duplicate), replace "
+        "its values and run_at (debounce) or update its values but keep run_at (throttle)",
+    )
 
     def checked(self) -> spec.NewTask:
         """The one check of every entry point (notifyq.spec): this model gives the shape and
@@ -172,6 +181,9 @@ class NewTask(BaseModel):
             meta=self.meta,
             after=self.after,
             on_parent_failure=self.on_parent_failure,
+            expires=self.expires_at,
+            expires_in=self.expires_in,
+            on_conflict=self.on_conflict,
         )
 
     @model_validator(mode="after")
@@ -259,6 +271,8 @@ class TaskOut(BaseModel):
     waiting_on: int = Field(0, description="While waiting: how many ends it still waits for")
     batch_id: int | None = Field(None, description="The batch it is a member of")
     after_batch: int | None = Field(None, description="The batch whose callback it is")
+    snoozes: int = Field(0, description="How many times its handler snoozed it")
+    expires_at: datetime | None = Field(None, description="Start deadline: never started after")
     parents: list[RelatedOut] | None = Field(
         None, description="GET /tasks/{id} only: its first 100 parents, in depends_on order"
     )
@@ -297,6 +311,8 @@ class TaskOut(BaseModel):
             unique_key=row.unique_key,
             schedule_name=row.schedule_name,
             schedule_tick=row.schedule_tick,
+            snoozes=row.snoozes,
+            expires_at=row.expires_at,
             depends_on=row.depends_on,
             on_parent_failure=row.on_parent_failure,
             waiting_on=row.waiting_on,
@@ -313,11 +329,17 @@ class CreatedTask(TaskOut):
     duplicate: bool = Field(
         description="true: not added, this is the live task that holds the unique_key"
     )
+    change: str = Field(
+        "added",
+        description="added, or what on_conflict did to the live task holding the "
+        "unique_key: kept, replaced (debounce), updated (throttle)",
+    )
 
     @classmethod
     def from_enqueued(cls, found: Enqueued) -> CreatedTask:
         return cls.model_validate(
-            TaskOut.from_row(found.row).model_dump() | {"duplicate": found.duplicate}
+            TaskOut.from_row(found.row).model_dump()
+            | {"duplicate": found.duplicate, "change": found.change}
         )
 
 

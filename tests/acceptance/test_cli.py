@@ -129,6 +129,8 @@ def test_enqueue_stores_payload_and_options(database_url: str, tmp_path: Path) -
             "2",
             "--timeout",
             "1m",
+            "--expires-in",
+            "1h",
         ],
     )
     ids = []
@@ -178,6 +180,8 @@ def test_enqueue_stores_payload_and_options(database_url: str, tmp_path: Path) -
         )
         == "30.000000"
     )
+    deadline = "SELECT extract(epoch FROM expires_at - created_at) FROM notifyq.tasks WHERE id = "
+    assert scalar(database_url, deadline + str(ids[2])) == "3600.000000"
 
 
 def test_enqueue_bad_delay_exits_2(database_url: str, tmp_path: Path) -> None:
@@ -547,3 +551,33 @@ def test_help_of_the_real_program(tmp_path: Path) -> None:
 def test_bad_arguments_exit_2(args: list[str]) -> None:
     result = CliRunner().invoke(main, args, env={"DATABASE_URL": NOWHERE})
     assert result.exit_code == 2, result.output
+
+
+def test_enqueue_on_conflict_replace_debounces(database_url: str, tmp_path: Path) -> None:
+    first = nq(database_url, tmp_path, "enqueue", "noop", "1", "--unique-key", "k", "--delay", "1h")
+    again = nq(
+        database_url,
+        tmp_path,
+        *("enqueue", "noop", "2", "--unique-key", "k", "--delay", "10s"),
+        *("--on-conflict", "replace"),
+    )
+    assert (first.code, again.code) == (0, 0), (first, again)
+    assert again.out == first.out
+    assert again.err == f"notifyq: replaced task {int(first.out)} (unique key 'k')\n"
+    assert row(database_url, int(first.out), "payload::text, run_at - created_at < '1 min'") == [
+        "2",
+        "t",
+    ]
+
+
+def test_queue_set_fair(database_url: str, tmp_path: Path) -> None:
+    result = nq(
+        database_url,
+        tmp_path,
+        *("queue", "set", "tenants", "--fair", "--per-key", "2", "--age-priority-after", "30s"),
+    )
+    assert result.code == 0, result
+    assert result.out == (
+        "tenants: fair age_priority_after=30s per_key=2 (pending 0, in_progress 0)\n"
+    )
+    assert scalar(database_url, "SELECT fair FROM notifyq.queues WHERE name = 'tenants'") == "t"

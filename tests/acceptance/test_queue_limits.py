@@ -218,6 +218,8 @@ async def test_paused_claims_nothing_resume_wakes_at_once_and_the_cli_shows_it(
             "rate": "5/10s",
             "per_key_concurrency": 2,
             "paused": True,
+            "fair": False,
+            "age_priority_after_s": None,
             "pending": 0,
             "in_progress": 0,
         }

@@ -78,21 +78,25 @@ def test_roles_prints_and_applies_the_grants(roles: Roles) -> None:
         f"GRANT USAGE ON SCHEMA notifyq TO {roles.producer};",
         # Every column a producer may set (migration 0009), never a state or a lease.
         "GRANT INSERT (queue, kind, payload, priority, run_at, max_attempts, timeout, meta, "
-        "unique_key, concurrency_key, depends_on, on_parent_failure, batch_id, after_batch) "
-        f"ON notifyq.tasks TO {roles.producer};",
+        "unique_key, concurrency_key, depends_on, on_parent_failure, batch_id, after_batch, "
+        f"max_snoozes, expires_at) ON notifyq.tasks TO {roles.producer};",
         f"GRANT SELECT (id) ON notifyq.tasks TO {roles.producer};",
         # A new batch: INSERT INTO notifyq.batches DEFAULT VALUES RETURNING id (0014).
         f"GRANT INSERT (created_at), SELECT (id) ON notifyq.batches TO {roles.producer};",
+        # Debounce and throttle (0017): the one way a producer changes a task.
+        "GRANT EXECUTE ON FUNCTION notifyq.enqueue_unique(text, text, jsonb, text, text, "
+        "integer, timestamptz, integer, interval, jsonb, text, timestamptz) "
+        f"TO {roles.producer};",
         f"GRANT INSERT (unique_key) ON notifyq.tasks TO {roles.producer};",
     ]
     # The dry run changed nothing.
     refused(roles.url(roles.producer), "INSERT INTO notifyq.tasks (kind) VALUES ('noop')")
     done = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
     assert done.returncode == 0, done.stderr
-    # 5 producer lines (0014: batches); 8 worker lines (since migration 0012, EXECUTE on
+    # 6 producer lines (0014: batches; 0017: enqueue_unique); 8 worker lines (since migration 0012, EXECUTE on
     # the two functions that fire schedules among them; 0014: SELECT on batch_progress); the
     # worker's last: EXECUTE on its functions (0011).
-    assert len(done.stdout.splitlines()) == 14
+    assert len(done.stdout.splitlines()) == 15
     again = cli(roles.owner_url, "roles", "--producer", roles.producer)  # safe to repeat
     assert again.returncode == 0, again.stderr
 
@@ -226,6 +230,10 @@ def test_health_fails_without_a_live_process(database_url: str) -> None:
 # What each role may do with every object of the schema: the docs' table (docs/operations.md,
 # "Least-privilege database roles"). An object missing here (a later migration's) fails the
 # audit below until its privileges are decided and written down.
+ENQUEUE_UNIQUE = (
+    "notifyq.enqueue_unique(text,text,jsonb,text,text,integer,timestamp with time zone,"
+    "integer,interval,jsonb,text,timestamp with time zone)"
+)
 WORKER_FUNCTIONS = {
     "notifyq.attach_legacy_events()",
     "notifyq.cancel(bigint)",
@@ -244,6 +252,10 @@ WORKER_FUNCTIONS = {
     "notifyq.retry(bigint)",
     "notifyq.slots_freed(text[])",
     "notifyq.wake_waiters(text[])",
+    # Fair queues, priority aging, debounce (migration 0017).
+    "notifyq.fair_pick(text,integer,timestamp with time zone,text[],integer,text)",
+    "notifyq.aged_pick(text,integer,timestamp with time zone,text[],double precision)",
+    ENQUEUE_UNIQUE,
 }
 # Run by triggers (PostgreSQL checks no EXECUTE privilege for those), by the functions
 # above, or by the schema's owner only (`notifyq roles`).
@@ -283,6 +295,7 @@ DEFINERS = {
     "notifyq.task_member_changed()",
     "notifyq.task_parent_changed()",
     "notifyq.tasks_release_dependents()",
+    ENQUEUE_UNIQUE,  # debounce (migration 0017): a producer has no UPDATE of its own
 }
 READ_WRITE = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 WORKER_TABLES = {
@@ -312,6 +325,8 @@ PRODUCER_INSERTS = {
     "on_parent_failure",
     "batch_id",
     "after_batch",
+    "max_snoozes",
+    "expires_at",
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
@@ -364,7 +379,7 @@ def test_every_object_of_the_schema_grants_exactly_what_the_docs_say(roles: Role
     for row in audit(roles.owner_url, roles.producer):
         name = row["name"]
         if row["what"] == "function":
-            assert not row["may"], f"a producer may execute {name}"
+            assert row["may"] == (name == ENQUEUE_UNIQUE), f"a producer may execute {name}"
         else:  # notifyq.tasks too: column privileges only (below)
             assert row["privileges"] == [], name
     columns = json.loads(

@@ -112,6 +112,8 @@ async def test_http_queues_set_and_list(database: db.Database) -> None:
             "rate": "20/s",
             "per_key_concurrency": None,
             "paused": False,
+            "fair": False,
+            "age_priority_after_s": None,
             "pending": 0,
             "in_progress": 0,
         }
@@ -121,6 +123,9 @@ async def test_http_queues_set_and_list(database: db.Database) -> None:
         assert summary["queue_limits"] == {"api": "≤ 3 at once, 20/s"}
         response = await post("/queues/api", {"paused": True, "concurrency": None})
         assert (await response.get_json())["paused"] is True
+        response = await post("/queues/api", {"fair": True, "age_priority_after": 90})
+        changed = await response.get_json()
+        assert (changed["fair"], changed["age_priority_after_s"]) == (True, 90.0)
         listed = await (await client.get("/queues")).get_json()
         assert listed["queues"][0]["concurrency"] is None
         assert listed["queues"][0]["rate"] == "20/s"

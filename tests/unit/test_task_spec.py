@@ -186,3 +186,28 @@ def test_parents_keep_their_order_and_the_policy_defaults_to_cancel() -> None:
     assert task.on_parent_failure == "cancel"
     assert spec.new_task("noop", after=[], on_parent_failure="run").after == ()
     assert spec.from_item({"kind": "noop", "after": [5]}).after == (5,)
+
+
+# --- start deadlines ----------------------------------------------------------------------
+
+
+def test_a_start_deadline_is_absolute_or_relative_and_checked() -> None:
+    at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+    assert spec.new_task("noop", expires=at).expires_at == datetime(2030, 1, 2, 1, 4, 5, tzinfo=UTC)
+    assert spec.new_task("noop", expires_in=timedelta(minutes=5)).expires_in_s == 300.0
+    assert spec.new_task("noop").expiry() == (None, None)
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"expires_in": 0}, "invalid expires_in 0: expected a finite number of seconds, at least"),
+        ({"expires_in": -5}, "invalid expires_in -5: expected a finite number"),
+        ({"expires": datetime(2030, 1, 1)}, "invalid expires datetime.datetime(2030, 1, 1, 0, 0)"),
+        ({"expires": at, "expires_in": 5}, "invalid expires_in 5: give expires or expires_in"),
+        ({"expires_in": 5, "delay": 5}, "invalid expires_in 5: expected more than the delay (5"),
+        (
+            {"expires": at, "run_at": at + timedelta(seconds=1)},
+            "invalid expires datetime.datetime(2030",
+        ),
+    ]
+    for options, message in bad:
+        with pytest.raises(notifyq.InvalidTask) as caught:
+            spec.new_task("noop", **options)
+        assert str(caught.value).startswith(message), caught.value

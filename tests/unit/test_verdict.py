@@ -8,10 +8,11 @@ import math
 import random
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
-from notifyq import errors
+from notifyq import errors, spec
 from notifyq.engine.verdict import Facts, Retries, backoff_s, encode_result, judge
 from notifyq.store import MAX_ERROR_CHARS, Outcome, Verdict, clean_text
 
@@ -282,3 +283,22 @@ def test_outcome_is_immutable() -> None:
     outcome = Outcome(1, 1, Verdict.DONE)
     with pytest.raises(AttributeError):
         outcome.verdict = Verdict.FAILED  # type: ignore[misc]
+
+
+# --- snooze -------------------------------------------------------------------------------
+
+
+def test_a_snooze_raised_or_returned_is_snoozed_with_its_delay_whatever_the_attempt() -> None:
+    retries = Retries(1.0, 60.0)
+    for facts in (
+        Facts(7, 3, 3, raised=errors.Snooze(2.5)),
+        Facts(7, 3, 3, returned=True, value=errors.Snooze(timedelta(seconds=2.5))),
+    ):
+        assert judge(facts, retries) == Outcome(7, 3, Verdict.SNOOZED, delay_s=2.5)
+
+
+def test_a_snooze_delay_is_checked_as_a_task_delay() -> None:
+    for bad in (-1, math.nan, math.inf, "1", True, 11 * 365 * 86400):
+        with pytest.raises(ValueError, match=r"invalid snooze delay .*: expected seconds"):
+            errors.Snooze(bad)  # type: ignore[arg-type]
+    assert errors.MAX_SNOOZE_S == spec.MAX_DELAY_S
