@@ -46,7 +46,7 @@ django-venv:
 # The suite includes the wheel check (tests/acceptance/test_wheel.py): the wheel built and
 # installed without extras into a fresh virtualenv runs a task to done.
 test: lint system-deps django-venv
-	$(BIN)/python -m pytest -n 3 --dist worksteal
+	$(BIN)/python -m pytest -n 3 --dist worksteal --durations=30
 
 # The edit loop: tests/unit and tests/integration without the tests marked `slow` (over
 # 5 s, benchmarks, the pytest plugin run in a subprocess, PostgreSQL 15), no lint. Four
