@@ -45,8 +45,12 @@ django-venv:
 
 # The suite includes the wheel check (tests/acceptance/test_wheel.py): the wheel built and
 # installed without extras into a fresh virtualenv runs a task to done.
+# Each run has a temporary directory of its own: pytest's shared numbered directories are
+# cleaned by whichever run ends, which pulls files from under another run still going.
 test: lint system-deps django-venv
-	$(BIN)/python -m pytest -n 3 --dist worksteal --durations=30
+	tmp=$$(mktemp -d -t notifyq-pytest.XXXXXX); \
+	$(BIN)/python -m pytest -n 3 --dist worksteal --durations=30 --basetemp="$$tmp"; \
+	rc=$$?; rm -rf "$$tmp"; exit $$rc
 
 # The edit loop: tests/unit and tests/integration without the tests marked `slow` (over
 # 5 s, benchmarks, the pytest plugin run in a subprocess, PostgreSQL 15), no lint. Four

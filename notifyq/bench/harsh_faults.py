@@ -143,8 +143,9 @@ async def connections(c: Faulting) -> None:
         f.notes["idle_clients"] = len(held)
         # A process that starts now finds no slot at all.
         late = await c.processes.start()
-        # Hold the slots until it has tried (its start-up takes a second or two).
-        with trio.move_on_after(15):
+        # Hold the slots until it has tried (its start-up takes a second or two, and
+        # more than 15 on a loaded machine).
+        with trio.move_on_after(60):
             while True:  # a state in another process: its log, read every 100 ms
                 if "db.waiting" in read_log(late.log):
                     break

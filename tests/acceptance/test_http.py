@@ -40,7 +40,7 @@ def test_serve_runs_workers_and_http_in_one_process(database_url: str, notifyq: 
         created = http.post("/tasks", json={"kind": "reverse", "payload": "web"})
         assert created.status_code == 201
         task_id = created.json()["id"]
-        until(lambda: http.get(f"/tasks/{task_id}").json()["status"] == "done", timeout=15)
+        until(lambda: http.get(f"/tasks/{task_id}").json()["status"] == "done", timeout=60)
         assert http.get(f"/tasks/{task_id}").json()["result"] == "bew"
         until(lambda: http.get("/health").status_code == 200, timeout=10)
         assert http.get("/workers").json()["workers"][0]["pid"] == serve.proc.pid
@@ -84,7 +84,7 @@ def test_http_stays_up_while_workers_drain_and_health_says_stopping(
         assert health.json()["checks"]["process"] == {"ok": False, "detail": "shutting down"}
         # The page and API still answer while the running task finishes.
         assert http.get("/").status_code == 200
-        until(lambda: http.get(f"/tasks/{task_id}").json()["status"] == "done", timeout=10)
+        until(lambda: http.get(f"/tasks/{task_id}").json()["status"] == "done", timeout=60)
     assert serve.wait(timeout=20) == 0
 
 
@@ -99,7 +99,7 @@ def test_web_serves_http_without_workers(database_url: str, notifyq: Start) -> N
         # Nobody runs it until a worker process comes.
         assert http.get(f"/tasks/{task_id}").json()["status"] == "pending"
         worker = notifyq(database_url, "serve", "--no-http")
-        until(lambda: http.get(f"/tasks/{task_id}").json()["status"] == "done", timeout=15)
+        until(lambda: http.get(f"/tasks/{task_id}").json()["status"] == "done", timeout=60)
     assert "http.listening" not in worker.names()
     for proc in (web, worker):
         proc.signal(signal.SIGTERM)

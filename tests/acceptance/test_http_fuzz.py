@@ -27,7 +27,7 @@ from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.slow  # schemathesis over every operation
 
-EXAMPLES_PER_OPERATION = 20
+EXAMPLES_PER_OPERATION = 12
 TOKEN = "fuzzing-token-0123456789"
 report: dict[str, Any] = {"examples": 0, "statuses": Counter(), "operations": set()}
 

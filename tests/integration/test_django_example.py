@@ -16,6 +16,7 @@ PYTHON = ROOT / ".venv-django" / "bin" / "python"
 
 
 @pytest.mark.slow  # one pytest run on another Python: migrate, a worker process, the admin
+@pytest.mark.timeout(330)  # the subprocess's own limit is 300 s: a loaded machine needs it
 def test_the_django_example_project(empty_database_url: str) -> None:
     if not PYTHON.exists():
         pytest.skip(
