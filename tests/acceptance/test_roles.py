@@ -572,6 +572,9 @@ def test_an_operator_reads_and_acts_through_the_console_functions_only(
         mine, f"SELECT answer FROM notifyq.console_act('cancel', ARRAY[{task}::bigint], 'alice')"
     )
     assert answer == "cancelled"
-    assert pg.psql(
-        mine, f"SELECT event || ' ' || actor FROM notifyq.task_events WHERE task_id = {task}"
-    ) == "cancelled alice"
+    assert (
+        pg.psql(
+            mine, f"SELECT event || ' ' || actor FROM notifyq.task_events WHERE task_id = {task}"
+        )
+        == "cancelled alice"
+    )
