@@ -172,7 +172,10 @@ CREATE TABLE notifyq.task_events (
     started_at timestamptz,
     -- What released or cancelled a dependent (migration 0014): a parent task, a batch.
     parent_id  bigint,
-    batch_id   bigint
+    batch_id   bigint,
+    -- A failed attempt's outcome (migration 0019): the handler's traceback, bounded to
+    -- 16 KiB (head and tail) by the process; NULL for every other event.
+    traceback  text
 ) PARTITION BY RANGE (at);
 ALTER SEQUENCE notifyq.task_events_id_seq OWNED BY notifyq.task_events.id;
 CREATE TABLE notifyq.task_events_default PARTITION OF notifyq.task_events DEFAULT;
@@ -180,6 +183,8 @@ CREATE TABLE notifyq.task_events_default PARTITION OF notifyq.task_events DEFAUL
 ALTER TABLE notifyq.task_events ADD CONSTRAINT task_events_event_valid CHECK (event IN (
     'queued', 'started', 'done', 'failed', 'retried', 'recovered',
     'released', 'cancelled', 'requeued', 'waiting', 'snoozed', 'expired')) NOT VALID;
+COMMENT ON COLUMN notifyq.task_events.traceback IS
+    'the traceback of the exception that failed this attempt (bounded: head and tail)';
 
 -- Live notifyq processes, kept fresh by each process's heartbeat.
 CREATE TABLE notifyq.workers (

@@ -80,7 +80,8 @@ SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
                  ORDER BY run_at LIMIT 1) AS first;
 
 -- name: finish
--- Record the outcomes of attempts owned by $1, in one statement. Fenced: a row is
+-- Record the outcomes of attempts owned by $1, in one statement ($9: each failed attempt's
+-- traceback, for its history row: migration 0019; NULL for the others). Fenced: a row is
 -- written only while it is still in_progress, owned by $1, under the claim token $8 that
 -- its attempt's claim took (migration 0011: it never repeats for a task, not even after a
 -- retry resets attempts), so a run that lost its lease can never overwrite a newer
@@ -96,8 +97,8 @@ SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
 WITH outcome AS (
     SELECT *
       FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[],
-                  $8::bigint[])
-           AS o(id, attempt, outcome, result, error, delay_s, token)
+                  $8::bigint[], $9::text[])
+           AS o(id, attempt, outcome, result, error, delay_s, token, traceback)
      -- Rows are locked in id order, as every statement that locks several tasks does (a
      -- producer adding a dependent locks its parents so: migration 0014).
      ORDER BY o.id
@@ -144,13 +145,14 @@ WITH outcome AS (
     RETURNING t.id, t.claim_token, t.status, o.attempt, o.outcome,
               CASE WHEN o.outcome = 'snoozed' AND t.status = 'error' THEN t.error
                    ELSE o.error END AS error,
-              t.started_at, t.batch_id
+              o.traceback, t.started_at, t.batch_id
 ), events AS (
     -- A snooze over the task's limit is its failure (status error).
-    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, started_at)
+    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, traceback,
+                                     started_at)
     SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled'
                     WHEN status = 'error' THEN 'failed' ELSE outcome END,
-           attempt, $1, error, started_at
+           attempt, $1, error, traceback, started_at
       FROM written
 ), batch_ends AS (
     -- Members of batches that ended (migration 0014): one update per batch and statement.
@@ -175,8 +177,8 @@ SELECT id, claim_token, status FROM written;
 
 -- name: finish_and_claim
 -- `finish` and `claim` in one statement: the writer records the outcomes of owner $1
--- ($2..$8, as `finish`) and claims up to $10 due rows of the queues $9 and the kinds $12
--- with a lease of $11 s for the workers those outcomes free, in one round trip and one
+-- ($2..$9, as `finish`) and claims up to $11 due rows of the queues $10 and the kinds $13
+-- with a lease of $12 s for the workers those outcomes free, in one round trip and one
 -- commit (durable, as
 -- `finish` is). Rows are never more in_progress than workers, and the next claim no
 -- longer waits for the last outcome's round trip. The CTEs are those of `finish` and
@@ -185,8 +187,8 @@ SELECT id, claim_token, status FROM written;
 WITH outcome AS (
     SELECT *
       FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[],
-                  $8::bigint[])
-           AS o(id, attempt, outcome, result, error, delay_s, token)
+                  $8::bigint[], $9::text[])
+           AS o(id, attempt, outcome, result, error, delay_s, token, traceback)
      -- Rows are locked in id order, as every statement that locks several tasks does (a
      -- producer adding a dependent locks its parents so: migration 0014).
      ORDER BY o.id
@@ -229,13 +231,14 @@ WITH outcome AS (
     RETURNING t.id, t.claim_token, t.status, o.attempt, o.outcome,
               CASE WHEN o.outcome = 'snoozed' AND t.status = 'error' THEN t.error
                    ELSE o.error END AS error,
-              t.started_at, t.batch_id
+              o.traceback, t.started_at, t.batch_id
 ), events AS (
     -- A snooze over the task's limit is its failure (status error).
-    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, started_at)
+    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, traceback,
+                                     started_at)
     SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled'
                     WHEN status = 'error' THEN 'failed' ELSE outcome END,
-           attempt, $1, error, started_at
+           attempt, $1, error, traceback, started_at
       FROM written
 ), batch_ends AS (
     -- Members of batches that ended (migration 0014): one update per batch and statement.
@@ -258,17 +261,17 @@ WITH outcome AS (
 ), picked AS (
     SELECT id
       FROM notifyq.tasks
-     WHERE status = 'pending' AND run_at <= now() AND queue = ANY($9::text[])
-       AND kind = ANY($12::text[])
+     WHERE status = 'pending' AND run_at <= now() AND queue = ANY($10::text[])
+       AND kind = ANY($13::text[])
        -- A start deadline (migration 0017) is read from the row the scan fetches anyway.
        AND (expires_at IS NULL OR expires_at > now())
      ORDER BY priority DESC, run_at, id
-     LIMIT $10
+     LIMIT $11
        FOR UPDATE OF tasks SKIP LOCKED
 ), claimed AS (
     UPDATE notifyq.tasks t
        SET status = 'in_progress', attempts = t.attempts + 1, claim_token = t.claim_token + 1,
-           locked_by = $1, locked_until = now() + make_interval(secs => $11::float8),
+           locked_by = $1, locked_until = now() + make_interval(secs => $12::float8),
            started_at = now(), updated_at = now()
      WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority, t.attempts,
@@ -548,8 +551,9 @@ SELECT * FROM notifyq.tasks WHERE id = $1;
 -- attempt) gets no derived one. A 'released' or 'cancelled' event of a dependent names, in
 -- its detail, the parent task or the batch that released or cancelled it (migration 0014),
 -- also as parent_id / batch_id; a 'released' with neither is an attempt its worker gave
--- back (shutdown, a lost lease), which the detail says.
-SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_id
+-- back (shutdown, a lost lease), which the detail says. A failed attempt's outcome row
+-- carries the handler's traceback (migration 0019).
+SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_id, traceback
   FROM (
     SELECT 0::bigint AS id, t.id AS task_id, t.created_at AS at, 'queued' AS event,
            0 AS attempt, NULL::text AS worker, NULL::text AS error,
@@ -557,7 +561,7 @@ SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_
                 THEN format('schedule %s, tick %s', t.schedule_name,
                             to_char(t.schedule_tick AT TIME ZONE 'UTC',
                                     'YYYY-MM-DD"T"HH24:MI:SS"Z"')) END AS detail,
-           NULL::bigint AS parent_id, NULL::bigint AS batch_id,
+           NULL::bigint AS parent_id, NULL::bigint AS batch_id, NULL::text AS traceback,
            0::bigint AS place, 0 AS within
       FROM notifyq.tasks t
      WHERE t.id = $1
@@ -567,12 +571,12 @@ SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_
                 WHEN e.batch_id IS NOT NULL THEN format('batch %s', e.batch_id)
                 WHEN e.event = 'released'
                      THEN 'given back by its worker; the attempt is not counted' END,
-           e.parent_id, e.batch_id, e.id, 1
+           e.parent_id, e.batch_id, e.traceback, e.id, 1
       FROM notifyq.task_events e
      WHERE e.task_id = $1
     UNION ALL
     SELECT 0, e.task_id, e.started_at, 'started', e.attempt, e.worker, NULL, NULL, NULL, NULL,
-           e.id, 0
+           NULL, e.id, 0
       FROM notifyq.task_events e
      WHERE e.task_id = $1 AND e.started_at IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM notifyq.task_events s
@@ -580,7 +584,7 @@ SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_
                           AND s.attempt = e.attempt AND s.at BETWEEN e.started_at AND e.at)
     UNION ALL
     SELECT 0, t.id, t.started_at, 'started', t.attempts, t.locked_by, NULL, NULL, NULL, NULL,
-           9223372036854775807, 0
+           NULL, 9223372036854775807, 0
       FROM notifyq.tasks t
      WHERE t.id = $1 AND t.status = 'in_progress' AND t.started_at IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM notifyq.task_events s

@@ -109,6 +109,8 @@ class EventRow:
     detail: str | None
     parent_id: int | None = None
     batch_id: int | None = None
+    # A failed attempt's outcome: the handler's traceback, bounded (migration 0019).
+    traceback: str | None = None
 
     @classmethod
     def from_record(cls, record: Row) -> EventRow:

@@ -368,6 +368,7 @@ class EventOut(BaseModel):
     batch_id: int | None = Field(
         None, description="The batch whose completion released or cancelled this callback"
     )
+    traceback: str | None = Field(None, description="A failed attempt's traceback (16 KiB)")
 
     @classmethod
     def from_row(cls, row: EventRow) -> EventOut:
