@@ -632,6 +632,28 @@ SELECT count(*)::int AS live,
   FROM notifyq.batches
  WHERE completed_at IS NULL;
 
+-- name: due_backlog
+-- For autoscalers, per queue with due work: the due pending tasks (status pending, run_at
+-- passed: what the claims would take now, paused queues included) and the age in seconds
+-- of the oldest of them (from its run_at; from created_at for a run_at of -infinity). An
+-- index-only scan of tasks_due_idx (queue, run_at) over the pending rows; the -infinity
+-- rows are one range probe of it. A queue without due work has no row.
+WITH due AS (
+    SELECT queue, count(*) AS due, min(run_at) FILTER (WHERE run_at > '-infinity') AS oldest
+      FROM notifyq.tasks
+     WHERE status = 'pending' AND run_at <= now()
+     GROUP BY queue
+), front AS (
+    SELECT queue, min(created_at) AS oldest
+      FROM notifyq.tasks
+     WHERE status = 'pending' AND run_at = '-infinity'
+     GROUP BY queue
+)
+SELECT d.queue, d.due,
+       greatest(extract(epoch FROM now() - least(d.oldest, f.oldest)), 0)::float8 AS oldest_s
+  FROM due d LEFT JOIN front f USING (queue)
+ ORDER BY d.queue;
+
 -- name: workers
 -- The worker registry; a process whose last heartbeat is older than $1 seconds is 'gone'
 -- (it ended without leaving, e.g. killed, and its row waits for the reaper).
