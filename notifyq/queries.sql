@@ -917,6 +917,10 @@ SELECT notifyq.grant_producer_unique($1::text::regrole, $2) AS statement;
 -- `notifyq roles`: a worker also manages notifyq.schedules (migration 0005).
 SELECT notifyq.grant_worker_schedules($1::text::regrole, $2) AS statement;
 
+-- name: grant_operator
+-- `notifyq roles --operator`: read every table, run the console's actions (migration 0018).
+SELECT notifyq.grant_operator($1::text::regrole, $2) AS statement;
+
 -- name: grant_worker_functions
 -- `notifyq roles`: a worker may call the functions it runs; nobody else may (0011).
 SELECT notifyq.grant_worker_functions($1::text::regrole, $2) AS statement;
