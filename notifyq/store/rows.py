@@ -109,6 +109,7 @@ class EventRow:
     detail: str | None
     parent_id: int | None = None
     batch_id: int | None = None
+    actor: str | None = None  # who caused it: api (or a token's name), cli, sql; None: engine
     # A failed attempt's outcome: the handler's traceback, bounded (migration 0019).
     traceback: str | None = None
 
