@@ -352,6 +352,11 @@ CREATE INDEX tasks_due_idx ON notifyq.tasks (queue, run_at) WHERE status = 'pend
 CREATE INDEX tasks_lease_idx ON notifyq.tasks (locked_until) WHERE status = 'in_progress';
 -- Retention: ended rows by age.
 CREATE INDEX tasks_finished_idx ON notifyq.tasks (finished_at) WHERE finished_at IS NOT NULL;
+-- The operator console's filters (migration 0019): a kind or a status newest first, and the
+-- ended tasks newest first (the pending ones, the newest of a busy table, left out).
+CREATE INDEX tasks_kind_id_idx ON notifyq.tasks (kind, id);
+CREATE INDEX tasks_status_id_idx ON notifyq.tasks (status, id);
+CREATE INDEX tasks_ended_id_idx ON notifyq.tasks (id) WHERE finished_at IS NOT NULL;
 -- Unique tasks: at most one live (pending or in_progress) task per queue and key. Partial:
 -- a task that ends leaves it, and its key is free again. INSERT ... ON CONFLICT DO NOTHING
 -- skips a duplicate.
