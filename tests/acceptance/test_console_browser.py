@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from selenium import webdriver
 
-from tests.acceptance.proc import Notifyq, scalar
+from tests.acceptance.proc import Notifyq, scalar, until
 from tests.acceptance.test_status_page_browser import open_browser, text_of, texts_of, wait_until
 
 pytestmark = pytest.mark.slow  # a headless Chromium and a notifyq process
@@ -104,9 +104,12 @@ def test_a_filter_lives_in_the_url_and_a_pasted_link_opens_it(
         ) == ["error", "mail", "send"]
         # Usable on a phone: nothing wider than its 390 px.
         assert other.execute_script("return document.documentElement.clientWidth") == 390
-        assert other.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        ) <= 0
+        assert (
+            other.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            <= 0
+        )
         # "older" pages by id, and the filter stays in the URL.
         assert click(other, "#older")
         wait_until(other, lambda d: "before=" in d.current_url)
@@ -120,3 +123,122 @@ def test_a_filter_lives_in_the_url_and_a_pasted_link_opens_it(
     # A bad value is named, not a blank page.
     browser.get(base + "/ui/tasks?status=sleeping")
     wait_until(browser, lambda d: "status" in text_of(d, "#list-message"))
+
+
+def test_a_task_page_shows_its_traceback_and_retries_it_with_the_token_asked_once(
+    database_url: str, notifyq: Start, browser: webdriver.Chrome
+) -> None:
+    serve = notifyq(database_url, *SERVE, env={"API_TOKEN": "s3cret-console"})
+    base = serve.http_url()
+    # The demo handler refuses a payload that is not a JSON string.
+    (task_id,) = insert(
+        database_url,
+        "INSERT INTO notifyq.tasks (kind, payload, max_attempts) VALUES ('reverse', '[1]', 1) "
+        "RETURNING id",
+    )
+    until_status(database_url, task_id, "error")
+    # Nobody takes it again: the retried task stays pending for the test to see.
+    scalar(database_url, "INSERT INTO notifyq.queues (name, paused) VALUES ('default', true)")
+
+    browser.get(f"{base}/ui/tasks/{task_id}")
+    wait_until(browser, lambda d: "PayloadError" in text_of(d, "#attempts tbody"))
+    traceback = browser.execute_script(
+        "const d = document.querySelector('#attempts details');"
+        "if (!d) return null; d.open = true; return d.querySelector('pre').innerText"
+    )
+    assert traceback is not None and "Traceback (most recent call last)" in traceback
+    assert "PayloadError" in traceback
+
+    # The first change asks for the token; it is kept for the tab, never put in a URL.
+    assert click(browser, '#actions [data-do="retry"]')
+    wait_until(
+        browser, lambda d: d.execute_script("return document.getElementById('token-dialog').open")
+    )
+    browser.execute_script(
+        "const d = document.getElementById('token-dialog');"
+        "d.querySelector('input').value = 's3cret-console';"
+        "d.querySelector('form').requestSubmit(d.querySelector('button[value=save]'))"
+    )
+    wait_until(browser, lambda d: text_of(d, "#task-status") == "pending")
+    assert "is pending" in text_of(browser, "#action-message")
+    assert (
+        scalar(database_url, f"SELECT status FROM notifyq.tasks WHERE id = {task_id}") == "pending"
+    )
+    assert "s3cret" not in browser.current_url
+    # The next change does not ask again.
+    assert click(browser, '#actions [data-do="cancel"]')
+    wait_until(browser, lambda d: text_of(d, "#task-status") == "cancelled")
+    assert not browser.execute_script("return document.getElementById('token-dialog').open")
+    no_console_errors(browser)
+
+
+def until_status(database_url: str, task_id: int, status: str, timeout: float = 30) -> None:
+    query = f"SELECT status FROM notifyq.tasks WHERE id = {task_id}"
+    until(lambda: scalar(database_url, query) == status, timeout=timeout)
+
+
+def test_bulk_retry_of_10000_failed_tasks_through_preview_and_confirmation(
+    database_url: str, notifyq: Start, browser: webdriver.Chrome
+) -> None:
+    insert(
+        database_url,
+        "INSERT INTO notifyq.tasks (queue, kind, status, attempts, error, finished_at) "
+        "SELECT 'bulk', 'resize', 'error', 3, 'TimeoutError: took ' || g || ' ms', now() "
+        "FROM generate_series(1, 10000) g RETURNING 0",
+    )
+    # Failures the filter does not match stay as they are.
+    insert(
+        database_url,
+        "INSERT INTO notifyq.tasks (queue, kind, status, attempts, error, finished_at) "
+        "VALUES ('other', 'resize', 'error', 3, 'TimeoutError: took 5 ms', now()) RETURNING id",
+    )
+    serve = notifyq(database_url, *SERVE)
+    browser.get(serve.http_url() + "/ui/tasks?status=error&queue=bulk")
+    wait_until(browser, lambda d: len(listed_ids(d)) == 50)
+    fill(browser, "#bulk-start", {"action": "retry"})
+    wait_until(browser, lambda d: "10,000 tasks match" in text_of(d, "#bulk-question"))
+    assert text_of(browser, "#bulk-confirm") == "Retry 10,000 tasks"
+    # Nothing changes before the confirmation.
+    assert (
+        scalar(database_url, "SELECT count(*) FROM notifyq.tasks WHERE status = 'pending'") == "0"
+    )
+    assert click(browser, "#bulk-confirm")
+    wait_until(browser, lambda d: text_of(d, "#bulk-result").startswith("Done"), timeout=90)
+    assert text_of(browser, "#bulk-result") == (
+        "Done: 10,000 changed, 0 skipped (their state no longer allowed it)."
+    )
+    assert text_of(browser, "#bulk-progress-text") == "10,000 / 10,000"
+    counts = scalar(
+        database_url,
+        "SELECT queue || ':' || status || ':' || count(*) FROM notifyq.tasks "
+        "GROUP BY queue, status ORDER BY 1",
+    ).split()
+    assert counts == ["bulk:pending:10000", "other:error:1"]
+    no_console_errors(browser)
+
+
+def test_a_queue_is_paused_and_resumed_from_the_queues_page(
+    database_url: str, notifyq: Start, browser: webdriver.Chrome
+) -> None:
+    insert(
+        database_url,
+        "INSERT INTO notifyq.tasks (queue, kind) VALUES ('mail', 'send'), ('mail', 'send') "
+        "RETURNING id",
+    )
+    serve = notifyq(database_url, *SERVE)
+    browser.get(serve.http_url() + "/ui/queues")
+    wait_until(browser, lambda d: click(d, '[data-queue="mail"][data-do="pause"]'))
+    wait_until(browser, lambda d: "queue mail paused" in text_of(d, "#queues-message"))
+    wait_until(browser, lambda d: "paused" in text_of(d, 'tr[data-queue="mail"]'))
+    paused = "SELECT paused FROM notifyq.queues WHERE name = 'mail'"
+    assert scalar(database_url, paused) == "t"
+    # Its limits from the same row: an empty field removes a limit.
+    assert click(browser, '[data-queue="mail"][data-do="limits"]')
+    fill(browser, "#limits", {"concurrency": "3", "rate": "10/s"})
+    wait_until(browser, lambda d: "limits of mail saved" in text_of(d, "#queues-message"))
+    row = "SELECT concurrency || ' ' || rate_count FROM notifyq.queues WHERE name = 'mail'"
+    assert scalar(database_url, row) == "3 10"
+    wait_until(browser, lambda d: click(d, '[data-queue="mail"][data-do="resume"]'))
+    wait_until(browser, lambda d: "queue mail resumed" in text_of(d, "#queues-message"))
+    assert scalar(database_url, paused) == "f"
+    no_console_errors(browser)
