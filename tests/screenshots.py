@@ -57,7 +57,7 @@ def shoot(driver: webdriver.Chrome, base: str, path: str, name: str, ready: str)
         "Emulation.setDeviceMetricsOverride",
         {
             "width": width,
-            "height": min(height, 1800),
+            "height": min(height, 1200),
             "deviceScaleFactor": 2 if mobile else 1,
             "mobile": mobile,
         },

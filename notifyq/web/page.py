@@ -37,12 +37,15 @@ FILTER_FIELDS = (
     ("created_before", "created before", "15m or an ISO time"),
     ("finished_after", "finished after", "1h or an ISO time"),
     ("finished_before", "finished before", "15m or an ISO time"),
+    ("error", "error contains", "timeout"),
+)
+# Those a details element folds away until one is used.
+MORE_FILTER_FIELDS = (
     ("unique_key", "unique key", "exact"),
     ("concurrency_key", "concurrency key", "exact"),
     ("schedule", "schedule", "schedule name"),
     ("workflow", "workflow", "its root task's id"),
     ("batch", "batch", "batch id"),
-    ("error", "error contains", "timeout"),
     ("fingerprint", "failure group", "from the failures page"),
 )
 PREVIEW_CHARS = 4096  # as the API's previews (models.PREVIEW_CHARS)
@@ -172,7 +175,11 @@ async def tasks_page() -> Response:
     """The task browser: the filter lives in the query string (a pasted link opens the same
     view); the script reads the list from ``GET /tasks`` with that same query."""
     return await _console_page(
-        "tasks.html", fields=FILTER_FIELDS, statuses=STATUSES, args=request.args.to_dict()
+        "tasks.html",
+        fields=FILTER_FIELDS,
+        more_fields=MORE_FILTER_FIELDS,
+        statuses=STATUSES,
+        args=request.args.to_dict(),
     )
 
 
