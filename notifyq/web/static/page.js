@@ -185,7 +185,7 @@ async function refreshTask(id) {
   fillTable(
     "history",
     history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker,
-      e.actor, e.error, e.detail])),
+      e.error, e.detail, e.actor])),
     "no events", 7
   );
   fillTable("parents", (task.parents || []).map((p) => row([link(p.id), p.kind, badge(p.status)])),
