@@ -242,3 +242,28 @@ def test_a_queue_is_paused_and_resumed_from_the_queues_page(
     wait_until(browser, lambda d: "queue mail resumed" in text_of(d, "#queues-message"))
     assert scalar(database_url, paused) == "f"
     no_console_errors(browser)
+
+
+def test_a_read_only_server_says_so_and_offers_no_action(
+    database_url: str, notifyq: Start, browser: webdriver.Chrome
+) -> None:
+    (task_id,) = insert(
+        database_url,
+        "INSERT INTO notifyq.tasks (queue, kind, status, attempts, error, finished_at) "
+        "VALUES ('mail', 'send', 'error', 3, 'SMTPError: 421', now()) RETURNING id",
+    )
+    serve = notifyq(database_url, *SERVE, env={"HTTP_READ_ONLY": "true"})
+    base = serve.http_url()
+    browser.get(f"{base}/ui/tasks/{task_id}")
+    wait_until(browser, lambda d: "HTTP_READ_ONLY" in text_of(d, "#read-only"))
+    assert browser.execute_script(
+        "return Array.from(document.querySelectorAll('#actions button'), (b) => b.disabled)"
+    ) == [True, True, True, True]
+    browser.get(f"{base}/ui/queues")
+    wait_until(browser, lambda d: texts_of(d, '[data-queue="mail"][data-do="pause"]') != [])
+    assert browser.execute_script(
+        'return document.querySelector(\'[data-queue="mail"][data-do="pause"]\').disabled'
+    )
+    browser.get(f"{base}/ui/tasks?status=error")
+    wait_until(browser, lambda d: listed_ids(d) == [task_id])
+    assert browser.execute_script("return document.getElementById('bulk-preview').disabled")
