@@ -85,7 +85,7 @@
     const bar = document.getElementById("bulk-progress");
     bar.max = Math.max(counted.count, 1);
     bar.value = 0;
-    let cursor = null, changed = 0, skipped = 0;
+    let cursor = null, changed = 0, skipped = 0, busy = 0;
     const progress = () => {
       bar.value = Math.min(changed + skipped, bar.max);
       say("bulk-progress-text", count(changed + skipped) + " / " + count(counted.count));
@@ -97,11 +97,13 @@
           { filter, upto: counted.upto, cursor, batch: BULK_BATCH, ...extra });
         changed += reply.changed;
         skipped += reply.skipped;
+        busy += reply.busy || 0;
         cursor = reply.cursor;
         progress();
       } while (cursor !== null);
       say("bulk-result", "Done: " + count(changed) + " changed, " + count(skipped) +
-        " skipped (their state no longer allowed it).");
+        " skipped (their state no longer allowed it" +
+        (busy ? "; " + count(busy) + " held by another transaction" : "") + ").");
     } catch (err) {
       say("bulk-result", "Stopped after " + count(changed) + " changed, " + count(skipped) +
         " skipped: " + err.message, true);
@@ -186,10 +188,18 @@
 
   // --- failure triage --------------------------------------------------------------------
 
+  // The failures' window as GET /failures reads it (by default: ended in error within 24 h).
   function triageFilter() {
     const filter = filterOf(location.search);
     if (!("finished_after" in filter)) filter.finished_after = "24h";
+    if (!("status" in filter)) filter.status = "error";
     return filter;
+  }
+
+  // "cancel all" of a group: the tasks that failed that way and will still run again.
+  function stillToRun(filter) {
+    const { finished_after: _after, finished_before: _before, ...rest } = filter;
+    return { ...rest, status: "waiting,pending,in_progress" };
   }
 
   async function loadGroups() {
@@ -205,17 +215,20 @@
     say("groups-message", "");
     fillTable("groups", data.groups.map((g) => {
       const group = { ...filter, fingerprint: g.fingerprint };
-      const what = "group " + g.fingerprint + " (" + g.kind + ": " + g.error_class + ")";
+      const error = g.error_class ? g.error_class + ": " + g.message : g.message;
+      const what = "group " + g.fingerprint + " (" + g.kind + ", " + (g.error_class || "error") + ")";
       const show = el("a", "show tasks");
       show.href = "/ui/tasks?" + query(group);
+      const newest = link(g.example_id);
+      newest.textContent = "newest #" + g.example_id;
       const actions = el("span", null, "row-actions");
-      actions.append(show, " ",
+      actions.append(show, " ", newest, " ",
         button("retry all", { "data-do": "retry", "data-group": g.fingerprint, "aria-label": "retry all of " + what },
           () => previewBulk(group, "retry", {}, what)),
         " ",
         button("cancel all", { "data-do": "cancel", "data-group": g.fingerprint, "aria-label": "cancel all of " + what },
-          () => previewBulk(group, "cancel", {}, what)));
-      const r = row([count(g.count), g.kind, g.error_class + ": " + g.message,
+          () => previewBulk(stillToRun(group), "cancel", {}, what + " that will run again")));
+      const r = row([count(g.count), g.kind, error,
         utcTime(g.first_seen), utcTime(g.last_seen), actions]);
       r.children[2].className = "error";
       r.dataset.group = g.fingerprint;
@@ -353,7 +366,7 @@
   async function loadAttempts(id) {
     let attempts;
     try {
-      attempts = await getJSON("/tasks/" + id + "/attempts");
+      attempts = (await getJSON("/tasks/" + id + "/attempts")).attempts;
     } catch (err) {
       say("attempts-message", err.message, true);
       return;
