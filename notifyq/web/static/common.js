@@ -155,17 +155,16 @@ const PREVIEW_CHARS = 4096;
 function showPreview(id, task, field) {
   const node = document.getElementById(id);
   if (!node) return;
-  let text = task[field + "_preview"];
-  let cut = !!task[field + "_truncated"];
-  if (text === undefined || text === null) {
+  const preview = task[field + "_preview"];
+  let text, cut;
+  if (typeof preview === "string" && task[field + "_truncated"]) {
+    text = preview; // the server's cut: the value itself did not come
+    cut = true;
+  } else {
     text = JSON.stringify(task[field], null, 2);
     if (text === undefined) text = "null";
-    if (text.length > PREVIEW_CHARS) {
-      text = text.slice(0, PREVIEW_CHARS);
-      cut = true;
-    }
-  } else if (typeof text !== "string") {
-    text = JSON.stringify(text, null, 2);
+    cut = text.length > PREVIEW_CHARS;
+    if (cut) text = text.slice(0, PREVIEW_CHARS);
   }
   node.textContent = text + (cut ? "\n…" : "");
   const more = document.getElementById(id + "-cut");
