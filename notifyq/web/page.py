@@ -166,7 +166,9 @@ async def task_page(task_id: int) -> Response:
 def preview(value: Any) -> tuple[str, bool]:
     """A value's pretty JSON, cut at PREVIEW_CHARS; and whether it was cut."""
     text = json.dumps(value, indent=2, ensure_ascii=False)
-    return text[:PREVIEW_CHARS], len(text) > PREVIEW_CHARS
+    if len(text) <= PREVIEW_CHARS:
+        return text, False
+    return text[:PREVIEW_CHARS] + "\n…", True
 
 
 @blueprint.get("/ui/tasks")
