@@ -172,14 +172,20 @@ CREATE TABLE notifyq.task_events (
     started_at timestamptz,
     -- What released or cancelled a dependent (migration 0014): a parent task, a batch.
     parent_id  bigint,
-    batch_id   bigint
+    batch_id   bigint,
+    -- Who caused the event (migration 0018): api (or a token's name), cli, sql; NULL: the
+    -- engine. Read from the transaction's setting notifyq.actor (notifyq.acting).
+    actor      text DEFAULT nullif(current_setting('notifyq.actor', true), '')
 ) PARTITION BY RANGE (at);
 ALTER SEQUENCE notifyq.task_events_id_seq OWNED BY notifyq.task_events.id;
 CREATE TABLE notifyq.task_events_default PARTITION OF notifyq.task_events DEFAULT;
--- NOT VALID (migrations 0014 and 0017 added events without scanning the history).
+COMMENT ON COLUMN notifyq.task_events.actor IS
+    'who caused the event: api (or an API token''s name), cli, sql; NULL: the engine';
+-- NOT VALID (migrations 0014, 0017 and 0018 added events without scanning the history).
 ALTER TABLE notifyq.task_events ADD CONSTRAINT task_events_event_valid CHECK (event IN (
     'queued', 'started', 'done', 'failed', 'retried', 'recovered',
-    'released', 'cancelled', 'requeued', 'waiting', 'snoozed', 'expired')) NOT VALID;
+    'released', 'cancelled', 'requeued', 'waiting', 'snoozed', 'expired',
+    'run_now', 'priority_changed')) NOT VALID;
 
 -- Live notifyq processes, kept fresh by each process's heartbeat.
 CREATE TABLE notifyq.workers (
@@ -854,7 +860,9 @@ BEGIN
     SELECT * INTO t FROM notifyq.tasks WHERE id = cancel.task_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
-    ELSIF t.status IN ('pending', 'waiting') THEN
+    END IF;
+    PERFORM notifyq.acting(NULL);
+    IF t.status IN ('pending', 'waiting') THEN
         UPDATE notifyq.tasks
            SET status = 'cancelled', waiting_on = 0, finished_at = now(), updated_at = now()
          WHERE id = t.id;
@@ -891,6 +899,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     ELSIF t.status IN ('error', 'cancelled') THEN
+        PERFORM notifyq.acting(NULL);
         IF t.depends_on IS NOT NULL OR t.after_batch IS NOT NULL THEN
             s := notifyq.lock_parents(t.id, t.depends_on, t.after_batch, false);
             IF (s.failed_parent IS NOT NULL OR s.failed_batch IS NOT NULL)
@@ -922,6 +931,141 @@ BEGIN
     END IF;
     RETURN t.status;
 END;
+$$;
+
+-- The operator console (migration 0018).
+
+-- The actor of this transaction's actions: the one set, else 'sql' (a call by hand).
+CREATE FUNCTION notifyq.acting(actor text) RETURNS text
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT set_config('notifyq.actor',
+                      coalesce(nullif(actor, ''),
+                               nullif(current_setting('notifyq.actor', true), ''), 'sql'),
+                      true);
+$$;
+
+-- Act on the tasks `ids` (a batch: the caller keeps it to about a thousand): 'cancel',
+-- 'retry', 'run_now' (a pending task due later becomes due now) or 'priority' (of a
+-- pending or waiting task, to `new_priority`). `statuses` (NULL: any): act only on rows
+-- still in one of them. One row per id: changed, and the answer: what cancel or retry
+-- answered, 'run_now', 'priority_changed', else why not: the row's status, 'unchanged',
+-- 'busy' (another transaction holds the row: left alone) or 'missing'.
+CREATE FUNCTION notifyq.console_act(action text, ids bigint[], actor text,
+                                    statuses text[] DEFAULT NULL,
+                                    new_priority integer DEFAULT NULL)
+RETURNS TABLE (id bigint, changed boolean, answer text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '2s'
+AS $$
+DECLARE
+    t record;
+    seen bigint[] := '{}';
+    said text;
+BEGIN
+    IF action IS NULL OR action NOT IN ('cancel', 'retry', 'run_now', 'priority') THEN
+        RAISE EXCEPTION 'unknown console action %', action USING ERRCODE = '22023';
+    ELSIF action = 'priority' AND new_priority IS NULL THEN
+        RAISE EXCEPTION 'the priority action needs a priority' USING ERRCODE = '22023';
+    END IF;
+    PERFORM notifyq.acting(actor);
+    FOR t IN
+        SELECT x.id, x.status, x.run_at, x.priority, x.attempts, x.cancel_requested_at
+          FROM notifyq.tasks x
+         WHERE x.id = ANY(console_act.ids)
+         ORDER BY x.id DESC
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        seen := seen || t.id;
+        IF statuses IS NOT NULL AND NOT (t.status = ANY(statuses)) THEN
+            id := t.id; changed := false; answer := t.status;
+        ELSIF action = 'cancel' THEN
+            IF t.status = 'in_progress' AND t.cancel_requested_at IS NOT NULL THEN
+                said := 'cancelling';  -- asked already: nothing new
+                id := t.id; changed := false; answer := said;
+            ELSE
+                said := notifyq.cancel(t.id);
+                id := t.id; changed := said IN ('cancelled', 'cancelling'); answer := said;
+            END IF;
+        ELSIF action = 'retry' THEN
+            said := notifyq.retry(t.id);
+            id := t.id; changed := said IN ('requeued', 'waiting'); answer := said;
+        ELSIF action = 'run_now' THEN
+            IF t.status = 'pending' AND t.run_at > now() THEN
+                UPDATE notifyq.tasks x SET run_at = now(), updated_at = now() WHERE x.id = t.id;
+                INSERT INTO notifyq.task_events (task_id, event, attempt)
+                    VALUES (t.id, 'run_now', t.attempts);
+                id := t.id; changed := true; answer := 'run_now';
+            ELSE
+                id := t.id; changed := false;
+                answer := CASE WHEN t.status = 'pending' THEN 'unchanged' ELSE t.status END;
+            END IF;
+        ELSE  -- priority
+            IF t.status IN ('pending', 'waiting') AND t.priority <> new_priority THEN
+                UPDATE notifyq.tasks x SET priority = new_priority, updated_at = now()
+                 WHERE x.id = t.id;
+                INSERT INTO notifyq.task_events (task_id, event, attempt)
+                    VALUES (t.id, 'priority_changed', t.attempts);
+                id := t.id; changed := true; answer := 'priority_changed';
+            ELSE
+                id := t.id; changed := false;
+                answer := CASE WHEN t.status IN ('pending', 'waiting') THEN 'unchanged'
+                               ELSE t.status END;
+            END IF;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    RETURN QUERY
+        SELECT u.id, false,
+               CASE WHEN EXISTS (SELECT 1 FROM notifyq.tasks x WHERE x.id = u.id)
+                    THEN 'busy' ELSE 'missing' END
+          FROM unnest(console_act.ids) AS u(id)
+         WHERE u.id IS NOT NULL AND NOT (u.id = ANY(seen));
+END;
+$$;
+
+-- One tick of schedule `schedule_name` now (`notifyq schedule run`, POST
+-- /schedules/{name}/run), paused or not: a task like the schedule's, its tick now; the
+-- schedule's next_run_at and last_run_at stay as they are. Its history says who asked
+-- (run_now). Returns the task's id, NULL when there is no such schedule.
+CREATE FUNCTION notifyq.run_schedule(schedule_name text, actor text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    PERFORM notifyq.acting(actor);
+    INSERT INTO notifyq.tasks (queue, kind, payload, priority, schedule_name, schedule_tick)
+    SELECT s.queue, s.kind, s.payload, s.priority, s.name, now()
+      FROM notifyq.schedules s
+     WHERE s.name = run_schedule.schedule_name
+    RETURNING notifyq.tasks.id INTO new_id;
+    IF new_id IS NOT NULL THEN
+        INSERT INTO notifyq.task_events (task_id, event, attempt) VALUES (new_id, 'run_now', 0);
+    END IF;
+    RETURN new_id;
+END;
+$$;
+
+-- The shape of an error: its first line (at most 300 characters) with uuids, hex strings,
+-- numbers and quoted strings replaced, so that "timeout after 31 s on 'a.jpg'" and "timeout
+-- after 30 s on 'b.jpg'" are one failure.
+CREATE FUNCTION notifyq.error_shape(error text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+               left(split_part(coalesce(error, ''), E'\n', 1), 300),
+               '''[^'']*''|"[^"]*"', '<str>', 'g'),
+               '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}',
+               '<uuid>', 'g'),
+               '0[xX][0-9a-fA-F]+|\m[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\M'
+               '|\m[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*\M',
+               '<hex>', 'g'),
+               '[0-9]+', '<n>', 'g');
+$$;
+
+-- A failure group's id: the first 16 hex digits of md5(kind, error_shape(error)).
+CREATE FUNCTION notifyq.error_fingerprint(kind text, error text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT left(md5(coalesce(kind, '') || chr(31) || notifyq.error_shape(error)), 16);
 $$;
 
 -- Whether a queue row sets any limit (paused counts as one).
@@ -1747,6 +1891,7 @@ BEGIN
                'notifyq.next_event_id()',
                'notifyq.cancel(bigint)',
                'notifyq.retry(bigint)',
+               'notifyq.acting(text)',
                'notifyq.lock_parents(bigint, bigint[], bigint, boolean)',
                'notifyq.fire_schedule(text, timestamptz, timestamptz, timestamptz)',
                'notifyq.ensure_event_partitions(integer)',
@@ -1756,12 +1901,41 @@ BEGIN
                'notifyq.fair_pick(text, integer, timestamptz, text[], integer, text)',
                'notifyq.aged_pick(text, integer, timestamptz, text[], float8)',
                'notifyq.enqueue_unique(text, text, jsonb, text, text, integer, timestamptz, '
-               'integer, interval, jsonb, text, timestamptz)'])
+               'integer, interval, jsonb, text, timestamptz)',
+               'notifyq.console_act(text, bigint[], text, text[], integer)',
+               'notifyq.run_schedule(text, text)',
+               'notifyq.error_shape(text)',
+               'notifyq.error_fingerprint(text, text)'])
            WITH ORDINALITY AS w(signature, n),
            LATERAL (SELECT to_regprocedure(w.signature) AS oid, w.n) AS f
      WHERE f.oid IS NOT NULL;
     FOREACH stmt IN ARRAY ARRAY[
         format('GRANT EXECUTE ON FUNCTION %s TO %s', functions, grantee)
+    ] LOOP
+        IF apply THEN
+            EXECUTE stmt;
+        END IF;
+        RETURN NEXT stmt;
+    END LOOP;
+END;
+$$;
+
+-- `notifyq roles --operator R`: read every table and view of the schema, run the console's
+-- actions and the failure-group functions; no INSERT, UPDATE or DELETE of its own, no DDL.
+CREATE FUNCTION notifyq.grant_operator(grantee regrole, apply boolean DEFAULT true)
+RETURNS SETOF text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    stmt text;
+BEGIN
+    FOREACH stmt IN ARRAY ARRAY[
+        format('GRANT USAGE ON SCHEMA notifyq TO %s', grantee),
+        format('GRANT SELECT ON notifyq.tasks, notifyq.task_events, notifyq.workers, '
+               'notifyq.queues, notifyq.schedules, notifyq.batches, notifyq.batch_progress, '
+               'notifyq.schema_migrations TO %s', grantee),
+        format('GRANT EXECUTE ON FUNCTION notifyq.console_act(text, bigint[], text, text[], '
+               'integer), notifyq.run_schedule(text, text), notifyq.error_shape(text), '
+               'notifyq.error_fingerprint(text, text) TO %s', grantee)
     ] LOOP
         IF apply THEN
             EXECUTE stmt;

@@ -548,8 +548,12 @@ SELECT * FROM notifyq.tasks WHERE id = $1;
 -- attempt) gets no derived one. A 'released' or 'cancelled' event of a dependent names, in
 -- its detail, the parent task or the batch that released or cancelled it (migration 0014),
 -- also as parent_id / batch_id; a 'released' with neither is an attempt its worker gave
--- back (shutdown, a lost lease), which the detail says.
-SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_id
+-- back (shutdown, a lost lease), which the detail says. `actor` (migration 0018) says who
+-- caused a stored event (NULL: the engine); `traceback` is that of a failed attempt where
+-- the history keeps one (read through to_jsonb, so that this statement runs whether or not
+-- the schema has that column yet).
+SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_id, actor,
+       traceback
   FROM (
     SELECT 0::bigint AS id, t.id AS task_id, t.created_at AS at, 'queued' AS event,
            0 AS attempt, NULL::text AS worker, NULL::text AS error,
@@ -558,6 +562,7 @@ SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_
                             to_char(t.schedule_tick AT TIME ZONE 'UTC',
                                     'YYYY-MM-DD"T"HH24:MI:SS"Z"')) END AS detail,
            NULL::bigint AS parent_id, NULL::bigint AS batch_id,
+           NULL::text AS actor, NULL::text AS traceback,
            0::bigint AS place, 0 AS within
       FROM notifyq.tasks t
      WHERE t.id = $1
@@ -567,12 +572,12 @@ SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_
                 WHEN e.batch_id IS NOT NULL THEN format('batch %s', e.batch_id)
                 WHEN e.event = 'released'
                      THEN 'given back by its worker; the attempt is not counted' END,
-           e.parent_id, e.batch_id, e.id, 1
+           e.parent_id, e.batch_id, e.actor, to_jsonb(e) ->> 'traceback', e.id, 1
       FROM notifyq.task_events e
      WHERE e.task_id = $1
     UNION ALL
     SELECT 0, e.task_id, e.started_at, 'started', e.attempt, e.worker, NULL, NULL, NULL, NULL,
-           e.id, 0
+           NULL, NULL, e.id, 0
       FROM notifyq.task_events e
      WHERE e.task_id = $1 AND e.started_at IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM notifyq.task_events s
@@ -580,7 +585,7 @@ SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_
                           AND s.attempt = e.attempt AND s.at BETWEEN e.started_at AND e.at)
     UNION ALL
     SELECT 0, t.id, t.started_at, 'started', t.attempts, t.locked_by, NULL, NULL, NULL, NULL,
-           9223372036854775807, 0
+           NULL, NULL, 9223372036854775807, 0
       FROM notifyq.tasks t
      WHERE t.id = $1 AND t.status = 'in_progress' AND t.started_at IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM notifyq.task_events s
@@ -890,6 +895,10 @@ SELECT notifyq.grant_producer_unique($1::text::regrole, $2) AS statement;
 -- name: grant_worker_schedules
 -- `notifyq roles`: a worker also manages notifyq.schedules (migration 0005).
 SELECT notifyq.grant_worker_schedules($1::text::regrole, $2) AS statement;
+
+-- name: grant_operator
+-- `notifyq roles --operator`: read every table, run the console's actions (migration 0018).
+SELECT notifyq.grant_operator($1::text::regrole, $2) AS statement;
 
 -- name: grant_worker_functions
 -- `notifyq roles`: a worker may call the functions it runs; nobody else may (0011).
@@ -1269,3 +1278,142 @@ SELECT count(*) FROM notifyq.tasks
  WHERE queue = ANY($1::text[])
    AND (status = 'in_progress'
         OR (status = 'pending' AND run_at <= clock_timestamp() AND kind = ANY($2::text[])));
+
+-- ======================================================================================
+-- console — store/console.py: the operator console's filters, counts, actions, triage
+-- ======================================================================================
+
+-- name: console_matching
+-- The console's filter (notifyq/filters.py) over notifyq.tasks; NULL: any. $1 statuses,
+-- $2 queues, $3 kinds, $4 priorities, $5 ids; created after $6 (a time) or $7 seconds
+-- before now (the database's clock), created before $8 / $9, finished after $10 / $11,
+-- finished before $12 / $13; $14 unique_key, $15 concurrency_key, $16 schedule name;
+-- $17 a workflow: that task and its descendants (dependents through depends_on, a batch's
+-- callback through its members), looked for among the 50,000 tasks added after it (as
+-- task_children does: a workflow added in one go sits there); $18 a batch's members; $19 an
+-- ILIKE pattern over error; $20 a failure group's fingerprint (migration 0018).
+-- The other console statements read it as a derived table (store/console.py puts it where
+-- they say `/* matching */`); the planner flattens it, so every key is a plain condition
+-- on the table. They run with plan_cache_mode force_custom_plan (console_custom_plans):
+-- each plan is made for the keys given, and the others' `IS NULL OR` fall away.
+SELECT t.*
+  FROM notifyq.tasks t
+ WHERE ($1::text[] IS NULL OR t.status = ANY($1::text[]))
+   AND ($2::text[] IS NULL OR t.queue = ANY($2::text[]))
+   AND ($3::text[] IS NULL OR t.kind = ANY($3::text[]))
+   AND ($4::int[] IS NULL OR t.priority = ANY($4::int[]))
+   AND ($5::bigint[] IS NULL OR t.id = ANY($5::bigint[]))
+   AND ($6::timestamptz IS NULL AND $7::float8 IS NULL
+        OR t.created_at >= coalesce($6::timestamptz, now() - make_interval(secs => $7::float8)))
+   AND ($8::timestamptz IS NULL AND $9::float8 IS NULL
+        OR t.created_at < coalesce($8::timestamptz, now() - make_interval(secs => $9::float8)))
+   AND ($10::timestamptz IS NULL AND $11::float8 IS NULL
+        OR t.finished_at >= coalesce($10::timestamptz,
+                                     now() - make_interval(secs => $11::float8)))
+   AND ($12::timestamptz IS NULL AND $13::float8 IS NULL
+        OR t.finished_at < coalesce($12::timestamptz,
+                                    now() - make_interval(secs => $13::float8)))
+   AND ($14::text IS NULL OR t.unique_key = $14::text)
+   AND ($15::text IS NULL OR t.concurrency_key = $15::text)
+   AND ($16::text IS NULL OR t.schedule_name = $16::text)
+   AND ($17::bigint IS NULL OR t.id IN (
+        WITH RECURSIVE near AS MATERIALIZED (
+                 SELECT n.id, n.depends_on, n.after_batch
+                   FROM notifyq.tasks n
+                  WHERE n.id > $17::bigint
+                  ORDER BY n.id
+                  LIMIT 50000),
+             edges (parent, child) AS MATERIALIZED (
+                 SELECT p.parent, n.id FROM near n, unnest(n.depends_on) AS p(parent)
+                 UNION ALL
+                 SELECT m.id, c.id
+                   FROM near c JOIN notifyq.tasks m ON m.batch_id = c.after_batch
+                  WHERE c.after_batch IS NOT NULL),
+             family (id) AS (
+                 SELECT $17::bigint
+                 UNION
+                 SELECT e.child FROM edges e JOIN family f ON e.parent = f.id)
+        SELECT family.id FROM family))
+   AND ($18::bigint IS NULL OR t.batch_id = $18::bigint)
+   AND ($19::text IS NULL OR t.error ILIKE $19::text)
+   AND ($20::text IS NULL
+        OR (t.error IS NOT NULL AND notifyq.error_fingerprint(t.kind, t.error) = $20::text));
+
+-- name: console_custom_plans
+-- The console's statements are planned for the keys each call gives (see console_matching).
+SELECT set_config('plan_cache_mode', 'force_custom_plan', true);
+
+-- name: console_list
+-- GET /tasks, `notifyq tasks list`: matching tasks newest first, ids below $21 (NULL: from
+-- the newest), at most $22; payloads and results over $23 characters cut as list_tasks
+-- cuts them.
+SELECT t.id, t.queue, t.kind, t.priority, t.status, t.attempts, t.max_attempts, t.run_at,
+       t.timeout, t.locked_by, t.locked_until, t.cancel_requested_at, t.error, t.created_at,
+       t.updated_at, t.started_at, t.finished_at, t.depends_on, t.on_parent_failure,
+       t.waiting_on, t.batch_id, t.after_batch, t.unique_key, t.concurrency_key,
+       t.schedule_name, t.schedule_tick, t.snoozes, t.expires_at,
+       CASE WHEN length(p.text) <= $23 THEN t.payload END AS payload,
+       CASE WHEN length(p.text) > $23 THEN left(p.text, $23) END AS payload_preview,
+       CASE WHEN length(r.text) <= $23 THEN t.result END AS result,
+       CASE WHEN length(r.text) > $23 THEN left(r.text, $23) END AS result_preview
+  FROM (SELECT * FROM (/* matching */) AS m
+         WHERE ($21::bigint IS NULL OR m.id < $21::bigint)
+         ORDER BY m.id DESC
+         LIMIT $22) AS t
+ CROSS JOIN LATERAL (SELECT t.payload::text OFFSET 0) AS p(text)
+ CROSS JOIN LATERAL (SELECT t.result::text OFFSET 0) AS r(text)
+ ORDER BY t.id DESC;
+
+-- name: console_count
+-- GET /tasks/count: how many tasks match, counted up to $21 (a cap: n = $21 means "at
+-- least"), and the highest matching id (bounds a bulk action to the tasks seen).
+SELECT (SELECT count(*) FROM (SELECT 1 FROM (/* matching */) AS m LIMIT $21) AS c) AS n,
+       (SELECT max(m.id) FROM (/* matching */) AS m) AS upto;
+
+-- name: console_bulk
+-- One batch of a bulk action: action $21 by actor $25 (priority $26) on the next $24
+-- matching tasks, newest first, with ids at most $22 and below $23 (NULL: from $22). The
+-- ids are chosen without a lock; console_act locks them SKIP LOCKED and checks each again
+-- (its status still one of $1).
+SELECT a.id, a.changed, a.answer
+  FROM notifyq.console_act(
+           $21::text,
+           ARRAY(SELECT m.id FROM (/* matching */) AS m
+                  WHERE m.id <= $22::bigint AND ($23::bigint IS NULL OR m.id < $23::bigint)
+                  ORDER BY m.id DESC
+                  LIMIT $24),
+           $25::text, $1::text[], $26::integer) AS a;
+
+-- name: console_act_ids
+-- Action $1 by actor $3 on the tasks $2 (one task, or a batch's busy rows tried again),
+-- priority $4.
+SELECT id, changed, answer FROM notifyq.console_act($1, $2::bigint[], $3, NULL, $4);
+
+-- name: console_failures
+-- GET /failures, `notifyq tasks failures`: matching tasks with an error, grouped by kind
+-- and the error's shape (migration 0018), biggest group first, at most $21 groups. Each
+-- with its newest task (example_id).
+SELECT s.fingerprint, s.kind,
+       substring(s.shape FROM '^([A-Za-z_][A-Za-z0-9_.]*):') AS error_class,
+       s.shape AS message, count(*) AS n,
+       min(s.finished_at) AS first_seen, max(s.finished_at) AS last_seen,
+       max(s.id) AS example_id
+  FROM (SELECT m.id, m.kind, m.finished_at, notifyq.error_shape(m.error) AS shape,
+               notifyq.error_fingerprint(m.kind, m.error) AS fingerprint
+          FROM (/* matching */) AS m
+         WHERE m.error IS NOT NULL) AS s
+ GROUP BY s.fingerprint, s.kind, s.shape
+ ORDER BY n DESC, last_seen DESC NULLS LAST, s.fingerprint
+ LIMIT $21;
+
+-- name: console_run_schedule
+-- One tick of schedule $1 now, by actor $2 (migration 0018): the task's id, or NULL.
+SELECT notifyq.run_schedule($1, $2);
+
+-- name: task_payload_text
+-- GET /tasks/{id}/payload: the payload as JSON text (no row: no such task).
+SELECT payload::text AS text FROM notifyq.tasks WHERE id = $1;
+
+-- name: task_result_text
+-- GET /tasks/{id}/result: the result as JSON text, NULL when there is none yet.
+SELECT result::text AS text FROM notifyq.tasks WHERE id = $1;

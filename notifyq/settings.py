@@ -230,6 +230,11 @@ class Settings(DatabaseSettings):
         validation_alias=_env("INSECURE_HTTP"),
         description="true or false",
     )
+    http_read_only: bool = Field(
+        False,
+        validation_alias=_env("HTTP_READ_ONLY"),
+        description="true or false (every POST is a 403)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info",
         validation_alias=_env("LOG_LEVEL"),

@@ -50,6 +50,33 @@ class Verdict(StrEnum):
     SNOOZED = "snoozed"
 
 
+class Event(StrEnum):
+    """History events that are neither a verdict nor an answer: what the console's actions
+    write (``notifyq.console_act``, migration 0018). Each event names its ``actor``."""
+
+    RUN_NOW = "run_now"  # a pending task due later made due now; a schedule's manual run
+    PRIORITY_CHANGED = "priority_changed"
+
+
+class Actor(StrEnum):
+    """``notifyq.task_events.actor``: who caused an event (NULL: the engine). The HTTP API
+    names itself ``api`` (or the name of the token a request carried)."""
+
+    API = "api"
+    CLI = "cli"
+    SQL = "sql"
+
+
+class Action(StrEnum):
+    """The console's actions on tasks (``notifyq.console_act``; HTTP ``run-now`` is
+    ``run_now`` here)."""
+
+    CANCEL = "cancel"
+    RETRY = "retry"
+    RUN_NOW = "run_now"
+    PRIORITY = "priority"
+
+
 class ParentFailure(StrEnum):
     """``notifyq.tasks.on_parent_failure``: what a parent that ended error or cancelled does
     to its dependent: cancel it (the default), or let it run once every parent ended."""

@@ -49,21 +49,37 @@ def health(ctx: click.Context, max_age_s: float | None) -> None:
 @click.command()
 @click.option("--producer", "producers", multiple=True, help="Role that may only enqueue.")
 @click.option("--worker", "workers", multiple=True, help="Role that runs notifyq worker/serve.")
+@click.option(
+    "--operator",
+    "operators",
+    multiple=True,
+    help="Role that reads everything and runs the console's actions (tasks retry, cancel...).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the GRANT statements; change nothing.")
 @click.pass_context
 def roles(
-    ctx: click.Context, producers: tuple[str, ...], workers: tuple[str, ...], dry_run: bool
+    ctx: click.Context,
+    producers: tuple[str, ...],
+    workers: tuple[str, ...],
+    operators: tuple[str, ...],
+    dry_run: bool,
 ) -> None:
     """Grant existing roles the privileges of a producer or a worker; print the GRANTs.
 
     A producer may INSERT tasks (and LISTEN) and nothing else: it cannot read, change or
-    delete rows. Create the roles first (CREATE ROLE name LOGIN PASSWORD '...'); run this
+    delete rows. An operator may read every table and act on tasks through the console's
+    functions (retry, cancel, run now, priority, a schedule's run), nothing else. Create the
+    roles first (CREATE ROLE name LOGIN PASSWORD '...'); run this
     as the schema's owner, and again after `notifyq migrate`. Safe to repeat.
     """
-    if not producers and not workers:
-        raise click.UsageError("name at least one --producer or --worker role")
+    if not producers and not workers and not operators:
+        raise click.UsageError("name at least one --producer, --worker or --operator role")
     settings = settings_from(ctx)
-    wanted = [("producer", r) for r in producers] + [("worker", r) for r in workers]
+    wanted = (
+        [("producer", r) for r in producers]
+        + [("worker", r) for r in workers]
+        + [("operator", r) for r in operators]
+    )
 
     async def go() -> list[str]:
         async with open_db(settings, pool_size=2) as database:

@@ -13,6 +13,45 @@ re-exported here for the store's callers.
 
 from __future__ import annotations
 
+from notifyq.store.console import (
+    BATCH_MAX as BATCH_MAX,
+)
+from notifyq.store.console import (
+    COUNT_CAP as COUNT_CAP,
+)
+from notifyq.store.console import (
+    Acted as Acted,
+)
+from notifyq.store.console import (
+    BulkStep as BulkStep,
+)
+from notifyq.store.console import (
+    Counted as Counted,
+)
+from notifyq.store.console import (
+    FailureGroup as FailureGroup,
+)
+from notifyq.store.console import (
+    act_in_bulk as act_in_bulk,
+)
+from notifyq.store.console import (
+    act_on_ids as act_on_ids,
+)
+from notifyq.store.console import (
+    count_tasks as count_tasks,
+)
+from notifyq.store.console import (
+    failure_groups as failure_groups,
+)
+from notifyq.store.console import (
+    find_tasks as find_tasks,
+)
+from notifyq.store.console import (
+    run_schedule as run_schedule,
+)
+from notifyq.store.console import (
+    task_json as task_json,
+)
 from notifyq.store.engine import (
     Beat as Beat,
 )

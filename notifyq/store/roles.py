@@ -14,7 +14,7 @@ async def grant(
     database: db.Database, wanted: Sequence[tuple[str, str]], *, apply: bool
 ) -> list[str]:
     """The GRANT statements for each (privileges, role) of ``wanted``, privileges being
-    "producer" or "worker"; run (all or none, in one transaction) when ``apply``."""
+    "producer", "worker" or "operator"; run (all or none, in one transaction) when ``apply``."""
 
     async def statements(conn: db.Connection) -> list[str]:
         done: list[str] = []
@@ -24,6 +24,7 @@ async def grant(
             names = {
                 "producer": ("grant_producer", "grant_producer_unique"),
                 "worker": ("grant_worker", "grant_worker_schedules", "grant_worker_functions"),
+                "operator": ("grant_operator",),
             }[privileges]
             for query in names:
                 try:

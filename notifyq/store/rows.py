@@ -109,6 +109,8 @@ class EventRow:
     detail: str | None
     parent_id: int | None = None
     batch_id: int | None = None
+    actor: str | None = None  # who caused it: api (or a token's name), cli, sql; None: engine
+    traceback: str | None = None  # a failed attempt's, where the history keeps one
 
     @classmethod
     def from_record(cls, record: Row) -> EventRow:

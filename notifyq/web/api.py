@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import TypeVar
@@ -15,8 +16,8 @@ from quart_schema import document_querystring, document_request, document_respon
 
 from notifyq import errors, store
 from notifyq.client import Client
-from notifyq.vocabulary import DONE_CHANNEL
-from notifyq.web import models, process_models
+from notifyq.vocabulary import DONE_CHANNEL, Action
+from notifyq.web import console_api, console_models, models, process_models
 from notifyq.web.bodies import body, validate
 from notifyq.web.context import PROBE_STALE_S, Context, current
 from notifyq.web.live import RESYNC, Subscription
@@ -82,27 +83,20 @@ async def create_task() -> Response:
 
 
 @blueprint.get("/tasks")
-@document_querystring(models.TaskFilter)
+@document_querystring(console_models.TaskQuery)
 @document_response(models.TaskPage)
 @document_response(models.ErrorOut, 422)
 async def list_tasks() -> Response:
-    """Tasks newest first; filter by status, queue, kind; follow `next` for older ones."""
-    repeated = sorted(k for k, values in request.args.lists() if len(values) > 1)
-    if repeated:
-        raise ApiError(422, "validation_failed", f"give each filter once: {', '.join(repeated)}")
-    query = validate(models.TaskFilter, request.args.to_dict(flat=True))
-    rows = await store.list_tasks(
-        current().reads,
-        status=query.status,
-        queue=query.queue,
-        kind=query.kind,
-        before=query.before,
-        limit=query.limit,
-    )
+    """Tasks newest first, filtered by the filter language (docs/http.md, Filters); follow
+    `next` for older ones."""
+    f = console_api.query_filter(ignore=console_models.PAGE_KEYS)
+    paging = {k: v for k, v in request.args.items() if k in console_models.PAGE_KEYS}
+    query = validate(console_models.TaskQuery, paging)
+    rows = await store.find_tasks(current().reads, f, before=query.before, limit=query.limit)
     tasks = [models.TaskOut.from_row(r) for r in rows]
     next_url = None
     if len(tasks) == query.limit:
-        args = query.model_dump(exclude_none=True) | {"before": tasks[-1].id}
+        args = f.as_query() | {"limit": str(query.limit), "before": str(tasks[-1].id)}
         next_url = f"/tasks?{urlencode(args)}"
     return json_response(models.TaskPage(tasks=tasks, next=next_url))
 
@@ -112,8 +106,21 @@ async def list_tasks() -> Response:
 @document_response(models.ErrorOut, 404)
 async def get_task(task_id: int) -> Response:
     """One task, with its first parents and children and, for a batch's callback, the
-    batch's progress."""
-    return json_response(await task_detail(current(), task_id))
+    batch's progress; previews of its payload and result (their first 4096 characters of
+    JSON; the whole values: /payload and /result)."""
+    out = await task_detail(current(), task_id)
+    out.payload_preview, out.payload_truncated = preview(out.payload)
+    out.result_preview, out.result_truncated = preview(out.result)
+    return json_response(out)
+
+
+def preview(value: object) -> tuple[str, bool]:
+    """The first PREVIEW_CHARS characters of ``value`` as JSON text, and whether it is cut."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except RecursionError:
+        return "", True
+    return text[: store.PREVIEW_CHARS], len(text) > store.PREVIEW_CHARS
 
 
 @blueprint.get("/tasks/<int:task_id>/history")
@@ -136,8 +143,7 @@ async def task_history(task_id: int) -> Response:
 async def cancel_task(task_id: int) -> Response:
     """Cancel: a pending task ends at once (`cancelled`); a running one is stopped by its
     process (`cancelling`). 409 if it already ended done or error."""
-    status = await Client(current().database).cancel(existing_id(task_id))
-    return json_response(models.ActionResult(id=task_id, status=status))
+    return await console_api.act_on_one(Action.CANCEL, task_id)
 
 
 @blueprint.post("/tasks/<int:task_id>/retry")
@@ -148,8 +154,7 @@ async def cancel_task(task_id: int) -> Response:
 @security_scheme([{"bearer": []}])
 async def retry_task(task_id: int) -> Response:
     """Put an `error` or `cancelled` task back to pending with a fresh attempt budget."""
-    status = await Client(current().database).retry(existing_id(task_id))
-    return json_response(models.ActionResult(id=task_id, status=status))
+    return await console_api.act_on_one(Action.RETRY, task_id)
 
 
 # --- the fleet -----------------------------------------------------------------------

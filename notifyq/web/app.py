@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from notifyq import errors, logs
 from notifyq.settings import Settings
 from notifyq.version import __version__
-from notifyq.web import api, fleet_api, page, workflows_api
+from notifyq.web import api, console_api, fleet_api, page, workflows_api
 from notifyq.web.bind import is_loopback
 from notifyq.web.context import Context, current
 from notifyq.web.replies import ApiError, error_response
@@ -67,6 +67,13 @@ TEXT_RESPONSES = {
 }
 
 
+# JSON downloads (any JSON value), added to the generated document too.
+JSON_DOWNLOADS = {
+    "/tasks/{task_id}/payload": "The task's payload, whole (Content-Disposition: attachment)",
+    "/tasks/{task_id}/result": "The task's result, whole; null when it has none",
+}
+
+
 class Document(OpenAPIProvider):
     def schema(self) -> dict[str, Any]:
         spec = super().schema()
@@ -74,13 +81,16 @@ class Document(OpenAPIProvider):
             for operation in methods.values():
                 if "requestBody" in operation:
                     operation["requestBody"]["required"] = True
-        for path, (media_type, description) in TEXT_RESPONSES.items():
+        downloads = {p: ("application/json", d) for p, d in JSON_DOWNLOADS.items()}
+        for path, (media_type, description) in (TEXT_RESPONSES | downloads).items():
             operation = spec["paths"][path]["get"]
             others = {str(k): v for k, v in operation["responses"].items() if str(k) != "200"}
             operation["responses"] = {
                 "200": {
                     "description": description,
-                    "content": {media_type: {"schema": {"type": "string"}}},
+                    "content": {
+                        media_type: {"schema": {} if path in downloads else {"type": "string"}}
+                    },
                 },
                 **others,
             }
@@ -113,6 +123,7 @@ def create_app(ctx: Context) -> QuartTrio:
         security_schemes={"bearer": HttpSecurityScheme(scheme="bearer")},
         openapi_provider_class=Document,
     )
+    app.register_blueprint(console_api.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(fleet_api.blueprint)
     app.register_blueprint(workflows_api.blueprint)
@@ -174,10 +185,20 @@ async def require_token() -> Response | None:
     )
 
 
+async def refuse_changes_when_read_only() -> Response | None:
+    """HTTP_READ_ONLY: the server shows, and changes nothing (every action is a 403)."""
+    if current().settings.http_read_only and request.method not in SAFE_METHODS:
+        return error_response(
+            403, "read_only", "this server is read-only (HTTP_READ_ONLY); it changes nothing"
+        )
+    return None
+
+
 REQUEST_GUARDS: tuple[Callable[[], Awaitable[Response | None]], ...] = (
     refuse_foreign_host,
     refuse_cross_origin_changes,
     require_token,
+    refuse_changes_when_read_only,
 )
 
 

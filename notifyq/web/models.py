@@ -193,20 +193,6 @@ class NewTask(BaseModel):
         return self
 
 
-class TaskFilter(BaseModel):
-    """Query string of ``GET /tasks``: newest first, ``before`` continues a page."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    status: Status | None = None
-    queue: Name | None = None
-    kind: Name | None = None
-    before: Annotated[int, Field(ge=1, le=BIGINT_MAX)] | None = Field(
-        None, description="Only ids below this (from the previous page's next link)"
-    )
-    limit: int = Field(50, ge=1, le=500)
-
-
 class RelatedOut(BaseModel):
     """A parent or child of a task, as GET /tasks/{id} lists it."""
 
@@ -240,7 +226,9 @@ class TaskOut(BaseModel):
         "(see payload_truncated; GET /tasks/{id} has it whole)"
     )
     payload_truncated: bool = Field(
-        False, description="True when payload is a cut preview of the JSON text, in a list"
+        False,
+        description="In a list: payload is a cut preview of the JSON text; in GET "
+        "/tasks/{id}: payload_preview is cut (payload is whole there)",
     )
     priority: int
     status: Status
@@ -253,7 +241,7 @@ class TaskOut(BaseModel):
     cancel_requested_at: datetime | None
     result: Any = Field(description="The handler's return value; in lists cut like payload")
     result_truncated: bool = Field(
-        False, description="True when result is a cut preview of the JSON text, in a list"
+        False, description="As payload_truncated, for result and result_preview"
     )
     error: str | None
     created_at: datetime
@@ -281,6 +269,10 @@ class TaskOut(BaseModel):
     )
     children_more: bool = Field(False, description="More children than those listed")
     batch: BatchOut | None = Field(None, description="A callback's batch, in GET /tasks/{id}")
+    payload_preview: str | None = Field(
+        None, description=f"GET /tasks/{{id}}: the first {PREVIEW_CHARS} characters of its JSON"
+    )
+    result_preview: str | None = Field(None, description="GET /tasks/{id}: as payload_preview")
 
     @classmethod
     def from_row(cls, row: TaskRow) -> TaskOut:
@@ -322,6 +314,8 @@ class TaskOut(BaseModel):
             children=None,
             children_more=False,
             batch=None,
+            payload_preview=None,
+            result_preview=None,
         )
 
 
@@ -368,6 +362,10 @@ class EventOut(BaseModel):
     batch_id: int | None = Field(
         None, description="The batch whose completion released or cancelled this callback"
     )
+    actor: str | None = Field(
+        None, description="Who caused it: api (or a token's name), cli, sql; null: the engine"
+    )
+    traceback: str | None = Field(None, description="A failed attempt's, where kept")
 
     @classmethod
     def from_row(cls, row: EventRow) -> EventOut:

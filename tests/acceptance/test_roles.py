@@ -256,6 +256,29 @@ WORKER_FUNCTIONS = {
     "notifyq.fair_pick(text,integer,timestamp with time zone,text[],integer,text)",
     "notifyq.aged_pick(text,integer,timestamp with time zone,text[],double precision)",
     ENQUEUE_UNIQUE,
+    # The console (migration 0018): the HTTP side of `notifyq serve` acts and groups failures.
+    "notifyq.acting(text)",
+    "notifyq.console_act(text,bigint[],text,text[],integer)",
+    "notifyq.run_schedule(text,text)",
+    "notifyq.error_shape(text)",
+    "notifyq.error_fingerprint(text,text)",
+}
+# What `notifyq roles --operator` grants (migration 0018): run the console's actions and read.
+OPERATOR_FUNCTIONS = {
+    "notifyq.console_act(text,bigint[],text,text[],integer)",
+    "notifyq.run_schedule(text,text)",
+    "notifyq.error_shape(text)",
+    "notifyq.error_fingerprint(text,text)",
+}
+OPERATOR_READS = {
+    "notifyq.tasks",
+    "notifyq.task_events",
+    "notifyq.workers",
+    "notifyq.queues",
+    "notifyq.schedules",
+    "notifyq.batches",
+    "notifyq.batch_progress",
+    "notifyq.schema_migrations",
 }
 # Run by triggers (PostgreSQL checks no EXECUTE privilege for those), by the functions
 # above, or by the schema's owner only (`notifyq roles`).
@@ -265,6 +288,7 @@ NOBODYS_FUNCTIONS = {
     "notifyq.grant_worker(regrole,boolean)",
     "notifyq.grant_worker_functions(regrole,boolean)",
     "notifyq.grant_worker_schedules(regrole,boolean)",
+    "notifyq.grant_operator(regrole,boolean)",
     "notifyq.legacy_events_bound()",
     "notifyq.queue_changed()",
     "notifyq.schedules_changed()",
@@ -296,6 +320,9 @@ DEFINERS = {
     "notifyq.task_parent_changed()",
     "notifyq.tasks_release_dependents()",
     ENQUEUE_UNIQUE,  # debounce (migration 0017): a producer has no UPDATE of its own
+    # The console (0018): an operator acts without UPDATE on the tables.
+    "notifyq.console_act(text,bigint[],text,text[],integer)",
+    "notifyq.run_schedule(text,text)",
 }
 READ_WRITE = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 WORKER_TABLES = {
@@ -509,3 +536,45 @@ def test_a_producer_adds_every_workflow_shape(roles: Roles) -> None:
     assert count == 11
     assert pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.tasks") == str(count + 1)
     assert pg.psql(roles.owner_url, "SELECT count(*) FROM notifyq.batches WHERE sealed") == "2"
+
+
+@pytest.fixture
+def operator(server_url: str, database_url: str) -> Iterator[str]:
+    name = f"test_operator_{secrets.token_hex(3)}"
+    pg.psql(server_url, f"CREATE ROLE {name} LOGIN")
+    try:
+        yield name
+    finally:
+        pg.psql(database_url, f"DROP OWNED BY {name}")
+        pg.psql(server_url, f"DROP ROLE {name}")
+
+
+def test_an_operator_reads_and_acts_through_the_console_functions_only(
+    database_url: str, operator: str
+) -> None:
+    done = cli(database_url, "roles", "--operator", operator)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 3
+    for row in audit(database_url, operator):
+        name = row["name"]
+        if row["what"] == "function":
+            assert row["may"] == (name in OPERATOR_FUNCTIONS), name
+        elif name in OPERATOR_READS:
+            assert row["privileges"] == ["SELECT"], name
+        else:
+            assert row["privileges"] == [], name
+    mine = as_user(database_url, operator)
+    task = pg.psql(database_url, "INSERT INTO notifyq.tasks (kind) VALUES ('noop') RETURNING id")
+    refused(mine, f"UPDATE notifyq.tasks SET priority = 5 WHERE id = {task}")
+    refused(mine, f"SELECT notifyq.cancel({task})")
+    refused(mine, "CREATE TABLE notifyq.mine (id int)")
+    answer = pg.psql(
+        mine, f"SELECT answer FROM notifyq.console_act('cancel', ARRAY[{task}::bigint], 'alice')"
+    )
+    assert answer == "cancelled"
+    assert (
+        pg.psql(
+            mine, f"SELECT event || ' ' || actor FROM notifyq.task_events WHERE task_id = {task}"
+        )
+        == "cancelled alice"
+    )

@@ -624,6 +624,16 @@ async def test_openapi_documents_every_endpoint(idle_web: Web) -> None:
         ("DELETE", "/schedules/{name}"),
         ("POST", "/workflows"),
         ("GET", "/batches/{batch_id}"),
+        # The console (docs/http.md, Console).
+        ("GET", "/tasks/count"),
+        ("POST", "/tasks/bulk/{action}"),
+        ("POST", "/tasks/{task_id}/run-now"),
+        ("POST", "/tasks/{task_id}/priority"),
+        ("GET", "/tasks/{task_id}/payload"),
+        ("GET", "/tasks/{task_id}/result"),
+        ("GET", "/tasks/{task_id}/attempts"),
+        ("GET", "/failures"),
+        ("POST", "/schedules/{name}/run"),
     }
     create = spec["paths"]["/tasks"]["post"]
     assert create["security"] == [{"bearer": []}]

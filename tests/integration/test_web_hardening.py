@@ -277,9 +277,11 @@ async def test_big_payloads_and_results_are_cut_in_lists_and_the_page(
         assert [t["id"] for t in summary["running"]] == [running]
         assert summary["running"][0]["payload_truncated"] is True
         assert summary["failures"][0]["result_truncated"] is True
-        # The task's own endpoint carries the whole payload.
+        # The task's own endpoint carries the whole payload, and a preview of it, which
+        # payload_truncated says is cut (GET /tasks/{id}/payload downloads it whole).
         whole = (await http.get(f"/tasks/{running}")).json()
-        assert whole["payload"] == {"blob": big} and whole["payload_truncated"] is False
+        assert whole["payload"] == {"blob": big} and whole["payload_truncated"] is True
+        assert len(whole["payload_preview"]) == 4096
         spec = (await http.get("/openapi.json")).json()
         fields = spec["components"]["schemas"]["TaskOut"]["properties"]
         assert {"payload_truncated", "result_truncated"} <= set(fields)

@@ -15,7 +15,7 @@ from typing import get_args
 
 import notifyq
 from notifyq import vocabulary
-from notifyq.vocabulary import CHANNELS, STATUSES, Answer, Status, Verdict
+from notifyq.vocabulary import CHANNELS, STATUSES, Answer, Event, Status, Verdict
 
 PACKAGE = Path(notifyq.__file__).parent
 SCHEMA = (PACKAGE.parent / "schema.sql").read_text()
@@ -51,6 +51,7 @@ def test_statuses_are_the_tasks_check_constraint() -> None:
 def test_verdicts_and_requeued_are_history_events() -> None:
     events = _check_values("task_events_event_valid")
     assert {v.value for v in Verdict} | {Answer.REQUEUED.value} <= events
+    assert {e.value for e in Event} <= events
 
 
 def test_channels_are_those_the_schema_notifies_on() -> None:
