@@ -210,7 +210,7 @@ async def _console_page(template: str, **values: Any) -> Response:
 @blueprint.app_context_processor
 def console_context() -> dict[str, Any]:
     """Every page knows whether actions are off (HTTP_READ_ONLY), to say so up front."""
-    return {"read_only": getattr(current().settings, "http_read_only", False)}
+    return {"read_only": current().settings.http_read_only}
 
 
 @blueprint.get("/ui/task")
