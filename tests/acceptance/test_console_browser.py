@@ -128,7 +128,7 @@ def test_a_filter_lives_in_the_url_and_a_pasted_link_opens_it(
 def test_a_task_page_shows_its_traceback_and_retries_it_with_the_token_asked_once(
     database_url: str, notifyq: Start, browser: webdriver.Chrome
 ) -> None:
-    serve = notifyq(database_url, *SERVE, env={"API_TOKEN": "s3cret-console"})
+    serve = notifyq(database_url, *SERVE, env={"API_TOKEN": "s3cret-console-token-0042"})
     base = serve.http_url()
     # The demo handler refuses a payload that is not a JSON string.
     (task_id,) = insert(
@@ -156,7 +156,7 @@ def test_a_task_page_shows_its_traceback_and_retries_it_with_the_token_asked_onc
     )
     browser.execute_script(
         "const d = document.getElementById('token-dialog');"
-        "d.querySelector('input').value = 's3cret-console';"
+        "d.querySelector('input').value = 's3cret-console-token-0042';"
         "d.querySelector('form').requestSubmit(d.querySelector('button[value=save]'))"
     )
     wait_until(browser, lambda d: text_of(d, "#task-status") == "pending")
@@ -251,6 +251,10 @@ def test_a_read_only_server_says_so_and_offers_no_action(
         database_url,
         "INSERT INTO notifyq.tasks (queue, kind, status, attempts, error, finished_at) "
         "VALUES ('mail', 'send', 'error', 3, 'SMTPError: 421', now()) RETURNING id",
+    )
+    # A pending task: the queues page lists the queues with live tasks or limits.
+    insert(
+        database_url, "INSERT INTO notifyq.tasks (queue, kind) VALUES ('mail', 'send') RETURNING id"
     )
     serve = notifyq(database_url, *SERVE, env={"HTTP_READ_ONLY": "true"})
     base = serve.http_url()
