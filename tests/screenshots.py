@@ -48,7 +48,9 @@ def shoot(driver: webdriver.Chrome, base: str, path: str, name: str, ready: str)
     driver.get(base + path)
     wait_until(driver, lambda d: texts_of(d, ready) != [])
     # Open the first traceback, so that the picture shows one.
-    driver.execute_script("const d = document.querySelector('details'); if (d) d.open = true;")
+    driver.execute_script(
+        "const d = document.querySelector('#attempts details'); if (d) d.open = true;"
+    )
     width = int(driver.execute_script("return window.innerWidth"))
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
     mobile = width < 600
@@ -89,7 +91,7 @@ def main() -> int:
         base = serve.http_url()
         pages = [
             ("/ui/tasks?status=error", "console-tasks", "#tasks tbody a"),
-            (f"/ui/tasks/{failing}", "console-task", "#attempts details"),
+            (f"/ui/tasks/{failing}", "console-task", "#attempts tbody tr:not(.empty)"),
             ("/ui/failures", "console-failures", "#groups tbody button"),
         ]
         for mobile, suffix in [(False, ""), (True, "-phone")]:

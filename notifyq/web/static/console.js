@@ -215,7 +215,8 @@
     say("groups-message", "");
     fillTable("groups", data.groups.map((g) => {
       const group = { ...filter, fingerprint: g.fingerprint };
-      const error = g.error_class ? g.error_class + ": " + g.message : g.message;
+      // The message is the error's first line, its class included when it had one.
+      const error = g.message;
       const what = "group " + g.fingerprint + " (" + g.kind + ", " + (g.error_class || "error") + ")";
       const show = el("a", "show tasks");
       show.href = "/ui/tasks?" + query(group);
