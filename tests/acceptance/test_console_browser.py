@@ -177,7 +177,10 @@ def test_a_task_page_shows_its_traceback_and_retries_it_with_the_token_asked_onc
         scalar(database_url, f"SELECT status FROM notifyq.tasks WHERE id = {task_id}") == "pending"
     )
     assert "s3cret" not in browser.current_url
-    # The next change does not ask again.
+    # The next changes do not ask again.
+    fill(browser, "#priority-form", {"priority": "high"})
+    wait_until(browser, lambda d: text_of(d, "#task-priority") == "10")
+    assert "priority: task" in text_of(browser, "#action-message")
     assert click(browser, '#actions [data-do="cancel"]')
     wait_until(browser, lambda d: text_of(d, "#task-status") == "cancelled")
     assert not browser.execute_script("return document.getElementById('token-dialog').open")
