@@ -6,6 +6,8 @@ exits with status 2 and one line naming the setting.
 - :mod:`~notifyq.cli.common`: exit codes, settings from flags, the trio runner
 - :mod:`~notifyq.cli.serve`: serve, worker, web, migrate
 - :mod:`~notifyq.cli.tasks`: enqueue, seed, status, cancel, retry, history, wait, prune
+- :mod:`~notifyq.cli.console`: tasks list, count, show, failures, retry, cancel, run-now,
+  priority (the console's filters and bulk actions)
 - :mod:`~notifyq.cli.database`: dsn, db start|stop|status (the embedded server's lifetime)
 - :mod:`~notifyq.cli.queues`: queue set, queue list (per-queue limits)
 - :mod:`~notifyq.cli.schedules`: schedule add, list, pause, resume, remove
@@ -22,7 +24,7 @@ import importlib
 
 import click
 
-from notifyq.cli import batches, database, deploy, queues, schedules, serve, tasks
+from notifyq.cli import batches, console, database, deploy, queues, schedules, serve, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -68,6 +70,7 @@ _add(
     database.db,
 )
 _add(main, deploy.health, deploy.roles, queues.queue, schedules.schedule, batches.batches)
+_add(main, console.tasks)
 
 
 class _Bench(click.Group):

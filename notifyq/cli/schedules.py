@@ -1,4 +1,4 @@
-"""The schedule commands: `notifyq schedule add | list | pause | resume | remove`."""
+"""The schedule commands: `notifyq schedule add | list | pause | resume | remove | run`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from notifyq.cli.common import EXIT_FAILED, EXIT_USAGE, fail, run, settings_from
 from notifyq.cli.serve import handlers_for
 from notifyq.schedules import CATCH_UP_POLICIES, ScheduleError, define
 from notifyq.serving.startup import open_db
+from notifyq.vocabulary import Actor
 
 
 @click.group()
@@ -191,6 +192,23 @@ def remove(ctx: click.Context, name: str) -> None:
     if not run(go):
         fail(f"no schedule named {name!r}", EXIT_FAILED)
     click.echo(f"schedule {name!r} removed")
+
+
+@schedule.command("run")
+@click.argument("name")
+@click.pass_context
+def run_now(ctx: click.Context, name: str) -> None:
+    """Enqueue one tick of NAME now (paused or not); its next run does not move."""
+    settings = settings_from(ctx)
+
+    async def go() -> int | None:
+        async with open_db(settings, pool_size=1) as database:
+            return await store.run_schedule(database, name, actor=Actor.CLI.value)
+
+    task_id = run(go)
+    if task_id is None:
+        fail(f"no schedule named {name!r}", EXIT_FAILED)
+    click.echo(f"schedule {name!r} ran now: task {task_id}")
 
 
 def _parse_payload(text: str | None) -> Any:

@@ -28,7 +28,7 @@ from notifyq.durations import DurationTooLong, parse_duration
 from notifyq.engine import maintenance
 from notifyq.serving.startup import open_db
 from notifyq.settings import Settings
-from notifyq.vocabulary import Status
+from notifyq.vocabulary import Action, Actor, Status
 
 T = TypeVar("T")
 
@@ -278,16 +278,14 @@ def _task_command(action: str) -> Callable[[Callable[..., Any]], click.Command]:
 @_task_command("cancel")
 def cancel(ctx: click.Context, task_id: int) -> None:
     """Cancel a task: pending ends at once, running is stopped by its process."""
-    settings = settings_from(ctx)
-    click.echo(run(lambda: _with_client(settings, lambda c: c.cancel(task_id))))
+    click.echo(run(lambda: _act_on_one(settings_from(ctx), Action.CANCEL, task_id)))
 
 
 @_task_command("retry")
 def retry(ctx: click.Context, task_id: int) -> None:
     """Put an 'error' or 'cancelled' task back to pending (or waiting, for a dependent
     whose parent has not ended)."""
-    settings = settings_from(ctx)
-    click.echo(run(lambda: _with_client(settings, lambda c: c.retry(task_id))))
+    click.echo(run(lambda: _act_on_one(settings_from(ctx), Action.RETRY, task_id)))
 
 
 @_task_command("history")
@@ -346,6 +344,14 @@ def prune(ctx: click.Context, older_than: float) -> None:
             return await maintenance.apply_retention(database, older_than)
 
     click.echo(f"deleted {run(go)} task(s)")
+
+
+async def _act_on_one(settings: Settings, action: Action, task_id: int) -> str:
+    """The console's one-task action (its events name the actor ``cli``): the status it
+    leaves, or TaskNotFound / InvalidTransition as the client raises them."""
+    async with open_db(settings, pool_size=2) as database:
+        [acted] = await store.act_on_ids(database, action, [task_id], actor=Actor.CLI.value)
+    return store.one_task_status(action, task_id, acted)
 
 
 async def _with_client(settings: Settings, fn: Callable[[Client], Awaitable[T]]) -> T:

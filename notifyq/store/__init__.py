@@ -47,6 +47,9 @@ from notifyq.store.console import (
     find_tasks as find_tasks,
 )
 from notifyq.store.console import (
+    one_task_status as one_task_status,
+)
+from notifyq.store.console import (
     run_schedule as run_schedule,
 )
 from notifyq.store.console import (

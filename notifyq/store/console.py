@@ -17,10 +17,10 @@ from typing import Any, Final
 
 import trio
 
-from notifyq import db, sql
+from notifyq import db, errors, sql
 from notifyq.filters import Instant, TaskFilter
 from notifyq.store.rows import PREVIEW_CHARS, TaskRow
-from notifyq.vocabulary import Action
+from notifyq.vocabulary import Action, Answer, Status
 
 _FILTERED = ("console_list", "console_count", "console_bulk", "console_failures")
 _MATCHING = f"({sql.queries['console_matching']})"
@@ -167,6 +167,38 @@ async def act_on_ids(
         if not todo:
             break
     return [found[i] for i in dict.fromkeys(ids)]
+
+
+def one_task_status(action: Action, task_id: int, acted: Acted) -> str:
+    """The status a one-task action leaves (empty for priority: read it), or the error it
+    is (TaskNotFound, InvalidTransition), in the words of :class:`notifyq.Client`'s cancel
+    and retry."""
+    answer = acted.answer
+    if answer == "missing":
+        raise errors.TaskNotFound(task_id)
+    if answer == "busy":
+        raise errors.InvalidTransition(task_id, "busy (another transaction holds it)", action)
+    if action is Action.CANCEL and answer in (Status.CANCELLED, Answer.CANCELLING):
+        return answer  # cancelling twice is harmless, as it always was
+    if action is Action.RETRY:
+        if answer == Answer.REQUEUED:
+            return Status.PENDING.value
+        if answer == Status.WAITING:
+            return answer
+        refusals = {
+            Answer.DUPLICATE.value: "a duplicate of a live task (same queue and unique key)",
+            Answer.PARENT_FAILED.value: "cancelled by a parent that failed (retry the parent "
+            "first)",
+        }
+        answer = refusals.get(answer, answer)
+    if action is Action.RUN_NOW:
+        if acted.changed:
+            return Status.PENDING.value
+        if answer == "unchanged":
+            answer = "pending and due already"
+    if action is Action.PRIORITY and (acted.changed or answer == "unchanged"):
+        return ""
+    raise errors.InvalidTransition(task_id, answer, action.value.replace("_", " "))
 
 
 async def act_in_bulk(

@@ -15,8 +15,7 @@ from quart_schema import document_request, document_response, security_scheme
 
 from notifyq import errors, filters, priorities, store
 from notifyq.client import Client
-from notifyq.store import Acted
-from notifyq.vocabulary import Action, Actor, Answer, Status
+from notifyq.vocabulary import Action, Actor, Status
 from notifyq.web import console_models as cm
 from notifyq.web import models
 from notifyq.web.bodies import body
@@ -74,41 +73,12 @@ def priority_of(value: object) -> int:
         ) from None
 
 
-def one_task_status(action: Action, task_id: int, acted: Acted) -> str:
-    """The status a one-task action leaves, or the error it is (404, 409), with the words
-    of :class:`notifyq.Client`'s cancel and retry."""
-    answer = acted.answer
-    if answer == "missing":
-        raise errors.TaskNotFound(task_id)
-    if answer == "busy":
-        raise errors.InvalidTransition(task_id, "busy (another transaction holds it)", action)
-    if action is Action.CANCEL and answer in (Status.CANCELLED, Answer.CANCELLING):
-        return answer  # cancelling twice is harmless, as it always was
-    if action is Action.RETRY:
-        if answer == Answer.REQUEUED:
-            return Status.PENDING.value
-        if answer == Status.WAITING:
-            return answer
-        if answer == Answer.DUPLICATE:
-            answer = "a duplicate of a live task (same queue and unique key)"
-        elif answer == Answer.PARENT_FAILED:
-            answer = "cancelled by a parent that failed (retry the parent first)"
-    if action is Action.RUN_NOW:
-        if acted.changed:
-            return Status.PENDING.value
-        if answer == "unchanged":
-            answer = "pending and due already"
-    if action is Action.PRIORITY and (acted.changed or answer == "unchanged"):
-        return ""  # the caller reads the status
-    raise errors.InvalidTransition(task_id, answer, action.value.replace("_", " "))
-
-
 async def act_on_one(action: Action, task_id: int, priority: int | None = None) -> Response:
     c = current()
     [acted] = await store.act_on_ids(
         c.database, action, [existing_id(task_id)], actor=actor(), priority=priority
     )
-    status = one_task_status(action, task_id, acted)
+    status = store.one_task_status(action, task_id, acted)
     if not status:
         row = await Client(c.database).task(task_id)
         status = row.status
