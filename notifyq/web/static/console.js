@@ -43,6 +43,7 @@
 
   const bulk = document.getElementById("bulk");
   let bulkRunning = false;
+  let bulkStop = false;
 
   function bulkPart(id, shown) {
     document.getElementById(id).hidden = !shown;
@@ -80,6 +81,8 @@
   async function runBulk(filter, action, extra, counted) {
     if (bulkRunning) return;
     bulkRunning = true;
+    bulkStop = false;
+    bulkPart("bulk-stop", true);
     bulkPart("bulk-confirm-row", false);
     bulkPart("bulk-progress-row", true);
     const bar = document.getElementById("bulk-progress");
@@ -100,7 +103,12 @@
         busy += reply.busy || 0;
         cursor = reply.cursor;
         progress();
-      } while (cursor !== null);
+      } while (cursor !== null && !bulkStop);
+      if (cursor !== null) {
+        say("bulk-result", "Stopped: " + count(changed) + " changed, " + count(skipped) +
+          " skipped; the rest is as it was.");
+        return;
+      }
       say("bulk-result", "Done: " + count(changed) + " changed, " + count(skipped) +
         " skipped (their state no longer allowed it" +
         (busy ? "; " + count(busy) + " held by another transaction" : "") + ").");
@@ -109,11 +117,13 @@
         " skipped: " + err.message, true);
     } finally {
       bulkRunning = false;
+      bulkPart("bulk-stop", false);
       document.dispatchEvent(new CustomEvent("notifyq:changed"));
     }
   }
 
   if (bulk) {
+    document.getElementById("bulk-stop").addEventListener("click", () => { bulkStop = true; });
     document.getElementById("bulk-dismiss").addEventListener("click", () => {
       bulkPart("bulk-confirm-row", false);
       say("bulk-question", "Nothing was changed.");
