@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 
 from tests.acceptance.proc import Notifyq, scalar, until
 from tests.acceptance.test_status_page_browser import open_browser, text_of, texts_of, wait_until
@@ -127,6 +129,11 @@ def test_a_filter_lives_in_the_url_and_a_pasted_link_opens_it(
     finally:
         other.quit()
 
+    # From the keyboard alone: type into a field, Enter applies the filter.
+    browser.execute_script("document.querySelector('#filter [name=error]').focus()")
+    ActionChains(browser).send_keys("421 TRY" + Keys.ENTER).perform()
+    wait_until(browser, lambda d: "error=421+TRY" in d.current_url)
+    wait_until(browser, lambda d: listed_ids(d) == newest_50)
     no_console_errors(browser)
     # A bad value is named, not a blank page.
     browser.get(base + "/ui/tasks?status=sleeping")
@@ -302,3 +309,45 @@ def test_a_read_only_server_says_so_and_offers_no_action(
     browser.get(f"{base}/ui/tasks?status=error")
     wait_until(browser, lambda d: listed_ids(d) == [task_id])
     assert browser.execute_script("return document.getElementById('bulk-preview').disabled")
+
+
+def test_triage_groups_failures_and_retries_one_group(
+    database_url: str, notifyq: Start, browser: webdriver.Chrome
+) -> None:
+    timeouts = insert(
+        database_url,
+        "INSERT INTO notifyq.tasks (queue, kind, status, attempts, error, finished_at) "
+        "SELECT 'img', 'resize', 'error', 3, 'TimeoutError: image ' || g || ' took 31 s', now() "
+        "FROM generate_series(1, 30) g RETURNING id",
+    )
+    insert(
+        database_url,
+        "INSERT INTO notifyq.tasks (queue, kind, status, attempts, error, finished_at) "
+        "SELECT 'img', 'resize', 'error', 3, 'OSError: disk full on /dev/sd' || g, now() "
+        "FROM generate_series(1, 5) g RETURNING id",
+    )
+    serve = notifyq(database_url, *SERVE)
+    browser.get(serve.http_url() + "/ui/failures")
+    wait_until(browser, lambda d: len(texts_of(d, "#groups tbody tr[data-group]")) == 2)
+    rows = texts_of(browser, "#groups tbody tr[data-group]")
+    assert rows[0].startswith("30\tresize\tTimeoutError: image <n> took <n> s")
+    assert rows[1].startswith("5\tresize\tOSError: disk full")
+    # "show tasks" opens the browser on that group alone.
+    group = browser.execute_script(
+        "return document.querySelector('#groups tbody tr').dataset.group"
+    )
+    assert click(browser, f'tr[data-group="{group}"] a')
+    wait_until(browser, lambda d: f"fingerprint={group}" in d.current_url)
+    wait_until(browser, lambda d: len(listed_ids(d)) == 30)
+    browser.back()
+    wait_until(browser, lambda d: click(d, f'button[data-group="{group}"][data-do="retry"]'))
+    wait_until(browser, lambda d: text_of(d, "#bulk-confirm") == "Retry 30 tasks")
+    assert click(browser, "#bulk-confirm")
+    wait_until(browser, lambda d: text_of(d, "#bulk-result").startswith("Done: 30 changed"))
+    statuses = scalar(
+        database_url,
+        f"SELECT (id <= {max(timeouts)})::text || ':' || status || ':' || count(*) "
+        "FROM notifyq.tasks GROUP BY id <= " + str(max(timeouts)) + ", status ORDER BY 1",
+    ).split()
+    assert statuses == ["false:error:5", "true:pending:30"]
+    no_console_errors(browser)
