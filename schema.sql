@@ -175,7 +175,10 @@ CREATE TABLE notifyq.task_events (
     batch_id   bigint,
     -- Who caused the event (migration 0018): api (or a token's name), cli, sql; NULL: the
     -- engine. Read from the transaction's setting notifyq.actor (notifyq.acting).
-    actor      text DEFAULT nullif(current_setting('notifyq.actor', true), '')
+    actor      text DEFAULT nullif(current_setting('notifyq.actor', true), ''),
+    -- A failed attempt's outcome (migration 0019): the handler's traceback, bounded to
+    -- 16 KiB (head and tail) by the process; NULL for every other event.
+    traceback  text
 ) PARTITION BY RANGE (at);
 ALTER SEQUENCE notifyq.task_events_id_seq OWNED BY notifyq.task_events.id;
 CREATE TABLE notifyq.task_events_default PARTITION OF notifyq.task_events DEFAULT;
@@ -186,6 +189,8 @@ ALTER TABLE notifyq.task_events ADD CONSTRAINT task_events_event_valid CHECK (ev
     'queued', 'started', 'done', 'failed', 'retried', 'recovered',
     'released', 'cancelled', 'requeued', 'waiting', 'snoozed', 'expired',
     'run_now', 'priority_changed')) NOT VALID;
+COMMENT ON COLUMN notifyq.task_events.traceback IS
+    'the traceback of the exception that failed this attempt (bounded: head and tail)';
 
 -- Live notifyq processes, kept fresh by each process's heartbeat.
 CREATE TABLE notifyq.workers (
@@ -347,6 +352,11 @@ CREATE INDEX tasks_due_idx ON notifyq.tasks (queue, run_at) WHERE status = 'pend
 CREATE INDEX tasks_lease_idx ON notifyq.tasks (locked_until) WHERE status = 'in_progress';
 -- Retention: ended rows by age.
 CREATE INDEX tasks_finished_idx ON notifyq.tasks (finished_at) WHERE finished_at IS NOT NULL;
+-- The operator console's filters (migration 0019): a kind or a status newest first, and the
+-- ended tasks newest first (the pending ones, the newest of a busy table, left out).
+CREATE INDEX tasks_kind_id_idx ON notifyq.tasks (kind, id);
+CREATE INDEX tasks_status_id_idx ON notifyq.tasks (status, id);
+CREATE INDEX tasks_ended_id_idx ON notifyq.tasks (id) WHERE finished_at IS NOT NULL;
 -- Unique tasks: at most one live (pending or in_progress) task per queue and key. Partial:
 -- a task that ends leaves it, and its key is free again. INSERT ... ON CONFLICT DO NOTHING
 -- skips a duplicate.

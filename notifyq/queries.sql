@@ -80,7 +80,8 @@ SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
                  ORDER BY run_at LIMIT 1) AS first;
 
 -- name: finish
--- Record the outcomes of attempts owned by $1, in one statement. Fenced: a row is
+-- Record the outcomes of attempts owned by $1, in one statement ($9: each failed attempt's
+-- traceback, for its history row: migration 0019; NULL for the others). Fenced: a row is
 -- written only while it is still in_progress, owned by $1, under the claim token $8 that
 -- its attempt's claim took (migration 0011: it never repeats for a task, not even after a
 -- retry resets attempts), so a run that lost its lease can never overwrite a newer
@@ -96,8 +97,8 @@ SELECT CASE WHEN min(first.run_at) = '-infinity' THEN -1::float8
 WITH outcome AS (
     SELECT *
       FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[],
-                  $8::bigint[])
-           AS o(id, attempt, outcome, result, error, delay_s, token)
+                  $8::bigint[], $9::text[])
+           AS o(id, attempt, outcome, result, error, delay_s, token, traceback)
      -- Rows are locked in id order, as every statement that locks several tasks does (a
      -- producer adding a dependent locks its parents so: migration 0014).
      ORDER BY o.id
@@ -144,13 +145,14 @@ WITH outcome AS (
     RETURNING t.id, t.claim_token, t.status, o.attempt, o.outcome,
               CASE WHEN o.outcome = 'snoozed' AND t.status = 'error' THEN t.error
                    ELSE o.error END AS error,
-              t.started_at, t.batch_id
+              o.traceback, t.started_at, t.batch_id
 ), events AS (
     -- A snooze over the task's limit is its failure (status error).
-    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, started_at)
+    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, traceback,
+                                     started_at)
     SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled'
                     WHEN status = 'error' THEN 'failed' ELSE outcome END,
-           attempt, $1, error, started_at
+           attempt, $1, error, traceback, started_at
       FROM written
 ), batch_ends AS (
     -- Members of batches that ended (migration 0014): one update per batch and statement.
@@ -175,8 +177,8 @@ SELECT id, claim_token, status FROM written;
 
 -- name: finish_and_claim
 -- `finish` and `claim` in one statement: the writer records the outcomes of owner $1
--- ($2..$8, as `finish`) and claims up to $10 due rows of the queues $9 and the kinds $12
--- with a lease of $11 s for the workers those outcomes free, in one round trip and one
+-- ($2..$9, as `finish`) and claims up to $11 due rows of the queues $10 and the kinds $13
+-- with a lease of $12 s for the workers those outcomes free, in one round trip and one
 -- commit (durable, as
 -- `finish` is). Rows are never more in_progress than workers, and the next claim no
 -- longer waits for the last outcome's round trip. The CTEs are those of `finish` and
@@ -185,8 +187,8 @@ SELECT id, claim_token, status FROM written;
 WITH outcome AS (
     SELECT *
       FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[],
-                  $8::bigint[])
-           AS o(id, attempt, outcome, result, error, delay_s, token)
+                  $8::bigint[], $9::text[])
+           AS o(id, attempt, outcome, result, error, delay_s, token, traceback)
      -- Rows are locked in id order, as every statement that locks several tasks does (a
      -- producer adding a dependent locks its parents so: migration 0014).
      ORDER BY o.id
@@ -229,13 +231,14 @@ WITH outcome AS (
     RETURNING t.id, t.claim_token, t.status, o.attempt, o.outcome,
               CASE WHEN o.outcome = 'snoozed' AND t.status = 'error' THEN t.error
                    ELSE o.error END AS error,
-              t.started_at, t.batch_id
+              o.traceback, t.started_at, t.batch_id
 ), events AS (
     -- A snooze over the task's limit is its failure (status error).
-    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, started_at)
+    INSERT INTO notifyq.task_events (task_id, event, attempt, worker, error, traceback,
+                                     started_at)
     SELECT id, CASE WHEN status = 'cancelled' THEN 'cancelled'
                     WHEN status = 'error' THEN 'failed' ELSE outcome END,
-           attempt, $1, error, started_at
+           attempt, $1, error, traceback, started_at
       FROM written
 ), batch_ends AS (
     -- Members of batches that ended (migration 0014): one update per batch and statement.
@@ -258,17 +261,17 @@ WITH outcome AS (
 ), picked AS (
     SELECT id
       FROM notifyq.tasks
-     WHERE status = 'pending' AND run_at <= now() AND queue = ANY($9::text[])
-       AND kind = ANY($12::text[])
+     WHERE status = 'pending' AND run_at <= now() AND queue = ANY($10::text[])
+       AND kind = ANY($13::text[])
        -- A start deadline (migration 0017) is read from the row the scan fetches anyway.
        AND (expires_at IS NULL OR expires_at > now())
      ORDER BY priority DESC, run_at, id
-     LIMIT $10
+     LIMIT $11
        FOR UPDATE OF tasks SKIP LOCKED
 ), claimed AS (
     UPDATE notifyq.tasks t
        SET status = 'in_progress', attempts = t.attempts + 1, claim_token = t.claim_token + 1,
-           locked_by = $1, locked_until = now() + make_interval(secs => $11::float8),
+           locked_by = $1, locked_until = now() + make_interval(secs => $12::float8),
            started_at = now(), updated_at = now()
      WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING t.id, t.queue, t.kind, t.payload::text AS payload_json, t.priority, t.attempts,
@@ -549,9 +552,8 @@ SELECT * FROM notifyq.tasks WHERE id = $1;
 -- its detail, the parent task or the batch that released or cancelled it (migration 0014),
 -- also as parent_id / batch_id; a 'released' with neither is an attempt its worker gave
 -- back (shutdown, a lost lease), which the detail says. `actor` (migration 0018) says who
--- caused a stored event (NULL: the engine); `traceback` is that of a failed attempt where
--- the history keeps one (read through to_jsonb, so that this statement runs whether or not
--- the schema has that column yet).
+-- caused a stored event (NULL: the engine); `traceback` is that of a failed attempt
+-- (migration 0019: the handler's, bounded; NULL for every other event).
 SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_id, actor,
        traceback
   FROM (
@@ -572,7 +574,7 @@ SELECT id, task_id, at, event, attempt, worker, error, detail, parent_id, batch_
                 WHEN e.batch_id IS NOT NULL THEN format('batch %s', e.batch_id)
                 WHEN e.event = 'released'
                      THEN 'given back by its worker; the attempt is not counted' END,
-           e.parent_id, e.batch_id, e.actor, to_jsonb(e) ->> 'traceback', e.id, 1
+           e.parent_id, e.batch_id, e.actor, e.traceback, e.id, 1
       FROM notifyq.task_events e
      WHERE e.task_id = $1
     UNION ALL
@@ -632,6 +634,28 @@ SELECT count(*)::int AS live,
        coalesce(sum(total - done - failed), 0)::int AS remaining
   FROM notifyq.batches
  WHERE completed_at IS NULL;
+
+-- name: due_backlog
+-- For autoscalers, per queue with due work: the due pending tasks (status pending, run_at
+-- passed: what the claims would take now, paused queues included) and the age in seconds
+-- of the oldest of them (from its run_at; from created_at for a run_at of -infinity). An
+-- index-only scan of tasks_due_idx (queue, run_at) over the pending rows; the -infinity
+-- rows are one range probe of it. A queue without due work has no row.
+WITH due AS (
+    SELECT queue, count(*) AS due, min(run_at) FILTER (WHERE run_at > '-infinity') AS oldest
+      FROM notifyq.tasks
+     WHERE status = 'pending' AND run_at <= now()
+     GROUP BY queue
+), front AS (
+    SELECT queue, min(created_at) AS oldest
+      FROM notifyq.tasks
+     WHERE status = 'pending' AND run_at = '-infinity'
+     GROUP BY queue
+)
+SELECT d.queue, d.due,
+       greatest(extract(epoch FROM now() - least(d.oldest, f.oldest)), 0)::float8 AS oldest_s
+  FROM due d LEFT JOIN front f USING (queue)
+ ORDER BY d.queue;
 
 -- name: workers
 -- The worker registry; a process whose last heartbeat is older than $1 seconds is 'gone'

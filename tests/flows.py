@@ -61,6 +61,7 @@ def outcome_args(worker: str, rows: list[Any], outcome: str) -> list[Any]:
         [None if outcome == "done" else f"{outcome} by test"] * n,
         [0.0] * n,
         [r["claim_token"] for r in rows],
+        [None] * n,
     ]
 
 

@@ -85,6 +85,7 @@ async def drain(
                         [None] * len(rows),
                         [0.0] * len(rows),
                         [r["claim_token"] for r in rows],
+                        [None] * len(rows),
                     )
                     finishing[0] += time.perf_counter() - started
 

@@ -75,6 +75,7 @@ def notifyq_loop(batch: int, owner: str) -> Loop:
                 [None] * n,
                 [0.0] * n,
                 [attempts[i][1] for i in ids],
+                [None] * n,
             )
             drained += n
         return drained

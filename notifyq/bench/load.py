@@ -225,6 +225,7 @@ def _claim_loop(
                 [None] * n,
                 [0.0] * n,
                 [r["claim_token"] for r in rows],
+                [None] * n,
             )
         return times
 

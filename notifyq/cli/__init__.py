@@ -84,6 +84,7 @@ class _Bench(click.Group):
         bench = importlib.import_module("notifyq.cli.bench")
         bench_stress = importlib.import_module("notifyq.cli.bench_stress")
         bench_failover = importlib.import_module("notifyq.cli.bench_failover")
+        bench_console = importlib.import_module("notifyq.cli.bench_console")
 
         _add(
             self,
@@ -103,6 +104,7 @@ class _Bench(click.Group):
             bench_stress.events,
             bench_failover.failover_,
             bench_stress.fairness_,
+            bench_console.console_,
         )
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import textwrap
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -289,8 +290,14 @@ def retry(ctx: click.Context, task_id: int) -> None:
 
 
 @_task_command("history")
-def history(ctx: click.Context, task_id: int) -> None:
-    """Print a task's events, oldest first."""
+@click.option(
+    "--tracebacks/--no-tracebacks",
+    default=True,
+    show_default=True,
+    help="Print each failed attempt's traceback under its event.",
+)
+def history(ctx: click.Context, task_id: int, tracebacks: bool) -> None:
+    """Print a task's events, oldest first (a failed attempt's traceback under it)."""
     settings = settings_from(ctx)
     events = run(lambda: _with_client(settings, lambda c: c.history(task_id)))
     for e in events:
@@ -301,6 +308,8 @@ def history(ctx: click.Context, task_id: int) -> None:
             f"{e['at']:%Y-%m-%d %H:%M:%S.%f}  {e['event']:<10} attempt={e['attempt']}  "
             f"{worker}{error}{detail}"
         )
+        if tracebacks and e.get("traceback"):
+            click.echo(textwrap.indent(e["traceback"].rstrip("\n"), "    | "))
 
 
 @click.command()

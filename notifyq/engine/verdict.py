@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,21 +80,60 @@ def failed(task: Task, message: str, retries: Retries) -> Outcome:
 
 def _failure(facts: Facts, exc: BaseException, retries: Retries) -> Outcome:
     message = f"{type(exc).__name__}: {exc}"
+    # Formatted here, on the failure path only: a success pays nothing for tracebacks.
+    trace = format_traceback(exc)
     if isinstance(exc, errors.Fail):
-        return Outcome(facts.task_id, facts.attempt, Verdict.FAILED, error=message)
+        return Outcome(facts.task_id, facts.attempt, Verdict.FAILED, error=message, traceback=trace)
     if isinstance(exc, errors.Retry):
-        return _retry_or_fail(facts, message, retries, delay_s=exc.delay_s)
-    return _retry_or_fail(facts, message, retries)
+        return _retry_or_fail(facts, message, retries, delay_s=exc.delay_s, trace=trace)
+    return _retry_or_fail(facts, message, retries, trace=trace)
 
 
 def _retry_or_fail(
-    facts: Facts, message: str, retries: Retries, delay_s: float | None = None
+    facts: Facts,
+    message: str,
+    retries: Retries,
+    delay_s: float | None = None,
+    trace: str | None = None,
 ) -> Outcome:
-    if facts.attempt >= facts.max_attempts:
-        return Outcome(facts.task_id, facts.attempt, Verdict.FAILED, error=message)
+    tid, attempt = facts.task_id, facts.attempt
+    if attempt >= facts.max_attempts:
+        return Outcome(tid, attempt, Verdict.FAILED, error=message, traceback=trace)
     if delay_s is None:
-        delay_s = backoff_s(facts.attempt, retries.base_s, retries.max_s)
-    return Outcome(facts.task_id, facts.attempt, Verdict.RETRIED, error=message, delay_s=delay_s)
+        delay_s = backoff_s(attempt, retries.base_s, retries.max_s)
+    return Outcome(tid, attempt, Verdict.RETRIED, error=message, delay_s=delay_s, traceback=trace)
+
+
+# A failed attempt's traceback in the history (task_events.traceback, migration 0019) is
+# cut to this many bytes of UTF-8: a deep recursion must not put megabytes in every row.
+MAX_TRACEBACK_BYTES = 16 * 1024
+
+
+def format_traceback(exc: BaseException, max_bytes: int = MAX_TRACEBACK_BYTES) -> str:
+    """The exception's traceback as Python prints it, cut to ``max_bytes`` (see
+    :func:`bounded`)."""
+    return bounded("".join(traceback.format_exception(exc)), max_bytes)
+
+
+def bounded(text: str, max_bytes: int) -> str:
+    """``text`` storable in PostgreSQL (no NUL, no lone surrogate) and at most ``max_bytes``
+    of UTF-8: if longer, its head (a third) and its tail (the rest: where the exception
+    was raised), cut at line ends where there is one, with a line saying how much was
+    cut in between."""
+    text = text.replace("\x00", "\\0")
+    data = text.encode("utf-8", "backslashreplace")
+    if len(data) <= max_bytes:
+        return data.decode() if len(data) != len(text) else text
+    room = max(max_bytes - 64, 0)  # 64: the marker line, whatever the count
+    head, tail = data[: room // 3], data[len(data) - (room - room // 3) :]
+    if b"\n" in head:
+        head = head[: head.rindex(b"\n") + 1]
+    if b"\n" in tail[:-1]:
+        tail = tail[tail.index(b"\n") + 1 :]
+    cut = len(data) - len(head) - len(tail)
+    marker = f"... {cut} bytes of traceback cut ...\n"
+    # errors="ignore": a cut inside a multi-byte character drops that character's pieces.
+    return head.decode(errors="ignore") + marker + tail.decode(errors="ignore")
 
 
 def backoff_s(attempt: int, base_s: float, max_s: float, jitter: float = 0.25) -> float:

@@ -170,6 +170,9 @@ from notifyq.store.reads import (
     CHILDREN_SCAN as CHILDREN_SCAN,
 )
 from notifyq.store.reads import (
+    Backlog as Backlog,
+)
+from notifyq.store.reads import (
     BatchGauges as BatchGauges,
 )
 from notifyq.store.reads import (
@@ -207,6 +210,9 @@ from notifyq.store.reads import (
 )
 from notifyq.store.reads import (
     counts as counts,
+)
+from notifyq.store.reads import (
+    due_backlog as due_backlog,
 )
 from notifyq.store.reads import (
     ended_last_minute as ended_last_minute,

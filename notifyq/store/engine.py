@@ -199,6 +199,9 @@ class Outcome:
     error: str | None = None
     delay_s: float = 0.0
     token: int = 0  # the attempt's claim token (Claimed.token): the write is fenced on it
+    # The handler's exception, formatted and bounded (engine.verdict.format_traceback):
+    # stored in the history row of this attempt (migration 0019). None for the rest.
+    traceback: str | None = None
 
 
 async def finish(
@@ -269,6 +272,7 @@ def _finish_args(owner: str, outcomes: Sequence[Outcome]) -> tuple[Any, ...]:
         [clean_text(o.error) if o.error is not None else None for o in outcomes],
         [o.delay_s for o in outcomes],
         [o.token for o in outcomes],
+        [o.traceback for o in outcomes],
     )
 
 

@@ -40,6 +40,20 @@ async def batch_gauges(database: db.Database) -> BatchGauges:
     return BatchGauges(**dict(row))
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """One queue's due work, for autoscalers (``/metrics``)."""
+
+    due: int  # pending tasks whose run_at has passed
+    oldest_s: float  # how long the oldest of them has been due, in seconds
+
+
+async def due_backlog(database: db.Database) -> dict[str, Backlog]:
+    """{queue: its due work}, for the queues that have some (``due_backlog``)."""
+    rows = await database.fetch(sql.queries["due_backlog"])
+    return {r["queue"]: Backlog(r["due"], r["oldest_s"]) for r in rows}
+
+
 async def workers(database: db.Database, *, gone_after_s: float) -> list[Row]:
     """The registry, each row with its ``state``: 'gone' when its last heartbeat is older
     than ``gone_after_s`` (the reader's LEASE: the process's leases have expired too)."""

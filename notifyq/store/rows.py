@@ -110,7 +110,8 @@ class EventRow:
     parent_id: int | None = None
     batch_id: int | None = None
     actor: str | None = None  # who caused it: api (or a token's name), cli, sql; None: engine
-    traceback: str | None = None  # a failed attempt's, where the history keeps one
+    # A failed attempt's outcome: the handler's traceback, bounded (migration 0019).
+    traceback: str | None = None
 
     @classmethod
     def from_record(cls, record: Row) -> EventRow:

@@ -252,6 +252,7 @@ async def metrics() -> Response:
     with contextlib.suppress(errors.DatabaseUnavailable):
         await c.counts()
         await c.batch_gauges()
+        await c.backlog()
     return Response(c.render_metrics(), content_type=CONTENT_TYPE)
 
 

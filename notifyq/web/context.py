@@ -142,6 +142,7 @@ class Context:
     started: float = field(default_factory=time.monotonic)
     _counts: _Cached = field(default_factory=_Cached)
     _batches: _Cached = field(default_factory=_Cached)
+    _backlog: _Cached = field(default_factory=_Cached)
     _latency: _Cached = field(default_factory=_Cached)
     latency_by_minute: dict[int, float | None] = field(default_factory=dict)
     ended: EndedSeries = field(
@@ -197,6 +198,16 @@ class Context:
         gauges: store.BatchGauges = await _cached(self._batches, COUNTS_MAX_AGE_S, load)
         self.metrics.note_batches(gauges)
         return gauges
+
+    async def backlog(self) -> dict[str, store.Backlog]:
+        """Each queue's due work for /metrics (autoscalers), at most a second old."""
+
+        async def load() -> dict[str, store.Backlog]:
+            return await store.due_backlog(self.reads)
+
+        backlog: dict[str, store.Backlog] = await _cached(self._backlog, COUNTS_MAX_AGE_S, load)
+        self.metrics.note_backlog(backlog)
+        return backlog
 
     def statistics(self) -> ServiceStatistics:
         """This process's engine now; every count zero without workers."""

@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from notifyq.engine.service import ServiceStatistics
-from notifyq.store import BatchGauges
+from notifyq.store import Backlog, BatchGauges
 from notifyq.vocabulary import Status, Verdict
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -82,6 +82,7 @@ class _Gauges(Collector):
     def __init__(self, duplicates: _Count, statistics: ServiceStatistics) -> None:
         self.depth: Mapping[tuple[str, str], int] = {}
         self.batches = BatchGauges(live=0, done=0, failed=0, remaining=0)
+        self.backlog: Mapping[str, Backlog] = {}
         self.duplicates = duplicates  # POST /tasks answered with the live task
         self.statistics = statistics
         self.listener_connected = False
@@ -107,6 +108,26 @@ class _Gauges(Collector):
         for queue in sorted({queue for queue, _ in self.depth}):
             waiting.add_metric([queue], self.depth.get((queue, Status.WAITING), 0))
         yield waiting
+        # For autoscalers (docs/operations.md, "Autoscaling"): of every queue the counts
+        # saw, 0 included, so that a scaler reads 0 rather than no series once a queue empties.
+        due = GaugeMetricFamily(
+            "notifyq_queue_due",
+            "Pending tasks whose run_at has passed (what workers would claim now), by queue",
+            labels=["queue"],
+        )
+        oldest = GaugeMetricFamily(
+            "notifyq_queue_oldest_due_seconds",
+            "Seconds the oldest due pending task has waited since its run_at, by queue "
+            "(0: none due)",
+            labels=["queue"],
+        )
+        nothing = Backlog(0, 0.0)
+        for queue in sorted({queue for queue, _ in self.depth} | set(self.backlog)):
+            backlog = self.backlog.get(queue, nothing)
+            due.add_metric([queue], backlog.due)
+            oldest.add_metric([queue], round(backlog.oldest_s, 3))
+        yield due
+        yield oldest
         # Summed over the live batches, never a label per batch: the series stay three
         # however many batches there are (a batch's own progress: notifyq.batch_progress).
         batches = self.batches
@@ -230,6 +251,10 @@ class Metrics:
     def note_depth(self, depth: Mapping[tuple[str, str], int]) -> None:
         """Tasks by (queue, status), as last read: kept while the database is away."""
         self._gauges.depth = depth
+
+    def note_backlog(self, backlog: Mapping[str, Backlog]) -> None:
+        """Due work by queue, as last read: kept while the database is away."""
+        self._gauges.backlog = backlog
 
     def note_batches(self, batches: BatchGauges) -> None:
         """The live batches, as last read: kept while the database is away."""

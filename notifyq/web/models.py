@@ -365,7 +365,7 @@ class EventOut(BaseModel):
     actor: str | None = Field(
         None, description="Who caused it: api (or a token's name), cli, sql; null: the engine"
     )
-    traceback: str | None = Field(None, description="A failed attempt's, where kept")
+    traceback: str | None = Field(None, description="A failed attempt's traceback (16 KiB)")
 
     @classmethod
     def from_row(cls, row: EventRow) -> EventOut:

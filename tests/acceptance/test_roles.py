@@ -217,6 +217,22 @@ def test_worker_role_runs_notifyq_worker(roles: Roles, notifyq: Start) -> None:
     refused(worker_url, "SELECT * FROM notifyq.later")
 
 
+def test_the_traceback_column_follows_the_history_grants(roles: Roles) -> None:
+    # Migration 0019 grants nothing of its own: the worker role writes and reads a failed
+    # attempt's traceback through its table-wide privileges on the history; a producer
+    # still reads nothing of it.
+    granted = cli(roles.owner_url, "roles", "--producer", roles.producer, "--worker", roles.worker)
+    assert granted.returncode == 0, granted.stderr
+    worker = roles.url(roles.worker)
+    pg.psql(
+        worker,
+        "INSERT INTO notifyq.task_events (task_id, event, attempt, traceback)"
+        " VALUES (1, 'failed', 1, 'Traceback ...')",
+    )
+    assert pg.psql(worker, "SELECT traceback FROM notifyq.task_events") == "Traceback ..."
+    refused(roles.url(roles.producer), "SELECT traceback FROM notifyq.task_events")
+
+
 def test_health_fails_without_a_live_process(database_url: str) -> None:
     result = cli(database_url, "health")
     assert result.returncode == 1

@@ -127,11 +127,11 @@ async def test_fenced_outcome_from_a_stale_owner_is_refused(database: db.Databas
     rows = await database.fetch(sql.queries["claim"], ["default"], 1, "owner-a", 30.0, ["noop"])
     assert [r["id"] for r in rows] == [task_id]
     assert [r["claim_token"] for r in rows] == [1]
-    args = ([task_id], [1], ["done"], ['"late"'], [None], [0.0], [1])
+    args = ([task_id], [1], ["done"], ['"late"'], [None], [0.0], [1], [None])
     # Wrong owner, wrong attempt, wrong claim token: none may write.
     assert await database.fetch(sql.queries["finish"], "owner-b", *args) == []
     assert await database.fetch(sql.queries["finish"], "owner-a", [task_id], [2], *args[2:]) == []
-    assert await database.fetch(sql.queries["finish"], "owner-a", *args[:-1], [2]) == []
+    assert await database.fetch(sql.queries["finish"], "owner-a", *args[:-2], [2], [None]) == []
     assert (await task_row(database, task_id))["status"] == "in_progress"
     written = await database.fetch(sql.queries["finish"], "owner-a", *args)
     assert [(r["id"], r["status"]) for r in written] == [(task_id, "done")]

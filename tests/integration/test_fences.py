@@ -296,6 +296,7 @@ async def test_many_claimers_of_several_limited_queues_never_deadlock(
                     [None] * len(claimed),
                     [0.0] * len(claimed),
                     [r["claim_token"] for r in claimed],
+                    [None] * len(claimed),
                 )
 
     with trio.fail_after(60):

@@ -58,6 +58,7 @@ async def finish(database: db.Database, rows: list[Any], worker: str = "w") -> N
             [None] * n,
             [0.0] * n,
             [r["claim_token"] for r in rows],
+            [None] * n,
         )
 
 

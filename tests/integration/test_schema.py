@@ -163,10 +163,10 @@ def test_migration_applies_on_postgresql_15() -> None:
         running = pg.psql(url, "SELECT id FROM notifyq.tasks WHERE status = 'in_progress'")
         finished = pg.psql(
             url,
-            f"PREPARE f(text, bigint[], int[], text[], text[], text[], float8[], bigint[]) AS "
-            f"{sql.queries['finish']}; "
+            f"PREPARE f(text, bigint[], int[], text[], text[], text[], float8[], bigint[], "
+            f"text[]) AS {sql.queries['finish']}; "
             f"EXECUTE f('pg15', '{{{running}}}', '{{1}}', '{{done}}', '{{null}}', '{{NULL}}', "
-            "'{0}', '{1}')",
+            "'{0}', '{1}', '{NULL}')",
         )
         assert finished == f"{running}|1|done"  # the task, its claim token, its status
         assert pg.psql(url, "SELECT count(*) FROM notifyq.ensure_event_partitions(1)") == "2"
@@ -260,7 +260,16 @@ async def test_task_end_notifies_notifyq_done(database: db.Database) -> None:
     await database.fetch(sql.queries["claim"], ["default"], 1, "me", 30.0, ["noop"])
     async with listen.open_listener(database.loop, database.dsn, ["notifyq_done"]) as listener:
         await database.fetch(
-            sql.queries["finish"], "me", [task_id], [1], ["done"], ["null"], [None], [0.0], [1]
+            sql.queries["finish"],
+            "me",
+            [task_id],
+            [1],
+            ["done"],
+            ["null"],
+            [None],
+            [0.0],
+            [1],
+            [None],
         )
         with trio.fail_after(2):
             note = await listener.__anext__()

@@ -55,9 +55,9 @@ def test_finish_and_claim_is_finish_then_claim() -> None:
     for name in ("outcome", "written", "events", "batch_ends"):
         assert both[name] == finish[name], name
     claim = _ctes(sql.queries["claim"])
-    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4, kinds $5 are $9, $10,
-    # $1, $11, $12.
-    renumber = {"$1": "$9", "$2": "$10", "$3": "$1", "$4": "$11", "$5": "$12"}
+    # Renumbered: the claim's queues $1, limit $2, owner $3, lease $4, kinds $5 are $10,
+    # $11, $1, $12, $13.
+    renumber = {"$1": "$10", "$2": "$11", "$3": "$1", "$4": "$12", "$5": "$13"}
     for name in ("picked", "claimed"):
         expected = re.sub(r"\$\d+", lambda m: renumber[m.group(0)], claim[name])
         expected = expected.replace("FROM notifyq.tasks, quick", "FROM notifyq.tasks")
@@ -117,6 +117,7 @@ async def _outcome(database: db.Database, task_id: int, attempt: int, verdict: s
         [None],
         [0.0],
         [token],
+        [None],
     )
 
 

@@ -8,12 +8,22 @@ import math
 import random
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from notifyq import errors, spec
-from notifyq.engine.verdict import Facts, Retries, backoff_s, encode_result, judge
+from notifyq.engine.verdict import (
+    MAX_TRACEBACK_BYTES,
+    Facts,
+    Retries,
+    backoff_s,
+    bounded,
+    encode_result,
+    format_traceback,
+    judge,
+)
 from notifyq.store import MAX_ERROR_CHARS, Outcome, Verdict, clean_text
 
 
@@ -247,12 +257,14 @@ def test_an_exception_is_retried_while_attempts_remain() -> None:
 
 def test_an_exception_on_the_last_attempt_fails() -> None:
     outcome = judge(facts(attempt=3, raised=ValueError("bad")), NO_BACKOFF)
-    assert outcome == Outcome(7, 3, Verdict.FAILED, error="ValueError: bad")
+    assert replace(outcome, traceback=None) == Outcome(
+        7, 3, Verdict.FAILED, error="ValueError: bad"
+    )
 
 
 def test_fail_ends_at_once() -> None:
     outcome = judge(facts(raised=errors.Fail("no")), NO_BACKOFF)
-    assert outcome == Outcome(7, 1, Verdict.FAILED, error="Fail: no")
+    assert replace(outcome, traceback=None) == Outcome(7, 1, Verdict.FAILED, error="Fail: no")
 
 
 def test_retry_takes_its_own_delay() -> None:
@@ -302,3 +314,58 @@ def test_a_snooze_delay_is_checked_as_a_task_delay() -> None:
         with pytest.raises(ValueError, match=r"invalid snooze delay .*: expected seconds"):
             errors.Snooze(bad)  # type: ignore[arg-type]
     assert errors.MAX_SNOOZE_S == spec.MAX_DELAY_S
+
+
+# --- tracebacks of failed attempts (task_events.traceback, migration 0019) ---------------
+
+
+def _raised_deep(depth: int) -> BaseException:
+    # Two functions in turn: Python folds a run of one repeated frame, not this.
+    def down(n: int) -> None:
+        if n == 0:
+            raise KeyError("the bottom")
+        over(n - 1)
+
+    def over(n: int) -> None:
+        down(n)
+
+    try:
+        down(depth)
+    except KeyError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+def test_a_failure_carries_its_traceback_and_a_success_none() -> None:
+    exc = _raised_deep(2)
+    outcome = judge(facts(raised=exc), NO_BACKOFF)
+    assert outcome.traceback is not None
+    assert outcome.traceback.startswith("Traceback (most recent call last):")
+    assert "in down" in outcome.traceback
+    assert outcome.traceback.endswith("KeyError: 'the bottom'\n")
+    assert judge(facts(returned=True, value=1), NO_BACKOFF).traceback is None
+    # Stopped from outside: no exception of the handler's own, no traceback.
+    assert judge(facts(stopped="timeout", timeout_s=2.0), NO_BACKOFF).traceback is None
+    assert judge(facts(raised=errors.Fail("no")), NO_BACKOFF).traceback is not None
+    assert judge(facts(raised=errors.Retry("later", delay_s=1)), NO_BACKOFF).traceback is not None
+
+
+def test_a_huge_traceback_keeps_its_head_and_tail_and_marks_the_cut() -> None:
+    text = format_traceback(_raised_deep(300))
+    assert len(text.encode()) <= MAX_TRACEBACK_BYTES
+    head, cut, tail = re.split(r"\.\.\. (\d+) bytes of traceback cut \.\.\.\n", text)
+    assert head.startswith("Traceback (most recent call last):\n") and head.endswith("\n")
+    assert tail.endswith("KeyError: 'the bottom'\n")
+    full = "".join(__import__("traceback").format_exception(_raised_deep(300)))
+    assert int(cut) == len(full.encode()) - len(head.encode()) - len(tail.encode())
+
+
+def test_bounded_text_is_storable_and_within_its_bytes() -> None:
+    assert bounded("short\n", 100) == "short\n"
+    assert bounded("a\x00b", 100) == "a\\0b"
+    assert bounded("bad \udc80 surrogate", 100) == "bad \\udc80 surrogate"
+    wide = "é" * 10_000 + "\n" + "ü" * 10_000  # two bytes each: a cut may fall mid-character
+    for limit in (64, 100, 1000, 4097):
+        out = bounded(wide, limit)
+        assert len(out.encode()) <= limit
+        assert "bytes of traceback cut" in out
