@@ -91,7 +91,7 @@ def main() -> int:
         base = serve.http_url()
         pages = [
             ("/ui/tasks?status=error", "console-tasks", "#tasks tbody a"),
-            (f"/ui/tasks/{failing}", "console-task", "#attempts tbody tr:not(.empty)"),
+            (f"/ui/tasks/{failing}", "console-task", "#attempts details"),
             ("/ui/failures", "console-failures", "#groups tbody button"),
         ]
         for mobile, suffix in [(False, ""), (True, "-phone")]:

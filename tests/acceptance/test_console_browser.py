@@ -162,11 +162,8 @@ def test_a_task_page_shows_its_traceback_and_retries_it_with_the_token_asked_onc
         "const d = document.querySelector('#attempts details');"
         "if (!d) return null; d.open = true; return d.querySelector('pre').innerText"
     )
-    if kept_tracebacks(database_url):
-        assert traceback is not None and "Traceback (most recent call last)" in traceback
-        assert "PayloadError" in traceback
-    else:
-        assert traceback is None
+    assert traceback is not None and "Traceback (most recent call last)" in traceback
+    assert "PayloadError" in traceback
 
     # The first change asks for the token; it is kept for the tab, never put in a URL.
     assert click(browser, '#actions [data-do="retry"]')
@@ -194,19 +191,6 @@ def test_a_task_page_shows_its_traceback_and_retries_it_with_the_token_asked_onc
     no_console_errors(
         browser,
         answered=f"/tasks/{task_id}/retry - Failed to load resource: the server responded with a status of 401",
-    )
-
-
-def kept_tracebacks(database_url: str) -> bool:
-    """Whether the history keeps tracebacks (the column of migration 0019): this branch
-    shows them when the API sends them, and the check is exact where the column exists."""
-    return (
-        scalar(
-            database_url,
-            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'notifyq' "
-            "AND table_name = 'task_events' AND column_name = 'traceback'",
-        )
-        == "1"
     )
 
 
