@@ -9,11 +9,14 @@ Needs Chromium and chromedriver (``make system-deps``).
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from selenium import webdriver
 
+import notifyq
 from notifyq.testing import EmbeddedServer
 from tests import pg
 from tests.acceptance.proc import Notifyq, until
@@ -59,7 +62,7 @@ def shoot(driver: webdriver.Chrome, base: str, path: str, name: str, ready: str)
         "Emulation.setDeviceMetricsOverride",
         {
             "width": width,
-            "height": min(height, 1200),
+            "height": min(height, 1400),
             "deviceScaleFactor": 2 if mobile else 1,
             "mobile": mobile,
         },
@@ -72,6 +75,7 @@ def shoot(driver: webdriver.Chrome, base: str, path: str, name: str, ready: str)
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     server = EmbeddedServer()
+    scratch = Path(tempfile.mkdtemp(prefix="notifyq-"))
     started: list[Notifyq] = []
     try:
         url = pg.with_database(server.url, "postgres")
@@ -84,10 +88,25 @@ def main() -> int:
             "INSERT INTO notifyq.tasks (kind, payload, max_attempts) "
             """VALUES ('reverse', '{"image": 41, "sizes": [64, 256, 1024]}', 2) RETURNING id""",
         )
-        serve = Notifyq(url, "serve", "--queues", "default")
+        # Served from a copy of the package under a neutral prefix, as an installed one
+        # would be: the picture's traceback names no developer's checkout.
+        site = scratch / "site-packages"
+        shutil.copytree(
+            Path(notifyq.__file__).parent,
+            site / "notifyq",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        # (A wheel ships the migrations inside the package; the source tree beside it.)
+        shutil.copytree(Path(notifyq.__file__).parents[1] / "migrations", site / "migrations")
+        env = {"PYTHONPATH": str(site), "PYTHONSAFEPATH": "1"}
+        serve = Notifyq(url, "serve", "--queues", "default", env=env)
         started.append(serve)
         query = f"SELECT status FROM notifyq.tasks WHERE id = {failing}"
-        until(lambda: pg.psql(url, query) == "error", timeout=60)
+        try:
+            until(lambda: pg.psql(url, query) == "error", timeout=60)
+        except AssertionError:
+            print(serve.stderr()[-3000:], file=sys.stderr)
+            raise
         base = serve.http_url()
         pages = [
             ("/ui/tasks?status=error", "console-tasks", "#tasks tbody a"),
@@ -106,6 +125,7 @@ def main() -> int:
             proc.kill()
             proc.close()
         server.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

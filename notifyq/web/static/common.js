@@ -45,6 +45,16 @@ function fillTable(id, rows, emptyText, width) {
     body.appendChild(tr);
   }
   for (const r of rows) body.appendChild(r);
+  // A "stack" table turns into one block per row on a phone: each cell names its column.
+  const table = body.closest("table");
+  if (table.classList.contains("stack")) {
+    const heads = Array.from(table.querySelectorAll("thead th"), (th) => th.textContent);
+    for (const tr of body.rows) {
+      Array.from(tr.cells).forEach((td, i) => {
+        if (td.colSpan === 1) td.dataset.label = heads[i] || "";
+      });
+    }
+  }
 }
 
 function utcTime(iso) {
