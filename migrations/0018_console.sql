@@ -187,11 +187,12 @@ BEGIN
             id := t.id; changed := false; answer := t.status;
         ELSIF action = 'cancel' THEN
             IF t.status = 'in_progress' AND t.cancel_requested_at IS NOT NULL THEN
-                said := 'cancelling';  -- asked already: nothing new
-                id := t.id; changed := false; answer := said;
-            ELSE
+                id := t.id; changed := false; answer := 'cancelling';  -- asked already
+            ELSIF t.status IN ('pending', 'waiting', 'in_progress') THEN
                 said := notifyq.cancel(t.id);
                 id := t.id; changed := said IN ('cancelled', 'cancelling'); answer := said;
+            ELSE
+                id := t.id; changed := false; answer := t.status;  -- ended already
             END IF;
         ELSIF action = 'retry' THEN
             said := notifyq.retry(t.id);

@@ -1410,8 +1410,8 @@ SELECT a.id, a.changed, a.answer
 
 -- name: console_act_ids
 -- Action $1 by actor $3 on the tasks $2 (one task, or a batch's busy rows tried again),
--- priority $4.
-SELECT id, changed, answer FROM notifyq.console_act($1, $2::bigint[], $3, NULL, $4);
+-- priority $4, on those still in one of the statuses $5 (NULL: any).
+SELECT id, changed, answer FROM notifyq.console_act($1, $2::bigint[], $3, $5::text[], $4);
 
 -- name: console_failures
 -- GET /failures, `notifyq tasks failures`: matching tasks with an error, grouped by kind

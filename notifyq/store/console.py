@@ -149,17 +149,23 @@ async def act_on_ids(
     *,
     actor: str,
     priority: int | None = None,
+    statuses: Sequence[str] | None = None,
 ) -> list[Acted]:
-    """``action`` on the tasks ``ids``, one short transaction per try; rows another
-    transaction holds are tried again (BUSY_TRIES) and stay 'busy' after that. Tasks
-    that do not exist come back 'missing'."""
+    """``action`` on the tasks ``ids`` (those still in one of ``statuses``, when given),
+    one short transaction per try; rows another transaction holds are tried again
+    (BUSY_TRIES) and stay 'busy' after that. Tasks that do not exist come back 'missing'."""
     found: dict[int, Acted] = {}
     todo = list(dict.fromkeys(ids))
     for attempt in range(BUSY_TRIES):
         if attempt:
             await trio.sleep(BUSY_PAUSE_S)
         rows = await database.fetch(
-            sql.queries["console_act_ids"], action.value, todo, actor, priority
+            sql.queries["console_act_ids"],
+            action.value,
+            todo,
+            actor,
+            priority,
+            None if statuses is None else list(statuses),
         )
         for acted in _acted(rows):
             found[acted.id] = acted
@@ -230,7 +236,10 @@ async def act_in_bulk(
     acted = {a.id: a for a in _acted(rows)}
     busy = [i for i, a in acted.items() if a.answer == "busy"]
     if busy:
-        for again in await act_on_ids(database, action, busy, actor=actor, priority=priority):
+        again_all = await act_on_ids(
+            database, action, busy, actor=actor, priority=priority, statuses=f.status
+        )
+        for again in again_all:
             acted[again.id] = again
     done = tuple(acted.values())
     changed = sum(a.changed for a in done)

@@ -594,3 +594,10 @@ def test_an_operator_reads_and_acts_through_the_console_functions_only(
         )
         == "cancelled alice"
     )
+    # The console's commands run as the operator: read, count, act through console_act.
+    retried = cli(mine, "tasks", "retry", "--status", "cancelled", "--yes")
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.splitlines()[-1] == "retry: changed 1, skipped 0 (busy 0)"
+    listed = cli(mine, "tasks", "list", "--status", "pending", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["id"] == int(task), listed
+    assert cli(mine, "cancel", task).stdout == "cancelled\n"
