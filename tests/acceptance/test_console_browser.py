@@ -239,13 +239,18 @@ def test_bulk_retry_of_10000_failed_tasks_through_preview_and_confirmation(
     no_console_errors(browser)
 
 
-def test_a_queue_is_paused_and_resumed_from_the_queues_page(
+def test_a_queue_and_a_schedule_are_paused_and_run_from_the_queues_page(
     database_url: str, notifyq: Start, browser: webdriver.Chrome
 ) -> None:
     insert(
         database_url,
         "INSERT INTO notifyq.tasks (queue, kind) VALUES ('mail', 'send'), ('mail', 'send') "
         "RETURNING id",
+    )
+    scalar(
+        database_url,
+        "INSERT INTO notifyq.schedules (name, every, kind, queue) "
+        "VALUES ('digest', '1 day', 'send', 'mail')",
     )
     serve = notifyq(database_url, *SERVE)
     browser.get(serve.http_url() + "/ui/queues")
@@ -263,6 +268,17 @@ def test_a_queue_is_paused_and_resumed_from_the_queues_page(
     wait_until(browser, lambda d: click(d, '[data-queue="mail"][data-do="resume"]'))
     wait_until(browser, lambda d: "queue mail resumed" in text_of(d, "#queues-message"))
     assert scalar(database_url, paused) == "f"
+
+    # A schedule, on the same page: pause it, then run one tick now (paused or not).
+    assert click(browser, '[data-schedule="digest"][data-do="pause"]')
+    wait_until(browser, lambda d: "(paused)" in text_of(d, 'tr[data-schedule="digest"]'))
+    assert scalar(database_url, "SELECT paused FROM notifyq.schedules") == "t"
+    assert click(browser, '[data-schedule="digest"][data-do="run"]')
+    wait_until(
+        browser, lambda d: "one run added now for digest" in text_of(d, "#schedules-message")
+    )
+    added = "SELECT count(*) FROM notifyq.tasks WHERE schedule_name = 'digest'"
+    assert scalar(database_url, added) == "1"
     no_console_errors(browser)
 
 
