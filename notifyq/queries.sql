@@ -1416,16 +1416,18 @@ SELECT id, changed, answer FROM notifyq.console_act($1, $2::bigint[], $3, $5::te
 -- name: console_failures
 -- GET /failures, `notifyq tasks failures`: matching tasks with an error, grouped by kind
 -- and the error's shape (migration 0018), biggest group first, at most $21 groups. Each
--- with its newest task (example_id).
+-- with its newest task (example_id). The fingerprint is notifyq.error_fingerprint's formula
+-- over the shape computed once per row (the regular expressions are the cost; kind is never
+-- NULL); test_console_api checks that a group's fingerprint filters its tasks.
 SELECT s.fingerprint, s.kind,
        substring(s.shape FROM '^([A-Za-z_][A-Za-z0-9_.]*):') AS error_class,
        s.shape AS message, count(*) AS n,
        min(s.finished_at) AS first_seen, max(s.finished_at) AS last_seen,
        max(s.id) AS example_id
-  FROM (SELECT m.id, m.kind, m.finished_at, notifyq.error_shape(m.error) AS shape,
-               notifyq.error_fingerprint(m.kind, m.error) AS fingerprint
-          FROM (/* matching */) AS m
-         WHERE m.error IS NOT NULL) AS s
+  FROM (SELECT e.*, left(md5(e.kind || chr(31) || e.shape), 16) AS fingerprint
+          FROM (SELECT m.id, m.kind, m.finished_at, notifyq.error_shape(m.error) AS shape
+                  FROM (/* matching */) AS m
+                 WHERE m.error IS NOT NULL) AS e) AS s
  GROUP BY s.fingerprint, s.kind, s.shape
  ORDER BY n DESC, last_seen DESC NULLS LAST, s.fingerprint
  LIMIT $21;

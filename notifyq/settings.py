@@ -7,6 +7,7 @@ one-line message names the variable and what it accepts.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -188,6 +189,13 @@ class Settings(DatabaseSettings):
         validation_alias=_env("API_TOKEN"),
         description="at least 16 printable ASCII characters without spaces",
     )
+    api_tokens: str | None = Field(
+        None,
+        max_length=100_000,
+        validation_alias=_env("API_TOKENS"),
+        description="NAME=TOKEN pairs, comma-separated: names of 1 to 64 letters, digits, "
+        "_ . - (not api, cli or sql), tokens as API_TOKEN's, without commas",
+    )
     max_result_bytes: int = Field(
         4 * 1024 * 1024,
         ge=1024,
@@ -270,10 +278,23 @@ class Settings(DatabaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("app", "api_token", mode="before")
+    @field_validator("app", "api_token", "api_tokens", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _named_tokens(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_named_tokens(value)
+        return value
+
+    def tokens(self) -> dict[str, str]:
+        """Every token the HTTP side accepts, by the actor its actions name: API_TOKEN's
+        is ``api``; API_TOKENS' are their own names."""
+        named = parse_named_tokens(self.api_tokens) if self.api_tokens else {}
+        return ({"api": self.api_token} if self.api_token else {}) | named
 
     @field_validator("queues", mode="before")
     @classmethod
@@ -286,6 +307,23 @@ class Settings(DatabaseSettings):
                 raise ValueError("empty queue name")
             return tuple(dict.fromkeys(names))  # drop duplicates, keep order
         return value
+
+
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TOKEN = re.compile(r"^[\x21-\x2b\x2d-\x7e]{16,1024}$")  # API_TOKEN's, without commas
+
+
+def parse_named_tokens(text: str) -> dict[str, str]:
+    """API_TOKENS: ``alice=TOKEN,bob=TOKEN`` -> {name: token}; ValueError when malformed."""
+    found: dict[str, str] = {}
+    for pair in text.split(","):
+        name, sep, token = pair.strip().partition("=")
+        if not sep or not _TOKEN_NAME.match(name) or name in ("api", "cli", "sql"):
+            raise ValueError("a bad name")
+        if not _TOKEN.match(token) or name in found or token in found.values():
+            raise ValueError("a bad or repeated token")
+        found[name] = token
+    return found
 
 
 def env_name(field: str) -> str:
@@ -337,7 +375,7 @@ def _build(cls: type[Settings], overrides: dict[str, Any]) -> Settings:
             raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
         name = env_name(field)
         # Never echo a URL or a token: they hold secrets.
-        shown = "" if name.endswith(("URL", "TOKEN")) else f"={err.get('input')!r}"
+        shown = "" if name.endswith(("URL", "TOKEN", "TOKENS")) else f"={err.get('input')!r}"
         accepts = Settings.model_fields[field].description
         raise ConfigError(f"invalid {name}{shown}: expected {accepts}") from None
     if settings.demo_min_delay_s > settings.demo_max_delay_s:

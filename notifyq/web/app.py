@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
-from quart import Response, request
+from quart import Response, g, request
 from quart_schema import HttpSecurityScheme, Info, OpenAPIProvider, QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -143,7 +143,7 @@ def _guards_loopback(settings: Settings) -> bool:
     """Without a token, a loopback server trusts whoever can reach loopback. Two ways a web
     page in the user's browser could reach it anyway are refused: a cross-site change (its
     Origin names another site) and DNS rebinding (a Host that is not loopback)."""
-    return settings.api_token is None and is_loopback(settings.http_host)
+    return not settings.tokens() and is_loopback(settings.http_host)
 
 
 async def refuse_foreign_host() -> Response | None:
@@ -168,14 +168,21 @@ async def refuse_cross_origin_changes() -> Response | None:
 
 
 async def require_token() -> Response | None:
-    """With API_TOKEN set, a change needs ``Authorization: Bearer <API_TOKEN>``."""
-    token = current().settings.api_token
-    if token is None or request.method in SAFE_METHODS:
+    """With API_TOKEN (or API_TOKENS) set, a change needs ``Authorization: Bearer <token>``;
+    the token's name (``api`` for API_TOKEN) is the actor its actions' events name."""
+    tokens = current().settings.tokens()
+    if not tokens or request.method in SAFE_METHODS:
         return None
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
-    # Constant time, so the comparison does not reveal how much of a guess matched.
-    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+    offered = value.strip().encode()
+    # Constant time, so the comparison does not reveal how much of a guess matched; every
+    # token is compared, so the time does not say which one matched either.
+    matched = [
+        name for name, token in tokens.items() if hmac.compare_digest(offered, token.encode())
+    ]
+    if scheme.lower() == "bearer" and matched:
+        g.notifyq_actor = matched[0]
         return None
     return error_response(
         401,

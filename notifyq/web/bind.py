@@ -20,7 +20,7 @@ def is_loopback(host: str) -> bool:
 def check_bind(settings: Settings) -> None:
     """Refuse to serve a non-loopback address without a token, unless told to."""
     host = settings.http_host
-    if is_loopback(host) or settings.api_token or settings.insecure_http:
+    if is_loopback(host) or settings.tokens() or settings.insecure_http:
         return
     raise errors.ConfigError(
         f"refusing to serve HTTP on {host} without API_TOKEN: anyone who reaches it could "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, g, request
 from quart_schema import document_request, document_response, security_scheme
 
 from notifyq import errors, filters, priorities, store
@@ -36,8 +36,9 @@ BULK_ACTIONS = {
 
 
 def actor() -> str:
-    """Who the events of this request's actions name."""
-    return Actor.API.value
+    """Who the events of this request's actions name: the name of the token it carried
+    (API_TOKENS), else ``api``."""
+    return str(g.get("notifyq_actor", Actor.API.value))
 
 
 def parse_filter(values: dict[str, object], *, ignore: Iterable[str] = ()) -> filters.TaskFilter:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from notifyq import db
+from notifyq import db, errors
+from notifyq.settings import load
 from tests.helpers import Web, insert, running_web, task_row
 from tests.integration.test_web_api import error_of, post
 
@@ -290,3 +291,39 @@ async def test_actions_need_the_token_and_read_only_refuses_them(database: db.Da
         await error_of(await c.post(f"/tasks/{task_id}/retry"), 403, "read_only")
         await error_of(await post(c, "/tasks", {"kind": "x"}), 403, "read_only")
         assert (await c.get(f"/tasks/{task_id}/attempts")).status_code == 200
+
+
+async def test_named_tokens_name_the_actor(database: db.Database) -> None:
+    task_id = await insert(database, "x")
+    alice, bob = "a" * 20, "b" * 20
+    async with running_web(
+        database, workers=False, api_token="t" * 20, api_tokens=f"alice={alice}, bob={bob}"
+    ) as web:
+        c = web.test_client()
+
+        async def run_now(token: str) -> Any:
+            return await c.post(
+                f"/tasks/{task_id}/priority",
+                data=json.dumps({"priority": len(token) + ord(token[0])}),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+
+        assert (await run_now(alice)).status_code == 200
+        assert (await run_now(bob)).status_code == 200
+        assert (await run_now("t" * 20)).status_code == 200
+        await error_of(await run_now("c" * 20), 401, "unauthorized")
+    actors = await database.fetch(
+        "SELECT actor FROM notifyq.task_events WHERE task_id = $1 ORDER BY id", task_id
+    )
+    assert [r["actor"] for r in actors] == ["alice", "bob", "api"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["alice", "api=" + "x" * 20, "alice=short", "a b=" + "x" * 20, f"x={'y' * 20},z={'y' * 20}"],
+)
+def test_bad_named_tokens_are_refused_without_echoing_them(value: str) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        load(api_tokens=value)
+    assert str(caught.value).startswith("invalid API_TOKENS: expected NAME=TOKEN pairs")
+    assert "y" * 20 not in str(caught.value)
