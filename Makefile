@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test test-fast lint setup system-deps django-venv test-pg-versions test-ha bench-peers
+.PHONY: run test test-fast lint screenshots setup system-deps django-venv test-pg-versions test-ha bench-peers
 
 $(BIN)/notifyq: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: setup
 bench-peers: setup
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m notifyq.bench.graphile install
+
+# The console's screenshots in docs/img/ (Chromium, as the browser tests need).
+screenshots: setup
+	$(BIN)/python -m tests.screenshots
 
 # System packages the tests need (pgbouncer, chromium, chromedriver); installs only what
 # is missing.

@@ -26,6 +26,30 @@ blueprint = Blueprint("page", __name__)
 # The queues table's column heads where a status reads better as another word.
 STATUS_LABELS = {Status.IN_PROGRESS.value: "running"}
 
+# The filter form of the task browser: key, label, placeholder (the filter language's keys).
+FILTER_FIELDS = (
+    ("status", "status", "error,cancelled"),
+    ("queue", "queue", "default"),
+    ("kind", "kind", "resize"),
+    ("priority", "priority", "high or 10"),
+    ("id", "id", "12,40"),
+    ("created_after", "created after", "1h or 2026-12-01T09:00Z"),
+    ("created_before", "created before", "15m or an ISO time"),
+    ("finished_after", "finished after", "1h or an ISO time"),
+    ("finished_before", "finished before", "15m or an ISO time"),
+    ("error", "error contains", "timeout"),
+)
+# Those a details element folds away until one is used.
+MORE_FILTER_FIELDS = (
+    ("unique_key", "unique key", "exact"),
+    ("concurrency_key", "concurrency key", "exact"),
+    ("schedule", "schedule", "schedule name"),
+    ("workflow", "workflow", "its root task's id"),
+    ("batch", "batch", "batch id"),
+    ("fingerprint", "failure group", "from the failures page"),
+)
+PREVIEW_CHARS = 4096  # as the API's previews (models.PREVIEW_CHARS)
+
 RUNNING_SHOWN = 20
 FAILURES_SHOWN = 10
 SCHEDULES_SHOWN = 50
@@ -120,18 +144,73 @@ async def task_page(task_id: int) -> Response:
             initial="null",
         )
         return Response(html, status=404, content_type="text/html; charset=utf-8")
+    payload, payload_cut = preview(task.payload)
+    result, result_cut = preview(task.result)
     html = await render_template(
         "task.html",
         task=task,
         task_id=task_id,
         events=events,
-        payload=json.dumps(task.payload, indent=2, ensure_ascii=False),
-        result=json.dumps(task.result, indent=2, ensure_ascii=False),
-        initial=_script_json({"id": task_id}),
+        payload=payload,
+        payload_cut=payload_cut,
+        result=result,
+        result_cut=result_cut,
+        preview_chars=PREVIEW_CHARS,
+        initial=_script_json({"page": "task", "id": task_id, "status": task.status}),
         version=__version__,
         message=None,
     )
     return Response(html, content_type="text/html; charset=utf-8")
+
+
+def preview(value: Any) -> tuple[str, bool]:
+    """A value's pretty JSON, cut at PREVIEW_CHARS; and whether it was cut."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    if len(text) <= PREVIEW_CHARS:
+        return text, False
+    return text[:PREVIEW_CHARS] + "\n…", True
+
+
+@blueprint.get("/ui/tasks")
+@hide
+async def tasks_page() -> Response:
+    """The task browser: the filter lives in the query string (a pasted link opens the same
+    view); the script reads the list from ``GET /tasks`` with that same query."""
+    return await _console_page(
+        "tasks.html",
+        fields=FILTER_FIELDS,
+        more_fields=MORE_FILTER_FIELDS,
+        statuses=STATUSES,
+        args=request.args.to_dict(),
+    )
+
+
+@blueprint.get("/ui/failures")
+@hide
+async def failures_page() -> Response:
+    """Failure triage: groups from ``GET /failures``, each with its tasks and bulk actions."""
+    return await _console_page("failures.html", args=request.args.to_dict())
+
+
+@blueprint.get("/ui/queues")
+@hide
+async def queues_page() -> Response:
+    """Queues (pause, resume, limits) and schedules (pause, resume, run once now)."""
+    return await _console_page("queues.html")
+
+
+async def _console_page(template: str, **values: Any) -> Response:
+    page = template.removesuffix(".html")
+    html = await render_template(
+        template, **values, version=__version__, initial=_script_json({"page": page})
+    )
+    return Response(html, content_type="text/html; charset=utf-8")
+
+
+@blueprint.app_context_processor
+def console_context() -> dict[str, Any]:
+    """Every page knows whether actions are off (HTTP_READ_ONLY), to say so up front."""
+    return {"read_only": current().settings.http_read_only}
 
 
 @blueprint.get("/ui/task")

@@ -1,5 +1,5 @@
 // notifyq status and task pages: kept live through /events (server-sent events).
-// Data goes into the page with textContent only, never as HTML.
+// Data goes into the page with textContent only, never as HTML (helpers in common.js).
 "use strict";
 
 const initial = JSON.parse(document.getElementById("initial").textContent);
@@ -8,60 +8,12 @@ const live = document.getElementById("live");
 const STATUSES = (document.getElementById("queues")?.dataset.statuses || "").split(" ").filter(Boolean);
 let serverSkewMs = 0; // server clock minus ours, from /stats "now"
 
-function el(tag, text, cls) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (cls) node.className = cls;
-  return node;
-}
-
-function link(id) {
-  const a = el("a", id);
-  a.href = "/ui/tasks/" + encodeURIComponent(id);
-  return a;
-}
-
-function badge(status) {
-  return el("span", status, "badge s-" + status);
-}
-
-function row(cells) {
-  const tr = el("tr");
-  for (const cell of cells) {
-    const td = el("td");
-    if (cell instanceof Node) td.appendChild(cell);
-    else td.textContent = cell === null || cell === undefined ? "" : String(cell);
-    tr.appendChild(td);
-  }
-  return tr;
-}
-
-function fillTable(id, rows, emptyText, width) {
-  const body = document.querySelector("#" + id + " tbody");
-  if (!body) return;
-  body.replaceChildren();
-  if (rows.length === 0) {
-    const tr = el("tr", null, "empty");
-    const td = el("td", emptyText);
-    td.colSpan = width;
-    tr.appendChild(td);
-    body.appendChild(tr);
-  }
-  for (const r of rows) body.appendChild(r);
-}
-
 function ageSeconds(iso) {
   return (Date.now() + serverSkewMs - Date.parse(iso)) / 1000;
 }
 
 function ms(value) {
   return value === null || value === undefined ? "–" : value.toFixed(1) + " ms";
-}
-
-async function getJSON(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error(url + ": HTTP " + response.status);
-  return response.json();
 }
 
 // --- the status page -------------------------------------------------------------
@@ -151,10 +103,6 @@ function renderWorkers(workers) {
   );
 }
 
-function utcTime(iso) {
-  return iso ? new Date(iso).toISOString().slice(0, 19).replace("T", " ") + "Z" : "–";
-}
-
 function renderSchedules(schedules) {
   fillTable(
     "schedules",
@@ -227,20 +175,24 @@ async function refreshTask(id) {
   status.textContent = task.status.replace("_", " ");
   status.className = "badge s-" + task.status;
   document.getElementById("task-attempts").textContent = task.attempts + "/" + task.max_attempts;
+  document.getElementById("task-priority").textContent = String(task.priority);
+  document.getElementById("task-run-at").textContent = task.run_at;
   document.getElementById("task-started").textContent = task.started_at || "–";
   document.getElementById("task-finished").textContent = task.finished_at || "–";
   document.getElementById("task-worker").textContent = task.locked_by || "–";
   document.getElementById("task-error").textContent = task.error || "–";
-  document.getElementById("task-result").textContent = JSON.stringify(task.result, null, 2);
+  showPreview("task-result", task, "result");
   fillTable(
     "history",
-    history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker, e.error, e.detail])),
-    "no events", 6
+    history.events.map((e) => row([e.at.replace("T", " ").slice(0, 23), e.event, e.attempt, e.worker,
+      e.error, e.detail, e.actor])),
+    "no events", 7
   );
   fillTable("parents", (task.parents || []).map((p) => row([link(p.id), p.kind, badge(p.status)])),
     task.after_batch === null ? "none" : "waits for batch " + task.after_batch, 3);
   fillTable("children", (task.children || []).map((c) => row([link(c.id), c.kind, badge(c.status), c.via])),
     "none", 4);
+  document.dispatchEvent(new CustomEvent("notifyq:task", { detail: task }));
   const batch = document.getElementById("task-batch");
   if (batch && task.batch) {
     const b = task.batch;
@@ -299,6 +251,9 @@ function connect() {
   }
   source.addEventListener("resync", () => scheduleRefresh());
 }
+
+// An action of the console (console.js) changed something: look again now.
+document.addEventListener("notifyq:changed", () => scheduleRefresh());
 
 if (onStatusPage) {
   renderStats(initial.stats, initial.queue_limits);
