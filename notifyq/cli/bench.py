@@ -52,7 +52,7 @@ def latency(
 @click.command()
 @click.option("--tasks", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
-@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
+@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=500]")
 @click.option(
     "-p",
     "--processes",
@@ -253,7 +253,7 @@ def insert(
 @click.option("--finished", type=click.IntRange(0), default=1_000_000, show_default=True)
 @click.option("--pending", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("--rounds", type=click.IntRange(1), default=300, show_default=True)
-@click.option("--fetch-limit", type=int, help="rows per claim [FETCH_LIMIT=10]")
+@click.option("--fetch-limit", type=int, help="rows per claim [FETCH_LIMIT=500]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def backlog(
@@ -279,7 +279,7 @@ def backlog(
 @click.command()
 @click.option("--tasks", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
-@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
+@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=500]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def rss(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -> None:
