@@ -43,7 +43,8 @@ async def test_select_1_through_the_proxy_takes_the_added_round_trip(database_ur
     ):
         took = await _round_trips(conn, 5)
     assert min(took) >= RTT_S, took
-    # Not a whole extra round trip on top (the two halves are slept, not rounded up).
+    # Not a whole extra round trip on top (the two halves are slept, not rounded up): the
+    # median of five.
     assert sorted(took)[2] < 2 * RTT_S, took
 
 
@@ -59,8 +60,9 @@ async def test_connections_are_delayed_side_by_side_not_in_turn(database_url: st
             for conn in held:
                 nursery.start_soon(_round_trips, conn, 5)
         took = time.perf_counter() - started
-    # 4 connections x 5 round trips: 5 x RTT side by side, 20 x RTT in turn.
-    assert 5 * RTT_S <= took < 10 * RTT_S, took
+    # 4 connections x 5 round trips: 5 x RTT side by side, 20 x RTT in turn (15: room for
+    # a loaded machine's scheduling).
+    assert 5 * RTT_S <= took < 15 * RTT_S, took
 
 
 async def test_bytes_pass_intact_both_ways(database_url: str) -> None:
