@@ -73,18 +73,19 @@ class Settings(DatabaseSettings):
         description="an integer from 1 to 64",
     )
     fetch_limit: int = Field(
-        10,
+        500,
         ge=1,
         le=10_000,
         validation_alias=_env("FETCH_LIMIT"),
         description="an integer from 1 to 10000",
     )
-    prefetch: int = Field(
-        0,
+    # None: auto (the buffer follows the handlers' times; engine/ledger.py AutoPrefetch).
+    prefetch: int | None = Field(
+        None,
         ge=0,
         le=10_000,
         validation_alias=_env("PREFETCH"),
-        description="an integer from 0 to 10000",
+        description="auto, or an integer from 0 to 10000",
     )
     fetch_interval_s: float = Field(
         5.0,
@@ -272,6 +273,12 @@ class Settings(DatabaseSettings):
         if value is None or value == "":
             return None
         return parse_duration(value)
+
+    @field_validator("prefetch", mode="before")
+    @classmethod
+    def _auto_is_unset(cls, value: object) -> object:
+        # Blank is unset too (a child process's environment writes None so).
+        return None if isinstance(value, str) and value.strip().lower() in ("auto", "") else value
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

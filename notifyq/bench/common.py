@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -22,6 +22,7 @@ import trio
 
 from notifyq import db, errors, logs, migrations, sql
 from notifyq.app import App
+from notifyq.bench import rtt
 from notifyq.engine.service import Service
 from notifyq.serving import embedded
 from notifyq.settings import Settings
@@ -32,6 +33,9 @@ queries: Final = sql.load("notifyq.bench", "bench.sql")
 PROBE_TIMEOUT_S = 10.0  # a probe not started by then fails the run
 STALL_TIMEOUT_S = 30.0  # a drain that finishes nothing for this long fails the run
 REPORTED_SETTINGS = ("worker_count", "fetch_limit", "fetch_interval_s", "pool_size", "log_level")
+
+
+T = TypeVar("T")
 
 
 def progress(text: str) -> None:
@@ -115,3 +119,28 @@ async def running(database: db.Database, settings: Settings, app: App) -> AsyncI
             yield svc
         finally:
             stop.set()
+
+
+async def delayed(
+    settings: Settings, rtt_s: float | None, measure: Callable[[Settings], Awaitable[T]]
+) -> T:
+    """``measure(settings)``; with ``rtt_s``, every connection it opens (to the server and,
+    for the peers, theirs too) goes through a proxy adding that much to each round trip
+    (:mod:`notifyq.bench.rtt`), and the result says so (``rtt_added_ms``)."""
+    if not rtt_s:
+        return await measure(settings)
+    dsn = await embedded.resolve_dsn(settings)
+    async with rtt.open_proxied(dsn, rtt_s) as url:
+        listen = settings.listen_database_url
+        progress(f"every connection goes through a proxy adding {rtt_s * 1000:g} ms per round trip")
+        if listen:
+            async with rtt.open_proxied(listen, rtt_s) as listen_url:
+                ours = settings.model_copy(
+                    update={"database_url": url, "listen_database_url": listen_url}
+                )
+                result = await measure(ours)
+        else:
+            result = await measure(settings.model_copy(update={"database_url": url}))
+    if isinstance(result, dict):
+        result["rtt_added_ms"] = rtt_s * 1000
+    return result

@@ -50,7 +50,8 @@ class Plan:
 
 
 async def measure_all(settings: Settings, plan: Plan) -> dict[str, Any]:
-    # Batches of FETCH_LIMIT need as many free workers (no claim ahead: PREFETCH=0).
+    # WORKER_COUNT = FETCH_LIMIT: whole batches with PREFETCH=0 too (the default, auto,
+    # claims ahead for tasks this short).
     drain_settings = settings.model_copy(
         update={"fetch_limit": plan.drain_fetch_limit, "worker_count": plan.drain_fetch_limit}
     )
@@ -64,8 +65,12 @@ async def measure_all(settings: Settings, plan: Plan) -> dict[str, Any]:
     results["insert"] = await load.measure_insert(
         settings, plan.insert_clients, plan.insert_seconds
     )
+    # Claims of 10 rows, as every earlier run measured (FETCH_LIMIT was 10 by default).
     results["backlog"] = await load.measure_backlog(
-        settings, plan.finished, plan.pending, plan.claim_rounds
+        settings.model_copy(update={"fetch_limit": 10}),
+        plan.finished,
+        plan.pending,
+        plan.claim_rounds,
     )
     results["rss"] = await load.measure_rss(drain_settings, plan.rss_tasks)
     if plan.floor_rows:

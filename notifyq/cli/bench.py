@@ -16,8 +16,9 @@ from notifyq.bench import chord as chord_
 from notifyq.bench import floor as floor_
 from notifyq.bench import inprocess, load, report
 from notifyq.bench.peers import PEERS, measure_peers
-from notifyq.cli.bench_common import bench_settings, print_report
+from notifyq.cli.bench_common import bench_settings, print_report, rtt_option, run_at
 from notifyq.cli.common import EXIT_USAGE, fail, run
+from notifyq.settings import Settings
 
 # The subcommands below are added to `bench` in notifyq/cli/__init__.py, when it runs.
 
@@ -26,16 +27,19 @@ from notifyq.cli.common import EXIT_USAGE, fail, run
 @click.option("--count", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--spacing", type=click.FloatRange(0, 60), default=0.02, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True)
+@rtt_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json: bool) -> None:
+def latency(
+    ctx: click.Context, count: int, spacing: float, warmup: int, rtt_s: float | None, as_json: bool
+) -> None:
     """Pickup latency on an idle service: INSERT commit -> handler start, in ms.
 
     COUNT probes are measured after WARMUP unmeasured ones; each is inserted SPACING
     seconds after the previous one started.
     """
     settings = bench_settings(ctx)
-    r = run(lambda: inprocess.measure_latency(settings, count, spacing, warmup))
+    r = run_at(settings, rtt_s, lambda s: inprocess.measure_latency(s, count, spacing, warmup))
     names = ["p50", "p95", "p99", "max", "mean"]
     rows = [("probes", str(count))] + [(f"{n} ms", f"{r[n + '_ms']:.3f}") for n in names]
     note = (
@@ -48,7 +52,7 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
 @click.command()
 @click.option("--tasks", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
-@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
+@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=500]")
 @click.option(
     "-p",
     "--processes",
@@ -92,6 +96,7 @@ def latency(ctx: click.Context, count: int, spacing: float, warmup: int, as_json
     show_default=True,
     help="With --chord: drains of each kind.",
 )
+@rtt_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def drain(
@@ -105,6 +110,7 @@ def drain(
     transactional: bool,
     chord: bool,
     rounds: int,
+    rtt_s: float | None,
     as_json: bool,
     **flags: int | None,
 ) -> None:
@@ -122,7 +128,7 @@ def drain(
                 "--chord measures noop tasks: leave out --unique, --handler, --concurrency, --transactional",
                 EXIT_USAGE,
             )
-        r = run(lambda: chord_.measure_chord(settings, tasks, processes, rounds))
+        r = run_at(settings, rtt_s, lambda s: chord_.measure_chord(s, tasks, processes, rounds))
         print_report(r, as_json, *chord_.table(r))
         return
     if transactional and (processes > 1 or unique or concurrency is not None):
@@ -132,7 +138,11 @@ def drain(
             EXIT_USAGE,
         )
     if transactional:
-        r = run(lambda: inprocess.measure_drain(settings, tasks, handler, transactional=True))
+        r = run_at(
+            settings,
+            rtt_s,
+            lambda s: inprocess.measure_drain(s, tasks, handler, transactional=True),
+        )
     elif processes > 1:
         if unique:
             fail("--unique measures the in-process drain: leave out --processes", EXIT_USAGE)
@@ -140,17 +150,21 @@ def drain(
             raise click.BadParameter("only with --processes 1", param_hint="--handler")
         if concurrency is not None:
             fail("--concurrency measures one process: leave out --processes", EXIT_USAGE)
-        r = run(lambda: load.measure_drain_processes(settings, tasks, processes))
+        r = run_at(settings, rtt_s, lambda s: load.measure_drain_processes(s, tasks, processes))
     elif unique:
 
-        async def both() -> dict[str, Any]:
-            plain = await inprocess.measure_drain(settings, tasks, handler)
-            keyed = await inprocess.measure_drain(settings, tasks, handler, unique=True)
+        async def both(s: Settings) -> dict[str, Any]:
+            plain = await inprocess.measure_drain(s, tasks, handler)
+            keyed = await inprocess.measure_drain(s, tasks, handler, unique=True)
             return {**plain, "unique_keys": keyed}
 
-        r = run(both)
+        r = run_at(settings, rtt_s, both)
     else:
-        r = run(lambda: inprocess.measure_drain(settings, tasks, handler, concurrency=concurrency))
+        r = run_at(
+            settings,
+            rtt_s,
+            lambda s: inprocess.measure_drain(s, tasks, handler, concurrency=concurrency),
+        )
     rows = [("tasks", str(tasks)), ("seconds", f"{r['seconds']:.3f}")]
     rows += [("tasks/s", f"{r['tasks_per_s']:.1f}"), ("cpu µs/task", cpu_us(r))]
     rows += [("db cpu µs/task", cpu_us(r, "server_cpu_us_per_task"))]
@@ -239,7 +253,7 @@ def insert(
 @click.option("--finished", type=click.IntRange(0), default=1_000_000, show_default=True)
 @click.option("--pending", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("--rounds", type=click.IntRange(1), default=300, show_default=True)
-@click.option("--fetch-limit", type=int, help="rows per claim [FETCH_LIMIT=10]")
+@click.option("--fetch-limit", type=int, help="rows per claim [FETCH_LIMIT=500]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def backlog(
@@ -265,7 +279,7 @@ def backlog(
 @click.command()
 @click.option("--tasks", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("-w", "--workers", "worker_count", type=int, help="[WORKER_COUNT=5]")
-@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=10]")
+@click.option("--fetch-limit", type=int, help="[FETCH_LIMIT=500]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def rss(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -> None:
@@ -287,15 +301,21 @@ def rss(ctx: click.Context, /, tasks: int, as_json: bool, **flags: int | None) -
     multiple=True,
     help="Only this peer configuration (repeatable); default: all.",
 )
+@rtt_option
 @click.pass_context
 def peers(
-    ctx: click.Context, tasks: int, count: int, spacing: float, only: tuple[str, ...]
+    ctx: click.Context,
+    tasks: int,
+    count: int,
+    spacing: float,
+    only: tuple[str, ...],
+    rtt_s: float | None,
 ) -> None:
     """Drain and pickup latency of PgQueuer, procrastinate (pip install notifyq[bench]) and
     graphile-worker (make bench-peers), each in its own scratch database on the same server,
     as JSON."""
     settings = bench_settings(ctx)
-    r = run(lambda: measure_peers(settings, tasks, count, spacing, 5, only))
+    r = run_at(settings, rtt_s, lambda s: measure_peers(s, tasks, count, spacing, 5, only))
     click.echo(json.dumps(r, indent=2))
 
 

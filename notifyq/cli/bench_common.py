@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import click
 
-from notifyq.cli.common import settings_from
+from notifyq.bench.common import delayed
+from notifyq.cli.common import duration, run, settings_from
 from notifyq.settings import Settings
+
+T = TypeVar("T")
+
+rtt_option = click.option(
+    "--rtt",
+    "rtt_s",
+    callback=duration,
+    help="Add this much to every round trip to the database (e.g. 1ms): every connection "
+    "goes through a delaying proxy, half the delay each way.",
+)
 
 
 def bench_settings(ctx: click.Context, **flags: Any) -> Settings:
@@ -33,3 +45,10 @@ def print_report(
     click.echo("  " + "  ".join(f"{value:>9}" for _, value in rows))
     if note:
         click.echo(f"  {note}")
+
+
+def run_at(
+    settings: Settings, rtt_s: float | None, measure: Callable[[Settings], Awaitable[T]]
+) -> T:
+    """``measure(settings)`` in trio, through a delaying proxy when ``--rtt`` is given."""
+    return run(lambda: delayed(settings, rtt_s, measure))

@@ -136,7 +136,7 @@ def _counts(_ctx: Any, _param: Any, value: str) -> list[int]:
     help="Enqueue `sleep` tasks of this many seconds (handlers that wait) instead of `noop`.",
 )
 @click.option("-w", "--workers", "worker_count", type=click.IntRange(1), help="[WORKER_COUNT=5]")
-@click.option("--fetch-limit", type=click.IntRange(1), help="[FETCH_LIMIT=10]")
+@click.option("--fetch-limit", type=click.IntRange(1), help="[FETCH_LIMIT=500]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def scale(
@@ -179,7 +179,7 @@ def scale(
 @click.option("--history", type=click.IntRange(0), default=5_000_000, show_default=True)
 @click.option("--drain", "drain_tasks", type=click.IntRange(1), default=5000, show_default=True)
 @click.option("--rounds", type=click.IntRange(1), default=200, show_default=True)
-@click.option("--fetch-limit", type=click.IntRange(1), help="[FETCH_LIMIT=10]")
+@click.option("--fetch-limit", type=click.IntRange(1), help="[FETCH_LIMIT=500]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def scale_table(

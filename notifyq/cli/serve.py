@@ -58,7 +58,7 @@ def http_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "-w", "--workers", "worker_count", type=int, help="Concurrent handlers [WORKER_COUNT=5]"
 )
-@click.option("--fetch-limit", type=int, help="Largest batch one claim takes [FETCH_LIMIT=10]")
+@click.option("--fetch-limit", type=int, help="Largest batch one claim takes [FETCH_LIMIT=500]")
 @click.option(
     "--fetch-interval", "fetch_interval_s", help="Safety-net sweep period [FETCH_INTERVAL=5]"
 )

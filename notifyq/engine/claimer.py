@@ -2,8 +2,9 @@
 
 It wakes on a notification (rows appeared), a freed worker (the ledger's doorbell), the
 earliest known ``run_at``, or the FETCH_INTERVAL safety-net sweep, and claims up to
-FETCH_LIMIT rows, never more than the free workers (plus PREFETCH, 0 by default: claimed
-tasks that wait in the jobs channel for a worker, their leases kept by the heartbeat).
+FETCH_LIMIT rows, never more than the free workers plus PREFETCH (claimed tasks that wait
+in the jobs channel for a worker, their leases kept by the heartbeat; by default as many as
+the workers finish in a claim round trip, none for tasks longer than that: ledger.AutoPrefetch).
 When a claim comes back short the process records itself as waiting
 (``store.go_idle``, see migration 0002): only then do producers' inserts notify.
 
@@ -180,6 +181,7 @@ class Claimer:
         appeared_before = self._appeared
         kinds, want = self.capacity.claimable(want)
         self._claiming = True
+        sent_at = trio.current_time()
         try:
             attempts = await self._claim(want, kinds)
         except (errors.DatabaseUnavailable, trio.TooSlowError) as exc:
@@ -192,6 +194,7 @@ class Claimer:
             self._claiming = False
         self._claim_failures = 0
         self.claims += 1
+        self.ledger.claim_round_trip(trio.current_time() - sent_at)
         self._hand_out(attempts)
         if len(attempts) < want and self._short_claim(bool(attempts), appeared_before):
             await self._go_idle()
@@ -242,6 +245,7 @@ class Claimer:
         self._claiming = False
         if rows is not None:
             self.claims += 1
+            self.ledger.claim_round_trip(trio.current_time() - reservation.sent_at)
             self._hand_out(self._attempts(rows, reservation.sent_at))
             if len(rows) < reservation.want and self._short_claim(bool(rows), reservation.appeared):
                 self._idle_due = True

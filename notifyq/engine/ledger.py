@@ -12,6 +12,8 @@ owner:
 ``written``        the writer (outcomes written or given up)
 ``stopping``       the service (set once, when shutdown starts)
 ``limited``        the claimer (which of the process's queues have limits)
+``capacity``       with ``PREFETCH=auto``, its :class:`AutoPrefetch` (fed by the claimer's
+                   round trips and the runner's handler times); else fixed at start
 ``doorbell``       rung by anyone who frees room; waited on by the claimer only
 ``recheck``        rung when the rows of running attempts must be read again now (a
                    cancel notification); waited on by the lease keeper only
@@ -103,6 +105,49 @@ class Doorbell:
             await self._event.wait()
 
 
+# PREFETCH=auto: the most claimed tasks that wait ahead of the workers, and how fast the
+# averages of round trips and handler times follow the latest ones.
+AUTO_PREFETCH_MAX = 500
+AUTO_SMOOTHING = 0.2
+# A handler time below this counts as this (a no-op takes a few µs; it bounds the ratio).
+SHORTEST_RUN_S = 20e-6
+
+
+class AutoPrefetch:
+    """``PREFETCH=auto``: hold ahead of the workers what they finish in one claim round trip.
+
+    The buffer is WORKER_COUNT x (claim round trip / handler time), at most
+    AUTO_PREFETCH_MAX, both times as moving averages. Tasks that run longer than a round
+    trip get no buffer at all: then, as with ``PREFETCH=0``, every ``in_progress`` task has a
+    handler and the priority order decides the moment a worker frees
+    (tests/integration/test_priority.py). Tasks shorter than a round trip get the batches
+    that hide it; a claimed task then waits for a worker about one round trip at most, and
+    a higher-priority task inserted meanwhile waits that long behind it. Until the first
+    handler time is known there is no buffer.
+    """
+
+    def __init__(self, worker_count: int) -> None:
+        self.workers = worker_count
+        self.round_trip_s = 0.0
+        self.run_s = math.inf  # unknown: no buffer
+
+    def extra(self) -> int:
+        """Claimed tasks to hold beyond the workers now."""
+        if self.run_s >= self.round_trip_s:  # unknown (inf), or longer than a round trip
+            return 0
+        wanted = self.workers * self.round_trip_s / max(self.run_s, SHORTEST_RUN_S)
+        return min(AUTO_PREFETCH_MAX, round(wanted))
+
+    def round_trip(self, seconds: float) -> None:
+        self.round_trip_s += AUTO_SMOOTHING * (seconds - self.round_trip_s)
+
+    def ran(self, seconds: float) -> None:
+        if self.run_s == math.inf:
+            self.run_s = seconds
+        else:
+            self.run_s += AUTO_SMOOTHING * (seconds - self.run_s)
+
+
 class Ledger:
     """What the stages of one process share: the attempts held, the counts, two doorbells.
 
@@ -113,12 +158,15 @@ class Ledger:
     lease keeper on :attr:`recheck`.
     """
 
-    def __init__(self, capacity: int) -> None:
-        # Claimed attempts not yet handed to the writer a process holds at most:
-        # WORKER_COUNT + PREFETCH. With PREFETCH 0 (the default) every claimed attempt has
-        # a worker: `in_progress` means a handler runs it, and the priority order decides
-        # the moment a worker frees (tests/integration/test_priority.py).
-        self.capacity = capacity
+    def __init__(self, worker_count: int, prefetch: int | None = 0) -> None:
+        # Claimed attempts not yet written a process holds at most: WORKER_COUNT +
+        # PREFETCH. With PREFETCH 0 every claimed attempt has a worker: `in_progress` means
+        # a handler runs it, and the priority order decides the moment a worker frees
+        # (tests/integration/test_priority.py). PREFETCH None (auto, the default): the
+        # buffer follows the handlers' times (AutoPrefetch), from 0 up to its maximum.
+        self.auto = AutoPrefetch(worker_count) if prefetch is None else None
+        self.most = worker_count + (AUTO_PREFETCH_MAX if prefetch is None else prefetch)
+        self.capacity = worker_count + (prefetch or 0)
         self.attempts: dict[tuple[int, int], Attempt] = {}  # by (task id, claim token)
         self.claimed = 0
         self.handed_over = 0
@@ -127,6 +175,18 @@ class Ledger:
         self.limited: frozenset[str] = frozenset()
         self.doorbell = Doorbell()
         self.recheck = Doorbell()
+
+    def claim_round_trip(self, seconds: float) -> None:
+        """The claimer: a claim (or the writer's outcome-and-claim) took ``seconds``."""
+        if self.auto is not None:
+            self.auto.round_trip(seconds)
+            self.capacity = self.auto.workers + self.auto.extra()
+
+    def handler_ran(self, seconds: float) -> None:
+        """The runner: a handler ran ``seconds`` (from its start to its outcome)."""
+        if self.auto is not None:
+            self.auto.ran(seconds)
+            self.capacity = self.auto.workers + self.auto.extra()
 
     @property
     def busy(self) -> int:

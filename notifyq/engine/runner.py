@@ -324,6 +324,8 @@ class Runner:
             # Another process owns the task now; the fenced write would be refused anyway.
             log.warning("task.lease_lost", task_id=attempt.task.id, outcome=outcome.verdict.value)
         attempt.over = True
+        if attempt.started:
+            self.ledger.handler_ran(trio.current_time() - attempt.started)
         self._outcomes.send_nowait((outcome, attempt))
         self.ledger.handed_over += 1
         self.ledger.doorbell.ring()

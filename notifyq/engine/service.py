@@ -129,14 +129,14 @@ class Service:
         # asks for it); otherwise the service waits for them.
         self.exit_on_abandoned = exit_on_abandoned
         self.stopped = trio.Event()  # set once serve() has returned (or failed)
-        self.ledger = Ledger(settings.worker_count + settings.prefetch)
+        self.ledger = Ledger(settings.worker_count, settings.prefetch)
         self.registration = store.Registration(
             self.worker_id,
             tuple(settings.queues),
             settings.worker_count,
             tuple(sorted(app.handlers)),
         )
-        jobs_send, jobs_receive = trio.open_memory_channel[Attempt](self.ledger.capacity)
+        jobs_send, jobs_receive = trio.open_memory_channel[Attempt](self.ledger.most)
         out_send, out_receive = trio.open_memory_channel[tuple[Outcome, Attempt]](math.inf)
         self._outcomes_send = out_send
         self.listener = Listener(database, settings, sink=sink)

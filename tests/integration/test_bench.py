@@ -77,6 +77,18 @@ def test_latency_json(server_url: str, tmp_path: Path) -> None:
     assert has_schema(server_url) == schema_before
 
 
+def test_latency_through_the_delaying_proxy(server_url: str, tmp_path: Path) -> None:
+    # --rtt 10ms: the commit's acknowledgement and the notification each arrive 5 ms after
+    # the commit, and the claim then takes a 10 ms round trip: no probe starts sooner than
+    # about 10 ms after its acknowledgement (8: room for the two connections' threads).
+    data = bench_json(
+        server_url, tmp_path, "latency", "--count", "5", "--spacing", "0.005", "--rtt", "10ms"
+    )
+    assert data["rtt_added_ms"] == 10
+    assert data["min_ms"] >= 8, data
+    assert scratch_databases(server_url) == []
+
+
 def test_drain_json_with_flags(server_url: str, tmp_path: Path) -> None:
     data = bench_json(
         server_url, tmp_path, "drain", "--tasks", "500", "--workers", "3", "--fetch-limit", "7"

@@ -60,3 +60,29 @@ async def test_a_freed_worker_takes_the_highest_priority_task(database: db.Datab
         rows = await wait_ended(database, *ids, timeout=30)
     started = sorted((r["started_at"], r["priority"]) for r in rows if r["id"] not in busy)
     assert [priority for _, priority in started[:5]] == [10] * 5
+
+
+async def _drain_noops(database: db.Database, tasks: int, prefetch: int | None = None) -> int:
+    """Claim statements a service with 2 workers needed to run ``tasks`` no-op tasks."""
+    await database.execute(
+        "INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int)", tasks
+    )
+    async with running_service(database, worker_count=2, prefetch=prefetch) as service:
+        with trio.fail_after(30):
+            while service.statistics().workers.done < tasks:  # noqa: ASYNC110  (a count)
+                await trio.sleep(0.01)
+        return service.claimer.claims
+
+
+async def test_short_tasks_are_claimed_ahead_of_the_workers_by_default(
+    database: db.Database,
+) -> None:
+    # PREFETCH=auto: tasks far shorter than a claim round trip get a buffer (here up to 500
+    # rows per claim for 2 workers), so the claims are far fewer than tasks / workers.
+    assert await _drain_noops(database, 2000) < 2000 / 2 / 5
+
+
+async def test_with_prefetch_0_a_claim_never_takes_more_than_the_free_workers(
+    database: db.Database,
+) -> None:
+    assert await _drain_noops(database, 400, prefetch=0) >= 400 / 2

@@ -319,3 +319,33 @@ async def test_stopping_while_the_writer_claims_for_the_claimer(database: db.Dat
     row_b = await task_row(database, b)
     assert (row_b["status"], row_b["attempts"]) == ("pending", 0)
     assert service.statistics().workers.released == 1
+
+
+async def test_stopping_mid_drain_gives_back_the_buffer_ahead_of_the_workers(
+    database: db.Database,
+) -> None:
+    """PREFETCH=auto claims short tasks ahead of the workers; a stop mid-drain writes every
+    outcome and gives the buffered tasks back unstarted (pending, the attempt not counted)."""
+    total = 3000
+    await database.execute(
+        "INSERT INTO notifyq.tasks (kind) SELECT 'noop' FROM generate_series(1, $1::int)", total
+    )
+    async with running_service(database, worker_count=2) as service:
+        with trio.fail_after(30):
+            # Until the buffer has grown past the workers and the drain is under way.
+            while service.ledger.capacity <= 2 or service.statistics().workers.done < 500:  # noqa: ASYNC110
+                await trio.sleep(0.005)
+    counts = dict(
+        await database.fetch("SELECT status, count(*) FROM notifyq.tasks GROUP BY status")
+    )
+    stats = service.statistics().workers
+    assert set(counts) <= {"done", "pending"}, counts  # nothing left in_progress
+    assert counts["done"] == stats.done
+    assert counts.get("pending", 0) == total - stats.done
+    assert stats.released > 0  # there was a buffer to give back
+    assert (
+        await database.fetchval(
+            "SELECT count(*) FROM notifyq.tasks WHERE status = 'pending' AND attempts > 0"
+        )
+        == 0
+    )

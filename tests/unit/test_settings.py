@@ -61,7 +61,8 @@ def test_known_environment_names_are_covered() -> None:
 def test_defaults_are_the_documented_ones() -> None:
     s = load()
     assert s.worker_count == 5
-    assert s.fetch_limit == 10
+    assert s.fetch_limit == 500
+    assert s.prefetch is None  # auto
     assert s.fetch_interval_s == 5.0
     assert s.queues == ("default",)
     assert s.shutdown_timeout_s == 30.0
@@ -559,3 +560,9 @@ def test_every_setting_and_stop_signal_is_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert [name for name in sorted(ENV_NAMES) if f"`{name}`" not in readme] == []
     assert [s.name for s in STOP_SIGNALS if s.name not in readme] == []
+
+
+def test_prefetch_is_auto_or_a_count() -> None:
+    assert load(prefetch="auto").prefetch is None
+    assert load(prefetch="0").prefetch == 0
+    assert load(prefetch=200).prefetch == 200
