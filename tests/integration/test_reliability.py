@@ -272,12 +272,19 @@ async def test_a_small_pool_still_keeps_leases(database: db.Database, pool_size:
     ):
         long = await insert(database, "sleep", 2.2)
         short = [await insert(database, "noop") for _ in range(20)]
-        await trio.sleep(1.6)
-        # The heartbeat has extended the lease beyond the first one.
-        extended = await database.fetchval(
-            "SELECT locked_until - started_at > interval '1.2 s' FROM notifyq.tasks WHERE id = $1",
-            long,
-        )
+        # The heartbeat extends the lease beyond the first one while the task runs (read
+        # until seen: a loaded machine may start the task late).
+        extended = False
+        with trio.move_on_after(15):
+            while not extended:
+                extended = bool(
+                    await database.fetchval(
+                        "SELECT locked_until - started_at > interval '1.2 s'"
+                        " FROM notifyq.tasks WHERE id = $1 AND status = 'in_progress'",
+                        long,
+                    )
+                )
+                await trio.sleep(0.05)
         assert extended, "the lease was not extended: the heartbeat got no connection"
         [row, *rows] = await wait_ended(database, long, *short, timeout=20)
         assert service.statistics().workers.recovered == 0
