@@ -1319,12 +1319,21 @@ SELECT count(*) FROM notifyq.tasks
 -- The other console statements read it as a derived table (store/console.py puts it where
 -- they say `/* matching */`); the planner flattens it, so every key is a plain condition
 -- on the table. They run with plan_cache_mode force_custom_plan (console_custom_plans):
--- each plan is made for the keys given, and the others' `IS NULL OR` fall away.
+-- each plan is made for the keys given, and the others' `IS NULL OR` fall away. One status,
+-- queue or kind becomes an equality, which an ordered scan of (status, id) or (kind, id)
+-- can serve newest first; `= ANY` of one element cannot (measured at 10M rows: 1.5 s
+-- against 0.2 ms for the first page of `status=error`).
 SELECT t.*
   FROM notifyq.tasks t
- WHERE ($1::text[] IS NULL OR t.status = ANY($1::text[]))
-   AND ($2::text[] IS NULL OR t.queue = ANY($2::text[]))
-   AND ($3::text[] IS NULL OR t.kind = ANY($3::text[]))
+ WHERE ($1::text[] IS NULL
+        OR cardinality($1::text[]) = 1 AND t.status = ($1::text[])[1]
+        OR cardinality($1::text[]) > 1 AND t.status = ANY($1::text[]))
+   AND ($2::text[] IS NULL
+        OR cardinality($2::text[]) = 1 AND t.queue = ($2::text[])[1]
+        OR cardinality($2::text[]) > 1 AND t.queue = ANY($2::text[]))
+   AND ($3::text[] IS NULL
+        OR cardinality($3::text[]) = 1 AND t.kind = ($3::text[])[1]
+        OR cardinality($3::text[]) > 1 AND t.kind = ANY($3::text[]))
    AND ($4::int[] IS NULL OR t.priority = ANY($4::int[]))
    AND ($5::bigint[] IS NULL OR t.id = ANY($5::bigint[]))
    AND ($6::timestamptz IS NULL AND $7::float8 IS NULL
